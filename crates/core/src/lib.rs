@@ -1,0 +1,1 @@
+//! Azure IoT Hub jobs client core: connection strings, SAS, credentials, HTTP pipeline, jobs.

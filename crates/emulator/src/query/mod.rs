@@ -1,0 +1,1 @@
+//! The IoT Hub query language (WHERE conditions and SELECT queries).
