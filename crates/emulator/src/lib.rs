@@ -1,4 +1,23 @@
 //! iothub-emulator: a local Azure IoT Hub for jobs, twins, devices and queries.
 //! It shares no code with the client crates, so it cannot inherit the client's bugs.
 
+pub mod api;
+pub mod auth;
+pub mod cli;
+pub mod clock;
+pub mod control;
+pub mod devices;
+pub mod errors;
+pub mod faults;
+pub mod hub;
+pub mod jobs;
+pub mod limits;
+pub mod paging;
 pub mod query;
+pub mod record;
+mod run;
+pub mod server;
+pub mod tls;
+pub mod twin;
+
+pub use run::{run, run_until, Ready};

@@ -1,0 +1,250 @@
+//! The IoT Hub REST surface: jobs, queries, twins and device identities.
+//! Handlers take an already-authenticated request and return a [`Reply`].
+
+use bytes::Bytes;
+use hyper::header::HeaderMap;
+use hyper::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::cli::UnknownJob;
+use crate::errors::{ApiError, ErrorCode};
+use crate::hub::Hub;
+use crate::jobs::{job_not_found, parse_job_request, validate_job_id};
+use crate::paging;
+use crate::query::{parse_select, Source};
+
+/// A successful answer: status, JSON body (or none) and extra headers.
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: Option<Vec<u8>>,
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl Reply {
+    pub fn json(value: &Value) -> Self {
+        Self {
+            status: StatusCode::OK,
+            body: Some(serde_json::to_vec(value).unwrap_or_default()),
+            headers: Vec::new(),
+        }
+    }
+
+    fn empty(status: StatusCode) -> Self {
+        Self {
+            status,
+            body: None,
+            headers: Vec::new(),
+        }
+    }
+}
+
+pub struct ApiRequest<'a> {
+    pub method: &'a Method,
+    /// Percent-decoded path segments, without the empty leading one.
+    pub segments: &'a [String],
+    pub query: &'a [(String, String)],
+    pub headers: &'a HeaderMap,
+    pub body: &'a Bytes,
+}
+
+impl ApiRequest<'_> {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    fn query_param(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn json_body(&self) -> Result<Value, ApiError> {
+        if self.body.is_empty() {
+            return Err(ApiError::new(
+                ErrorCode::IotHubFormatError,
+                "The request body is empty",
+            ));
+        }
+        serde_json::from_slice(self.body).map_err(|e| {
+            ApiError::new(
+                ErrorCode::IotHubFormatError,
+                format!("The request body is not valid JSON: {e}"),
+            )
+        })
+    }
+}
+
+fn method_not_allowed(method: &Method) -> ApiError {
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        format!("The method {method} is not supported on this resource"),
+    )
+}
+
+fn throttle(limiter: &Option<crate::limits::RateLimiter>, what: &str) -> Result<(), ApiError> {
+    match limiter {
+        Some(l) if !l.try_acquire() => Err(ApiError::new(
+            ErrorCode::ThrottlingException,
+            format!("Throttling: too many {what} for this hub's tier"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Routes one request. Only the path decides the resource; the method picks the operation.
+pub fn route(hub: &Hub, req: &ApiRequest<'_>) -> Result<Reply, ApiError> {
+    let seg: Vec<&str> = req.segments.iter().map(String::as_str).collect();
+    match (req.method, seg.as_slice()) {
+        (&Method::GET, ["jobs", "v2", "query"]) => query_jobs(hub, req),
+        (_, ["jobs", "v2", "query"]) => Err(method_not_allowed(req.method)),
+        (&Method::PUT, ["jobs", "v2", id]) => create_job(hub, req, id),
+        (&Method::GET, ["jobs", "v2", id]) => get_job(hub, id),
+        (&Method::POST, ["jobs", "v2", id, "cancel"]) => {
+            throttle(&hub.job_ops, "job operations")?;
+            hub.engine.cancel(id).map(|j| Reply::json(&j))
+        }
+        (_, ["jobs", "v2", _]) | (_, ["jobs", "v2", _, "cancel"]) => {
+            Err(method_not_allowed(req.method))
+        }
+        (&Method::POST, ["devices", "query"]) => query_devices(hub, req),
+        (_, ["devices", "query"]) => Err(method_not_allowed(req.method)),
+        (&Method::GET, ["twins", id]) => hub.devices.twin(id).map(|t| Reply::json(&t)),
+        (&Method::PATCH, ["twins", id]) | (&Method::PUT, ["twins", id]) => {
+            let body = req.json_body()?;
+            let replace = req.method == Method::PUT;
+            let twin = hub.devices.update_twin(
+                id,
+                &body,
+                req.header("if-match"),
+                replace,
+                hub.clock.now_ms(),
+            )?;
+            Ok(Reply::json(&twin))
+        }
+        (_, ["twins", _]) => Err(method_not_allowed(req.method)),
+        (&Method::GET, ["devices", id]) => hub.devices.identity(id).map(|d| Reply::json(&d)),
+        (&Method::PUT, ["devices", id]) => {
+            let body = req.json_body()?;
+            let device =
+                hub.devices
+                    .put_identity(id, &body, req.header("if-match"), hub.clock.now_ms())?;
+            Ok(Reply::json(&device))
+        }
+        (&Method::DELETE, ["devices", id]) => {
+            hub.devices.delete(id, req.header("if-match"))?;
+            Ok(Reply::empty(StatusCode::NO_CONTENT))
+        }
+        (_, ["devices", _]) => Err(method_not_allowed(req.method)),
+        _ => Err(ApiError::new(
+            ErrorCode::NotFound,
+            "The requested resource does not exist on this hub",
+        )),
+    }
+}
+
+fn create_job(hub: &Hub, req: &ApiRequest<'_>, id: &str) -> Result<Reply, ApiError> {
+    hub.engine.count_attempt(id);
+    throttle(&hub.job_ops, "job operations")?;
+    let body = req.json_body()?;
+    let spec = parse_job_request(id, &body, hub.clock.now_ms())?;
+    hub.engine.create(spec).map(|j| Reply::json(&j))
+}
+
+fn get_job(hub: &Hub, id: &str) -> Result<Reply, ApiError> {
+    throttle(&hub.job_ops, "job operations")?;
+    if let Some(body) = hub.engine.get_bytes(id) {
+        return Ok(Reply {
+            status: StatusCode::OK,
+            body: Some(body),
+            headers: Vec::new(),
+        });
+    }
+    match hub.config.unknown_job {
+        UnknownJob::NotFound => Err(job_not_found(id)),
+        // Some hubs answer 200 with status "unknown" for a job they do not know.
+        UnknownJob::StatusUnknown => Ok(Reply::json(&json!({
+            "jobId": validate_job_id(id).is_ok().then_some(id),
+            "type": "unknown",
+            "queryCondition": null,
+            "createdTime": null,
+            "startTime": null,
+            "endTime": null,
+            "maxExecutionTimeInSeconds": null,
+            "status": "unknown",
+            "failureReason": null,
+            "statusMessage": null,
+            "deviceJobStatistics": {"deviceCount": 0, "failedCount": 0, "succeededCount": 0, "runningCount": 0, "pendingCount": 0},
+        }))),
+    }
+}
+
+/// Answers one page of `items` with the paging headers.
+fn paged(req: &ApiRequest<'_>, items: Vec<Value>, item_type: &str) -> Result<Reply, ApiError> {
+    let page = paging::page(
+        items.len(),
+        req.header("x-ms-max-item-count"),
+        req.header("x-ms-continuation"),
+    )?;
+    let body = Value::Array(
+        items
+            .into_iter()
+            .skip(page.start)
+            .take(page.end - page.start)
+            .collect(),
+    );
+    let mut reply = Reply::json(&body);
+    reply
+        .headers
+        .push(("x-ms-item-type", item_type.to_string()));
+    if let Some(token) = page.continuation {
+        reply.headers.push(("x-ms-continuation", token));
+    }
+    Ok(reply)
+}
+
+fn query_jobs(hub: &Hub, req: &ApiRequest<'_>) -> Result<Reply, ApiError> {
+    throttle(&hub.job_ops, "job operations")?;
+    let jobs = hub
+        .engine
+        .list(req.query_param("jobType"), req.query_param("jobStatus"));
+    paged(req, jobs, "jobResponse")
+}
+
+fn query_devices(hub: &Hub, req: &ApiRequest<'_>) -> Result<Reply, ApiError> {
+    throttle(&hub.queries, "queries")?;
+    let body = req.json_body()?;
+    let text = body.get("query").and_then(Value::as_str).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::ArgumentInvalid,
+            "The body must be {\"query\": \"SELECT * FROM devices ...\"}",
+        )
+    })?;
+    let query = parse_select(text).map_err(|e| {
+        ApiError::new(
+            ErrorCode::ArgumentInvalid,
+            format!("Query parse error: {e}"),
+        )
+    })?;
+    match query.source {
+        Source::Devices => {
+            let twins: Vec<Value> = hub
+                .devices
+                .twins()
+                .into_iter()
+                .filter(|t| query.matches(t))
+                .collect();
+            paged(req, twins, "twin")
+        }
+        Source::DevicesJobs => {
+            let rows: Vec<Value> = hub
+                .engine
+                .device_rows()
+                .into_iter()
+                .filter(|r| query.matches(r))
+                .collect();
+            paged(req, rows, "deviceJob")
+        }
+    }
+}

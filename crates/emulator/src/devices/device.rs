@@ -1,0 +1,268 @@
+//! One simulated device: identity, twin and direct-method behaviour, and the JSON shapes the
+//! service returns for them.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use crate::clock::iso;
+use crate::errors::{ApiError, ErrorCode};
+use crate::twin::{device_etag, merge_patch, strip_nulls, twin_etag};
+
+/// How a simulated device answers direct methods.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MethodBehaviour {
+    pub status: i64,
+    pub payload: Value,
+    /// Emulated milliseconds the device takes to answer.
+    pub delay_ms: u64,
+    /// An offline device never answers: DeviceNotOnline after the connect timeout.
+    pub offline: bool,
+}
+
+impl Default for MethodBehaviour {
+    fn default() -> Self {
+        Self {
+            status: 200,
+            payload: json!({"ok": true}),
+            delay_ms: 0,
+            offline: false,
+        }
+    }
+}
+
+/// A partial behaviour update (control API and seed files): absent fields are kept.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BehaviourPatch {
+    pub status: Option<i64>,
+    pub payload: Option<Value>,
+    pub delay_ms: Option<u64>,
+    pub offline: Option<bool>,
+}
+
+impl MethodBehaviour {
+    pub fn apply(&mut self, p: &BehaviourPatch) {
+        if let Some(s) = p.status {
+            self.status = s;
+        }
+        if let Some(v) = &p.payload {
+            self.payload = v.clone();
+        }
+        if let Some(d) = p.delay_ms {
+            self.delay_ms = d;
+        }
+        if let Some(o) = p.offline {
+            self.offline = o;
+        }
+    }
+
+    pub fn to_json(&self) -> Value {
+        json!({"status": self.status, "payload": self.payload, "delayMs": self.delay_ms, "offline": self.offline})
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Device {
+    pub id: String,
+    generation_id: String,
+    pub(crate) enabled: bool,
+    pub(crate) primary_key: String,
+    pub(crate) secondary_key: String,
+    pub(crate) identity_version: u64,
+    pub tags: Map<String, Value>,
+    pub desired: Map<String, Value>,
+    pub reported: Map<String, Value>,
+    /// Twin version: bumped by every twin change.
+    version: u64,
+    desired_version: u64,
+    reported_version: u64,
+    updated_ms: i64,
+    pub behaviour: MethodBehaviour,
+    pub method_calls: u64,
+    last_method: Option<(String, Value)>,
+}
+
+fn random_key() -> String {
+    let mut bytes = [0u8; 32];
+    fastrand::fill(&mut bytes);
+    STANDARD.encode(bytes)
+}
+
+impl Device {
+    pub fn new(id: impl Into<String>, now_ms: i64) -> Self {
+        Self {
+            id: id.into(),
+            generation_id: format!(
+                "{}",
+                fastrand::u64(100_000_000_000_000_000..999_999_999_999_999_999)
+            ),
+            enabled: true,
+            primary_key: random_key(),
+            secondary_key: random_key(),
+            identity_version: 1,
+            tags: Map::new(),
+            desired: Map::new(),
+            reported: Map::new(),
+            version: 1,
+            desired_version: 1,
+            reported_version: 1,
+            updated_ms: now_ms,
+            behaviour: MethodBehaviour::default(),
+            method_calls: 0,
+            last_method: None,
+        }
+    }
+
+    fn connection_state(&self) -> &'static str {
+        if self.behaviour.offline {
+            "Disconnected"
+        } else {
+            "Connected"
+        }
+    }
+
+    pub fn etag(&self) -> String {
+        twin_etag(self.version)
+    }
+
+    pub fn device_etag(&self) -> String {
+        device_etag(self.identity_version)
+    }
+
+    fn section(map: &Map<String, Value>, version: u64, updated_ms: i64) -> Value {
+        let mut out = map.clone();
+        out.insert("$metadata".into(), json!({"$lastUpdated": iso(updated_ms)}));
+        out.insert("$version".into(), json!(version));
+        Value::Object(out)
+    }
+
+    /// The twin document as the service returns it (and as query conditions see it).
+    pub fn twin(&self) -> Value {
+        json!({
+            "deviceId": self.id,
+            "etag": self.etag(),
+            "deviceEtag": self.device_etag(),
+            "status": if self.enabled { "enabled" } else { "disabled" },
+            "statusUpdateTime": "0001-01-01T00:00:00Z",
+            "connectionState": self.connection_state(),
+            "lastActivityTime": "0001-01-01T00:00:00Z",
+            "cloudToDeviceMessageCount": 0,
+            "authenticationType": "sas",
+            "x509Thumbprint": {"primaryThumbprint": null, "secondaryThumbprint": null},
+            "modelId": "",
+            "version": self.version,
+            "tags": self.tags,
+            "properties": {
+                "desired": Self::section(&self.desired, self.desired_version, self.updated_ms),
+                "reported": Self::section(&self.reported, self.reported_version, self.updated_ms),
+            },
+            "capabilities": {"iotEdge": false},
+        })
+    }
+
+    /// The device identity document (`/devices/{id}`).
+    pub fn identity(&self) -> Value {
+        json!({
+            "deviceId": self.id,
+            "generationId": self.generation_id,
+            "etag": self.device_etag(),
+            "connectionState": self.connection_state(),
+            "status": if self.enabled { "enabled" } else { "disabled" },
+            "statusReason": null,
+            "connectionStateUpdatedTime": "0001-01-01T00:00:00Z",
+            "statusUpdatedTime": "0001-01-01T00:00:00Z",
+            "lastActivityTime": "0001-01-01T00:00:00Z",
+            "cloudToDeviceMessageCount": 0,
+            "authentication": {
+                "symmetricKey": {"primaryKey": self.primary_key, "secondaryKey": self.secondary_key},
+                "x509Thumbprint": {"primaryThumbprint": null, "secondaryThumbprint": null},
+                "type": "sas",
+            },
+            "capabilities": {"iotEdge": false},
+        })
+    }
+
+    /// What the control API shows: behaviour and what the device has been asked.
+    pub fn control_view(&self) -> Value {
+        json!({
+            "deviceId": self.id,
+            "tags": self.tags,
+            "desired": self.desired,
+            "reported": self.reported,
+            "method": self.behaviour.to_json(),
+            "methodCalls": self.method_calls,
+            "lastMethod": self.last_method.as_ref().map(|(name, payload)| json!({"methodName": name, "payload": payload})),
+        })
+    }
+
+    /// Applies `tags` and `properties.desired` of a twin patch (merge semantics); bumps versions.
+    pub fn patch_twin(&mut self, patch: &Value, now_ms: i64) -> Result<(), ApiError> {
+        let (tags, desired) = twin_sections(patch)?;
+        let tags_changed = tags.is_some_and(|t| merge_patch(&mut self.tags, t));
+        let desired_changed = desired.is_some_and(|d| merge_patch(&mut self.desired, d));
+        self.bump(tags_changed, desired_changed, now_ms);
+        Ok(())
+    }
+
+    /// Replaces `tags` and `properties.desired` (PUT /twins semantics).
+    pub fn replace_twin(&mut self, twin: &Value, now_ms: i64) -> Result<(), ApiError> {
+        let (tags, desired) = twin_sections(twin)?;
+        let mut tags = tags.cloned().unwrap_or_default();
+        let mut desired = desired.cloned().unwrap_or_default();
+        strip_nulls(&mut tags);
+        strip_nulls(&mut desired);
+        let desired_changed = desired != self.desired;
+        self.tags = tags;
+        self.desired = desired;
+        self.bump(true, desired_changed, now_ms);
+        Ok(())
+    }
+
+    fn bump(&mut self, tags_changed: bool, desired_changed: bool, now_ms: i64) {
+        if desired_changed {
+            self.desired_version += 1;
+        }
+        if tags_changed || desired_changed {
+            self.version += 1;
+            self.updated_ms = now_ms;
+        }
+    }
+
+    pub fn record_method(&mut self, name: &str, payload: &Value) {
+        self.method_calls += 1;
+        self.last_method = Some((name.to_string(), payload.clone()));
+    }
+}
+
+type Sections<'a> = (
+    Option<&'a Map<String, Value>>,
+    Option<&'a Map<String, Value>>,
+);
+
+/// Pulls `tags` and `properties.desired` out of a twin body, rejecting non-objects.
+fn twin_sections(twin: &Value) -> Result<Sections<'_>, ApiError> {
+    let bad = |what: &str| {
+        ApiError::new(
+            ErrorCode::ArgumentInvalid,
+            format!("{what} must be a JSON object"),
+        )
+    };
+    let twin = twin.as_object().ok_or_else(|| bad("the twin"))?;
+    let tags = match twin.get("tags") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(t)) => Some(t),
+        Some(_) => return Err(bad("tags")),
+    };
+    let desired = match twin.get("properties") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(p)) => match p.get("desired") {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(d)) => Some(d),
+            Some(_) => return Err(bad("properties.desired")),
+        },
+        Some(_) => return Err(bad("properties")),
+    };
+    Ok((tags, desired))
+}

@@ -1,0 +1,318 @@
+//! The device registry: identities, twins and the simulated direct-method behaviour of each
+//! device. One `RwLock` over a sorted map; every operation holds it briefly and never across
+//! an `.await`, so request handling and job workers never stall each other.
+
+mod device;
+mod seed;
+
+use std::collections::BTreeMap;
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use serde_json::Value;
+
+use crate::errors::{ApiError, ErrorCode};
+use crate::twin::if_match;
+pub use device::{BehaviourPatch, Device, MethodBehaviour};
+pub use seed::{validate_device_id, Seed, SeedDevice, SeedProperties};
+
+#[derive(Default)]
+pub struct Registry {
+    devices: RwLock<BTreeMap<String, Device>>,
+}
+
+pub fn not_found(id: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::DeviceNotFound,
+        format!("Device {id} not registered"),
+    )
+}
+
+impl Registry {
+    pub fn read(&self) -> RwLockReadGuard<'_, BTreeMap<String, Device>> {
+        self.devices.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn write(&self) -> RwLockWriteGuard<'_, BTreeMap<String, Device>> {
+        self.devices.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn len(&self) -> usize {
+        self.read().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Adds (or overwrites) devices; with `replace`, removes every other device first.
+    pub fn load(&self, devices: Vec<Device>, replace: bool) {
+        let mut map = self.write();
+        if replace {
+            map.clear();
+        }
+        for d in devices {
+            map.insert(d.id.clone(), d);
+        }
+    }
+
+    pub fn twin(&self, id: &str) -> Result<Value, ApiError> {
+        self.read()
+            .get(id)
+            .map(Device::twin)
+            .ok_or_else(|| not_found(id))
+    }
+
+    pub fn twins(&self) -> Vec<Value> {
+        self.read().values().map(Device::twin).collect()
+    }
+
+    pub fn update_twin(
+        &self,
+        id: &str,
+        body: &Value,
+        etag: Option<&str>,
+        replace: bool,
+        now_ms: i64,
+    ) -> Result<Value, ApiError> {
+        let mut map = self.write();
+        let d = map.get_mut(id).ok_or_else(|| not_found(id))?;
+        if !if_match(etag, &d.etag()) {
+            return Err(ApiError::new(
+                ErrorCode::PreconditionFailed,
+                format!("Precondition failed: the twin etag of {id} does not match"),
+            ));
+        }
+        if replace {
+            d.replace_twin(body, now_ms)?;
+        } else {
+            d.patch_twin(body, now_ms)?;
+        }
+        Ok(d.twin())
+    }
+
+    pub fn identity(&self, id: &str) -> Result<Value, ApiError> {
+        self.read()
+            .get(id)
+            .map(Device::identity)
+            .ok_or_else(|| not_found(id))
+    }
+
+    /// PUT /devices/{id}: create, or update when the caller sends `If-Match`.
+    pub fn put_identity(
+        &self,
+        id: &str,
+        body: &Value,
+        etag: Option<&str>,
+        now_ms: i64,
+    ) -> Result<Value, ApiError> {
+        validate_device_id(id)?;
+        let obj = body.as_object().ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::ArgumentInvalid,
+                "the device must be a JSON object",
+            )
+        })?;
+        if let Some(body_id) = obj.get("deviceId").and_then(Value::as_str) {
+            if body_id != id {
+                return Err(ApiError::new(
+                    ErrorCode::ArgumentInvalid,
+                    format!("deviceId '{body_id}' in the body does not match '{id}' in the path"),
+                ));
+            }
+        }
+        let enabled = match obj.get("status").and_then(Value::as_str) {
+            None | Some("enabled") => true,
+            Some("disabled") => false,
+            Some(other) => {
+                return Err(ApiError::new(
+                    ErrorCode::ArgumentInvalid,
+                    format!("status must be enabled or disabled, not '{other}'"),
+                ))
+            }
+        };
+        let keys = obj
+            .get("authentication")
+            .and_then(|a| a.get("symmetricKey"));
+        let key = |name: &str| {
+            keys.and_then(|k| k.get(name))
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+        };
+        let mut map = self.write();
+        match map.get_mut(id) {
+            Some(d) => {
+                if etag.is_none() {
+                    return Err(ApiError::new(
+                        ErrorCode::DeviceAlreadyExists,
+                        format!("A device with ID '{id}' is already registered"),
+                    ));
+                }
+                if !if_match(etag, &d.device_etag()) {
+                    return Err(ApiError::new(
+                        ErrorCode::PreconditionFailed,
+                        format!("Precondition failed: the etag of device {id} does not match"),
+                    ));
+                }
+                d.enabled = enabled;
+                if let Some(k) = key("primaryKey") {
+                    d.primary_key = k;
+                }
+                if let Some(k) = key("secondaryKey") {
+                    d.secondary_key = k;
+                }
+                d.identity_version += 1;
+                Ok(d.identity())
+            }
+            None => {
+                let mut d = Device::new(id, now_ms);
+                d.enabled = enabled;
+                if let Some(k) = key("primaryKey") {
+                    d.primary_key = k;
+                }
+                if let Some(k) = key("secondaryKey") {
+                    d.secondary_key = k;
+                }
+                let doc = d.identity();
+                map.insert(id.to_string(), d);
+                Ok(doc)
+            }
+        }
+    }
+
+    pub fn delete(&self, id: &str, etag: Option<&str>) -> Result<(), ApiError> {
+        let mut map = self.write();
+        let d = map.get(id).ok_or_else(|| not_found(id))?;
+        if !if_match(etag, &d.device_etag()) {
+            return Err(ApiError::new(
+                ErrorCode::PreconditionFailed,
+                format!("Precondition failed: the etag of device {id} does not match"),
+            ));
+        }
+        map.remove(id);
+        Ok(())
+    }
+
+    /// Updates the method behaviour of one device, or of all devices when `id` is `*`.
+    pub fn set_behaviour(&self, id: &str, patch: &BehaviourPatch) -> Result<usize, ApiError> {
+        let mut map = self.write();
+        if id == "*" {
+            map.values_mut().for_each(|d| d.behaviour.apply(patch));
+            return Ok(map.len());
+        }
+        map.get_mut(id)
+            .ok_or_else(|| not_found(id))?
+            .behaviour
+            .apply(patch);
+        Ok(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn generated_devices_have_group_and_index_tags() {
+        let devs = Seed::generated(3).build(0).unwrap();
+        let ids: Vec<_> = devs.iter().map(|d| d.id.as_str()).collect();
+        assert_eq!(ids, ["device-0000", "device-0001", "device-0002"]);
+        assert_eq!(
+            devs[1].tags,
+            *json!({"group": "odd", "index": 1}).as_object().unwrap()
+        );
+        assert_eq!(devs[0].behaviour, MethodBehaviour::default());
+        let twin = devs[0].twin();
+        assert_eq!(twin["tags"]["group"], "even");
+        assert_eq!(twin["connectionState"], "Connected");
+        assert_eq!(twin["etag"], "AAAAAAAAAAE=");
+    }
+
+    #[test]
+    fn seed_file_format() {
+        let seed = Seed::from_json(json!({
+            "generate": 1,
+            "devices": [{
+                "deviceId": "pump-1",
+                "tags": {"site": "a"},
+                "properties": {"desired": {"speed": 3}, "reported": {"fw": "1.0"}},
+                "method": {"status": 500, "payload": {"err": 1}, "delayMs": 20, "offline": true}
+            }]
+        }))
+        .unwrap();
+        let devs = seed.build(0).unwrap();
+        assert_eq!(devs.len(), 2);
+        let pump = devs[1].twin();
+        assert_eq!(pump["properties"]["desired"]["speed"], 3);
+        assert_eq!(pump["properties"]["reported"]["fw"], "1.0");
+        assert_eq!(pump["connectionState"], "Disconnected");
+        assert_eq!(devs[1].behaviour.status, 500);
+        assert!(Seed::from_json(json!([{"deviceId": "x"}]))
+            .unwrap()
+            .build(0)
+            .is_ok());
+        assert!(Seed::from_json(json!({"devices": [{"deviceId": "x", "bogus": 1}]})).is_err());
+        assert!(Seed::from_json(json!([{"deviceId": "bad id"}]))
+            .unwrap()
+            .build(0)
+            .is_err());
+    }
+
+    #[test]
+    fn twin_patch_bumps_versions_and_etag() {
+        let r = Registry::default();
+        r.load(Seed::generated(1).build(0).unwrap(), true);
+        let before = r.twin("device-0000").unwrap();
+        let after = r
+            .update_twin(
+                "device-0000",
+                &json!({"tags": {"group": null, "site": "x"}, "properties": {"desired": {"v": 1}}}),
+                None,
+                false,
+                5,
+            )
+            .unwrap();
+        assert_eq!(after["tags"], json!({"index": 0, "site": "x"}));
+        assert_eq!(after["properties"]["desired"]["v"], 1);
+        assert_eq!(after["properties"]["desired"]["$version"], 2);
+        assert_eq!(after["version"], before["version"].as_u64().unwrap() + 1);
+        assert_ne!(after["etag"], before["etag"]);
+        let stale = r.update_twin(
+            "device-0000",
+            &json!({"tags": {"a": 1}}),
+            before["etag"].as_str(),
+            false,
+            6,
+        );
+        assert_eq!(stale.unwrap_err().code, ErrorCode::PreconditionFailed);
+        assert_eq!(r.twin("nope").unwrap_err().code, ErrorCode::DeviceNotFound);
+    }
+
+    #[test]
+    fn identity_create_update_delete() {
+        let r = Registry::default();
+        let created = r
+            .put_identity("d1", &json!({"deviceId": "d1"}), None, 0)
+            .unwrap();
+        assert_eq!(created["status"], "enabled");
+        assert_eq!(
+            r.put_identity("d1", &json!({}), None, 0).unwrap_err().code,
+            ErrorCode::DeviceAlreadyExists
+        );
+        let etag = created["etag"].as_str().unwrap().to_string();
+        let updated = r
+            .put_identity("d1", &json!({"status": "disabled"}), Some(&etag), 0)
+            .unwrap();
+        assert_eq!(updated["status"], "disabled");
+        assert_eq!(
+            r.delete("d1", Some(&etag)).unwrap_err().code,
+            ErrorCode::PreconditionFailed
+        );
+        r.delete("d1", Some("*")).unwrap();
+        assert_eq!(
+            r.identity("d1").unwrap_err().code,
+            ErrorCode::DeviceNotFound
+        );
+    }
+}

@@ -1,0 +1,114 @@
+//! Seed files and control-API device lists: which devices exist at start or after a reset.
+
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::device::{BehaviourPatch, Device};
+use crate::errors::{ApiError, ErrorCode};
+
+/// One device in a seed file or control-API body (format documented in the README).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SeedDevice {
+    pub device_id: String,
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub tags: Map<String, Value>,
+    #[serde(default)]
+    pub properties: SeedProperties,
+    #[serde(default)]
+    pub method: BehaviourPatch,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedProperties {
+    #[serde(default)]
+    pub desired: Map<String, Value>,
+    #[serde(default)]
+    pub reported: Map<String, Value>,
+}
+
+/// A seed: explicit devices plus optionally `generate` default devices.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Seed {
+    #[serde(default)]
+    pub generate: usize,
+    #[serde(default)]
+    pub devices: Vec<SeedDevice>,
+}
+
+impl Seed {
+    /// Accepts `{"generate": N, "devices": [...]}` or a bare array of devices.
+    pub fn from_json(v: Value) -> Result<Seed, String> {
+        if v.is_array() {
+            let devices = serde_json::from_value(v).map_err(|e| format!("invalid seed: {e}"))?;
+            return Ok(Seed {
+                generate: 0,
+                devices,
+            });
+        }
+        serde_json::from_value(v).map_err(|e| format!("invalid seed: {e}"))
+    }
+
+    pub fn generated(n: usize) -> Seed {
+        Seed {
+            generate: n,
+            devices: Vec::new(),
+        }
+    }
+
+    /// The devices this seed describes, generated ones first.
+    pub fn build(&self, now_ms: i64) -> Result<Vec<Device>, String> {
+        let mut out: Vec<Device> = (0..self.generate)
+            .map(|i| {
+                let mut d = Device::new(format!("device-{i:04}"), now_ms);
+                d.tags.insert(
+                    "group".into(),
+                    json!(if i % 2 == 0 { "even" } else { "odd" }),
+                );
+                d.tags.insert("index".into(), json!(i));
+                d
+            })
+            .collect();
+        for s in &self.devices {
+            validate_device_id(&s.device_id).map_err(|e| e.message)?;
+            let mut d = Device::new(s.device_id.clone(), now_ms);
+            d.enabled = match s.status.as_deref() {
+                None | Some("enabled") => true,
+                Some("disabled") => false,
+                Some(other) => {
+                    return Err(format!(
+                        "device {}: status must be enabled or disabled, not {other:?}",
+                        s.device_id
+                    ))
+                }
+            };
+            d.tags = s.tags.clone();
+            d.desired = s.properties.desired.clone();
+            d.reported = s.properties.reported.clone();
+            d.behaviour.apply(&s.method);
+            out.push(d);
+        }
+        Ok(out)
+    }
+}
+
+/// Device ids: up to 128 characters of letters, digits and `-.+%_#*?!(),:=@$'`.
+pub fn validate_device_id(id: &str) -> Result<(), ApiError> {
+    let ok = !id.is_empty()
+        && id.len() <= 128
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-.+%_#*?!(),:=@$'".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            ErrorCode::ArgumentInvalid,
+            format!("Device id '{id}' is invalid"),
+        ))
+    }
+}

@@ -1,0 +1,99 @@
+//! The hub's shared state: everything a request handler or a job runner can reach.
+
+use std::sync::{Arc, RwLock};
+
+use crate::auth::Authenticator;
+use crate::cli::UnknownJob;
+use crate::clock::Clock;
+use crate::devices::{Device, Registry, Seed};
+use crate::faults::{Decision, FaultSpec};
+use crate::jobs::{Engine, EngineLimits};
+use crate::limits::{DevicePacer, RateLimiter, Tier};
+use crate::record::Recorder;
+
+pub struct HubConfig {
+    /// `host:port` as printed in the ready line.
+    pub host_name: String,
+    pub unknown_job: UnknownJob,
+    pub tier: Option<Tier>,
+    /// The devices `reset` recreates (from `--devices` and `--seed`).
+    pub initial_devices: Seed,
+}
+
+pub struct Hub {
+    pub config: HubConfig,
+    pub clock: Arc<Clock>,
+    pub devices: Arc<Registry>,
+    pub engine: Arc<Engine>,
+    pub auth: Authenticator,
+    faults: RwLock<FaultSpec>,
+    pub recorder: Recorder,
+    pub job_ops: Option<RateLimiter>,
+    pub queries: Option<RateLimiter>,
+}
+
+impl Hub {
+    pub fn new(
+        config: HubConfig,
+        auth: Authenticator,
+        faults: FaultSpec,
+    ) -> Result<Arc<Self>, String> {
+        let clock = Arc::new(Clock::new());
+        let devices = Arc::new(Registry::default());
+        devices.load(config.initial_devices.build(clock.now_ms())?, true);
+        let limits = config.tier.map(Tier::limits);
+        let engine = Engine::new(
+            clock.clone(),
+            devices.clone(),
+            EngineLimits {
+                max_active_jobs: limits.map(|l| l.concurrent_jobs),
+                pacer: limits.map(|l| DevicePacer::per_second(l.device_ops_per_second)),
+            },
+        );
+        Ok(Arc::new(Self {
+            clock,
+            devices,
+            engine,
+            auth,
+            faults: RwLock::new(faults),
+            recorder: Recorder::default(),
+            job_ops: limits.map(|l| RateLimiter::per_minute(l.job_ops_per_minute)),
+            queries: limits.map(|l| RateLimiter::per_minute(l.queries_per_minute)),
+            config,
+        }))
+    }
+
+    pub fn decide_fault(&self) -> Decision {
+        let faults = self.faults.read().unwrap_or_else(|e| e.into_inner());
+        if faults.is_empty() {
+            Decision {
+                latency_ms: 0,
+                fault: None,
+            }
+        } else {
+            faults.decide()
+        }
+    }
+
+    pub fn faults(&self) -> FaultSpec {
+        self.faults
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn set_faults(&self, spec: FaultSpec) {
+        *self.faults.write().unwrap_or_else(|e| e.into_inner()) = spec;
+    }
+
+    /// Back to the state right after start: initial devices, no jobs, records or faults, real time.
+    pub fn reset(&self) -> Result<(), String> {
+        self.engine.reset();
+        self.clock.reset();
+        let devices: Vec<Device> = self.config.initial_devices.build(self.clock.now_ms())?;
+        self.devices.load(devices, true);
+        self.recorder.clear();
+        self.set_faults(FaultSpec::default());
+        Ok(())
+    }
+}

@@ -1,0 +1,262 @@
+//! The job engine: the job store (create, get, cancel, list, device-job rows) and, per job,
+//! a runner task (see `runner.rs`) that walks the documented lifecycle on the emulator clock.
+//!
+//! Locking: an `RwLock` over the index and a `Mutex` per job, both std locks held only for
+//! short synchronous sections, never across an `.await`. `GET /jobs/v2/{id}` takes the read
+//! lock, clones one `Arc`, and serializes under the job's own lock.
+
+pub mod model;
+pub mod request;
+mod runner;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use serde_json::{json, Value};
+use tokio::sync::watch;
+
+use crate::clock::Clock;
+use crate::devices::Registry;
+use crate::errors::{ApiError, ErrorCode};
+use crate::limits::DevicePacer;
+use model::{DeviceOutcome, Job, JobStatus, RowStatus};
+pub use request::{parse_job_request, validate_job_id, NewJob};
+
+pub struct JobEntry {
+    job: Mutex<Job>,
+    cancel: watch::Sender<bool>,
+}
+
+impl JobEntry {
+    pub fn lock(&self) -> MutexGuard<'_, Job> {
+        self.job.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Resolves once the job has been cancelled (or the store reset).
+    pub async fn cancelled(&self) {
+        let mut rx = self.cancel.subscribe();
+        let _ = rx.wait_for(|c| *c).await;
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Successful creates (200 answers to PUT). More than 1 would mean a duplicated job.
+    pub creates: u64,
+    /// Every PUT for this id, including those answered 409 or 429.
+    pub attempts: u64,
+}
+
+#[derive(Default)]
+struct Index {
+    by_id: HashMap<String, Arc<JobEntry>>,
+    /// Creation order, which is the order of query results.
+    order: Vec<Arc<JobEntry>>,
+    counters: BTreeMap<String, Counters>,
+}
+
+/// How the engine is limited (`--tier`); the default is unlimited.
+#[derive(Default)]
+pub struct EngineLimits {
+    pub max_active_jobs: Option<usize>,
+    pub pacer: Option<DevicePacer>,
+}
+
+pub struct Engine {
+    pub clock: Arc<Clock>,
+    pub devices: Arc<Registry>,
+    limits: EngineLimits,
+    index: RwLock<Index>,
+}
+
+pub fn job_not_found(id: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::JobNotFound,
+        format!("Job with id '{id}' does not exist"),
+    )
+}
+
+impl Engine {
+    pub fn new(clock: Arc<Clock>, devices: Arc<Registry>, limits: EngineLimits) -> Arc<Self> {
+        Arc::new(Self {
+            clock,
+            devices,
+            limits,
+            index: RwLock::new(Index::default()),
+        })
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Index> {
+        self.index.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Index> {
+        self.index.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts a PUT attempt for `id` (called before validation of the rest of the request).
+    pub fn count_attempt(&self, id: &str) {
+        self.write()
+            .counters
+            .entry(id.to_string())
+            .or_default()
+            .attempts += 1;
+    }
+
+    /// Creates the job and starts its runner. Must be called inside the tokio runtime.
+    pub fn create(self: &Arc<Self>, spec: NewJob) -> Result<Value, ApiError> {
+        let now = self.clock.now_ms();
+        let entry = {
+            let mut index = self.write();
+            if index.by_id.contains_key(&spec.id) {
+                return Err(ApiError::new(
+                    ErrorCode::JobAlreadyExists,
+                    format!("A job with id '{}' already exists", spec.id),
+                ));
+            }
+            if let Some(max) = self.limits.max_active_jobs {
+                let active = index
+                    .order
+                    .iter()
+                    .filter(|e| !e.lock().status.is_terminal())
+                    .count();
+                if active >= max {
+                    return Err(ApiError::new(
+                        ErrorCode::ThrottlingMaxActiveJobCountExceeded,
+                        format!(
+                            "The hub already has {active} active jobs, the most this tier allows"
+                        ),
+                    ));
+                }
+            }
+            let entry = Arc::new(JobEntry {
+                job: Mutex::new(Job::new(spec.clone(), now)),
+                cancel: watch::channel(false).0,
+            });
+            index.by_id.insert(spec.id.clone(), entry.clone());
+            index.order.push(entry.clone());
+            index.counters.entry(spec.id.clone()).or_default().creates += 1;
+            entry
+        };
+        let body = entry.lock().to_json();
+        tokio::spawn(runner::run(self.clone(), entry));
+        Ok(body)
+    }
+
+    pub fn get(&self, id: &str) -> Option<Value> {
+        let entry = self.read().by_id.get(id).cloned()?;
+        let body = entry.lock().to_json();
+        Some(body)
+    }
+
+    /// The JobResponse already serialized (what `GET /jobs/v2/{id}` sends).
+    pub fn get_bytes(&self, id: &str) -> Option<Vec<u8>> {
+        let entry = self.read().by_id.get(id).cloned()?;
+        let body = entry.lock().to_bytes();
+        Some(body)
+    }
+
+    /// Cancels a job that has not finished; a finished job is returned unchanged.
+    pub fn cancel(&self, id: &str) -> Result<Value, ApiError> {
+        let entry = self
+            .read()
+            .by_id
+            .get(id)
+            .cloned()
+            .ok_or_else(|| job_not_found(id))?;
+        let now = self.clock.now_ms();
+        let body = {
+            let mut job = entry.lock();
+            if !job.status.is_terminal() {
+                job.finish(JobStatus::Cancelled, now);
+                // Devices not reached yet are never touched.
+                for i in 0..job.rows.len() {
+                    if job.rows[i].status == RowStatus::Pending {
+                        job.end_row(i, DeviceOutcome::Canceled, now);
+                    }
+                }
+            }
+            job.to_json()
+        };
+        entry.cancel.send_replace(true);
+        Ok(body)
+    }
+
+    /// Jobs in creation order, filtered like `GET /jobs/v2/query?jobType=&jobStatus=`.
+    pub fn list(&self, job_type: Option<&str>, job_status: Option<&str>) -> Vec<Value> {
+        let entries: Vec<Arc<JobEntry>> = self.read().order.clone();
+        entries
+            .iter()
+            .filter_map(|e| {
+                let job = e.lock();
+                let type_ok = job_type.is_none_or(|t| t == job.spec.kind.type_name());
+                let status_ok = job_status.is_none_or(|s| s == job.status.as_str());
+                (type_ok && status_ok).then(|| job.to_json())
+            })
+            .collect()
+    }
+
+    /// Every device-job row (for `SELECT * FROM devices.jobs`), job by job.
+    pub fn device_rows(&self) -> Vec<Value> {
+        let entries: Vec<Arc<JobEntry>> = self.read().order.clone();
+        let mut out = Vec::new();
+        for e in entries {
+            let job = e.lock();
+            out.extend((0..job.rows.len()).map(|i| job.row_json(i)));
+        }
+        out
+    }
+
+    /// The control API's view: every job (with its `creates`/`attempts` counters inline) plus
+    /// the counters of every id ever PUT, including ids that never became a job.
+    pub fn control_view(&self) -> Value {
+        let index_counters = self.read().counters.clone();
+        let counters: serde_json::Map<String, Value> = index_counters
+            .iter()
+            .map(|(id, c)| {
+                (
+                    id.clone(),
+                    json!({"creates": c.creates, "attempts": c.attempts}),
+                )
+            })
+            .collect();
+        let jobs: Vec<Value> = self
+            .list(None, None)
+            .into_iter()
+            .map(|mut job| {
+                let c = job["jobId"]
+                    .as_str()
+                    .and_then(|id| index_counters.get(id))
+                    .copied()
+                    .unwrap_or_default();
+                job["creates"] = json!(c.creates);
+                job["attempts"] = json!(c.attempts);
+                job
+            })
+            .collect();
+        json!({"jobs": jobs, "counters": counters})
+    }
+
+    pub fn counters(&self, id: &str) -> Counters {
+        self.read().counters.get(id).copied().unwrap_or_default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.read().order.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Stops every runner and forgets every job and counter.
+    pub fn reset(&self) {
+        let old = std::mem::take(&mut *self.write());
+        for e in old.order {
+            e.cancel.send_replace(true);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,245 @@
+//! One task per job: wait for the start time, evaluate the condition once, run the device
+//! operations (bounded parallelism, optional tier pacing), and finish as completed, failed
+//! or cancelled. `maxExecutionTimeInSeconds` is a deadline on the emulator clock.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use super::model::{DeviceOutcome, JobStatus, RowStatus};
+use super::request::{JobKind, MethodSpec, MAX_METHOD_PAYLOAD};
+use super::{Engine, JobEntry};
+use crate::errors::ErrorCode;
+use crate::query::parse_condition;
+
+/// Device operations in flight per job. Enough that slow devices overlap the way they do on
+/// the service, few enough that a 100k-device job does not spawn 100k tasks at once.
+const PARALLEL_DEVICE_OPS: usize = 256;
+
+enum Ending {
+    Done,
+    Deadline,
+    Cancelled,
+}
+
+pub(super) async fn run(engine: Arc<Engine>, entry: Arc<JobEntry>) {
+    let clock = engine.clock.clone();
+    let (start_ms, condition_text, kind, max_s) = {
+        let mut job = entry.lock();
+        if job.spec.start_ms > clock.now_ms() && job.status == JobStatus::Queued {
+            job.status = JobStatus::Scheduled;
+        }
+        (
+            job.spec.start_ms,
+            job.spec.query_condition.clone(),
+            Arc::new(job.spec.kind.clone()),
+            job.spec.max_execution_s,
+        )
+    };
+    tokio::select! {
+        _ = clock.sleep_until(start_ms) => {}
+        _ = entry.cancelled() => return,
+    }
+
+    // The condition is evaluated once, at start: devices added later are not part of the job.
+    let condition = match parse_condition(&condition_text) {
+        Ok(c) => c,
+        Err(e) => {
+            let mut job = entry.lock();
+            if !job.status.is_terminal() {
+                job.failure_reason = Some(format!(
+                    "The query condition '{condition_text}' is invalid: {e}"
+                ));
+                job.finish(JobStatus::Failed, clock.now_ms());
+            }
+            return;
+        }
+    };
+    let targets: Vec<String> = {
+        let devices = engine.devices.read();
+        devices
+            .values()
+            .filter(|d| condition.is_all() || condition.matches(&d.twin()))
+            .map(|d| d.id.clone())
+            .collect()
+    };
+    let started_ms = clock.now_ms();
+    {
+        let mut job = entry.lock();
+        if job.status.is_terminal() {
+            return;
+        }
+        job.status = JobStatus::Running;
+        job.rows = targets
+            .iter()
+            .map(|id| super::model::DeviceRow {
+                device_id: id.clone(),
+                status: RowStatus::Pending,
+                start_ms: None,
+                end_ms: None,
+                updated_ms: started_ms,
+                outcome: None,
+            })
+            .collect();
+        job.stats.device_count = targets.len() as u64;
+        job.stats.pending = targets.len() as u64;
+    }
+
+    let deadline = max_s.map(|s| started_ms.saturating_add((s as i64).saturating_mul(1000)));
+    let ending = tokio::select! {
+        _ = run_devices(&engine, &entry, &kind, targets) => Ending::Done,
+        _ = async { clock.sleep_until(deadline.unwrap_or(i64::MAX)).await }, if deadline.is_some() => Ending::Deadline,
+        _ = entry.cancelled() => Ending::Cancelled,
+    };
+    // Leaving the select dropped the in-flight device operations (if any).
+    let now = clock.now_ms();
+    let mut job = entry.lock();
+    let open: Vec<usize> = (0..job.rows.len())
+        .filter(|&i| !job.rows[i].status.is_terminal())
+        .collect();
+    match ending {
+        Ending::Cancelled => {
+            for i in open {
+                job.end_row(i, DeviceOutcome::Canceled, now);
+            }
+        }
+        Ending::Deadline => {
+            let missed = open.len();
+            for i in open {
+                let description = format!(
+                    "The job reached maxExecutionTimeInSeconds ({}s) before this device was done",
+                    max_s.unwrap_or(0)
+                );
+                job.end_row(
+                    i,
+                    DeviceOutcome::Failed {
+                        code: "JobTimeout".into(),
+                        description,
+                    },
+                    now,
+                );
+            }
+            if !job.status.is_terminal() {
+                job.status_message =
+                    Some(format!("maxExecutionTimeInSeconds elapsed; {missed} device(s) not done were counted as failed"));
+                job.finish(JobStatus::Completed, now);
+            }
+        }
+        Ending::Done => {
+            if !job.status.is_terminal() {
+                job.finish(JobStatus::Completed, now);
+            }
+        }
+    }
+}
+
+async fn run_devices(
+    engine: &Arc<Engine>,
+    entry: &Arc<JobEntry>,
+    kind: &Arc<JobKind>,
+    targets: Vec<String>,
+) {
+    let permits = Arc::new(Semaphore::new(PARALLEL_DEVICE_OPS));
+    let mut tasks = JoinSet::new();
+    for (i, device_id) in targets.into_iter().enumerate() {
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            break;
+        };
+        if let Some(pacer) = &engine.limits.pacer {
+            let slot = pacer.reserve(engine.clock.now_ms());
+            engine.clock.sleep_until(slot).await;
+        }
+        let (engine, entry, kind) = (engine.clone(), entry.clone(), kind.clone());
+        tasks.spawn(async move {
+            entry.lock().start_row(i, engine.clock.now_ms());
+            let outcome = match &*kind {
+                JobKind::Method(m) => invoke_method(&engine, &device_id, m).await,
+                JobKind::Twin(patch) => update_twin(&engine, &device_id, patch),
+            };
+            entry.lock().end_row(i, outcome, engine.clock.now_ms());
+            drop(permit);
+        });
+        // Reap finished tasks as we go so the set stays small on big jobs.
+        while tasks.try_join_next().is_some() {}
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+fn failed(code: ErrorCode, description: impl Into<String>) -> DeviceOutcome {
+    DeviceOutcome::Failed {
+        code: code.name().to_string(),
+        description: description.into(),
+    }
+}
+
+async fn invoke_method(engine: &Engine, device_id: &str, m: &MethodSpec) -> DeviceOutcome {
+    if m.payload_bytes > MAX_METHOD_PAYLOAD {
+        return failed(
+            ErrorCode::MessageTooLarge,
+            format!(
+                "The method payload is {} bytes; the limit is {MAX_METHOD_PAYLOAD}",
+                m.payload_bytes
+            ),
+        );
+    }
+    let behaviour = {
+        let mut devices = engine.devices.write();
+        let Some(device) = devices.get_mut(device_id) else {
+            return failed(
+                ErrorCode::DeviceNotFound,
+                format!("Device {device_id} not registered"),
+            );
+        };
+        if !device.behaviour.offline {
+            device.record_method(&m.method_name, &m.payload);
+        }
+        device.behaviour.clone()
+    };
+    if behaviour.offline {
+        engine
+            .clock
+            .sleep_ms(m.connect_timeout_s as i64 * 1000)
+            .await;
+        return failed(
+            ErrorCode::DeviceNotOnline,
+            "Timed out waiting for device to connect.",
+        );
+    }
+    let timeout_ms = m.response_timeout_s * 1000;
+    if behaviour.delay_ms > timeout_ms {
+        engine.clock.sleep_ms(timeout_ms as i64).await;
+        return failed(
+            ErrorCode::GatewayTimeout,
+            "Timed out waiting for the response from device.",
+        );
+    }
+    if behaviour.delay_ms > 0 {
+        engine.clock.sleep_ms(behaviour.delay_ms as i64).await;
+    }
+    DeviceOutcome::Succeeded {
+        status: behaviour.status,
+        payload: behaviour.payload,
+        is_method: true,
+    }
+}
+
+fn update_twin(engine: &Engine, device_id: &str, patch: &Value) -> DeviceOutcome {
+    let now = engine.clock.now_ms();
+    let mut devices = engine.devices.write();
+    let Some(device) = devices.get_mut(device_id) else {
+        return failed(
+            ErrorCode::DeviceNotFound,
+            format!("Device {device_id} not registered"),
+        );
+    };
+    match device.patch_twin(patch, now) {
+        Ok(()) => DeviceOutcome::Succeeded {
+            status: 200,
+            payload: Value::Null,
+            is_method: false,
+        },
+        Err(e) => failed(e.code, e.message),
+    }
+}

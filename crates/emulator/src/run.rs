@@ -1,0 +1,169 @@
+//! Start-up: seed, key, TLS, listener, the ready line, and serving until a signal.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use crate::auth::{Authenticator, Policy};
+use crate::cli::Args;
+use crate::devices::Seed;
+use crate::hub::{Hub, HubConfig};
+use crate::{server, tls};
+
+/// What the ready line tells clients. Holds the key: no `Debug`, printed only as the line.
+pub struct Ready {
+    pub host: String,
+    pub port: u16,
+    pub host_name: String,
+    pub connection_string: String,
+    pub ca_path: PathBuf,
+    pub ca_pem: String,
+}
+
+impl Ready {
+    pub fn line(&self) -> String {
+        json!({
+            "host": self.host,
+            "port": self.port,
+            "hostName": self.host_name,
+            "connectionString": self.connection_string,
+            "caPath": self.ca_path.to_string_lossy(),
+        })
+        .to_string()
+    }
+
+    /// Prints the ready line to stdout and flushes, so a parent process sees it at once.
+    pub fn print(&self) {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{}", self.line());
+        let _ = out.flush();
+    }
+}
+
+fn initial_seed(args: &Args) -> Result<Seed, String> {
+    let mut seed = match &args.seed {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let value = serde_json::from_str(&text)
+                .map_err(|e| format!("{} is not JSON: {e}", path.display()))?;
+            Seed::from_json(value).map_err(|e| format!("{}: {e}", path.display()))?
+        }
+        None => Seed::default(),
+    };
+    seed.generate = seed.generate.max(args.devices);
+    Ok(seed)
+}
+
+fn random_key() -> Result<String, String> {
+    let mut key = [0u8; 32];
+    getrandom::fill(&mut key).map_err(|e| format!("no randomness for the hub key: {e}"))?;
+    Ok(STANDARD.encode(key))
+}
+
+/// Serves until SIGTERM or SIGINT.
+pub async fn run(args: Args, on_ready: impl FnOnce(&Ready)) -> Result<(), String> {
+    run_until(args, on_ready, shutdown_signal()).await
+}
+
+/// Serves until `shutdown` resolves (tests pass their own future).
+pub async fn run_until(
+    args: Args,
+    on_ready: impl FnOnce(&Ready),
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), String> {
+    let seed = initial_seed(&args)?;
+    let listener = TcpListener::bind((args.host.as_str(), args.port))
+        .await
+        .map_err(|e| format!("cannot listen on {}:{}: {e}", args.host, args.port))?;
+    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+    let host_name = if args.host.contains(':') {
+        format!("[{}]:{port}", args.host)
+    } else {
+        format!("{}:{port}", args.host)
+    };
+    let key = random_key()?;
+    let tls = tls::generate(&args.host)?;
+
+    let mut hub_names = vec![
+        host_name.clone(),
+        format!("localhost:{port}"),
+        format!("127.0.0.1:{port}"),
+        format!("[::1]:{port}"),
+    ];
+    hub_names.extend([args.host.clone(), "localhost".into(), "127.0.0.1".into()]);
+    let auth = Authenticator::new(
+        hub_names,
+        vec![Policy::new("iothubowner", &key)],
+        args.bearer_tokens.clone(),
+    );
+    let config = HubConfig {
+        host_name: host_name.clone(),
+        unknown_job: args.unknown_job,
+        tier: args.tier,
+        initial_devices: seed,
+    };
+    let hub: Arc<Hub> = Hub::new(config, auth, args.faults.clone())?;
+
+    let ready = Ready {
+        host: args.host.clone(),
+        port,
+        connection_string: format!(
+            "HostName={host_name};SharedAccessKeyName=iothubowner;SharedAccessKey={key}"
+        ),
+        host_name,
+        ca_path: tls.ca_path.clone(),
+        ca_pem: tls.ca_pem.clone(),
+    };
+    eprintln!(
+        "iothub-emulator: serving https://{} ({} devices, tier {}, faults '{}')",
+        ready.host_name,
+        hub.devices.len(),
+        args.tier
+            .map(|t| format!("{t:?}"))
+            .unwrap_or_else(|| "unlimited".into()),
+        args.faults
+    );
+    on_ready(&ready);
+    server::serve(
+        hub,
+        listener,
+        TlsAcceptor::from(tls.config.clone()),
+        shutdown,
+    )
+    .await;
+    eprintln!("iothub-emulator: stopped");
+    drop(tls); // removes the CA directory
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

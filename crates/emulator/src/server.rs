@@ -1,0 +1,265 @@
+//! HTTPS serving: TLS accept, HTTP/1.1 keep-alive connections (hyper), and the per-request
+//! pipeline: control API bypass, recording, faults, api-version, auth, routing.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use percent_encoding::percent_decode_str;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use crate::api::{self, ApiRequest, Reply};
+use crate::clock::{wall_ms, wall_secs};
+use crate::control;
+use crate::errors::{ApiError, ErrorCode};
+use crate::faults::FaultKind;
+use crate::hub::Hub;
+use crate::record::RecordedRequest;
+
+/// Largest request body accepted (a method payload is at most 128 KB; twins are small).
+const MAX_REQUEST_BODY: usize = 4 * 1024 * 1024;
+
+pub type Body = Full<Bytes>;
+
+/// Returned to hyper to make it close the connection without writing a response.
+#[derive(Debug)]
+struct CloseConnection(&'static str);
+
+impl fmt::Display for CloseConnection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "connection closed by fault injection ({})", self.0)
+    }
+}
+
+impl std::error::Error for CloseConnection {}
+
+pub fn json_response(status: StatusCode, body: Vec<u8>) -> Response<Body> {
+    let mut res = Response::new(Full::new(Bytes::from(body)));
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    res
+}
+
+fn error_response(hub: &Hub, err: &ApiError) -> Response<Body> {
+    let mut res = json_response(err.status(), err.envelope(hub.clock.now()).into_bytes());
+    if let Ok(v) = HeaderValue::from_str(err.code.name()) {
+        res.headers_mut().insert("iothub-errorcode", v);
+    }
+    res
+}
+
+fn reply_response(reply: Reply) -> Response<Body> {
+    let mut res = match reply.body {
+        Some(body) => json_response(reply.status, body),
+        None => {
+            let mut r = Response::new(Full::new(Bytes::new()));
+            *r.status_mut() = reply.status;
+            r
+        }
+    };
+    for (name, value) in reply.headers {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            res.headers_mut().insert(name, v);
+        }
+    }
+    res
+}
+
+/// Accepts connections until `shutdown` resolves.
+pub async fn serve(
+    hub: Arc<Hub>,
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Usually EMFILE under load: back off briefly instead of spinning.
+                    eprintln!("iothub-emulator: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => return,
+        };
+        let _ = tcp.set_nodelay(true);
+        let (hub, acceptor) = (hub.clone(), acceptor.clone());
+        tokio::spawn(async move {
+            let Ok(tls) = acceptor.accept(tcp).await else {
+                return;
+            };
+            let service = service_fn(move |req| handle(hub.clone(), peer, req));
+            // Errors here are clients going away or injected resets: nothing to report.
+            let _ = http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(tls), service)
+                .await;
+        });
+    }
+}
+
+fn decode_segments(path: &str) -> Vec<String> {
+    path.split('/')
+        .skip(1)
+        .map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned())
+        .collect()
+}
+
+fn decode_query(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            let dec = |s: &str| {
+                percent_decode_str(&s.replace('+', " "))
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
+            (dec(k), dec(v))
+        })
+        .collect()
+}
+
+async fn handle(
+    hub: Arc<Hub>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Box<dyn std::error::Error + Send + Sync>> {
+    let (parts, body) = req.into_parts();
+    let body = match Limited::new(body, MAX_REQUEST_BODY).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => {
+            let err = ApiError::new(ErrorCode::MessageTooLarge, "The request body is too large");
+            return Ok(error_response(&hub, &err));
+        }
+    };
+    let path = parts.uri.path();
+    let raw_query = parts.uri.query().unwrap_or("");
+    let query = decode_query(raw_query);
+    let segments = decode_segments(path);
+
+    if segments.first().map(String::as_str) == Some("_emulator") {
+        // The control API has no auth, so it only answers on loopback; faults never apply.
+        if !peer.ip().is_loopback() && !peer.ip().to_canonical().is_loopback() {
+            return Ok(json_response(
+                StatusCode::FORBIDDEN,
+                br#"{"error":"the control API answers loopback peers only"}"#.to_vec(),
+            ));
+        }
+        return Ok(control::handle(
+            &hub,
+            &parts.method,
+            &segments[1..],
+            &query,
+            &body,
+        ));
+    }
+
+    let decision = hub.decide_fault();
+    if decision.latency_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(decision.latency_ms)).await;
+    }
+    let mut record = RecordedRequest {
+        time_ms: wall_ms(),
+        method: parts.method.to_string(),
+        path: path.to_string(),
+        query: raw_query.to_string(),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body: String::from_utf8_lossy(&body).into_owned(),
+        status: None,
+        fault: decision.fault.map(FaultKind::label),
+    };
+
+    let injected = match decision.fault {
+        Some(FaultKind::Reset) => {
+            hub.recorder.push(record);
+            return Err(Box::new(CloseConnection("reset")));
+        }
+        Some(FaultKind::Throttle429) => Some(ApiError::new(
+            ErrorCode::ThrottlingException,
+            "Injected fault: throttled",
+        )),
+        Some(FaultKind::Unavailable503) => Some(ApiError::new(
+            ErrorCode::ServiceUnavailable,
+            "Injected fault: service unavailable",
+        )),
+        Some(FaultKind::ServerError500) => Some(ApiError::new(
+            ErrorCode::ServerError,
+            "Injected fault: internal server error",
+        )),
+        Some(FaultKind::Drop) | None => None,
+    };
+    let result = match injected {
+        Some(err) => Err(err),
+        None => process(&hub, &parts, &segments, &query, &body),
+    };
+    let response = match result {
+        Ok(reply) => reply_response(reply),
+        Err(err) => error_response(&hub, &err),
+    };
+    record.status = Some(response.status().as_u16());
+    hub.recorder.push(record);
+    if decision.fault == Some(FaultKind::Drop) {
+        // The operation is committed; the answer is lost.
+        return Err(Box::new(CloseConnection("drop")));
+    }
+    Ok(response)
+}
+
+fn process(
+    hub: &Hub,
+    parts: &hyper::http::request::Parts,
+    segments: &[String],
+    query: &[(String, String)],
+    body: &Bytes,
+) -> Result<Reply, ApiError> {
+    if !query
+        .iter()
+        .any(|(k, v)| k == "api-version" && !v.is_empty())
+    {
+        return Err(ApiError::new(
+            ErrorCode::InvalidProtocolVersion,
+            "The api-version query parameter is required (for example api-version=2021-04-12)",
+        ));
+    }
+    let auth = parts
+        .headers
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    hub.auth.check(auth, wall_secs())?;
+    let req = ApiRequest {
+        method: &parts.method,
+        segments,
+        query,
+        headers: &parts.headers,
+        body,
+    };
+    api::route(hub, &req)
+}
