@@ -1,1 +1,20 @@
 //! napi-rs bindings for iothub-jobs: argument shapes, callbacks/promises and JS errors only.
+//!
+//! Everything that is not JavaScript (HTTP, SAS, connection strings, retries, error
+//! classification) lives in the `iothub-jobs-core` crate.
+
+mod args;
+mod callback;
+mod credential;
+mod diagnostics;
+mod errors;
+mod job_request;
+mod js;
+mod query;
+mod response;
+mod runtime;
+
+mod client;
+
+pub use client::JobClient;
+pub use query::Query;

@@ -1,0 +1,286 @@
+//! The exported `JobClient` class: factories, job operations and `createQuery`.
+//!
+//! Methods take their arguments as raw JavaScript values and resolve the overloads like
+//! `azure-iothub` does; their TypeScript signatures (all overloads) live in `header.d.ts`.
+
+use std::sync::Arc;
+
+use iothub_jobs_core::{JobClient as CoreClient, Response};
+use napi::bindgen_prelude::{Env, JsValue, Unknown};
+use napi::sys::{napi_env, napi_value};
+use napi::Result;
+use napi_derive::napi;
+
+use crate::args;
+use crate::callback::{self, Mode, Outcome, Pack};
+use crate::credential::JsTokenCredential;
+use crate::errors;
+use crate::job_request::{self, Schedule, ScheduleArgs};
+use crate::js;
+use crate::query::Query;
+use crate::response;
+
+#[napi]
+pub struct JobClient {
+    inner: CoreClient,
+}
+
+/// A job operation's outcome: `(job, response)`; an invalid JSON body gives the
+/// `SyntaxError` together with the response, as the reference does.
+fn job_outcome(
+    env: napi_env,
+    result: std::result::Result<Response, iothub_jobs_core::Error>,
+) -> Outcome {
+    let response = match result {
+        Ok(response) => response,
+        Err(e) => {
+            return Err((
+                errors::core_error(env, e).unwrap_or_else(|e| callback::error_value(env, e)),
+                None,
+            ))
+        }
+    };
+    let message = match response::response_object(env, &response) {
+        Ok(m) => m,
+        Err(e) => return Err((callback::error_value(env, e), None)),
+    };
+    match response::result_value(env, &response) {
+        Ok(job) => Ok((job, message)),
+        Err(e) => Err((callback::error_value(env, e), Some(message))),
+    }
+}
+
+fn core_thrown(env: napi_env, error: iothub_jobs_core::Error) -> napi::Error {
+    match errors::core_error(env, error) {
+        Ok(v) => js::retain_error(env, v),
+        Err(e) => e,
+    }
+}
+
+/// A value created in `env`'s current scope, returned to JavaScript.
+fn unknown(env: &Env, value: napi_value) -> Unknown<'_> {
+    unsafe { Unknown::from_raw_unchecked(env.raw(), value) }
+}
+
+impl JobClient {
+    fn job_call<'a, F, Fut>(
+        &self,
+        env: &'a Env,
+        job_id: Unknown<'a>,
+        done: Unknown<'a>,
+        op: F,
+    ) -> Result<Unknown<'a>>
+    where
+        F: FnOnce(CoreClient, String) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<Response, iothub_jobs_core::Error>>
+            + Send
+            + 'static,
+    {
+        let raw = env.raw();
+        let mode = Mode::from_callback(raw, done.raw())?;
+        let id =
+            args::check_job_id(raw, job_id.raw()).and_then(|()| js::to_string(raw, job_id.raw()));
+        let id = match id {
+            Ok(id) => id,
+            Err(e) => return mode.fail(raw, e).map(|v| unknown(env, v)),
+        };
+        let out = callback::spawn(
+            raw,
+            mode,
+            Pack::Job,
+            op(self.inner.clone(), id),
+            job_outcome,
+        )?;
+        Ok(unknown(env, out))
+    }
+
+    fn schedule<'a>(&self, env: &'a Env, kind: Schedule, a: ScheduleArgs) -> Result<Unknown<'a>> {
+        let raw = env.raw();
+        let mode = job_request::mode(raw, &a)?;
+        let request = match job_request::build(raw, kind, &a, mode) {
+            Ok(request) => request,
+            Err(e) => return mode.fail(raw, e).map(|v| unknown(env, v)),
+        };
+        let client = self.inner.clone();
+        let work = async move { client.schedule_job(&request).await };
+        let out = callback::spawn(raw, mode, Pack::Job, work, job_outcome)?;
+        Ok(unknown(env, out))
+    }
+}
+
+#[napi]
+impl JobClient {
+    /// `JobClient.fromConnectionString(connectionString, options?)`.
+    #[napi(
+        factory,
+        catch_unwind,
+        ts_args_type = "connectionString: string, options?: JobClientOptions"
+    )]
+    pub fn from_connection_string(
+        env: &Env,
+        connection_string: Unknown,
+        options: Unknown,
+    ) -> Result<Self> {
+        let raw = env.raw();
+        let cs = connection_string.raw();
+        if !js::truthy(raw, cs) {
+            return Err(errors::cannot_be(raw, "connectionString", cs));
+        }
+        let cs = js::to_string(raw, cs)?;
+        let options = args::client_options(raw, options.raw())?;
+        CoreClient::from_connection_string(&cs, options)
+            .map(|inner| JobClient { inner })
+            .map_err(|e| core_thrown(raw, e))
+    }
+
+    /// `JobClient.fromSharedAccessSignature(sharedAccessSignature, options?)`.
+    #[napi(
+        factory,
+        catch_unwind,
+        ts_args_type = "sharedAccessSignature: string, options?: JobClientOptions"
+    )]
+    pub fn from_shared_access_signature(
+        env: &Env,
+        shared_access_signature: Unknown,
+        options: Unknown,
+    ) -> Result<Self> {
+        let raw = env.raw();
+        let sas = shared_access_signature.raw();
+        if !js::truthy(raw, sas) {
+            return Err(errors::cannot_be(raw, "sharedAccessSignature", sas));
+        }
+        let sas = js::to_string(raw, sas)?;
+        let options = args::client_options(raw, options.raw())?;
+        CoreClient::from_shared_access_signature(&sas, options)
+            .map(|inner| JobClient { inner })
+            .map_err(|e| core_thrown(raw, e))
+    }
+
+    /// `JobClient.fromTokenCredential(hostName, tokenCredential, options?)`.
+    #[napi(
+        factory,
+        catch_unwind,
+        ts_args_type = "hostName: string, tokenCredential: TokenCredential, options?: JobClientOptions"
+    )]
+    pub fn from_token_credential(
+        env: &Env,
+        host_name: Unknown,
+        token_credential: Unknown,
+        options: Unknown,
+    ) -> Result<Self> {
+        let raw = env.raw();
+        let host = host_name.raw();
+        if !js::truthy(raw, host) {
+            let shown = js::to_string(raw, host)?;
+            return Err(errors::hub_thrown(
+                raw,
+                "ArgumentError",
+                &format!("config.host cannot be '{shown}'"),
+            ));
+        }
+        let host = js::to_string(raw, host)?;
+        let options = args::client_options(raw, options.raw())?;
+        let credential = Arc::new(JsTokenCredential::new(raw, token_credential.raw())?);
+        CoreClient::from_token_credential(&host, credential, options)
+            .map(|inner| JobClient { inner })
+            .map_err(|e| core_thrown(raw, e))
+    }
+
+    /// `getJob(jobId[, done])`.
+    #[napi(skip_typescript, catch_unwind)]
+    pub fn get_job<'a>(
+        &self,
+        env: &'a Env,
+        job_id: Unknown<'a>,
+        done: Unknown<'a>,
+    ) -> Result<Unknown<'a>> {
+        self.job_call(env, job_id, done, |client, id| async move {
+            client.get_job(&id).await
+        })
+    }
+
+    /// `cancelJob(jobId[, done])`.
+    #[napi(skip_typescript, catch_unwind)]
+    pub fn cancel_job<'a>(
+        &self,
+        env: &'a Env,
+        job_id: Unknown<'a>,
+        done: Unknown<'a>,
+    ) -> Result<Unknown<'a>> {
+        self.job_call(env, job_id, done, |client, id| async move {
+            client.cancel_job(&id).await
+        })
+    }
+
+    /// `scheduleDeviceMethod(jobId, queryCondition, methodParams[, jobStartTime][, maxExecutionTimeInSeconds][, done])`.
+    #[napi(skip_typescript, catch_unwind)]
+    #[allow(clippy::too_many_arguments)]
+    pub fn schedule_device_method<'a>(
+        &self,
+        env: &'a Env,
+        job_id: Unknown<'a>,
+        query_condition: Unknown<'a>,
+        method_params: Unknown<'a>,
+        job_start_time: Unknown<'a>,
+        max_execution_time_in_seconds: Unknown<'a>,
+        done: Unknown<'a>,
+    ) -> Result<Unknown<'a>> {
+        let a = ScheduleArgs {
+            job_id: job_id.raw(),
+            query_condition: query_condition.raw(),
+            third: method_params.raw(),
+            start: job_start_time.raw(),
+            max_execution: max_execution_time_in_seconds.raw(),
+            done: done.raw(),
+        };
+        self.schedule(env, Schedule::DeviceMethod, a)
+    }
+
+    /// `scheduleTwinUpdate(jobId, queryCondition, patch[, jobStartTime][, maxExecutionTimeInSeconds][, done])`.
+    #[napi(skip_typescript, catch_unwind)]
+    #[allow(clippy::too_many_arguments)]
+    pub fn schedule_twin_update<'a>(
+        &self,
+        env: &'a Env,
+        job_id: Unknown<'a>,
+        query_condition: Unknown<'a>,
+        patch: Unknown<'a>,
+        job_start_time: Unknown<'a>,
+        max_execution_time_in_seconds: Unknown<'a>,
+        done: Unknown<'a>,
+    ) -> Result<Unknown<'a>> {
+        let a = ScheduleArgs {
+            job_id: job_id.raw(),
+            query_condition: query_condition.raw(),
+            third: patch.raw(),
+            start: job_start_time.raw(),
+            max_execution: max_execution_time_in_seconds.raw(),
+            done: done.raw(),
+        };
+        self.schedule(env, Schedule::TwinUpdate, a)
+    }
+
+    /// `createQuery(jobType?, jobStatus?, pageSize?)`.
+    #[napi(skip_typescript, catch_unwind)]
+    pub fn create_query<'a>(
+        &self,
+        env: &'a Env,
+        job_type: Unknown<'a>,
+        job_status: Unknown<'a>,
+        page_size: Unknown<'a>,
+    ) -> Result<Unknown<'a>> {
+        Query::create(
+            env,
+            self.inner.clone(),
+            job_type.raw(),
+            job_status.raw(),
+            page_size.raw(),
+        )
+    }
+}
+
+/// Hands the `errors.js` classes to the addon (called once by the package entry).
+#[napi(js_name = "__setErrorClasses", skip_typescript, catch_unwind)]
+pub fn set_error_classes(env: &Env, errors: Unknown) -> Result<()> {
+    errors::set_classes(env.raw(), errors.raw())
+}

@@ -1,0 +1,166 @@
+//! The one place where failures become JavaScript errors.
+//!
+//! Hub errors are instances of the classes in `errors.js` (handed to the addon by the
+//! package entry through `__setErrorClasses`), so `instanceof errors.ThrottlingError` and
+//! `instanceof Error` both hold. Validation errors use the built-in JavaScript classes with the
+//! reference's exact messages.
+
+use std::cell::RefCell;
+use std::ffi::CStr;
+use std::ptr;
+
+use iothub_jobs_core::Error as CoreError;
+use napi::sys::{self, napi_env, napi_value};
+use napi::Result;
+
+use crate::credential::NotCallable;
+use crate::js;
+use crate::response;
+
+thread_local! {
+    /// The `errors` module object of this thread's environment.
+    static CLASSES: RefCell<Option<(napi_env, sys::napi_ref)>> = const { RefCell::new(None) };
+}
+
+unsafe extern "C" fn forget_classes(_arg: *mut std::ffi::c_void) {
+    // The environment frees its references itself while tearing down.
+    let _ = CLASSES.try_with(|c| c.borrow_mut().take());
+}
+
+/// Remembers the `errors` module object for this environment.
+pub(crate) fn set_classes(env: napi_env, errors: napi_value) -> Result<()> {
+    let mut raw = ptr::null_mut();
+    js::check(env, unsafe {
+        sys::napi_create_reference(env, errors, 1, &mut raw)
+    })?;
+    let previous = CLASSES.with(|c| c.borrow_mut().replace((env, raw)));
+    match previous {
+        Some((old_env, old)) if old_env == env => unsafe {
+            sys::napi_delete_reference(env, old);
+        },
+        _ => unsafe {
+            sys::napi_add_env_cleanup_hook(env, Some(forget_classes), ptr::null_mut());
+        },
+    }
+    Ok(())
+}
+
+fn class_constructor(env: napi_env, name: &str) -> Option<napi_value> {
+    let errors = CLASSES.with(|c| {
+        c.borrow()
+            .as_ref()
+            .filter(|(e, _)| *e == env)
+            .map(|(_, r)| *r)
+    })?;
+    let mut obj = ptr::null_mut();
+    if unsafe { sys::napi_get_reference_value(env, errors, &mut obj) } != sys::Status::napi_ok
+        || obj.is_null()
+    {
+        return None;
+    }
+    let mut key = ptr::null_mut();
+    if unsafe {
+        sys::napi_create_string_utf8(env, name.as_ptr().cast(), name.len() as isize, &mut key)
+    } != sys::Status::napi_ok
+    {
+        return None;
+    }
+    let mut ctor = ptr::null_mut();
+    if unsafe { sys::napi_get_property(env, obj, key, &mut ctor) } != sys::Status::napi_ok {
+        return None;
+    }
+    js::is_function(env, ctor).then_some(ctor)
+}
+
+/// `new errors[class](message)`; a plain `Error` (with `name` set) when the class is unknown
+/// or the entry did not register the classes.
+pub(crate) fn hub_error(env: napi_env, class: &str, message: &str) -> Result<napi_value> {
+    let msg = js::string(env, message)?;
+    if class != "Error" {
+        if let Some(ctor) = class_constructor(env, class) {
+            return js::construct(env, ctor, &[msg]);
+        }
+    }
+    let mut err = ptr::null_mut();
+    js::check(env, unsafe {
+        sys::napi_create_error(env, ptr::null_mut(), msg, &mut err)
+    })?;
+    if class != "Error" {
+        js::set(env, err, c"name", js::string(env, class)?)?;
+    }
+    Ok(err)
+}
+
+fn builtin_error(env: napi_env, class: &CStr, message: &str) -> Result<napi_value> {
+    let ctor = js::get(env, js::global(env)?, class)?;
+    js::construct(env, ctor, &[js::string(env, message)?])
+}
+
+pub(crate) fn type_error(env: napi_env, message: &str) -> napi::Error {
+    as_thrown(env, builtin_error(env, c"TypeError", message))
+}
+
+pub(crate) fn reference_error(env: napi_env, message: &str) -> napi::Error {
+    as_thrown(env, builtin_error(env, c"ReferenceError", message))
+}
+
+/// The reference's `'<name> cannot be \'' + value + '\''` as a `ReferenceError`.
+pub(crate) fn cannot_be(env: napi_env, name: &str, value: napi_value) -> napi::Error {
+    match js::to_string(env, value) {
+        Ok(v) => reference_error(env, &format!("{name} cannot be '{v}'")),
+        Err(e) => e,
+    }
+}
+
+/// An error of an `errors.js` class, ready to be thrown or used as a rejection.
+pub(crate) fn hub_thrown(env: napi_env, class: &str, message: &str) -> napi::Error {
+    as_thrown(env, hub_error(env, class, message))
+}
+
+fn as_thrown(env: napi_env, value: Result<napi_value>) -> napi::Error {
+    match value {
+        Ok(v) => js::retain_error(env, v),
+        Err(e) => e,
+    }
+}
+
+/// Converts a core error into the JavaScript value the caller receives.
+pub(crate) fn core_error(env: napi_env, error: CoreError) -> Result<napi_value> {
+    match error {
+        CoreError::Credential(credential) => {
+            let inner: &(dyn std::error::Error + Send + Sync) = credential.0.as_ref();
+            if let Some(thrown) = inner.downcast_ref::<napi::Error>() {
+                // The very value the credential rejected with (or threw).
+                let clone = thrown.try_clone()?;
+                return unsafe { napi::bindgen_prelude::ToNapiValue::to_napi_value(env, clone) };
+            }
+            if let Some(issue) = inner.downcast_ref::<NotCallable>() {
+                return builtin_error(env, c"TypeError", &issue.to_string());
+            }
+            hub_error(env, "Error", &inner.to_string())
+        }
+        CoreError::Service {
+            class,
+            message,
+            response,
+            ..
+        } => {
+            let err = hub_error(env, class.name(), &message)?;
+            let resp = response::response_object(env, &response)?;
+            js::set(env, err, c"response", resp)?;
+            let body = js::string_from_bytes(env, &response.body)?;
+            js::set(env, err, c"responseBody", body)?;
+            Ok(err)
+        }
+        other => {
+            let class = other.class();
+            hub_error(env, class.name(), &other.to_string())
+        }
+    }
+}
+
+/// A panic or an internal failure, reported as a plain `Error` rather than aborting.
+pub(crate) fn internal(env: napi_env, what: &str) -> napi_value {
+    hub_error(env, "Error", &format!("iothub-jobs internal error: {what}"))
+        .unwrap_or_else(|_| js::undefined(env))
+}
