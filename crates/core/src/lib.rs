@@ -1,1 +1,25 @@
-//! Azure IoT Hub jobs client core: connection strings, SAS, credentials, HTTP pipeline, jobs.
+//! Pure-Rust Azure IoT Hub jobs client: the core of the `iothub-jobs` npm package.
+//!
+//! Everything that is not JavaScript lives here: connection strings, SAS tokens, credential
+//! providers, the HTTPS pipeline (retry, timeouts, body cap), job operations and error
+//! classification. The napi binding (`src/` of the root crate) is a thin layer over [`JobClient`].
+
+pub mod connection_string;
+pub mod credential;
+pub mod encoding;
+pub mod error;
+pub mod http;
+pub mod jobs;
+pub mod options;
+pub mod request;
+pub mod response;
+pub mod sas;
+pub mod shared_access_signature;
+pub mod time;
+
+pub use credential::{AccessToken, CredentialError, TokenCredential, IOTHUB_TOKEN_SCOPE};
+pub use error::{Error, ErrorClass};
+pub use jobs::JobClient;
+pub use options::{ClientOptions, Clock, RetryOptions, SystemClock};
+pub use request::{CloudToDeviceMethod, JobKind, JobQuery, JobRequest};
+pub use response::Response;

@@ -1,0 +1,219 @@
+//! TCP (optionally through an HTTP CONNECT proxy) then TLS, with certificates always verified
+//! against the system roots plus `NODE_EXTRA_CA_CERTS` plus the `ca` option.
+
+use std::error::Error as StdError;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::Uri;
+use hyper_util::client::legacy::connect::proxy::Tunnel;
+use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
+use hyper_util::client::proxy::matcher::Matcher;
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tower_service::Service;
+
+use crate::error::Error;
+
+type BoxError = Box<dyn StdError + Send + Sync>;
+
+/// Parses every certificate in a PEM text.
+pub fn parse_pem_certificates(pem: &str) -> Vec<CertificateDer<'static>> {
+    CertificateDer::pem_slice_iter(pem.as_bytes())
+        .filter_map(Result::ok)
+        .collect()
+}
+
+/// The extra roots: the file named by `NODE_EXTRA_CA_CERTS` (ignored when unreadable, as Node
+/// only warns) and the explicit PEM (an error when it holds no certificate).
+pub fn extra_roots(ca_pem: Option<&str>) -> Result<Vec<CertificateDer<'static>>, Error> {
+    let mut roots = Vec::new();
+    if let Some(path) = std::env::var_os("NODE_EXTRA_CA_CERTS").filter(|p| !p.is_empty()) {
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            roots.extend(parse_pem_certificates(&text));
+        }
+    }
+    if let Some(pem) = ca_pem {
+        let certs = parse_pem_certificates(pem);
+        if certs.is_empty() {
+            return Err(Error::argument(
+                "The ca option does not contain any PEM certificate",
+            ));
+        }
+        roots.extend(certs);
+    }
+    Ok(roots)
+}
+
+/// rustls configuration: ring provider, platform verifier with the extra roots, no ALPN
+/// (HTTP/1.1 only, as Node's `https` module).
+pub fn tls_config(ca_pem: Option<&str>) -> Result<rustls::ClientConfig, Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let roots = extra_roots(ca_pem)?;
+    let verifier =
+        rustls_platform_verifier::Verifier::new_with_extra_roots(roots, provider.clone())
+            .map_err(|e| Error::argument(format!("Cannot set up certificate verification: {e}")))?;
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::argument(format!("Cannot set up TLS: {e}")))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    Ok(config)
+}
+
+#[derive(Clone)]
+enum Route {
+    Direct(HttpConnector),
+    Tunnel(Tunnel<HttpConnector>),
+    /// A proxy we cannot use; every connection attempt fails with this message.
+    Unsupported(Arc<str>),
+}
+
+/// Connector for hyper-util's pooled client.
+#[derive(Clone)]
+pub struct HttpsConnector {
+    route: Route,
+    tls: tokio_rustls::TlsConnector,
+}
+
+impl HttpsConnector {
+    /// `destination` is `https://host[:port]/`; the proxy decision is made once since a client
+    /// talks to one host.
+    pub fn new(
+        tls: rustls::ClientConfig,
+        proxy: Option<&str>,
+        destination: &Uri,
+    ) -> HttpsConnector {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        let matcher = match proxy {
+            Some(p) => Matcher::builder().all(p.to_string()).build(),
+            None => Matcher::from_env(),
+        };
+        let route = match matcher.intercept(destination) {
+            None => Route::Direct(http),
+            Some(intercept) => {
+                let uri = intercept.uri().clone();
+                if uri.scheme_str() != Some("http") {
+                    Route::Unsupported(Arc::from(format!(
+                        "Unsupported proxy scheme {:?}: only http:// proxies (HTTP CONNECT) are supported",
+                        uri.scheme_str().unwrap_or("")
+                    )))
+                } else {
+                    let mut tunnel = Tunnel::new(uri, http);
+                    if let Some(auth) = intercept.basic_auth() {
+                        tunnel = tunnel.with_auth(auth.clone());
+                    }
+                    Route::Tunnel(tunnel)
+                }
+            }
+        };
+        HttpsConnector {
+            route,
+            tls: tokio_rustls::TlsConnector::from(Arc::new(tls)),
+        }
+    }
+}
+
+async fn ready_and_call<S>(svc: &mut S, uri: Uri) -> Result<S::Response, BoxError>
+where
+    S: Service<Uri>,
+    S::Error: Into<BoxError>,
+{
+    std::future::poll_fn(|cx| svc.poll_ready(cx))
+        .await
+        .map_err(Into::into)?;
+    svc.call(uri).await.map_err(Into::into)
+}
+
+impl Service<Uri> for HttpsConnector {
+    type Response = TokioIo<TlsConnection>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, dst: Uri) -> Self::Future {
+        let route = self.route.clone();
+        let tls = self.tls.clone();
+        Box::pin(async move {
+            let tcp = match route {
+                Route::Direct(mut c) => ready_and_call(&mut c, dst.clone()).await?,
+                Route::Tunnel(mut t) => ready_and_call(&mut t, dst.clone()).await?,
+                Route::Unsupported(message) => {
+                    return Err(io::Error::other(message.to_string()).into())
+                }
+            };
+            let host = dst
+                .host()
+                .ok_or_else(|| io::Error::other("missing host"))?
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string();
+            let server_name = ServerName::try_from(host)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            let stream = tls.connect(server_name, tcp.into_inner()).await?;
+            Ok(TokioIo::new(TlsConnection(stream)))
+        })
+    }
+}
+
+/// A TLS connection (hyper-util needs `Connection` on it).
+pub struct TlsConnection(TlsStream<TcpStream>);
+
+impl Connection for TlsConnection {
+    fn connected(&self) -> Connected {
+        self.0.get_ref().0.connected()
+    }
+}
+
+impl AsyncRead for TlsConnection {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for TlsConnection {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+}

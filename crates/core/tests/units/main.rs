@@ -1,0 +1,9 @@
+//! Pure unit tests of the core crate's public pieces (no network).
+
+mod encoding;
+mod errors;
+mod matching;
+mod parsing;
+mod requests;
+mod retry_policy;
+mod sas;

@@ -1,0 +1,117 @@
+use bytes::Bytes;
+use iothub_jobs_core::jobs::job_matches;
+use iothub_jobs_core::time::parse_iso8601_millis;
+use iothub_jobs_core::{CloudToDeviceMethod, JobKind, JobRequest, Response};
+
+fn ok(body: &str) -> Response {
+    Response {
+        status: 200,
+        status_text: "OK".into(),
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: Bytes::from(body.to_string()),
+    }
+}
+
+fn method_job(payload: Option<&str>, start: Option<&str>) -> JobRequest {
+    JobRequest {
+        job_id: "j".into(),
+        job_id_json: "\"j\"".into(),
+        kind: JobKind::DeviceMethod(CloudToDeviceMethod {
+            method_name_json: "\"reboot\"".into(),
+            payload_json: payload.map(Into::into),
+            response_timeout_json: None,
+            connect_timeout_json: None,
+        }),
+        start_time: start.map(Into::into),
+        max_execution_time_json: Some("3600".into()),
+        query_condition: "deviceId = 'a'".into(),
+    }
+}
+
+#[test]
+fn method_job_matching() {
+    let job = method_job(
+        Some(r#"{"a":1,"b":[1,2]}"#),
+        Some("2026-11-26T06:00:00.000Z"),
+    );
+    let found = r#"{"jobId":"j","type":"scheduleDeviceMethod","queryCondition":"deviceId = 'a'","cloudToDeviceMethod":{"methodName":"reboot","payload":{"b":[1,2.0],"a":1},"responseTimeoutInSeconds":30},"startTime":"2026-11-26T06:00:00Z","status":"queued"}"#;
+    assert!(job_matches(&job, &ok(found)));
+    // Each differing field breaks the match.
+    for (from, to) in [
+        ("scheduleDeviceMethod", "scheduleUpdateTwin"),
+        ("deviceId = 'a'", "deviceId = 'b'"),
+        ("\"reboot\"", "\"restart\""),
+        ("\"a\":1}", "\"a\":2}"),
+        ("06:00:00Z", "06:00:01Z"),
+    ] {
+        assert!(
+            !job_matches(&job, &ok(&found.replace(from, to))),
+            "{from} -> {to}"
+        );
+    }
+    // jobType / startTimeUtc spellings are accepted.
+    let alt = found
+        .replace("\"type\"", "\"jobType\"")
+        .replace("\"startTime\"", "\"startTimeUtc\"");
+    assert!(job_matches(&job, &ok(&alt)));
+    // Not JSON, not 2xx: no match.
+    assert!(!job_matches(&job, &ok("nope")));
+    let mut not_ok = ok(found);
+    not_ok.status = 404;
+    assert!(!job_matches(&job, &not_ok));
+    // null payload; no start time asked (service picks it).
+    let job = method_job(None, None);
+    let found = r#"{"type":"scheduleDeviceMethod","queryCondition":"deviceId = 'a'","cloudToDeviceMethod":{"methodName":"reboot","payload":null},"startTime":"2030-01-01T00:00:00Z"}"#;
+    assert!(job_matches(&job, &ok(found)));
+    assert!(job_matches(
+        &job,
+        &ok(&found.replace(",\"payload\":null", ""))
+    ));
+    assert!(!job_matches(
+        &job,
+        &ok(&found.replace("\"payload\":null", "\"payload\":{}"))
+    ));
+}
+
+#[test]
+fn twin_job_matching_allows_service_added_fields() {
+    let job = JobRequest {
+        kind: JobKind::TwinUpdate {
+            patch_json: r#"{"tags":{"g":"x"},"properties":{"desired":{"v":1}}}"#.into(),
+        },
+        ..method_job(None, None)
+    };
+    let found = r#"{"type":"scheduleUpdateTwin","queryCondition":"deviceId = 'a'","updateTwin":{"deviceId":null,"etag":"*","tags":{"g":"x"},"properties":{"desired":{"v":1}}}}"#;
+    assert!(job_matches(&job, &ok(found)));
+    assert!(!job_matches(
+        &job,
+        &ok(&found.replace("\"v\":1", "\"v\":2"))
+    ));
+    assert!(!job_matches(
+        &job,
+        &ok(&found.replace("\"scheduleUpdateTwin\"", "\"scheduleDeviceMethod\""))
+    ));
+}
+
+#[test]
+fn iso8601() {
+    assert_eq!(parse_iso8601_millis("1970-01-01T00:00:00Z"), Some(0));
+    assert_eq!(
+        parse_iso8601_millis("2023-11-14T22:13:20.123Z"),
+        Some(1_700_000_000_123)
+    );
+    assert_eq!(
+        parse_iso8601_millis("2023-11-14T22:13:20.1234567Z"),
+        Some(1_700_000_000_123)
+    );
+    assert_eq!(
+        parse_iso8601_millis("2023-11-15T00:13:20.123+02:00"),
+        Some(1_700_000_000_123)
+    );
+    assert_eq!(
+        parse_iso8601_millis("2023-11-14T22:13:20.123"),
+        Some(1_700_000_000_123)
+    );
+    assert_eq!(parse_iso8601_millis("2023-13-14T22:13:20Z"), None);
+    assert_eq!(parse_iso8601_millis("garbage"), None);
+}

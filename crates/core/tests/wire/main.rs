@@ -1,0 +1,13 @@
+//! End-to-end tests of `JobClient` against loopback HTTPS servers (no mocks of the client).
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod credentials;
+mod idempotent;
+mod limits;
+mod requests;
+mod retry;
+mod secrets;
+mod timeouts;
+mod transport;
