@@ -180,8 +180,18 @@ impl JobClient {
         }
         let host = js::to_string(raw, host)?;
         let options = args::client_options(raw, options.raw())?;
-        let credential = Arc::new(JsTokenCredential::new(raw, token_credential.raw())?);
-        CoreClient::from_token_credential(&host, credential, options)
+        let credential = token_credential.raw();
+        // Like azure-iothub: no credential at all means requests without `Authorization`.
+        let inner = if matches!(
+            js::kind(raw, credential),
+            js::Kind::Null | js::Kind::Undefined
+        ) {
+            CoreClient::without_authentication(&host, options)
+        } else {
+            let credential = Arc::new(JsTokenCredential::new(raw, credential)?);
+            CoreClient::from_token_credential(&host, credential, options)
+        };
+        inner
             .map(|inner| JobClient { inner })
             .map_err(|e| core_thrown(raw, e))
     }

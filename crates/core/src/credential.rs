@@ -255,15 +255,19 @@ pub(crate) enum Auth {
     Sas(SasKeyProvider),
     Static(StaticSas),
     Token(TokenCredentialProvider),
+    /// No `Authorization` header at all: what azure-iothub sends when `fromTokenCredential` is
+    /// given no credential (the hub then answers 401).
+    Anonymous,
 }
 
 impl Auth {
-    /// The `Authorization` header value for the next attempt.
-    pub(crate) async fn authorization(&self) -> Result<String, Error> {
+    /// The `Authorization` header value for the next attempt, if any.
+    pub(crate) async fn authorization(&self) -> Result<Option<String>, Error> {
         match self {
-            Auth::Sas(p) => Ok(p.token()),
-            Auth::Static(p) => p.token(),
-            Auth::Token(p) => p.authorization().await,
+            Auth::Sas(p) => Ok(Some(p.token())),
+            Auth::Static(p) => p.token().map(Some),
+            Auth::Token(p) => p.authorization().await.map(Some),
+            Auth::Anonymous => Ok(None),
         }
     }
 }

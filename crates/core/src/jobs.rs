@@ -59,6 +59,15 @@ impl JobClient {
         Self::build(host_name, auth, &options)
     }
 
+    /// A client that sends no `Authorization` header, as azure-iothub does when
+    /// `fromTokenCredential` gets a null or undefined credential. The hub answers 401.
+    pub fn without_authentication(host_name: &str, options: ClientOptions) -> Result<Self, Error> {
+        if host_name.is_empty() {
+            return Err(Error::argument("config.host cannot be ''"));
+        }
+        Self::build(host_name, Auth::Anonymous, &options)
+    }
+
     fn build(host: &str, auth: Auth, options: &ClientOptions) -> Result<Self, Error> {
         Ok(JobClient {
             pipeline: Arc::new(Pipeline::new(host, auth, options)?),

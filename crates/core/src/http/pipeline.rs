@@ -194,9 +194,11 @@ impl Pipeline {
             .as_ref()
             .map_err(|m| not_sent(Error::Transport { message: m.clone() }))?;
         let authorization = self.auth.authorization().await.map_err(not_sent)?;
-        check_header_value("The Authorization header (token)", &authorization).map_err(not_sent)?;
+        if let Some(value) = &authorization {
+            check_header_value("The Authorization header (token)", value).map_err(not_sent)?;
+        }
         let request = self
-            .build_request(authority, prepared, request_id, &authorization)
+            .build_request(authority, prepared, request_id, authorization.as_deref())
             .map_err(not_sent)?;
         let send = async {
             let response = self.client.request(request).await.map_err(|e| {
@@ -242,7 +244,7 @@ impl Pipeline {
         authority: &Authority,
         prepared: &PreparedRequest,
         request_id: &str,
-        authorization: &str,
+        authorization: Option<&str>,
     ) -> Result<http::Request<Full<Bytes>>, Error> {
         let uri: http::Uri = format!("https://{authority}{}", prepared.path_and_query)
             .parse()
@@ -259,9 +261,11 @@ impl Pipeline {
         if let Some(ct) = prepared.content_type {
             headers.append(http::header::CONTENT_TYPE, HeaderValue::from_static(ct));
         }
-        let mut auth = header_value("Authorization", authorization)?;
-        auth.set_sensitive(true);
-        headers.append(http::header::AUTHORIZATION, auth);
+        if let Some(authorization) = authorization {
+            let mut auth = header_value("Authorization", authorization)?;
+            auth.set_sensitive(true);
+            headers.append(http::header::AUTHORIZATION, auth);
+        }
         headers.append(
             HeaderName::from_static("request-id"),
             header_value("Request-Id", request_id)?,
