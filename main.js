@@ -9,3 +9,5 @@ native.__setErrorClasses(errors);
 exports.JobClient = native.JobClient;
 exports.Query = native.Query;
 exports.errors = errors;
+// Declared by the generated index.d.ts (which is this package's "types"), so it must exist here too.
+exports.__napiBindingTarget = native.__napiBindingTarget;

@@ -1,7 +1,7 @@
 // Side-by-side parity suite: every scenario runs through azure-iothub@1.16.6 (the reference) and
 // through iothub-jobs (ours) against one local recording HTTPS server, and the requests, results
 // and errors must be identical — except for the allowed differences, each asserted explicitly in
-// the "allowed differences" section (and listed in __test__/parity/DIFFERENCES.md).
+// the "allowed differences" section (and listed in the README's "Differences from azure-iothub" table).
 //
 // Harness: __test__/parity/{server,clients,harness}.mjs. Set PARITY_OURS=reference to run the
 // "ours" side with the reference (harness self-check: parity tests pass, difference tests fail).
