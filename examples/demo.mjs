@@ -4,37 +4,53 @@
 //   npm run demo                                   # emulator with 20 simulated devices
 //   IOTHUB_CONNECTION_STRING='HostName=…' npm run demo
 import { readFileSync } from 'node:fs'
-import { createRequire } from 'node:module'
+import { JobClient } from 'iothub-jobs'
 import { startEmulator } from '../scripts/emulator-process.mjs'
-
-const { JobClient } = createRequire(import.meta.url)('..')
-
-const FINAL = new Set(['completed', 'failed', 'cancelled'])
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 
 async function connect() {
   if (process.env.IOTHUB_CONNECTION_STRING) {
     console.log('Using the hub from IOTHUB_CONNECTION_STRING')
     return { client: JobClient.fromConnectionString(process.env.IOTHUB_CONNECTION_STRING), stop: async () => {} }
   }
-  const hub = await startEmulator(['--devices', '20'])
+  const hub = await startEmulator({ devices: 20, stderr: 'inherit' })
   console.log(`Started iothub-emulator at https://${hub.hostName} with 20 simulated devices`)
   const client = JobClient.fromConnectionString(hub.connectionString, { ca: readFileSync(hub.caPath, 'utf8') })
   return { client, stop: hub.stop }
 }
 
-/** Polls a job until it reaches a final status, printing one progress line per change. */
+/**
+ * Waits for a job with `waitForJob`, showing its progress: one line updated in place on a
+ * terminal, a plain line per change otherwise (logs, CI).
+ */
 async function follow(client, jobId) {
+  const live = process.stdout.isTTY
   let last = ''
-  for (;;) {
-    const { jobStatus: job } = await client.getJob(jobId)
+  const show = (job) => {
     const s = job.deviceJobStatistics ?? {}
     const line = `  ${jobId}: ${job.status.padEnd(9)} devices ${s.deviceCount ?? 0}, succeeded ${s.succeededCount ?? 0}, failed ${s.failedCount ?? 0}, running ${s.runningCount ?? 0}, pending ${s.pendingCount ?? 0}`
-    if (line !== last) console.log(line)
+    if (line === last) return
     last = line
-    if (FINAL.has(job.status)) return job
-    await sleep(250)
+    if (live) process.stdout.write(`\r\x1b[2K${line}`)
+    else console.log(line)
   }
+  try {
+    return await client.waitForJob(jobId, { pollIntervalMs: 250, timeoutMs: 5 * 60_000, onProgress: show })
+  } finally {
+    if (live && last) process.stdout.write('\n')
+  }
+}
+
+/** One line per outcome of a method job: how many devices answered which status, and errors. */
+async function summarizeDevices(client, jobId) {
+  const outcomes = new Map()
+  for await (const row of client.listDeviceJobs(jobId, { maxPageSize: 100 })) {
+    const key = row.error
+      ? `${row.status} (${row.error.code})`
+      : `${row.status}, method status ${row.outcome?.deviceMethodResponse?.status ?? '-'}`
+    outcomes.set(key, (outcomes.get(key) ?? 0) + 1)
+  }
+  console.log(`  per device:`)
+  for (const [outcome, count] of outcomes) console.log(`    ${String(count).padStart(4)} × ${outcome}`)
 }
 
 const { client, stop } = await connect()
@@ -49,6 +65,7 @@ try {
     responseTimeoutInSeconds: 30,
   })
   await follow(client, methodJobId)
+  await summarizeDevices(client, methodJobId)
 
   const twinJobId = `demo-firmware-${suffix}`
   console.log(`\nScheduling a twin update on devices where tags.group = 'odd'`)
@@ -63,12 +80,8 @@ try {
   await follow(client, twinJobId)
 
   console.log('\nJobs on the hub:')
-  const query = client.createQuery(undefined, undefined, 10)
-  while (query.hasMoreResults) {
-    const { result } = await query.next()
-    for (const job of result) {
-      console.log(`  ${job.jobId.padEnd(28)} ${job.type.padEnd(21)} ${job.status}`)
-    }
+  for await (const job of client.listJobs({ maxPageSize: 10 })) {
+    console.log(`  ${job.jobId.padEnd(28)} ${job.type.padEnd(21)} ${job.status}`)
   }
 } finally {
   await stop()

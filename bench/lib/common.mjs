@@ -187,8 +187,6 @@ export const log = (...args) => console.error('[bench]', ...args)
 
 /**
  * Starts the hub for a workload: `iothub-emulator ARGS` through scripts/emulator-process.mjs.
- * BENCH_HUB_COMMAND (harness development only, e.g. a throwaway server speaking the same ready-line
- * contract) replaces the binary; results taken that way are not emulator results.
  */
 export async function startHub(args = []) {
   const hub = await spawnHub(args)
@@ -220,30 +218,5 @@ process.once('exit', () => {
 
 async function spawnHub(args) {
   const { startEmulator } = await import('../../scripts/emulator-process.mjs')
-  if (!process.env.BENCH_HUB_COMMAND) return startEmulator(args, { stderr: process.env.BENCH_HUB_LOGS ? 'inherit' : 'ignore' })
-  const [command, ...prefix] = process.env.BENCH_HUB_COMMAND.split(' ')
-  const child = spawn(command, [...prefix, ...args], { stdio: ['ignore', 'pipe', 'inherit'] })
-  return new Promise((resolve, reject) => {
-    let buffered = ''
-    child.stdout.setEncoding('utf8').on('data', function onData(chunk) {
-      buffered += chunk
-      const newline = buffered.indexOf('\n')
-      if (newline < 0) return
-      child.stdout.off('data', onData)
-      const ready = JSON.parse(buffered.slice(0, newline))
-      resolve({
-        ...ready,
-        child,
-        stop: () =>
-          child.exitCode !== null
-            ? Promise.resolve(child.exitCode)
-            : new Promise((done) => {
-                child.once('exit', done)
-                child.kill('SIGTERM')
-              }),
-      })
-    })
-    child.once('error', reject)
-    child.once('exit', (code) => reject(new Error(`hub exited with ${code} before it was ready`)))
-  })
+  return startEmulator({ args, stderr: process.env.BENCH_HUB_LOGS ? 'inherit' : 'ignore' })
 }
