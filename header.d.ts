@@ -113,7 +113,7 @@ export interface TokenCredential {
 
 /** Extra options accepted as the last argument of the `JobClient` factories. */
 export interface JobClientOptions {
-  /** Extra trusted CA certificate(s), PEM (added to the system roots and `NODE_EXTRA_CA_CERTS`). */
+  /** Extra trusted CA certificate(s), PEM (added to Node's default roots (Mozilla's) and `NODE_EXTRA_CA_CERTS`). */
   ca?: string
   /**
    * Retry policy for transient failures (429, 500, 503, 504, connection errors), or `false` for
@@ -126,8 +126,42 @@ export interface JobClientOptions {
   userAgentPrefix?: string
   /** The `api-version` sent to the hub (default `2021-04-12`). */
   apiVersion?: string
-  /** HTTPS proxy URL (default: `HTTPS_PROXY` / `NO_PROXY`). */
+  /**
+   * HTTP proxy URL for HTTPS traffic (tunnelled with CONNECT), e.g. `http://user:pass@proxy:3128`.
+   * Default: `HTTPS_PROXY` / `https_proxy` / `ALL_PROXY`, with `NO_PROXY` exceptions, read when the
+   * client is created. Applies to token requests of the native credentials too.
+   */
   proxy?: string
+}
+
+/** Options of `JobClient.fromManagedIdentity`. */
+export interface ManagedIdentityOptions extends JobClientOptions {
+  /** Client id of a user-assigned identity (default: the system-assigned identity). */
+  clientId?: string
+}
+
+/** Options of `JobClient.fromWorkloadIdentity`; each defaults to its `AZURE_*` variable. */
+export interface WorkloadIdentityOptions extends JobClientOptions {
+  /** Default `AZURE_TENANT_ID`. */
+  tenantId?: string
+  /** Default `AZURE_CLIENT_ID`. */
+  clientId?: string
+  /** The federated (service account) token file. Default `AZURE_FEDERATED_TOKEN_FILE`. */
+  tokenFilePath?: string
+  /** `https://` Microsoft Entra authority. Default `AZURE_AUTHORITY_HOST`, else the public cloud. */
+  authorityHost?: string
+}
+
+/** Options of `JobClient.fromClientSecret`. */
+export interface ClientSecretOptions extends JobClientOptions {
+  /** `https://` Microsoft Entra authority. Default `AZURE_AUTHORITY_HOST`, else the public cloud. */
+  authorityHost?: string
+}
+
+/** Options of `JobClient.fromAzureCli`. */
+export interface AzureCliOptions extends JobClientOptions {
+  /** Tenant to request the token in (default: the CLI's current tenant). */
+  tenantId?: string
 }
 
 export interface JobClient {
@@ -349,4 +383,107 @@ export declare namespace errors {
 export interface HubErrorDetails {
   response?: ResponseMessage
   responseBody?: string
+}
+
+// ---------------------------------------------------------------------------------------------
+// The modern API (iothub-jobs only): async iteration, job monitoring, cancellation.
+
+/**
+ * A standard `AbortSignal` (from `AbortController`, `AbortSignal.timeout()`, …), described
+ * structurally so these typings need neither the DOM lib nor `@types/node`. An aborted call
+ * rejects with a `DOMException` whose `name` is `'AbortError'` (its `cause` is the signal's `reason`).
+ */
+export interface AbortSignalLike {
+  readonly aborted: boolean
+  readonly reason?: any
+  addEventListener(type: 'abort', listener: (this: AbortSignalLike, ev: any) => any, options?: any): void
+  removeEventListener(type: 'abort', listener: (this: AbortSignalLike, ev: any) => any, options?: any): void
+}
+
+/** Where `byPage` starts and how large its pages are. */
+export interface PageSettings {
+  /** The token of a page yielded earlier (`page.continuationToken`): resume after it. */
+  continuationToken?: string
+  /** Items per page (the hub's `x-ms-max-item-count`; it caps at 1000). */
+  maxPageSize?: number
+}
+
+/** A page yielded by `byPage`: the items, plus the token of the next page (`undefined` on the last). */
+export type ContinuablePage<TElement> = TElement[] & { continuationToken?: string }
+
+/** The Azure SDK's `PagedAsyncIterableIterator` shape: items one by one, or page by page. */
+export interface PagedAsyncIterableIterator<TElement, TPage = ContinuablePage<TElement>, TPageSettings = PageSettings> {
+  next(): Promise<IteratorResult<TElement>>
+  [Symbol.asyncIterator](): PagedAsyncIterableIterator<TElement, TPage, TPageSettings>
+  byPage(settings?: TPageSettings): AsyncIterableIterator<TPage>
+}
+
+/** Options of `listJobs`. */
+export interface ListJobsOptions {
+  jobType?: JobType
+  jobStatus?: JobStatus
+  /** Jobs per page read from the hub. */
+  maxPageSize?: number
+  abortSignal?: AbortSignalLike
+}
+
+/** Options of `listDeviceJobs`. */
+export interface ListDeviceJobsOptions {
+  /** Rows per page read from the hub. */
+  maxPageSize?: number
+  abortSignal?: AbortSignalLike
+}
+
+/** Options of `waitForJob`. */
+export interface WaitForJobOptions {
+  /** Pause between two reads of the job, in milliseconds. Default 1000. */
+  pollIntervalMs?: number
+  /** Give up after this many milliseconds with `errors.TimeoutError` (its `job` is the last read). Default: no limit. */
+  timeoutMs?: number
+  /** How long a job may still be unknown to the hub (404 or status `unknown`) after the wait starts. Default 30000. */
+  notFoundGraceMs?: number
+  /** Called with every job read (not the tolerated not-found ones), before the next read; a throw rejects the wait. */
+  onProgress?: (job: Job) => void
+  /** Stops waiting (the job itself is not cancelled). */
+  abortSignal?: AbortSignalLike
+}
+
+/** `errors.TimeoutError` from `waitForJob`: `job` is the last job read, if any. */
+export interface WaitTimeoutError extends Error {
+  name: 'TimeoutError'
+  job?: Job
+}
+
+/** Status of one device's part in a job (`canceled` is the service's spelling). */
+export type DeviceJobStatus = 'pending' | 'scheduled' | 'running' | 'completed' | 'failed' | 'canceled' | (string & {})
+
+/** One device's row of a job (`SELECT * FROM devices.jobs`). */
+export interface DeviceJob {
+  deviceId: string
+  jobId: string
+  jobType?: JobType | (string & {})
+  status: DeviceJobStatus
+  /** ISO 8601 times. */
+  startTimeUtc?: string
+  endTimeUtc?: string
+  createdDateTimeUtc?: string
+  lastUpdatedDateTimeUtc?: string
+  /** What the device answered to the direct method of a `scheduleDeviceMethod` job. */
+  outcome?: { deviceMethodResponse?: { status: number; payload: any } }
+  /** Why this device failed (`DeviceNotOnline`, `GatewayTimeout`, `JobTimeout`, …). */
+  error?: { code: string; description: string }
+}
+
+export interface JobClient {
+  /** Every job (optionally of one type and status), read page by page as iteration proceeds. */
+  listJobs(options?: ListJobsOptions): PagedAsyncIterableIterator<Job>
+  /** The per-device rows of a job: status, method response or error. */
+  listDeviceJobs(jobId: string | number, options?: ListDeviceJobsOptions): PagedAsyncIterableIterator<DeviceJob>
+  /** Resolves with the job once it is `completed`, `failed` or `cancelled`. */
+  waitForJob(jobId: string | number, options?: WaitForJobOptions): Promise<Job>
+}
+
+export interface Query {
+  /** Items of every remaining page, following `continuationToken`. */
+  [Symbol.asyncIterator](): AsyncIterableIterator<any>
 }

@@ -5,6 +5,10 @@ const native = require('./index.js');
 const errors = require('./errors.js');
 
 native.__setErrorClasses(errors);
+// listJobs/listDeviceJobs iterators and Query's async iteration (see paging.js for why JS).
+const paging = require('./paging.js');
+native.__setPaging(paging);
+paging.installQueryIterator(native.Query);
 
 exports.JobClient = native.JobClient;
 exports.Query = native.Query;

@@ -171,6 +171,12 @@ async function main(): Promise<number | undefined> {
       void message;
     }
   }
+  // The modern API's typings need neither the DOM lib nor @types/node (lib: es2022, types: []).
+  const signal = { aborted: false, addEventListener() {}, removeEventListener() {} };
+  for await (const listed of client.listJobs({ maxPageSize: 10, abortSignal: signal })) void listed.jobId;
+  for await (const row of client.listDeviceJobs('j1').byPage({ maxPageSize: 100 })) void row.continuationToken;
+  const finished: Job = await client.waitForJob('j1', { timeoutMs: 1000, onProgress: (p) => void p.status });
+  void finished;
   return job.deviceJobStatistics?.succeededCount;
 }
 
@@ -242,10 +248,10 @@ after(async () => {
 describe('npm pack', () => {
   test('ships the loader, main.js, errors.js, the typings and the host .node; no sources or build output', async () => {
     const files = packed.files;
-    for (const required of ['package.json', 'main.js', 'index.js', 'errors.js', 'index.d.ts', HOST_NODE]) {
+    for (const required of ['package.json', 'main.js', 'main.mjs', 'paging.js', 'index.js', 'errors.js', 'index.d.ts', HOST_NODE]) {
       assert.ok(files.includes(required), `${required} is in the package: ${files.join(', ')}`);
     }
-    const allowed = /^(package\.json|main\.js|index\.js|errors\.js|index\.d\.ts|README\.md|LICENSE(\.\w+)?|[\w-]+\.[\w-]+\.node)$/;
+    const allowed = /^(package\.json|main\.m?js|paging\.js|index\.js|errors\.js|index\.d\.ts|README\.md|LICENSE(\.\w+)?|[\w-]+\.[\w-]+\.node)$/;
     for (const f of files) {
       assert.match(f, allowed, `unexpected file in the package: ${f}`);
       assert.doesNotMatch(f, /^(src|crates|target|__test__|npm|node_modules|bench|scripts|examples|\.ci|\.github)\//);
@@ -294,7 +300,8 @@ describe('npm pack', () => {
     const out = await runNode(app, 'consumer.mjs', { HUB_CS: hub.connectionString, HUB_CA: hub.caPath });
     assert.equal(out.sameAsRequire, true);
     assert.equal(out.queryIsQuery, true);
-    assert.equal(fileURLToPath(out.resolved), path.join(app, 'node_modules', 'iothub-jobs', 'main.js'));
+    // The "exports" map's "import" condition: the ESM entry re-exporting main.js's objects.
+    assert.equal(fileURLToPath(out.resolved), path.join(app, 'node_modules', 'iothub-jobs', 'main.mjs'));
     assert.deepEqual({ jobId: out.jobId, method: out.method, statusCode: out.statusCode }, { jobId: 'pack-cjs', method: 'reboot', statusCode: 200 });
     assert.deepEqual(out.missing, { name: 'JobNotFoundError', isJobNotFound: true, isError: true, statusCode: 404 });
     assert.deepEqual(out.pageJobIds, ['pack-cjs']);

@@ -86,7 +86,7 @@ fn millis(ms: f64) -> Duration {
     Duration::from_secs_f64(ms.max(0.0) / 1000.0)
 }
 
-fn optional_string(
+pub(crate) fn optional_string(
     env: napi_env,
     obj: napi_value,
     key: &CStr,
@@ -100,7 +100,12 @@ fn optional_string(
     }
 }
 
-fn optional_number(env: napi_env, obj: napi_value, key: &CStr, name: &str) -> Result<Option<f64>> {
+pub(crate) fn optional_number(
+    env: napi_env,
+    obj: napi_value,
+    key: &CStr,
+    name: &str,
+) -> Result<Option<f64>> {
     let v = js::get(env, obj, key)?;
     match js::kind(env, v) {
         Kind::Undefined | Kind::Null => Ok(None),

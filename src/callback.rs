@@ -72,6 +72,8 @@ pub(crate) enum Pack {
     Job,
     /// `{ result, message }` (`ResultWithIncomingMessage`).
     Query,
+    /// The result alone (the modern API).
+    Value,
 }
 
 /// What a completed operation hands to the caller: `(result, response)`, or an error with,
@@ -168,6 +170,7 @@ fn packed(
             js::set(env, obj, c"result", result)?;
             js::set(env, obj, c"message", response)?;
         }
+        Pack::Value => return Ok(result),
     }
     Ok(obj)
 }

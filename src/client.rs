@@ -22,7 +22,7 @@ use crate::response;
 
 #[napi]
 pub struct JobClient {
-    inner: CoreClient,
+    pub(crate) inner: CoreClient,
 }
 
 /// A job operation's outcome: `(job, response)`; an invalid JSON body gives the

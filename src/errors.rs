@@ -164,3 +164,63 @@ pub(crate) fn internal(env: napi_env, what: &str) -> napi_value {
     hub_error(env, "Error", &format!("iothub-jobs internal error: {what}"))
         .unwrap_or_else(|_| js::undefined(env))
 }
+
+/// The rejection of an aborted modern-API call: `new DOMException('This operation was aborted',
+/// 'AbortError')` (what `fetch` and `AbortSignal.abort()` use), with the signal's `reason` as
+/// `cause` when the caller gave one.
+pub(crate) fn abort_error(env: napi_env, signal: napi_value) -> Result<napi_value> {
+    let global = js::global(env)?;
+    let ctor = js::get(env, global, c"DOMException")?;
+    let message = js::string(env, "This operation was aborted")?;
+    let err = if js::is_function(env, ctor) {
+        js::construct(env, ctor, &[message, js::string(env, "AbortError")?])?
+    } else {
+        hub_error(env, "AbortError", "This operation was aborted")?
+    };
+    let reason = js::get(env, signal, c"reason")?;
+    if js::kind(env, reason) != js::Kind::Undefined {
+        js::set(env, err, c"cause", reason)?;
+    }
+    Ok(err)
+}
+
+/// Converts the end of a failed `waitForJob` into the JavaScript value the caller receives:
+/// `errors.TimeoutError` with the last job read as `job`, `errors.JobNotFoundError`, the failed
+/// read's error, or exactly what `onProgress` threw.
+pub(crate) fn wait_error(
+    env: napi_env,
+    error: iothub_jobs_core::WaitError,
+    job_id: &str,
+) -> Result<napi_value> {
+    use iothub_jobs_core::WaitError;
+    match error {
+        WaitError::Timeout { limit, last } => {
+            let status = last
+                .as_deref()
+                .and_then(iothub_jobs_core::monitor::job_status);
+            let mut message = format!(
+                "Job '{job_id}' did not finish within {} ms",
+                limit.as_millis()
+            );
+            if let Some(status) = status {
+                message.push_str(&format!(" (last status: {status})"));
+            }
+            let err = hub_error(env, "TimeoutError", &message)?;
+            let job = match last.as_deref() {
+                Some(r) if r.is_json() => js::json_parse(env, &r.body)?,
+                _ => js::undefined(env),
+            };
+            js::set(env, err, c"job", job)?;
+            Ok(err)
+        }
+        WaitError::NotFound { message } => hub_error(env, "JobNotFoundError", &message),
+        WaitError::Failed(e) => core_error(env, e),
+        WaitError::Progress(e) => {
+            if let Some(thrown) = e.downcast_ref::<napi::Error>() {
+                let clone = thrown.try_clone()?;
+                return unsafe { napi::bindgen_prelude::ToNapiValue::to_napi_value(env, clone) };
+            }
+            hub_error(env, "Error", &e.to_string())
+        }
+    }
+}

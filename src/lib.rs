@@ -3,6 +3,10 @@
 //! Everything that is not JavaScript (HTTP, SAS, connection strings, retries, error
 //! classification) lives in the `iothub-jobs-core` crate.
 
+// In the lib test target napi-rs does not register exported free functions, so they look unused.
+#![cfg_attr(test, allow(dead_code))]
+
+mod abort;
 mod args;
 mod callback;
 mod credential;
@@ -15,6 +19,8 @@ mod response;
 mod runtime;
 
 mod client;
+mod identity;
+mod modern;
 
 pub use client::JobClient;
 pub use query::Query;

@@ -319,10 +319,12 @@ pub fn translate_response(response: Response) -> Error {
         .filter(|c| !c.is_empty())
         .map(code_name);
     let code = header_code.or_else(|| parsed.as_ref().and_then(|p| p.code.clone()));
-    let message = match parsed.as_ref().and_then(|p| p.message.clone()) {
+    // A hub or proxy may quote the request's credentials back in its error text: the message is
+    // scrubbed (the raw body stays available as `responseBody`, as the server sent it).
+    let message = crate::log::redact(&match parsed.as_ref().and_then(|p| p.message.clone()) {
         Some(m) => m,
         None => format!("Error: {}", response.text()),
-    };
+    });
     let (class, message) = match response.status {
         404 => match code.as_deref() {
             Some("DeviceNotFound") => (ErrorClass::DeviceNotFoundError, message),

@@ -74,8 +74,12 @@ impl JobClient {
         })
     }
 
-    fn api_version(&self) -> &str {
+    pub(crate) fn api_version(&self) -> &str {
         &self.pipeline.api_version
+    }
+
+    pub(crate) fn pipeline(&self) -> &Pipeline {
+        &self.pipeline
     }
 
     /// `GET /jobs/v2/{id}`.

@@ -4,12 +4,17 @@
 //! providers, the HTTPS pipeline (retry, timeouts, body cap), job operations and error
 //! classification. The napi binding (`src/` of the root crate) is a thin layer over [`JobClient`].
 
+#[cfg(feature = "azure-identity")]
+pub mod azure_identity;
 pub mod connection_string;
 pub mod credential;
+pub mod devices;
 pub mod encoding;
 pub mod error;
 pub mod http;
 pub mod jobs;
+pub mod log;
+pub mod monitor;
 pub mod options;
 pub mod request;
 pub mod response;
@@ -18,8 +23,10 @@ pub mod shared_access_signature;
 pub mod time;
 
 pub use credential::{AccessToken, CredentialError, TokenCredential, IOTHUB_TOKEN_SCOPE};
+pub use devices::PageRequest;
 pub use error::{Error, ErrorClass};
 pub use jobs::JobClient;
+pub use monitor::{WaitError, WaitOptions};
 pub use options::{ClientOptions, Clock, RetryOptions, SystemClock};
 pub use request::{CloudToDeviceMethod, JobKind, JobQuery, JobRequest};
 pub use response::Response;

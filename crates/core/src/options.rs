@@ -55,7 +55,7 @@ impl Default for RetryOptions {
 /// Options for all three factories.
 #[derive(Clone)]
 pub struct ClientOptions {
-    /// Extra trusted CA certificate(s), PEM. Added to the system roots and to the certificates in
+    /// Extra trusted CA certificate(s), PEM. Added to Mozilla's roots (what Node trusts) and to the certificates in
     /// the file named by `NODE_EXTRA_CA_CERTS` (read when the client is built, as Node does).
     pub ca_pem: Option<String>,
     /// `None` never retries: exactly the reference's behaviour.

@@ -1,5 +1,6 @@
 //! TCP (optionally through an HTTP CONNECT proxy) then TLS, with certificates always verified
-//! against the system roots plus `NODE_EXTRA_CA_CERTS` plus the `ca` option.
+//! against the trust Node.js itself uses — Mozilla's root store (Node bundles it; so does the
+//! `webpki-roots` crate) plus `NODE_EXTRA_CA_CERTS` — plus the `ca` option.
 
 use std::error::Error as StdError;
 use std::future::Future;
@@ -52,19 +53,22 @@ pub fn extra_roots(ca_pem: Option<&str>) -> Result<Vec<CertificateDer<'static>>,
     Ok(roots)
 }
 
-/// rustls configuration: ring provider, platform verifier with the extra roots, no ALPN
-/// (HTTP/1.1 only, as Node's `https` module).
+/// rustls configuration: ring provider, webpki verification against Mozilla's roots (static
+/// data: nothing is read or parsed at start-up, which keeps cold starts cheap) plus the extra
+/// roots, no ALPN (HTTP/1.1 only, as Node's `https` module).
 pub fn tls_config(ca_pem: Option<&str>) -> Result<rustls::ClientConfig, Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let roots = extra_roots(ca_pem)?;
-    let verifier =
-        rustls_platform_verifier::Verifier::new_with_extra_roots(roots, provider.clone())
-            .map_err(|e| Error::argument(format!("Cannot set up certificate verification: {e}")))?;
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    for certificate in extra_roots(ca_pem)? {
+        // Node skips an unusable extra certificate too (it only warns).
+        let _ = roots.add(certificate);
+    }
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::argument(format!("Cannot set up TLS: {e}")))?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(config)
 }
@@ -95,11 +99,23 @@ impl HttpsConnector {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
-        let matcher = match proxy {
-            Some(p) => Matcher::builder().all(p.to_string()).build(),
-            None => Matcher::from_env(),
+        let intercept = match proxy {
+            // An empty option: no proxy at all, whatever the environment says.
+            Some("") => None,
+            Some(p) => Matcher::builder()
+                .all(p.to_string())
+                .build()
+                .intercept(destination),
+            // curl's rule, which hyper-util applies to host names only: `*` bypasses every host.
+            None if no_proxy_matches_all() => None,
+            None => Matcher::from_env().intercept(destination),
         };
-        let route = match matcher.intercept(destination) {
+        let route = match intercept {
+            // A proxy option the matcher cannot parse must never mean "connect directly".
+            // (The URL is not echoed: it may hold credentials.)
+            None if proxy.is_some_and(|p| !p.is_empty()) => Route::Unsupported(Arc::from(
+                "The proxy option is not a valid proxy URL: expected http://[user:password@]host:port",
+            )),
             None => Route::Direct(http),
             Some(intercept) => {
                 let uri = intercept.uri().clone();
@@ -122,6 +138,13 @@ impl HttpsConnector {
             tls: tokio_rustls::TlsConnector::from(Arc::new(tls)),
         }
     }
+}
+
+/// Whether `NO_PROXY` (else `no_proxy`) lists `*`.
+fn no_proxy_matches_all() -> bool {
+    std::env::var("NO_PROXY")
+        .or_else(|_| std::env::var("no_proxy"))
+        .is_ok_and(|v| v.split(',').any(|part| part.trim() == "*"))
 }
 
 async fn ready_and_call<S>(svc: &mut S, uri: Uri) -> Result<S::Response, BoxError>

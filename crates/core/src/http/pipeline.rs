@@ -16,6 +16,7 @@ use crate::credential::Auth;
 use crate::error::{error_chain_message, translate_response, Error, MAX_RESPONSE_BYTES};
 use crate::http::connector::{tls_config, HttpsConnector};
 use crate::http::retry::RetryPolicy;
+use crate::log::{LogLevel, Logger};
 use crate::options::{ClientOptions, Clock};
 use crate::request::{check_header_value, PreparedRequest};
 use crate::response::Response;
@@ -44,6 +45,8 @@ pub struct Pipeline {
     call_timeout: Option<Duration>,
     clock: Arc<dyn Clock>,
     random: ring::rand::SystemRandom,
+    /// `AZURE_LOG_LEVEL` / `DEBUG`, read when the client is built.
+    log: Logger,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -73,7 +76,7 @@ impl Pipeline {
             .parse::<Authority>()
             .ok()
             .filter(|a| !a.host().is_empty() && !host.contains('@'))
-            .ok_or_else(|| format!("Invalid host name: {host:?}"));
+            .ok_or_else(|| format!("Invalid host name: {:?}", without_userinfo(host)));
         let destination: http::Uri = match &authority {
             Ok(a) => format!("https://{a}/").parse().unwrap_or_default(),
             Err(_) => http::Uri::from_static("https://invalid.invalid/"),
@@ -100,6 +103,7 @@ impl Pipeline {
             call_timeout: options.call_timeout,
             clock: options.clock.clone(),
             random: ring::rand::SystemRandom::new(),
+            log: Logger::from_env(),
         })
     }
 
@@ -120,8 +124,14 @@ impl Pipeline {
         let mut last_error: Option<Error> = None;
         let work = async {
             loop {
+                let method = prepared.method.as_str();
+                let path = prepared.path_and_query.as_str();
+                self.log
+                    .attempt_started(method, path, attempts + 1, &request_id);
+                let started = Instant::now();
                 let outcome = self.attempt(prepared, &request_id).await;
                 attempts += 1;
+                self.log_attempt(prepared, &outcome, started, attempts, &request_id);
                 let failure = match outcome {
                     Ok(response) if response.status < 300 => return Ok(response),
                     Ok(response) => {
@@ -143,14 +153,35 @@ impl Pipeline {
                     None
                 };
                 let Some(delay) = delay else {
+                    self.log_give_up(prepared, &failure, retry);
                     return Err(failure.error);
                 };
                 // A wait that would outlive the call budget cannot lead to success: report the
                 // real error now rather than a timeout later.
                 let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
                 if remaining.is_some_and(|r| delay >= r.saturating_sub(Duration::from_millis(1))) {
+                    self.log.retry_decision(
+                        method,
+                        path,
+                        None,
+                        retry,
+                        self.retry.max_retries(),
+                        &format!(
+                            "the {} ms wait would outlive the call timeout: {}",
+                            delay.as_millis(),
+                            failure.error
+                        ),
+                    );
                     return Err(failure.error);
                 }
+                self.log.retry_decision(
+                    method,
+                    path,
+                    Some(delay),
+                    retry,
+                    self.retry.max_retries(),
+                    &failure.error.to_string(),
+                );
                 ambiguous |= failure.maybe_sent;
                 last_error = Some(failure.error);
                 tokio::time::sleep(delay).await;
@@ -177,6 +208,54 @@ impl Pipeline {
             attempts,
             ambiguous,
         }
+    }
+
+    fn log_attempt(
+        &self,
+        prepared: &PreparedRequest,
+        outcome: &Result<Response, AttemptError>,
+        started: Instant,
+        attempt: u32,
+        request_id: &str,
+    ) {
+        if !self.log.enabled(LogLevel::Info) {
+            return;
+        }
+        let outcome: String = match outcome {
+            Ok(r) => format!("{} {}", r.status, r.status_text),
+            Err(e) => format!("failed: {}", e.error),
+        };
+        self.log.attempt_finished(
+            prepared.method.as_str(),
+            &prepared.path_and_query,
+            &outcome,
+            started.elapsed(),
+            attempt,
+            request_id,
+        );
+    }
+
+    fn log_give_up(&self, prepared: &PreparedRequest, failure: &AttemptError, retry: u32) {
+        if !self.log.enabled(LogLevel::Warning) {
+            return;
+        }
+        let reason = if !failure.retryable {
+            format!("not retryable: {}", failure.error)
+        } else if self.retry.max_retries() == 0 {
+            format!("retries are off: {}", failure.error)
+        } else if retry >= self.retry.max_retries() {
+            format!("retries exhausted: {}", failure.error)
+        } else {
+            format!("not retryable: {}", failure.error)
+        };
+        self.log.retry_decision(
+            prepared.method.as_str(),
+            &prepared.path_and_query,
+            None,
+            retry,
+            self.retry.max_retries(),
+            &reason,
+        );
     }
 
     async fn attempt(
@@ -404,4 +483,13 @@ async fn read_response(
         headers,
         body: buf.freeze(),
     })
+}
+
+/// `host` with anything before an `@` (userinfo, which may hold a password) replaced, so an
+/// error message can show the rest.
+fn without_userinfo(host: &str) -> String {
+    match host.rfind('@') {
+        Some(at) => format!("<redacted>@{}", &host[at + 1..]),
+        None => host.to_string(),
+    }
 }

@@ -1,5 +1,6 @@
 //! Pure unit tests of the core crate's public pieces (no network).
 
+mod devices;
 mod encoding;
 mod errors;
 mod matching;

@@ -4,8 +4,10 @@
 mod support;
 
 mod credentials;
+mod devices;
 mod idempotent;
 mod limits;
+mod monitor;
 mod requests;
 mod retry;
 mod secrets;
