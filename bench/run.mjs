@@ -410,7 +410,8 @@ for (const [name, w] of Object.entries(W)) {
 const outDir = opts.out ?? (quick ? join(BENCH, 'tmp') : BENCH)
 mkdirSync(outDir, { recursive: true })
 writeFileSync(join(outDir, 'results.json'), JSON.stringify(results, null, 2) + '\n')
-writeFileSync(join(outDir, 'RESULTS.md'), renderMarkdown(results))
+const analysis = join(BENCH, 'ANALYSIS.md')
+writeFileSync(join(outDir, 'RESULTS.md'), renderMarkdown(results) + (existsSync(analysis) ? '\n' + readFileSync(analysis, 'utf8') : ''))
 log(`wrote ${join(outDir, 'RESULTS.md')} and results.json in ${results.durationSec} s`)
 if (results.errors.length) {
   log(`${results.errors.length} workload(s) did not complete:\n  ${results.errors.join('\n  ')}`)
