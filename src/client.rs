@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use iothub_jobs_core::{JobClient as CoreClient, Response};
+use iothub_jobs_core::{ClientOptions, JobClient as CoreClient, Response};
 use napi::bindgen_prelude::{Env, JsValue, Unknown};
 use napi::sys::{napi_env, napi_value};
 use napi::Result;
@@ -55,6 +55,27 @@ fn core_thrown(env: napi_env, error: iothub_jobs_core::Error) -> napi::Error {
         Ok(v) => js::retain_error(env, v),
         Err(e) => e,
     }
+}
+
+/// A factory taking one string (a connection string or a SAS): the reference's falsy check and
+/// message, then the core factory.
+fn from_string_argument(
+    env: &Env,
+    value: Unknown,
+    name: &str,
+    options: Unknown,
+    build: fn(&str, ClientOptions) -> std::result::Result<CoreClient, iothub_jobs_core::Error>,
+) -> Result<JobClient> {
+    let raw = env.raw();
+    let value = value.raw();
+    if !js::truthy(raw, value) {
+        return Err(errors::cannot_be(raw, name, value));
+    }
+    let text = js::to_string(raw, value)?;
+    let options = args::client_options(raw, options.raw())?;
+    build(&text, options)
+        .map(|inner| JobClient { inner })
+        .map_err(|e| core_thrown(raw, e))
 }
 
 /// A value created in `env`'s current scope, returned to JavaScript.
@@ -121,16 +142,13 @@ impl JobClient {
         connection_string: Unknown,
         options: Unknown,
     ) -> Result<Self> {
-        let raw = env.raw();
-        let cs = connection_string.raw();
-        if !js::truthy(raw, cs) {
-            return Err(errors::cannot_be(raw, "connectionString", cs));
-        }
-        let cs = js::to_string(raw, cs)?;
-        let options = args::client_options(raw, options.raw())?;
-        CoreClient::from_connection_string(&cs, options)
-            .map(|inner| JobClient { inner })
-            .map_err(|e| core_thrown(raw, e))
+        from_string_argument(
+            env,
+            connection_string,
+            "connectionString",
+            options,
+            CoreClient::from_connection_string,
+        )
     }
 
     /// `JobClient.fromSharedAccessSignature(sharedAccessSignature, options?)`.
@@ -144,16 +162,13 @@ impl JobClient {
         shared_access_signature: Unknown,
         options: Unknown,
     ) -> Result<Self> {
-        let raw = env.raw();
-        let sas = shared_access_signature.raw();
-        if !js::truthy(raw, sas) {
-            return Err(errors::cannot_be(raw, "sharedAccessSignature", sas));
-        }
-        let sas = js::to_string(raw, sas)?;
-        let options = args::client_options(raw, options.raw())?;
-        CoreClient::from_shared_access_signature(&sas, options)
-            .map(|inner| JobClient { inner })
-            .map_err(|e| core_thrown(raw, e))
+        from_string_argument(
+            env,
+            shared_access_signature,
+            "sharedAccessSignature",
+            options,
+            CoreClient::from_shared_access_signature,
+        )
     }
 
     /// `JobClient.fromTokenCredential(hostName, tokenCredential, options?)`.
