@@ -38,13 +38,12 @@ use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::client::proxy::matcher::Matcher;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::time::Instant;
 
 use crate::credential::{AccessToken, CredentialError, TokenCredential, TokenFuture};
 use crate::error::{error_chain_message, Error};
-use crate::http::connector::{tls_config, HttpsConnector};
+use crate::http::connector::{extra_roots, tls_config, HttpsConnector, ProxySetting};
 use crate::jobs::JobClient;
 use crate::log::{redact, LogLevel, Logger};
 use crate::options::ClientOptions;
@@ -122,59 +121,6 @@ impl TokenCredential for AzureTokenCredential {
     }
 }
 
-/// The proxy decision inputs, fixed when the credential is created (as for the hub's pipeline,
-/// which reads the environment when the client is built).
-#[derive(Clone)]
-enum ProxySetting {
-    /// The `proxy` option (`""`: none).
-    Explicit(String),
-    /// `HTTPS_PROXY`/`https_proxy`, else `ALL_PROXY`/`all_proxy`, and `NO_PROXY`/`no_proxy`.
-    Env {
-        proxy: Option<String>,
-        no_proxy: Option<String>,
-    },
-}
-
-impl ProxySetting {
-    fn from_env() -> ProxySetting {
-        let first = |names: &[&str]| {
-            names
-                .iter()
-                .find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()))
-        };
-        ProxySetting::Env {
-            proxy: first(&["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"]),
-            no_proxy: first(&["NO_PROXY", "no_proxy"]),
-        }
-    }
-
-    /// The explicit proxy for one `https://host:port/` destination (`""`: direct).
-    fn for_destination(&self, destination: &http::Uri) -> &str {
-        match self {
-            ProxySetting::Explicit(p) => p,
-            ProxySetting::Env { proxy: None, .. } => "",
-            ProxySetting::Env {
-                proxy: Some(proxy),
-                no_proxy,
-            } => {
-                let no_proxy = no_proxy.as_deref().unwrap_or("");
-                let bypass = no_proxy.split(',').any(|p| p.trim() == "*")
-                    || Matcher::builder()
-                        .all(proxy.clone())
-                        .no(no_proxy.to_string())
-                        .build()
-                        .intercept(destination)
-                        .is_none();
-                if bypass {
-                    ""
-                } else {
-                    proxy
-                }
-            }
-        }
-    }
-}
-
 #[derive(Clone)]
 enum Route {
     Tls(Client<HttpsConnector, Full<Bytes>>),
@@ -203,11 +149,8 @@ impl IdentityHttpClient {
     /// environment (read now).
     pub fn new(options: &ClientOptions) -> Result<Self, Error> {
         Ok(IdentityHttpClient {
-            tls: tls_config(options.ca_pem.as_deref())?,
-            proxy: match &options.proxy {
-                Some(p) => ProxySetting::Explicit(p.clone()),
-                None => ProxySetting::from_env(),
-            },
+            tls: tls_config(&extra_roots(options.ca_pem.as_deref())?)?,
+            proxy: ProxySetting::new(options.proxy.as_deref()),
             attempt_timeout: options.attempt_timeout,
             log: Logger::from_env(),
             routes: Mutex::new(HashMap::new()),
@@ -236,7 +179,7 @@ impl IdentityHttpClient {
                     },
                 )?;
                 let proxy = self.proxy.for_destination(&destination);
-                let connector = HttpsConnector::new(self.tls.clone(), Some(proxy), &destination);
+                let connector = HttpsConnector::new(self.tls.clone(), proxy, &destination);
                 Route::Tls(builder().build(connector))
             }
             "http" => {

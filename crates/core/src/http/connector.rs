@@ -54,16 +54,16 @@ pub fn extra_roots(ca_pem: Option<&str>) -> Result<Vec<CertificateDer<'static>>,
 }
 
 /// rustls configuration: ring provider, webpki verification against Mozilla's roots (static
-/// data: nothing is read or parsed at start-up, which keeps cold starts cheap) plus the extra
-/// roots, no ALPN (HTTP/1.1 only, as Node's `https` module).
-pub fn tls_config(ca_pem: Option<&str>) -> Result<rustls::ClientConfig, Error> {
+/// data: nothing is read or parsed for them) plus `extra_roots`, no ALPN (HTTP/1.1 only, as
+/// Node's `https` module).
+pub fn tls_config(extra_roots: &[CertificateDer<'static>]) -> Result<rustls::ClientConfig, Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
-    for certificate in extra_roots(ca_pem)? {
+    for certificate in extra_roots {
         // Node skips an unusable extra certificate too (it only warns).
-        let _ = roots.add(certificate);
+        let _ = roots.add(certificate.clone());
     }
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -71,6 +71,65 @@ pub fn tls_config(ca_pem: Option<&str>) -> Result<rustls::ClientConfig, Error> {
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(config)
+}
+
+/// The proxy decision's inputs, fixed when a client is created: the `proxy` option, else the
+/// environment. (No `Debug`: the URL may hold credentials.)
+#[derive(Clone)]
+pub enum ProxySetting {
+    /// The `proxy` option (`""`: none).
+    Explicit(String),
+    /// `HTTPS_PROXY`/`https_proxy`, else `ALL_PROXY`/`all_proxy`, and `NO_PROXY`/`no_proxy`.
+    Env {
+        proxy: Option<String>,
+        no_proxy: Option<String>,
+    },
+}
+
+impl ProxySetting {
+    /// The `proxy` option if given, else the environment as it is now.
+    pub fn new(option: Option<&str>) -> ProxySetting {
+        if let Some(proxy) = option {
+            return ProxySetting::Explicit(proxy.to_string());
+        }
+        let first = |names: &[&str]| {
+            names
+                .iter()
+                .find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()))
+        };
+        ProxySetting::Env {
+            proxy: first(&["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"]),
+            no_proxy: first(&["NO_PROXY", "no_proxy"]),
+        }
+    }
+
+    /// The proxy for one `https://host:port/` destination (`""`: direct). An explicit proxy
+    /// ignores `NO_PROXY`; `*` in `NO_PROXY` bypasses every host (curl's rule, which hyper-util
+    /// applies to host names only).
+    pub fn for_destination(&self, destination: &Uri) -> &str {
+        match self {
+            ProxySetting::Explicit(p) => p,
+            ProxySetting::Env { proxy: None, .. } => "",
+            ProxySetting::Env {
+                proxy: Some(proxy),
+                no_proxy,
+            } => {
+                let no_proxy = no_proxy.as_deref().unwrap_or("");
+                let bypass = no_proxy.split(',').any(|p| p.trim() == "*")
+                    || Matcher::builder()
+                        .all(proxy.clone())
+                        .no(no_proxy.to_string())
+                        .build()
+                        .intercept(destination)
+                        .is_none();
+                if bypass {
+                    ""
+                } else {
+                    proxy
+                }
+            }
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -89,32 +148,24 @@ pub struct HttpsConnector {
 }
 
 impl HttpsConnector {
-    /// `destination` is `https://host[:port]/`; the proxy decision is made once since a client
-    /// talks to one host.
-    pub fn new(
-        tls: rustls::ClientConfig,
-        proxy: Option<&str>,
-        destination: &Uri,
-    ) -> HttpsConnector {
+    /// `proxy` is the one for `destination` (`https://host[:port]/`), `""` for none; see
+    /// [`ProxySetting::for_destination`].
+    pub fn new(tls: rustls::ClientConfig, proxy: &str, destination: &Uri) -> HttpsConnector {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
         let intercept = match proxy {
-            // An empty option: no proxy at all, whatever the environment says.
-            Some("") => None,
-            Some(p) => Matcher::builder()
-                .all(p.to_string())
+            "" => None,
+            proxy => Matcher::builder()
+                .all(proxy.to_string())
                 .build()
                 .intercept(destination),
-            // curl's rule, which hyper-util applies to host names only: `*` bypasses every host.
-            None if no_proxy_matches_all() => None,
-            None => Matcher::from_env().intercept(destination),
         };
         let route = match intercept {
-            // A proxy option the matcher cannot parse must never mean "connect directly".
+            // A proxy the matcher cannot parse must never mean "connect directly".
             // (The URL is not echoed: it may hold credentials.)
-            None if proxy.is_some_and(|p| !p.is_empty()) => Route::Unsupported(Arc::from(
-                "The proxy option is not a valid proxy URL: expected http://[user:password@]host:port",
+            None if !proxy.is_empty() => Route::Unsupported(Arc::from(
+                "The proxy (the proxy option or HTTPS_PROXY/ALL_PROXY) is not a valid proxy URL: expected http://[user:password@]host:port",
             )),
             None => Route::Direct(http),
             Some(intercept) => {
@@ -138,13 +189,6 @@ impl HttpsConnector {
             tls: tokio_rustls::TlsConnector::from(Arc::new(tls)),
         }
     }
-}
-
-/// Whether `NO_PROXY` (else `no_proxy`) lists `*`.
-fn no_proxy_matches_all() -> bool {
-    std::env::var("NO_PROXY")
-        .or_else(|_| std::env::var("no_proxy"))
-        .is_ok_and(|v| v.split(',').any(|part| part.trim() == "*"))
 }
 
 async fn ready_and_call<S>(svc: &mut S, uri: Uri) -> Result<S::Response, BoxError>

@@ -1,7 +1,7 @@
 //! Sending a prepared request: headers, per-attempt and per-call timeouts, the response body
 //! cap, and the retry loop.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -10,16 +10,19 @@ use http::uri::Authority;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls::pki_types::CertificateDer;
 use tokio::time::Instant;
 
 use crate::credential::Auth;
 use crate::error::{error_chain_message, translate_response, Error, MAX_RESPONSE_BYTES};
-use crate::http::connector::{tls_config, HttpsConnector};
+use crate::http::connector::{extra_roots, tls_config, HttpsConnector, ProxySetting};
 use crate::http::retry::RetryPolicy;
 use crate::log::{LogLevel, Logger};
 use crate::options::{ClientOptions, Clock};
 use crate::request::{check_header_value, PreparedRequest};
 use crate::response::Response;
+
+type HttpClient = Client<HttpsConnector, Full<Bytes>>;
 
 /// The result of one call (all its attempts).
 #[derive(Debug)]
@@ -34,7 +37,13 @@ pub struct RequestOutcome {
 
 /// One client's connection pool, identity and policies.
 pub struct Pipeline {
-    client: Client<HttpsConnector, Full<Bytes>>,
+    /// Built by the first call: a client that is created and never used (and a cold start)
+    /// pays for no TLS configuration, root store or connection pool. What it is built from is
+    /// read when the client is created, as documented:
+    client: OnceLock<HttpClient>,
+    /// `NODE_EXTRA_CA_CERTS` and the `ca` option.
+    extra_roots: Vec<CertificateDer<'static>>,
+    proxy: ProxySetting,
     /// `Err(message)`: the host name cannot be used; every call fails with it.
     authority: Result<Authority, String>,
     auth: Auth,
@@ -77,23 +86,10 @@ impl Pipeline {
             .ok()
             .filter(|a| !a.host().is_empty() && !host.contains('@'))
             .ok_or_else(|| format!("Invalid host name: {:?}", without_userinfo(host)));
-        let destination: http::Uri = match &authority {
-            Ok(a) => format!("https://{a}/").parse().unwrap_or_default(),
-            Err(_) => http::Uri::from_static("https://invalid.invalid/"),
-        };
-        let connector = HttpsConnector::new(
-            tls_config(options.ca_pem.as_deref())?,
-            options.proxy.as_deref(),
-            &destination,
-        );
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .http1_title_case_headers(true)
-            .set_host(false)
-            .build(connector);
         Ok(Pipeline {
-            client,
+            client: OnceLock::new(),
+            extra_roots: extra_roots(options.ca_pem.as_deref())?,
+            proxy: ProxySetting::new(options.proxy.as_deref()),
             authority,
             auth,
             user_agent,
@@ -105,6 +101,26 @@ impl Pipeline {
             random: ring::rand::SystemRandom::new(),
             log: Logger::from_env(),
         })
+    }
+
+    /// The connection pool, built on first use.
+    fn client(&self, authority: &Authority) -> Result<&HttpClient, Error> {
+        if let Some(client) = self.client.get() {
+            return Ok(client);
+        }
+        let destination: http::Uri = format!("https://{authority}/")
+            .parse()
+            .map_err(|e| Error::argument(format!("Invalid host name: {e}")))?;
+        let proxy = self.proxy.for_destination(&destination);
+        let connector = HttpsConnector::new(tls_config(&self.extra_roots)?, proxy, &destination);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .http1_title_case_headers(true)
+            .set_host(false)
+            .build(connector);
+        // Two first calls may race here; both clients are equivalent and one is kept.
+        Ok(self.client.get_or_init(|| client))
     }
 
     fn random_unit(&self) -> f64 {
@@ -279,8 +295,9 @@ impl Pipeline {
         let request = self
             .build_request(authority, prepared, request_id, authorization.as_deref())
             .map_err(not_sent)?;
+        let client = self.client(authority).map_err(not_sent)?;
         let send = async {
-            let response = self.client.request(request).await.map_err(|e| {
+            let response = client.request(request).await.map_err(|e| {
                 let connect = e.is_connect();
                 // Skip hyper-util's own "client error (Connect)" layer: the causes say more.
                 let detail = match std::error::Error::source(&e) {
@@ -491,5 +508,32 @@ fn without_userinfo(host: &str) -> String {
     match host.rfind('@') {
         Some(at) => format!("<redacted>@{}", &host[at + 1..]),
         None => host.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_connection_pool_is_built_by_the_first_call_only() {
+        let options = ClientOptions::default();
+        let pipeline = Pipeline::new("hub.example:443", Auth::Anonymous, &options).unwrap();
+        assert!(pipeline.client.get().is_none(), "built with the client");
+        let authority = pipeline.authority.clone().unwrap();
+        let first: *const HttpClient = pipeline.client(&authority).unwrap();
+        assert!(std::ptr::eq(first, pipeline.client(&authority).unwrap()));
+    }
+
+    #[test]
+    fn a_ca_option_without_certificates_fails_when_the_client_is_built() {
+        let options = ClientOptions {
+            ca_pem: Some("not a certificate".into()),
+            ..ClientOptions::default()
+        };
+        let error = Pipeline::new("hub.example", Auth::Anonymous, &options).unwrap_err();
+        assert!(error
+            .to_string()
+            .contains("does not contain any PEM certificate"));
     }
 }
