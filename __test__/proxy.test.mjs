@@ -204,6 +204,20 @@ describe('environment', () => {
     });
   }
 
+  test('an unusable HTTPS_PROXY fails every call instead of connecting directly', async () => {
+    await hub.control('DELETE', 'requests');
+    process.env.HTTPS_PROXY = 'http://user:pw@bad host:3128';
+    const client = JobClient.fromConnectionString(hub.connectionString, { ca: hubCa, retry: false });
+    clearProxyEnv();
+    await assert.rejects(call(client), (e) => {
+      assert.match(e.message, /not a valid proxy URL/);
+      assert.ok(!e.message.includes('pw'), e.message);
+      return true;
+    });
+    const { requests } = await hub.control('GET', 'requests');
+    assert.equal(requests.length, 0, 'nothing reached the hub');
+  });
+
   test('NO_PROXY naming another host does not bypass', async () => {
     const before = tunnelsTo(proxy, hub.hostName);
     process.env.HTTPS_PROXY = proxy.url;

@@ -115,9 +115,11 @@ impl ProxySetting {
                 no_proxy,
             } => {
                 let no_proxy = no_proxy.as_deref().unwrap_or("");
+                // Whether NO_PROXY matches, asked with a placeholder proxy: an unusable
+                // HTTPS_PROXY must fail the call (in the connector), not read as a bypass.
                 let bypass = no_proxy.split(',').any(|p| p.trim() == "*")
                     || Matcher::builder()
-                        .all(proxy.clone())
+                        .all("http://proxy.invalid:1".to_string())
                         .no(no_proxy.to_string())
                         .build()
                         .intercept(destination)
