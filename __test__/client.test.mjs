@@ -619,6 +619,37 @@ describe('process behaviour', () => {
     assert.ok(args[0] instanceof Error);
   });
 
+  test("a callback runs in the caller's async context (AsyncLocalStorage), as Node's I/O callbacks do", async () => {
+    hub.reset(() => ({ json: { jobId: 'als' } }));
+    const { AsyncLocalStorage } = await import('node:async_hooks');
+    const als = new AsyncLocalStorage();
+    const c = hub.client();
+    const seen = await Promise.all(
+      ['a', 'b', 'c'].map(
+        (store) => new Promise((resolve) => als.run(store, () => c.getJob('als', () => resolve(als.getStore())))),
+      ),
+    );
+    assert.deepEqual(seen, ['a', 'b', 'c']);
+    assert.equal(await als.run('p', () => c.getJob('als').then(() => als.getStore())), 'p');
+  });
+
+  test('microtasks queued by one callback run before the next callback, however many complete at once', async () => {
+    hub.reset(() => ({ json: { jobId: 'tick' } }));
+    const c = hub.client();
+    const order = [];
+    await Promise.all(
+      Array.from({ length: 50 }, (_, i) => new Promise((resolve) => {
+        c.getJob('tick', () => {
+          order.push(`cb${i}`);
+          queueMicrotask(() => order.push(`mt${i}`));
+          resolve();
+        });
+      })),
+    );
+    await new Promise((resolve) => setImmediate(resolve));
+    for (let k = 0; k < order.length; k += 2) assert.equal(order[k + 1], order[k].replace('cb', 'mt'), order.join(' '));
+  });
+
   const entry = JSON.stringify(path.join(root, 'main.js'));
 
   test('a script that schedules a job and gets it exits right after its last callback', async () => {

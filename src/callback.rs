@@ -5,22 +5,24 @@
 //! response)` or `done(err)`; without one it returns a promise that settles with the packed
 //! result, and validation errors reject it.
 //!
-//! The request runs on the addon's Tokio runtime; its outcome is turned into JavaScript values
-//! on the JavaScript thread. A callback that throws is reported as `uncaughtException`, as it
-//! would be from a Node event handler, and a panic becomes an `Error` instead of an abort.
+//! The request runs on the addon's Tokio runtime (see `completion`); its outcome is turned into
+//! JavaScript values on the JavaScript thread. A callback runs in the async context of the call
+//! that started it (`AsyncLocalStorage` sees the caller's store), and one that throws is reported
+//! as `uncaughtException`, as it would be from a Node event handler; a panic becomes an `Error`
+//! instead of an abort.
 
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
-use std::ptr;
 use std::task::{Context, Poll};
 
 use iothub_jobs_core::Error as CoreError;
-use napi::sys::{self, napi_env, napi_value};
+use napi::sys::{napi_env, napi_value};
 use napi::Result;
 
+use crate::completion;
 use crate::errors;
-use crate::js::{self, Retained};
+use crate::js::{self, AsyncScope, Deferred, Retained};
 
 /// How the caller wants the outcome.
 #[derive(Clone, Copy)]
@@ -53,15 +55,8 @@ impl Mode {
 }
 
 fn rejected_promise(env: napi_env, error: napi::Error) -> Result<napi_value> {
-    let mut deferred = ptr::null_mut();
-    let mut promise = ptr::null_mut();
-    js::check(env, unsafe {
-        sys::napi_create_promise(env, &mut deferred, &mut promise)
-    })?;
-    let reason = unsafe { napi::bindgen_prelude::ToNapiValue::to_napi_value(env, error)? };
-    js::check(env, unsafe {
-        sys::napi_reject_deferred(env, deferred, reason)
-    })?;
+    let (deferred, promise) = Deferred::new(env)?;
+    deferred.reject(env, error_value(env, error))?;
     Ok(promise)
 }
 
@@ -82,76 +77,83 @@ pub(crate) enum Pack {
 pub(crate) type Outcome =
     std::result::Result<(napi_value, napi_value), (napi_value, Option<napi_value>)>;
 
-/// Runs `request` on the runtime and settles the caller with `convert`'s outcome, computed on
-/// the JavaScript thread. Returns the promise, or `undefined` in callback mode.
-pub(crate) fn spawn<T, F, C>(
+/// Runs the future `request()` builds on the runtime (see [`completion::run`]) and settles the
+/// caller with `convert`'s outcome, computed on the JavaScript thread. Returns the promise, or
+/// `undefined` in callback mode.
+pub(crate) fn spawn<T, R, F, C>(
     env: napi_env,
     mode: Mode,
     pack: Pack,
-    request: F,
+    request: R,
     convert: C,
 ) -> Result<napi_value>
 where
     T: Send + 'static,
+    R: FnOnce() -> F + Send + 'static,
     F: Future<Output = std::result::Result<T, CoreError>> + Send + 'static,
-    C: FnOnce(napi_env, std::result::Result<T, CoreError>) -> Outcome + 'static,
+    C: FnOnce(napi_env, std::result::Result<T, CoreError>) -> Outcome + Send + 'static,
 {
-    let callback = match mode {
-        Mode::Callback(f) => Some(Retained::new(env, f)?),
-        Mode::Promise => None,
-    };
-    let work = async move { Ok::<_, napi::Error>(CatchUnwind(request).await) };
-    let settle = move |env: napi_env, done: Completed<T>| -> Result<napi_value> {
-        match catch_unwind(AssertUnwindSafe(|| {
-            settle(env, callback, pack, done, convert)
-        })) {
-            Ok(result) => result,
-            Err(_) => Err(js::retain_error(
-                env,
-                errors::internal(env, "panic while settling"),
-            )),
+    let (caller, out) = match mode {
+        Mode::Promise => {
+            let (deferred, promise) = Deferred::new(env)?;
+            (Caller::Promise(deferred), promise)
+        }
+        Mode::Callback(f) => {
+            let callback = Caller::Callback(Retained::new(env, f)?, AsyncScope::new(env)?);
+            (callback, js::undefined(env))
         }
     };
-    let promise = napi::bindgen_prelude::execute_tokio_future(env, work, settle)?;
-    Ok(match mode {
-        Mode::Promise => promise,
-        Mode::Callback(_) => js::undefined(env),
-    })
+    // Built inside `CatchUnwind`, so a panic while building is caught too.
+    let request = move || CatchUnwind(async move { request().await });
+    completion::run(env, request, move |env, done| {
+        let outcome = catch_unwind(AssertUnwindSafe(|| match done {
+            Ok(result) => convert(env, result),
+            Err(Panicked) => Err((errors::internal(env, "panic in request"), None)),
+        }))
+        .unwrap_or_else(|_| Err((errors::internal(env, "panic while settling"), None)));
+        caller.settle(env, pack, outcome);
+    })?;
+    Ok(out)
 }
 
-type Completed<T> = std::result::Result<std::result::Result<T, CoreError>, Panicked>;
+/// Who is waiting for an operation.
+enum Caller {
+    Promise(Deferred),
+    /// The user's callback, and the async context it is called in.
+    Callback(Retained, AsyncScope),
+}
 
-fn settle<T, C>(
-    env: napi_env,
-    callback: Option<Retained>,
-    pack: Pack,
-    done: Completed<T>,
-    convert: C,
-) -> Result<napi_value>
-where
-    C: FnOnce(napi_env, std::result::Result<T, CoreError>) -> Outcome,
-{
-    let outcome = match done {
-        Ok(result) => convert(env, result),
-        Err(Panicked) => Err((errors::internal(env, "panic in request"), None)),
-    };
-    let Some(callback) = callback else {
-        return match outcome {
-            Ok((result, response)) => packed(env, pack, result, response),
-            Err((error, _)) => Err(js::retain_error(env, error)),
-        };
-    };
-    let f = callback.release(env)?;
-    let undefined = js::undefined(env);
-    let called = match outcome {
-        Ok((result, response)) => js::call(env, undefined, f, &[js::null(env), result, response]),
-        Err((error, Some(response))) => js::call(env, undefined, f, &[error, undefined, response]),
-        Err((error, None)) => js::call(env, undefined, f, &[error]),
-    };
-    if let Err(thrown) = called {
-        js::report_uncaught(env, thrown);
+impl Caller {
+    fn settle(self, env: napi_env, pack: Pack, outcome: Outcome) {
+        match self {
+            Caller::Promise(deferred) => {
+                // Settling fails only when the environment is going away.
+                let _ = match outcome {
+                    Ok((result, response)) => match packed(env, pack, result, response) {
+                        Ok(value) => deferred.resolve(env, value),
+                        Err(e) => deferred.reject(env, error_value(env, e)),
+                    },
+                    Err((error, _)) => deferred.reject(env, error),
+                };
+            }
+            Caller::Callback(f, scope) => {
+                let Ok(f) = f.release(env) else { return };
+                let undefined = js::undefined(env);
+                let called = scope.run(env, || match outcome {
+                    Ok((result, response)) => {
+                        js::call(env, undefined, f, &[js::null(env), result, response])
+                    }
+                    Err((error, Some(response))) => {
+                        js::call(env, undefined, f, &[error, undefined, response])
+                    }
+                    Err((error, None)) => js::call(env, undefined, f, &[error]),
+                });
+                if let Err(thrown) = called {
+                    js::report_uncaught(env, thrown);
+                }
+            }
+        }
     }
-    Ok(undefined)
 }
 
 fn packed(
@@ -160,20 +162,25 @@ fn packed(
     result: napi_value,
     response: napi_value,
 ) -> Result<napi_value> {
-    let obj = js::object(env)?;
-    match pack {
-        Pack::Job => {
-            js::set(env, obj, c"jobStatus", result)?;
-            js::set(env, obj, c"response", response)?;
-        }
-        Pack::Query => {
-            js::set(env, obj, c"result", result)?;
-            js::set(env, obj, c"message", response)?;
-        }
+    let pack = match pack {
+        Pack::Job => JOB_STATUS_RESPONSE,
+        Pack::Query => RESULT_WITH_INCOMING_MESSAGE,
         Pack::Value => return Ok(result),
-    }
-    Ok(obj)
+    };
+    js::call(
+        env,
+        js::undefined(env),
+        js::compiled(env, pack)?,
+        &[result, response],
+    )
 }
+
+// Object literals of a fixed shape: cheaper for V8 than two Node-API property sets, each of
+// which looks up its key by name (see `response::INCOMING_MESSAGE`).
+const JOB_STATUS_RESPONSE: &str =
+    "(function jobStatusResponse(jobStatus, response) { return { jobStatus, response }; })";
+const RESULT_WITH_INCOMING_MESSAGE: &str =
+    "(function resultWithIncomingMessage(result, message) { return { result, message }; })";
 
 /// Converts an internal `napi::Error` raised while building an outcome into an error value.
 pub(crate) fn error_value(env: napi_env, error: napi::Error) -> napi_value {

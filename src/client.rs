@@ -18,6 +18,7 @@ use crate::errors;
 use crate::job_request::{self, Schedule, ScheduleArgs};
 use crate::js;
 use crate::query::Query;
+use crate::recycle::Recycled;
 use crate::response;
 
 #[napi]
@@ -29,7 +30,7 @@ pub struct JobClient {
 /// `SyntaxError` together with the response, as the reference does.
 fn job_outcome(
     env: napi_env,
-    result: std::result::Result<Response, iothub_jobs_core::Error>,
+    result: std::result::Result<Recycled<Response>, iothub_jobs_core::Error>,
 ) -> Outcome {
     let response = match result {
         Ok(response) => response,
@@ -92,7 +93,7 @@ impl JobClient {
         op: F,
     ) -> Result<Unknown<'a>>
     where
-        F: FnOnce(CoreClient, String) -> Fut,
+        F: FnOnce(CoreClient, String) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = std::result::Result<Response, iothub_jobs_core::Error>>
             + Send
             + 'static,
@@ -105,13 +106,9 @@ impl JobClient {
             Ok(id) => id,
             Err(e) => return mode.fail(raw, e).map(|v| unknown(env, v)),
         };
-        let out = callback::spawn(
-            raw,
-            mode,
-            Pack::Job,
-            op(self.inner.clone(), id),
-            job_outcome,
-        )?;
+        let client = self.inner.clone();
+        let request = move || async move { op(client, id).await.map(Recycled::new) };
+        let out = callback::spawn(raw, mode, Pack::Job, request, job_outcome)?;
         Ok(unknown(env, out))
     }
 
@@ -123,7 +120,7 @@ impl JobClient {
             Err(e) => return mode.fail(raw, e).map(|v| unknown(env, v)),
         };
         let client = self.inner.clone();
-        let work = async move { client.schedule_job(&request).await };
+        let work = move || async move { client.schedule_job(&request).await.map(Recycled::new) };
         let out = callback::spawn(raw, mode, Pack::Job, work, job_outcome)?;
         Ok(unknown(env, out))
     }

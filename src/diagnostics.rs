@@ -20,7 +20,7 @@ pub fn panic_sync() -> Result<()> {
 pub fn panic_async<'a>(env: &'a Env, done: Unknown<'a>) -> Result<Unknown<'a>> {
     let raw = env.raw();
     let mode = Mode::from_callback(raw, napi::bindgen_prelude::JsValue::raw(&done))?;
-    let request = async {
+    let request = || async {
         if std::hint::black_box(true) {
             panic!("deliberate panic (async)");
         }

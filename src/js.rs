@@ -151,10 +151,18 @@ pub(crate) fn string(env: napi_env, s: &str) -> Result<napi_value> {
     Ok(out)
 }
 
+/// A string from UTF-8 bytes (invalid sequences become U+FFFD).
 pub(crate) fn string_from_bytes(env: napi_env, bytes: &[u8]) -> Result<napi_value> {
     let mut out = ptr::null_mut();
+    let (data, len) = (bytes.as_ptr().cast(), bytes.len() as isize);
+    // ASCII reads the same as Latin-1, which V8 copies without decoding (response bodies are
+    // usually ASCII JSON, and decoding them showed in profiles).
     check(env, unsafe {
-        sys::napi_create_string_utf8(env, bytes.as_ptr().cast(), bytes.len() as isize, &mut out)
+        if bytes.is_ascii() {
+            sys::napi_create_string_latin1(env, data, len, &mut out)
+        } else {
+            sys::napi_create_string_utf8(env, data, len, &mut out)
+        }
     })?;
     Ok(out)
 }
@@ -223,12 +231,6 @@ pub(crate) fn set(env: napi_env, obj: napi_value, name: &CStr, value: napi_value
     check(env, unsafe {
         sys::napi_set_named_property(env, obj, name.as_ptr(), value)
     })
-}
-
-/// `obj[key] = value` with a runtime key.
-pub(crate) fn set_key(env: napi_env, obj: napi_value, key: &str, value: napi_value) -> Result<()> {
-    let k = string(env, key)?;
-    check(env, unsafe { sys::napi_set_property(env, obj, k, value) })
 }
 
 pub(crate) fn call(
@@ -321,12 +323,89 @@ impl Drop for Retained {
     }
 }
 
-/// Per-thread cache of the JavaScript functions the binding calls often.
+/// A pending promise's resolve/reject capability. Settled at most once, on the JavaScript
+/// thread; one that is never settled (the environment went away) is simply leaked.
+pub(crate) struct Deferred {
+    raw: sys::napi_deferred,
+}
+
+// Only settled on the JavaScript thread (see above); other threads merely carry it.
+unsafe impl Send for Deferred {}
+
+impl Deferred {
+    /// A new promise and the capability that settles it.
+    pub(crate) fn new(env: napi_env) -> Result<(Self, napi_value)> {
+        let mut raw = ptr::null_mut();
+        let mut promise = ptr::null_mut();
+        check(env, unsafe {
+            sys::napi_create_promise(env, &mut raw, &mut promise)
+        })?;
+        Ok((Self { raw }, promise))
+    }
+
+    pub(crate) fn resolve(self, env: napi_env, value: napi_value) -> Result<()> {
+        check(env, unsafe {
+            sys::napi_resolve_deferred(env, self.raw, value)
+        })
+    }
+
+    pub(crate) fn reject(self, env: napi_env, reason: napi_value) -> Result<()> {
+        check(env, unsafe {
+            sys::napi_reject_deferred(env, self.raw, reason)
+        })
+    }
+}
+
+/// The async context (`async_hooks` resource) current when an operation started, so that its
+/// callback later runs in it: `AsyncLocalStorage` stores and `executionAsyncResource()` are then
+/// the caller's, as with Node's own I/O callbacks.
+pub(crate) struct AsyncScope {
+    context: sys::napi_async_context,
+    resource: Retained,
+}
+
+// Only entered and destroyed on the JavaScript thread; other threads merely carry it.
+unsafe impl Send for AsyncScope {}
+
+impl AsyncScope {
+    pub(crate) fn new(env: napi_env) -> Result<Self> {
+        let resource = object(env)?;
+        let name = string(env, "iothub-jobs")?;
+        let mut context = ptr::null_mut();
+        check(env, unsafe {
+            sys::napi_async_init(env, resource, name, &mut context)
+        })?;
+        Ok(Self {
+            context,
+            resource: Retained::new(env, resource)?,
+        })
+    }
+
+    /// Runs `f` inside the context (outside it if it cannot be entered), then destroys it.
+    pub(crate) fn run<T>(self, env: napi_env, f: impl FnOnce() -> T) -> T {
+        let scope = self.resource.release(env).ok().and_then(|resource| {
+            let mut scope = ptr::null_mut();
+            let status =
+                unsafe { sys::napi_open_callback_scope(env, resource, self.context, &mut scope) };
+            (status == sys::Status::napi_ok).then_some(scope)
+        });
+        let out = f();
+        if let Some(scope) = scope {
+            unsafe { sys::napi_close_callback_scope(env, scope) };
+        }
+        unsafe { sys::napi_async_destroy(env, self.context) };
+        out
+    }
+}
+
+/// Per-thread cache of the JavaScript values the binding uses on every call: `JSON` and its
+/// functions, and the functions compiled from the binding's own snippets (see [`compiled`]).
 struct Cache {
     env: napi_env,
-    json_parse: sys::napi_ref,
-    json_stringify: sys::napi_ref,
-    json: sys::napi_ref,
+    /// `JSON`, `JSON.parse`, `JSON.stringify`.
+    json: [sys::napi_ref; 3],
+    /// By their source text.
+    compiled: Vec<(&'static str, sys::napi_ref)>,
 }
 
 thread_local! {
@@ -338,70 +417,102 @@ unsafe extern "C" fn forget_cache(_arg: *mut std::ffi::c_void) {
     let _ = CACHE.try_with(|c| c.borrow_mut().take());
 }
 
-fn with_json<T>(
-    env: napi_env,
-    f: impl FnOnce(napi_value, napi_value, napi_value) -> Result<T>,
-) -> Result<T> {
-    let cached = CACHE.with(|c| {
-        c.borrow()
-            .as_ref()
-            .filter(|c| c.env == env)
-            .map(|c| (c.json, c.json_parse, c.json_stringify))
-    });
-    let (json, parse, stringify) = match cached {
-        Some(refs) => refs,
-        None => {
-            let json = get(env, global(env)?, c"JSON")?;
-            let parse = get(env, json, c"parse")?;
-            let stringify = get(env, json, c"stringify")?;
-            let mk = |v| -> Result<sys::napi_ref> {
-                let mut r = ptr::null_mut();
-                check(env, unsafe {
-                    sys::napi_create_reference(env, v, 1, &mut r)
-                })?;
-                Ok(r)
-            };
-            let refs = (mk(json)?, mk(parse)?, mk(stringify)?);
-            let first = CACHE.with(|c| c.borrow().is_none());
-            CACHE.with(|c| {
-                *c.borrow_mut() = Some(Cache {
+fn reference(env: napi_env, value: napi_value) -> Result<sys::napi_ref> {
+    let mut r = ptr::null_mut();
+    check(env, unsafe {
+        sys::napi_create_reference(env, value, 1, &mut r)
+    })?;
+    Ok(r)
+}
+
+fn dereference(env: napi_env, r: sys::napi_ref) -> Result<napi_value> {
+    let mut out = ptr::null_mut();
+    check(env, unsafe {
+        sys::napi_get_reference_value(env, r, &mut out)
+    })?;
+    Ok(out)
+}
+
+/// Runs `f` on this environment's cache, creating it first if needed.
+fn with_cache<T>(env: napi_env, f: impl FnOnce(&mut Cache) -> Result<T>) -> Result<T> {
+    let current = CACHE.with(|c| c.borrow().as_ref().is_some_and(|c| c.env == env));
+    if !current {
+        let json = get(env, global(env)?, c"JSON")?;
+        let refs = [
+            reference(env, json)?,
+            reference(env, get(env, json, c"parse")?)?,
+            reference(env, get(env, json, c"stringify")?)?,
+        ];
+        let first = CACHE.with(|c| {
+            c.borrow_mut()
+                .replace(Cache {
                     env,
-                    json: refs.0,
-                    json_parse: refs.1,
-                    json_stringify: refs.2,
+                    json: refs,
+                    compiled: Vec::new(),
                 })
-            });
-            if first {
-                unsafe { sys::napi_add_env_cleanup_hook(env, Some(forget_cache), ptr::null_mut()) };
-            }
-            refs
+                .is_none()
+        });
+        if first {
+            unsafe { sys::napi_add_env_cleanup_hook(env, Some(forget_cache), ptr::null_mut()) };
         }
-    };
-    let deref = |r: sys::napi_ref| -> Result<napi_value> {
-        let mut out = ptr::null_mut();
-        check(env, unsafe {
-            sys::napi_get_reference_value(env, r, &mut out)
-        })?;
-        Ok(out)
-    };
-    f(deref(json)?, deref(parse)?, deref(stringify)?)
+    }
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        // Just created or checked above; `f` runs no JavaScript that could reach the cache.
+        let cache = c.as_mut().expect("the cache exists");
+        f(cache)
+    })
+}
+
+/// `JSON`, `JSON.parse`, `JSON.stringify`.
+fn json_functions(env: napi_env) -> Result<(napi_value, napi_value, napi_value)> {
+    let [json, parse, stringify] = with_cache(env, |c| Ok(c.json))?;
+    Ok((
+        dereference(env, json)?,
+        dereference(env, parse)?,
+        dereference(env, stringify)?,
+    ))
+}
+
+/// The function `source` (a JavaScript function expression, a `'static` constant) evaluates
+/// to, compiled once per environment.
+pub(crate) fn compiled(env: napi_env, source: &'static str) -> Result<napi_value> {
+    let cached = with_cache(env, |c| {
+        Ok(c.compiled
+            .iter()
+            .find(|(s, _)| *s == source)
+            .map(|(_, r)| *r))
+    })?;
+    if let Some(r) = cached {
+        return dereference(env, r);
+    }
+    let mut function = ptr::null_mut();
+    check(env, unsafe {
+        sys::napi_run_script(env, string(env, source)?, &mut function)
+    })?;
+    let r = reference(env, function)?;
+    with_cache(env, |c| {
+        c.compiled.push((source, r));
+        Ok(())
+    })?;
+    Ok(function)
 }
 
 /// The real `JSON.stringify(value)`; `None` when it returns `undefined` (functions,
 /// symbols, `undefined`). Exceptions (cycles, BigInt, a throwing `toJSON`) propagate.
 pub(crate) fn json_stringify(env: napi_env, value: napi_value) -> Result<Option<String>> {
-    with_json(env, |json, _, stringify| {
-        let out = call(env, json, stringify, &[value])?;
-        if kind(env, out) == Kind::String {
-            Ok(Some(read_string(env, out)?))
-        } else {
-            Ok(None)
-        }
-    })
+    let (json, _, stringify) = json_functions(env)?;
+    let out = call(env, json, stringify, &[value])?;
+    if kind(env, out) == Kind::String {
+        Ok(Some(read_string(env, out)?))
+    } else {
+        Ok(None)
+    }
 }
 
 /// The real `JSON.parse(text)`; a `SyntaxError` propagates as the thrown value.
 pub(crate) fn json_parse(env: napi_env, text: &[u8]) -> Result<napi_value> {
     let s = string_from_bytes(env, text)?;
-    with_json(env, |json, parse, _| call(env, json, parse, &[s]))
+    let (json, parse, _) = json_functions(env)?;
+    call(env, json, parse, &[s])
 }

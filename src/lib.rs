@@ -15,10 +15,12 @@ mod errors;
 mod job_request;
 mod js;
 mod query;
+mod recycle;
 mod response;
 mod runtime;
 
 mod client;
+mod completion;
 mod identity;
 mod modern;
 

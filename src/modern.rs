@@ -187,7 +187,7 @@ fn run<T, F, C>(
 where
     T: Send + 'static,
     F: std::future::Future<Output = T> + Send + 'static,
-    C: FnOnce(napi_env, T) -> Outcome + 'static,
+    C: FnOnce(napi_env, T) -> Outcome + Send + 'static,
 {
     let watch = match signal {
         Some(signal) if abort::is_aborted(env, signal)? => {
@@ -198,7 +198,8 @@ where
         None => None,
     };
     let flag = watch.as_ref().map(AbortWatch::flag);
-    let raced = async move { Ok::<_, iothub_jobs_core::Error>(abort::race(flag, work).await) };
+    let raced =
+        move || async move { Ok::<_, iothub_jobs_core::Error>(abort::race(flag, work).await) };
     let settle = move |env: napi_env, result: std::result::Result<Raced<T>, _>| -> Outcome {
         let signal = match watch.map(|w| w.detach(env)).transpose() {
             Ok(signal) => signal,

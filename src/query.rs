@@ -14,6 +14,7 @@ use napi_derive::napi;
 use crate::callback::{self, Mode, Outcome, Pack};
 use crate::errors;
 use crate::js::{self, Retained};
+use crate::recycle::Recycled;
 use crate::response;
 
 #[napi]
@@ -63,8 +64,8 @@ impl Query {
         };
         let this_ref = Retained::new(raw, this)?;
         let client = self.client.clone();
-        let request = async move { client.query_jobs(&query).await };
-        let convert = move |env: napi_env, result: std::result::Result<Response, _>| -> Outcome {
+        let request = move || async move { client.query_jobs(&query).await.map(Recycled::new) };
+        let convert = move |env: napi_env, result: Fetched| -> Outcome {
             let this = match this_ref.release(env) {
                 Ok(this) => this,
                 Err(e) => return Err((callback::error_value(env, e), None)),
@@ -80,6 +81,9 @@ impl Query {
         Ok(unsafe { Unknown::from_raw_unchecked(raw, out) })
     }
 }
+
+/// A page as the runtime hands it over (see `recycle`).
+type Fetched = std::result::Result<Recycled<Response>, iothub_jobs_core::Error>;
 
 fn core_error_value(env: napi_env, e: iothub_jobs_core::Error) -> napi_value {
     errors::core_error(env, e).unwrap_or_else(|e| callback::error_value(env, e))

@@ -34,51 +34,42 @@ const SINGLE_VALUED: &[&str] = &[
 /// headers merged like Node's `IncomingMessage` (`set-cookie` as an array, single-valued
 /// headers keep the first, others joined by ", ").
 pub(crate) fn response_object(env: napi_env, response: &Response) -> Result<napi_value> {
-    let obj = js::object(env)?;
-    js::set(
-        env,
-        obj,
-        c"statusCode",
-        js::number(env, f64::from(response.status))?,
-    )?;
-    js::set(
-        env,
-        obj,
-        c"statusMessage",
-        js::string(env, &response.status_text)?,
-    )?;
-    js::set(
-        env,
-        obj,
-        c"headers",
-        headers_object(env, &response.headers)?,
-    )?;
-    Ok(obj)
-}
-
-fn headers_object(env: napi_env, headers: &[(String, String)]) -> Result<napi_value> {
-    let obj = js::object(env)?;
-    let mut merged: Vec<(&str, Vec<&str>)> = Vec::with_capacity(headers.len());
-    for (name, value) in headers {
+    let mut merged: Vec<(&str, Vec<&str>)> = Vec::with_capacity(response.headers.len());
+    for (name, value) in &response.headers {
         match merged.iter_mut().find(|(n, _)| n == name) {
             Some((_, values)) => values.push(value),
             None => merged.push((name.as_str(), vec![value])),
         }
     }
+    let mut args = Vec::with_capacity(2 + 2 * merged.len());
+    args.push(js::number(env, f64::from(response.status))?);
+    args.push(js::string(env, &response.status_text)?);
     for (name, values) in &merged {
-        let value = if *name == "set-cookie" {
-            let arr = array(env, values)?;
-            js::set_key(env, obj, name, arr)?;
-            continue;
+        args.push(js::string(env, name)?);
+        args.push(if *name == "set-cookie" {
+            array(env, values)?
         } else if values.len() == 1 || SINGLE_VALUED.contains(name) {
             js::string(env, values[0])?
         } else {
             js::string(env, &values.join(", "))?
-        };
-        js::set_key(env, obj, name, value)?;
+        });
     }
-    Ok(obj)
+    let make = js::compiled(env, INCOMING_MESSAGE)?;
+    js::call(env, js::undefined(env), make, &args)
 }
+
+/// `(statusCode, statusMessage, name, value, name, value, …)` → `{ statusCode, statusMessage,
+/// headers }`, the headers in argument order. Built by JavaScript because V8 creates an object
+/// literal of a fixed shape, and sets keys through inline caches, far faster than a series of
+/// Node-API calls that each look up (or internalize) a property key: in profiles of `getJob` this
+/// step cost a third of what it did. The result is the same plain object, with the same own,
+/// enumerable, writable data properties in the same order.
+const INCOMING_MESSAGE: &str = "(function incomingMessage(statusCode, statusMessage) {
+  'use strict';
+  const headers = {};
+  for (let i = 2; i < arguments.length; i += 2) headers[arguments[i]] = arguments[i + 1];
+  return { statusCode, statusMessage, headers };
+})";
 
 fn array(env: napi_env, values: &[&str]) -> Result<napi_value> {
     let mut arr = std::ptr::null_mut();

@@ -27,9 +27,12 @@ impl Response {
     /// `application/json` (any case; the reference matches case-sensitively).
     pub fn is_json(&self) -> bool {
         !self.body.is_empty()
-            && self
-                .header("content-type")
-                .is_some_and(|ct| ct.to_ascii_lowercase().contains("application/json"))
+            && self.header("content-type").is_some_and(|ct| {
+                // Without lower-casing a copy: this runs on the JavaScript thread per call.
+                ct.as_bytes()
+                    .windows(b"application/json".len())
+                    .any(|w| w.eq_ignore_ascii_case(b"application/json"))
+            })
     }
 
     /// The whole body decoded as UTF-8 (lossy), in one piece.

@@ -1,0 +1,231 @@
+//! Runs a request on the addon's runtime and hands its output back to the JavaScript thread.
+//!
+//! napi-rs's `execute_tokio_future` creates a thread-safe function for every call (an event-loop
+//! handle, an environment cleanup hook, a mutex), closes it again when the call settles, and
+//! spawns a second task per call to watch the first for panics. At thousands of calls per second
+//! that bookkeeping cost more CPU than the JavaScript values the call produces. Here each
+//! environment keeps a single thread-safe function for its whole life, and a finished request
+//! queues its output on it for the JavaScript thread.
+//!
+//! Node runs each queued item in its own callback scope, so microtasks (promise reactions) still
+//! run between two completions as they did with one function per call, and it drains up to 1000
+//! queued items per wake-up, so a busy JavaScript thread takes completions in batches instead of
+//! one event-loop turn each.
+//!
+//! The function keeps the event loop alive only while calls are pending, as the per-call functions
+//! did: pending calls hold the process open, an idle client never does.
+
+use std::cell::RefCell;
+use std::ffi::c_void;
+use std::future::Future;
+use std::ptr;
+use std::sync::{Arc, RwLock};
+
+use napi::sys::{self, napi_env, napi_value};
+use napi::Result;
+
+use crate::js;
+use crate::recycle;
+
+/// A call's way back: allocated on the JavaScript thread when the call starts, filled in by the
+/// runtime, consumed (and freed) on the JavaScript thread. Handing it over allocates nothing on
+/// the runtime thread: with glibc, memory one thread allocates and another frees makes both
+/// contend for the owner's arena lock, and that showed in profiles.
+#[repr(C)]
+struct Delivery<D, O> {
+    /// First (`repr(C)`), so `call_js` can find it without knowing `D` and `O`.
+    run: unsafe fn(*mut c_void, napi_env),
+    deliver: D,
+    output: Option<O>,
+}
+
+/// Frees the delivery at `data` after handing its output to `deliver`, or without doing so
+/// when `env` is null (teardown).
+unsafe fn run_delivery<D, O>(data: *mut c_void, env: napi_env)
+where
+    D: FnOnce(napi_env, O),
+{
+    let delivery = unsafe { Box::from_raw(data.cast::<Delivery<D, O>>()) };
+    let Delivery {
+        deliver, output, ..
+    } = *delivery;
+    if let (false, Some(output)) = (env.is_null(), output) {
+        deliver(env, output);
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Tsfn(sys::napi_threadsafe_function);
+
+// Node-API allows calling a thread-safe function from any thread; everything else done with it
+// (ref, unref) happens on the JavaScript thread.
+unsafe impl Send for Tsfn {}
+unsafe impl Sync for Tsfn {}
+
+/// The runtime threads' side of an environment's thread-safe function.
+struct Queue {
+    /// Cleared by the finalizer when the environment tears down, after which Node frees the
+    /// function. Read-locked across each call, so the finalizer cannot free it mid-call.
+    tsfn: RwLock<Option<Tsfn>>,
+}
+
+impl Queue {
+    /// Queues a `Delivery` for the JavaScript thread; frees it unrun if the environment is gone.
+    fn push(&self, data: *mut c_void, run: unsafe fn(*mut c_void, napi_env)) {
+        let status = match self.tsfn.read().as_deref() {
+            Ok(Some(Tsfn(tsfn))) => unsafe {
+                sys::napi_call_threadsafe_function(
+                    *tsfn,
+                    data,
+                    sys::ThreadsafeFunctionCallMode::nonblocking,
+                )
+            },
+            _ => sys::Status::napi_closing,
+        };
+        if status != sys::Status::napi_ok {
+            // The environment is closing: nothing is left to deliver the output to.
+            unsafe { run(data, ptr::null_mut()) };
+        }
+    }
+}
+
+/// The JavaScript thread's side: the function and how many calls are waiting on it.
+struct Local {
+    env: napi_env,
+    tsfn: Tsfn,
+    queue: Arc<Queue>,
+    pending: usize,
+}
+
+thread_local! {
+    // One Node environment per thread (the main thread, each worker thread).
+    static LOCAL: RefCell<Option<Local>> = const { RefCell::new(None) };
+}
+
+/// Runs the future `work()` builds on the runtime, then `deliver(env, output)` on the JavaScript
+/// thread; the event loop stays alive until then. If the environment tears down first, `deliver`
+/// is dropped without running (on whichever thread holds it then).
+///
+/// The future is built and boxed on the runtime thread: a request's future is over a kilobyte, and
+/// the task spawned here then only carries its inputs (moving and allocating the whole future on
+/// the JavaScript thread, and freeing it on the runtime's, showed in profiles). `work` and its
+/// future must not panic, or `deliver` never runs and the loop stays alive: `callback::spawn`
+/// catches panics inside the future.
+pub(crate) fn run<W, F, D>(env: napi_env, work: W, deliver: D) -> Result<()>
+where
+    W: FnOnce() -> F + Send + 'static,
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+    D: FnOnce(napi_env, F::Output) + Send + 'static,
+{
+    let queue = queue(env)?;
+    let run = run_delivery::<D, F::Output>;
+    let mut delivery = Box::new(Delivery {
+        run,
+        deliver,
+        output: None,
+    });
+    napi::bindgen_prelude::spawn(async move {
+        delivery.output = Some(Box::pin(work()).await);
+        recycle::empty();
+        queue.push(Box::into_raw(delivery).cast(), run);
+    });
+    // Counted only once spawned (a spawn that panics must not keep the loop alive forever); the
+    // output cannot be delivered before this function returns to the event loop anyway.
+    LOCAL.with(|local| {
+        if let Some(local) = local.borrow_mut().as_mut().filter(|l| l.env == env) {
+            if local.pending == 0 {
+                unsafe { sys::napi_ref_threadsafe_function(env, local.tsfn.0) };
+            }
+            local.pending += 1;
+        }
+    });
+    Ok(())
+}
+
+/// The environment's queue, creating its thread-safe function on first use.
+fn queue(env: napi_env) -> Result<Arc<Queue>> {
+    let existing = LOCAL.with(|local| {
+        local
+            .borrow()
+            .as_ref()
+            .filter(|l| l.env == env)
+            .map(|l| l.queue.clone())
+    });
+    if let Some(queue) = existing {
+        return Ok(queue);
+    }
+    let queue = Arc::new(Queue {
+        tsfn: RwLock::new(None),
+    });
+    let name = js::string(env, "iothub-jobs")?;
+    let finalize_data = Arc::into_raw(queue.clone()).cast_mut().cast::<c_void>();
+    let mut tsfn = ptr::null_mut();
+    let status = unsafe {
+        sys::napi_create_threadsafe_function(
+            env,
+            ptr::null_mut(),
+            ptr::null_mut(),
+            name,
+            0,
+            1,
+            finalize_data,
+            Some(finalize),
+            ptr::null_mut(),
+            Some(call_js),
+            &mut tsfn,
+        )
+    };
+    if let Err(e) = js::check(env, status) {
+        drop(unsafe { Arc::from_raw(finalize_data.cast::<Queue>()) });
+        return Err(e);
+    }
+    // Idle until a call is pending (see `run`).
+    unsafe { sys::napi_unref_threadsafe_function(env, tsfn) };
+    *queue.tsfn.write().unwrap_or_else(|e| e.into_inner()) = Some(Tsfn(tsfn));
+    LOCAL.with(|local| {
+        *local.borrow_mut() = Some(Local {
+            env,
+            tsfn: Tsfn(tsfn),
+            queue: queue.clone(),
+            pending: 0,
+        })
+    });
+    Ok(queue)
+}
+
+/// Runs one queued delivery on the JavaScript thread (`env` is null when Node drops the queue
+/// at teardown).
+unsafe extern "C" fn call_js(
+    env: napi_env,
+    _js_callback: napi_value,
+    _context: *mut c_void,
+    data: *mut c_void,
+) {
+    // Safety: every item queued is a `Delivery`, whose first field is its `run`.
+    let run = unsafe { *data.cast::<unsafe fn(*mut c_void, napi_env)>() };
+    if !env.is_null() {
+        LOCAL.with(|local| {
+            if let Some(local) = local.borrow_mut().as_mut().filter(|l| l.env == env) {
+                local.pending = local.pending.saturating_sub(1);
+                if local.pending == 0 {
+                    unsafe { sys::napi_unref_threadsafe_function(env, local.tsfn.0) };
+                }
+            }
+        });
+    }
+    // Deliveries catch their own panics; this only keeps one from unwinding into Node.
+    let _ = std::panic::catch_unwind(|| unsafe { run(data, env) });
+}
+
+/// Called by Node when the environment tears down, just before it frees the function.
+unsafe extern "C" fn finalize(env: napi_env, data: *mut c_void, _hint: *mut c_void) {
+    let queue = unsafe { Arc::from_raw(data.cast::<Queue>()) };
+    *queue.tsfn.write().unwrap_or_else(|e| e.into_inner()) = None;
+    let _ = LOCAL.try_with(|local| {
+        let mut local = local.borrow_mut();
+        if local.as_ref().is_some_and(|l| l.env == env) {
+            *local = None;
+        }
+    });
+}
