@@ -3,8 +3,8 @@
 // of the saving from regressing silently:
 // - the addon's code is laid out for the cold start (src/cold-start.order, passed to the linker
 //   by build.rs): only a few hundred KiB of it become resident, not the ~1.8 MiB of an unordered
-//   build. A stale order (new dependency versions, toolchain or profile) fails here: regenerate it
-//   with `npm run order-symbols`;
+//   build. A stale order (new dependency versions, toolchain or profile) is reported here as a
+//   warning, not a failure: regenerate it with `npm run order-symbols`;
 // - the client builds its TLS and connection state on the first call, not when created (a unit
 //   test in crates/core/src/http/pipeline.rs);
 // - the addon imports the Node-API functions it calls instead of looking up every one at load.
@@ -37,14 +37,19 @@ function addonResidentKiB(script) {
   return JSON.parse(execFileSync(process.execPath, ['-e', child], { cwd: root, encoding: 'utf8' }))
 }
 
-test('cold start: little of the addon\'s code becomes resident', { skip: !linuxX64 && 'the code order is applied on x86_64 Linux (glibc) only' }, () => {
+test('cold start: little of the addon\'s code becomes resident', { skip: !linuxX64 && 'the code order is applied on x86_64 Linux (glibc) only' }, (t) => {
   const resident = addonResidentKiB(`require(${JSON.stringify(root)}).JobClient.fromConnectionString(${JSON.stringify(CONNECTION_STRING)})`)
   assert.ok(resident['r-xp'] > 0, `the addon is mapped: ${JSON.stringify(resident)}`)
-  assert.ok(
-    resident['r-xp'] <= 512,
+  if (resident['r-xp'] <= 512) return
+  // A stale order costs memory, not correctness: it must not fail an unrelated change's CI
+  // (a toolchain or lockfile bump renames the symbols), so it is reported, loudly, instead.
+  // `IOTHUB_JOBS_STRICT_ORDER=1` makes it a failure (what `npm run order-symbols` checks).
+  const message =
     `${resident['r-xp']} KiB of the addon's code resident after a cold start (≤ 512 expected): ` +
-      'src/cold-start.order is stale; run `npm run order-symbols`, then `npm run build`',
-  )
+    'src/cold-start.order is stale (or the linker is not lld, see build.rs); run `npm run order-symbols` and commit the result'
+  if (process.env.IOTHUB_JOBS_STRICT_ORDER === '1') assert.fail(message)
+  t.diagnostic(`STALE COLD-START ORDER: ${message}`)
+  process.stderr.write(`\n[cold-start] WARNING: ${message}\n`)
 })
 
 /** The named section of a little-endian ELF64 file. */

@@ -1277,6 +1277,14 @@ describeOurs('allowed differences (reference does X, ours does Y)', () => {
     assert.equal(ref.message, 'Not found');
     assert.equal(ref.constructor, Error);
     assert.ok(o instanceof pair.ours.errors.IotHubNotFoundError, `ours: ${o.constructor.name}`);
+    assert.equal(o.message, 'Not found');
+  });
+  test("JobNotFound header with an empty body (404): reference Error('Not found'), ours JobNotFoundError('Not found')", async () => {
+    const { ref, ours: o } = await diffError({ status: 404, headers: { 'iothub-errorcode': 'JobNotFound' }, body: '' });
+    assert.equal(ref.constructor, Error);
+    assert.equal(ref.message, 'Not found');
+    assert.ok(o instanceof pair.ours.errors.JobNotFoundError, `ours: ${o.constructor.name}`);
+    assert.equal(o.message, 'Not found');
   });
   test("envelope 1 with a second ';': reference truncates the message, ours may keep the whole text", async () => {
     const { ref, ours: o } = await diffError({ status: 400, body: { Message: 'ErrorCode:ArgumentInvalid;first part; second part', ExceptionMessage: '' } });

@@ -326,12 +326,21 @@ pub fn translate_response(response: Response) -> Error {
         None => format!("Error: {}", response.text()),
     });
     let (class, message) = match response.status {
-        404 => match code.as_deref() {
-            Some("DeviceNotFound") => (ErrorClass::DeviceNotFoundError, message),
-            Some("IotHubNotFound") => (ErrorClass::IotHubNotFoundError, message),
-            Some("JobNotFound") => (ErrorClass::JobNotFoundError, message),
-            _ => (ErrorClass::Error, "Not found".to_string()),
-        },
+        404 => {
+            // The reference says "Not found" for every 404: that text rather than a bare
+            // "Error: " when the class comes from the `iothub-errorcode` header of an empty body.
+            let message = if response.body.trim_ascii().is_empty() {
+                "Not found".to_string()
+            } else {
+                message
+            };
+            match code.as_deref() {
+                Some("DeviceNotFound") => (ErrorClass::DeviceNotFoundError, message),
+                Some("IotHubNotFound") => (ErrorClass::IotHubNotFoundError, message),
+                Some("JobNotFound") => (ErrorClass::JobNotFoundError, message),
+                _ => (ErrorClass::Error, "Not found".to_string()),
+            }
+        }
         status => (ErrorClass::for_status(status), message),
     };
     Error::Service {

@@ -135,6 +135,17 @@ fn not_found_rules() {
             Some("JobNotFound".into())
         )
     );
+    // The class from the header alone (empty body): the reference's "Not found", not "Error: ".
+    for (code, class) in [
+        ("JobNotFound", ErrorClass::JobNotFoundError),
+        ("DeviceNotFound", ErrorClass::DeviceNotFoundError),
+        ("IotHubNotFound", ErrorClass::IotHubNotFoundError),
+    ] {
+        assert_eq!(
+            translate(404, &[("iothub-errorcode", code)], ""),
+            (class, "Not found".into(), Some(code.into()))
+        );
+    }
     // Anything else on 404: plain Error, message 'Not found', as the reference.
     assert_eq!(
         translate(404, &[], &env1("DeviceNotOnline")).0,
