@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 
-import { JobClient as NamedJobClient, Query as NamedQuery, errors as namedErrors } from '../main.js';
+import { JobClient as NamedJobClient, Query as NamedQuery, errors as namedErrors } from '../lib/main.js';
 
 const require = createRequire(import.meta.url);
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -650,7 +650,7 @@ describe('process behaviour', () => {
     for (let k = 0; k < order.length; k += 2) assert.equal(order[k + 1], order[k].replace('cb', 'mt'), order.join(' '));
   });
 
-  const entry = JSON.stringify(path.join(root, 'main.js'));
+  const entry = JSON.stringify(path.join(root, 'lib', 'main.js'));
 
   test('a script that schedules a job and gets it exits right after its last callback', async () => {
     hub.reset((r) => ({ json: { jobId: 'life', status: r.method === 'PUT' ? 'queued' : 'running' } }));

@@ -133,7 +133,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import * as identity from '@azure/identity';
 const require = createRequire(process.cwd() + '/');
-const { JobClient, errors } = require('./main.js');
+const { JobClient, errors } = require('./lib/main.js');
 const cfg = JSON.parse(process.env.IDENTITY_TEST_CONFIG);
 
 const credential = new identity.ClientSecretCredential(cfg.tenant, cfg.clientId, cfg.clientSecret, {

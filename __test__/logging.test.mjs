@@ -68,7 +68,7 @@ const SCRIPT = `
 import { createRequire } from 'node:module';
 import { readFileSync } from 'node:fs';
 const require = createRequire(process.cwd() + '/');
-const { JobClient } = require('./main.js');
+const { JobClient } = require('./lib/main.js');
 const cfg = JSON.parse(process.env.LOG_TEST_CONFIG);
 const options = { ca: readFileSync(cfg.caPath, 'utf8'), retry: { initialDelayMs: 1, maxDelayMs: 5 } };
 const tag = cfg.tag;

@@ -313,8 +313,8 @@ describe('entries', { timeout: 30_000 }, () => {
     assert.equal(esm.default.JobClient, JobClient);
     const cjs = require('iothub-jobs');
     assert.equal(cjs.JobClient, JobClient);
-    assert.equal(require.resolve('iothub-jobs'), path.join(root, 'main.js'));
-    assert.equal(fileURLToPath(import.meta.resolve('iothub-jobs')), path.join(root, 'main.mjs'));
+    assert.equal(require.resolve('iothub-jobs'), path.join(root, 'lib', 'main.js'));
+    assert.equal(fileURLToPath(import.meta.resolve('iothub-jobs')), path.join(root, 'lib', 'main.mjs'));
   });
 
   test('a separate ESM and a CommonJS process list jobs through the package name', async () => {

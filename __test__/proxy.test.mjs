@@ -15,7 +15,7 @@ import path from 'node:path';
 import { startEmulator } from './helpers/emulator.mjs';
 
 const require = createRequire(import.meta.url);
-const { JobClient } = require('../main.js');
+const { JobClient } = require('../lib/main.js');
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const fixtures = path.join(here, 'fixtures');

@@ -67,7 +67,7 @@ fn paging_module(env: napi_env) -> Result<napi_value> {
         return Err(errors::hub_thrown(
             env,
             "Error",
-            "iothub-jobs: load the package through its entry point (main.js) to use listJobs",
+            "iothub-jobs: load the package through its entry point (lib/main.js) to use listJobs",
         ));
     };
     let mut out = std::ptr::null_mut();

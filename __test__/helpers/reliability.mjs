@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url'
 
 const require = createRequire(import.meta.url)
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
-/** The package under test, through its entry (`main.js`). */
+/** The package under test, through its entry (`lib/main.js`). */
 export const pkg = require(ROOT)
 
 /** A deterministic PRNG (mulberry32), so a failing workload can be replayed with its seed. */

@@ -1,7 +1,7 @@
 'use strict';
 // Package entry: the native JobClient and Query (loaded by the generated index.js) plus the
 // error classes, which the addon uses for every hub error it reports.
-const native = require('./index.js');
+const native = require('../index.js');
 const errors = require('./errors.js');
 
 native.__setErrorClasses(errors);
