@@ -214,7 +214,7 @@ describe('factories', () => {
 });
 
 // ---------------------------------------------------------------------------------------------
-// Reference §4: validation, exact classes and messages, synchronous with a callback and a
+// Validation, exact classes and messages, synchronous with a callback and a
 // rejection without one. Each case is [label, call(client, ...maybeCallback), class, message].
 
 const mp = { methodName: 'reboot' };
@@ -245,7 +245,7 @@ const validation = [
   ['order: start time before the queryCondition type', (c, cb) => c.scheduleDeviceMethod('j', 42, mp, 'bad', 1, ...(cb ? [cb] : [])), TypeError, 'jobStartTime.toISOString is not a function'],
 ];
 
-describe('validation (reference §4)', () => {
+describe('validation', () => {
   for (const [label, call, cls, message] of validation) {
     test(`${label}: rejects without a callback`, async () => {
       const c = hub.client();
@@ -305,7 +305,7 @@ describe('validation (reference §4)', () => {
 
 // ---------------------------------------------------------------------------------------------
 
-describe('requests and results (reference §2, §3)', () => {
+describe('requests and results', () => {
   test('getJob: promise resolves { jobStatus, response }', async () => {
     hub.reset(() => ({ json: { jobId: 'job-1', status: 'running' }, headers: { 'X-Custom': 'v' } }));
     const c = hub.client();
@@ -400,7 +400,7 @@ describe('requests and results (reference §2, §3)', () => {
   });
 });
 
-describe('errors (reference §7)', () => {
+describe('errors', () => {
   const statuses = [
     [400, errors.ArgumentError],
     [401, errors.UnauthorizedError],
@@ -461,7 +461,7 @@ describe('errors (reference §7)', () => {
 
 // ---------------------------------------------------------------------------------------------
 
-describe('Query (reference §8)', () => {
+describe('Query', () => {
   test('pages with the continuation token; hasMoreResults/continuationToken are own properties', async () => {
     const pages = { '': ['t1', [{ jobId: 'a' }]], t1: ['t2', [{ jobId: 'b' }]], t2: [undefined, [{ jobId: 'c' }]] };
     hub.reset((r) => {
@@ -526,7 +526,7 @@ describe('Query (reference §8)', () => {
 
 // ---------------------------------------------------------------------------------------------
 
-describe('token credentials (reference §6)', () => {
+describe('token credentials', () => {
   function credential(behaviour) {
     const cred = {
       calls: [],

@@ -1,4 +1,4 @@
-// What a cold start costs in memory (issue 5): `require` plus `fromConnectionString` in a fresh
+// What a cold start costs in memory: `require` plus `fromConnectionString` in a fresh
 // `node`. The figures of record come from `npm run bench`; these checks keep the three causes
 // of the saving from regressing silently:
 // - the addon's code is laid out for the cold start (src/cold-start.order, passed to the linker

@@ -1,4 +1,4 @@
-// `JobClient.fromTokenCredential` with a real `@azure/identity` credential (reference §6).
+// `JobClient.fromTokenCredential` with a real `@azure/identity` credential.
 //
 // A `ClientSecretCredential` is pointed at a local HTTPS token endpoint started here (it answers
 // the two requests MSAL makes: `GET /<tenant>/v2.0/.well-known/openid-configuration`, then

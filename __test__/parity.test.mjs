@@ -377,7 +377,7 @@ describeOurs('scheduleDeviceMethod / scheduleTwinUpdate: every overload with ide
 });
 
 // ---------------------------------------------------------------------------------------------
-describeOurs('argument validation (reference §4): same class, message, sync throw vs rejection', () => {
+describeOurs('argument validation: same class, message, sync throw vs rejection', () => {
   const mp = { methodName: 'm' };
   const fn = () => {};
   // [label, call(c, cb?) , forms]: with a callback the reference throws synchronously, without
@@ -477,7 +477,7 @@ describeOurs('argument validation (reference §4): same class, message, sync thr
 });
 
 // ---------------------------------------------------------------------------------------------
-describeOurs('error translation (reference §7): class, message, .response, .responseBody', () => {
+describeOurs('error translation: class, message, .response, .responseBody', () => {
   const env1 = (code, text) => ({ Message: `ErrorCode:${code};${text}`, ExceptionMessage: 'Tracking ID:abc-G:1-TimeStamp:01/02/2026 03:04:05' });
   const statuses = [
     [400, env1('ArgumentInvalid', 'The job id is invalid'), 'ArgumentError'],
@@ -616,7 +616,7 @@ describeOurs('error translation (reference §7): class, message, .response, .res
 });
 
 // ---------------------------------------------------------------------------------------------
-describeOurs('query paging (reference §8)', () => {
+describeOurs('query paging', () => {
   const page = (jobs, token, extra = {}) => ({
     status: 200,
     headers: { 'content-type': 'application/json; charset=utf-8', 'x-ms-item-type': 'jobResponse', ...(token ? { 'x-ms-continuation': token } : {}), ...extra },
@@ -740,7 +740,7 @@ describeOurs('query paging (reference §8)', () => {
 });
 
 // ---------------------------------------------------------------------------------------------
-describeOurs('connection strings, shared access signatures, token credentials (reference §5, §6)', () => {
+describeOurs('connection strings, shared access signatures, token credentials', () => {
   const factoryCase = (label, make) =>
     test(label, () =>
       parity({
@@ -842,7 +842,7 @@ describeOurs('connection strings, shared access signatures, token credentials (r
     }
   });
 
-  test('SAS test vectors (reference §5) reproduced by the suite\'s own signer', () => {
+  test('SAS test vectors reproduced by the suite\'s own signer', () => {
     assert.equal(sasToken('host', 'policy', 'key', 12345), 'SharedAccessSignature sr=host&sig=88JmrIsVYOGmRSjCO1x1LLbv0K001Gikh1rjfJqbQXA%3D&skn=policy&se=12345');
     assert.equal(
       sasToken('myhub.azure-devices.net', 'iothubowner', 'MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=', 1700000000),

@@ -1,4 +1,4 @@
-// Side-by-side benchmarks of iothub-jobs ("ours") against azure-iothub@1.16.6 ("reference"), issue 5.
+// Side-by-side benchmarks of iothub-jobs ("ours") against azure-iothub@1.16.6 ("reference").
 //
 //   npm run bench                    # build, then every workload at full size (several minutes)
 //   npm run bench -- --quick         # CI smoke: small sizes, 1 run; checks completion, not timings
@@ -36,7 +36,7 @@ const quick = opts.quick
 const only = new Set(opts.only ? opts.only.split(',') : WORKLOADS)
 for (const w of only) if (!WORKLOADS.includes(w)) throw new Error(`--only: unknown workload ${w} (${WORKLOADS.join(', ')})`)
 
-// Sizes. Full: the figures of issue 5. Quick: the same code paths, small enough for CI (< 2 min).
+// Sizes. Full: the figures of record. Quick: the same code paths, small enough for CI (< 2 min).
 const RUNS = Number(opts.runs ?? (quick ? 1 : 5))
 const CFG = {
   coldRounds: quick ? 1 : Math.max(RUNS, 15),
@@ -53,7 +53,7 @@ const warmupFor = (concurrency) => (quick ? Math.min(64, concurrency) : Math.max
 
 snapshotOurs()
 const results = {
-  suite: 'iothub-jobs vs azure-iothub@1.16.6 (issue 5)',
+  suite: 'iothub-jobs vs azure-iothub@1.16.6',
   command: (() => {
     const args = [quick && '--quick', opts.only && `--only=${opts.only}`, opts.runs && `--runs=${opts.runs}`].filter(Boolean)
     return `npm run bench${args.length ? ` -- ${args.join(' ')}` : ''}`
@@ -395,7 +395,7 @@ if (only.has('footprint')) W.footprint = await step('footprint', footprint)
 if (!quick) await throughputStep()
 if (only.has('schedule')) W.schedule = await step('schedule path', schedule)
 if (only.has('memory')) W.memory = await step('memory under load', memory)
-if (only.has('faults')) W.faults = await step('faults (issue 4)', () => runFaults({ quick }))
+if (only.has('faults')) W.faults = await step('faults', () => runFaults({ quick }))
 if (quick) await throughputStep()
 
 results.durationSec = Math.round((Date.now() - started) / 100) / 10

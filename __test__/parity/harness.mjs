@@ -7,7 +7,7 @@ export const POLICY = 'iothubowner';
 export const connectionString = (server, { key = KEY, policy = POLICY } = {}) =>
   `HostName=${server.hostName};SharedAccessKeyName=${policy};SharedAccessKey=${key}`;
 
-// ---- SAS helpers (an independent implementation of reference §5, checked against its vectors) ----
+// ---- SAS helpers (an independent implementation of the IoT Hub SAS scheme, checked against known vectors) ----
 
 export function encodeStrict(s) {
   return encodeURIComponent(s).replace(/[!'()*]/g, (c) => '%' + c.charCodeAt(0).toString(16));

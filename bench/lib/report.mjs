@@ -167,7 +167,7 @@ ${failedNote(c)}`
 }
 
 export function renderFaults(f) {
-  if (!f?.packages) return `## Faults (issue 4)\n${failedNote(f) || '\nnot run\n'}`
+  if (!f?.packages) return `## Faults\n${failedNote(f) || '\nnot run\n'}`
   const P = f.packages
   const cell = (pkg, fn) => (P[pkg]?.error ? 'error' : fn(P[pkg]))
   const rows = [
@@ -185,7 +185,7 @@ export function renderFaults(f) {
       .sort((a, b) => b[1] - a[1])
       .map(([k, n]) => `${n} × ${k}`)
       .join('; ') || 'none'
-  return `## Faults (issue 4): the same workload through both clients
+  return `## Faults: the same workload through both clients
 
 \`iothub-emulator --devices 10 --faults ${f.faults}\`; ${fmt(f.operations, 0)} operations per package at concurrency
 ${f.concurrency}: chains of scheduleDeviceMethod (start in 1 h) → scheduleTwinUpdate → getJob → cancelJob, every
@@ -223,7 +223,7 @@ unless said otherwise; ratio = ours / reference (lower is better except calls/s)
 | load average at start | ${m.loadavgAtStart?.join(' ') ?? 'n/a'} |
 | addon measured | ${(r.addon ?? []).map((a) => `\`${a.file}\` ${a.bytes.toLocaleString('en-US')} B, sha256 ${a.sha256}…`).join('; ') || 'none built'} |
 
-## Targets (issue 5)
+## Targets
 
 ${T.length ? table(['target', 'measured', 'goal', ''], T) : 'no target could be computed'}
 ${r.errors.length ? `\n**Workloads that did not complete:**\n\n${r.errors.map((e) => `- ${e.replace(/\n/g, ' ')}`).join('\n')}\n` : ''}

@@ -284,7 +284,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 mod tests {
     use super::*;
 
-    /// The four `create(sr, skn, key, se)` vectors from the client reference (§5), plus the
+    /// Four known `create(sr, skn, key, se)` vectors, plus the
     /// token azure-iothub sends from a connection string at a frozen clock.
     const VECTORS: &[(&str, Option<&str>, &str, u64, &str)] = &[
         ("host", Some("policy"), "key", 12345,

@@ -1,4 +1,4 @@
-//! Command-line arguments (the contract in ARCHITECTURE.md "Emulator contract").
+//! Command-line arguments (documented in crates/emulator/README.md).
 //! Hand-parsed: eight flags do not justify an argument-parsing dependency.
 
 use std::fmt;
