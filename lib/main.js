@@ -4,10 +4,9 @@
 const native = require('../index.js');
 const errors = require('./errors.js');
 
-native.__setErrorClasses(errors);
 // listJobs/listDeviceJobs iterators and Query's async iteration (see paging.js for why JS).
 const paging = require('./paging.js');
-native.__setPaging(paging);
+native.__init(errors, paging);
 paging.installQueryIterator(native.Query);
 
 exports.JobClient = native.JobClient;

@@ -110,10 +110,7 @@ pub(crate) fn optional_number(
     match js::kind(env, v) {
         Kind::Undefined | Kind::Null => Ok(None),
         Kind::Number => {
-            let mut n = 0f64;
-            js::check(env, unsafe {
-                napi::sys::napi_get_value_double(env, v, &mut n)
-            })?;
+            let n = js::double(env, v)?;
             if n.is_nan() || n < 0.0 {
                 return Err(errors::type_error(
                     env,

@@ -104,7 +104,9 @@ where
         }
     };
     // Built inside `CatchUnwind`, so a panic while building is caught too.
-    let request = move || CatchUnwind(async move { request().await });
+    let request = move || CatchUnwind {
+        inner: async move { request().await },
+    };
     completion::run(env, request, move |env, done| {
         let outcome = catch_unwind(AssertUnwindSafe(|| match done {
             Ok(result) => convert(env, result),
@@ -184,22 +186,25 @@ const RESULT_WITH_INCOMING_MESSAGE: &str =
 
 /// Converts an internal `napi::Error` raised while building an outcome into an error value.
 pub(crate) fn error_value(env: napi_env, error: napi::Error) -> napi_value {
-    unsafe { napi::bindgen_prelude::ToNapiValue::to_napi_value(env, error) }
-        .unwrap_or_else(|_| errors::internal(env, "conversion failed"))
+    js::error_value(env, error).unwrap_or_else(|_| errors::internal(env, "conversion failed"))
 }
 
 /// A panic inside the request future.
 struct Panicked;
 
-/// Polls a future, turning a panic into [`Panicked`] instead of unwinding through the runtime.
-struct CatchUnwind<F>(F);
+pin_project_lite::pin_project! {
+    /// Polls a future, turning a panic into [`Panicked`] instead of unwinding through the runtime.
+    struct CatchUnwind<F> {
+        #[pin]
+        inner: F,
+    }
+}
 
 impl<F: Future> Future for CatchUnwind<F> {
     type Output = std::result::Result<F::Output, Panicked>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        // Safety: structural pinning of the only field; it is never moved out.
-        let inner = unsafe { self.map_unchecked_mut(|s| &mut s.0) };
+        let inner = self.project().inner;
         match catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
             Ok(Poll::Pending) => Poll::Pending,
             Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),

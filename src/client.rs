@@ -81,7 +81,7 @@ fn from_string_argument(
 
 /// A value created in `env`'s current scope, returned to JavaScript.
 fn unknown(env: &Env, value: napi_value) -> Unknown<'_> {
-    unsafe { Unknown::from_raw_unchecked(env.raw(), value) }
+    js::unknown(env, value)
 }
 
 impl JobClient {
@@ -301,8 +301,9 @@ impl JobClient {
     }
 }
 
-/// Hands the `errors.js` classes to the addon (called once by the package entry).
-#[napi(js_name = "__setErrorClasses", skip_typescript, catch_unwind)]
-pub fn set_error_classes(env: &Env, errors: Unknown) -> Result<()> {
-    errors::set_classes(env.raw(), errors.raw())
+/// Hands the package entry's `lib/errors.js` and `lib/paging.js` to the addon: the one
+/// initialisation call `lib/main.js` makes per environment.
+#[napi(js_name = "__init", skip_typescript, catch_unwind)]
+pub fn init(env: &Env, errors: Unknown, paging: Unknown) -> Result<()> {
+    js::init(env.raw(), errors.raw(), paging.raw())
 }

@@ -45,6 +45,8 @@ unsafe fn run_delivery<D, O>(data: *mut c_void, env: napi_env)
 where
     D: FnOnce(napi_env, O),
 {
+    // SAFETY: `data` is the `Box<Delivery<D, O>>` `run` leaked for this very `run_delivery::<D, O>`
+    // (they travel together), and each delivery runs exactly once.
     let delivery = unsafe { Box::from_raw(data.cast::<Delivery<D, O>>()) };
     let Delivery {
         deliver, output, ..
@@ -57,8 +59,8 @@ where
 #[derive(Clone, Copy)]
 struct Tsfn(sys::napi_threadsafe_function);
 
-// Node-API allows calling a thread-safe function from any thread; everything else done with it
-// (ref, unref) happens on the JavaScript thread.
+// SAFETY: Node-API allows calling a thread-safe function from any thread; everything else done
+// with it (ref, unref) happens on the JavaScript thread.
 unsafe impl Send for Tsfn {}
 unsafe impl Sync for Tsfn {}
 
@@ -73,6 +75,7 @@ impl Queue {
     /// Queues a `Delivery` for the JavaScript thread; frees it unrun if the environment is gone.
     fn push(&self, data: *mut c_void, run: unsafe fn(*mut c_void, napi_env)) {
         let status = match self.tsfn.read().as_deref() {
+            // SAFETY: the read lock keeps the finalizer from freeing the function during the call.
             Ok(Some(Tsfn(tsfn))) => unsafe {
                 sys::napi_call_threadsafe_function(
                     *tsfn,
@@ -84,6 +87,7 @@ impl Queue {
         };
         if status != sys::Status::napi_ok {
             // The environment is closing: nothing is left to deliver the output to.
+            // SAFETY: `data` was not queued, so it is still ours, and `run` is its own function.
             unsafe { run(data, ptr::null_mut()) };
         }
     }
@@ -135,6 +139,8 @@ where
     LOCAL.with(|local| {
         if let Some(local) = local.borrow_mut().as_mut().filter(|l| l.env == env) {
             if local.pending == 0 {
+                // SAFETY: on the JavaScript thread of `env`, whose function this is (alive: the
+                // finalizer clears `LOCAL` before Node frees it).
                 unsafe { sys::napi_ref_threadsafe_function(env, local.tsfn.0) };
             }
             local.pending += 1;
@@ -161,6 +167,8 @@ fn queue(env: napi_env) -> Result<Arc<Queue>> {
     let name = js::string(env, "iothub-jobs")?;
     let finalize_data = Arc::into_raw(queue.clone()).cast_mut().cast::<c_void>();
     let mut tsfn = ptr::null_mut();
+    // SAFETY: `name` belongs to `env`'s current scope; `finalize_data` is an `Arc<Queue>` that
+    // `finalize` (or the failure branch below) takes back exactly once; `tsfn` is a local.
     let status = unsafe {
         sys::napi_create_threadsafe_function(
             env,
@@ -177,10 +185,12 @@ fn queue(env: napi_env) -> Result<Arc<Queue>> {
         )
     };
     if let Err(e) = js::check(env, status) {
+        // SAFETY: not created, so the finalizer will never run: the `Arc` is still ours.
         drop(unsafe { Arc::from_raw(finalize_data.cast::<Queue>()) });
         return Err(e);
     }
     // Idle until a call is pending (see `run`).
+    // SAFETY: just created on this thread for `env`.
     unsafe { sys::napi_unref_threadsafe_function(env, tsfn) };
     *queue.tsfn.write().unwrap_or_else(|e| e.into_inner()) = Some(Tsfn(tsfn));
     LOCAL.with(|local| {
@@ -202,24 +212,28 @@ unsafe extern "C" fn call_js(
     _context: *mut c_void,
     data: *mut c_void,
 ) {
-    // Safety: every item queued is a `Delivery`, whose first field is its `run`.
+    // SAFETY: every item queued is a `repr(C)` `Delivery`, whose first field is its `run`.
     let run = unsafe { *data.cast::<unsafe fn(*mut c_void, napi_env)>() };
     if !env.is_null() {
         LOCAL.with(|local| {
             if let Some(local) = local.borrow_mut().as_mut().filter(|l| l.env == env) {
                 local.pending = local.pending.saturating_sub(1);
                 if local.pending == 0 {
+                    // SAFETY: on `env`'s JavaScript thread, with its live function (see `run`).
                     unsafe { sys::napi_unref_threadsafe_function(env, local.tsfn.0) };
                 }
             }
         });
     }
     // Deliveries catch their own panics; this only keeps one from unwinding into Node.
+    // SAFETY: `data` is a queued `Delivery` and `run` its own function; it runs once, here.
     let _ = std::panic::catch_unwind(|| unsafe { run(data, env) });
 }
 
 /// Called by Node when the environment tears down, just before it frees the function.
 unsafe extern "C" fn finalize(env: napi_env, data: *mut c_void, _hint: *mut c_void) {
+    // SAFETY: `data` is the `Arc<Queue>` leaked for this function in `queue`; Node calls the
+    // finalizer once.
     let queue = unsafe { Arc::from_raw(data.cast::<Queue>()) };
     *queue.tsfn.write().unwrap_or_else(|e| e.into_inner()) = None;
     let _ = LOCAL.try_with(|local| {

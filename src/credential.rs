@@ -12,12 +12,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use iothub_jobs_core::credential::TokenFuture;
 use iothub_jobs_core::{AccessToken, CredentialError, TokenCredential, IOTHUB_TOKEN_SCOPE};
-use napi::bindgen_prelude::{FromNapiValue, Function, Promise};
+use napi::bindgen_prelude::{Function, Promise};
 use napi::sys::{napi_env, napi_value};
 use napi::threadsafe_function::ThreadsafeFunction;
 use napi::{Result, Status};
 
-use crate::js::{self, Kind};
+use crate::js::{self, FromJs, Js, Kind};
 
 /// A credential without a callable `getToken` (it fails on first use, as in the reference).
 #[derive(Debug)]
@@ -40,8 +40,8 @@ enum TokenValue {
     Missing,
 }
 
-impl FromNapiValue for TokenValue {
-    unsafe fn from_napi_value(env: napi_env, value: napi_value) -> Result<Self> {
+impl FromJs for TokenValue {
+    fn from_js(env: napi_env, value: napi_value) -> Result<Self> {
         if !js::truthy(env, value) {
             return Ok(TokenValue::Missing);
         }
@@ -49,10 +49,7 @@ impl FromNapiValue for TokenValue {
         let token = js::to_string(env, token)?;
         let expires = js::get_any(env, value, c"expiresOnTimestamp")?;
         let expires_on_ms = if js::kind(env, expires) == Kind::Number {
-            let mut n = 0f64;
-            js::check(env, unsafe {
-                napi::sys::napi_get_value_double(env, expires, &mut n)
-            })?;
+            let n = js::double(env, expires)?;
             n.is_finite().then_some(n)
         } else {
             None
@@ -66,20 +63,18 @@ impl FromNapiValue for TokenValue {
 
 /// `getToken`'s return value, adopted like `await` does (`Promise.resolve(value)`), so plain
 /// values and thenables work as well as promises.
-struct TokenReply(Promise<TokenValue>);
+struct TokenReply(Promise<Js<TokenValue>>);
 
-impl FromNapiValue for TokenReply {
-    unsafe fn from_napi_value(env: napi_env, value: napi_value) -> Result<Self> {
+impl FromJs for TokenReply {
+    fn from_js(env: napi_env, value: napi_value) -> Result<Self> {
         let promise_ctor = js::get(env, js::global(env)?, c"Promise")?;
         let resolve = js::get(env, promise_ctor, c"resolve")?;
         let adopted = js::call(env, promise_ctor, resolve, &[value])?;
-        Ok(TokenReply(unsafe {
-            Promise::from_napi_value(env, adopted)?
-        }))
+        Ok(TokenReply(js::from_value(env, adopted)?))
     }
 }
 
-type GetToken = ThreadsafeFunction<String, TokenReply, String, Status, false, true>;
+type GetToken = ThreadsafeFunction<String, Js<TokenReply>, String, Status, false, true>;
 
 pub(crate) struct JsTokenCredential {
     get_token: Option<GetToken>,
@@ -98,8 +93,7 @@ impl JsTokenCredential {
         }
         let bind = js::get(env, method, c"bind")?;
         let bound = js::call(env, method, bind, &[credential])?;
-        let function: Function<'_, String, TokenReply> =
-            unsafe { Function::from_napi_value(env, bound)? };
+        let function: Function<'_, String, Js<TokenReply>> = js::from_value(env, bound)?;
         let tsfn = function
             .build_threadsafe_function::<String>()
             .weak::<true>()
@@ -130,7 +124,7 @@ impl TokenCredential for JsTokenCredential {
                 .call_async_catch(scope)
                 .await
                 .map_err(credential_error)?;
-            match reply.0.await.map_err(credential_error)? {
+            match reply.0 .0.await.map_err(credential_error)?.0 {
                 // Core reports this as `Error('AccessToken creation failed')`.
                 TokenValue::Missing => Ok(None),
                 TokenValue::Token {

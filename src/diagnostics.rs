@@ -30,5 +30,5 @@ pub fn panic_async<'a>(env: &'a Env, done: Unknown<'a>) -> Result<Unknown<'a>> {
         Ok((js::undefined(env), js::undefined(env)))
     };
     let out = callback::spawn(raw, mode, Pack::Job, request, convert)?;
-    Ok(unsafe { Unknown::from_raw_unchecked(raw, out) })
+    Ok(js::unknown(env, out))
 }

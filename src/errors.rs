@@ -1,74 +1,23 @@
 //! The one place where failures become JavaScript errors.
 //!
-//! Hub errors are instances of the classes in `errors.js` (handed to the addon by the
-//! package entry through `__setErrorClasses`), so `instanceof errors.ThrottlingError` and
+//! Hub errors are instances of the classes in `lib/errors.js` (handed to the addon by the
+//! package entry through `__init`), so `instanceof errors.ThrottlingError` and
 //! `instanceof Error` both hold. Validation errors use the built-in JavaScript classes with the
 //! reference's exact messages.
 
-use std::cell::RefCell;
 use std::ffi::CStr;
-use std::ptr;
 
 use iothub_jobs_core::Error as CoreError;
-use napi::sys::{self, napi_env, napi_value};
+use napi::sys::{napi_env, napi_value};
 use napi::Result;
 
 use crate::credential::NotCallable;
 use crate::js;
 use crate::response;
 
-thread_local! {
-    /// The `errors` module object of this thread's environment.
-    static CLASSES: RefCell<Option<(napi_env, sys::napi_ref)>> = const { RefCell::new(None) };
-}
-
-unsafe extern "C" fn forget_classes(_arg: *mut std::ffi::c_void) {
-    // The environment frees its references itself while tearing down.
-    let _ = CLASSES.try_with(|c| c.borrow_mut().take());
-}
-
-/// Remembers the `errors` module object for this environment.
-pub(crate) fn set_classes(env: napi_env, errors: napi_value) -> Result<()> {
-    let mut raw = ptr::null_mut();
-    js::check(env, unsafe {
-        sys::napi_create_reference(env, errors, 1, &mut raw)
-    })?;
-    let previous = CLASSES.with(|c| c.borrow_mut().replace((env, raw)));
-    match previous {
-        Some((old_env, old)) if old_env == env => unsafe {
-            sys::napi_delete_reference(env, old);
-        },
-        _ => unsafe {
-            sys::napi_add_env_cleanup_hook(env, Some(forget_classes), ptr::null_mut());
-        },
-    }
-    Ok(())
-}
-
 fn class_constructor(env: napi_env, name: &str) -> Option<napi_value> {
-    let errors = CLASSES.with(|c| {
-        c.borrow()
-            .as_ref()
-            .filter(|(e, _)| *e == env)
-            .map(|(_, r)| *r)
-    })?;
-    let mut obj = ptr::null_mut();
-    if unsafe { sys::napi_get_reference_value(env, errors, &mut obj) } != sys::Status::napi_ok
-        || obj.is_null()
-    {
-        return None;
-    }
-    let mut key = ptr::null_mut();
-    if unsafe {
-        sys::napi_create_string_utf8(env, name.as_ptr().cast(), name.len() as isize, &mut key)
-    } != sys::Status::napi_ok
-    {
-        return None;
-    }
-    let mut ctor = ptr::null_mut();
-    if unsafe { sys::napi_get_property(env, obj, key, &mut ctor) } != sys::Status::napi_ok {
-        return None;
-    }
+    let errors = js::errors_module(env).ok()??;
+    let ctor = js::get_by_name(env, errors, name).ok()?;
     js::is_function(env, ctor).then_some(ctor)
 }
 
@@ -81,10 +30,7 @@ pub(crate) fn hub_error(env: napi_env, class: &str, message: &str) -> Result<nap
             return js::construct(env, ctor, &[msg]);
         }
     }
-    let mut err = ptr::null_mut();
-    js::check(env, unsafe {
-        sys::napi_create_error(env, ptr::null_mut(), msg, &mut err)
-    })?;
+    let err = js::error(env, msg)?;
     if class != "Error" {
         js::set(env, err, c"name", js::string(env, class)?)?;
     }
@@ -112,7 +58,7 @@ pub(crate) fn cannot_be(env: napi_env, name: &str, value: napi_value) -> napi::E
     }
 }
 
-/// An error of an `errors.js` class, ready to be thrown or used as a rejection.
+/// An error of a `lib/errors.js` class, ready to be thrown or used as a rejection.
 pub(crate) fn hub_thrown(env: napi_env, class: &str, message: &str) -> napi::Error {
     as_thrown(env, hub_error(env, class, message))
 }
@@ -131,8 +77,7 @@ pub(crate) fn core_error(env: napi_env, error: CoreError) -> Result<napi_value> 
             let inner: &(dyn std::error::Error + Send + Sync) = credential.0.as_ref();
             if let Some(thrown) = inner.downcast_ref::<napi::Error>() {
                 // The very value the credential rejected with (or threw).
-                let clone = thrown.try_clone()?;
-                return unsafe { napi::bindgen_prelude::ToNapiValue::to_napi_value(env, clone) };
+                return js::error_value(env, thrown.try_clone()?);
             }
             if let Some(issue) = inner.downcast_ref::<NotCallable>() {
                 return builtin_error(env, c"TypeError", &issue.to_string());
@@ -217,8 +162,7 @@ pub(crate) fn wait_error(
         WaitError::Failed(e) => core_error(env, e),
         WaitError::Progress(e) => {
             if let Some(thrown) = e.downcast_ref::<napi::Error>() {
-                let clone = thrown.try_clone()?;
-                return unsafe { napi::bindgen_prelude::ToNapiValue::to_napi_value(env, clone) };
+                return js::error_value(env, thrown.try_clone()?);
             }
             hub_error(env, "Error", &e.to_string())
         }

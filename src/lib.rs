@@ -3,6 +3,10 @@
 //! Everything that is not JavaScript (HTTP, SAS, connection strings, retries, error
 //! classification) lives in the `iothub-jobs-core` crate.
 
+// Raw Node-API calls live in two modules only, each `unsafe` block there with its safety
+// argument: `js` (values, references, promises, async context, per-environment state) and
+// `completion` (the per-environment completion queue). Everything else is safe code.
+#![deny(unsafe_code)]
 // In the lib test target napi-rs does not register exported free functions, so they look unused.
 #![cfg_attr(test, allow(dead_code))]
 
@@ -13,6 +17,7 @@ mod credential;
 mod diagnostics;
 mod errors;
 mod job_request;
+#[allow(unsafe_code)]
 mod js;
 mod query;
 mod recycle;
@@ -20,6 +25,7 @@ mod response;
 mod runtime;
 
 mod client;
+#[allow(unsafe_code)]
 mod completion;
 mod identity;
 mod modern;

@@ -2,18 +2,17 @@
 //! `waitForJob`, all promise-based and cancellable through `abortSignal`.
 //!
 //! Requests, paging headers, polling and error classes are Rust (core and here). The iterator
-//! objects themselves come from `paging.js` (registered by the package entry through
-//! `__setPaging`), because napi-rs cannot create async generator objects; that file does no
+//! objects themselves come from `lib/paging.js` (registered by the package entry through
+//! `__init`), because napi-rs cannot create async generator objects; that file does no
 //! I/O: every page is read by [`Pages::fetch`].
 
-use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::Duration;
 
 use iothub_jobs_core::monitor::ProgressError;
 use iothub_jobs_core::{JobClient as CoreClient, JobQuery, PageRequest, Response, WaitOptions};
-use napi::bindgen_prelude::{Env, FromNapiValue, Function, JsValue, ToNapiValue, Unknown};
-use napi::sys::{self, napi_env, napi_value};
+use napi::bindgen_prelude::{Env, Function, JsValue, Unknown};
+use napi::sys::{napi_env, napi_value};
 use napi::threadsafe_function::ThreadsafeFunction;
 use napi::{Result, Status};
 use napi_derive::napi;
@@ -23,58 +22,17 @@ use crate::args;
 use crate::callback::{self, Mode, Outcome, Pack};
 use crate::client::JobClient;
 use crate::errors;
-use crate::js::{self, Kind};
+use crate::js::{self, Js, Kind, ToJs};
 use crate::response;
 
-thread_local! {
-    /// The `paging.js` module object of this thread's environment.
-    static PAGING: RefCell<Option<(napi_env, sys::napi_ref)>> = const { RefCell::new(None) };
-}
-
-unsafe extern "C" fn forget_paging(_arg: *mut std::ffi::c_void) {
-    // The environment frees its references itself while tearing down.
-    let _ = PAGING.try_with(|c| c.borrow_mut().take());
-}
-
-/// Hands `paging.js` to the addon (called once by the package entry).
-#[napi(js_name = "__setPaging", skip_typescript, catch_unwind)]
-pub fn set_paging(env: &Env, paging: Unknown) -> Result<()> {
-    let raw = env.raw();
-    let mut reference = std::ptr::null_mut();
-    js::check(raw, unsafe {
-        sys::napi_create_reference(raw, paging.raw(), 1, &mut reference)
-    })?;
-    let previous = PAGING.with(|c| c.borrow_mut().replace((raw, reference)));
-    match previous {
-        Some((old_env, old)) if old_env == raw => unsafe {
-            sys::napi_delete_reference(raw, old);
-        },
-        _ => unsafe {
-            sys::napi_add_env_cleanup_hook(raw, Some(forget_paging), std::ptr::null_mut());
-        },
-    }
-    Ok(())
-}
-
 fn paging_module(env: napi_env) -> Result<napi_value> {
-    let reference = PAGING.with(|c| {
-        c.borrow()
-            .as_ref()
-            .filter(|(e, _)| *e == env)
-            .map(|(_, r)| *r)
-    });
-    let Some(reference) = reference else {
-        return Err(errors::hub_thrown(
+    js::paging_module(env)?.ok_or_else(|| {
+        errors::hub_thrown(
             env,
             "Error",
             "iothub-jobs: load the package through its entry point (lib/main.js) to use listJobs",
-        ));
-    };
-    let mut out = std::ptr::null_mut();
-    js::check(env, unsafe {
-        sys::napi_get_reference_value(env, reference, &mut out)
-    })?;
-    Ok(out)
+        )
+    })
 }
 
 /// What a [`Pages`] object lists.
@@ -111,10 +69,7 @@ fn page_size(env: napi_env, value: napi_value, name: &str) -> Result<Option<u32>
     match js::kind(env, value) {
         Kind::Undefined | Kind::Null => Ok(None),
         Kind::Number => {
-            let mut n = 0f64;
-            js::check(env, unsafe {
-                sys::napi_get_value_double(env, value, &mut n)
-            })?;
+            let n = js::double(env, value)?;
             if n.fract() != 0.0 || !(1.0..=f64::from(u32::MAX)).contains(&n) {
                 return Err(errors::type_error(
                     env,
@@ -173,7 +128,7 @@ fn paged_iterator<'a>(
     };
     let signal = signal.unwrap_or_else(|| js::undefined(raw));
     let out = js::call(raw, paging, paged, &[fetch, signal, size])?;
-    Ok(unsafe { Unknown::from_raw_unchecked(raw, out) })
+    Ok(js::unknown(env, out))
 }
 
 /// Starts `work` raced against `signal`, settling a promise through `convert` (JavaScript
@@ -259,32 +214,24 @@ fn page_outcome(
     }
 }
 
-/// A value already created in the current scope, returned from a closure function.
-struct Raw(napi_value);
-
-impl ToNapiValue for Raw {
-    unsafe fn to_napi_value(_env: napi_env, val: Self) -> Result<napi_value> {
-        Ok(val.0)
-    }
-}
-
 /// `fetch(continuationToken?, maxPageSize?, abortSignal?)` → `Promise<{ items, continuationToken }>`,
 /// a plain function (not an exported class) so the package's exports stay as typed.
 fn fetch_function(env: &Env, pages: Pages) -> Result<napi_value> {
-    let function = env.create_function_from_closure::<(), Raw, _>("fetch", move |ctx| {
-        let raw = ctx.env.raw();
-        let arg = |i: usize| {
-            if i < ctx.length() {
-                ctx.get::<Unknown>(i).map(|u| u.raw())
-            } else {
-                Ok(js::undefined(raw))
-            }
-        };
-        let (continuation_token, max_page_size, abort_signal) = (arg(0)?, arg(1)?, arg(2)?);
-        pages
-            .fetch(raw, continuation_token, max_page_size, abort_signal)
-            .map(Raw)
-    })?;
+    let function =
+        env.create_function_from_closure::<(), Js<napi_value>, _>("fetch", move |ctx| {
+            let raw = ctx.env.raw();
+            let arg = |i: usize| {
+                if i < ctx.length() {
+                    ctx.get::<Unknown>(i).map(|u| u.raw())
+                } else {
+                    Ok(js::undefined(raw))
+                }
+            };
+            let (continuation_token, max_page_size, abort_signal) = (arg(0)?, arg(1)?, arg(2)?);
+            pages
+                .fetch(raw, continuation_token, max_page_size, abort_signal)
+                .map(Js)
+        })?;
     Ok(function.raw())
 }
 
@@ -353,22 +300,14 @@ impl Pages {
 /// A job body handed to `onProgress`, parsed with the real `JSON.parse` on the JS thread.
 struct JobJson(Response);
 
-impl ToNapiValue for JobJson {
-    unsafe fn to_napi_value(env: napi_env, val: Self) -> Result<napi_value> {
-        js::json_parse(env, &val.0.body)
+impl ToJs for JobJson {
+    fn to_js(self, env: napi_env) -> Result<napi_value> {
+        js::json_parse(env, &self.0.body)
     }
 }
 
-/// Whatever `onProgress` returns (ignored).
-struct Ignored;
-
-impl FromNapiValue for Ignored {
-    unsafe fn from_napi_value(_env: napi_env, _value: napi_value) -> Result<Self> {
-        Ok(Ignored)
-    }
-}
-
-type OnProgress = ThreadsafeFunction<JobJson, Ignored, JobJson, Status, false, true>;
+/// `onProgress(job)`; what it returns is ignored.
+type OnProgress = ThreadsafeFunction<Js<JobJson>, Js<()>, Js<JobJson>, Status, false, true>;
 
 fn millis_option(
     env: napi_env,
@@ -403,11 +342,10 @@ fn wait_options(
             match js::kind(env, f) {
                 Kind::Undefined | Kind::Null => None,
                 Kind::Function => {
-                    let function: Function<'_, JobJson, Ignored> =
-                        unsafe { Function::from_napi_value(env, f)? };
+                    let function: Function<'_, Js<JobJson>, Js<()>> = js::from_value(env, f)?;
                     Some(
                         function
-                            .build_threadsafe_function::<JobJson>()
+                            .build_threadsafe_function::<Js<JobJson>>()
                             .weak::<true>()
                             .callee_handled::<false>()
                             .build()?,
@@ -485,7 +423,7 @@ impl JobClient {
             Ok(p) => p,
             Err(e) => {
                 let out = Mode::Promise.fail(raw, e)?;
-                return Ok(unsafe { Unknown::from_raw_unchecked(raw, out) });
+                return Ok(js::unknown(env, out));
             }
         };
         let client = self.inner.clone();
@@ -498,7 +436,7 @@ impl JobClient {
                     async move {
                         if let Some(progress) = progress {
                             progress
-                                .call_async_catch(JobJson(job))
+                                .call_async_catch(Js(JobJson(job)))
                                 .await
                                 .map_err(|e| Box::new(e) as ProgressError)?;
                         }
@@ -526,6 +464,6 @@ impl JobClient {
             }
         };
         let out = run(raw, signal, work, convert)?;
-        Ok(unsafe { Unknown::from_raw_unchecked(raw, out) })
+        Ok(js::unknown(env, out))
     }
 }

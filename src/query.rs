@@ -41,10 +41,10 @@ impl Query {
             job_status: truthy_string(raw, job_status)?,
             page_size: truthy_string(raw, page_size)?,
         };
-        let obj = unsafe { napi::bindgen_prelude::ToNapiValue::to_napi_value(raw, query)? };
+        let obj = js::to_value(raw, query)?;
         js::set(raw, obj, c"hasMoreResults", js::boolean(raw, true))?;
         js::set(raw, obj, c"continuationToken", js::null(raw))?;
-        Ok(unsafe { Unknown::from_raw_unchecked(raw, obj) })
+        Ok(js::unknown(env, obj))
     }
 
     fn page<'a>(
@@ -78,7 +78,7 @@ impl Query {
                 .unwrap_or_else(|e| Err((callback::error_value(env, e), None)))
         };
         let out = callback::spawn(raw, mode, Pack::Query, request, convert)?;
-        Ok(unsafe { Unknown::from_raw_unchecked(raw, out) })
+        Ok(js::unknown(env, out))
     }
 }
 
@@ -130,10 +130,7 @@ fn twin_result(env: napi_env, result: napi_value) -> Result<napi_value> {
     if js::array_len(env, result) == 0 {
         return Ok(result);
     }
-    let mut first = std::ptr::null_mut();
-    js::check(env, unsafe {
-        napi::sys::napi_get_element(env, result, 0, &mut first)
-    })?;
+    let first = js::element(env, result, 0)?;
     if js::is_missing_id(env, first) {
         let shown = js::to_string(env, first)?;
         return Err(errors::reference_error(

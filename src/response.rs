@@ -47,7 +47,7 @@ pub(crate) fn response_object(env: napi_env, response: &Response) -> Result<napi
     for (name, values) in &merged {
         args.push(js::string(env, name)?);
         args.push(if *name == "set-cookie" {
-            array(env, values)?
+            js::string_array(env, values)?
         } else if values.len() == 1 || SINGLE_VALUED.contains(name) {
             js::string(env, values[0])?
         } else {
@@ -70,20 +70,6 @@ const INCOMING_MESSAGE: &str = "(function incomingMessage(statusCode, statusMess
   for (let i = 2; i < arguments.length; i += 2) headers[arguments[i]] = arguments[i + 1];
   return { statusCode, statusMessage, headers };
 })";
-
-fn array(env: napi_env, values: &[&str]) -> Result<napi_value> {
-    let mut arr = std::ptr::null_mut();
-    js::check(env, unsafe {
-        napi::sys::napi_create_array_with_length(env, values.len(), &mut arr)
-    })?;
-    for (i, v) in values.iter().enumerate() {
-        let s = js::string(env, v)?;
-        js::check(env, unsafe {
-            napi::sys::napi_set_element(env, arr, i as u32, s)
-        })?;
-    }
-    Ok(arr)
-}
 
 /// The success result: the parsed JSON body when it is non-empty and declared JSON, else `''`.
 /// `Err` carries the `SyntaxError` thrown by `JSON.parse` for an invalid body.
