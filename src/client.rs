@@ -34,12 +34,7 @@ fn job_outcome(
 ) -> Outcome {
     let response = match result {
         Ok(response) => response,
-        Err(e) => {
-            return Err((
-                errors::core_error(env, e).unwrap_or_else(|e| callback::error_value(env, e)),
-                None,
-            ))
-        }
+        Err(e) => return Err((errors::core_error_value(env, e), None)),
     };
     let message = match response::response_object(env, &response) {
         Ok(m) => m,

@@ -104,6 +104,11 @@ pub(crate) fn core_error(env: napi_env, error: CoreError) -> Result<napi_value> 
     }
 }
 
+/// [`core_error`] for a settlement: a failure to build the error becomes an error value too.
+pub(crate) fn core_error_value(env: napi_env, error: CoreError) -> napi_value {
+    core_error(env, error).unwrap_or_else(|e| crate::callback::error_value(env, e))
+}
+
 /// A panic or an internal failure, reported as a plain `Error` rather than aborting.
 pub(crate) fn internal(env: napi_env, what: &str) -> napi_value {
     hub_error(env, "Error", &format!("iothub-jobs internal error: {what}"))

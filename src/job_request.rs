@@ -6,7 +6,7 @@
 //! defaults as the callback forms (`startTime` now, `maxExecutionTimeInSeconds` 3600), and
 //! `connectTimeoutInSeconds` is passed through.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use iothub_jobs_core::{CloudToDeviceMethod, JobKind, JobRequest};
 use napi::sys::{napi_env, napi_value};
@@ -220,50 +220,6 @@ fn to_iso_string(env: napi_env, value: napi_value) -> Result<String> {
 
 /// `new Date().toISOString()` computed in Rust: `YYYY-MM-DDTHH:mm:ss.sssZ`.
 pub(crate) fn iso_now() -> String {
-    let ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
-    iso_from_millis(ms)
-}
-
-fn iso_from_millis(ms: i64) -> String {
-    let days = ms.div_euclid(86_400_000);
-    let rem = ms.rem_euclid(86_400_000);
-    let (h, m, s, milli) = (
-        rem / 3_600_000,
-        rem / 60_000 % 60,
-        rem / 1000 % 60,
-        rem % 1000,
-    );
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{milli:03}Z")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::iso_from_millis;
-
-    #[test]
-    fn iso_matches_javascript() {
-        assert_eq!(iso_from_millis(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(
-            iso_from_millis(1_700_000_000_123),
-            "2023-11-14T22:13:20.123Z"
-        );
-        assert_eq!(iso_from_millis(951_782_400_000), "2000-02-29T00:00:00.000Z");
-        assert_eq!(
-            iso_from_millis(4_102_444_799_999),
-            "2099-12-31T23:59:59.999Z"
-        );
-    }
+    let ms = iothub_jobs_core::time::unix_millis(SystemTime::now());
+    iothub_jobs_core::time::format_iso8601_millis(ms as i64)
 }

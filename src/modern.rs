@@ -170,14 +170,10 @@ where
                     None,
                 ))
             }
-            Err(e) => Err((core_error_value(env, e), None)),
+            Err(e) => Err((errors::core_error_value(env, e), None)),
         }
     };
     callback::spawn(env, Mode::Promise, Pack::Value, raced, settle)
-}
-
-fn core_error_value(env: napi_env, e: iothub_jobs_core::Error) -> napi_value {
-    errors::core_error(env, e).unwrap_or_else(|e| callback::error_value(env, e))
 }
 
 /// A page: `{ items, continuationToken }` (the token `undefined` on the last page).
@@ -207,7 +203,7 @@ fn page_outcome(
     env: napi_env,
     result: std::result::Result<Response, iothub_jobs_core::Error>,
 ) -> Outcome {
-    let response = result.map_err(|e| (core_error_value(env, e), None))?;
+    let response = result.map_err(|e| (errors::core_error_value(env, e), None))?;
     match page_value(env, &response) {
         Ok(page) => Ok((page, js::undefined(env))),
         Err(e) => Err((callback::error_value(env, e), None)),

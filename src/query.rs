@@ -72,7 +72,7 @@ impl Query {
             };
             let response = match result {
                 Ok(response) => response,
-                Err(e) => return Err((core_error_value(env, e), None)),
+                Err(e) => return Err((errors::core_error_value(env, e), None)),
             };
             page_outcome(env, this, &response, as_twin)
                 .unwrap_or_else(|e| Err((callback::error_value(env, e), None)))
@@ -84,10 +84,6 @@ impl Query {
 
 /// A page as the runtime hands it over (see `recycle`).
 type Fetched = std::result::Result<Recycled<Response>, iothub_jobs_core::Error>;
-
-fn core_error_value(env: napi_env, e: iothub_jobs_core::Error) -> napi_value {
-    errors::core_error(env, e).unwrap_or_else(|e| callback::error_value(env, e))
-}
 
 /// A successful page: parse the result, then update `continuationToken`/`hasMoreResults`.
 fn page_outcome(

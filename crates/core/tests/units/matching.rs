@@ -115,3 +115,19 @@ fn iso8601() {
     assert_eq!(parse_iso8601_millis("2023-13-14T22:13:20Z"), None);
     assert_eq!(parse_iso8601_millis("garbage"), None);
 }
+
+#[test]
+fn iso8601_formatting_matches_javascript_to_iso_string() {
+    use iothub_jobs_core::time::format_iso8601_millis;
+    // Values of `new Date(ms).toISOString()`.
+    for (ms, iso) in [
+        (0, "1970-01-01T00:00:00.000Z"),
+        (1_700_000_000_123, "2023-11-14T22:13:20.123Z"),
+        (951_782_400_000, "2000-02-29T00:00:00.000Z"),
+        (4_102_444_799_999, "2099-12-31T23:59:59.999Z"),
+        (-1, "1969-12-31T23:59:59.999Z"),
+    ] {
+        assert_eq!(format_iso8601_millis(ms), iso);
+        assert_eq!(parse_iso8601_millis(iso), Some(ms), "round trip of {iso}");
+    }
+}
