@@ -98,7 +98,7 @@ pub fn generate(host: &str) -> Result<Tls, String> {
     let issuer = Issuer::new(ca_params, ca_key);
     let leaf_cert = leaf_params.signed_by(&leaf_key, &issuer).map_err(err)?;
 
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS setup failed: {e}"))?
