@@ -1,5 +1,5 @@
 //! Hidden exports that prove a panic becomes a JavaScript error instead of aborting the
-//! process (used by the tests through the loader `index.js`; not part of the public API).
+//! process. Built only with the `test-exports` feature, by `__test__/panic.test.mjs`.
 
 use iothub_jobs_core::Error as CoreError;
 use napi::bindgen_prelude::{Env, Unknown};

@@ -14,6 +14,8 @@ mod abort;
 mod args;
 mod callback;
 mod credential;
+// Test-only exports (`__panicSync`, `__panicAsync`), never in the production addon.
+#[cfg(feature = "test-exports")]
 mod diagnostics;
 mod errors;
 mod job_request;
