@@ -254,7 +254,10 @@ fn query_devices(hub: &Hub, req: &ApiRequest<'_>) -> Result<Reply, ApiError> {
 pub async fn invoke_method(hub: &Hub, id: &str, req: &ApiRequest<'_>) -> Result<Reply, ApiError> {
     let body = req.json_body()?;
     let spec = body.as_object().ok_or_else(|| {
-        ApiError::new(ErrorCode::ArgumentInvalid, "the method call must be a JSON object")
+        ApiError::new(
+            ErrorCode::ArgumentInvalid,
+            "the method call must be a JSON object",
+        )
     })?;
     let spec = parse_method(spec)?;
     let (status, payload) = call_method(&hub.engine, id, &spec)

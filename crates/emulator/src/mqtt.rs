@@ -298,7 +298,12 @@ impl Session<'_> {
 
     fn twin_get(&self, rid: Option<&str>) -> bool {
         let Some(rid) = rid else { return false };
-        let twin = self.hub.devices.read().get(self.id).map(|d| d.device_twin());
+        let twin = self
+            .hub
+            .devices
+            .read()
+            .get(self.id)
+            .map(|d| d.device_twin());
         match twin {
             Some(t) => self.respond(200, rid, "", t.to_string().into_bytes()),
             None => self.respond(404, rid, "", Vec::new()),

@@ -22,10 +22,10 @@ use tokio_rustls::TlsAcceptor;
 use crate::api::{self, ApiRequest, Reply};
 use crate::clock::{wall_ms, wall_secs};
 use crate::control;
-use crate::mqtt;
 use crate::errors::{ApiError, ErrorCode};
 use crate::faults::FaultKind;
 use crate::hub::Hub;
+use crate::mqtt;
 use crate::record::RecordedRequest;
 
 /// Largest request body accepted (a method payload is at most 128 KB; twins are small).
@@ -276,7 +276,9 @@ async fn process(
     };
     match (&parts.method, segments) {
         // The one call that waits for a device: answered asynchronously.
-        (&hyper::Method::POST, [twins, id, methods]) if twins == "twins" && methods == "methods" => {
+        (&hyper::Method::POST, [twins, id, methods])
+            if twins == "twins" && methods == "methods" =>
+        {
             api::invoke_method(hub, id, &req).await
         }
         _ => api::route(hub, &req),

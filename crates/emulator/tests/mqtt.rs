@@ -55,7 +55,10 @@ async fn start(devices: &str) -> Hub {
         .with_root_certificates(roots)
         .with_no_client_auth();
     let cs = line["connectionString"].as_str().unwrap();
-    let key = cs.split(';').find_map(|p| p.strip_prefix("SharedAccessKey=")).unwrap();
+    let key = cs
+        .split(';')
+        .find_map(|p| p.strip_prefix("SharedAccessKey="))
+        .unwrap();
     Hub {
         port: line["port"].as_u64().unwrap() as u16,
         host_name: line["hostName"].as_str().unwrap().to_string(),
@@ -74,7 +77,10 @@ impl Hub {
             .unwrap()
             .as_secs()
             + 3600;
-        let sr = format!("{}%2Fdevices%2F{device_id}", self.host_name.replace(':', "%3A"));
+        let sr = format!(
+            "{}%2Fdevices%2F{device_id}",
+            self.host_name.replace(':', "%3A")
+        );
         let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
         mac.update(format!("{sr}\n{se}").as_bytes());
         let sig = STANDARD
@@ -144,7 +150,10 @@ async fn admission_twin_and_subscriptions() {
         .subscribe("$iothub/twin/res/#", QoS::AtMostOnce)
         .await
         .unwrap();
-    client.subscribe("some/other/topic", QoS::AtLeastOnce).await.unwrap();
+    client
+        .subscribe("some/other/topic", QoS::AtLeastOnce)
+        .await
+        .unwrap();
     let mut codes = Vec::new();
     while codes.len() < 2 {
         if let Packet::SubAck(s) = next(&mut events).await.unwrap() {
@@ -176,7 +185,9 @@ async fn admission_twin_and_subscriptions() {
     let mut twin = None;
     while twin.is_none() {
         if let Packet::Publish(p) = next(&mut events).await.unwrap() {
-            if p.topic.starts_with("$iothub/twin/res/204/?$rid=7&$version=") {
+            if p.topic
+                .starts_with("$iothub/twin/res/204/?$rid=7&$version=")
+            {
                 reported_version = p.topic.rsplit('=').next().map(str::to_string);
             } else if p.topic == "$iothub/twin/res/200/?$rid=8" {
                 twin = Some(serde_json::from_slice::<Value>(&p.payload).unwrap());
@@ -192,7 +203,10 @@ async fn admission_twin_and_subscriptions() {
 
     // A second connection with the same id takes over; the first is closed by the hub.
     let (_second, mut second_events) = hub.client("device-0000", &key);
-    assert_eq!(connack(&mut second_events).await, ConnectReturnCode::Success);
+    assert_eq!(
+        connack(&mut second_events).await,
+        ConnectReturnCode::Success
+    );
     let dropped = loop {
         match next(&mut events).await {
             Err(e) => break e,
@@ -209,7 +223,12 @@ async fn qos2_publish_closes_the_connection() {
     let (client, mut events) = hub.client("device-0000", &hub.policy_key.clone());
     assert_eq!(connack(&mut events).await, ConnectReturnCode::Success);
     client
-        .publish("devices/device-0000/messages/events/", QoS::ExactlyOnce, false, "x")
+        .publish(
+            "devices/device-0000/messages/events/",
+            QoS::ExactlyOnce,
+            false,
+            "x",
+        )
         .await
         .unwrap();
     let closed = loop {

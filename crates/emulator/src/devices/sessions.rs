@@ -19,7 +19,10 @@ use crate::errors::ErrorCode;
 /// What a session task is asked to do by the rest of the hub.
 #[derive(Debug)]
 pub enum Outgoing {
-    Publish { topic: String, payload: Vec<u8> },
+    Publish {
+        topic: String,
+        payload: Vec<u8>,
+    },
     /// Another connection took over, a fault dropped it, or the hub was reset.
     Close,
 }

@@ -70,7 +70,9 @@ pub fn parse_method(m: &serde_json::Map<String, Value>) -> Result<MethodSpec, Ap
     };
     let response_timeout_s = optional_u64(m, "responseTimeoutInSeconds")?.unwrap_or(30);
     if !(5..=300).contains(&response_timeout_s) {
-        return Err(invalid("responseTimeoutInSeconds must be between 5 and 300"));
+        return Err(invalid(
+            "responseTimeoutInSeconds must be between 5 and 300",
+        ));
     }
     let connect_timeout_s = optional_u64(m, "connectTimeoutInSeconds")?.unwrap_or(0);
     if connect_timeout_s > 300 {

@@ -271,7 +271,7 @@ fn update_twin(engine: &Engine, device_id: &str, patch: &Value) -> DeviceOutcome
                 engine.devices.sessions.desired_changed(device_id, &note);
             }
             DeviceOutcome::Succeeded {
-            status: 200,
+                status: 200,
                 payload: Value::Null,
                 is_method: false,
             }
