@@ -51,7 +51,16 @@ async fn start(devices: &str) -> Hub {
     roots
         .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())
         .unwrap();
-    let tls = ClientConfig::builder()
+    // The client uses whatever crypto provider the emulator's own TLS is built on (the workspace
+    // enables more than one, so there is no process default to rely on).
+    let provider = iothub_emulator::tls::generate("127.0.0.1")
+        .unwrap()
+        .config
+        .crypto_provider()
+        .clone();
+    let tls = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
     let cs = line["connectionString"].as_str().unwrap();

@@ -120,10 +120,6 @@ impl Sessions {
         lock(&self.telemetry).clear();
     }
 
-    pub fn is_connected(&self, id: &str) -> bool {
-        lock(&self.live).contains_key(id)
-    }
-
     pub fn connected_count(&self) -> usize {
         lock(&self.live).len()
     }
