@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use crate::cli::UnknownJob;
 use crate::errors::{ApiError, ErrorCode};
 use crate::hub::Hub;
-use crate::jobs::{job_not_found, parse_job_request, validate_job_id};
+use crate::jobs::{call_method, job_not_found, parse_job_request, parse_method, validate_job_id};
 use crate::paging;
 use crate::query::{parse_select, Source};
 
@@ -247,4 +247,21 @@ fn query_devices(hub: &Hub, req: &ApiRequest<'_>) -> Result<Reply, ApiError> {
             paged(req, rows, "deviceJob")
         }
     }
+}
+
+/// `POST /twins/{id}/methods`: the service's direct-method call (azure-iothub's
+/// `Client.invokeDeviceMethod`), answered with the device's `{status, payload}`.
+pub async fn invoke_method(hub: &Hub, id: &str, req: &ApiRequest<'_>) -> Result<Reply, ApiError> {
+    let body = req.json_body()?;
+    let spec = body.as_object().ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::ArgumentInvalid,
+            "the method call must be a JSON object",
+        )
+    })?;
+    let spec = parse_method(spec)?;
+    let (status, payload) = call_method(&hub.engine, id, &spec)
+        .await
+        .map_err(|(code, text)| ApiError::new(code, text))?;
+    Ok(Reply::json(&json!({"status": status, "payload": payload})))
 }

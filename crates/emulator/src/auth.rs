@@ -273,6 +273,46 @@ impl Authenticator {
     }
 }
 
+impl Authenticator {
+    /// Verifies a device's MQTT password: a SAS token for `{hub}/devices/{id}` signed with one of
+    /// the device's keys, or with a policy's key when it names the policy (`skn`). The error
+    /// text names what is wrong, never the token.
+    pub fn check_device(
+        &self,
+        password: &str,
+        device_id: &str,
+        device_keys: &[&str],
+        now_secs: u64,
+    ) -> Result<(), &'static str> {
+        let token = parse_sas(password)?;
+        let (host, path) = token.sr.split_once('/').unwrap_or((&token.sr, ""));
+        if !self.hub_names.contains(&host.to_lowercase()) {
+            return Err("the token's resource (sr) does not name this hub");
+        }
+        let device_path = format!("devices/{device_id}");
+        if !(path.eq_ignore_ascii_case(&device_path) || path.is_empty() && token.skn.is_some()) {
+            return Err("the token's resource (sr) does not name this device");
+        }
+        if token.se <= now_secs {
+            return Err("the token has expired");
+        }
+        let ok = match token.skn.as_deref() {
+            Some(skn) => self
+                .policies
+                .iter()
+                .any(|p| p.name == skn && signature_matches(&p.key, &token)),
+            None => device_keys
+                .iter()
+                .any(|k| signature_matches(&lenient_base64(k), &token)),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err("the token's signature does not match")
+        }
+    }
+}
+
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;

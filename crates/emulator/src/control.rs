@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::clock::iso;
-use crate::devices::{BehaviourPatch, Seed};
+use crate::devices::{BehaviourPatch, DeviceFaults, Seed};
 use crate::faults::FaultSpec;
 use crate::hub::Hub;
 use crate::server::{json_response, Body};
@@ -42,6 +42,7 @@ pub fn handle(
             "status": "ok",
             "hostName": hub.config.host_name,
             "devices": hub.devices.len(),
+            "connectedDevices": hub.devices.sessions.connected_count(),
             "jobs": hub.engine.len(),
             "time": time_view(hub),
         })),
@@ -65,6 +66,19 @@ pub fn handle(
                     .map(|n| json!({"updated": n}))
                     .map_err(|e| (StatusCode::NOT_FOUND, e.message))
             })
+        }
+        (&Method::DELETE, ["devices", id, "connection"]) => {
+            Ok(json!({"dropped": hub.devices.sessions.drop_connection(id)}))
+        }
+        (&Method::GET, ["devices", id, "faults"]) => {
+            Ok(device_faults_view(&hub.devices.sessions.faults_of(id)))
+        }
+        (&Method::PUT, ["devices", id, "faults"]) => parse::<DeviceFaults>(body).map(|f| {
+            hub.devices.sessions.set_faults(id, f.clone());
+            device_faults_view(&f)
+        }),
+        (&Method::GET, ["telemetry"]) => {
+            Ok(json!({"messages": hub.devices.sessions.telemetry(flag("clear"))}))
         }
         (&Method::GET, ["faults"]) => Ok(faults_view(&hub.faults())),
         (&Method::PUT, ["faults"]) => {
@@ -152,6 +166,14 @@ fn faults_view(spec: &FaultSpec) -> Value {
         "spec": spec.to_string(),
         "faults": faults,
         "latencyMs": spec.latency_ms.map(|(lo, hi)| json!([lo, hi])),
+    })
+}
+
+fn device_faults_view(f: &DeviceFaults) -> Value {
+    json!({
+        "refuseConnects": f.refuse_connects,
+        "methodResponseDelayMs": f.method_response_delay_ms,
+        "swallowMethodResponses": f.swallow_method_responses,
     })
 }
 

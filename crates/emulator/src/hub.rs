@@ -89,6 +89,7 @@ impl Hub {
     /// Back to the state right after start: initial devices, no jobs, records or faults, real time.
     pub fn reset(&self) -> Result<(), String> {
         self.engine.reset();
+        self.devices.sessions.drop_all();
         self.clock.reset();
         let devices: Vec<Device> = self.config.initial_devices.build(self.clock.now_ms())?;
         self.devices.load(devices, true);

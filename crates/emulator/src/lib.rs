@@ -12,6 +12,7 @@ pub mod faults;
 pub mod hub;
 pub mod jobs;
 pub mod limits;
+pub mod mqtt;
 pub mod paging;
 pub mod query;
 pub mod record;

@@ -34,6 +34,11 @@ impl Ready {
             "hostName": self.host_name,
             "connectionString": self.connection_string,
             "caPath": self.ca_path.to_string_lossy(),
+            // Devices connect over MQTT on this same port with a SAS token from their key.
+            "deviceConnectionString": format!(
+                "HostName={};DeviceId={{deviceId}};SharedAccessKey={{deviceKey}}",
+                self.host_name
+            ),
         })
         .to_string()
     }

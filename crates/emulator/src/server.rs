@@ -15,6 +15,7 @@ use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use percent_encoding::percent_decode_str;
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
@@ -24,12 +25,16 @@ use crate::control;
 use crate::errors::{ApiError, ErrorCode};
 use crate::faults::FaultKind;
 use crate::hub::Hub;
+use crate::mqtt;
 use crate::record::RecordedRequest;
 
 /// Largest request body accepted (a method payload is at most 128 KB; twins are small).
 const MAX_REQUEST_BODY: usize = 4 * 1024 * 1024;
 
 pub type Body = Full<Bytes>;
+
+/// The first byte of an MQTT CONNECT packet.
+const MQTT_CONNECT: u8 = 0x10;
 
 /// Returned to hyper to make it close the connection without writing a response.
 #[derive(Debug)]
@@ -105,11 +110,19 @@ pub async fn serve(
             let Ok(tls) = acceptor.accept(tcp).await else {
                 return;
             };
+            // Devices speak MQTT on the same port: its CONNECT packet starts with 0x10, which
+            // no HTTP request does. The byte is only peeked, so either protocol reads it.
+            let mut stream = BufReader::new(tls);
+            match stream.fill_buf().await {
+                Ok([MQTT_CONNECT, ..]) => return mqtt::serve(hub, stream).await,
+                Ok([_, ..]) => {}
+                _ => return,
+            }
             let service = service_fn(move |req| handle(hub.clone(), peer, req));
             // Errors here are clients going away or injected resets: nothing to report.
             let _ = http1::Builder::new()
                 .keep_alive(true)
-                .serve_connection(TokioIo::new(tls), service)
+                .serve_connection(TokioIo::new(stream), service)
                 .await;
         });
     }
@@ -218,7 +231,7 @@ async fn handle(
     };
     let result = match injected {
         Some(err) => Err(err),
-        None => process(&hub, &parts, &segments, &query, &body),
+        None => process(&hub, &parts, &segments, &query, &body).await,
     };
     let response = match result {
         Ok(reply) => reply_response(reply),
@@ -233,7 +246,7 @@ async fn handle(
     Ok(response)
 }
 
-fn process(
+async fn process(
     hub: &Hub,
     parts: &hyper::http::request::Parts,
     segments: &[String],
@@ -261,5 +274,13 @@ fn process(
         headers: &parts.headers,
         body,
     };
-    api::route(hub, &req)
+    match (&parts.method, segments) {
+        // The one call that waits for a device: answered asynchronously.
+        (&hyper::Method::POST, [twins, id, methods])
+            if twins == "twins" && methods == "methods" =>
+        {
+            api::invoke_method(hub, id, &req).await
+        }
+        _ => api::route(hub, &req),
+    }
 }

@@ -248,7 +248,21 @@ async fn ready_line_follows_the_contract() {
     let keys: Vec<&String> = hub.line.as_object().unwrap().keys().collect();
     assert_eq!(
         keys,
-        ["host", "port", "hostName", "connectionString", "caPath"]
+        [
+            "host",
+            "port",
+            "hostName",
+            "connectionString",
+            "caPath",
+            "deviceConnectionString"
+        ]
+    );
+    assert_eq!(
+        hub.line["deviceConnectionString"],
+        format!(
+            "HostName=127.0.0.1:{};DeviceId={{deviceId}};SharedAccessKey={{deviceKey}}",
+            hub.port
+        )
     );
     assert_eq!(hub.line["host"], "127.0.0.1");
     assert_ne!(hub.port, 0);

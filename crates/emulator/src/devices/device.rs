@@ -80,8 +80,26 @@ pub struct Device {
     reported_version: u64,
     updated_ms: i64,
     pub behaviour: MethodBehaviour,
+    /// Seeded devices answer methods from `behaviour`. Devices created over REST, and seeded
+    /// ones once a client has connected as them, are real: only a live MQTT session answers.
+    pub simulated: bool,
+    /// MQTT connection state (kept for real devices; a few bytes, no session data).
+    pub(crate) connected: bool,
+    pub(crate) connection_updated_ms: i64,
+    pub(crate) last_activity_ms: i64,
     pub method_calls: u64,
     last_method: Option<(String, Value)>,
+}
+
+/// What `0001-01-01T00:00:00Z` is on the service: "never".
+const NEVER: &str = "0001-01-01T00:00:00Z";
+
+fn time_or_never(ms: i64) -> Value {
+    if ms == 0 {
+        json!(NEVER)
+    } else {
+        json!(iso(ms))
+    }
 }
 
 fn random_key() -> String {
@@ -110,13 +128,22 @@ impl Device {
             reported_version: 1,
             updated_ms: now_ms,
             behaviour: MethodBehaviour::default(),
+            simulated: false,
+            connected: false,
+            connection_updated_ms: 0,
+            last_activity_ms: 0,
             method_calls: 0,
             last_method: None,
         }
     }
 
     fn connection_state(&self) -> &'static str {
-        if self.behaviour.offline {
+        let online = if self.simulated {
+            self.connected || !self.behaviour.offline
+        } else {
+            self.connected
+        };
+        if !online {
             "Disconnected"
         } else {
             "Connected"
@@ -145,9 +172,10 @@ impl Device {
             "etag": self.etag(),
             "deviceEtag": self.device_etag(),
             "status": if self.enabled { "enabled" } else { "disabled" },
-            "statusUpdateTime": "0001-01-01T00:00:00Z",
+            "statusUpdateTime": NEVER,
             "connectionState": self.connection_state(),
-            "lastActivityTime": "0001-01-01T00:00:00Z",
+            "connectionStateUpdatedTime": time_or_never(self.connection_updated_ms),
+            "lastActivityTime": time_or_never(self.last_activity_ms),
             "cloudToDeviceMessageCount": 0,
             "authenticationType": "sas",
             "x509Thumbprint": {"primaryThumbprint": null, "secondaryThumbprint": null},
@@ -171,9 +199,9 @@ impl Device {
             "connectionState": self.connection_state(),
             "status": if self.enabled { "enabled" } else { "disabled" },
             "statusReason": null,
-            "connectionStateUpdatedTime": "0001-01-01T00:00:00Z",
-            "statusUpdatedTime": "0001-01-01T00:00:00Z",
-            "lastActivityTime": "0001-01-01T00:00:00Z",
+            "connectionStateUpdatedTime": time_or_never(self.connection_updated_ms),
+            "statusUpdatedTime": NEVER,
+            "lastActivityTime": time_or_never(self.last_activity_ms),
             "cloudToDeviceMessageCount": 0,
             "authentication": {
                 "symmetricKey": {"primaryKey": self.primary_key, "secondaryKey": self.secondary_key},
@@ -192,22 +220,31 @@ impl Device {
             "desired": self.desired,
             "reported": self.reported,
             "method": self.behaviour.to_json(),
+            "simulated": self.simulated,
+            "connectionState": self.connection_state(),
             "methodCalls": self.method_calls,
             "lastMethod": self.last_method.as_ref().map(|(name, payload)| json!({"methodName": name, "payload": payload})),
         })
     }
 
     /// Applies `tags` and `properties.desired` of a twin patch (merge semantics); bumps versions.
-    pub fn patch_twin(&mut self, patch: &Value, now_ms: i64) -> Result<(), ApiError> {
+    /// Returns the desired-property notification (the changed desired section with its new
+    /// `$version`) when desired changed, for a connected device's session.
+    pub fn patch_twin(&mut self, patch: &Value, now_ms: i64) -> Result<Option<Value>, ApiError> {
         let (tags, desired) = twin_sections(patch)?;
         let tags_changed = tags.is_some_and(|t| merge_patch(&mut self.tags, t));
         let desired_changed = desired.is_some_and(|d| merge_patch(&mut self.desired, d));
         self.bump(tags_changed, desired_changed, now_ms);
-        Ok(())
+        Ok(desired_changed.then(|| {
+            let mut note = desired.cloned().unwrap_or_default();
+            note.insert("$version".into(), json!(self.desired_version));
+            Value::Object(note)
+        }))
     }
 
     /// Replaces `tags` and `properties.desired` (PUT /twins semantics).
-    pub fn replace_twin(&mut self, twin: &Value, now_ms: i64) -> Result<(), ApiError> {
+    /// Returns the whole new desired section when it changed (the device is told all of it).
+    pub fn replace_twin(&mut self, twin: &Value, now_ms: i64) -> Result<Option<Value>, ApiError> {
         let (tags, desired) = twin_sections(twin)?;
         let mut tags = tags.cloned().unwrap_or_default();
         let mut desired = desired.cloned().unwrap_or_default();
@@ -217,7 +254,48 @@ impl Device {
         self.tags = tags;
         self.desired = desired;
         self.bump(true, desired_changed, now_ms);
-        Ok(())
+        Ok(desired_changed.then(|| {
+            let mut note = self.desired.clone();
+            note.insert("$version".into(), json!(self.desired_version));
+            Value::Object(note)
+        }))
+    }
+
+    /// Merges a reported-properties patch from the device; returns the new reported `$version`.
+    pub fn patch_reported(&mut self, patch: &Map<String, Value>, now_ms: i64) -> u64 {
+        if merge_patch(&mut self.reported, patch) {
+            self.reported_version += 1;
+            self.version += 1;
+            self.updated_ms = now_ms;
+        }
+        self.reported_version
+    }
+
+    /// `{desired, reported}` as a device's twin GET returns them.
+    pub fn device_twin(&self) -> Value {
+        json!({
+            "desired": Self::section(&self.desired, self.desired_version, self.updated_ms),
+            "reported": Self::section(&self.reported, self.reported_version, self.updated_ms),
+        })
+    }
+
+    /// The keys a device SAS token may be signed with (none for a disabled device).
+    pub fn keys(&self) -> [&str; 2] {
+        [&self.primary_key, &self.secondary_key]
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        self.enabled
+    }
+
+    pub fn set_connected(&mut self, connected: bool, now_ms: i64) {
+        if connected {
+            // A client speaks for this device now; its behaviour no longer answers.
+            self.simulated = false;
+        }
+        self.connected = connected;
+        self.connection_updated_ms = now_ms;
+        self.last_activity_ms = now_ms;
     }
 
     fn bump(&mut self, tags_changed: bool, desired_changed: bool, now_ms: i64) {

@@ -4,6 +4,7 @@
 
 mod device;
 mod seed;
+mod sessions;
 
 use std::collections::BTreeMap;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -14,10 +15,13 @@ use crate::errors::{ApiError, ErrorCode};
 use crate::twin::if_match;
 pub use device::{BehaviourPatch, Device, MethodBehaviour};
 pub use seed::{validate_device_id, Seed, SeedDevice, SeedProperties};
+pub use sessions::{CallError, DeviceFaults, Outgoing, Sessions};
 
 #[derive(Default)]
 pub struct Registry {
     devices: RwLock<BTreeMap<String, Device>>,
+    /// Live MQTT sessions of connected devices (separate: only they cost memory).
+    pub sessions: Sessions,
 }
 
 pub fn not_found(id: &str) -> ApiError {
@@ -82,12 +86,29 @@ impl Registry {
                 format!("Precondition failed: the twin etag of {id} does not match"),
             ));
         }
-        if replace {
-            d.replace_twin(body, now_ms)?;
+        let note = if replace {
+            d.replace_twin(body, now_ms)?
         } else {
-            d.patch_twin(body, now_ms)?;
+            d.patch_twin(body, now_ms)?
+        };
+        if let Some(note) = note {
+            self.sessions.desired_changed(id, &note);
         }
         Ok(d.twin())
+    }
+
+    /// Connection state kept by the MQTT sessions (no-op for a device deleted meanwhile).
+    pub fn set_connected(&self, id: &str, connected: bool, now_ms: i64) {
+        if let Some(d) = self.write().get_mut(id) {
+            d.set_connected(connected, now_ms);
+        }
+    }
+
+    /// A packet arrived from the device.
+    pub fn touch(&self, id: &str, now_ms: i64) {
+        if let Some(d) = self.write().get_mut(id) {
+            d.last_activity_ms = now_ms;
+        }
     }
 
     pub fn identity(&self, id: &str) -> Result<Value, ApiError> {

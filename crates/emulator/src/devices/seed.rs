@@ -65,6 +65,7 @@ impl Seed {
         let mut out: Vec<Device> = (0..self.generate)
             .map(|i| {
                 let mut d = Device::new(format!("device-{i:04}"), now_ms);
+                d.simulated = true;
                 d.tags.insert(
                     "group".into(),
                     json!(if i % 2 == 0 { "even" } else { "odd" }),
@@ -76,6 +77,7 @@ impl Seed {
         for s in &self.devices {
             validate_device_id(&s.device_id).map_err(|e| e.message)?;
             let mut d = Device::new(s.device_id.clone(), now_ms);
+            d.simulated = true;
             d.enabled = match s.status.as_deref() {
                 None | Some("enabled") => true,
                 Some("disabled") => false,

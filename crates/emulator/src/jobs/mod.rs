@@ -8,6 +8,7 @@
 pub mod model;
 pub mod request;
 mod runner;
+pub use runner::call_method;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -20,7 +21,7 @@ use crate::devices::Registry;
 use crate::errors::{ApiError, ErrorCode};
 use crate::limits::DevicePacer;
 use model::{DeviceOutcome, Job, JobStatus, RowStatus};
-pub use request::{parse_job_request, validate_job_id, NewJob};
+pub use request::{parse_job_request, parse_method, validate_job_id, NewJob};
 
 pub struct JobEntry {
     job: Mutex<Job>,

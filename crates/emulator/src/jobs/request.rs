@@ -61,6 +61,34 @@ pub fn validate_job_id(id: &str) -> Result<(), ApiError> {
     }
 }
 
+/// A direct-method call (`cloudToDeviceMethod` of a job, or the body of
+/// `POST /twins/{id}/methods`): name, payload and both timeouts, validated.
+pub fn parse_method(m: &serde_json::Map<String, Value>) -> Result<MethodSpec, ApiError> {
+    let method_name = match m.get("methodName") {
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        _ => return Err(invalid("cloudToDeviceMethod.methodName is required")),
+    };
+    let response_timeout_s = optional_u64(m, "responseTimeoutInSeconds")?.unwrap_or(30);
+    if !(5..=300).contains(&response_timeout_s) {
+        return Err(invalid(
+            "responseTimeoutInSeconds must be between 5 and 300",
+        ));
+    }
+    let connect_timeout_s = optional_u64(m, "connectTimeoutInSeconds")?.unwrap_or(0);
+    if connect_timeout_s > 300 {
+        return Err(invalid("connectTimeoutInSeconds must be between 0 and 300"));
+    }
+    let payload = m.get("payload").cloned().unwrap_or(Value::Null);
+    let payload_bytes = payload.to_string().len();
+    Ok(MethodSpec {
+        method_name,
+        payload,
+        response_timeout_s,
+        connect_timeout_s,
+        payload_bytes,
+    })
+}
+
 fn optional_u64(obj: &serde_json::Map<String, Value>, key: &str) -> Result<Option<u64>, ApiError> {
     match obj.get(key) {
         None | Some(Value::Null) => Ok(None),
@@ -123,29 +151,7 @@ pub fn parse_job_request(path_id: &str, body: &Value, now_ms: i64) -> Result<New
                     .ok_or_else(|| {
                         invalid("cloudToDeviceMethod is required for a scheduleDeviceMethod job")
                     })?;
-                let method_name = match m.get("methodName") {
-                    Some(Value::String(s)) if !s.is_empty() => s.clone(),
-                    _ => return Err(invalid("cloudToDeviceMethod.methodName is required")),
-                };
-                let response_timeout_s = optional_u64(m, "responseTimeoutInSeconds")?.unwrap_or(30);
-                if !(5..=300).contains(&response_timeout_s) {
-                    return Err(invalid(
-                        "responseTimeoutInSeconds must be between 5 and 300",
-                    ));
-                }
-                let connect_timeout_s = optional_u64(m, "connectTimeoutInSeconds")?.unwrap_or(0);
-                if connect_timeout_s > 300 {
-                    return Err(invalid("connectTimeoutInSeconds must be between 0 and 300"));
-                }
-                let payload = m.get("payload").cloned().unwrap_or(Value::Null);
-                let payload_bytes = payload.to_string().len();
-                JobKind::Method(MethodSpec {
-                    method_name,
-                    payload,
-                    response_timeout_s,
-                    connect_timeout_s,
-                    payload_bytes,
-                })
+                JobKind::Method(parse_method(m)?)
             }
             Some("scheduleUpdateTwin") => match obj.get("updateTwin") {
                 Some(t @ Value::Object(_)) => JobKind::Twin(t.clone()),

@@ -175,54 +175,85 @@ fn failed(code: ErrorCode, description: impl Into<String>) -> DeviceOutcome {
 }
 
 async fn invoke_method(engine: &Engine, device_id: &str, m: &MethodSpec) -> DeviceOutcome {
+    match call_method(engine, device_id, m).await {
+        Ok((status, payload)) => DeviceOutcome::Succeeded {
+            status,
+            payload,
+            is_method: true,
+        },
+        Err((code, description)) => failed(code, description),
+    }
+}
+
+/// One direct-method call, for a job's device or `POST /twins/{id}/methods`: a simulated
+/// device answers from its behaviour, a real one through its live MQTT session.
+pub async fn call_method(
+    engine: &Engine,
+    device_id: &str,
+    m: &MethodSpec,
+) -> Result<(i64, Value), (ErrorCode, String)> {
     if m.payload_bytes > MAX_METHOD_PAYLOAD {
-        return failed(
+        return Err((
             ErrorCode::MessageTooLarge,
             format!(
                 "The method payload is {} bytes; the limit is {MAX_METHOD_PAYLOAD}",
                 m.payload_bytes
             ),
-        );
+        ));
     }
-    let behaviour = {
+    let simulated = {
         let mut devices = engine.devices.write();
         let Some(device) = devices.get_mut(device_id) else {
-            return failed(
+            return Err((
                 ErrorCode::DeviceNotFound,
                 format!("Device {device_id} not registered"),
-            );
+            ));
         };
-        if !device.behaviour.offline {
+        if device.simulated && !device.behaviour.offline {
             device.record_method(&m.method_name, &m.payload);
         }
-        device.behaviour.clone()
+        device.simulated.then(|| device.behaviour.clone())
+    };
+    let connect_ms = m.connect_timeout_s as i64 * 1000;
+    let response_ms = m.response_timeout_s as i64 * 1000;
+    let Some(behaviour) = simulated else {
+        let answer = engine
+            .devices
+            .sessions
+            .call_method(
+                &engine.clock,
+                device_id,
+                &m.method_name,
+                &m.payload,
+                connect_ms,
+                response_ms,
+            )
+            .await;
+        if answer.is_ok() {
+            if let Some(device) = engine.devices.write().get_mut(device_id) {
+                device.record_method(&m.method_name, &m.payload);
+            }
+        }
+        return answer.map_err(|(code, text)| (code, text.to_string()));
     };
     if behaviour.offline {
-        engine
-            .clock
-            .sleep_ms(m.connect_timeout_s as i64 * 1000)
-            .await;
-        return failed(
+        engine.clock.sleep_ms(connect_ms).await;
+        return Err((
             ErrorCode::DeviceNotOnline,
-            "Timed out waiting for device to connect.",
-        );
+            "Timed out waiting for device to connect.".into(),
+        ));
     }
-    let timeout_ms = m.response_timeout_s * 1000;
-    if behaviour.delay_ms > timeout_ms {
-        engine.clock.sleep_ms(timeout_ms as i64).await;
-        return failed(
+    if behaviour.delay_ms as i64 > response_ms {
+        engine.clock.sleep_ms(response_ms).await;
+        return Err((
             ErrorCode::GatewayTimeout,
-            "Timed out waiting for the response from device.",
-        );
+            "Timed out waiting for the response from device.".into(),
+        ));
     }
     if behaviour.delay_ms > 0 {
         engine.clock.sleep_ms(behaviour.delay_ms as i64).await;
     }
-    DeviceOutcome::Succeeded {
-        status: behaviour.status,
-        payload: behaviour.payload,
-        is_method: true,
-    }
+    Ok((behaviour.status, behaviour.payload))
 }
 
 fn update_twin(engine: &Engine, device_id: &str, patch: &Value) -> DeviceOutcome {
@@ -235,11 +266,16 @@ fn update_twin(engine: &Engine, device_id: &str, patch: &Value) -> DeviceOutcome
         );
     };
     match device.patch_twin(patch, now) {
-        Ok(()) => DeviceOutcome::Succeeded {
-            status: 200,
-            payload: Value::Null,
-            is_method: false,
-        },
+        Ok(note) => {
+            if let Some(note) = note {
+                engine.devices.sessions.desired_changed(device_id, &note);
+            }
+            DeviceOutcome::Succeeded {
+                status: 200,
+                payload: Value::Null,
+                is_method: false,
+            }
+        }
         Err(e) => failed(e.code, e.message),
     }
 }

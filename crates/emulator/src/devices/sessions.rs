@@ -1,0 +1,313 @@
+//! Live MQTT sessions: one per connected device, in a map of their own so a device that is not
+//! connected costs nothing here. A job or `POST /twins/{id}/methods` reaches a device through
+//! its session (a request id, a one-shot answer); desired-property changes are pushed to it.
+//! Device faults (refused CONNACKs, delayed or swallowed method answers) live here too, only
+//! for the devices that have one.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, oneshot, Notify};
+
+use crate::clock::{iso, wall_ms, Clock};
+use crate::errors::ErrorCode;
+
+/// What a session task is asked to do by the rest of the hub.
+#[derive(Debug)]
+pub enum Outgoing {
+    Publish {
+        topic: String,
+        payload: Vec<u8>,
+    },
+    /// Another connection took over, a fault dropped it, or the hub was reset.
+    Close,
+}
+
+struct Session {
+    serial: u64,
+    tx: mpsc::UnboundedSender<Outgoing>,
+    methods: bool,
+    desired: bool,
+}
+
+/// Faults for one device, set through the control API.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeviceFaults {
+    /// The next this many CONNACKs are refused (return code 3, server unavailable).
+    #[serde(default)]
+    pub refuse_connects: u32,
+    /// Real milliseconds a method answer is held before it reaches the caller.
+    #[serde(default)]
+    pub method_response_delay_ms: u64,
+    /// Method answers are dropped: callers time out with GatewayTimeout.
+    #[serde(default)]
+    pub swallow_method_responses: bool,
+}
+
+type Answer = oneshot::Sender<(i64, Bytes)>;
+
+/// Telemetry messages kept for the control API at most (oldest dropped first).
+const TELEMETRY_KEPT: usize = 1000;
+
+#[derive(Default)]
+pub struct Sessions {
+    live: Mutex<HashMap<String, Session>>,
+    /// Method calls waiting for an answer, by request id: (device id, answer).
+    pending: Mutex<HashMap<u64, (String, Answer)>>,
+    next_id: AtomicU64,
+    /// Woken whenever a session subscribes to methods, for calls waiting for their device.
+    subscribed: Notify,
+    faults: Mutex<HashMap<String, DeviceFaults>>,
+    telemetry: Mutex<VecDeque<Value>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A failed direct-method call: the error code and its description.
+pub type CallError = (ErrorCode, &'static str);
+
+impl Sessions {
+    fn next(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Registers a new session for `id`, dropping the one it replaces (one session per device).
+    pub fn open(&self, id: &str) -> (u64, mpsc::UnboundedReceiver<Outgoing>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let serial = self.next();
+        let session = Session {
+            serial,
+            tx,
+            methods: false,
+            desired: false,
+        };
+        if let Some(old) = lock(&self.live).insert(id.to_string(), session) {
+            let _ = old.tx.send(Outgoing::Close);
+        }
+        (serial, rx)
+    }
+
+    /// Removes the session if it is still the device's current one; true when it was.
+    pub fn close(&self, id: &str, serial: u64) -> bool {
+        let mut live = lock(&self.live);
+        if live.get(id).is_some_and(|s| s.serial == serial) {
+            live.remove(id);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Asks a device's session to close; true when the device had one.
+    pub fn drop_connection(&self, id: &str) -> bool {
+        lock(&self.live)
+            .get(id)
+            .is_some_and(|s| s.tx.send(Outgoing::Close).is_ok())
+    }
+
+    pub fn drop_all(&self) {
+        for s in lock(&self.live).values() {
+            let _ = s.tx.send(Outgoing::Close);
+        }
+        lock(&self.faults).clear();
+        lock(&self.telemetry).clear();
+    }
+
+    pub fn connected_count(&self) -> usize {
+        lock(&self.live).len()
+    }
+
+    /// Records what the session has subscribed to (`Some(true)` on, `Some(false)` off).
+    pub fn set_subscriptions(
+        &self,
+        id: &str,
+        serial: u64,
+        methods: Option<bool>,
+        desired: Option<bool>,
+    ) {
+        if let Some(s) = lock(&self.live).get_mut(id).filter(|s| s.serial == serial) {
+            s.methods = methods.unwrap_or(s.methods);
+            s.desired = desired.unwrap_or(s.desired);
+        }
+        if methods == Some(true) {
+            self.subscribed.notify_waiters();
+        }
+    }
+
+    /// Sends a message to the session, if there is one.
+    pub fn send(&self, id: &str, topic: String, payload: Vec<u8>) {
+        if let Some(s) = lock(&self.live).get(id) {
+            let _ = s.tx.send(Outgoing::Publish { topic, payload });
+        }
+    }
+
+    /// Tells a connected device, subscribed to desired updates, about a change of desired.
+    pub fn desired_changed(&self, id: &str, note: &Value) {
+        if let Some(s) = lock(&self.live).get(id).filter(|s| s.desired) {
+            let version = note.get("$version").and_then(Value::as_u64).unwrap_or(0);
+            let _ = s.tx.send(Outgoing::Publish {
+                topic: format!("$iothub/twin/PATCH/properties/desired/?$version={version}"),
+                payload: note.to_string().into_bytes(),
+            });
+        }
+    }
+
+    fn method_channel(&self, id: &str) -> Option<mpsc::UnboundedSender<Outgoing>> {
+        lock(&self.live)
+            .get(id)
+            .filter(|s| s.methods)
+            .map(|s| s.tx.clone())
+    }
+
+    /// Calls a direct method on a live device: waits up to `connect_timeout_ms` (emulator time)
+    /// for it to be connected and subscribed, then up to `response_timeout_ms` for its answer.
+    pub async fn call_method(
+        &self,
+        clock: &Clock,
+        id: &str,
+        method_name: &str,
+        payload: &Value,
+        connect_timeout_ms: i64,
+        response_timeout_ms: i64,
+    ) -> Result<(i64, Value), CallError> {
+        let deadline = clock.now_ms().saturating_add(connect_timeout_ms);
+        let tx = loop {
+            let notified = self.subscribed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(tx) = self.method_channel(id) {
+                break tx;
+            }
+            if clock.now_ms() >= deadline {
+                return Err((
+                    ErrorCode::DeviceNotOnline,
+                    "Timed out waiting for device to connect.",
+                ));
+            }
+            tokio::select! {
+                _ = notified => {}
+                _ = clock.sleep_until(deadline) => {}
+            }
+        };
+        let rid = self.next();
+        let (answer_tx, answer_rx) = oneshot::channel();
+        lock(&self.pending).insert(rid, (id.to_string(), answer_tx));
+        // Whatever happens next (answer, timeout, job cancelled), the request id is forgotten.
+        let _forget = Forget(self, rid);
+        let _ = tx.send(Outgoing::Publish {
+            topic: format!("$iothub/methods/POST/{method_name}/?$rid={rid}"),
+            payload: payload.to_string().into_bytes(),
+        });
+        let timeout = (
+            ErrorCode::GatewayTimeout,
+            "Timed out waiting for the response from device.",
+        );
+        tokio::select! {
+            answer = answer_rx => match answer {
+                Ok((status, body)) => Ok((status, parse_payload(&body))),
+                Err(_) => Err(timeout),
+            },
+            _ = clock.sleep_ms(response_timeout_ms) => Err(timeout),
+        }
+    }
+
+    /// A device answered request `rid` (only its own requests count); applies its faults.
+    pub fn method_answered(&self, id: &str, rid: &str, status: i64, body: Bytes) {
+        let Ok(rid) = rid.parse::<u64>() else { return };
+        let faults = lock(&self.faults).get(id).cloned().unwrap_or_default();
+        if faults.swallow_method_responses {
+            return;
+        }
+        let answer = {
+            let mut pending = lock(&self.pending);
+            match pending.get(&rid) {
+                Some((device, _)) if device == id => pending.remove(&rid).map(|(_, a)| a),
+                _ => None,
+            }
+        };
+        let Some(answer) = answer else { return };
+        if faults.method_response_delay_ms == 0 {
+            let _ = answer.send((status, body));
+        } else {
+            tokio::spawn(async move {
+                tokio::time::sleep(std::time::Duration::from_millis(
+                    faults.method_response_delay_ms,
+                ))
+                .await;
+                let _ = answer.send((status, body));
+            });
+        }
+    }
+
+    pub fn set_faults(&self, id: &str, faults: DeviceFaults) {
+        let mut map = lock(&self.faults);
+        if faults == DeviceFaults::default() {
+            map.remove(id);
+        } else {
+            map.insert(id.to_string(), faults);
+        }
+    }
+
+    pub fn faults_of(&self, id: &str) -> DeviceFaults {
+        lock(&self.faults).get(id).cloned().unwrap_or_default()
+    }
+
+    /// True when this connection attempt must be refused (and counts it).
+    pub fn take_refusal(&self, id: &str) -> bool {
+        let mut map = lock(&self.faults);
+        match map.get_mut(id) {
+            Some(f) if f.refuse_connects > 0 => {
+                f.refuse_connects -= 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    pub fn record_telemetry(&self, id: &str, topic: &str, payload: &[u8]) {
+        let mut ring = lock(&self.telemetry);
+        if ring.len() >= TELEMETRY_KEPT {
+            ring.pop_front();
+        }
+        ring.push_back(json!({
+            "deviceId": id,
+            "topic": topic,
+            "time": iso(wall_ms()),
+            "body": String::from_utf8_lossy(payload),
+        }));
+    }
+
+    /// The kept telemetry, oldest first; `clear` empties the ring in the same step.
+    pub fn telemetry(&self, clear: bool) -> Vec<Value> {
+        let mut ring = lock(&self.telemetry);
+        let out = ring.iter().cloned().collect();
+        if clear {
+            ring.clear();
+        }
+        out
+    }
+}
+
+struct Forget<'a>(&'a Sessions, u64);
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        lock(&self.0.pending).remove(&self.1);
+    }
+}
+
+/// A method answer's body as the service reports it: JSON when it is JSON, else its text.
+fn parse_payload(body: &[u8]) -> Value {
+    if body.is_empty() {
+        return Value::Null;
+    }
+    serde_json::from_slice(body)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()))
+}

@@ -1,0 +1,333 @@
+//! The device side: MQTT 3.1.1 sessions as Azure IoT device SDKs speak them, on the same TLS
+//! port as HTTPS (the server tells them apart by the first byte). Packets are read and written
+//! with `rumqttc`'s v4 codec; admission (SAS auth, faults), topics and routing are the hub's.
+//!
+//! Topics served: direct methods (`$iothub/methods/POST/{name}/?$rid=` out,
+//! `$iothub/methods/res/{status}/?$rid=` in), twin GET and reported PATCH
+//! (`$iothub/twin/GET|PATCH/…/?$rid=` in, `$iothub/twin/res/{status}/?$rid=` out), desired
+//! notifications (`$iothub/twin/PATCH/properties/desired/?$version=N` out) and telemetry
+//! (`devices/{id}/messages/events/…` in).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use rumqttc::mqttbytes::v4::{
+    ConnAck, Connect, ConnectReturnCode, Packet, PubAck, Publish, SubAck, Subscribe,
+    SubscribeReasonCode, UnsubAck,
+};
+use rumqttc::mqttbytes::{Error as CodecError, QoS};
+use serde_json::Value;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
+
+use crate::clock::wall_secs;
+use crate::devices::Outgoing;
+use crate::hub::Hub;
+
+/// Largest packet accepted or sent (IoT Hub's message limit is 256 KB; twins are smaller).
+const MAX_PACKET: usize = 512 * 1024;
+/// A client must send CONNECT this soon after the TLS handshake.
+const CONNECT_WAIT: Duration = Duration::from_secs(10);
+
+/// Reads one packet; the bytes already read stay in `buf`, so this is cancel-safe.
+async fn read_packet<R: AsyncRead + Unpin>(
+    rd: &mut R,
+    buf: &mut BytesMut,
+) -> Result<Packet, String> {
+    loop {
+        match Packet::read(buf, MAX_PACKET) {
+            Ok(p) => return Ok(p),
+            Err(CodecError::InsufficientBytes(_)) => {}
+            Err(e) => return Err(format!("bad packet: {e}")),
+        }
+        match rd.read_buf(buf).await {
+            Ok(0) => return Err("connection closed".into()),
+            Ok(_) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+async fn write_packet<W: AsyncWrite + Unpin>(wr: &mut W, packet: Packet) -> bool {
+    let mut out = BytesMut::new();
+    if packet.write(&mut out, MAX_PACKET).is_err() {
+        return false;
+    }
+    wr.write_all(&out).await.is_ok() && wr.flush().await.is_ok()
+}
+
+/// The CONNACK code for a CONNECT: 0 admits; 4 (bad credentials) and 5 (not authorized) are
+/// what the SDK turns into `UnauthorizedError`.
+fn admit(hub: &Hub, connect: &Connect) -> ConnectReturnCode {
+    let id = connect.client_id.as_str();
+    if hub.devices.sessions.take_refusal(id) {
+        return ConnectReturnCode::ServiceUnavailable;
+    }
+    let Some(login) = &connect.login else {
+        return ConnectReturnCode::BadUserNamePassword;
+    };
+    // `{hostName}/{deviceId}/?api-version=…`: the device named must be the client id.
+    if login.username.split('/').nth(1) != Some(id) {
+        return ConnectReturnCode::BadUserNamePassword;
+    }
+    let devices = hub.devices.read();
+    let Some(device) = devices.get(id).filter(|d| d.is_enabled()) else {
+        return ConnectReturnCode::NotAuthorized;
+    };
+    match hub
+        .auth
+        .check_device(&login.password, id, &device.keys(), wall_secs())
+    {
+        Ok(()) => ConnectReturnCode::Success,
+        Err(why) => {
+            eprintln!("iothub-emulator: device {id} refused: {why}");
+            ConnectReturnCode::BadUserNamePassword
+        }
+    }
+}
+
+/// Serves one MQTT connection whose first byte has been seen (not consumed) by the server.
+pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(hub: Arc<Hub>, stream: S) {
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let mut buf = BytesMut::with_capacity(1024);
+    let connect = match tokio::time::timeout(CONNECT_WAIT, read_packet(&mut rd, &mut buf)).await {
+        Ok(Ok(Packet::Connect(c))) => c,
+        _ => return,
+    };
+    let code = admit(&hub, &connect);
+    if !write_packet(&mut wr, Packet::ConnAck(ConnAck::new(code, false))).await
+        || code != ConnectReturnCode::Success
+    {
+        return;
+    }
+    let id = connect.client_id.clone();
+    let sessions = &hub.devices.sessions;
+    let (serial, mut outgoing) = sessions.open(&id);
+    hub.devices.set_connected(&id, true, hub.clock.now_ms());
+    let session = Session {
+        hub: &hub,
+        id: &id,
+        serial,
+    };
+    // Keep-alive: the client must send something within 1.5 × its interval (MQTT 3.1.1 §3.1.2.10).
+    let keep_alive =
+        (connect.keep_alive > 0).then(|| Duration::from_millis(connect.keep_alive as u64 * 1500));
+    let mut last_heard = Instant::now();
+    loop {
+        let expiry = keep_alive.map(|k| last_heard + k);
+        tokio::select! {
+            packet = read_packet(&mut rd, &mut buf) => {
+                let Ok(packet) = packet else { break };
+                last_heard = Instant::now();
+                hub.devices.touch(&id, hub.clock.now_ms());
+                match session.handle(packet) {
+                    Step::Reply(p) => if !write_packet(&mut wr, p).await { break },
+                    Step::Nothing => {}
+                    Step::Close => break,
+                }
+            }
+            out = outgoing.recv() => match out {
+                Some(Outgoing::Publish { topic, payload }) => {
+                    let publish = Publish::new(topic, QoS::AtMostOnce, payload);
+                    if !write_packet(&mut wr, Packet::Publish(publish)).await { break }
+                }
+                Some(Outgoing::Close) | None => break,
+            },
+            _ = tokio::time::sleep_until(expiry.unwrap_or_else(Instant::now)), if expiry.is_some() => break,
+        }
+    }
+    if sessions.close(&id, serial) {
+        hub.devices.set_connected(&id, false, hub.clock.now_ms());
+    }
+    let _ = wr.shutdown().await;
+}
+
+enum Step {
+    Reply(Packet),
+    Nothing,
+    Close,
+}
+
+struct Session<'a> {
+    hub: &'a Hub,
+    id: &'a str,
+    serial: u64,
+}
+
+/// What a subscription filter is, for the topics this hub serves.
+enum Filter {
+    Methods,
+    TwinResponses,
+    Desired,
+    /// Cloud-to-device messages: accepted so SDK message handlers attach; none are sent.
+    CloudToDevice,
+}
+
+fn classify(filter: &str, id: &str) -> Option<Filter> {
+    if filter.starts_with("$iothub/methods/POST/") {
+        Some(Filter::Methods)
+    } else if filter.starts_with("$iothub/twin/res/") {
+        Some(Filter::TwinResponses)
+    } else if filter.starts_with("$iothub/twin/PATCH/properties/desired/") {
+        Some(Filter::Desired)
+    } else if filter == format!("devices/{id}/messages/devicebound/#") {
+        Some(Filter::CloudToDevice)
+    } else {
+        None
+    }
+}
+
+/// The `$rid` (and other properties) of a topic's `?a=b&c=d` tail.
+fn topic_param<'t>(topic: &'t str, name: &str) -> Option<&'t str> {
+    let (_, query) = topic.split_once('?')?;
+    query
+        .split('&')
+        .filter_map(|p| p.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+impl Session<'_> {
+    fn handle(&self, packet: Packet) -> Step {
+        match packet {
+            Packet::PingReq => Step::Reply(Packet::PingResp),
+            Packet::Subscribe(s) => Step::Reply(Packet::SubAck(self.subscribe(s))),
+            Packet::Unsubscribe(u) => {
+                let off = |f: fn(&Filter) -> bool| {
+                    u.topics
+                        .iter()
+                        .any(|t| classify(t, self.id).as_ref().is_some_and(f))
+                        .then_some(false)
+                };
+                self.hub.devices.sessions.set_subscriptions(
+                    self.id,
+                    self.serial,
+                    off(|f| matches!(f, Filter::Methods)),
+                    off(|f| matches!(f, Filter::Desired)),
+                );
+                Step::Reply(Packet::UnsubAck(UnsubAck::new(u.pkid)))
+            }
+            Packet::Publish(p) => self.publish(p),
+            // Acknowledgements of what we send at QoS 0 never come; anything else ends it.
+            Packet::PubAck(_) => Step::Nothing,
+            _ => Step::Close,
+        }
+    }
+
+    fn subscribe(&self, s: Subscribe) -> SubAck {
+        let (mut methods, mut desired) = (None, None);
+        let codes = s
+            .filters
+            .iter()
+            .map(|f| match classify(&f.path, self.id) {
+                Some(kind) => {
+                    match kind {
+                        Filter::Methods => methods = Some(true),
+                        Filter::Desired => desired = Some(true),
+                        Filter::TwinResponses | Filter::CloudToDevice => {}
+                    }
+                    // The hub delivers at most QoS 1.
+                    let qos = if f.qos == QoS::AtMostOnce {
+                        QoS::AtMostOnce
+                    } else {
+                        QoS::AtLeastOnce
+                    };
+                    SubscribeReasonCode::Success(qos)
+                }
+                None => SubscribeReasonCode::Failure,
+            })
+            .collect();
+        self.hub
+            .devices
+            .sessions
+            .set_subscriptions(self.id, self.serial, methods, desired);
+        SubAck::new(s.pkid, codes)
+    }
+
+    fn publish(&self, p: Publish) -> Step {
+        // IoT Hub does not support QoS 2: such a publish ends the connection.
+        if p.qos == QoS::ExactlyOnce {
+            return Step::Close;
+        }
+        let topic = p.topic.as_str();
+        let handled = if let Some(rest) = topic.strip_prefix("$iothub/methods/res/") {
+            let status = rest.split('/').next().and_then(|s| s.parse::<i64>().ok());
+            match (status, topic_param(topic, "$rid")) {
+                (Some(status), Some(rid)) => {
+                    let body = p.payload.clone();
+                    self.hub
+                        .devices
+                        .sessions
+                        .method_answered(self.id, rid, status, body);
+                    true
+                }
+                _ => false,
+            }
+        } else if topic.starts_with("$iothub/twin/GET/") {
+            self.twin_get(topic_param(topic, "$rid"))
+        } else if topic.starts_with("$iothub/twin/PATCH/properties/reported/") {
+            self.report(topic_param(topic, "$rid"), &p.payload)
+        } else if topic.starts_with(&format!("devices/{}/messages/events/", self.id)) {
+            self.hub
+                .devices
+                .sessions
+                .record_telemetry(self.id, topic, &p.payload);
+            true
+        } else {
+            false
+        };
+        if !handled {
+            // The hub disconnects a device that publishes where it may not.
+            return Step::Close;
+        }
+        if p.qos == QoS::AtLeastOnce {
+            Step::Reply(Packet::PubAck(PubAck::new(p.pkid)))
+        } else {
+            Step::Nothing
+        }
+    }
+
+    fn respond(&self, status: u16, rid: &str, extra: &str, body: Vec<u8>) {
+        self.hub.devices.sessions.send(
+            self.id,
+            format!("$iothub/twin/res/{status}/?$rid={rid}{extra}"),
+            body,
+        );
+    }
+
+    fn twin_get(&self, rid: Option<&str>) -> bool {
+        let Some(rid) = rid else { return false };
+        let twin = self
+            .hub
+            .devices
+            .read()
+            .get(self.id)
+            .map(|d| d.device_twin());
+        match twin {
+            Some(t) => self.respond(200, rid, "", t.to_string().into_bytes()),
+            None => self.respond(404, rid, "", Vec::new()),
+        }
+        true
+    }
+
+    fn report(&self, rid: Option<&str>, payload: &Bytes) -> bool {
+        let Some(rid) = rid else { return false };
+        let Ok(Value::Object(patch)) = serde_json::from_slice::<Value>(payload) else {
+            self.respond(400, rid, "", Vec::new());
+            return true;
+        };
+        let now = self.hub.clock.now_ms();
+        let version = self
+            .hub
+            .devices
+            .write()
+            .get_mut(self.id)
+            .map(|d| d.patch_reported(&patch, now));
+        match version {
+            Some(v) => self.respond(204, rid, &format!("&$version={v}"), Vec::new()),
+            None => self.respond(404, rid, "", Vec::new()),
+        }
+        true
+    }
+}

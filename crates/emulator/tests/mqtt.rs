@@ -1,0 +1,251 @@
+//! The device side over real MQTT-over-TLS with a Rust MQTT client (rumqttc): admission,
+//! twin GET and reported PATCH, refused subscriptions, one session per device, QoS 2 closing.
+//! Method routing to real device code is covered by `__test__/devices-mqtt.test.mjs`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use iothub_emulator::cli::{self, Parsed};
+use rumqttc::{
+    AsyncClient, ConnAck, ConnectReturnCode, Event, EventLoop, MqttOptions, Packet, QoS,
+    SubscribeReasonCode, TlsConfiguration, Transport,
+};
+use serde_json::Value;
+use sha2::Sha256;
+use tokio::sync::oneshot;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::CertificateDer;
+use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+
+struct Hub {
+    port: u16,
+    host_name: String,
+    policy_key: Vec<u8>,
+    tls: Arc<ClientConfig>,
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), String>>,
+}
+
+async fn start(devices: &str) -> Hub {
+    let Parsed::Run(args) = cli::parse(["--devices".to_string(), devices.to_string()]).unwrap()
+    else {
+        unreachable!()
+    };
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let (stop, stop_rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(iothub_emulator::run_until(
+        *args,
+        move |ready| {
+            let _ = ready_tx.send((ready.line(), ready.ca_pem.clone()));
+        },
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
+    let (line, ca_pem) = ready_rx.await.unwrap();
+    let line: Value = serde_json::from_str(&line).unwrap();
+    let mut roots = RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())
+        .unwrap();
+    // The client uses whatever crypto provider the emulator's own TLS is built on (the workspace
+    // enables more than one, so there is no process default to rely on).
+    let provider = iothub_emulator::tls::generate("127.0.0.1")
+        .unwrap()
+        .config
+        .crypto_provider()
+        .clone();
+    let tls = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let cs = line["connectionString"].as_str().unwrap();
+    let key = cs
+        .split(';')
+        .find_map(|p| p.strip_prefix("SharedAccessKey="))
+        .unwrap();
+    Hub {
+        port: line["port"].as_u64().unwrap() as u16,
+        host_name: line["hostName"].as_str().unwrap().to_string(),
+        policy_key: STANDARD.decode(key).unwrap(),
+        tls: Arc::new(tls),
+        stop,
+        task,
+    }
+}
+
+impl Hub {
+    /// A device token signed with the hub's policy key (`skn`), as a gateway would make one.
+    fn device_token(&self, device_id: &str, key: &[u8]) -> String {
+        let se = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 3600;
+        let sr = format!(
+            "{}%2Fdevices%2F{device_id}",
+            self.host_name.replace(':', "%3A")
+        );
+        let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
+        mac.update(format!("{sr}\n{se}").as_bytes());
+        let sig = STANDARD
+            .encode(mac.finalize().into_bytes())
+            .replace('+', "%2B")
+            .replace('/', "%2F")
+            .replace('=', "%3D");
+        format!("SharedAccessSignature sr={sr}&sig={sig}&skn=iothubowner&se={se}")
+    }
+
+    fn client(&self, device_id: &str, key: &[u8]) -> (AsyncClient, EventLoop) {
+        let mut opts = MqttOptions::new(device_id, "127.0.0.1", self.port);
+        opts.set_credentials(
+            format!("{}/{device_id}/?api-version=2021-04-12", self.host_name),
+            self.device_token(device_id, key),
+        );
+        opts.set_keep_alive(Duration::from_secs(30));
+        opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+            self.tls.clone(),
+        )));
+        AsyncClient::new(opts, 16)
+    }
+
+    async fn stop(self) {
+        self.stop.send(()).unwrap();
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+/// The next incoming packet, within a generous bound.
+async fn next(events: &mut EventLoop) -> Result<Packet, String> {
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(30), events.poll())
+            .await
+            .map_err(|_| "no packet within 30 s".to_string())?
+            .map_err(|e| e.to_string())?;
+        if let Event::Incoming(p) = event {
+            return Ok(p);
+        }
+    }
+}
+
+async fn connack(events: &mut EventLoop) -> ConnectReturnCode {
+    match next(events).await {
+        Ok(Packet::ConnAck(ConnAck { code, .. })) => code,
+        other => panic!("expected CONNACK, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn admission_twin_and_subscriptions() {
+    let hub = start("2").await;
+    let key = hub.policy_key.clone();
+
+    let (_bad, mut bad_events) = hub.client("device-0000", b"not the key");
+    let refused = bad_events.poll().await;
+    assert!(
+        format!("{refused:?}").contains("BadUserNamePassword"),
+        "{refused:?}"
+    );
+    let (_unknown, mut unknown_events) = hub.client("nobody", &key);
+    assert!(format!("{:?}", unknown_events.poll().await).contains("NotAuthorized"));
+
+    let (client, mut events) = hub.client("device-0000", &key);
+    assert_eq!(connack(&mut events).await, ConnectReturnCode::Success);
+    client
+        .subscribe("$iothub/twin/res/#", QoS::AtMostOnce)
+        .await
+        .unwrap();
+    client
+        .subscribe("some/other/topic", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let mut codes = Vec::new();
+    while codes.len() < 2 {
+        if let Packet::SubAck(s) = next(&mut events).await.unwrap() {
+            codes.extend(s.return_codes);
+        }
+    }
+    assert_eq!(
+        codes,
+        [
+            SubscribeReasonCode::Success(QoS::AtMostOnce),
+            SubscribeReasonCode::Failure
+        ]
+    );
+
+    client
+        .publish(
+            "$iothub/twin/PATCH/properties/reported/?$rid=7",
+            QoS::AtMostOnce,
+            false,
+            r#"{"fw":"1.2"}"#,
+        )
+        .await
+        .unwrap();
+    client
+        .publish("$iothub/twin/GET/?$rid=8", QoS::AtMostOnce, false, "")
+        .await
+        .unwrap();
+    let mut reported_version = None;
+    let mut twin = None;
+    while twin.is_none() {
+        if let Packet::Publish(p) = next(&mut events).await.unwrap() {
+            if p.topic
+                .starts_with("$iothub/twin/res/204/?$rid=7&$version=")
+            {
+                reported_version = p.topic.rsplit('=').next().map(str::to_string);
+            } else if p.topic == "$iothub/twin/res/200/?$rid=8" {
+                twin = Some(serde_json::from_slice::<Value>(&p.payload).unwrap());
+            }
+        }
+    }
+    let twin = twin.unwrap();
+    assert_eq!(twin["reported"]["fw"], "1.2");
+    assert_eq!(
+        twin["reported"]["$version"].to_string(),
+        reported_version.expect("the PATCH was answered before the GET")
+    );
+
+    // A second connection with the same id takes over; the first is closed by the hub.
+    let (_second, mut second_events) = hub.client("device-0000", &key);
+    assert_eq!(
+        connack(&mut second_events).await,
+        ConnectReturnCode::Success
+    );
+    let dropped = loop {
+        match next(&mut events).await {
+            Err(e) => break e,
+            Ok(_) => continue,
+        }
+    };
+    assert!(!dropped.is_empty());
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn qos2_publish_closes_the_connection() {
+    let hub = start("1").await;
+    let (client, mut events) = hub.client("device-0000", &hub.policy_key.clone());
+    assert_eq!(connack(&mut events).await, ConnectReturnCode::Success);
+    client
+        .publish(
+            "devices/device-0000/messages/events/",
+            QoS::ExactlyOnce,
+            false,
+            "x",
+        )
+        .await
+        .unwrap();
+    let closed = loop {
+        match next(&mut events).await {
+            Err(e) => break e,
+            Ok(_) => continue,
+        }
+    };
+    assert!(!closed.is_empty());
+    hub.stop().await;
+}
