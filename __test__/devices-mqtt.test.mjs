@@ -7,6 +7,8 @@
 // HTTPS requests. The device SDK gets the CA the
 // documented way, `client.setOptions({ ca })`. node_modules is never modified.
 import https from 'node:https'
+import tls from 'node:tls'
+import { createHmac } from 'node:crypto'
 import { createRequire } from 'node:module'
 import { readFileSync } from 'node:fs'
 import { test, before, after } from 'node:test'
@@ -20,6 +22,8 @@ const iothub = require('azure-iothub')
 const { Client: DeviceClient } = require('azure-iot-device')
 const { Mqtt } = require('azure-iot-device-mqtt')
 const { NoRetry } = require('azure-iot-common')
+// The MQTT codec the SDK itself is built on (via mqtt), for a raw CONNECT in the keep-alive test.
+const mqttPacket = require('mqtt-packet')
 
 let hub
 let ca
@@ -202,4 +206,111 @@ test('a second connection with the same id drops the first; a wrong key is Unaut
     assert.equal(err.constructor.name, 'UnauthorizedError')
     return true
   })
+})
+
+test('connectionState selects devices in queries and job conditions', async () => {
+  const online = await createDevice('state-on')
+  await createDevice('state-off')
+  const { client, calls } = await connect(online)
+  try {
+    const query = registry().createQuery("SELECT * FROM devices WHERE connectionState = 'Connected' AND deviceId IN ['state-on', 'state-off']")
+    const { result } = await new Promise((resolve, reject) => query.nextAsTwin((e, result) => (e ? reject(e) : resolve({ result }))))
+    assert.deepEqual(result.map((t) => t.deviceId), ['state-on'])
+
+    const condition = "connectionState = 'Connected' AND deviceId IN ['state-on', 'state-off']"
+    await jobs.scheduleDeviceMethod('state-job', condition, { methodName: 'reboot', payload: {}, responseTimeoutInSeconds: 10, connectTimeoutInSeconds: 10 })
+    const done = await finished('state-job')
+    assert.equal(done.deviceJobStatistics.deviceCount, 1)
+    assert.equal(done.deviceJobStatistics.succeededCount, 1)
+    assert.deepEqual((await deviceRows('state-job')).map((r) => r.deviceId), ['state-on'])
+    assert.equal(calls.length, 1)
+  } finally {
+    await client.close()
+  }
+  await until(async () => !(await isConnected(online)), 30_000, 'disconnect')
+  const { result } = await new Promise((resolve, reject) =>
+    registry().createQuery("SELECT * FROM devices WHERE connectionState = 'Disconnected' AND deviceId = 'state-on'").nextAsTwin((e, result) => (e ? reject(e) : resolve({ result }))))
+  assert.equal(result.length, 1, 'a closed client leaves the device Disconnected')
+})
+
+test('device faults: swallowed and delayed method answers, a dropped connection, refused CONNACKs', async () => {
+  const cs = await createDevice('fault-1')
+  const faults = (body) => hub.control('PUT', 'devices/fault-1/faults', body)
+  const dev = await connect(cs, { onReboot: () => ({ status: 200, payload: { ok: 1 } }) })
+  try {
+    // Swallowed: the handler runs, the caller never hears back and the row is GatewayTimeout.
+    await faults({ swallowMethodResponses: true })
+    assert.equal((await hub.control('GET', 'devices/fault-1/faults')).swallowMethodResponses, true)
+    await jobs.scheduleDeviceMethod('swallowed', "deviceId = 'fault-1'", { methodName: 'reboot', responseTimeoutInSeconds: 5, connectTimeoutInSeconds: 10 })
+    await finished('swallowed')
+    const [lost] = await deviceRows('swallowed')
+    assert.equal(lost.status, 'failed')
+    assert.equal(lost.error.code, 'GatewayTimeout')
+    assert.equal(dev.calls.length, 1, 'the handler was called')
+
+    // Delayed: the answer still arrives within the response timeout, no sooner than the delay.
+    await faults({ methodResponseDelayMs: 1500 })
+    const started = Date.now()
+    await jobs.scheduleDeviceMethod('delayed', "deviceId = 'fault-1'", { methodName: 'reboot', responseTimeoutInSeconds: 20, connectTimeoutInSeconds: 10 })
+    await finished('delayed')
+    const [late] = await deviceRows('delayed')
+    assert.equal(late.status, 'completed')
+    assert.deepEqual(late.outcome.deviceMethodResponse, { status: 200, payload: { ok: 1 } })
+    assert.ok(Date.now() - started >= 1500, 'the answer was held back')
+    await faults({})
+  } finally {
+    await dev.client.close()
+  }
+
+  // Dropped by the hub: the SDK (without retries) sees the disconnect, the hub shows Disconnected.
+  const victim = DeviceClient.fromConnectionString(cs, Mqtt)
+  victim.setRetryPolicy(new NoRetry())
+  await victim.setOptions({ ca })
+  const disconnected = new Promise((resolve) => victim.on('disconnect', resolve))
+  await victim.open()
+  await until(() => isConnected(cs), 30_000, 'connect')
+  assert.deepEqual(await hub.control('DELETE', 'devices/fault-1/connection'), { dropped: true })
+  await disconnected
+  await until(async () => !(await isConnected(cs)), 30_000, 'disconnect after the drop')
+  assert.deepEqual(await hub.control('DELETE', 'devices/fault-1/connection'), { dropped: false })
+  await victim.close().catch(() => {})
+
+  // The next CONNACK refused, then admitted again.
+  await faults({ refuseConnects: 1 })
+  const refused = DeviceClient.fromConnectionString(cs, Mqtt)
+  refused.setRetryPolicy(new NoRetry())
+  await refused.setOptions({ ca })
+  await assert.rejects(refused.open())
+  assert.equal(await isConnected(cs), false)
+  const again = await connect(cs)
+  await again.client.close()
+})
+
+test('keep-alive: a device silent for 1.5 × its keep-alive is disconnected', async () => {
+  const cs = await createDevice('silent-1')
+  const key = /SharedAccessKey=([^;]+)/.exec(cs)[1]
+  const sr = encodeURIComponent(`${hub.hostName}/devices/silent-1`)
+  const se = Math.floor(Date.now() / 1000) + 3600
+  const sig = createHmac('sha256', Buffer.from(key, 'base64')).update(`${sr}\n${se}`).digest('base64')
+  // mqtt-packet (the codec of the SDK's mqtt package) encodes one CONNECT; after it the
+  // socket says nothing, not even PINGREQ.
+  const connectPacket = mqttPacket.generate({
+    cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: false, keepalive: 1,
+    clientId: 'silent-1',
+    username: `${hub.hostName}/silent-1/?api-version=2021-04-12`,
+    password: Buffer.from(`SharedAccessSignature sr=${sr}&sig=${encodeURIComponent(sig)}&se=${se}`),
+  })
+  const socket = tls.connect({ host: '127.0.0.1', port: hub.port, ca, servername: '127.0.0.1' })
+  const closed = new Promise((resolve) => socket.on('close', resolve))
+  const connack = new Promise((resolve) => socket.once('data', resolve))
+  socket.on('error', () => {})
+  socket.write(connectPacket)
+  const ack = await connack
+  assert.deepEqual([...ack], [0x20, 0x02, 0x00, 0x00], 'CONNACK accepted')
+  assert.ok(await isConnected(cs))
+  const start = Date.now()
+  await closed
+  const silentFor = Date.now() - start
+  assert.ok(silentFor >= 1000 && silentFor < 15_000, `closed after ${silentFor} ms of silence`)
+  await until(async () => !(await isConnected(cs)), 30_000, 'Disconnected after keep-alive expiry')
 })
