@@ -13,9 +13,15 @@ fn main() {
     // Lay out the code that `require` and the first calls run first and together, so that far
     // fewer of the addon's pages become resident. The order names lld's input sections, and lld is
     // Rust's default linker on this target only; names that no longer exist are just skipped.
+    // A configured linker (cargo-zigbuild's `zig cc`, for an old glibc) rejects the flag.
     let order = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/cold-start.order");
     println!("cargo:rerun-if-changed={}", order.display());
-    if std::env::var("TARGET").as_deref() == Ok("x86_64-unknown-linux-gnu") && order.exists() {
+    const LINKER_VAR: &str = "CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER";
+    println!("cargo:rerun-if-env-changed={LINKER_VAR}");
+    if std::env::var("TARGET").as_deref() == Ok("x86_64-unknown-linux-gnu")
+        && std::env::var_os(LINKER_VAR).is_none()
+        && order.exists()
+    {
         println!(
             "cargo:rustc-cdylib-link-arg=-Wl,--symbol-ordering-file={}",
             order.display()
