@@ -53,10 +53,10 @@ const lastJson = (stdout) => JSON.parse(stdout.trim().split('\n').pop());
 // A real flow: schedule a direct-method job on every device, wait for it, read it back, list it.
 const FLOW = `'use strict';
 const { readFileSync } = require('node:fs');
-const { JobClient } = require(process.env.PACKAGE);
+const { JobClient } = require(require.resolve(process.env.PACKAGE, { paths: [process.cwd()] }));
 const client = JobClient.fromConnectionString(process.env.HUB_CS, { ca: readFileSync(process.env.HUB_CA, 'utf8') });
 (async () => {
-  const jobId = 'platform-' + process.arch;
+  const jobId = 'platform-' + process.arch + '-' + process.pid;
   const scheduled = await client.scheduleDeviceMethod(jobId, '*', { methodName: 'reboot', payload: { arch: process.arch } });
   const done = await client.waitForJob(jobId, { pollIntervalMs: 50, timeoutMs: 60000 });
   const got = await client.getJob(jobId);
