@@ -1,0 +1,50 @@
+// `npm run build:platforms [name…]`: builds the release addon for every platform package (or the
+// ones named) from this machine with cargo-zigbuild, writes each into npm/<name>/ and checks it.
+// Needs `scripts/platforms/setup.sh` once. Builds run at the lowest priority on two jobs.
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, mkdirSync, symlinkSync, existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { PLATFORMS, binaryName } from './targets.mjs';
+import { checkPlatform } from './check.mjs';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const TARGET_DIR = path.join(ROOT, 'target', 'platforms');
+// Debian's compiler and the cargo of the same release, ahead of rustup's on PATH.
+const DEBIAN_BIN = path.join(TARGET_DIR, 'bin');
+
+function build(platform) {
+  const env = { ...process.env };
+  const args = ['-n', '19', 'cargo', 'zigbuild', '--release', '--lib', '-p', 'iothub-jobs', '-j', '2'];
+  args.push('--target-dir', TARGET_DIR, '--target', platform.glibc ? `${platform.triple}.${platform.glibc}` : platform.triple);
+  if (platform.std !== 'rustup') {
+    mkdirSync(DEBIAN_BIN, { recursive: true });
+    if (!existsSync(path.join(DEBIAN_BIN, 'cargo'))) symlinkSync('/usr/bin/cargo', path.join(DEBIAN_BIN, 'cargo'));
+    Object.assign(env, { PATH: `${DEBIAN_BIN}:${env.PATH}`, RUSTC: '/usr/bin/rustc' });
+  }
+  if (platform.std === 'source') {
+    // -Zbuild-std on a stable compiler; panic_unwind because napi turns panics into JS errors.
+    env.RUSTC_BOOTSTRAP = '1';
+    args.push('-Zbuild-std=std,panic_unwind');
+  }
+  // A Node addon is a shared library loaded into a dynamically linked `node`: never a static libc.
+  if (platform.triple.endsWith('-musl')) {
+    env[`CARGO_TARGET_${platform.triple.toUpperCase().replaceAll('-', '_')}_RUSTFLAGS`] = '-C target-feature=-crt-static';
+  }
+  execFileSync('nice', args, { cwd: ROOT, env, stdio: 'inherit' });
+
+  const library = platform.format === 'mach-o' ? 'libiothub_jobs.dylib' : 'libiothub_jobs.so';
+  const destination = path.join(ROOT, 'npm', platform.name, binaryName(platform));
+  copyFileSync(path.join(TARGET_DIR, platform.triple, 'release', library), destination);
+  return destination;
+}
+
+const wanted = process.argv.slice(2);
+const unknown = wanted.filter((name) => !PLATFORMS.some((p) => p.name === name));
+if (unknown.length) throw new Error(`unknown platform(s): ${unknown.join(', ')}`);
+for (const platform of PLATFORMS.filter((p) => wanted.length === 0 || wanted.includes(p.name))) {
+  const started = Date.now();
+  const file = build(platform);
+  const report = checkPlatform(platform);
+  console.log(`${platform.name}: ${path.relative(ROOT, file)} built in ${((Date.now() - started) / 1000).toFixed(0)} s; ${report.summary}`);
+}

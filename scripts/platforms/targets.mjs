@@ -1,0 +1,24 @@
+// Every platform package in npm/, how this machine builds its addon, and what its binary must ask
+// of the system that loads it. One table for the build, the check and the platform tests.
+//
+// `std`: where the target's standard library comes from —
+//   'rustup'  the installed stable toolchain has it (x86_64 gnu only);
+//   'debian'  Debian's rustc-web ships it prebuilt (libstd-rust-web-dev:<arch>);
+//   'source'  built from rust-web-src with -Zbuild-std (musl, macOS).
+export const PLATFORMS = [
+  { name: 'linux-x64-gnu', triple: 'x86_64-unknown-linux-gnu', glibc: '2.17', std: 'rustup', format: 'elf', arch: 'x86_64' },
+  { name: 'linux-arm64-gnu', triple: 'aarch64-unknown-linux-gnu', glibc: '2.17', std: 'debian', format: 'elf', arch: 'aarch64' },
+  { name: 'linux-x64-musl', triple: 'x86_64-unknown-linux-musl', std: 'source', format: 'elf', arch: 'x86_64' },
+  { name: 'linux-arm64-musl', triple: 'aarch64-unknown-linux-musl', std: 'source', format: 'elf', arch: 'aarch64' },
+  { name: 'darwin-x64', triple: 'x86_64-apple-darwin', std: 'source', format: 'mach-o', arch: 'x86_64' },
+  { name: 'darwin-arm64', triple: 'aarch64-apple-darwin', std: 'source', format: 'mach-o', arch: 'aarch64' },
+];
+
+/** The libraries a binary may need: the C library (and its loader) and nothing else. */
+export const ALLOWED_LIBRARIES = {
+  gnu: /^(libc\.so\.6|libm\.so\.6|libpthread\.so\.0|libdl\.so\.2|libgcc_s\.so\.1|ld-linux-(x86-64|aarch64)\.so\.[12])$/,
+  musl: /^libc\.so$/,
+  darwin: /^\/usr\/lib\/libSystem\.B\.dylib$/,
+};
+
+export const binaryName = (platform) => `iothub-jobs.${platform.name}.node`;
