@@ -132,6 +132,15 @@ async fn next(events: &mut EventLoop) -> Result<Packet, String> {
     }
 }
 
+/// Reads until the hub closes the connection; the client's description of how it ended.
+async fn closed_by_hub(events: &mut EventLoop) -> String {
+    loop {
+        if let Err(e) = next(events).await {
+            return e;
+        }
+    }
+}
+
 async fn connack(events: &mut EventLoop) -> ConnectReturnCode {
     match next(events).await {
         Ok(Packet::ConnAck(ConnAck { code, .. })) => code,
@@ -216,12 +225,7 @@ async fn admission_twin_and_subscriptions() {
         connack(&mut second_events).await,
         ConnectReturnCode::Success
     );
-    let dropped = loop {
-        match next(&mut events).await {
-            Err(e) => break e,
-            Ok(_) => continue,
-        }
-    };
+    let dropped = closed_by_hub(&mut events).await;
     assert!(!dropped.is_empty());
     hub.stop().await;
 }
@@ -240,12 +244,7 @@ async fn qos2_publish_closes_the_connection() {
         )
         .await
         .unwrap();
-    let closed = loop {
-        match next(&mut events).await {
-            Err(e) => break e,
-            Ok(_) => continue,
-        }
-    };
+    let closed = closed_by_hub(&mut events).await;
     assert!(!closed.is_empty());
     hub.stop().await;
 }
