@@ -180,36 +180,48 @@ fn get_job(hub: &Hub, id: &str) -> Result<Reply, ApiError> {
     }
 }
 
-/// Answers one page of `items` with the paging headers.
-fn paged(req: &ApiRequest<'_>, items: Vec<Value>, item_type: &str) -> Result<Reply, ApiError> {
-    let page = paging::page(
-        items.len(),
+/// The page size and resume position a query request asks for.
+fn page_request(
+    req: &ApiRequest<'_>,
+    kind: paging::Kind,
+    query_hash: u64,
+) -> Result<paging::PageRequest, ApiError> {
+    paging::request(
+        kind,
+        query_hash,
         req.header("x-ms-max-item-count"),
         req.header("x-ms-continuation"),
-    )?;
-    let body = Value::Array(
-        items
-            .into_iter()
-            .skip(page.start)
-            .take(page.end - page.start)
-            .collect(),
-    );
-    let mut reply = Reply::json(&body);
+    )
+}
+
+/// Answers one page of items with the paging headers (`next`: the token of the next page).
+fn paged(items: Vec<Value>, item_type: &str, next: Option<String>) -> Reply {
+    let mut reply = Reply::json(&Value::Array(items));
     reply
         .headers
         .push(("x-ms-item-type", item_type.to_string()));
-    if let Some(token) = page.continuation {
+    if let Some(token) = next {
         reply.headers.push(("x-ms-continuation", token));
     }
-    Ok(reply)
+    reply
 }
 
 fn query_jobs(hub: &Hub, req: &ApiRequest<'_>) -> Result<Reply, ApiError> {
     throttle(&hub.job_ops, "job operations")?;
-    let jobs = hub
+    let (job_type, job_status) = (req.query_param("jobType"), req.query_param("jobStatus"));
+    let hash = paging::query_hash(&[job_type.unwrap_or(""), job_status.unwrap_or("")]);
+    let kind = paging::Kind::Jobs;
+    let page = page_request(req, kind, hash)?;
+    let after = page
+        .after
+        .as_deref()
+        .map(paging::parse_job_position)
+        .transpose()?;
+    let (jobs, next) = hub
         .engine
-        .list(req.query_param("jobType"), req.query_param("jobStatus"));
-    paged(req, jobs, "jobResponse")
+        .jobs_page(job_type, job_status, after, page.size)?;
+    let next = next.map(|seq| paging::encode_token(kind, hash, &seq.to_string()));
+    Ok(paged(jobs, "jobResponse", next))
 }
 
 fn query_devices(hub: &Hub, req: &ApiRequest<'_>) -> Result<Reply, ApiError> {
@@ -227,24 +239,29 @@ fn query_devices(hub: &Hub, req: &ApiRequest<'_>) -> Result<Reply, ApiError> {
             format!("Query parse error: {e}"),
         )
     })?;
+    let hash = paging::query_hash(&[text]);
     match query.source {
         Source::Devices => {
-            let twins: Vec<Value> = hub
+            let kind = paging::Kind::Devices;
+            let page = page_request(req, kind, hash)?;
+            let (twins, next) = hub
                 .devices
-                .twins()
-                .into_iter()
-                .filter(|t| query.matches(t))
-                .collect();
-            paged(req, twins, "twin")
+                .twins_page(&query, page.after.as_deref(), page.size);
+            let next = next.map(|id| paging::encode_token(kind, hash, &id));
+            Ok(paged(twins, "twin", next))
         }
         Source::DevicesJobs => {
-            let rows: Vec<Value> = hub
-                .engine
-                .device_rows()
-                .into_iter()
-                .filter(|r| query.matches(r))
-                .collect();
-            paged(req, rows, "deviceJob")
+            let kind = paging::Kind::DeviceJobs;
+            let page = page_request(req, kind, hash)?;
+            let after = page
+                .after
+                .as_deref()
+                .map(paging::parse_row_position)
+                .transpose()?;
+            let (rows, next) = hub.engine.device_rows_page(&query, after, page.size)?;
+            let next =
+                next.map(|(seq, row)| paging::encode_token(kind, hash, &format!("{seq}:{row}")));
+            Ok(paged(rows, "deviceJob", next))
         }
     }
 }

@@ -7,11 +7,14 @@ mod seed;
 mod sessions;
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use serde_json::Value;
 
 use crate::errors::{ApiError, ErrorCode};
+use crate::paging::Collected;
+use crate::query::SelectQuery;
 use crate::twin::if_match;
 pub use device::{BehaviourPatch, Device, MethodBehaviour};
 pub use seed::{validate_device_id, Seed, SeedDevice, SeedProperties};
@@ -66,8 +69,29 @@ impl Registry {
             .ok_or_else(|| not_found(id))
     }
 
-    pub fn twins(&self) -> Vec<Value> {
-        self.read().values().map(Device::twin).collect()
+    /// One page of `SELECT * FROM devices [WHERE …]`: up to `size` matching twins with ids
+    /// after `after`, in id order, and the id to resume after when more follow. A seek into the
+    /// sorted map, so any page costs the same; a device deleted meanwhile is no obstacle.
+    pub fn twins_page(
+        &self,
+        query: &SelectQuery,
+        after: Option<&str>,
+        size: usize,
+    ) -> (Vec<Value>, Option<String>) {
+        let map = self.read();
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let mut page = Collected::new(size);
+        for (id, device) in map.range::<str, _>((from, Bound::Unbounded)) {
+            if page.is_full() {
+                break;
+            }
+            let twin = device.twin();
+            if query.matches(&twin) {
+                page.push(id, twin);
+            }
+        }
+        let (twins, next) = page.finish();
+        (twins, next.cloned())
     }
 
     pub fn update_twin(

@@ -11,6 +11,7 @@ mod runner;
 pub use runner::call_method;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use serde_json::{json, Value};
@@ -20,10 +21,15 @@ use crate::clock::Clock;
 use crate::devices::Registry;
 use crate::errors::{ApiError, ErrorCode};
 use crate::limits::DevicePacer;
+use crate::paging::{stale_token, Collected};
+use crate::query::SelectQuery;
 use model::{DeviceOutcome, Job, JobStatus, RowStatus};
 pub use request::{parse_job_request, parse_method, validate_job_id, NewJob};
 
 pub struct JobEntry {
+    /// Creation number: increasing, never reused (not even after a reset), so a continuation
+    /// token can name a job's place in the creation order.
+    seq: u64,
     job: Mutex<Job>,
     cancel: watch::Sender<bool>,
 }
@@ -51,9 +57,21 @@ pub struct Counters {
 #[derive(Default)]
 struct Index {
     by_id: HashMap<String, Arc<JobEntry>>,
-    /// Creation order, which is the order of query results.
+    /// Creation order (ascending `seq`), which is the order of query results.
     order: Vec<Arc<JobEntry>>,
     counters: BTreeMap<String, Counters>,
+}
+
+impl Index {
+    /// Where in `order` the jobs created after job `after` start. A token naming a job that is
+    /// gone (the store was reset) is refused: what it pointed into no longer exists.
+    fn resume_after(&self, after: Option<u64>) -> Result<usize, ApiError> {
+        let Some(seq) = after else { return Ok(0) };
+        self.order
+            .binary_search_by_key(&seq, |e| e.seq)
+            .map(|i| i + 1)
+            .map_err(|_| stale_token())
+    }
 }
 
 /// How the engine is limited (`--tier`); the default is unlimited.
@@ -68,6 +86,7 @@ pub struct Engine {
     pub devices: Arc<Registry>,
     limits: EngineLimits,
     index: RwLock<Index>,
+    next_seq: AtomicU64,
 }
 
 pub fn job_not_found(id: &str) -> ApiError {
@@ -84,6 +103,7 @@ impl Engine {
             devices,
             limits,
             index: RwLock::new(Index::default()),
+            next_seq: AtomicU64::new(1),
         })
     }
 
@@ -131,6 +151,7 @@ impl Engine {
                 }
             }
             let entry = Arc::new(JobEntry {
+                seq: self.next_seq.fetch_add(1, Ordering::Relaxed),
                 job: Mutex::new(Job::new(spec.clone(), now)),
                 cancel: watch::channel(false).0,
             });
@@ -185,27 +206,95 @@ impl Engine {
 
     /// Jobs in creation order, filtered like `GET /jobs/v2/query?jobType=&jobStatus=`.
     pub fn list(&self, job_type: Option<&str>, job_status: Option<&str>) -> Vec<Value> {
-        let entries: Vec<Arc<JobEntry>> = self.read().order.clone();
-        entries
-            .iter()
-            .filter_map(|e| {
-                let job = e.lock();
-                let type_ok = job_type.is_none_or(|t| t == job.spec.kind.type_name());
-                let status_ok = job_status.is_none_or(|s| s == job.status.as_str());
-                (type_ok && status_ok).then(|| job.to_json())
-            })
-            .collect()
+        self.jobs_page(job_type, job_status, None, usize::MAX)
+            .map(|(jobs, _)| jobs)
+            .unwrap_or_default()
+    }
+
+    /// One page of [`Engine::list`]: up to `size` jobs created after job `after`, and the
+    /// creation number to resume after when more follow. O(log jobs + page + skipped).
+    pub fn jobs_page(
+        &self,
+        job_type: Option<&str>,
+        job_status: Option<&str>,
+        after: Option<u64>,
+        size: usize,
+    ) -> Result<(Vec<Value>, Option<u64>), ApiError> {
+        // Lock order everywhere: the index, then one job at a time.
+        let index = self.read();
+        let start = index.resume_after(after)?;
+        let mut page = Collected::new(size);
+        for e in &index.order[start..] {
+            if page.is_full() {
+                break;
+            }
+            let job = e.lock();
+            let type_ok = job_type.is_none_or(|t| t == job.spec.kind.type_name());
+            let status_ok = job_status.is_none_or(|s| s == job.status.as_str());
+            if type_ok && status_ok {
+                page.push(e.seq, job.to_json());
+            }
+        }
+        Ok(page.finish())
     }
 
     /// Every device-job row (for `SELECT * FROM devices.jobs`), job by job.
+    #[cfg(test)]
     pub fn device_rows(&self) -> Vec<Value> {
-        let entries: Vec<Arc<JobEntry>> = self.read().order.clone();
+        let index = self.read();
         let mut out = Vec::new();
-        for e in entries {
+        for e in &index.order {
             let job = e.lock();
             out.extend((0..job.rows.len()).map(|i| job.row_json(i)));
         }
         out
+    }
+
+    /// One page of `SELECT * FROM devices.jobs [WHERE …]`: up to `size` matching rows after row
+    /// `after = (job creation number, row index)`, in job creation order then the job's device
+    /// order, and the position to resume after when more follow. Seeks straight to the position,
+    /// and a condition pinning `jobId = '…'` looks at that job alone.
+    pub fn device_rows_page(
+        &self,
+        query: &SelectQuery,
+        after: Option<(u64, usize)>,
+        size: usize,
+    ) -> Result<(Vec<Value>, Option<(u64, usize)>), ApiError> {
+        let index = self.read();
+        let start = index.resume_after(after.map(|(seq, _)| seq))?;
+        // Resume inside the job of the token (it comes again), just past its row.
+        let start = start.saturating_sub(usize::from(after.is_some()));
+        let pinned = query
+            .condition
+            .as_ref()
+            .and_then(|c| c.pinned_string("jobId"));
+        let candidates: Vec<&Arc<JobEntry>> = match pinned {
+            Some(id) => index
+                .by_id
+                .get(id)
+                .filter(|e| after.is_none_or(|(seq, _)| e.seq >= seq))
+                .into_iter()
+                .collect(),
+            None => index.order[start..].iter().collect(),
+        };
+        let mut page = Collected::new(size);
+        for e in candidates {
+            let job = e.lock();
+            let first = match after {
+                Some((seq, row)) if seq == e.seq => row.saturating_add(1),
+                _ => 0,
+            };
+            for i in first..job.rows.len() {
+                if page.is_full() {
+                    return Ok(page.finish());
+                }
+                let row = job.row_json(i);
+                if query.matches(&row) {
+                    page.push((e.seq, i), row);
+                }
+            }
+        }
+        Ok(page.finish())
     }
 
     /// The control API's view: every job (with its `creates`/`attempts` counters inline) plus

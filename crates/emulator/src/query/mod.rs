@@ -64,6 +64,31 @@ impl Condition {
     pub fn is_all(&self) -> bool {
         self.expr.is_none()
     }
+
+    /// The string the top-level property `name` must equal for any document to match: set when
+    /// the condition is `name = 'text'` or an `AND` with such a term (system names compare
+    /// case-insensitively). Lets a `devices.jobs` query for one job skip every other job.
+    pub fn pinned_string(&self, name: &str) -> Option<&str> {
+        fn pinned<'a>(expr: &'a ast::Expr, name: &str) -> Option<&'a str> {
+            use ast::{CmpOp, Expr, Literal, Segment};
+            let is_name = |e: &Expr| {
+                matches!(e, Expr::Path(p) if matches!(p.as_slice(), [Segment::Name(n)] if n.eq_ignore_ascii_case(name)))
+            };
+            match expr {
+                Expr::Cmp(CmpOp::Eq, a, b) => match (&**a, &**b) {
+                    (path, Expr::Lit(Literal::Str(s))) | (Expr::Lit(Literal::Str(s)), path)
+                        if is_name(path) =>
+                    {
+                        Some(s)
+                    }
+                    _ => None,
+                },
+                Expr::And(items) => items.iter().find_map(|e| pinned(e, name)),
+                _ => None,
+            }
+        }
+        pinned(self.expr.as_ref()?, name)
+    }
 }
 
 /// What a SELECT query reads.
