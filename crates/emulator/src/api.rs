@@ -9,7 +9,9 @@ use serde_json::{json, Value};
 use crate::cli::UnknownJob;
 use crate::errors::{ApiError, ErrorCode};
 use crate::hub::Hub;
-use crate::jobs::{call_method, job_not_found, parse_job_request, parse_method, validate_job_id};
+use crate::jobs::{
+    call_method, job_not_found, method_record, parse_job_request, parse_method, validate_job_id,
+};
 use crate::paging;
 use crate::query::{parse_select, Source};
 
@@ -277,8 +279,8 @@ pub async fn invoke_method(hub: &Hub, id: &str, req: &ApiRequest<'_>) -> Result<
         )
     })?;
     let spec = parse_method(spec)?;
-    let (status, payload) = call_method(&hub.engine, id, &spec)
+    let (status, payload) = call_method(&hub.engine, id, &spec, &method_record(&spec))
         .await
         .map_err(|(code, text)| ApiError::new(code, text))?;
-    Ok(Reply::json(&json!({"status": status, "payload": payload})))
+    Ok(Reply::json(&json!({"status": status, "payload": &*payload})))
 }

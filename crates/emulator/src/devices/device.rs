@@ -1,6 +1,9 @@
 //! One simulated device: identity, twin and direct-method behaviour, and the JSON shapes the
 //! service returns for them.
 
+use std::borrow::Cow;
+use std::sync::{Arc, OnceLock};
+
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde::Deserialize;
@@ -14,7 +17,9 @@ use crate::twin::{device_etag, merge_patch, strip_nulls, twin_etag};
 #[derive(Clone, Debug, PartialEq)]
 pub struct MethodBehaviour {
     pub status: i64,
-    pub payload: Value,
+    /// Shared: every device answering the default (or one control-API setting for `*`) points
+    /// at one value, and so do the device-job rows recording the answer.
+    pub payload: Arc<Value>,
     /// Emulated milliseconds the device takes to answer.
     pub delay_ms: u64,
     /// An offline device never answers: DeviceNotOnline after the connect timeout.
@@ -23,9 +28,12 @@ pub struct MethodBehaviour {
 
 impl Default for MethodBehaviour {
     fn default() -> Self {
+        static DEFAULT_PAYLOAD: OnceLock<Arc<Value>> = OnceLock::new();
         Self {
             status: 200,
-            payload: json!({"ok": true}),
+            payload: DEFAULT_PAYLOAD
+                .get_or_init(|| Arc::new(json!({"ok": true})))
+                .clone(),
             delay_ms: 0,
             offline: false,
         }
@@ -48,7 +56,7 @@ impl MethodBehaviour {
             self.status = s;
         }
         if let Some(v) = &p.payload {
-            self.payload = v.clone();
+            self.payload = Arc::new(v.clone());
         }
         if let Some(d) = p.delay_ms {
             self.delay_ms = d;
@@ -59,19 +67,25 @@ impl MethodBehaviour {
     }
 
     pub fn to_json(&self) -> Value {
-        json!({"status": self.status, "payload": self.payload, "delayMs": self.delay_ms, "offline": self.offline})
+        json!({"status": self.status, "payload": &*self.payload, "delayMs": self.delay_ms, "offline": self.offline})
     }
 }
+
+/// The last direct method a device was asked, shared with the job that asked it.
+pub type MethodCallRecord = (Arc<str>, Arc<Value>);
 
 #[derive(Clone, Debug)]
 pub struct Device {
     pub id: String,
-    generation_id: String,
+    generation_id: u64,
     pub(crate) enabled: bool,
     pub(crate) primary_key: String,
     pub(crate) secondary_key: String,
     pub(crate) identity_version: u64,
-    pub tags: Map<String, Value>,
+    /// `Some(i)`: the tags are still the generated `{group, index: i}` of `--devices`, built
+    /// when read and stored only once written (a fleet of untouched devices costs no maps).
+    generated_tags: Option<u32>,
+    tags: Map<String, Value>,
     pub desired: Map<String, Value>,
     pub reported: Map<String, Value>,
     /// Twin version: bumped by every twin change.
@@ -88,7 +102,7 @@ pub struct Device {
     pub(crate) connection_updated_ms: i64,
     pub(crate) last_activity_ms: i64,
     pub method_calls: u64,
-    last_method: Option<(String, Value)>,
+    last_method: Option<Box<MethodCallRecord>>,
 }
 
 /// What `0001-01-01T00:00:00Z` is on the service: "never".
@@ -112,14 +126,12 @@ impl Device {
     pub fn new(id: impl Into<String>, now_ms: i64) -> Self {
         Self {
             id: id.into(),
-            generation_id: format!(
-                "{}",
-                fastrand::u64(100_000_000_000_000_000..999_999_999_999_999_999)
-            ),
+            generation_id: fastrand::u64(100_000_000_000_000_000..999_999_999_999_999_999),
             enabled: true,
             primary_key: random_key(),
             secondary_key: random_key(),
             identity_version: 1,
+            generated_tags: None,
             tags: Map::new(),
             desired: Map::new(),
             reported: Map::new(),
@@ -135,6 +147,43 @@ impl Device {
             method_calls: 0,
             last_method: None,
         }
+    }
+
+    /// A device of `--devices N`: tags `{group: even|odd, index: i}`, kept implicit until
+    /// written.
+    pub fn generated(index: u32, now_ms: i64) -> Self {
+        let mut d = Self::new(format!("device-{index:04}"), now_ms);
+        d.simulated = true;
+        d.generated_tags = Some(index);
+        d
+    }
+
+    /// The twin's tags.
+    pub fn tags(&self) -> Cow<'_, Map<String, Value>> {
+        match self.generated_tags {
+            None => Cow::Borrowed(&self.tags),
+            Some(i) => {
+                let mut tags = Map::new();
+                let group = if i % 2 == 0 { "even" } else { "odd" };
+                tags.insert("group".into(), json!(group));
+                tags.insert("index".into(), json!(i));
+                Cow::Owned(tags)
+            }
+        }
+    }
+
+    /// The tags for writing (a generated device's implicit tags become stored ones).
+    fn tags_mut(&mut self) -> &mut Map<String, Value> {
+        if self.generated_tags.is_some() {
+            self.tags = self.tags().into_owned();
+            self.generated_tags = None;
+        }
+        &mut self.tags
+    }
+
+    pub fn set_tags(&mut self, tags: Map<String, Value>) {
+        self.generated_tags = None;
+        self.tags = tags;
     }
 
     fn connection_state(&self) -> &'static str {
@@ -181,7 +230,7 @@ impl Device {
             "x509Thumbprint": {"primaryThumbprint": null, "secondaryThumbprint": null},
             "modelId": "",
             "version": self.version,
-            "tags": self.tags,
+            "tags": self.tags(),
             "properties": {
                 "desired": Self::section(&self.desired, self.desired_version, self.updated_ms),
                 "reported": Self::section(&self.reported, self.reported_version, self.updated_ms),
@@ -194,7 +243,7 @@ impl Device {
     pub fn identity(&self) -> Value {
         json!({
             "deviceId": self.id,
-            "generationId": self.generation_id,
+            "generationId": self.generation_id.to_string(),
             "etag": self.device_etag(),
             "connectionState": self.connection_state(),
             "status": if self.enabled { "enabled" } else { "disabled" },
@@ -216,14 +265,14 @@ impl Device {
     pub fn control_view(&self) -> Value {
         json!({
             "deviceId": self.id,
-            "tags": self.tags,
+            "tags": self.tags(),
             "desired": self.desired,
             "reported": self.reported,
             "method": self.behaviour.to_json(),
             "simulated": self.simulated,
             "connectionState": self.connection_state(),
             "methodCalls": self.method_calls,
-            "lastMethod": self.last_method.as_ref().map(|(name, payload)| json!({"methodName": name, "payload": payload})),
+            "lastMethod": self.last_method.as_ref().map(|call| json!({"methodName": &*call.0, "payload": &*call.1})),
         })
     }
 
@@ -232,7 +281,7 @@ impl Device {
     /// `$version`) when desired changed, for a connected device's session.
     pub fn patch_twin(&mut self, patch: &Value, now_ms: i64) -> Result<Option<Value>, ApiError> {
         let (tags, desired) = twin_sections(patch)?;
-        let tags_changed = tags.is_some_and(|t| merge_patch(&mut self.tags, t));
+        let tags_changed = tags.is_some_and(|t| merge_patch(self.tags_mut(), t));
         let desired_changed = desired.is_some_and(|d| merge_patch(&mut self.desired, d));
         self.bump(tags_changed, desired_changed, now_ms);
         Ok(desired_changed.then(|| {
@@ -251,7 +300,7 @@ impl Device {
         strip_nulls(&mut tags);
         strip_nulls(&mut desired);
         let desired_changed = desired != self.desired;
-        self.tags = tags;
+        self.set_tags(tags);
         self.desired = desired;
         self.bump(true, desired_changed, now_ms);
         Ok(desired_changed.then(|| {
@@ -308,9 +357,9 @@ impl Device {
         }
     }
 
-    pub fn record_method(&mut self, name: &str, payload: &Value) {
+    pub fn record_method(&mut self, call: &MethodCallRecord) {
         self.method_calls += 1;
-        self.last_method = Some((name.to_string(), payload.clone()));
+        self.last_method = Some(Box::new(call.clone()));
     }
 }
 

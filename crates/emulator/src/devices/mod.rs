@@ -16,7 +16,7 @@ use crate::errors::{ApiError, ErrorCode};
 use crate::paging::Collected;
 use crate::query::SelectQuery;
 use crate::twin::if_match;
-pub use device::{BehaviourPatch, Device, MethodBehaviour};
+pub use device::{BehaviourPatch, Device, MethodBehaviour, MethodCallRecord};
 pub use seed::{validate_device_id, Seed, SeedDevice, SeedProperties};
 pub use sessions::{CallError, DeviceFaults, Outgoing, Sessions};
 
@@ -264,7 +264,7 @@ mod tests {
         let ids: Vec<_> = devs.iter().map(|d| d.id.as_str()).collect();
         assert_eq!(ids, ["device-0000", "device-0001", "device-0002"]);
         assert_eq!(
-            devs[1].tags,
+            *devs[1].tags(),
             *json!({"group": "odd", "index": 1}).as_object().unwrap()
         );
         assert_eq!(devs[0].behaviour, MethodBehaviour::default());
@@ -272,6 +272,33 @@ mod tests {
         assert_eq!(twin["tags"]["group"], "even");
         assert_eq!(twin["connectionState"], "Connected");
         assert_eq!(twin["etag"], "AAAAAAAAAAE=");
+    }
+
+    #[test]
+    fn twin_pages_resume_after_the_last_id_even_when_it_is_deleted() {
+        let r = Registry::default();
+        r.load(Seed::generated(25).build(0).unwrap(), true);
+        let all = crate::query::parse_select("SELECT * FROM devices").unwrap();
+        let odd = crate::query::parse_select("SELECT * FROM devices WHERE tags.group = 'odd'")
+            .unwrap();
+        let (page, next) = r.twins_page(&all, None, 10);
+        assert_eq!((page.len(), next.as_deref()), (10, Some("device-0009")));
+        // The device the token names is gone: the next page starts with the one after it.
+        r.delete("device-0009", None).unwrap();
+        let (page, next) = r.twins_page(&all, next.as_deref(), 10);
+        assert_eq!(page[0]["deviceId"], "device-0010");
+        let (page, last) = r.twins_page(&all, next.as_deref(), 10);
+        assert_eq!((page.len(), last), (5, None));
+        let (mut ids, mut after) = (Vec::new(), None);
+        loop {
+            let (page, next) = r.twins_page(&odd, after.as_deref(), 3);
+            ids.extend(page.iter().map(|t| t["tags"]["index"].as_u64().unwrap()));
+            if next.is_none() {
+                break;
+            }
+            after = next;
+        }
+        assert_eq!(ids, [1, 3, 5, 7, 11, 13, 15, 17, 19, 21, 23]);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Seed files and control-API device lists: which devices exist at start or after a reset.
 
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use super::device::{BehaviourPatch, Device};
 use crate::errors::{ApiError, ErrorCode};
@@ -62,17 +62,10 @@ impl Seed {
 
     /// The devices this seed describes, generated ones first.
     pub fn build(&self, now_ms: i64) -> Result<Vec<Device>, String> {
-        let mut out: Vec<Device> = (0..self.generate)
-            .map(|i| {
-                let mut d = Device::new(format!("device-{i:04}"), now_ms);
-                d.simulated = true;
-                d.tags.insert(
-                    "group".into(),
-                    json!(if i % 2 == 0 { "even" } else { "odd" }),
-                );
-                d.tags.insert("index".into(), json!(i));
-                d
-            })
+        let generate = u32::try_from(self.generate)
+            .map_err(|_| format!("cannot generate {} devices", self.generate))?;
+        let mut out: Vec<Device> = (0..generate)
+            .map(|i| Device::generated(i, now_ms))
             .collect();
         for s in &self.devices {
             validate_device_id(&s.device_id).map_err(|e| e.message)?;
@@ -88,7 +81,7 @@ impl Seed {
                     ))
                 }
             };
-            d.tags = s.tags.clone();
+            d.set_tags(s.tags.clone());
             d.desired = s.properties.desired.clone();
             d.reported = s.properties.reported.clone();
             d.behaviour.apply(&s.method);

@@ -8,7 +8,7 @@
 pub mod model;
 pub mod request;
 mod runner;
-pub use runner::call_method;
+pub use runner::{call_method, method_record};
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -348,5 +348,7 @@ impl Engine {
     }
 }
 
+#[cfg(test)]
+mod paging_tests;
 #[cfg(test)]
 mod tests;

@@ -1,6 +1,7 @@
 //! A job's state and its wire shapes (JobResponse and `devices.jobs` rows).
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -73,11 +74,11 @@ impl RowStatus {
 /// How one device's operation ended.
 #[derive(Clone, Debug, PartialEq)]
 pub enum DeviceOutcome {
-    /// A method job: the device's answer. A twin job: `Value::Null`.
+    /// A method job: the device's answer, its payload shared with the device's behaviour.
+    /// A twin job: no payload.
     Succeeded {
         status: i64,
-        payload: Value,
-        is_method: bool,
+        payload: Option<Arc<Value>>,
     },
     Failed {
         code: String,
@@ -249,12 +250,11 @@ impl Job {
         match &row.outcome {
             Some(DeviceOutcome::Succeeded {
                 status,
-                payload,
-                is_method: true,
+                payload: Some(payload),
             }) => {
                 obj.insert(
                     "outcome".into(),
-                    json!({"deviceMethodResponse": {"status": status, "payload": payload}}),
+                    json!({"deviceMethodResponse": {"status": status, "payload": &**payload}}),
                 );
             }
             Some(DeviceOutcome::Failed { code, description }) => {

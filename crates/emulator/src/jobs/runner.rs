@@ -11,6 +11,7 @@ use tokio::task::JoinSet;
 use super::model::{DeviceOutcome, JobStatus, RowStatus};
 use super::request::{JobKind, MethodSpec, MAX_METHOD_PAYLOAD};
 use super::{Engine, JobEntry};
+use crate::devices::MethodCallRecord;
 use crate::errors::ErrorCode;
 use crate::query::parse_condition;
 
@@ -143,6 +144,11 @@ async fn run_devices(
 ) {
     let permits = Arc::new(Semaphore::new(PARALLEL_DEVICE_OPS));
     let mut tasks = JoinSet::new();
+    // One record of the call for the whole job: every device keeps a pointer to it.
+    let record = match &**kind {
+        JobKind::Method(m) => Some(Arc::new(method_record(m))),
+        JobKind::Twin(_) => None,
+    };
     for (i, device_id) in targets.into_iter().enumerate() {
         let Ok(permit) = permits.clone().acquire_owned().await else {
             break;
@@ -152,11 +158,15 @@ async fn run_devices(
             engine.clock.sleep_until(slot).await;
         }
         let (engine, entry, kind) = (engine.clone(), entry.clone(), kind.clone());
+        let record = record.clone();
         tasks.spawn(async move {
             entry.lock().start_row(i, engine.clock.now_ms());
-            let outcome = match &*kind {
-                JobKind::Method(m) => invoke_method(&engine, &device_id, m).await,
-                JobKind::Twin(patch) => update_twin(&engine, &device_id, patch),
+            let outcome = match (&*kind, &record) {
+                (JobKind::Method(m), Some(record)) => {
+                    invoke_method(&engine, &device_id, m, record).await
+                }
+                (JobKind::Twin(patch), _) => update_twin(&engine, &device_id, patch),
+                (JobKind::Method(_), None) => unreachable!("method jobs have a record"),
             };
             entry.lock().end_row(i, outcome, engine.clock.now_ms());
             drop(permit);
@@ -174,15 +184,24 @@ fn failed(code: ErrorCode, description: impl Into<String>) -> DeviceOutcome {
     }
 }
 
-async fn invoke_method(engine: &Engine, device_id: &str, m: &MethodSpec) -> DeviceOutcome {
-    match call_method(engine, device_id, m).await {
+async fn invoke_method(
+    engine: &Engine,
+    device_id: &str,
+    m: &MethodSpec,
+    record: &MethodCallRecord,
+) -> DeviceOutcome {
+    match call_method(engine, device_id, m, record).await {
         Ok((status, payload)) => DeviceOutcome::Succeeded {
             status,
-            payload,
-            is_method: true,
+            payload: Some(payload),
         },
         Err((code, description)) => failed(code, description),
     }
+}
+
+/// What a device remembers of a call of `m` (its control-API `lastMethod`).
+pub fn method_record(m: &MethodSpec) -> MethodCallRecord {
+    (Arc::from(m.method_name.as_str()), Arc::new(m.payload.clone()))
 }
 
 /// One direct-method call, for a job's device or `POST /twins/{id}/methods`: a simulated
@@ -191,7 +210,8 @@ pub async fn call_method(
     engine: &Engine,
     device_id: &str,
     m: &MethodSpec,
-) -> Result<(i64, Value), (ErrorCode, String)> {
+    record: &MethodCallRecord,
+) -> Result<(i64, Arc<Value>), (ErrorCode, String)> {
     if m.payload_bytes > MAX_METHOD_PAYLOAD {
         return Err((
             ErrorCode::MessageTooLarge,
@@ -210,7 +230,7 @@ pub async fn call_method(
             ));
         };
         if device.simulated && !device.behaviour.offline {
-            device.record_method(&m.method_name, &m.payload);
+            device.record_method(record);
         }
         device.simulated.then(|| device.behaviour.clone())
     };
@@ -231,10 +251,12 @@ pub async fn call_method(
             .await;
         if answer.is_ok() {
             if let Some(device) = engine.devices.write().get_mut(device_id) {
-                device.record_method(&m.method_name, &m.payload);
+                device.record_method(record);
             }
         }
-        return answer.map_err(|(code, text)| (code, text.to_string()));
+        return answer
+            .map(|(status, payload)| (status, Arc::new(payload)))
+            .map_err(|(code, text)| (code, text.to_string()));
     };
     if behaviour.offline {
         engine.clock.sleep_ms(connect_ms).await;
@@ -272,8 +294,7 @@ fn update_twin(engine: &Engine, device_id: &str, patch: &Value) -> DeviceOutcome
             }
             DeviceOutcome::Succeeded {
                 status: 200,
-                payload: Value::Null,
-                is_method: false,
+                payload: None,
             }
         }
         Err(e) => failed(e.code, e.message),

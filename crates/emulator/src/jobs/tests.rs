@@ -11,18 +11,18 @@ use crate::limits::DevicePacer;
 
 const T0: f64 = 1_800_000_000_000.0;
 
-fn engine_with(devices: usize, limits: EngineLimits) -> Arc<Engine> {
+pub(super) fn engine_with(devices: usize, limits: EngineLimits) -> Arc<Engine> {
     let clock = Arc::new(Clock::starting_at(T0));
     let registry = Arc::new(Registry::default());
     registry.load(Seed::generated(devices).build(T0 as i64).unwrap(), true);
     Engine::new(clock, registry, limits)
 }
 
-fn engine(devices: usize) -> Arc<Engine> {
+pub(super) fn engine(devices: usize) -> Arc<Engine> {
     engine_with(devices, EngineLimits::default())
 }
 
-fn method_job(id: &str, condition: &str, extra: Value) -> NewJob {
+pub(super) fn method_job(id: &str, condition: &str, extra: Value) -> NewJob {
     let mut body = json!({
         "jobId": id, "type": "scheduleDeviceMethod",
         "cloudToDeviceMethod": {"methodName": "reboot", "payload": {"x": 1}, "responseTimeoutInSeconds": 30},
@@ -34,7 +34,7 @@ fn method_job(id: &str, condition: &str, extra: Value) -> NewJob {
     parse_job_request(id, &body, T0 as i64).unwrap()
 }
 
-async fn wait_status(e: &Engine, id: &str, status: &str) -> Value {
+pub(super) async fn wait_status(e: &Engine, id: &str, status: &str) -> Value {
     for _ in 0..400 {
         let job = e.get(id).unwrap();
         if job["status"] == status {
