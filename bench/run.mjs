@@ -3,6 +3,7 @@
 //   npm run bench                    # build, then every workload at full size (several minutes)
 //   npm run bench -- --quick         # CI smoke: small sizes, 1 run; checks completion, not timings
 //   node bench/run.mjs --only=throughput,ceiling --runs=7
+//   npm run bench -- --scale         # the fleet-scale benchmark instead (bench/scale.mjs, its options)
 //
 // Every client runs in a fresh child process per measurement (bench/workers/*), the two packages
 // alternate run by run (order flipped on odd rounds), and each figure is the median of the runs.
@@ -22,6 +23,11 @@ import { renderMarkdown } from './lib/report.mjs'
 
 const execFileAsync = promisify(execFile)
 const WORKLOADS = ['cold', 'footprint', 'throughput', 'schedule', 'memory', 'ceiling', 'faults']
+
+if (process.argv.includes('--scale')) {
+  const { runScale } = await import('./scale.mjs')
+  process.exit(await runScale())
+}
 
 const { values: opts } = parseArgs({
   options: {

@@ -282,5 +282,7 @@ pub async fn invoke_method(hub: &Hub, id: &str, req: &ApiRequest<'_>) -> Result<
     let (status, payload) = call_method(&hub.engine, id, &spec, &method_record(&spec))
         .await
         .map_err(|(code, text)| ApiError::new(code, text))?;
-    Ok(Reply::json(&json!({"status": status, "payload": &*payload})))
+    Ok(Reply::json(
+        &json!({"status": status, "payload": &*payload}),
+    ))
 }

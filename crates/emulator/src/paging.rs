@@ -214,11 +214,31 @@ mod tests {
             Some("a:b".into())
         );
         let cases = [
-            (Kind::Jobs, 42, encode_token(Kind::DeviceJobs, 42, "7:1"), "another kind"),
-            (Kind::DeviceJobs, 43, encode_token(Kind::DeviceJobs, 42, "7:1"), "different query"),
+            (
+                Kind::Jobs,
+                42,
+                encode_token(Kind::DeviceJobs, 42, "7:1"),
+                "another kind",
+            ),
+            (
+                Kind::DeviceJobs,
+                43,
+                encode_token(Kind::DeviceJobs, 42, "7:1"),
+                "different query",
+            ),
             (Kind::Devices, 1, "garbage!".into(), "not issued"),
-            (Kind::Devices, 1, URL_SAFE_NO_PAD.encode("offset:5"), "not issued"),
-            (Kind::Devices, 1, URL_SAFE_NO_PAD.encode([0xff, 0xfe]), "not issued"),
+            (
+                Kind::Devices,
+                1,
+                URL_SAFE_NO_PAD.encode("offset:5"),
+                "not issued",
+            ),
+            (
+                Kind::Devices,
+                1,
+                URL_SAFE_NO_PAD.encode([0xff, 0xfe]),
+                "not issued",
+            ),
         ];
         for (kind, hash, token, why) in cases {
             let err = request(kind, hash, None, Some(&token)).unwrap_err();

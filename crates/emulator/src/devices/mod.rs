@@ -279,8 +279,8 @@ mod tests {
         let r = Registry::default();
         r.load(Seed::generated(25).build(0).unwrap(), true);
         let all = crate::query::parse_select("SELECT * FROM devices").unwrap();
-        let odd = crate::query::parse_select("SELECT * FROM devices WHERE tags.group = 'odd'")
-            .unwrap();
+        let odd =
+            crate::query::parse_select("SELECT * FROM devices WHERE tags.group = 'odd'").unwrap();
         let (page, next) = r.twins_page(&all, None, 10);
         assert_eq!((page.len(), next.as_deref()), (10, Some("device-0009")));
         // The device the token names is gone: the next page starts with the one after it.

@@ -28,7 +28,6 @@ fn all_pages(e: &Engine, query: &str, size: usize) -> (Vec<Value>, usize) {
     }
 }
 
-
 #[tokio::test]
 async fn device_job_pages_cover_every_row_once_in_order() {
     let e = engine(250);
@@ -70,11 +69,19 @@ async fn tokens_resume_after_their_row_and_refuse_a_reset_store() {
     let (page, next) = e.device_rows_page(&q, None, 10).unwrap();
     assert_eq!(page.last().unwrap()["jobId"], "a");
     let (page, next) = e.device_rows_page(&q, next, 3).unwrap();
-    let ids: Vec<&str> = page.iter().map(|r| r["deviceId"].as_str().unwrap()).collect();
-    assert_eq!((ids, page[0]["jobId"].as_str()), (vec!["device-0000", "device-0001", "device-0002"], Some("b")));
+    let ids: Vec<&str> = page
+        .iter()
+        .map(|r| r["deviceId"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        (ids, page[0]["jobId"].as_str()),
+        (vec!["device-0000", "device-0001", "device-0002"], Some("b"))
+    );
     // A forged row index past a job's end continues with the next job, never panics.
     let (seq_a, _) = e.device_rows_page(&q, None, 1).unwrap().1.unwrap();
-    let (page, _) = e.device_rows_page(&q, Some((seq_a, usize::MAX)), 2).unwrap();
+    let (page, _) = e
+        .device_rows_page(&q, Some((seq_a, usize::MAX)), 2)
+        .unwrap();
     assert_eq!(page[0]["jobId"], "b");
     let (_, last) = e.jobs_page(None, None, None, 1).unwrap();
     e.reset();
@@ -136,8 +143,12 @@ async fn a_page_costs_the_same_at_any_position_and_table_size() {
     // One job of 20,000 rows behind 20 one-row jobs, and a table of 1,000 rows.
     let big: Arc<Engine> = engine(20_000);
     for i in 0..20 {
-        big.create(method_job(&format!("small-{i}"), "deviceId = 'device-0000'", json!({})))
-            .unwrap();
+        big.create(method_job(
+            &format!("small-{i}"),
+            "deviceId = 'device-0000'",
+            json!({}),
+        ))
+        .unwrap();
     }
     big.create(method_job("big", "*", json!({}))).unwrap();
     let small = engine(1_000);

@@ -201,7 +201,10 @@ async fn invoke_method(
 
 /// What a device remembers of a call of `m` (its control-API `lastMethod`).
 pub fn method_record(m: &MethodSpec) -> MethodCallRecord {
-    (Arc::from(m.method_name.as_str()), Arc::new(m.payload.clone()))
+    (
+        Arc::from(m.method_name.as_str()),
+        Arc::new(m.payload.clone()),
+    )
 }
 
 /// One direct-method call, for a job's device or `POST /twins/{id}/methods`: a simulated

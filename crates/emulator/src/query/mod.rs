@@ -71,9 +71,7 @@ impl Condition {
     pub fn pinned_string(&self, name: &str) -> Option<&str> {
         fn pinned<'a>(expr: &'a ast::Expr, name: &str) -> Option<&'a str> {
             use ast::{CmpOp, Expr, Literal, Segment};
-            let is_name = |e: &Expr| {
-                matches!(e, Expr::Path(p) if matches!(p.as_slice(), [Segment::Name(n)] if n.eq_ignore_ascii_case(name)))
-            };
+            let is_name = |e: &Expr| matches!(e, Expr::Path(p) if matches!(p.as_slice(), [Segment::Name(n)] if n.eq_ignore_ascii_case(name)));
             match expr {
                 Expr::Cmp(CmpOp::Eq, a, b) => match (&**a, &**b) {
                     (path, Expr::Lit(Literal::Str(s))) | (Expr::Lit(Literal::Str(s)), path)
