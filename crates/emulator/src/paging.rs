@@ -109,8 +109,14 @@ fn decode_token(kind: Kind, query_hash: u64, token: &str) -> Result<String, ApiE
     Ok(position.to_string())
 }
 
+/// Where a `devices.jobs` page ended: the job's creation number and the row's index in it.
+pub type RowPosition = (u64, usize);
+
+/// A page of items and the position to resume after (`None`: it was the last page).
+pub type Page<T, P> = (Vec<T>, Option<P>);
+
 /// A `job creation number:row index` position of a `devices.jobs` token.
-pub fn parse_row_position(position: &str) -> Result<(u64, usize), ApiError> {
+pub fn parse_row_position(position: &str) -> Result<RowPosition, ApiError> {
     let bad = || invalid_token("malformed position");
     let (job, row) = position.split_once(':').ok_or_else(bad)?;
     Ok((
@@ -169,7 +175,7 @@ impl<P, T> Collected<P, T> {
     }
 
     /// The page's items and the position of its last item when a next page exists.
-    pub fn finish(mut self) -> (Vec<T>, Option<P>) {
+    pub fn finish(mut self) -> Page<T, P> {
         let more = self.items.len() > self.size;
         self.items.truncate(self.size);
         let mut next = None;

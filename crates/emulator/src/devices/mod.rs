@@ -13,7 +13,7 @@ use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use serde_json::Value;
 
 use crate::errors::{ApiError, ErrorCode};
-use crate::paging::Collected;
+use crate::paging::{Collected, Page};
 use crate::query::SelectQuery;
 use crate::twin::if_match;
 pub use device::{BehaviourPatch, Device, MethodBehaviour, MethodCallRecord};
@@ -77,7 +77,7 @@ impl Registry {
         query: &SelectQuery,
         after: Option<&str>,
         size: usize,
-    ) -> (Vec<Value>, Option<String>) {
+    ) -> Page<Value, String> {
         let map = self.read();
         let from = after.map_or(Bound::Unbounded, Bound::Excluded);
         let mut page = Collected::new(size);

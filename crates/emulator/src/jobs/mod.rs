@@ -21,7 +21,7 @@ use crate::clock::Clock;
 use crate::devices::Registry;
 use crate::errors::{ApiError, ErrorCode};
 use crate::limits::DevicePacer;
-use crate::paging::{stale_token, Collected};
+use crate::paging::{stale_token, Collected, Page, RowPosition};
 use crate::query::SelectQuery;
 use model::{DeviceOutcome, Job, JobStatus, RowStatus};
 pub use request::{parse_job_request, parse_method, validate_job_id, NewJob};
@@ -219,7 +219,7 @@ impl Engine {
         job_status: Option<&str>,
         after: Option<u64>,
         size: usize,
-    ) -> Result<(Vec<Value>, Option<u64>), ApiError> {
+    ) -> Result<Page<Value, u64>, ApiError> {
         // Lock order everywhere: the index, then one job at a time.
         let index = self.read();
         let start = index.resume_after(after)?;
@@ -257,9 +257,9 @@ impl Engine {
     pub fn device_rows_page(
         &self,
         query: &SelectQuery,
-        after: Option<(u64, usize)>,
+        after: Option<RowPosition>,
         size: usize,
-    ) -> Result<(Vec<Value>, Option<(u64, usize)>), ApiError> {
+    ) -> Result<Page<Value, RowPosition>, ApiError> {
         let index = self.read();
         let start = index.resume_after(after.map(|(seq, _)| seq))?;
         // Resume inside the job of the token (it comes again), just past its row.
