@@ -455,6 +455,26 @@ async fn jobs_lifecycle_errors_and_paging() {
     }
     assert_eq!(pages, 3);
     assert_eq!(ids, ["job-1", "job-2", "job-3", "job-4", "job-5"]);
+    // A token is bound to its query: the same position with other parameters is refused.
+    let r = hub
+        .call(
+            "GET",
+            &format!("/jobs/v2/query?{V}&jobType=scheduleDeviceMethod"),
+            None,
+            &[("x-ms-max-item-count", "2")],
+        )
+        .await;
+    let token = r.header("x-ms-continuation").unwrap().to_string();
+    let r = hub
+        .call(
+            "GET",
+            &format!("/jobs/v2/query?{V}"),
+            None,
+            &[("x-ms-continuation", token.as_str())],
+        )
+        .await;
+    assert_eq!((r.status, r.error_code()), (400, Some("ArgumentInvalid")));
+    assert!(r.body.contains("different query"), "{}", r.body);
     let r = hub
         .call(
             "GET",
