@@ -268,14 +268,15 @@ impl Engine {
             .condition
             .as_ref()
             .and_then(|c| c.pinned_string("jobId"));
-        let candidates: Vec<&Arc<JobEntry>> = match pinned {
-            Some(id) => index
-                .by_id
-                .get(id)
-                .filter(|e| after.is_none_or(|(seq, _)| e.seq >= seq))
-                .into_iter()
-                .collect(),
-            None => index.order[start..].iter().collect(),
+        let candidates: Box<dyn Iterator<Item = &Arc<JobEntry>>> = match pinned {
+            Some(id) => Box::new(
+                index
+                    .by_id
+                    .get(id)
+                    .filter(|e| after.is_none_or(|(seq, _)| e.seq >= seq))
+                    .into_iter(),
+            ),
+            None => Box::new(index.order[start..].iter()),
         };
         let mut page = Collected::new(size);
         for e in candidates {

@@ -603,3 +603,27 @@ fn condition_and_select_agree_on_devices() {
         assert_eq!(selected(&c, &docs), via_select, "for {condition}");
     }
 }
+
+#[test]
+fn pinned_string_only_when_every_match_needs_it() {
+    let pinned = |q: &str| {
+        parse_select(&format!("SELECT * FROM devices.jobs WHERE {q}"))
+            .unwrap()
+            .condition
+            .unwrap()
+            .pinned_string("jobId")
+            .map(str::to_string)
+    };
+    assert_eq!(pinned("devices.jobs.jobId = 'a'").as_deref(), Some("a"));
+    assert_eq!(pinned("status = 'x' AND 'b' = JOBID").as_deref(), Some("b"));
+    for q in [
+        "jobId = 'a' OR status = 'x'",
+        "NOT jobId = 'a'",
+        "jobId != 'a'",
+        "jobId = 1",
+        "jobId.x = 'a'",
+        "deviceId = 'a'",
+    ] {
+        assert_eq!(pinned(q), None, "{q}");
+    }
+}
