@@ -35,7 +35,7 @@ pub(super) async fn run(engine: Arc<Engine>, entry: Arc<JobEntry>) {
         (
             job.spec.start_ms,
             job.spec.query_condition.clone(),
-            Arc::new(job.spec.kind.clone()),
+            job.spec.kind.clone(),
             job.spec.max_execution_s,
         )
     };
@@ -136,19 +136,25 @@ pub(super) async fn run(engine: Arc<Engine>, entry: Arc<JobEntry>) {
     }
 }
 
+/// What a job does on each device.
+enum DeviceOp {
+    Method(MethodSpec, MethodCallRecord),
+    Twin(Value),
+}
+
 async fn run_devices(
     engine: &Arc<Engine>,
     entry: &Arc<JobEntry>,
-    kind: &Arc<JobKind>,
+    kind: &JobKind,
     targets: Vec<String>,
 ) {
     let permits = Arc::new(Semaphore::new(PARALLEL_DEVICE_OPS));
     let mut tasks = JoinSet::new();
     // One record of the call for the whole job: every device keeps a pointer to it.
-    let record = match &**kind {
-        JobKind::Method(m) => Some(Arc::new(method_record(m))),
-        JobKind::Twin(_) => None,
-    };
+    let op = Arc::new(match kind {
+        JobKind::Method(m) => DeviceOp::Method(m.clone(), method_record(m)),
+        JobKind::Twin(patch) => DeviceOp::Twin(patch.clone()),
+    });
     for (i, device_id) in targets.into_iter().enumerate() {
         let Ok(permit) = permits.clone().acquire_owned().await else {
             break;
@@ -157,16 +163,12 @@ async fn run_devices(
             let slot = pacer.reserve(engine.clock.now_ms());
             engine.clock.sleep_until(slot).await;
         }
-        let (engine, entry, kind) = (engine.clone(), entry.clone(), kind.clone());
-        let record = record.clone();
+        let (engine, entry, op) = (engine.clone(), entry.clone(), op.clone());
         tasks.spawn(async move {
             entry.lock().start_row(i, engine.clock.now_ms());
-            let outcome = match (&*kind, &record) {
-                (JobKind::Method(m), Some(record)) => {
-                    invoke_method(&engine, &device_id, m, record).await
-                }
-                (JobKind::Twin(patch), _) => update_twin(&engine, &device_id, patch),
-                (JobKind::Method(_), None) => unreachable!("method jobs have a record"),
+            let outcome = match &*op {
+                DeviceOp::Method(m, record) => invoke_method(&engine, &device_id, m, record).await,
+                DeviceOp::Twin(patch) => update_twin(&engine, &device_id, patch),
             };
             entry.lock().end_row(i, outcome, engine.clock.now_ms());
             drop(permit);
