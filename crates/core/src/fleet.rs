@@ -32,6 +32,8 @@ pub const MAX_SLOT_DELAY: Duration = Duration::from_secs(30);
 /// Devices per page when a query condition is resolved to a device list (the hub's maximum).
 const DEVICE_PAGE_SIZE: u32 = 1000;
 const DEFAULT_MAX_EXECUTION_SECONDS: u64 = 3600;
+/// How long after its creation a job may still be unknown to the hub (404), as `waitForJob`.
+const NOT_FOUND_GRACE: Duration = Duration::from_secs(30);
 
 /// Which devices a fleet job targets.
 #[derive(Debug, Clone, PartialEq)]
@@ -575,6 +577,7 @@ struct Started {
     planned_devices: u64,
     counts: Option<JobCounts>,
     finished: bool,
+    created: tokio::time::Instant,
 }
 
 /// Everything [`JobClient::run_fleet_job`] tracks between two progress reports.
@@ -712,6 +715,7 @@ impl JobClient {
                             planned_devices: job.devices.len() as u64,
                             counts: None,
                             finished: false,
+                            created: tokio::time::Instant::now(),
                         });
                     }
                     let phase = if slot_busy {
@@ -738,9 +742,19 @@ impl JobClient {
                     };
                     tokio::time::sleep(pause).await;
                     for s in tracker.started[first..].iter_mut().filter(|s| !s.finished) {
+                        let response = match self.get_job(&s.job_id).await {
+                            Ok(response) => response,
+                            Err(e)
+                                if s.counts.is_none()
+                                    && e.response().is_some_and(|r| r.status == 404)
+                                    && s.created.elapsed() < NOT_FOUND_GRACE =>
+                            {
+                                continue
+                            }
+                            Err(e) => return Err(e.into()),
+                        };
                         let job: Value =
-                            serde_json::from_slice(&self.get_job(&s.job_id).await?.body)
-                                .unwrap_or(Value::Null);
+                            serde_json::from_slice(&response.body).unwrap_or(Value::Null);
                         s.counts = Some(JobCounts::from_job(&job));
                         s.finished = job["status"].as_str().is_some_and(is_final_status);
                     }
