@@ -261,7 +261,26 @@ describe('fleet calls under faults (429 and dropped responses)', () => {
     assert.deepEqual(new Set(rows.map((r) => r.deviceId)), new Set(ids));
     const { counters } = await hub.control('GET', 'jobs');
     for (const id of result.jobIds) assert.equal(counters[id].creates, 1, id);
+    // Each device's method was called exactly once: no device was in two jobs.
+    const { devices } = await hub.control('GET', 'devices');
+    assert.ok(devices.every((d) => d.methodCalls === 1), 'a device was called twice or never');
     const faults = (await hub.control('GET', 'requests')).requests.filter((r) => r.fault);
     assert.ok(faults.some((r) => r.fault === 'drop') && faults.some((r) => r.fault === '429'), 'faults were injected');
+  });
+
+  test('a twin job under the same faults: every device updated once, reported once', async () => {
+    const client = JobClient.fromConnectionString(hub.connectionString, { ca: readFileSync(hub.caPath, 'utf8'), ...FAST_RETRY, timeoutMs: 10_000 });
+    const ids = Array.from({ length: 300 }, (_, i) => `device-${String(i * 2).padStart(4, '0')}`);
+    const result = await client.runTwinUpdateJob({ tags: { wave: 'faulty' } }, { deviceIds: ids, jobId: 'faulty-twin', maxConditionLength: 1000, pollIntervalMs: 20 });
+    assert.equal(result.status, 'completed');
+    assert.ok(result.jobIds.length >= 4, result.jobIds.join());
+    assert.equal(result.succeededCount, 300);
+    const rows = await collect(result.deviceJobs());
+    assert.deepEqual(rows.map((r) => r.deviceId).sort(), [...ids].sort());
+    const { counters } = await hub.control('GET', 'jobs');
+    for (const id of result.jobIds) assert.equal(counters[id].creates, 1, id);
+    const { devices } = await hub.control('GET', 'devices');
+    const updated = devices.filter((d) => d.tags.wave === 'faulty');
+    assert.deepEqual(updated.map((d) => d.deviceId).sort(), [...ids].sort());
   });
 });
