@@ -187,6 +187,7 @@ describe('fleet calls on an S1 hub', () => {
       [{ deviceIds: ['a'], jobId: 'a b' }, /jobId/],
       [{ deviceIds: ['a'], waves: [0] }, /waves/],
       [{ deviceIds: ['a'], failureThreshold: 1.5 }, /failureThreshold/],
+      [{ deviceIds: ['a'], startTime: 'tomorrow' }, /startTime/],
       [{ deviceIds: ['a', 'b'], jobId: 'x'.repeat(62), waves: [1] }, /longer than 64/],
     ];
     for (const [options, message] of cases) {
@@ -197,6 +198,7 @@ describe('fleet calls on an S1 hub', () => {
     assert.ok((await rejection(client.runDeviceMethodJob({ methodName: '' }, { deviceIds: ['a'] }))) instanceof errors.ArgumentError);
     assert.ok((await rejection(client.runDeviceMethodJob({ methodName: 'm' }, null))) instanceof TypeError);
     assert.ok((await rejection(client.runDeviceMethodJob({ methodName: 'm' }, { deviceIds: ['a'], onProgress: 5 }))) instanceof TypeError);
+    assert.ok((await rejection(client.watchJobs({ pollIntervalMs: 'soon' }).next())) instanceof TypeError);
     assert.equal((await hub.control('GET', 'requests')).requests.length, 0);
   });
 });
@@ -236,12 +238,12 @@ describe('watchJobs', () => {
   });
 });
 
-describe('fleet calls under faults (429 and dropped responses)', () => {
+describe('fleet calls under faults (20 % 429, 10 % dropped responses)', () => {
   let hub;
   before(async () => {
     hub = await startEmulator({ devices: 600, args: ['--tier', 'S1'] });
     await hub.control('PUT', 'time', { scale: 2000 });
-    await hub.control('PUT', 'faults', { spec: '429:0.2,drop:0.05' });
+    await hub.control('PUT', 'faults', { spec: '429:0.2,drop:0.1' });
   });
   after(() => hub?.stop());
 

@@ -83,6 +83,7 @@ function fleetCall(call, key) {
  */
 async function* watchJobs(options = {}) {
   const { jobType, jobStatus, pollIntervalMs = 5000, abortSignal } = options ?? {};
+  if (!(Number.isFinite(pollIntervalMs) && pollIntervalMs >= 0)) throw new TypeError('watchJobs: options.pollIntervalMs must be a non-negative number');
   const seen = new Map();
   let first = true;
   for (;;) {

@@ -120,7 +120,9 @@ impl FleetRequest {
         check_job_id(method, &job_id)?;
         let start_time = match opt("startTime") {
             None => None,
-            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::String(s)) if crate::time::parse_iso8601_millis(s).is_some() => {
+                Some(s.clone())
+            }
             Some(_) => {
                 return Err(invalid(
                     method,
@@ -287,6 +289,7 @@ mod tests {
             r#"{"method":{"methodName":"m"},"options":{"deviceIds":["a"],"jobId":"j","failureThreshold":2}}"#,
             r#"{"method":{"methodName":"m"},"options":{"deviceIds":["a"],"jobId":"j","maxConcurrentJobs":0}}"#,
             r#"{"patch":[],"options":{"deviceIds":["a"],"jobId":"j"}}"#,
+            r#"{"method":{"methodName":"m"},"options":{"deviceIds":["a"],"jobId":"j","startTime":"tomorrow"}}"#,
         ] {
             let err = FleetRequest::from_json("runDeviceMethodJob", bad).unwrap_err();
             assert_eq!(err.class(), crate::ErrorClass::ArgumentError, "{bad}");
