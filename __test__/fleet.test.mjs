@@ -270,6 +270,30 @@ describe('fleet calls under faults (20 % 429, 10 % dropped responses)', () => {
     assert.ok(faults.some((r) => r.fault === 'drop') && faults.some((r) => r.fault === '429'), 'faults were injected');
   });
 
+  test('half the responses dropped: a lost create answered by 409 or by 429 (our own job holds the slot) is read back, not repeated', async () => {
+    await hub.control('PUT', 'faults', { spec: 'drop:0.5' });
+    await hub.control('DELETE', 'requests');
+    try {
+      const client = JobClient.fromConnectionString(hub.connectionString, { ca: readFileSync(hub.caPath, 'utf8'), ...FAST_RETRY, timeoutMs: 10_000 });
+      const ids = Array.from({ length: 40 }, (_, i) => `device-${String(i).padStart(4, '0')}`);
+      const result = await client.runDeviceMethodJob({ methodName: 'm' }, { deviceIds: ids, jobId: 'lossy', maxConditionLength: 80, pollIntervalMs: 20 });
+      assert.equal(result.status, 'completed');
+      assert.equal(result.jobIds.length, 10);
+      assert.equal(result.succeededCount, 40);
+      const { counters } = await hub.control('GET', 'jobs');
+      for (const id of result.jobIds) assert.equal(counters[id].creates, 1, id);
+      const { requests } = await hub.control('GET', 'requests');
+      const readBack = result.jobIds.filter((id) => {
+        const puts = requests.filter((r) => r.method === 'PUT' && r.path === `/jobs/v2/${id}`);
+        return puts[0]?.fault === 'drop' && puts.slice(1).some((r) => r.status === 409 || r.status === 429);
+      });
+      // P(no first PUT dropped among 10) = 2^-10.
+      assert.ok(readBack.length > 0, 'no create went through the lost-response path');
+    } finally {
+      await hub.control('PUT', 'faults', { spec: '429:0.2,drop:0.1' });
+    }
+  });
+
   test('a twin job under the same faults: every device updated once, reported once', async () => {
     const client = JobClient.fromConnectionString(hub.connectionString, { ca: readFileSync(hub.caPath, 'utf8'), ...FAST_RETRY, timeoutMs: 10_000 });
     const ids = Array.from({ length: 300 }, (_, i) => `device-${String(i * 2).padStart(4, '0')}`);
