@@ -178,6 +178,14 @@ describe('fleet calls on an S1 hub', () => {
     assert.equal(counters['no-etag']?.creates ?? 0, 0);
   });
 
+  test('a throw from onProgress rejects the call with that very error', async () => {
+    const boom = new Error('stop here');
+    const err = await rejection(
+      client.runDeviceMethodJob({ methodName: 'm' }, { deviceIds: ['device-0300'], jobId: 'throws', pollIntervalMs: 50, onProgress: () => { throw boom; } }),
+    );
+    assert.equal(err, boom);
+  });
+
   test('bad options are clear errors, nothing is sent', async () => {
     await hub.control('DELETE', 'requests');
     const cases = [
