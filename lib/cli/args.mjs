@@ -164,9 +164,10 @@ export function parseCommandLine(argv) {
   if (!COMMANDS[first]) {
     throw usageError(`unknown command '${first}' (commands: ${COMMAND_NAMES.join(', ')}; see iothub-jobs --help)`);
   }
+  const options = parserOptions(first);
   let parsed;
   try {
-    parsed = parseArgs({ args: rest, options: parserOptions(first), allowPositionals: true, strict: true });
+    parsed = parseArgs({ args: joinNegativeValues(rest, options), options, allowPositionals: true, strict: true });
   } catch (err) {
     throw usageError(`${first}: ${shortParseError(err)} (see iothub-jobs ${first} --help)`);
   }
@@ -188,6 +189,24 @@ export function parseCommandLine(argv) {
     throw usageError(`--output must be table or json, not '${values.output}'`);
   }
   return { command: first, values, jobId };
+}
+
+/**
+ * parseArgs takes `--top -1` for two options; a string option followed by a negative number
+ * gets it as its value (`--top=-1`), as a person means it.
+ */
+function joinNegativeValues(args, options) {
+  const out = [];
+  for (let i = 0; i < args.length; i += 1) {
+    const name = /^--([\w-]+)$/.exec(args[i])?.[1];
+    if (name && options[name]?.type === 'string' && /^-\d/.test(args[i + 1] ?? '')) {
+      out.push(`${args[i]}=${args[i + 1]}`);
+      i += 1;
+    } else {
+      out.push(args[i]);
+    }
+  }
+  return out;
 }
 
 /** parseArgs' messages carry a paragraph of advice; keep the first sentence. */
