@@ -394,7 +394,7 @@ describe('fromTokenCredential with @azure/identity ClientSecretCredential', () =
     const out = await runScenario(
       'nodisco',
       `
-      try { await client.scheduleTwinUpdate('identity-nodisco', '*', { tags: { a: 1 } }); out.promise = 'resolved'; } catch (e) { out.promise = describeError(e); }
+      try { await client.scheduleTwinUpdate('identity-nodisco', '*', { etag: '*', tags: { a: 1 } }); out.promise = 'resolved'; } catch (e) { out.promise = describeError(e); }
       `,
     );
     assert.equal(out.promise.identityClass, 'CredentialUnavailableError', JSON.stringify(out.promise));

@@ -52,7 +52,7 @@ describe('listJobs', { timeout: 30_000 }, () => {
     await hub.control('POST', 'reset');
     // Frozen clock: the jobs stay scheduled (start time far ahead), so their status is stable.
     const start = new Date(Date.now() + 3_600_000);
-    for (const id of ids) await client.scheduleTwinUpdate(id, '*', { tags: { a: 1 } }, start);
+    for (const id of ids) await client.scheduleTwinUpdate(id, '*', { etag: '*', tags: { a: 1 } }, start);
     await hub.control('GET', 'requests?clear=true');
   });
 

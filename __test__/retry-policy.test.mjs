@@ -193,7 +193,7 @@ describe('retry policy through the emulator', () => {
       ['other payload', (id) => c.scheduleDeviceMethod(id, '*', { methodName: 'orig', payload: { a: 2 } }, later)],
       ['other condition', (id) => c.scheduleDeviceMethod(id, "tags.group = 'even'", { methodName: 'orig', payload: { a: 1 } }, later)],
       ['other start time', (id) => c.scheduleDeviceMethod(id, '*', { methodName: 'orig', payload: { a: 1 } }, new Date(later.getTime() + 60_000))],
-      ['other type', (id) => c.scheduleTwinUpdate(id, '*', { tags: { a: 1 } }, later)],
+      ['other type', (id) => c.scheduleTwinUpdate(id, '*', { etag: '*', tags: { a: 1 } }, later)],
     ]
     const ids = []
     for (const [v] of variants) for (let k = 0; k < 3; k++) ids.push(`${v.replace(/ /g, '-')}-${k}`)

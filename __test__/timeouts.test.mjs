@@ -104,7 +104,7 @@ describe('timeouts: a silent server', () => {
     const client = JobClient.fromConnectionString(csFor(httpsPort), { ca: CA, timeoutMs })
     const results = await Promise.all([
       elapsed(client.scheduleDeviceMethod('t-1', '*', { methodName: 'm' })),
-      elapsed(client.scheduleTwinUpdate('t-2', '*', { tags: { a: 1 } })),
+      elapsed(client.scheduleTwinUpdate('t-2', '*', { etag: '*', tags: { a: 1 } })),
       elapsed(client.cancelJob('t-3')),
       elapsed(
         new Promise((resolve, reject) =>
@@ -212,7 +212,7 @@ describe('retry: false is the reference: exactly one request, whatever the fault
         op === 'scheduleDeviceMethod'
           ? client.scheduleDeviceMethod(id, '*', { methodName: 'm' })
           : op === 'scheduleTwinUpdate'
-            ? client.scheduleTwinUpdate(id, '*', { tags: { x: 1 } })
+            ? client.scheduleTwinUpdate(id, '*', { etag: '*', tags: { x: 1 } })
             : client[op](id)
       const { error } = await elapsed(call)
       await hub.control('DELETE', 'faults')

@@ -8,6 +8,8 @@ const errors = require('./errors.js');
 const paging = require('./paging.js');
 native.__init(errors, paging);
 paging.installQueryIterator(native.Query);
+// runDeviceMethodJob/runTwinUpdateJob/watchJobs (orchestrated natively, see fleet.js).
+require('./fleet.js').installFleet(native.JobClient);
 
 exports.JobClient = native.JobClient;
 exports.Query = native.Query;

@@ -29,6 +29,7 @@ mod runtime;
 mod client;
 #[allow(unsafe_code)]
 mod completion;
+mod fleet;
 mod identity;
 mod modern;
 

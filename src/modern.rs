@@ -133,7 +133,7 @@ fn paged_iterator<'a>(
 
 /// Starts `work` raced against `signal`, settling a promise through `convert` (JavaScript
 /// thread). An already aborted signal rejects at once without starting anything.
-fn run<T, F, C>(
+pub(crate) fn run<T, F, C>(
     env: napi_env,
     signal: Option<napi_value>,
     work: F,

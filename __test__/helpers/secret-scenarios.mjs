@@ -194,7 +194,7 @@ export async function setup() {
     {
       name: 'transport: hub resets every connection',
       faults: 'reset:1',
-      run: () => errorOf(() => JobClient.fromConnectionString(cs, { ca, retry: FAST }).scheduleTwinUpdate('x', '*', { tags: { a: 1 } })),
+      run: () => errorOf(() => JobClient.fromConnectionString(cs, { ca, retry: FAST }).scheduleTwinUpdate('x', '*', { etag: '*', tags: { a: 1 } })),
     },
     {
       name: 'timeout: server never answers',

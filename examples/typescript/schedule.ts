@@ -88,7 +88,7 @@ async function main(): Promise<void> {
 
   // Callback form.
   const twinJobId = `tag-${run}`;
-  await scheduleTwinUpdateWithCallback(client, twinJobId, "tags.group = 'odd'", { tags: { firmware: '2.0' } });
+  await scheduleTwinUpdateWithCallback(client, twinJobId, "tags.group = 'odd'", { etag: '*', tags: { firmware: '2.0' } });
 
   for (const id of [methodJobId, twinJobId]) {
     const job = await waitForJob(client, id);

@@ -11,6 +11,7 @@ pub mod credential;
 pub mod devices;
 pub mod encoding;
 pub mod error;
+pub mod fleet;
 pub mod http;
 pub mod jobs;
 pub mod log;

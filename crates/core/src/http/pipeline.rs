@@ -133,6 +133,16 @@ impl Pipeline {
     /// Sends `prepared`, retrying per policy, bounded by the call timeout. Every attempt carries
     /// the same `Request-Id`.
     pub async fn execute(&self, prepared: &PreparedRequest) -> RequestOutcome {
+        self.execute_until(prepared, |_| false).await
+    }
+
+    /// [`execute`](Self::execute), except that an error for which `is_final` holds is returned
+    /// at once instead of being retried (the fleet calls wait for a job slot themselves).
+    pub async fn execute_until(
+        &self,
+        prepared: &PreparedRequest,
+        is_final: impl Fn(&Error) -> bool,
+    ) -> RequestOutcome {
         let request_id = new_request_id(&self.random);
         let deadline = self.call_timeout.map(|t| Instant::now() + t);
         let mut attempts = 0u32;
@@ -162,7 +172,7 @@ impl Pipeline {
                     Err(e) => e,
                 };
                 let retry = attempts - 1;
-                let delay = if failure.retryable {
+                let delay = if failure.retryable && !is_final(&failure.error) {
                     self.retry
                         .delay(retry, &failure.error, self.clock.now(), self.random_unit())
                 } else {

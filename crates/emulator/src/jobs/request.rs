@@ -5,6 +5,10 @@ use serde_json::Value;
 
 use crate::errors::{ApiError, ErrorCode};
 
+/// The longest `queryCondition` accepted. The service refuses queries above about 8,200
+/// characters with 412 `PreconditionFailed`; this is the emulator's rounding of that.
+pub const MAX_QUERY_CONDITION_BYTES: usize = 8192;
+
 /// Direct-method size limit: payloads above it fail per device with 413.
 pub const MAX_METHOD_PAYLOAD: usize = 128 * 1024;
 
@@ -131,6 +135,15 @@ pub fn parse_job_request(path_id: &str, body: &Value, now_ms: i64) -> Result<New
             ))
         }
     };
+    if query_condition.len() > MAX_QUERY_CONDITION_BYTES {
+        return Err(ApiError::new(
+            ErrorCode::PreconditionFailed,
+            format!(
+                "The query condition has {} characters, more than the limit of {MAX_QUERY_CONDITION_BYTES}",
+                query_condition.len()
+            ),
+        ));
+    }
     let start_ms = match obj.get("startTime") {
         None | Some(Value::Null) => now_ms,
         Some(Value::String(s)) => DateTime::parse_from_rfc3339(s)
@@ -170,6 +183,16 @@ pub fn parse_job_request(path_id: &str, body: &Value, now_ms: i64) -> Result<New
                 ))
             }
         };
+    // A twin-update job is a forced update: the service refuses the job, when it is created,
+    // unless the patch carries `"etag": "*"`.
+    if let JobKind::Twin(patch) = &kind {
+        if patch.get("etag").and_then(Value::as_str) != Some("*") {
+            return Err(ApiError::new(
+                ErrorCode::PreconditionFailed,
+                "The etag in the request does not match the etag of the existing resource, as per RFC7232: a scheduleUpdateTwin job takes only etag '*'",
+            ));
+        }
+    }
     Ok(NewJob {
         id: path_id.to_string(),
         kind,
@@ -267,6 +290,28 @@ mod tests {
             let err = parse_job_request(id, &body, 0).unwrap_err();
             assert_eq!(err.status(), hyper::StatusCode::BAD_REQUEST, "{body}");
         }
+    }
+
+    #[test]
+    fn twin_jobs_need_etag_star_and_conditions_have_a_limit() {
+        let twin = |patch: Value, condition: String| json!({"type": "scheduleUpdateTwin", "updateTwin": patch, "queryCondition": condition});
+        for patch in [
+            json!({"tags": {"a": 1}}),
+            json!({"tags": {}, "etag": "AAAA"}),
+        ] {
+            let err = parse_job_request("t", &twin(patch, "*".into()), 0).unwrap_err();
+            assert_eq!(err.code, ErrorCode::PreconditionFailed);
+            assert_eq!(err.status(), hyper::StatusCode::PRECONDITION_FAILED);
+        }
+        let at_limit = format!(
+            "deviceId = '{}'",
+            "x".repeat(MAX_QUERY_CONDITION_BYTES - 13)
+        );
+        assert_eq!(at_limit.len(), MAX_QUERY_CONDITION_BYTES);
+        assert!(parse_job_request("t", &twin(json!({"etag": "*"}), at_limit.clone()), 0).is_ok());
+        let over = format!("{at_limit} ");
+        let err = parse_job_request("t", &twin(json!({"etag": "*"}), over), 0).unwrap_err();
+        assert_eq!(err.code, ErrorCode::PreconditionFailed);
     }
 
     #[test]
