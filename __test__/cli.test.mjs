@@ -194,9 +194,11 @@ describe('jobs', () => {
     const patched = devices.filter((d) => d.tags.firmware === 'cli-2.0').map((d) => d.deviceId);
     assert.deepEqual(patched, ['device-0001', 'device-0003']);
     assert.equal(devices.find((d) => d.deviceId === 'device-0001').desired.interval, 30);
-    // An etag in the patch is sent as given.
-    expectCode(await cli(['schedule-twin', '--job-id', 'cli-twin-2', '-q', '*', '--twin-patch', '{"etag":"AAAA","tags":{"x":1}}']), 0);
-    assert.equal(JSON.parse((await requestsTo('/jobs/v2/cli-twin-2'))[0].body).updateTwin.etag, 'AAAA');
+    expectCode(await cli(['schedule-twin', '--job-id', 'cli-twin-2', '-q', '*', '--twin-patch', '{"etag":"*","tags":{"x":1}}']), 0);
+    // An etag in the patch is sent as given; the hub takes only '*' for a twin job.
+    const refused = expectCode(await cli(['schedule-twin', '--job-id', 'cli-twin-3', '-q', '*', '--twin-patch', '{"etag":"AAAA","tags":{"x":1}}']), 1);
+    expectOneLineError(refused, /etag/);
+    assert.equal(JSON.parse((await requestsTo('/jobs/v2/cli-twin-3'))[0].body).updateTwin.etag, 'AAAA');
   });
 
   test('show and list (filters, --top), as tables and as JSON', async () => {
