@@ -476,7 +476,107 @@ export interface DeviceJob {
   error?: { code: string; description: string }
 }
 
+/** Options of `runDeviceMethodJob` / `runTwinUpdateJob`: exactly one of `deviceIds` and `queryCondition`. */
+export interface FleetJobOptions {
+  /** Explicit devices, any number (duplicates are ignored): split into jobs whose conditions fit the hub's limit. */
+  deviceIds?: string[]
+  /** A WHERE clause (`'*'` for every device); resolved to a device list first when `waves` is given. */
+  queryCondition?: string
+  /** Base id (1 to 64 of `[A-Za-z0-9-]`); hub jobs are `<jobId>-<wave>-<part>` unless there is only one. Default: a random uuid. */
+  jobId?: string
+  /** Default: now. */
+  startTime?: Date | string
+  /** Per hub job. Default 3600. */
+  maxExecutionTimeInSeconds?: number
+  /** Staged rollout: devices per wave, e.g. `[10, 100, 1000]`; the last size repeats until every device is covered. */
+  waves?: number[]
+  /** 0..1: stop after a wave whose failed / attempted ratio exceeds it (status `'stopped'`). */
+  failureThreshold?: number
+  /** Hub jobs running at once. Default 1 (an S1 hub allows one). */
+  maxConcurrentJobs?: number
+  /** Default true: on 429 `ThrottlingMaxActiveJobCountExceeded` wait (backing off, up to 30 s apart) for a slot. */
+  waitForJobSlot?: boolean
+  /** Pause between two reads of the running jobs. Default 2000. */
+  pollIntervalMs?: number
+  /** Bound on the whole call → `errors.TimeoutError` with `progress`. Default: none. */
+  timeoutMs?: number
+  /** Longest `deviceId IN [...]` condition per job, in bytes. Default 8000 (the hub refuses about 8 KB and more). */
+  maxConditionLength?: number
+  /** → `AbortError`; hub jobs already created go on (they are not cancelled). */
+  abortSignal?: AbortSignalLike
+  /** The combined state after every round of reads; a throw rejects the call. */
+  onProgress?: (progress: FleetProgress) => void
+}
+
+/** The combined state of a fleet call. */
+export interface FleetProgress {
+  phase: 'waitingForSlot' | 'running' | 'done'
+  /** 1-based. */
+  wave: number
+  waveCount: number
+  /** Hub jobs created so far. */
+  jobIds: string[]
+  deviceCount: number
+  succeededCount: number
+  failedCount: number
+  runningCount: number
+  pendingCount: number
+  /** Devices whose job has not been created (yet). */
+  notAttemptedCount: number
+}
+
+export interface FleetWave {
+  wave: number
+  jobIds: string[]
+  deviceCount: number
+  succeededCount: number
+  failedCount: number
+}
+
+/** The end of a fleet call. */
+export interface FleetJobResult {
+  /** `'stopped'`: a wave passed `failureThreshold` and the later waves were not run. */
+  status: 'completed' | 'stopped'
+  jobIds: string[]
+  deviceCount: number
+  succeededCount: number
+  failedCount: number
+  /** Devices never scheduled (after a stop). */
+  notAttempted: string[]
+  waves: FleetWave[]
+  /** Per-device rows of every hub job of the call, job after job: each device once. */
+  deviceJobs(options?: ListDeviceJobsOptions): PagedAsyncIterableIterator<DeviceJob>
+}
+
+/** `errors.TimeoutError` from a fleet call: `progress` is the last state reported, if any. */
+export interface FleetTimeoutError extends Error {
+  name: 'TimeoutError'
+  progress?: FleetProgress
+}
+
+/** Options of `watchJobs`. */
+export interface WatchJobsOptions {
+  jobType?: JobType
+  jobStatus?: JobStatus
+  /** Pause between two reads of the jobs query. Default 5000. */
+  pollIntervalMs?: number
+  /** Ends the iteration with an `AbortError`. */
+  abortSignal?: AbortSignalLike
+}
+
+/** A job lifecycle change seen by `watchJobs`. */
+export interface JobEvent {
+  type: 'created' | 'started' | 'progress' | 'finished'
+  job: Job
+}
+
 export interface JobClient {
+  /** A direct method on any number of devices: split into hub jobs, waves, slot waiting, one combined result. */
+  runDeviceMethodJob(method: DeviceMethodParams, options: FleetJobOptions): Promise<FleetJobResult>
+  /** A twin update on any number of devices, like `runDeviceMethodJob`; `etag` defaults to `'*'`. */
+  runTwinUpdateJob(patch: object, options: FleetJobOptions): Promise<FleetJobResult>
+  /** Job lifecycle events of the hub's jobs (those finished before the watch started are not reported). */
+  watchJobs(options?: WatchJobsOptions): AsyncIterableIterator<JobEvent>
   /** Every job (optionally of one type and status), read page by page as iteration proceeds. */
   listJobs(options?: ListJobsOptions): PagedAsyncIterableIterator<Job>
   /** The per-device rows of a job: status, method response or error. */
@@ -505,6 +605,7 @@ export declare class JobClient {
   static fromSharedAccessSignature(sharedAccessSignature: string, options?: JobClientOptions): JobClient
   /** `JobClient.fromTokenCredential(hostName, tokenCredential, options?)`. */
   static fromTokenCredential(hostName: string, tokenCredential: TokenCredential, options?: JobClientOptions): JobClient
+
   /** `JobClient.fromManagedIdentity(hostName, { clientId?, ...options })`. */
   static fromManagedIdentity(hostName: string, options?: ManagedIdentityOptions): JobClient
   /** `JobClient.fromWorkloadIdentity(hostName, { tenantId?, clientId?, tokenFilePath?, authorityHost?, ...options })`. */

@@ -277,6 +277,22 @@ describeOurs('scheduleDeviceMethod / scheduleTwinUpdate: every overload with ide
     assert.equal(res.ours.requests[0].body.toString(), expected);
   });
 
+  test('scheduleTwinUpdate without an etag: both send the patch as given (no etag added) and get the same 412 PreconditionFailed', async () => {
+    const res = await parity({
+      script: (s) =>
+        s.reply({
+          status: 412,
+          json: {
+            Message: "ErrorCode:PreconditionFailed;The etag in the request does not match the etag of the existing resource, as per RFC7232: a scheduleUpdateTwin job takes only etag '*'",
+            ExceptionMessage: 'Tracking ID:abc-G:1-TimeStamp:01/02/2026 03:04:05',
+          },
+        }),
+      run: (c) => callPromise(() => c.scheduleTwinUpdate('job-1', Q, { tags: { a: 1 } }, START, 60)),
+      oursOpts: { retry: false },
+    });
+    for (const side of [res.ref, res.ours]) assert.ok(!side.requests[0].body.toString().includes('etag'));
+  });
+
   for (const payload of [undefined, null, 0, '', false]) {
     test(`falsy payload ${JSON.stringify(payload) ?? 'undefined'} becomes null`, () =>
       parity({

@@ -129,3 +129,55 @@ function nativeCredentials(): JobClient[] {
   ];
 }
 void nativeCredentials;
+
+// Fleet calls and job events.
+import type { FleetJobOptions, FleetJobResult, FleetProgress, FleetTimeoutError, JobEvent } from 'jobclient-under-test';
+
+async function fleet(): Promise<void> {
+  const controller = new AbortController();
+  const options: FleetJobOptions = {
+    deviceIds: ['a', 'b'],
+    jobId: 'rollout',
+    startTime: new Date(),
+    waves: [1, 10],
+    failureThreshold: 0.1,
+    maxConcurrentJobs: 1,
+    waitForJobSlot: true,
+    pollIntervalMs: 1000,
+    timeoutMs: 60_000,
+    abortSignal: controller.signal,
+    onProgress: (p: FleetProgress) => void [p.phase, p.wave, p.notAttemptedCount],
+  };
+  const result: FleetJobResult = await client.runDeviceMethodJob({ methodName: 'reboot', payload: { a: 1 } }, options);
+  const stopped: boolean = result.status === 'stopped';
+  const untouched: string[] = result.notAttempted;
+  const firstWave: number | undefined = result.waves[0]?.failedCount;
+  for await (const row of result.deviceJobs({ maxPageSize: 1000 })) void (row.deviceId as string);
+  void [stopped, untouched, firstWave];
+  const twin: FleetJobResult = await client.runTwinUpdateJob({ tags: { site: 'north' } }, { queryCondition: "tags.site = 'south'" });
+  void twin;
+  try {
+    await client.runTwinUpdateJob({ tags: {} }, { queryCondition: '*', timeoutMs: 1 });
+  } catch (e) {
+    const last: FleetProgress | undefined = (e as FleetTimeoutError).progress;
+    void last;
+  }
+  for await (const event of client.watchJobs({ jobType: 'scheduleDeviceMethod', pollIntervalMs: 5000, abortSignal: controller.signal })) {
+    const e: JobEvent = event;
+    const kind: 'created' | 'started' | 'progress' | 'finished' = e.type;
+    void [kind, e.job.jobId];
+  }
+
+  // @ts-expect-error deviceIds are strings
+  client.runDeviceMethodJob({ methodName: 'm' }, { deviceIds: [1] });
+  // @ts-expect-error a method needs its name
+  client.runDeviceMethodJob({}, { deviceIds: ['a'] });
+  // @ts-expect-error options are required
+  client.runTwinUpdateJob({ tags: {} });
+  // @ts-expect-error not an event option
+  client.watchJobs({ deviceIds: ['a'] });
+  // @ts-expect-error phase is one of three
+  const phase: FleetProgress['phase'] = 'paused';
+  void phase;
+}
+void fleet;
