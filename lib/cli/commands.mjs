@@ -33,20 +33,17 @@ function pollSettings(values) {
 }
 
 /**
- * Runs `call(abortSignal)` with Ctrl-C turned into an abort: the CLI stops waiting and says that
- * the job goes on (nothing is cancelled on the hub).
+ * Runs `call(abortSignal)` with Ctrl-C turned into an abort: the CLI stops waiting and says
+ * `whatGoesOn` (nothing is cancelled on the hub).
  */
-async function interruptible(jobLabel, call) {
+async function interruptible(whatGoesOn, call) {
   const controller = new AbortController();
   const onSigint = () => controller.abort();
   process.once('SIGINT', onSigint);
   try {
     return await call(controller.signal);
   } catch (err) {
-    if (err?.name === 'AbortError' && controller.signal.aborted) {
-      const id = jobLabel.id;
-      throw new CliError(`stopped waiting; job ${id} goes on (cancel it with: iothub-jobs cancel ${id})`, EXIT.interrupted);
-    }
+    if (err?.name === 'AbortError' && controller.signal.aborted) throw new CliError(`stopped waiting; ${whatGoesOn}`, EXIT.interrupted);
     throw err;
   } finally {
     process.off('SIGINT', onSigint);
@@ -58,7 +55,7 @@ async function waitWithProgress(client, jobId, values, { notFoundGraceMs } = {})
   const { pollIntervalMs, timeoutMs, duration } = pollSettings(values);
   const progress = new Progress(process.stderr, `job ${jobId}`);
   try {
-    const job = await interruptible({ id: jobId }, (abortSignal) =>
+    const job = await interruptible(`job ${jobId} goes on (cancel it with: iothub-jobs cancel ${jobId})`, (abortSignal) =>
       client.waitForJob(jobId, { pollIntervalMs, timeoutMs, notFoundGraceMs, abortSignal, onProgress: (j) => progress.update(j) }),
     );
     progress.update(job);
@@ -99,7 +96,7 @@ function scheduleSettings(values) {
     fleet: FLEET_OPTIONS.filter((name) => values[name] !== undefined),
     waves: value.counts(values, 'waves'),
     failureThreshold: value.ratio(values, 'failure-threshold'),
-    maxConcurrentJobs: value.seconds(values, 'max-concurrent-jobs', { min: 1 }),
+    maxConcurrentJobs: value.number(values, 'max-concurrent-jobs', { min: 1 }),
   };
 }
 
@@ -173,7 +170,8 @@ async function runFleet(client, kind, payload, settings, values, out) {
   }
   let result;
   try {
-    result = await interruptible({ id: settings.jobId }, (abortSignal) => client[call](payload, { ...options, abortSignal }));
+    const goesOn = `the rollout's running hub jobs go on (see: iothub-jobs list --job-status running)`;
+    result = await interruptible(goesOn, (abortSignal) => client[call](payload, { ...options, abortSignal }));
   } catch (err) {
     if (err instanceof errors.TimeoutError) throw new CliError(`rollout ${settings.jobId} not done after ${duration} s (--poll-duration); its hub jobs go on`, EXIT.timeout);
     throw err;
@@ -208,7 +206,7 @@ export async function wait({ values, jobId }, out) {
 export async function list({ values }, out) {
   const jobType = value.oneOf(values, 'job-type', JOB_TYPES);
   const jobStatus = value.oneOf(values, 'job-status', JOB_STATUSES);
-  const top = values.top === '-1' ? Infinity : (value.seconds(values, 'top', { min: 1 }) ?? DEFAULT_TOP);
+  const top = values.top === '-1' ? Infinity : (value.number(values, 'top', { min: 1 }) ?? DEFAULT_TOP);
   const client = createClient(values);
   const jobs = [];
   for await (const job of client.listJobs({ jobType, jobStatus, maxPageSize: Math.min(top, 100) })) {

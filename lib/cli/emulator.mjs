@@ -7,7 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { CliError, EXIT } from './failure.mjs';
-import { oneOf, seconds } from './values.mjs';
+import { number, oneOf } from './values.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const EXE = process.platform === 'win32' ? 'iothub-emulator.exe' : 'iothub-emulator';
@@ -29,8 +29,8 @@ export function findEmulator(env = process.env) {
 }
 
 function emulatorArgs(values) {
-  const args = ['--port', String(seconds(values, 'port', { min: 0, max: 65535 }) ?? 0)];
-  const devices = seconds(values, 'devices', { min: 0 });
+  const args = ['--port', String(number(values, 'port', { min: 0, max: 65535 }) ?? 0)];
+  const devices = number(values, 'devices', { min: 0 });
   if (devices !== undefined) args.push('--devices', String(devices));
   const tier = oneOf(values, 'tier', ['S1', 'S2', 'S3']);
   if (tier) args.push('--tier', tier);

@@ -4,8 +4,8 @@ import { readFileSync } from 'node:fs';
 
 import { usageError } from './failure.mjs';
 
-/** Seconds as given (decimals allowed where `integer` is false), within [min, max]. */
-export function seconds(values, name, { min = 0, max = Infinity, integer = true } = {}) {
+/** A number as given (decimals allowed where `integer` is false), within [min, max]. */
+export function number(values, name, { min = 0, max = Infinity, integer = true } = {}) {
   const text = values[name];
   if (text === undefined) return undefined;
   const n = Number(text);
@@ -16,8 +16,11 @@ export function seconds(values, name, { min = 0, max = Infinity, integer = true 
   return n;
 }
 
+/** Seconds: a whole number unless `integer` is false. */
+export const seconds = number;
+
 export function ratio(values, name) {
-  return seconds(values, name, { min: 0, max: 1, integer: false });
+  return number(values, name, { min: 0, max: 1, integer: false });
 }
 
 export function isoTime(values, name) {
