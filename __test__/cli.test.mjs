@@ -486,7 +486,9 @@ describe('terminal (tmux)', () => {
     const slowClient = JobClient.fromConnectionString(slowHub.connectionString, { ca: readFileSync(slowHub.caPath, 'utf8') });
     await slowClient.scheduleDeviceMethod('cli-slow', '*', { methodName: 'reboot' });
     const command = `'${process.execPath}' '${MAIN}' wait cli-slow --poll-interval 0.1; echo "EXIT=$?"; sleep 60`;
-    await tmux(['new-session', '-d', '-s', 'cli', '-x', '200', '-y', '30', command], baseEnv({ ...hubEnv(slowHub), TERM: 'xterm' }));
+    const env = baseEnv({ ...hubEnv(slowHub), TERM: 'xterm' });
+    delete env.TMUX; // a fresh server of our own, even when the suite itself runs inside tmux
+    await tmux(['new-session', '-d', '-s', 'cli', '-x', '200', '-y', '30', command], env);
     const screens = [];
     const deadline = Date.now() + 20_000;
     let screen = '';
