@@ -28,7 +28,7 @@ function exitCodeForStatus(status) {
 
 function pollSettings(values) {
   const interval = value.seconds(values, 'poll-interval', { min: 0.05, integer: false }) ?? DEFAULT_POLL_INTERVAL_S;
-  const duration = value.seconds(values, 'poll-duration', { min: 0, integer: false }) ?? DEFAULT_POLL_DURATION_S;
+  const duration = value.seconds(values, 'poll-duration', { min: 0.1, integer: false }) ?? DEFAULT_POLL_DURATION_S;
   return { pollIntervalMs: interval * 1000, timeoutMs: duration * 1000, duration };
 }
 
