@@ -246,7 +246,7 @@ after(async () => {
 });
 
 describe('npm pack', () => {
-  test('ships the loader, lib/ (entry, errors, paging), the typings and the host .node; no sources or build output', async () => {
+  test('ships the loader, lib/ (entry, errors, paging, fleet, cli), the typings and the host .node; no sources or build output', async () => {
     const files = packed.files;
     for (const required of ['package.json', 'lib/main.js', 'lib/main.mjs', 'lib/paging.js', 'lib/fleet.js', 'index.js', 'lib/errors.js', 'index.d.ts', 'lib/cli/main.mjs', HOST_NODE]) {
       assert.ok(files.includes(required), `${required} is in the package: ${files.join(', ')}`);
