@@ -9,7 +9,7 @@ import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { mkdtemp, mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
-import { readFileSync, realpathSync } from 'node:fs';
+import { readdirSync, readFileSync, realpathSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -246,12 +246,12 @@ after(async () => {
 });
 
 describe('npm pack', () => {
-  test('ships the loader, lib/ (entry, errors, paging, fleet), the typings and the host .node; no sources or build output', async () => {
+  test('ships the loader, lib/ (entry, errors, paging, fleet, cli), the typings and the host .node; no sources or build output', async () => {
     const files = packed.files;
-    for (const required of ['package.json', 'lib/main.js', 'lib/main.mjs', 'lib/paging.js', 'lib/fleet.js', 'index.js', 'lib/errors.js', 'index.d.ts', HOST_NODE]) {
+    for (const required of ['package.json', 'lib/main.js', 'lib/main.mjs', 'lib/paging.js', 'lib/fleet.js', 'index.js', 'lib/errors.js', 'index.d.ts', 'lib/cli/main.mjs', HOST_NODE]) {
       assert.ok(files.includes(required), `${required} is in the package: ${files.join(', ')}`);
     }
-    const allowed = /^(package\.json|lib\/(main\.m?js|paging\.js|fleet\.js|errors\.js)|index\.js|index\.d\.ts|README\.md|LICENSE(\.\w+)?|[\w-]+\.[\w-]+\.node)$/;
+    const allowed = /^(package\.json|lib\/(main\.m?js|paging\.js|fleet\.js|errors\.js|cli\/[\w-]+\.mjs)|index\.js|index\.d\.ts|README\.md|LICENSE(\.\w+)?|[\w-]+\.[\w-]+\.node)$/;
     for (const f of files) {
       assert.match(f, allowed, `unexpected file in the package: ${f}`);
       assert.doesNotMatch(f, /^(src|crates|target|__test__|npm|node_modules|bench|scripts|examples|\.ci|\.github)\//);
@@ -261,6 +261,9 @@ describe('npm pack', () => {
     const manifest = JSON.parse(await readFile(path.join(root, 'package.json'), 'utf8'));
     assert.ok(files.includes(manifest.main), `main ${manifest.main} is shipped`);
     assert.ok(files.includes(manifest.types), `types ${manifest.types} is shipped`);
+    assert.deepEqual(manifest.bin, { 'iothub-jobs': 'lib/cli/main.mjs' });
+    const cliModules = readdirSync(path.join(root, 'lib', 'cli')).map((f) => `lib/cli/${f}`).sort();
+    assert.deepEqual(files.filter((f) => f.startsWith('lib/cli/')), cliModules, 'every CLI module is shipped');
     assert.equal(manifest.dependencies, undefined, 'no runtime dependencies');
     assert.equal(manifest.bundleDependencies ?? manifest.bundledDependencies, undefined);
   });
@@ -292,6 +295,18 @@ describe('npm pack', () => {
     );
     const { requests } = await hub.control('GET', 'requests');
     assert.ok(requests.some((r) => r.method === 'PUT' && r.path === '/jobs/v2/pack-cjs' && r.status === 200));
+  });
+
+  test('the iothub-jobs bin: installed in node_modules/.bin, runs with the package only (--help, show)', async () => {
+    assert.ok(app, 'needs the install');
+    const bin = path.join(app, 'node_modules', '.bin', 'iothub-jobs');
+    const help = ok(await run(bin, ['--help'], { cwd: app }), 'iothub-jobs --help');
+    assert.match(help.stdout, /^Usage: iothub-jobs COMMAND/);
+    const env = cleanEnv({ IOTHUB_CONNECTION_STRING: hub.connectionString, IOTHUB_CA_FILE: hub.caPath });
+    const shown = ok(await run(bin, ['show', 'pack-cjs', '--output', 'json'], { cwd: app, env }), 'iothub-jobs show');
+    assert.equal(JSON.parse(shown.stdout).jobId, 'pack-cjs');
+    const missing = await run(bin, ['show', 'pack-no-such-job'], { cwd: app, env });
+    assert.equal(missing.code, 5, 'exit code 5: not found');
   });
 
   test('an ESM consumer: named and default imports, the same classes as require, real calls', async () => {
