@@ -361,17 +361,7 @@ describe('authentication', () => {
 });
 
 describe('fleet calls (--device-ids, --waves)', () => {
-  // The fleet calls come with the fleet-scale branch; until it is merged the options must say so.
-  const hasFleet = typeof JobClient.prototype.runDeviceMethodJob === 'function';
-  const skip = !hasFleet && 'JobClient.runDeviceMethodJob is not in this addon yet (the fleet-scale branch)';
-
-  test('without the fleet calls in the addon, fleet options exit 8 with one line', { skip: hasFleet && 'this addon has the fleet calls' }, async () => {
-    const result = expectCode(await cli(['schedule-method', '--device-ids', 'device-0000,device-0001', '--method-name', 'm']), 8);
-    expectOneLineError(result, /--device-ids needs JobClient\.runDeviceMethodJob/);
-    expectOneLineError(expectCode(await cli(['schedule-twin', '-q', '*', '--waves', '1,2', '--twin-patch', '{"tags":{"a":1}}']), 8), /--waves needs JobClient\.runTwinUpdateJob/);
-  });
-
-  test('--device-ids @file (one id per line) calls exactly those devices', { skip }, async () => {
+  test('--device-ids @file (one id per line) calls exactly those devices', async () => {
     const file = path.join(tmp, 'ids.txt');
     writeFileSync(file, 'device-0000\ndevice-0003\n\ndevice-0004\n');
     const result = json(expectCode(await cli(['schedule-method', '--job-id', 'cli-fleet-1', '--device-ids', `@${file}`, '--method-name', 'fleet-reboot', '--poll-interval', '0.1', '-o', 'json']), 0));
@@ -382,7 +372,7 @@ describe('fleet calls (--device-ids, --waves)', () => {
     assert.deepEqual(devices.filter((d) => d.lastMethod?.methodName === 'fleet-reboot').map((d) => d.deviceId), ['device-0000', 'device-0003', 'device-0004']);
   });
 
-  test('--device-ids as a JSON array with --waves: one wave per size, the last size repeating', { skip }, async () => {
+  test('--device-ids as a JSON array with --waves: one wave per size, the last size repeating', async () => {
     const file = path.join(tmp, 'ids.json');
     writeFileSync(file, JSON.stringify(['device-0000', 'device-0001', 'device-0002', 'device-0003', 'device-0004']));
     const result = json(
@@ -394,7 +384,7 @@ describe('fleet calls (--device-ids, --waves)', () => {
     assert.equal(devices.filter((d) => d.tags.wave === 'yes').length, 5);
   });
 
-  test('--failure-threshold stops the rollout after a failing wave: exit 3, the rest not attempted', { skip }, async () => {
+  test('--failure-threshold stops the rollout after a failing wave: exit 3, the rest not attempted', async () => {
     await hub.control('PUT', 'devices/device-0000/method', { offline: true });
     try {
       const result = await cli(['schedule-method', '--job-id', 'cli-fleet-3', '--device-ids', 'device-0000,device-0001,device-0002', '--waves', '1', '--failure-threshold', '0', '--method-name', 'm', '--poll-interval', '0.1', '-o', 'json']);

@@ -152,9 +152,6 @@ function formatFleetResult(result) {
 
 async function runFleet(client, kind, payload, settings, values, out) {
   const call = kind === 'method' ? 'runDeviceMethodJob' : 'runTwinUpdateJob';
-  if (typeof client[call] !== 'function') {
-    throw new CliError(`--${settings.fleet[0]} needs JobClient.${call} (the fleet calls), which this iothub-jobs addon does not have`, EXIT.unsupported);
-  }
   const { pollIntervalMs, timeoutMs, duration } = pollSettings(values);
   const progress = new Progress(process.stderr, `rollout ${settings.jobId}`);
   const options = {

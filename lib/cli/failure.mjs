@@ -13,7 +13,7 @@ export const EXIT = Object.freeze({
   notFound: 5, // no such job
   auth: 6, // no credentials, malformed connection string, rejected key or token, credential failure
   timeout: 7, // --poll-duration (or a call's own timeout) ran out; the job goes on
-  unsupported: 8, // the installed addon lacks a call this option needs
+  unsupported: 8, // this installation cannot do it (e.g. `emulator` without an emulator binary)
   interrupted: 130, // Ctrl-C while waiting; the job goes on
 });
 
