@@ -2,7 +2,8 @@
 // of the system that loads it. One table for the build, the check and the platform tests.
 //
 // `std`: where the target's standard library comes from —
-//   'rustup'  the installed stable toolchain has it (x86_64 gnu only);
+//   'rustup'  the pinned toolchain has it (x86_64 gnu only): built like the default build, with
+//             rustc's own linker and symbol order, against zig's glibc stubs (glibc-stubs.mjs);
 //   'debian'  Debian's rustc-web ships it prebuilt (libstd-rust-web-dev:<arch>);
 //   'source'  built from rust-web-src with -Zbuild-std (musl, macOS).
 export const PLATFORMS = [
