@@ -1,5 +1,6 @@
 // `npm run build:platforms [name…]`: builds the release addon for every platform package (or the
-// ones named) from this machine (cargo-zigbuild, or rustc's linker on zig's glibc stubs for x64), writes each into npm/<name>/ and checks it.
+// ones named) from this machine — cargo-zigbuild, or for x64 gnu rustc's own linker on zig's glibc
+// stubs — writes each into npm/<name>/ and checks it.
 // Needs `scripts/platforms/setup.sh` once. Builds run at the lowest priority on two jobs.
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, symlinkSync, existsSync } from 'node:fs';
@@ -19,11 +20,9 @@ function build(platform) {
   if (platform.std === 'rustup') return buildWithStubs(platform, env);
   const args = ['-n', '19', 'cargo', 'zigbuild', '--release', '--lib', '-p', 'iothub-jobs', '-j', '2'];
   args.push('--target-dir', TARGET_DIR, '--target', platform.glibc ? `${platform.triple}.${platform.glibc}` : platform.triple);
-  if (platform.std !== 'rustup') {
-    mkdirSync(DEBIAN_BIN, { recursive: true });
-    if (!existsSync(path.join(DEBIAN_BIN, 'cargo'))) symlinkSync('/usr/bin/cargo', path.join(DEBIAN_BIN, 'cargo'));
-    Object.assign(env, { PATH: `${DEBIAN_BIN}:${env.PATH}`, RUSTC: '/usr/bin/rustc' });
-  }
+  mkdirSync(DEBIAN_BIN, { recursive: true });
+  if (!existsSync(path.join(DEBIAN_BIN, 'cargo'))) symlinkSync('/usr/bin/cargo', path.join(DEBIAN_BIN, 'cargo'));
+  Object.assign(env, { PATH: `${DEBIAN_BIN}:${env.PATH}`, RUSTC: '/usr/bin/rustc' });
   if (platform.std === 'source') {
     // -Zbuild-std on a stable compiler; panic_unwind because napi turns panics into JS errors.
     env.RUSTC_BOOTSTRAP = '1';
