@@ -21,7 +21,11 @@ function build(platform) {
   const args = ['-n', '19', 'cargo', 'zigbuild', '--release', '--lib', '-p', 'iothub-jobs', '-j', '2'];
   args.push('--target-dir', TARGET_DIR, '--target', platform.glibc ? `${platform.triple}.${platform.glibc}` : platform.triple);
   mkdirSync(DEBIAN_BIN, { recursive: true });
-  if (!existsSync(path.join(DEBIAN_BIN, 'cargo'))) symlinkSync('/usr/bin/cargo', path.join(DEBIAN_BIN, 'cargo'));
+  // rustc strips Apple binaries (`strip = "symbols"`) with `rust-objcopy`, which Debian's rustc
+  // does not ship: LLVM's objcopy is that same tool.
+  for (const [name, tool] of [['cargo', '/usr/bin/cargo'], ['rust-objcopy', '/usr/bin/llvm-objcopy']]) {
+    if (!existsSync(path.join(DEBIAN_BIN, name))) symlinkSync(tool, path.join(DEBIAN_BIN, name));
+  }
   Object.assign(env, { PATH: `${DEBIAN_BIN}:${env.PATH}`, RUSTC: '/usr/bin/rustc' });
   if (platform.std === 'source') {
     // -Zbuild-std on a stable compiler; panic_unwind because napi turns panics into JS errors.
