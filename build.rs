@@ -13,6 +13,14 @@ fn main() {
         println!("cargo:rustc-cdylib-link-arg=-Wl,--no-demangle");
     }
 
+    // `npm run build:platforms linux-x64-gnu`: link against an old glibc's stub libraries
+    // (scripts/platforms/glibc-stubs.mjs) so that no symbol newer than that glibc is required,
+    // with the same compiler, linker and symbol order as the default build.
+    println!("cargo:rerun-if-env-changed=IOTHUB_JOBS_GLIBC_STUBS");
+    if let Ok(dir) = std::env::var("IOTHUB_JOBS_GLIBC_STUBS") {
+        println!("cargo:rustc-cdylib-link-arg=-L{dir}");
+    }
+
     // Lay out the code that `require` and the first calls run first and together, so that far
     // fewer of the addon's pages become resident. `--symbol-ordering-file` is an lld option (GNU
     // ld and gold reject it), so it is passed only when the link is known to go through lld; any

@@ -1,5 +1,6 @@
 // `npm run build:platforms [name…]`: builds the release addon for every platform package (or the
-// ones named) from this machine with cargo-zigbuild, writes each into npm/<name>/ and checks it.
+// ones named) from this machine — cargo-zigbuild, or for x64 gnu rustc's own linker on zig's glibc
+// stubs — writes each into npm/<name>/ and checks it.
 // Needs `scripts/platforms/setup.sh` once. Builds run at the lowest priority on two jobs.
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, symlinkSync, existsSync } from 'node:fs';
@@ -7,6 +8,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PLATFORMS, binaryName } from './targets.mjs';
 import { checkPlatform } from './check.mjs';
+import { glibcStubs } from './glibc-stubs.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const TARGET_DIR = path.join(ROOT, 'target', 'platforms');
@@ -15,13 +17,16 @@ const DEBIAN_BIN = path.join(TARGET_DIR, 'bin');
 
 function build(platform) {
   const env = { ...process.env };
+  if (platform.std === 'rustup') return buildWithStubs(platform, env);
   const args = ['-n', '19', 'cargo', 'zigbuild', '--release', '--lib', '-p', 'iothub-jobs', '-j', '2'];
   args.push('--target-dir', TARGET_DIR, '--target', platform.glibc ? `${platform.triple}.${platform.glibc}` : platform.triple);
-  if (platform.std !== 'rustup') {
-    mkdirSync(DEBIAN_BIN, { recursive: true });
-    if (!existsSync(path.join(DEBIAN_BIN, 'cargo'))) symlinkSync('/usr/bin/cargo', path.join(DEBIAN_BIN, 'cargo'));
-    Object.assign(env, { PATH: `${DEBIAN_BIN}:${env.PATH}`, RUSTC: '/usr/bin/rustc' });
+  mkdirSync(DEBIAN_BIN, { recursive: true });
+  // rustc strips Apple binaries (`strip = "symbols"`) with `rust-objcopy`, which Debian's rustc
+  // does not ship: LLVM's objcopy is that same tool.
+  for (const [name, tool] of [['cargo', '/usr/bin/cargo'], ['rust-objcopy', '/usr/bin/llvm-objcopy']]) {
+    if (!existsSync(path.join(DEBIAN_BIN, name))) symlinkSync(tool, path.join(DEBIAN_BIN, name));
   }
+  Object.assign(env, { PATH: `${DEBIAN_BIN}:${env.PATH}`, RUSTC: '/usr/bin/rustc' });
   if (platform.std === 'source') {
     // -Zbuild-std on a stable compiler; panic_unwind because napi turns panics into JS errors.
     env.RUSTC_BOOTSTRAP = '1';
@@ -32,10 +37,23 @@ function build(platform) {
     env[`CARGO_TARGET_${platform.triple.toUpperCase().replaceAll('-', '_')}_RUSTFLAGS`] = '-C target-feature=-crt-static';
   }
   execFileSync('nice', args, { cwd: ROOT, env, stdio: 'inherit' });
+  return install(platform, TARGET_DIR);
+}
 
+// The x64 gnu addon: the default build's compiler, flags and target directory (so every dependency
+// is already compiled and the symbol names match src/cold-start.order); only its link differs,
+// against glibc stubs instead of this machine's glibc (build.rs adds `-L` for them).
+function buildWithStubs(platform, env) {
+  env.IOTHUB_JOBS_GLIBC_STUBS = glibcStubs(TARGET_DIR, platform.arch, platform.glibc);
+  const args = ['-n', '19', 'cargo', 'build', '--release', '--lib', '-p', 'iothub-jobs', '-j', '2', '--target', platform.triple];
+  execFileSync('nice', args, { cwd: ROOT, env, stdio: 'inherit' });
+  return install(platform, path.join(ROOT, 'target'));
+}
+
+function install(platform, targetDir) {
   const library = platform.format === 'mach-o' ? 'libiothub_jobs.dylib' : 'libiothub_jobs.so';
   const destination = path.join(ROOT, 'npm', platform.name, binaryName(platform));
-  copyFileSync(path.join(TARGET_DIR, platform.triple, 'release', library), destination);
+  copyFileSync(path.join(targetDir, platform.triple, 'release', library), destination);
   return destination;
 }
 

