@@ -674,6 +674,26 @@ describe('process behaviour', () => {
     assert.ok(r.exitedAt - started < 15_000);
   });
 
+  test('a JSON.stringify replaced by one that does not write JSON: an ArgumentError, nothing sent', async () => {
+    // The request body is spliced from JSON.stringify's output; the core checks that it is JSON.
+    const code = `
+      JSON.stringify = () => '{not json';
+      import { createRequire } from 'node:module';
+      const { JobClient, errors } = createRequire(import.meta.url)(${entry});
+      const c = JobClient.fromConnectionString(process.env.CS, { retry: false });
+      try {
+        await c.scheduleDeviceMethod('bad-json', 'q', { methodName: 'm' });
+        console.log('resolved');
+      } catch (e) {
+        console.log(JSON.parse.name, e instanceof errors.ArgumentError, e.message);
+      }`;
+    hub.reset();
+    const r = await runChild(code, { CS: hub.connectionString });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^parse true jobId is not a JSON value: /m, r.stdout);
+    assert.equal(hub.requests.length, 0, 'a request was sent');
+  });
+
   test('an idle client (and a token-credential client) does not keep the process alive', async () => {
     const code = `
       import { createRequire } from 'node:module';
