@@ -674,6 +674,32 @@ describe('process behaviour', () => {
     assert.ok(r.exitedAt - started < 15_000);
   });
 
+  test('worker threads: each has its own completion queue; one ended mid-call does not disturb the rest', async () => {
+    const code = `
+      import { Worker } from 'node:worker_threads';
+      import { createRequire } from 'node:module';
+      const work = (n) => \`
+        const { JobClient } = require(\${JSON.stringify(${entry})});
+        const { parentPort } = require('node:worker_threads');
+        const c = JobClient.fromConnectionString(process.env.CS, { ca: require('node:fs').readFileSync(process.env.CA_PATH, 'utf8'), retry: false });
+        Promise.all(Array.from({ length: \${n} }, (_, i) => c.getJob('w' + i))).then((r) => parentPort.postMessage(r.length));
+      \`;
+      const done = (w) => new Promise((ok, fail) => { w.once('message', ok); w.once('error', fail); });
+      const a = new Worker(work(20), { eval: true, execArgv: [] });
+      const b = new Worker(work(20), { eval: true, execArgv: [] });
+      const doomed = new Worker(work(50), { eval: true, execArgv: [] });
+      doomed.once('online', () => setTimeout(() => doomed.terminate(), 20));
+      const { JobClient } = createRequire(import.meta.url)(${entry});
+      const main = JobClient.fromConnectionString(process.env.CS, { ca: (await import('node:fs')).readFileSync(process.env.CA_PATH, 'utf8'), retry: false });
+      const [na, nb, own] = await Promise.all([done(a), done(b), Promise.all([1, 2, 3].map((i) => main.getJob('m' + i)))]);
+      console.log('results', na, nb, own.length);
+      await Promise.all([a.terminate(), b.terminate()]);`;
+    hub.reset(() => ({ json: { jobId: 'w', status: 'completed' }, delayMs: 50 }));
+    const r = await runChild(code, { CS: hub.connectionString, CA_PATH });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^results 20 20 3$/m, r.stdout + r.stderr);
+  });
+
   test('a JSON.stringify replaced by one that does not write JSON: an ArgumentError, nothing sent', async () => {
     // The request body is spliced from JSON.stringify's output; the core checks that it is JSON.
     const code = `
