@@ -3,13 +3,13 @@
 // The side-by-side comparison with azure-iothub lives in parity.test.mjs.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import https from 'node:https';
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 
+import { RecordingServer, CA_PATH, CA_PEM } from './helpers/recording-server.mjs';
 import { JobClient as NamedJobClient, Query as NamedQuery, errors as namedErrors } from '../lib/main.js';
 
 const require = createRequire(import.meta.url);
@@ -18,48 +18,31 @@ const root = path.join(here, '..');
 const pkg = require('..');
 const { JobClient, Query, errors } = pkg;
 
-const fixtures = path.join(here, 'fixtures');
-const CA_PATH = path.join(fixtures, 'ca.pem');
-const CA = readFileSync(CA_PATH, 'utf8');
-const CERT = readFileSync(path.join(fixtures, 'server.pem'), 'utf8');
-const KEY = readFileSync(path.join(fixtures, 'server-key.pem'), 'utf8');
+const CA = CA_PEM;
 const KEY_B64 = Buffer.from('0123456789abcdef0123456789abcdef').toString('base64');
 const SCOPE = 'https://iothubs.azure.net/.default';
 
 // ---------------------------------------------------------------------------------------------
-// A tiny recording HTTPS server.
+// The hub: the shared recording server; `respond` sees each request with its body as text.
 
 class Hub {
   constructor() {
     this.requests = [];
     this.respond = () => ({ json: { jobId: 'job-1', status: 'completed' } });
-    this.server = https.createServer({ cert: CERT, key: KEY, keepAliveTimeout: 60_000 }, (req, res) => {
-      const chunks = [];
-      req.on('data', (c) => chunks.push(c));
-      req.on('end', () => {
-        const rec = { method: req.method, url: req.url, headers: req.headers, body: Buffer.concat(chunks).toString('utf8') };
+    this.server = new RecordingServer({
+      keepAliveTimeout: 60_000,
+      respond: (r) => {
+        const rec = { method: r.method, url: r.url, headers: r.headers, body: r.body.toString('utf8') };
         this.requests.push(rec);
-        const out = this.respond(rec) || {};
-        const headers = { ...(out.headers || {}) };
-        let body = out.body ?? '';
-        if (out.json !== undefined) {
-          body = JSON.stringify(out.json);
-          headers['content-type'] ??= 'application/json; charset=utf-8';
-        }
-        const send = () => {
-          res.writeHead(out.status || 200, out.statusMessage, headers);
-          res.end(body);
-        };
-        if (out.delayMs) setTimeout(send, out.delayMs);
-        else send();
-      });
+        return this.respond(rec);
+      },
     });
   }
   async start() {
-    await new Promise((resolve) => this.server.listen(0, '127.0.0.1', resolve));
-    this.port = this.server.address().port;
-    this.host = `127.0.0.1:${this.port}`;
-    this.connectionString = `HostName=${this.host};SharedAccessKeyName=iothubowner;SharedAccessKey=${KEY_B64}`;
+    await this.server.start();
+    this.port = this.server.port;
+    this.host = this.server.hostName;
+    this.connectionString = this.server.connectionString(KEY_B64);
     return this;
   }
   reset(respond) {
@@ -69,9 +52,8 @@ class Hub {
   client() {
     return JobClient.fromConnectionString(this.connectionString, { ca: CA, retry: false });
   }
-  async stop() {
-    this.server.closeAllConnections?.();
-    await new Promise((resolve) => this.server.close(resolve));
+  stop() {
+    return this.server.close();
   }
 }
 
