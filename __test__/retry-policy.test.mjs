@@ -1,4 +1,4 @@
-// Issue 4, the retry policy end to end: through the emulator's fault injection
+// The retry policy end to end: through the emulator's fault injection
 // (`PUT /_emulator/faults`) and request log, and a small local server for statuses and headers the
 // emulator does not inject (408, 504, Retry-After). Every 429 is retried, the Request-Id stays the
 // same across the attempts of one call, other 4xx are never retried, and a PUT whose response

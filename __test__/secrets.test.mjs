@@ -1,4 +1,4 @@
-// Issue 4, security: no error or log line ever shows the connection string's key, a SAS
+// Security: no error or log line ever shows the connection string's key, a SAS
 // signature, a whole SAS token or a bearer token. Drives every error path (401 with a wrong key,
 // expired / forged / malformed SAS, malformed connection strings, token-credential failures,
 // transport errors, timeouts) and scans each error's message, stack, util.inspect (incl.
