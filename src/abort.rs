@@ -1,11 +1,11 @@
 //! `abortSignal` support for the modern API.
 //!
 //! The call's future is raced against a `CancellationToken` that an `'abort'` listener on the
-//! caller's `AbortSignal` cancels. When the token wins, the call settles at once and the request future
-//! is dropped, which cancels it wherever it is (connecting, waiting for a response, or sleeping
-//! in a retry backoff): nothing in the core holds state that a drop could leave half-done. The
-//! listener is removed on the JavaScript thread when the call settles, so a long-lived signal
-//! collects no listeners.
+//! caller's `AbortSignal` cancels. When the token wins, the call settles at once and the request
+//! future is dropped, which cancels it wherever it is (connecting, waiting for a response, or
+//! sleeping in a retry backoff): nothing in the core holds state that a drop could leave
+//! half-done. The listener is removed on the JavaScript thread when the call settles, so a
+//! long-lived signal collects no listeners.
 
 use std::future::Future;
 use std::task::Poll;
