@@ -3,13 +3,13 @@
 // The side-by-side comparison with azure-iothub lives in parity.test.mjs.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import https from 'node:https';
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 
+import { RecordingServer, CA_PATH, CA_PEM } from './helpers/recording-server.mjs';
 import { JobClient as NamedJobClient, Query as NamedQuery, errors as namedErrors } from '../lib/main.js';
 
 const require = createRequire(import.meta.url);
@@ -18,48 +18,31 @@ const root = path.join(here, '..');
 const pkg = require('..');
 const { JobClient, Query, errors } = pkg;
 
-const fixtures = path.join(here, 'fixtures');
-const CA_PATH = path.join(fixtures, 'ca.pem');
-const CA = readFileSync(CA_PATH, 'utf8');
-const CERT = readFileSync(path.join(fixtures, 'server.pem'), 'utf8');
-const KEY = readFileSync(path.join(fixtures, 'server-key.pem'), 'utf8');
+const CA = CA_PEM;
 const KEY_B64 = Buffer.from('0123456789abcdef0123456789abcdef').toString('base64');
 const SCOPE = 'https://iothubs.azure.net/.default';
 
 // ---------------------------------------------------------------------------------------------
-// A tiny recording HTTPS server.
+// The hub: the shared recording server; `respond` sees each request with its body as text.
 
 class Hub {
   constructor() {
     this.requests = [];
     this.respond = () => ({ json: { jobId: 'job-1', status: 'completed' } });
-    this.server = https.createServer({ cert: CERT, key: KEY, keepAliveTimeout: 60_000 }, (req, res) => {
-      const chunks = [];
-      req.on('data', (c) => chunks.push(c));
-      req.on('end', () => {
-        const rec = { method: req.method, url: req.url, headers: req.headers, body: Buffer.concat(chunks).toString('utf8') };
+    this.server = new RecordingServer({
+      keepAliveTimeout: 60_000,
+      respond: (r) => {
+        const rec = { method: r.method, url: r.url, headers: r.headers, body: r.body.toString('utf8') };
         this.requests.push(rec);
-        const out = this.respond(rec) || {};
-        const headers = { ...(out.headers || {}) };
-        let body = out.body ?? '';
-        if (out.json !== undefined) {
-          body = JSON.stringify(out.json);
-          headers['content-type'] ??= 'application/json; charset=utf-8';
-        }
-        const send = () => {
-          res.writeHead(out.status || 200, out.statusMessage, headers);
-          res.end(body);
-        };
-        if (out.delayMs) setTimeout(send, out.delayMs);
-        else send();
-      });
+        return this.respond(rec);
+      },
     });
   }
   async start() {
-    await new Promise((resolve) => this.server.listen(0, '127.0.0.1', resolve));
-    this.port = this.server.address().port;
-    this.host = `127.0.0.1:${this.port}`;
-    this.connectionString = `HostName=${this.host};SharedAccessKeyName=iothubowner;SharedAccessKey=${KEY_B64}`;
+    await this.server.start();
+    this.port = this.server.port;
+    this.host = this.server.hostName;
+    this.connectionString = this.server.connectionString(KEY_B64);
     return this;
   }
   reset(respond) {
@@ -69,9 +52,8 @@ class Hub {
   client() {
     return JobClient.fromConnectionString(this.connectionString, { ca: CA, retry: false });
   }
-  async stop() {
-    this.server.closeAllConnections?.();
-    await new Promise((resolve) => this.server.close(resolve));
+  stop() {
+    return this.server.close();
   }
 }
 
@@ -672,6 +654,52 @@ describe('process behaviour', () => {
     // The hub keeps connections alive for 60 s; the process must not wait for them.
     assert.ok(r.exitedAt - last.at < 2000, `exited ${r.exitedAt - last.at} ms after the last callback`);
     assert.ok(r.exitedAt - started < 15_000);
+  });
+
+  test('worker threads: each has its own completion queue; one ended mid-call does not disturb the rest', async () => {
+    const code = `
+      import { Worker } from 'node:worker_threads';
+      import { createRequire } from 'node:module';
+      const work = (n) => \`
+        const { JobClient } = require(\${JSON.stringify(${entry})});
+        const { parentPort } = require('node:worker_threads');
+        const c = JobClient.fromConnectionString(process.env.CS, { ca: require('node:fs').readFileSync(process.env.CA_PATH, 'utf8'), retry: false });
+        Promise.all(Array.from({ length: \${n} }, (_, i) => c.getJob('w' + i))).then((r) => parentPort.postMessage(r.length));
+      \`;
+      const done = (w) => new Promise((ok, fail) => { w.once('message', ok); w.once('error', fail); });
+      const a = new Worker(work(20), { eval: true, execArgv: [] });
+      const b = new Worker(work(20), { eval: true, execArgv: [] });
+      const doomed = new Worker(work(50), { eval: true, execArgv: [] });
+      doomed.once('online', () => setTimeout(() => doomed.terminate(), 20));
+      const { JobClient } = createRequire(import.meta.url)(${entry});
+      const main = JobClient.fromConnectionString(process.env.CS, { ca: (await import('node:fs')).readFileSync(process.env.CA_PATH, 'utf8'), retry: false });
+      const [na, nb, own] = await Promise.all([done(a), done(b), Promise.all([1, 2, 3].map((i) => main.getJob('m' + i)))]);
+      console.log('results', na, nb, own.length);
+      await Promise.all([a.terminate(), b.terminate()]);`;
+    hub.reset(() => ({ json: { jobId: 'w', status: 'completed' }, delayMs: 50 }));
+    const r = await runChild(code, { CS: hub.connectionString, CA_PATH });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^results 20 20 3$/m, r.stdout + r.stderr);
+  });
+
+  test('a JSON.stringify replaced by one that does not write JSON: an ArgumentError, nothing sent', async () => {
+    // The request body is spliced from JSON.stringify's output; the core checks that it is JSON.
+    const code = `
+      JSON.stringify = () => '{not json';
+      import { createRequire } from 'node:module';
+      const { JobClient, errors } = createRequire(import.meta.url)(${entry});
+      const c = JobClient.fromConnectionString(process.env.CS, { retry: false });
+      try {
+        await c.scheduleDeviceMethod('bad-json', 'q', { methodName: 'm' });
+        console.log('resolved');
+      } catch (e) {
+        console.log(JSON.parse.name, e instanceof errors.ArgumentError, e.message);
+      }`;
+    hub.reset();
+    const r = await runChild(code, { CS: hub.connectionString });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^parse true jobId is not a JSON value: /m, r.stdout);
+    assert.equal(hub.requests.length, 0, 'a request was sent');
   });
 
   test('an idle client (and a token-credential client) does not keep the process alive', async () => {

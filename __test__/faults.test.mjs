@@ -1,4 +1,4 @@
-// Issue 4: 2,000 job operations (schedule method and twin jobs, get, cancel) at concurrency 32
+// 2,000 job operations (schedule method and twin jobs, get, cancel) at concurrency 32
 // through iothub-jobs against an emulator that throttles, fails, resets and drops
 // (429:0.1, 503:0.05, reset:0.05, drop:0.05, latency 1-20 ms). Retries must absorb every fault:
 // every call resolves, every scheduled job exists on the hub exactly once, no unhandled

@@ -10,8 +10,6 @@
 // assignments are real `setenv`s), and every test restores what it changed.
 import { test, describe, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import http from 'node:http';
-import https from 'node:https';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync, chmodSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -20,6 +18,7 @@ import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 
 import { startEmulator } from './helpers/emulator.mjs';
+import { RecordingServer } from './helpers/recording-server.mjs';
 
 const require = createRequire(import.meta.url);
 const { JobClient } = require('../lib/main.js');
@@ -66,23 +65,24 @@ let msiHttp;
 let tmp;
 
 /** One request-recording server for the Entra token endpoint (HTTPS) and the MSI endpoint. */
-function recorder(handler) {
+/**
+ * The shared recording server (HTTPS, or HTTP with `tls: false`) with requests recorded as
+ * { method, path, query, headers, body } and answered by `handler(rec, json)`.
+ */
+async function recorder(handler, { tls = true } = {}) {
   const requests = [];
-  const onRequest = (req, res) => {
-    let body = '';
-    req.setEncoding('utf8').on('data', (d) => (body += d));
-    req.on('end', () => {
+  const json = (status, obj) => ({ status, json: obj });
+  const server = new RecordingServer({
+    tls,
+    respond: (req) => {
       const url = new URL(req.url, 'http://x');
-      const rec = { method: req.method, path: url.pathname, query: Object.fromEntries(url.searchParams), headers: req.headers, body };
+      const rec = { method: req.method, path: url.pathname, query: Object.fromEntries(url.searchParams), headers: req.headers, body: req.body.toString('utf8') };
       requests.push(rec);
-      const json = (status, obj) => {
-        res.writeHead(status, { 'content-type': 'application/json; charset=utf-8' });
-        res.end(JSON.stringify(obj));
-      };
-      handler(rec, json);
-    });
-  };
-  return { requests, onRequest };
+      return handler(rec, json);
+    },
+  });
+  await server.start();
+  return { server, requests };
 }
 
 /** Entra: POST /<tenant>/oauth2/v2.0/token; App Service MSI: GET /msi/token. */
@@ -118,12 +118,7 @@ function msiHandler(rec, json, token) {
   }
   const expiresOn = String(Math.floor(Date.now() / 1000) + 3600);
   const chosen = rec.query.client_id === 'user-assigned-id' ? TOKENS.msiUser : token;
-  json(200, { access_token: chosen, expires_on: expiresOn, resource: rec.query.resource, token_type: 'Bearer' });
-}
-
-async function listen(server) {
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return server.address().port;
+  return json(200, { access_token: chosen, expires_on: expiresOn, resource: rec.query.resource, token_type: 'Bearer' });
 }
 
 before(async () => {
@@ -132,29 +127,18 @@ before(async () => {
   hubCa = readFileSync(hub.caPath, 'utf8');
   both = hubCa + '\n' + FIXTURE_CA;
 
-  const e = recorder(entraHandler);
-  const server = https.createServer(
-    { cert: readFileSync(path.join(fixtures, 'server.pem')), key: readFileSync(path.join(fixtures, 'server-key.pem')) },
-    e.onRequest,
-  );
-  const port = await listen(server);
-  entra = { server, requests: e.requests, authorityHost: `https://127.0.0.1:${port}`, port };
+  const e = await recorder(entraHandler);
+  entra = { server: e.server, requests: e.requests, authorityHost: e.server.url, port: e.server.port };
 
-  const m = recorder((rec, json) => (rec.path === '/msi/token' ? msiHandler(rec, json, TOKENS.msiHttp) : json(404, {})));
-  const msiServer = http.createServer(m.onRequest);
-  const msiPort = await listen(msiServer);
-  msiHttp = { server: msiServer, requests: m.requests, endpoint: `http://127.0.0.1:${msiPort}/msi/token` };
+  const m = await recorder((rec, json) => (rec.path === '/msi/token' ? msiHandler(rec, json, TOKENS.msiHttp) : json(404, {})), { tls: false });
+  msiHttp = { server: m.server, requests: m.requests, endpoint: `${m.server.url}/msi/token` };
 
   tmp = mkdtempSync(path.join(tmpdir(), 'iothub-jobs-identity-'));
 });
 
 after(async () => {
   restoreEnv();
-  for (const s of [entra?.server, msiHttp?.server]) {
-    if (!s) continue;
-    s.closeAllConnections();
-    await new Promise((resolve) => s.close(resolve));
-  }
+  await Promise.all([entra?.server.close(), msiHttp?.server.close()]);
   await hub?.stop();
   if (tmp) rmSync(tmp, { recursive: true, force: true });
 });
@@ -400,18 +384,16 @@ describe('common options on the native factories', () => {
     assert.match(JSON.stringify(query.query ?? query.path), /2020-09-30/);
 
     // A token endpoint that never answers: the call timeout ends the call.
-    const hang = http.createServer(() => {});
-    const port = await listen(hang);
+    const hang = await new RecordingServer({ tls: false, fallback: { hang: true } }).start();
     try {
-      process.env.IDENTITY_ENDPOINT = `http://127.0.0.1:${port}/msi/token`;
+      process.env.IDENTITY_ENDPOINT = `${hang.url}/msi/token`;
       process.env.IDENTITY_HEADER = IDENTITY_HEADER;
       const slow = JobClient.fromManagedIdentity(hub.hostName, { ca: hubCa, timeoutMs: 300, retry: false });
       const started = Date.now();
       await assert.rejects(slow.getJob('x'), { name: 'TimeoutError' });
       assert.ok(Date.now() - started < 5_000);
     } finally {
-      hang.closeAllConnections();
-      await new Promise((resolve) => hang.close(resolve));
+      await hang.close();
     }
   });
 });

@@ -14,14 +14,13 @@
 // getToken, `this` binding) are in client.test.mjs and not repeated here.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import https from 'node:https';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 
 import { startEmulator } from './helpers/emulator.mjs';
+import { RecordingServer } from './helpers/recording-server.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.join(here, '..');
@@ -57,29 +56,22 @@ class TokenEndpoint {
   constructor() {
     this.requests = [];
     this.issued = {};
-    this.server = https.createServer(
-      { cert: readFileSync(path.join(fixtures, 'server.pem')), key: readFileSync(path.join(fixtures, 'server-key.pem')) },
-      (req, res) => {
-        let body = '';
-        req.setEncoding('utf8').on('data', (d) => (body += d));
-        req.on('end', () => this.handle(req, body, res));
-      },
-    );
+    this.server = new RecordingServer({ respond: (req) => this.handle(req, req.body.toString('utf8')) });
   }
   async start() {
-    await new Promise((resolve) => this.server.listen(0, '127.0.0.1', resolve));
-    this.authorityHost = `https://127.0.0.1:${this.server.address().port}`;
+    await this.server.start();
+    this.authorityHost = this.server.url;
     return this;
   }
-  async stop() {
-    this.server.closeAllConnections();
-    await new Promise((resolve) => this.server.close(resolve));
+  stop() {
+    return this.server.close();
   }
   /** Recorded requests of one tenant, as { kind: 'discovery'|'token'|'other', method, path, headers, form }. */
   of(tenant) {
     return this.requests.filter((r) => r.tenant === tenant);
   }
-  handle(req, body, res) {
+  /** The scripted answer to one recorded request. */
+  handle(req, body) {
     const url = new URL(req.url, this.authorityHost);
     const [, tenant, ...rest] = url.pathname.split('/');
     const sub = rest.join('/');
@@ -88,10 +80,7 @@ class TokenEndpoint {
     if (kind === 'token') rec.form = Object.fromEntries(new URLSearchParams(body));
     this.requests.push(rec);
     const behaviour = TENANTS[tenant];
-    const json = (status, obj) => {
-      res.writeHead(status, { 'content-type': 'application/json; charset=utf-8' });
-      res.end(JSON.stringify(obj));
-    };
+    const json = (status, obj, delayMs) => ({ status, json: obj, delayMs });
     if (!behaviour || kind === 'other') return json(404, { error: 'not_found' });
     const base = `${this.authorityHost}/${tenant}`;
     if (kind === 'discovery') {
@@ -118,10 +107,11 @@ class TokenEndpoint {
     }
     const n = (this.issued[tenant] = (this.issued[tenant] ?? 0) + 1);
     rec.issued = tokenFor(tenant, n);
-    const answer = () =>
-      json(200, { token_type: 'Bearer', expires_in: behaviour.expiresIn, ext_expires_in: behaviour.expiresIn, access_token: rec.issued });
-    if (behaviour.delayMs) setTimeout(answer, behaviour.delayMs);
-    else answer();
+    return json(
+      200,
+      { token_type: 'Bearer', expires_in: behaviour.expiresIn, ext_expires_in: behaviour.expiresIn, access_token: rec.issued },
+      behaviour.delayMs,
+    );
   }
 }
 

@@ -8,16 +8,15 @@
 // signatures and bearer tokens that must not appear on stderr.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import https from 'node:https';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 
+import { RecordingServer, CA_PATH } from './helpers/recording-server.mjs';
+
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.join(here, '..');
-const fixtures = path.join(here, 'fixtures');
 const RUN = randomBytes(6).toString('hex');
 const KEY = Buffer.from(`key-material-${RUN}`).toString('base64');
 const BEARER = `bearer-token-${RUN}`;
@@ -31,38 +30,26 @@ const authorizations = [];
 const attemptsPerJob = new Map();
 
 before(async () => {
-  server = https.createServer(
-    { cert: readFileSync(path.join(fixtures, 'server.pem')), key: readFileSync(path.join(fixtures, 'server-key.pem')) },
-    (req, res) => {
-      let body = '';
-      req.setEncoding('utf8').on('data', (d) => (body += d));
-      req.on('end', () => {
-        const url = new URL(req.url, 'https://x');
-        const json = (status, obj) => {
-          res.writeHead(status, { 'content-type': 'application/json; charset=utf-8' });
-          res.end(JSON.stringify(obj));
-        };
-        if (url.pathname.endsWith('/oauth2/v2.0/token')) {
-          return json(200, { token_type: 'Bearer', expires_in: 3600, access_token: ISSUED });
-        }
-        if (req.headers.authorization) authorizations.push(req.headers.authorization);
-        const m = /^\/jobs\/v2\/([^/]+)$/.exec(url.pathname);
-        if (req.method !== 'GET' || !m) return json(404, { Message: 'not found' });
-        const n = (attemptsPerJob.get(m[1]) ?? 0) + 1;
-        attemptsPerJob.set(m[1], n);
-        if (n === 1) return json(503, { Message: 'ErrorCode:ServiceUnavailable;try again' });
-        json(200, { jobId: decodeURIComponent(m[1]), status: 'completed', type: 'scheduleDeviceMethod' });
-      });
+  server = await new RecordingServer({
+    respond: (req) => {
+      const url = new URL(req.url, 'https://x')
+      const json = (status, obj) => ({ status, json: obj })
+      if (url.pathname.endsWith('/oauth2/v2.0/token')) {
+        return json(200, { token_type: 'Bearer', expires_in: 3600, access_token: ISSUED })
+      }
+      if (req.headers.authorization) authorizations.push(req.headers.authorization)
+      const m = /^\/jobs\/v2\/([^/]+)$/.exec(url.pathname)
+      if (req.method !== 'GET' || !m) return json(404, { Message: 'not found' })
+      const n = (attemptsPerJob.get(m[1]) ?? 0) + 1
+      attemptsPerJob.set(m[1], n)
+      if (n === 1) return json(503, { Message: 'ErrorCode:ServiceUnavailable;try again' })
+      return json(200, { jobId: decodeURIComponent(m[1]), status: 'completed', type: 'scheduleDeviceMethod' })
     },
-  );
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  host = `127.0.0.1:${server.address().port}`;
-});
+  }).start()
+  host = server.hostName
+})
 
-after(async () => {
-  server.closeAllConnections();
-  await new Promise((resolve) => server.close(resolve));
-});
+after(() => server.close())
 
 const SCRIPT = `
 import { createRequire } from 'node:module';
@@ -101,7 +88,7 @@ function run(tag, env) {
       bearer: BEARER,
       clientSecret: CLIENT_SECRET,
       pathSecret: PATH_SECRET,
-      caPath: path.join(fixtures, 'ca.pem'),
+      caPath: CA_PATH,
       tag,
     }),
   });

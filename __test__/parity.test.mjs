@@ -11,7 +11,7 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 
-import { RecordingServer } from './parity/server.mjs';
+import { RecordingServer } from './helpers/recording-server.mjs';
 import { sides, ours, oursLoadFailure, referenceVersion, oursVersion, reference, referenceErrors, OURS_IS_REFERENCE } from './parity/clients.mjs';
 import {
   KEY,

@@ -5,20 +5,16 @@
 import { test, describe, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import https from 'node:https';
 import net from 'node:net';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
-import path from 'node:path';
 
 import { startEmulator } from './helpers/emulator.mjs';
+import { RecordingServer, CA_PEM } from './helpers/recording-server.mjs';
 
 const require = createRequire(import.meta.url);
 const { JobClient } = require('../lib/main.js');
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const fixtures = path.join(here, 'fixtures');
 const PROXY_VARS = ['HTTPS_PROXY', 'https_proxy', 'HTTP_PROXY', 'http_proxy', 'ALL_PROXY', 'all_proxy', 'NO_PROXY', 'no_proxy'];
 const saved = Object.fromEntries(PROXY_VARS.map((k) => [k, process.env[k]]));
 function clearProxyEnv() {
@@ -232,20 +228,12 @@ describe('native credentials', () => {
   test('token requests go through the proxy too', async () => {
     const token = `proxy-token-${process.pid}`;
     const hub2 = await startEmulator({ args: ['--bearer-token', token] });
-    const entra = https.createServer(
-      { cert: readFileSync(path.join(fixtures, 'server.pem')), key: readFileSync(path.join(fixtures, 'server-key.pem')) },
-      (req, res) => {
-        req.resume();
-        req.on('end', () => {
-          res.writeHead(200, { 'content-type': 'application/json' });
-          res.end(JSON.stringify({ token_type: 'Bearer', expires_in: 3600, access_token: token }));
-        });
-      },
-    );
-    await new Promise((resolve) => entra.listen(0, '127.0.0.1', resolve));
-    const entraHost = `127.0.0.1:${entra.address().port}`;
+    const entra = await new RecordingServer({
+      fallback: { status: 200, headers: { 'content-type': 'application/json' }, json: { token_type: 'Bearer', expires_in: 3600, access_token: token } },
+    }).start();
+    const entraHost = entra.hostName;
     try {
-      const ca = readFileSync(hub2.caPath, 'utf8') + '\n' + readFileSync(path.join(fixtures, 'ca.pem'), 'utf8');
+      const ca = readFileSync(hub2.caPath, 'utf8') + '\n' + CA_PEM;
       const client = JobClient.fromClientSecret(hub2.hostName, 'tenant', 'client', 'secret', {
         authorityHost: `https://${entraHost}`,
         ca,
@@ -271,8 +259,7 @@ describe('native credentials', () => {
       await call(bypass);
       assert.equal(tunnelsTo(proxy, entraHost), before + 1, 'NO_PROXY bypassed the proxy for the token request');
     } finally {
-      entra.closeAllConnections();
-      await new Promise((resolve) => entra.close(resolve));
+      await entra.close();
       await hub2.stop();
     }
   });

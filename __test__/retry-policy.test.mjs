@@ -1,4 +1,4 @@
-// Issue 4, the retry policy end to end: through the emulator's fault injection
+// The retry policy end to end: through the emulator's fault injection
 // (`PUT /_emulator/faults`) and request log, and a small local server for statuses and headers the
 // emulator does not inject (408, 504, Retry-After). Every 429 is retried, the Request-Id stays the
 // same across the attempts of one call, other 4xx are never retried, and a PUT whose response
@@ -6,12 +6,10 @@
 // for a *different* existing job still fails like the reference.
 import { test, describe, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import https from 'node:https'
-import path from 'node:path'
 import { readFileSync } from 'node:fs'
-import { fileURLToPath } from 'node:url'
 
 import { startEmulator } from './helpers/emulator.mjs'
+import { RecordingServer, CA_PEM } from './helpers/recording-server.mjs'
 import { pkg, byRequestId, pool } from './helpers/reliability.mjs'
 import { SecretSet, errorTexts } from './helpers/secrets.mjs'
 
@@ -258,35 +256,27 @@ describe('retry policy against a real throttle (emulator --tier S1: one active j
 })
 
 describe('retry policy against a scripted server (statuses and headers the emulator does not inject)', () => {
-  const fixtures = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures')
   const KEY_B64 = Buffer.from('retry-policy-suite-key-0123456789').toString('base64')
-  let server
   let cs
   let script = () => ({ status: 200 })
   const seen = []
+  const server = new RecordingServer({
+    respond: (req) => {
+      seen.push({ at: req.at, id: req.headers['request-id'], method: req.method, url: req.url })
+      const { status, headers = {}, code = 'X' } = script(seen.length)
+      const body =
+        status < 300
+          ? JSON.stringify({ jobId: 'j', type: 'scheduleDeviceMethod', status: 'completed' })
+          : JSON.stringify({ Message: `ErrorCode:${code};scripted`, ExceptionMessage: 'Tracking ID:0-G:0-TimeStamp:01/01/2026 00:00:00' })
+      return { status, headers: { 'content-type': 'application/json', ...headers }, body }
+    },
+  })
   before(async () => {
-    server = https.createServer(
-      { cert: readFileSync(path.join(fixtures, 'server.pem')), key: readFileSync(path.join(fixtures, 'server-key.pem')) },
-      (req, res) => {
-        req.resume().on('end', () => {
-          seen.push({ at: performance.now(), id: req.headers['request-id'], method: req.method, url: req.url })
-          const { status, headers = {}, code = 'X' } = script(seen.length)
-          const body =
-            status < 300
-              ? JSON.stringify({ jobId: 'j', type: 'scheduleDeviceMethod', status: 'completed' })
-              : JSON.stringify({ Message: `ErrorCode:${code};scripted`, ExceptionMessage: 'Tracking ID:0-G:0-TimeStamp:01/01/2026 00:00:00' })
-          res.writeHead(status, { 'content-type': 'application/json', ...headers }).end(body)
-        })
-      },
-    )
-    await new Promise((r) => server.listen(0, '127.0.0.1', r))
-    cs = `HostName=127.0.0.1:${server.address().port};SharedAccessKeyName=iothubowner;SharedAccessKey=${KEY_B64}`
+    await server.start()
+    cs = server.connectionString(KEY_B64)
   })
-  after(() => {
-    server.closeAllConnections()
-    return new Promise((r) => server.close(r))
-  })
-  const ca = () => readFileSync(path.join(fixtures, 'ca.pem'), 'utf8')
+  after(() => server.close())
+  const ca = () => CA_PEM
 
   const table = [
     [408, 3],

@@ -1,4 +1,4 @@
-// Issue 4, security: no error or log line ever shows the connection string's key, a SAS
+// Security: no error or log line ever shows the connection string's key, a SAS
 // signature, a whole SAS token or a bearer token. Drives every error path (401 with a wrong key,
 // expired / forged / malformed SAS, malformed connection strings, token-credential failures,
 // transport errors, timeouts) and scans each error's message, stack, util.inspect (incl.
@@ -10,7 +10,6 @@
 // DEBUG=iothub-jobs* is set (crates/core/src/log.rs); the child-process test scans them all.
 import { test, describe, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import https from 'node:https'
 import net from 'node:net'
 import path from 'node:path'
 import os from 'node:os'
@@ -22,6 +21,7 @@ import { fileURLToPath } from 'node:url'
 import { setup, makeSas, GOOD_BEARER, FAST } from './helpers/secret-scenarios.mjs'
 import { SecretSet, errorTexts } from './helpers/secrets.mjs'
 import { pkg } from './helpers/reliability.mjs'
+import { RecordingServer, CA_PEM } from './helpers/recording-server.mjs'
 
 const { JobClient, errors } = pkg
 const here = path.dirname(fileURLToPath(import.meta.url))
@@ -96,21 +96,16 @@ describe('secrets never appear in errors', () => {
   // The raw body stays available as `responseBody` (the server's bytes, like `.response`); every
   // message we build from it is scrubbed.
   test("a hub that echoes the request's Authorization in its error body: the message is scrubbed", async () => {
-    const fixtures = path.join(here, 'fixtures')
-    const server = https.createServer(
-      { cert: readFileSync(path.join(fixtures, 'server.pem')), key: readFileSync(path.join(fixtures, 'server-key.pem')) },
-      (req, res) => {
-        req.resume().on('end', () => {
-          const body = JSON.stringify({ Message: `ErrorCode:IotHubUnauthorizedAccess;Token ${req.headers.authorization} is not valid`, ExceptionMessage: '' })
-          res.writeHead(401, { 'content-type': 'application/json', 'iothub-errorcode': 'IotHubUnauthorizedAccess' }).end(body)
-        })
-      },
-    )
-    await new Promise((r) => server.listen(0, '127.0.0.1', r))
+    const server = await new RecordingServer({
+      respond: (req) => ({
+        status: 401,
+        headers: { 'content-type': 'application/json', 'iothub-errorcode': 'IotHubUnauthorizedAccess' },
+        json: { Message: `ErrorCode:IotHubUnauthorizedAccess;Token ${req.headers.authorization} is not valid`, ExceptionMessage: '' },
+      }),
+    }).start()
     const key = Buffer.from('echo-suite-key-0123456789abcdef').toString('base64')
     try {
-      const cs = `HostName=127.0.0.1:${server.address().port};SharedAccessKeyName=iothubowner;SharedAccessKey=${key}`
-      const err = await JobClient.fromConnectionString(cs, { ca: readFileSync(path.join(fixtures, 'ca.pem'), 'utf8'), retry: FAST })
+      const err = await JobClient.fromConnectionString(server.connectionString(key), { ca: CA_PEM, retry: FAST })
         .getJob('x')
         .then(() => null, (e) => e)
       assert.ok(err)
@@ -120,8 +115,7 @@ describe('secrets never appear in errors', () => {
       assert.match(err.message, /^Token SharedAccessSignature sr=.* is not valid$/, 'the rest of the message is kept')
       new SecretSet().add('key', key).add('echoed sig', sig).assertClean([err.message, err.stack, String(err)], 'echoed Authorization')
     } finally {
-      server.closeAllConnections()
-      await new Promise((r) => server.close(r))
+      await server.close()
     }
   })
 

@@ -1,4 +1,4 @@
-// Issue 4 soak: 100,000 getJob calls through one client against the emulator (no faults).
+// Soak: 100,000 getJob calls through one client against the emulator (no faults).
 // RSS after the first 10,000 calls vs at the end must grow by less than 10%, and the number of
 // open file descriptors must not grow (the connection pool is reused, nothing leaks). Runs in a
 // child process with --expose-gc so the figures are the client's alone and taken after a GC.

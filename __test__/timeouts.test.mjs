@@ -1,24 +1,19 @@
-// Issue 4, timeouts end to end: a silent server can no longer hang a caller (TimeoutError with a
+// Timeouts end to end: a silent server can no longer hang a caller (TimeoutError with a
 // clear message within `timeoutMs`), a refused or resetting port rejects after its retries
 // instead of hanging, and `retry: false` restores the reference's single attempt (one request in
 // the emulator's request log, whatever the fault).
 import { test, describe, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import https from 'node:https'
 import net from 'node:net'
-import path from 'node:path'
 import { readFileSync } from 'node:fs'
-import { fileURLToPath } from 'node:url'
 
 import { startEmulator } from './helpers/emulator.mjs'
+import { RecordingServer, CA_PEM } from './helpers/recording-server.mjs'
 import { pkg, refusedPort } from './helpers/reliability.mjs'
 import { SecretSet, errorTexts } from './helpers/secrets.mjs'
 
 const { JobClient, errors } = pkg
-const fixtures = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures')
-const CA = readFileSync(path.join(fixtures, 'ca.pem'), 'utf8')
-const CERT = readFileSync(path.join(fixtures, 'server.pem'))
-const KEY = readFileSync(path.join(fixtures, 'server-key.pem'))
+const CA = CA_PEM
 const KEY_B64 = Buffer.from('timeouts-suite-key-0123456789abcdef').toString('base64')
 const csFor = (port) => `HostName=127.0.0.1:${port};SharedAccessKeyName=iothubowner;SharedAccessKey=${KEY_B64}`
 const FAST = { maxRetries: 3, initialDelayMs: 20, maxDelayMs: 50 }
@@ -45,18 +40,13 @@ describe('timeouts: a silent server', () => {
   const sockets = new Set()
   let httpsPort
   let tcpPort
-  let httpsRequests = 0
   let tcpConnections = 0
-  let httpsServer
+  // Completes the TLS handshake, reads the request, never answers.
+  const httpsServer = new RecordingServer({ fallback: { hang: true } })
   let tcpServer
 
   before(async () => {
-    // Completes the TLS handshake, reads the request, never answers.
-    httpsServer = https.createServer({ cert: CERT, key: KEY }, () => {
-      httpsRequests++
-    })
-    httpsServer.on('connection', (s) => sockets.add(s))
-    httpsPort = await listen(httpsServer)
+    httpsPort = (await httpsServer.start()).port
     // Accepts TCP and never says a word (the TLS handshake never completes).
     tcpServer = net.createServer((s) => {
       tcpConnections++
@@ -66,7 +56,7 @@ describe('timeouts: a silent server', () => {
   })
   after(async () => {
     for (const s of sockets) s.destroy()
-    await Promise.all([httpsServer, tcpServer].map((s) => new Promise((r) => s.close(r))))
+    await Promise.all([httpsServer.close(), new Promise((r) => tcpServer.close(r))])
   })
 
   for (const [label, retry] of [
@@ -74,7 +64,7 @@ describe('timeouts: a silent server', () => {
     ['retry: false', false],
   ]) {
     test(`no response → TimeoutError within timeoutMs (${label})`, async () => {
-      httpsRequests = 0
+      httpsServer.reset()
       const timeoutMs = 1200
       const client = JobClient.fromConnectionString(csFor(httpsPort), { ca: CA, timeoutMs, retry })
       const { ms, error } = await elapsed(client.getJob('never-answered'))
@@ -85,7 +75,7 @@ describe('timeouts: a silent server', () => {
       assert.match(error.message, /1200 ms/, 'the message names the configured limit')
       assert.ok(ms >= timeoutMs - 50, `rejected after ${ms.toFixed(0)} ms, before the ${timeoutMs} ms limit`)
       assert.ok(ms <= timeoutMs + SLACK_MS, `rejected after ${ms.toFixed(0)} ms (limit ${timeoutMs})`)
-      assert.equal(httpsRequests, 1, 'the request reached the server once')
+      assert.equal(httpsServer.requests.length, 1, 'the request reached the server once')
       secrets.assertClean(errorTexts(error), 'timeout error')
     })
   }

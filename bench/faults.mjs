@@ -1,4 +1,4 @@
-// Issue 4's fault workload through azure-iothub and through iothub-jobs, in one run, against
+// The fault workload (the same as __test__/faults.test.mjs) through azure-iothub and through iothub-jobs, in one run, against
 //   iothub-emulator --faults 429:0.1,503:0.05,reset:0.05,drop:0.05,latency:1-20ms
 // 2,000 operations per package (schedule method and twin jobs, get, cancel; bench/workers/faults.mjs)
 // at concurrency 32. For each package: calls failed, jobs lost (a schedule call whose job is not

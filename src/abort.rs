@@ -1,53 +1,22 @@
 //! `abortSignal` support for the modern API.
 //!
-//! The call's future is raced against an abort flag set by an `'abort'` listener on the
-//! caller's `AbortSignal`. When the flag wins, the call settles at once and the request future
-//! is dropped, which cancels it wherever it is (connecting, waiting for a response, or sleeping
-//! in a retry backoff): nothing in the core holds state that a drop could leave half-done. The
-//! listener is removed on the JavaScript thread when the call settles, so a long-lived signal
-//! collects no listeners.
+//! The call's future is raced against a `CancellationToken` that an `'abort'` listener on the
+//! caller's `AbortSignal` cancels. When the token wins, the call settles at once and the request
+//! future is dropped, which cancels it wherever it is (connecting, waiting for a response, or
+//! sleeping in a retry backoff): nothing in the core holds state that a drop could leave
+//! half-done. The listener is removed on the JavaScript thread when the call settles, so a
+//! long-lived signal collects no listeners.
 
 use std::future::Future;
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
+use std::task::Poll;
 
 use napi::bindgen_prelude::{Env, JsValue};
 use napi::sys::{napi_env, napi_value};
 use napi::Result;
+use tokio_util::sync::CancellationToken;
 
 use crate::errors;
 use crate::js::{self, Kind, Retained};
-
-/// Set once by the `'abort'` listener (JavaScript thread), awaited by the request (runtime).
-#[derive(Default)]
-pub(crate) struct AbortFlag {
-    state: Mutex<(bool, Option<Waker>)>,
-}
-
-impl AbortFlag {
-    fn abort(&self) {
-        let waker = {
-            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            state.0 = true;
-            state.1.take()
-        };
-        if let Some(waker) = waker {
-            waker.wake();
-        }
-    }
-
-    fn poll_aborted(&self, cx: &mut Context<'_>) -> Poll<()> {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if state.0 {
-            return Poll::Ready(());
-        }
-        match &state.1 {
-            Some(w) if w.will_wake(cx.waker()) => {}
-            _ => state.1 = Some(cx.waker().clone()),
-        }
-        Poll::Pending
-    }
-}
 
 /// How a raced call ended.
 pub(crate) enum Raced<T> {
@@ -55,14 +24,17 @@ pub(crate) enum Raced<T> {
     Aborted,
 }
 
-/// Runs `work` until it completes or `flag` is set; in the latter case `work` is dropped.
-pub(crate) async fn race<F: Future>(flag: Option<Arc<AbortFlag>>, work: F) -> Raced<F::Output> {
+/// Runs `work` until it completes or `token` is cancelled; in the latter case `work` is dropped.
+/// The token is polled first, so an abort that lands together with the result wins.
+pub(crate) async fn race<F: Future>(token: Option<CancellationToken>, work: F) -> Raced<F::Output> {
+    let Some(token) = token else {
+        return Raced::Done(work.await);
+    };
+    let mut cancelled = std::pin::pin!(token.cancelled());
     let mut work = std::pin::pin!(work);
     std::future::poll_fn(move |cx| {
-        if let Some(flag) = &flag {
-            if flag.poll_aborted(cx).is_ready() {
-                return Poll::Ready(Raced::Aborted);
-            }
+        if cancelled.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Raced::Aborted);
         }
         work.as_mut().poll(cx).map(Raced::Done)
     })
@@ -96,7 +68,7 @@ pub(crate) fn is_aborted(env: napi_env, signal: napi_value) -> Result<bool> {
 
 /// A listener on one signal for the duration of one call.
 pub(crate) struct AbortWatch {
-    flag: Arc<AbortFlag>,
+    token: CancellationToken,
     signal: Retained,
     listener: Retained,
 }
@@ -104,11 +76,11 @@ pub(crate) struct AbortWatch {
 impl AbortWatch {
     /// Adds the `'abort'` listener (the signal must not be aborted yet).
     pub(crate) fn attach(env: napi_env, signal: napi_value) -> Result<AbortWatch> {
-        let flag = Arc::new(AbortFlag::default());
-        let set = flag.clone();
+        let token = CancellationToken::new();
+        let cancel = token.clone();
         let listener = Env::from_raw(env)
             .create_function_from_closure::<(), (), _>("onAbort", move |_| {
-                set.abort();
+                cancel.cancel();
                 Ok(())
             })?
             .raw();
@@ -122,14 +94,14 @@ impl AbortWatch {
             &[js::string(env, "abort")?, listener, once],
         )?;
         Ok(AbortWatch {
-            flag,
+            token,
             signal: Retained::new(env, signal)?,
             listener: Retained::new(env, listener)?,
         })
     }
 
-    pub(crate) fn flag(&self) -> Arc<AbortFlag> {
-        self.flag.clone()
+    pub(crate) fn token(&self) -> CancellationToken {
+        self.token.clone()
     }
 
     /// Removes the listener; returns the signal (for the abort reason).

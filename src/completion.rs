@@ -15,7 +15,6 @@
 //! The function keeps the event loop alive only while calls are pending, as the per-call functions
 //! did: pending calls hold the process open, an idle client never does.
 
-use std::cell::RefCell;
 use std::ffi::c_void;
 use std::future::Future;
 use std::ptr;
@@ -93,17 +92,20 @@ impl Queue {
     }
 }
 
-/// The JavaScript thread's side: the function and how many calls are waiting on it.
-struct Local {
-    env: napi_env,
-    tsfn: Tsfn,
+/// The JavaScript thread's side, kept in the environment's instance data (`js::Instance`): the
+/// queue and how many calls are waiting on it. The function itself is read from the queue, so
+/// once the finalizer has cleared it nothing here can touch the freed function, whatever order
+/// Node tears the environment down in.
+pub(crate) struct Completion {
     queue: Arc<Queue>,
     pending: usize,
 }
 
-thread_local! {
-    // One Node environment per thread (the main thread, each worker thread).
-    static LOCAL: RefCell<Option<Local>> = const { RefCell::new(None) };
+impl Queue {
+    /// The live function, `None` once the environment tore it down.
+    fn current(&self) -> Option<Tsfn> {
+        *self.tsfn.read().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// Runs the future `work()` builds on the runtime, then `deliver(env, output)` on the JavaScript
@@ -136,28 +138,24 @@ where
     });
     // Counted only once spawned (a spawn that panics must not keep the loop alive forever); the
     // output cannot be delivered before this function returns to the event loop anyway.
-    LOCAL.with(|local| {
-        if let Some(local) = local.borrow_mut().as_mut().filter(|l| l.env == env) {
-            if local.pending == 0 {
-                // SAFETY: on the JavaScript thread of `env`, whose function this is (alive: the
-                // finalizer clears `LOCAL` before Node frees it).
-                unsafe { sys::napi_ref_threadsafe_function(env, local.tsfn.0) };
+    js::with_completion(env, |completion| {
+        if let Some(c) = completion {
+            if c.pending == 0 {
+                if let Some(Tsfn(tsfn)) = c.queue.current() {
+                    // SAFETY: on the JavaScript thread of `env`, whose function this is, alive:
+                    // the finalizer clears it from the queue before Node frees it.
+                    unsafe { sys::napi_ref_threadsafe_function(env, tsfn) };
+                }
             }
-            local.pending += 1;
+            c.pending += 1;
         }
-    });
+    })?;
     Ok(())
 }
 
 /// The environment's queue, creating its thread-safe function on first use.
 fn queue(env: napi_env) -> Result<Arc<Queue>> {
-    let existing = LOCAL.with(|local| {
-        local
-            .borrow()
-            .as_ref()
-            .filter(|l| l.env == env)
-            .map(|l| l.queue.clone())
-    });
+    let existing = js::with_completion(env, |c| c.as_ref().map(|c| c.queue.clone()))?;
     if let Some(queue) = existing {
         return Ok(queue);
     }
@@ -193,14 +191,12 @@ fn queue(env: napi_env) -> Result<Arc<Queue>> {
     // SAFETY: just created on this thread for `env`.
     unsafe { sys::napi_unref_threadsafe_function(env, tsfn) };
     *queue.tsfn.write().unwrap_or_else(|e| e.into_inner()) = Some(Tsfn(tsfn));
-    LOCAL.with(|local| {
-        *local.borrow_mut() = Some(Local {
-            env,
-            tsfn: Tsfn(tsfn),
+    js::with_completion(env, |c| {
+        *c = Some(Completion {
             queue: queue.clone(),
             pending: 0,
         })
-    });
+    })?;
     Ok(queue)
 }
 
@@ -215,12 +211,14 @@ unsafe extern "C" fn call_js(
     // SAFETY: every item queued is a `repr(C)` `Delivery`, whose first field is its `run`.
     let run = unsafe { *data.cast::<unsafe fn(*mut c_void, napi_env)>() };
     if !env.is_null() {
-        LOCAL.with(|local| {
-            if let Some(local) = local.borrow_mut().as_mut().filter(|l| l.env == env) {
-                local.pending = local.pending.saturating_sub(1);
-                if local.pending == 0 {
+        // A live `env` means a normal delivery on its JavaScript thread, so its instance data is
+        // alive too (teardown passes a null `env`).
+        let _ = js::with_completion(env, |completion| {
+            if let Some(c) = completion {
+                c.pending = c.pending.saturating_sub(1);
+                if let (0, Some(Tsfn(tsfn))) = (c.pending, c.queue.current()) {
                     // SAFETY: on `env`'s JavaScript thread, with its live function (see `run`).
-                    unsafe { sys::napi_unref_threadsafe_function(env, local.tsfn.0) };
+                    unsafe { sys::napi_unref_threadsafe_function(env, tsfn) };
                 }
             }
         });
@@ -230,16 +228,11 @@ unsafe extern "C" fn call_js(
     let _ = std::panic::catch_unwind(|| unsafe { run(data, env) });
 }
 
-/// Called by Node when the environment tears down, just before it frees the function.
-unsafe extern "C" fn finalize(env: napi_env, data: *mut c_void, _hint: *mut c_void) {
+/// Called by Node when the environment tears down, just before it frees the function. It
+/// touches only the queue, not the instance data, which Node may already have freed.
+unsafe extern "C" fn finalize(_env: napi_env, data: *mut c_void, _hint: *mut c_void) {
     // SAFETY: `data` is the `Arc<Queue>` leaked for this function in `queue`; Node calls the
     // finalizer once.
     let queue = unsafe { Arc::from_raw(data.cast::<Queue>()) };
     *queue.tsfn.write().unwrap_or_else(|e| e.into_inner()) = None;
-    let _ = LOCAL.try_with(|local| {
-        let mut local = local.borrow_mut();
-        if local.as_ref().is_some_and(|l| l.env == env) {
-            *local = None;
-        }
-    });
 }

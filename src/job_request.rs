@@ -8,7 +8,7 @@
 
 use std::time::SystemTime;
 
-use iothub_jobs_core::{CloudToDeviceMethod, JobKind, JobRequest};
+use iothub_jobs_core::{json_value, CloudToDeviceMethod, JobKind, JobRequest, RawValue};
 use napi::sys::{napi_env, napi_value};
 use napi::Result;
 
@@ -142,24 +142,24 @@ pub(crate) fn build(
     let job_id = js::to_string(env, a.job_id)?;
 
     // The body, in the reference's key order.
-    let job_id_json = stringify_required(env, a.job_id)?;
+    let job_id_json = stringify_required(env, "jobId", a.job_id)?;
     let job_kind = match method_values {
         Some((method_name, payload, response_timeout, connect_timeout)) => {
-            let method_name_json = stringify_required(env, method_name)?;
+            let method_name_json = stringify_required(env, "methodName", method_name)?;
             let payload_json = if js::truthy(env, payload) {
-                js::json_stringify(env, payload)?
+                stringify(env, "payload", payload)?
             } else {
                 None
             };
             let response_timeout_json = if js::truthy(env, response_timeout) {
-                js::json_stringify(env, response_timeout)?
+                stringify(env, "responseTimeoutInSeconds", response_timeout)?
             } else {
                 None
             };
             let connect_timeout_json = if js::kind(env, connect_timeout) == Kind::Undefined {
                 None
             } else {
-                js::json_stringify(env, connect_timeout)?
+                stringify(env, "connectTimeoutInSeconds", connect_timeout)?
             };
             JobKind::DeviceMethod(CloudToDeviceMethod {
                 method_name_json,
@@ -169,13 +169,17 @@ pub(crate) fn build(
             })
         }
         None => JobKind::TwinUpdate {
-            patch_json: stringify_required(env, a.third)?,
+            patch_json: stringify_required(env, "patch", a.third)?,
         },
     };
     let max_execution_time_json = match max_execution {
-        MaxExecution::Default => Some(DEFAULT_MAX_EXECUTION_TIME_JSON.to_owned()),
+        MaxExecution::Default => Some(raw_json(
+            env,
+            "maxExecutionTimeInSeconds",
+            DEFAULT_MAX_EXECUTION_TIME_JSON.to_owned(),
+        )?),
         MaxExecution::Value(v) if js::kind(env, v) == Kind::Undefined => None,
-        MaxExecution::Value(v) => js::json_stringify(env, v)?,
+        MaxExecution::Value(v) => stringify(env, "maxExecutionTimeInSeconds", v)?,
     };
 
     Ok(JobRequest {
@@ -198,10 +202,24 @@ enum MaxExecution {
     Value(napi_value),
 }
 
-/// `JSON.stringify` for a value that is always present in the body; values JSON cannot
-/// represent (functions, symbols) are sent as `null`.
-fn stringify_required(env: napi_env, value: napi_value) -> Result<String> {
-    Ok(js::json_stringify(env, value)?.unwrap_or_else(|| "null".to_owned()))
+/// The real `JSON.stringify(value)` as a body value; `None` when it gives `undefined`.
+fn stringify(env: napi_env, what: &str, value: napi_value) -> Result<Option<Box<RawValue>>> {
+    js::json_stringify(env, value)?
+        .map(|text| raw_json(env, what, text))
+        .transpose()
+}
+
+/// [`stringify`] for a value that is always present in the body; values JSON cannot represent
+/// (functions, symbols) are sent as `null`.
+fn stringify_required(env: napi_env, what: &str, value: napi_value) -> Result<Box<RawValue>> {
+    let text = js::json_stringify(env, value)?.unwrap_or_else(|| "null".to_owned());
+    raw_json(env, what, text)
+}
+
+/// `JSON.stringify` always gives JSON, so this fails only if the engine's `JSON` was replaced
+/// by something that does not; the caller then gets an `ArgumentError` naming the value.
+fn raw_json(env: napi_env, what: &str, text: String) -> Result<Box<RawValue>> {
+    json_value(what, text).map_err(|e| errors::hub_thrown(env, e.class().name(), &e.to_string()))
 }
 
 /// Calls the real `jobStartTime.toISOString()` (a `RangeError` from an invalid Date

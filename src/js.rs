@@ -585,6 +585,8 @@ struct Instance {
     compiled: Vec<(&'static str, sys::napi_ref)>,
     /// The package entry's modules, handed over by [`init`].
     entry: Option<Entry>,
+    /// The completion queue's side of this environment (`src/completion.rs`), made on first use.
+    completion: Option<crate::completion::Completion>,
 }
 
 /// The hand-written modules of `lib/` the binding calls into.
@@ -641,6 +643,7 @@ fn instance(env: napi_env) -> Result<&'static RefCell<Instance>> {
         ],
         compiled: Vec::new(),
         entry: None,
+        completion: None,
     }));
     let raw = Box::into_raw(created);
     // SAFETY: hands the box to the environment, which calls `free_instance` on it at teardown.
@@ -659,6 +662,15 @@ fn instance(env: napi_env) -> Result<&'static RefCell<Instance>> {
 /// Runs `f` on this environment's state. `f` must not run JavaScript (which could re-enter).
 fn with_instance<T>(env: napi_env, f: impl FnOnce(&mut Instance) -> T) -> Result<T> {
     Ok(f(&mut instance(env)?.borrow_mut()))
+}
+
+/// Runs `f` on this environment's completion-queue state (see `src/completion.rs`); `f` must
+/// not run JavaScript.
+pub(crate) fn with_completion<T>(
+    env: napi_env,
+    f: impl FnOnce(&mut Option<crate::completion::Completion>) -> T,
+) -> Result<T> {
+    with_instance(env, |i| f(&mut i.completion))
 }
 
 /// Remembers the package entry's modules (`lib/errors.js`, `lib/paging.js`) for this

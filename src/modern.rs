@@ -152,9 +152,9 @@ where
         Some(signal) => Some(AbortWatch::attach(env, signal)?),
         None => None,
     };
-    let flag = watch.as_ref().map(AbortWatch::flag);
+    let token = watch.as_ref().map(AbortWatch::token);
     let raced =
-        move || async move { Ok::<_, iothub_jobs_core::Error>(abort::race(flag, work).await) };
+        move || async move { Ok::<_, iothub_jobs_core::Error>(abort::race(token, work).await) };
     let settle = move |env: napi_env, result: std::result::Result<Raced<T>, _>| -> Outcome {
         let signal = match watch.map(|w| w.detach(env)).transpose() {
             Ok(signal) => signal,

@@ -2,17 +2,14 @@
 // logging switch turned on). Each scenario returns the error (thrown synchronously by a factory
 // or delivered by the call) plus the secrets that must not appear in it.
 import crypto from 'node:crypto'
-import https from 'node:https'
 import net from 'node:net'
-import path from 'node:path'
 import { readFileSync } from 'node:fs'
-import { fileURLToPath } from 'node:url'
 
 import { startEmulator } from './emulator.mjs'
+import { RecordingServer, CA_PEM } from './recording-server.mjs'
 import { pkg, refusedPort } from './reliability.mjs'
 
 const { JobClient } = pkg
-const fixtures = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'fixtures')
 
 // Distinctive, long values: a hit in any rendering cannot be a coincidence.
 export const GOOD_BEARER = 'eyJhbGciOiJub25lIn0.GOOD-BEARER-TOKEN-4f6c1d0e9b8a7c6d5e4f3a2b1c0d9e8f'
@@ -58,12 +55,9 @@ export async function setup() {
   const validSas = makeSas({ host, key, se: now + 3600 })
   const forgedSas = makeSas({ host, key: WRONG_KEY, se: now + 3600 })
 
-  const sockets = new Set()
-  const silent = https.createServer({ cert: readFileSync(path.join(fixtures, 'server.pem')), key: readFileSync(path.join(fixtures, 'server-key.pem')) }, () => {})
-  silent.on('connection', (s) => sockets.add(s))
-  await new Promise((r) => silent.listen(0, '127.0.0.1', r))
-  const silentHost = `127.0.0.1:${silent.address().port}`
-  const fixtureCa = readFileSync(path.join(fixtures, 'ca.pem'), 'utf8')
+  const silent = await new RecordingServer({ fallback: { hang: true } }).start()
+  const silentHost = silent.hostName
+  const fixtureCa = CA_PEM
   const deadHost = `127.0.0.1:${await refusedPort()}`
 
   const cred = (getToken) => ({ getToken })
@@ -218,8 +212,7 @@ export async function setup() {
     /** Every secret value in play, for scanning logs. */
     allSecrets: { key, PROXY_PASSWORD, GOOD_BEARER, BAD_BEARER, WRONG_KEY, NOT_BASE64_KEY, sas: [expiredSas, validSas, forgedSas] },
     async stop() {
-      for (const s of sockets) s.destroy()
-      await new Promise((r) => silent.close(r))
+      await silent.close()
       await hub.stop()
     },
   }

@@ -12,7 +12,7 @@
 // before the addon exists: every parity test must pass, every allowed-difference test must fail).
 import { createRequire } from 'node:module';
 import https from 'node:https';
-import { CA_PEM } from './server.mjs';
+import { CA_PEM } from '../helpers/recording-server.mjs';
 
 const require = createRequire(import.meta.url);
 

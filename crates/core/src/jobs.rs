@@ -11,7 +11,7 @@ use crate::credential::{
 use crate::error::Error;
 use crate::http::Pipeline;
 use crate::options::ClientOptions;
-use crate::request::{self, JobKind, JobQuery, JobRequest};
+use crate::request::{self, JobKind, JobQuery, JobRequest, RawValue};
 use crate::response::Response;
 use crate::shared_access_signature;
 use crate::time::parse_iso8601_millis;
@@ -167,8 +167,8 @@ pub fn job_matches(job: &JobRequest, existing: &Response) -> bool {
     type_ok && condition_ok && kind_ok && start_ok
 }
 
-fn parse(json: &str) -> Option<Value> {
-    serde_json::from_str(json).ok()
+fn parse(json: &RawValue) -> Option<Value> {
+    serde_json::from_str(json.get()).ok()
 }
 
 /// JSON equality with numbers compared by value (`1` equals `1.0`).

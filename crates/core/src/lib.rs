@@ -29,5 +29,5 @@ pub use error::{Error, ErrorClass};
 pub use jobs::JobClient;
 pub use monitor::{WaitError, WaitOptions};
 pub use options::{ClientOptions, Clock, RetryOptions, SystemClock};
-pub use request::{CloudToDeviceMethod, JobKind, JobQuery, JobRequest};
+pub use request::{json_value, CloudToDeviceMethod, JobKind, JobQuery, JobRequest, RawValue};
 pub use response::Response;

@@ -1,36 +1,46 @@
 //! Building requests: method, path, query string, per-call headers and the PUT body.
 //!
-//! The PUT body is assembled from JSON fragments the caller already produced (the binding uses
-//! JS `JSON.stringify`), so it is byte-identical to azure-iothub's; only the strings we own
-//! (`startTime`, `queryCondition`) are escaped here, with `JSON.stringify`'s rules. One gap:
+//! The PUT body is assembled from JSON values the caller already serialised (the binding uses
+//! JS `JSON.stringify`), held as [`RawValue`]s: checked to be JSON when they are made
+//! ([`json_value`]), then copied byte for byte, so the body is byte-identical to azure-iothub's.
+//! Only the strings we own (`startTime`, `queryCondition`) are escaped here, with
+//! `JSON.stringify`'s rules. One gap:
 //! `JSON.stringify` writes a lone UTF-16 surrogate as `\udXXX`, but a Rust string cannot hold
 //! one (the binding's UTF-8 conversion has already replaced it with U+FFFD).
 
 use bytes::Bytes;
 use http::Method;
+pub use serde_json::value::RawValue;
 
 use crate::encoding::{encode_uri_component, json_string};
 use crate::error::Error;
 
 /// A scheduled job to create (`PUT /jobs/v2/{id}`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct JobRequest {
     /// `String(jobId)`, percent-encoded into the path.
     pub job_id: String,
     /// `jobId` as JSON (a number stays a number).
-    pub job_id_json: String,
+    pub job_id_json: Box<RawValue>,
     pub kind: JobKind,
     /// ISO-8601; `None` sends `null`.
     pub start_time: Option<String>,
     /// `None` omits the key.
-    pub max_execution_time_json: Option<String>,
+    pub max_execution_time_json: Option<Box<RawValue>>,
     pub query_condition: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum JobKind {
     DeviceMethod(CloudToDeviceMethod),
-    TwinUpdate { patch_json: String },
+    TwinUpdate { patch_json: Box<RawValue> },
+}
+
+/// `text` as a JSON value for a [`JobRequest`] field, kept byte for byte (surrounding whitespace
+/// aside); `what` names the value in the error when `text` is not exactly one JSON value.
+pub fn json_value(what: &str, text: String) -> Result<Box<RawValue>, Error> {
+    RawValue::from_string(text)
+        .map_err(|e| Error::argument(format!("{what} is not a JSON value: {e}")))
 }
 
 impl JobKind {
@@ -44,15 +54,15 @@ impl JobKind {
 }
 
 /// `cloudToDeviceMethod` as azure-iothub rebuilds it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct CloudToDeviceMethod {
-    pub method_name_json: String,
+    pub method_name_json: Box<RawValue>,
     /// `None` sends `null` (the reference turns every falsy payload into `null`).
-    pub payload_json: Option<String>,
+    pub payload_json: Option<Box<RawValue>>,
     /// `None` sends `30`.
-    pub response_timeout_json: Option<String>,
+    pub response_timeout_json: Option<Box<RawValue>>,
     /// `None` omits the key (the reference always drops it; we pass it through when given).
-    pub connect_timeout_json: Option<String>,
+    pub connect_timeout_json: Option<Box<RawValue>>,
 }
 
 /// One page of `GET /jobs/v2/query`. Each value is sent only when `Some` and non-empty.
@@ -128,27 +138,31 @@ pub fn cancel_job(job_id: &str, api_version: &str) -> PreparedRequest {
 pub fn job_body(request: &JobRequest) -> String {
     let mut body = String::with_capacity(256);
     body.push_str("{\"jobId\":");
-    body.push_str(&request.job_id_json);
+    body.push_str(request.job_id_json.get());
     body.push_str(",\"type\":\"");
     body.push_str(request.kind.type_name());
     body.push('"');
     match &request.kind {
         JobKind::DeviceMethod(m) => {
             body.push_str(",\"cloudToDeviceMethod\":{\"methodName\":");
-            body.push_str(&m.method_name_json);
+            body.push_str(m.method_name_json.get());
             body.push_str(",\"payload\":");
-            body.push_str(m.payload_json.as_deref().unwrap_or("null"));
+            body.push_str(m.payload_json.as_deref().map_or("null", RawValue::get));
             body.push_str(",\"responseTimeoutInSeconds\":");
-            body.push_str(m.response_timeout_json.as_deref().unwrap_or("30"));
+            body.push_str(
+                m.response_timeout_json
+                    .as_deref()
+                    .map_or("30", RawValue::get),
+            );
             if let Some(connect) = &m.connect_timeout_json {
                 body.push_str(",\"connectTimeoutInSeconds\":");
-                body.push_str(connect);
+                body.push_str(connect.get());
             }
             body.push('}');
         }
         JobKind::TwinUpdate { patch_json } => {
             body.push_str(",\"updateTwin\":");
-            body.push_str(patch_json);
+            body.push_str(patch_json.get());
         }
     }
     body.push_str(",\"startTime\":");
@@ -158,7 +172,7 @@ pub fn job_body(request: &JobRequest) -> String {
     }
     if let Some(max) = &request.max_execution_time_json {
         body.push_str(",\"maxExecutionTimeInSeconds\":");
-        body.push_str(max);
+        body.push_str(max.get());
     }
     body.push_str(",\"queryCondition\":");
     body.push_str(&json_string(&request.query_condition));

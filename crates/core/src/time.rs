@@ -1,7 +1,7 @@
-//! Calendar arithmetic and the two date formats we read: HTTP dates (`Retry-After`) and ISO-8601
-//! (job start times). Small and dependency-free on purpose.
+//! Calendar arithmetic and the two date formats we read: HTTP dates (`Retry-After`, through the
+//! `httpdate` crate hyper already uses) and ISO-8601 (job start times).
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Milliseconds since the epoch (negative before it).
 pub fn unix_millis(t: SystemTime) -> i128 {
@@ -11,53 +11,11 @@ pub fn unix_millis(t: SystemTime) -> i128 {
     }
 }
 
-/// IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), RFC 850 (`Sunday, 06-Nov-94 08:49:37 GMT`) and
-/// asctime (`Sun Nov  6 08:49:37 1994`).
+/// An HTTP date (`Retry-After`): IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), RFC 850
+/// (`Sunday, 06-Nov-94 08:49:37 GMT`) or asctime (`Sun Nov  6 08:49:37 1994`), parsed by
+/// `httpdate` (hyper's own), which also rejects a weekday that does not match the date.
 pub fn parse_http_date(value: &str) -> Option<SystemTime> {
-    let words: Vec<&str> = value.split([' ', ',']).filter(|w| !w.is_empty()).collect();
-    let (day, month, year, time) = match words.as_slice() {
-        [_, d, m, y, t, "GMT"] => (d.parse::<u32>().ok()?, *m, y.parse::<i64>().ok()?, *t),
-        [_, dmy, t, "GMT"] => {
-            let mut it = dmy.split('-');
-            let d = it.next()?.parse::<u32>().ok()?;
-            let m = it.next()?;
-            let y = it.next()?.parse::<i64>().ok()?;
-            let y = if y < 70 {
-                2000 + y
-            } else if y < 100 {
-                1900 + y
-            } else {
-                y
-            };
-            (d, m, y, *t)
-        }
-        [_, m, d, t, y] => (d.parse::<u32>().ok()?, *m, y.parse::<i64>().ok()?, *t),
-        _ => return None,
-    };
-    let month = match month {
-        "Jan" => 1,
-        "Feb" => 2,
-        "Mar" => 3,
-        "Apr" => 4,
-        "May" => 5,
-        "Jun" => 6,
-        "Jul" => 7,
-        "Aug" => 8,
-        "Sep" => 9,
-        "Oct" => 10,
-        "Nov" => 11,
-        "Dec" => 12,
-        _ => return None,
-    };
-    let mut hms = time.split(':').map(|p| p.parse::<u32>().ok());
-    let (h, mi, s) = (hms.next()??, hms.next()??, hms.next()??);
-    if hms.next().is_some() || h > 23 || mi > 59 || s > 60 || day == 0 || day > 31 {
-        return None;
-    }
-    let secs = days_from_civil(year, month, day) * 86_400 + i64::from(h * 3600 + mi * 60 + s);
-    u64::try_from(secs)
-        .ok()
-        .map(|s| UNIX_EPOCH + Duration::from_secs(s))
+    httpdate::parse_http_date(value).ok()
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date.

@@ -16,6 +16,7 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use sha2::Sha256;
+use subtle::{Choice, ConstantTimeEq};
 
 use crate::errors::{ApiError, ErrorCode};
 
@@ -216,10 +217,11 @@ impl Authenticator {
         if let Some(token) = header.strip_prefix("Bearer ") {
             let token = token.trim().as_bytes();
             // Compare every listed token fully so timing does not reveal a prefix match.
-            let ok = self
+            let ok: bool = self
                 .bearer_tokens
                 .iter()
-                .fold(false, |acc, t| acc | constant_time_eq(t.as_bytes(), token));
+                .fold(Choice::from(0), |acc, t| acc | t.as_bytes().ct_eq(token))
+                .into();
             return if ok {
                 Ok(())
             } else {
@@ -311,13 +313,6 @@ impl Authenticator {
             Err("the token's signature does not match")
         }
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]

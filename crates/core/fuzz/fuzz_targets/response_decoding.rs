@@ -9,7 +9,7 @@ use iothub_jobs_core::http::retry::server_delay;
 use iothub_jobs_core::time::parse_http_date;
 use iothub_jobs_core::jobs::job_matches;
 use iothub_jobs_core::time::parse_iso8601_millis;
-use iothub_jobs_core::{CloudToDeviceMethod, JobKind, JobRequest, Response};
+use iothub_jobs_core::{json_value, CloudToDeviceMethod, JobKind, JobRequest, Response};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -30,19 +30,24 @@ fuzz_target!(|data: &[u8]| {
     let _ = server_delay(&response, UNIX_EPOCH + Duration::from_secs(1_700_000_000));
     let _ = parse_http_date(head);
     let _ = parse_iso8601_millis(head);
-    for patch in [None, Some(body.to_string())] {
-        let kind = match patch {
-            None => JobKind::DeviceMethod(CloudToDeviceMethod {
-                method_name_json: "\"m\"".into(),
-                payload_json: Some(head.to_string()),
-                response_timeout_json: None,
-                connect_timeout_json: None,
-            }),
-            Some(p) => JobKind::TwinUpdate { patch_json: p },
-        };
+    // The JSON check of job values, then the comparison with whatever of the input is JSON.
+    let raw = |text: &str| json_value("fuzzed value", text.to_owned());
+    let mut kinds = Vec::new();
+    if let Ok(payload) = raw(head) {
+        kinds.push(JobKind::DeviceMethod(CloudToDeviceMethod {
+            method_name_json: raw("\"m\"").expect("constant JSON"),
+            payload_json: Some(payload),
+            response_timeout_json: None,
+            connect_timeout_json: None,
+        }));
+    }
+    if let Ok(patch) = raw(body) {
+        kinds.push(JobKind::TwinUpdate { patch_json: patch });
+    }
+    for kind in kinds {
         let job = JobRequest {
             job_id: "j".into(),
-            job_id_json: "\"j\"".into(),
+            job_id_json: raw("\"j\"").expect("constant JSON"),
             kind,
             start_time: Some(head.to_string()),
             max_execution_time_json: None,

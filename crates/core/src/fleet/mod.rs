@@ -336,12 +336,13 @@ impl JobClient {
                         let Some(&job) = queue.front() else { break };
                         let hub_job = JobRequest {
                             job_id: job.job_id.clone(),
-                            job_id_json: Value::String(job.job_id.clone()).to_string(),
+                            job_id_json: options::raw("jobId", &Value::String(job.job_id.clone()))?,
                             kind: request.kind.clone(),
                             start_time: Some(start_time.clone()),
-                            max_execution_time_json: Some(
-                                request.max_execution_time_in_seconds.to_string(),
-                            ),
+                            max_execution_time_json: Some(options::raw(
+                                "maxExecutionTimeInSeconds",
+                                &json!(request.max_execution_time_in_seconds),
+                            )?),
                             query_condition: job.query_condition.clone(),
                         };
                         if !self

@@ -143,7 +143,7 @@ impl Pipeline {
         prepared: &PreparedRequest,
         is_final: impl Fn(&Error) -> bool,
     ) -> RequestOutcome {
-        let request_id = new_request_id(&self.random);
+        let request_id = new_request_id();
         let deadline = self.call_timeout.map(|t| Instant::now() + t);
         let mut attempts = 0u32;
         let mut ambiguous = false;
@@ -402,28 +402,9 @@ fn header_value(what: &str, value: &str) -> Result<HeaderValue, Error> {
         .map_err(|_| Error::argument(format!("{what} is not a valid header value")))
 }
 
-/// A random (v4) UUID, lower-case, as `uuid.v4()` writes it.
-pub fn new_request_id(random: &ring::rand::SystemRandom) -> String {
-    let mut b: [u8; 16] = ring::rand::generate(random)
-        .map(|r| r.expose())
-        .unwrap_or_else(|_| {
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0);
-            nanos.to_le_bytes()
-        });
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
+/// A random (v4) UUID, lower-case and hyphenated, as `uuid.v4()` writes it.
+pub fn new_request_id() -> String {
+    uuid::Uuid::new_v4().to_string()
 }
 
 /// Connection-level failures worth retrying: anything but a certificate or TLS configuration

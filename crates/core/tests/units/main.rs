@@ -8,3 +8,8 @@ mod parsing;
 mod requests;
 mod retry_policy;
 mod sas;
+
+/// A JSON value for a `JobRequest` field (the tests' texts are valid JSON).
+fn raw(json: &str) -> Box<iothub_jobs_core::RawValue> {
+    iothub_jobs_core::json_value("test value", json.to_owned()).unwrap()
+}

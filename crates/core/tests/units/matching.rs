@@ -3,6 +3,8 @@ use iothub_jobs_core::jobs::job_matches;
 use iothub_jobs_core::time::parse_iso8601_millis;
 use iothub_jobs_core::{CloudToDeviceMethod, JobKind, JobRequest, Response};
 
+use crate::raw;
+
 fn ok(body: &str) -> Response {
     Response {
         status: 200,
@@ -15,15 +17,15 @@ fn ok(body: &str) -> Response {
 fn method_job(payload: Option<&str>, start: Option<&str>) -> JobRequest {
     JobRequest {
         job_id: "j".into(),
-        job_id_json: "\"j\"".into(),
+        job_id_json: raw("\"j\""),
         kind: JobKind::DeviceMethod(CloudToDeviceMethod {
-            method_name_json: "\"reboot\"".into(),
-            payload_json: payload.map(Into::into),
+            method_name_json: raw("\"reboot\""),
+            payload_json: payload.map(raw),
             response_timeout_json: None,
             connect_timeout_json: None,
         }),
         start_time: start.map(Into::into),
-        max_execution_time_json: Some("3600".into()),
+        max_execution_time_json: Some(raw("3600")),
         query_condition: "deviceId = 'a'".into(),
     }
 }
@@ -77,7 +79,7 @@ fn method_job_matching() {
 fn twin_job_matching_allows_service_added_fields() {
     let job = JobRequest {
         kind: JobKind::TwinUpdate {
-            patch_json: r#"{"tags":{"g":"x"},"properties":{"desired":{"v":1}}}"#.into(),
+            patch_json: raw(r#"{"tags":{"g":"x"},"properties":{"desired":{"v":1}}}"#),
         },
         ..method_job(None, None)
     };

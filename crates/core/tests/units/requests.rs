@@ -2,20 +2,22 @@ use http::Method;
 use iothub_jobs_core::request::{self, job_body, JSON_CONTENT_TYPE};
 use iothub_jobs_core::{CloudToDeviceMethod, ErrorClass, JobKind, JobQuery, JobRequest};
 
+use crate::raw;
+
 const V: &str = "2021-04-12";
 
 fn method_job() -> JobRequest {
     JobRequest {
         job_id: "job-1".into(),
-        job_id_json: "\"job-1\"".into(),
+        job_id_json: raw("\"job-1\""),
         kind: JobKind::DeviceMethod(CloudToDeviceMethod {
-            method_name_json: "\"reboot\"".into(),
-            payload_json: Some("{\"delay\":5}".into()),
-            response_timeout_json: Some("15".into()),
+            method_name_json: raw("\"reboot\""),
+            payload_json: Some(raw("{\"delay\":5}")),
+            response_timeout_json: Some(raw("15")),
             connect_timeout_json: None,
         }),
         start_time: Some("2026-11-26T06:00:00.000Z".into()),
-        max_execution_time_json: Some("3600".into()),
+        max_execution_time_json: Some(raw("3600")),
         query_condition: "deviceId IN ['a', 'b']".into(),
     }
 }
@@ -68,12 +70,12 @@ fn method_job_body_exact_bytes() {
 fn method_job_defaults_null_and_omit_rules() {
     let mut job = method_job();
     job.job_id = "42".into();
-    job.job_id_json = "42".into();
+    job.job_id_json = raw("42");
     job.kind = JobKind::DeviceMethod(CloudToDeviceMethod {
-        method_name_json: "\"m\"".into(),
+        method_name_json: raw("\"m\""),
         payload_json: None,
         response_timeout_json: None,
-        connect_timeout_json: Some("10".into()),
+        connect_timeout_json: Some(raw("10")),
     });
     job.start_time = None;
     job.max_execution_time_json = None;
@@ -92,12 +94,12 @@ fn method_job_defaults_null_and_omit_rules() {
 fn twin_job_body_exact_bytes() {
     let job = JobRequest {
         job_id: "tw in".into(),
-        job_id_json: "\"tw in\"".into(),
+        job_id_json: raw("\"tw in\""),
         kind: JobKind::TwinUpdate {
-            patch_json: r#"{"etag":"*","tags":{"a":null},"properties":{"desired":{"b":1}}}"#.into(),
+            patch_json: raw(r#"{"etag":"*","tags":{"a":null},"properties":{"desired":{"b":1}}}"#),
         },
         start_time: Some("2026-01-01T00:00:00.000Z".into()),
-        max_execution_time_json: Some("10".into()),
+        max_execution_time_json: Some(raw("10")),
         query_condition: "*".into(),
     };
     assert_eq!(
@@ -108,6 +110,34 @@ fn twin_job_body_exact_bytes() {
         request::schedule_job(&job, V).path_and_query,
         "/jobs/v2/tw%20in?api-version=2021-04-12"
     );
+}
+
+#[test]
+fn json_values_are_checked_and_kept_byte_for_byte() {
+    // What `JSON.stringify` writes stays exactly as written: escapes, a lone surrogate, number
+    // spelling, key order.
+    for text in [
+        r#""\ud800 \u00e9 \n""#,
+        "1e+21",
+        "-0",
+        r#"{"b":1,"a":[true,null,{"":"x"}]}"#,
+    ] {
+        assert_eq!(
+            iothub_jobs_core::json_value("v", text.to_owned())
+                .unwrap()
+                .get(),
+            text
+        );
+    }
+    for bad in ["", "{", "undefined", "1 2", r#"{"a":1}x"#, "'s'", "NaN"] {
+        let err = iothub_jobs_core::json_value("The payload", bad.to_owned()).unwrap_err();
+        assert_eq!(err.class(), ErrorClass::ArgumentError, "{bad:?}");
+        assert!(
+            err.to_string()
+                .starts_with("The payload is not a JSON value: "),
+            "{bad:?}: {err}"
+        );
+    }
 }
 
 #[test]

@@ -200,8 +200,21 @@ fn http_date_parser() {
         parse_http_date("Tue, 29 Feb 2028 23:59:59 GMT"),
         Some(UNIX_EPOCH + Duration::from_secs(1_835_481_599))
     );
+    // The three forms HTTP allows, all the same instant.
+    for form in [
+        "Sun, 06 Nov 1994 08:49:37 GMT",
+        "Sunday, 06-Nov-94 08:49:37 GMT",
+        "Sun Nov  6 08:49:37 1994",
+    ] {
+        assert_eq!(
+            parse_http_date(form),
+            Some(UNIX_EPOCH + Duration::from_secs(784_111_777)),
+            "{form}"
+        );
+    }
     for bad in [
         "",
+        "Mon, 06 Nov 1994 08:49:37 GMT",
         "Sun, 06 Nov 1994 08:49:37",
         "Sun, 06 Foo 1994 08:49:37 GMT",
         "Sun, 06 Nov 1994 25:00:00 GMT",

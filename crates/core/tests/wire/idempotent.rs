@@ -2,20 +2,22 @@ use std::sync::Arc;
 
 use iothub_jobs_core::{CloudToDeviceMethod, ErrorClass, JobClient, JobKind, JobRequest};
 
+use crate::raw;
+
 use crate::support::{self, fast_retry, json, ok_json, Action, Recorded};
 
 fn job() -> JobRequest {
     JobRequest {
         job_id: "job 1".into(),
-        job_id_json: "\"job 1\"".into(),
+        job_id_json: raw("\"job 1\""),
         kind: JobKind::DeviceMethod(CloudToDeviceMethod {
-            method_name_json: "\"reboot\"".into(),
-            payload_json: Some("{\"x\":1}".into()),
+            method_name_json: raw("\"reboot\""),
+            payload_json: Some(raw("{\"x\":1}")),
             response_timeout_json: None,
             connect_timeout_json: None,
         }),
         start_time: Some("2026-11-26T06:00:00.000Z".into()),
-        max_execution_time_json: Some("3600".into()),
+        max_execution_time_json: Some(raw("3600")),
         query_condition: "deviceId = 'a'".into(),
     }
 }

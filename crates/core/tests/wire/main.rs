@@ -13,3 +13,8 @@ mod retry;
 mod secrets;
 mod timeouts;
 mod transport;
+
+/// A JSON value for a `JobRequest` field (the tests' texts are valid JSON).
+fn raw(json: &str) -> Box<iothub_jobs_core::RawValue> {
+    iothub_jobs_core::json_value("test value", json.to_owned()).unwrap()
+}

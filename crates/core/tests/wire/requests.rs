@@ -2,6 +2,7 @@ use std::sync::Arc;
 
 use iothub_jobs_core::{CloudToDeviceMethod, JobClient, JobKind, JobQuery, JobRequest};
 
+use crate::raw;
 use crate::support::{self, ok_json, Action};
 
 fn ok_server() -> support::Handler {
@@ -96,15 +97,15 @@ async fn schedule_job_wire_format() {
             .unwrap();
     let job = JobRequest {
         job_id: "j-1".into(),
-        job_id_json: "\"j-1\"".into(),
+        job_id_json: raw("\"j-1\""),
         kind: JobKind::DeviceMethod(CloudToDeviceMethod {
-            method_name_json: "\"reboot\"".into(),
-            payload_json: Some("\"é\"".into()),
+            method_name_json: raw("\"reboot\""),
+            payload_json: Some(raw("\"é\"")),
             response_timeout_json: None,
             connect_timeout_json: None,
         }),
         start_time: Some("2026-11-26T06:00:00.000Z".into()),
-        max_execution_time_json: Some("3600".into()),
+        max_execution_time_json: Some(raw("3600")),
         query_condition: "deviceId = 'd'".into(),
     };
     client.schedule_job(&job).await.unwrap();

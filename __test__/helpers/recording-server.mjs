@@ -1,35 +1,49 @@
-// A local recording HTTPS server for the parity suite.
+// The one recording test server of the suites: a local HTTP(S) server that records every request
+// and answers from a script.
 //
-// It listens on 127.0.0.1, port 0, with the test-only certificate in __test__/fixtures (CA
-// "iothub-jobs parity test CA", leaf for IP:127.0.0.1 and DNS:localhost). Every request is
-// recorded (method, path, query, headers, raw body) and answered from a script: a queue of
-// responses, or a function of the recorded request.
+// It listens on 127.0.0.1, port 0, over HTTPS with the test-only certificate in __test__/fixtures
+// (CA "iothub-jobs parity test CA", leaf for IP:127.0.0.1 and DNS:localhost; trust it with
+// `CA_PEM`) or over plain HTTP (`{ tls: false }`). Every request is recorded (method, path,
+// query, headers, raw body, arrival time) and answered from a script: a queue of responses, or a
+// function of the recorded request. `close()` drops every open connection, so it never waits for
+// a client's keep-alive pool.
+import http from 'node:http';
 import https from 'node:https';
+import { performance } from 'node:perf_hooks';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 
 const fixtures = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'fixtures');
-export const CA_PEM = readFileSync(path.join(fixtures, 'ca.pem'), 'utf8');
+export const CA_PATH = path.join(fixtures, 'ca.pem');
+export const CA_PEM = readFileSync(CA_PATH, 'utf8');
 const SERVER_CERT = readFileSync(path.join(fixtures, 'server.pem'), 'utf8');
 const SERVER_KEY = readFileSync(path.join(fixtures, 'server-key.pem'), 'utf8');
 
 /**
  * A scripted response:
  *   { status = 200, statusMessage?, headers = {}, body?: string | Buffer, json?: any,
- *     chunks?: Array<string | Buffer>, chunkDelayMs = 30, hang?: boolean }
+ *     chunks?: Array<string | Buffer>, chunkDelayMs = 30, delayMs?: number, hang?: boolean }
+ * `delayMs` waits before answering; `hang` never answers.
  * `json` sets content-type application/json; charset=utf-8 (unless given) and the JSON body.
  * `chunks` are written one by one with a pause in between (each lands in its own TCP segment).
  */
 export class RecordingServer {
-  constructor() {
+  /**
+   * `tls`: HTTPS (default) or plain HTTP. `fallback`: the answer when nothing is scripted.
+   * `respond`: a script function from the start (see `respond`).
+   */
+  constructor({ tls = true, keepAliveTimeout = 5000, fallback = { status: 200, json: {} }, respond = null } = {}) {
     this.requests = [];
     this._queue = [];
-    this._responder = null;
+    this._responder = respond;
+    this._fallback = fallback;
+    this._tls = tls;
     this._sockets = new Set();
-    this._server = https.createServer({ cert: SERVER_CERT, key: SERVER_KEY, keepAliveTimeout: 5000 }, (req, res) =>
-      this._handle(req, res),
-    );
+    const handler = (req, res) => this._handle(req, res);
+    this._server = tls
+      ? https.createServer({ cert: SERVER_CERT, key: SERVER_KEY, keepAliveTimeout }, handler)
+      : http.createServer({ keepAliveTimeout }, handler);
     this._server.on('connection', (s) => {
       this._sockets.add(s);
       s.on('close', () => this._sockets.delete(s));
@@ -47,7 +61,13 @@ export class RecordingServer {
     });
     this.port = this._server.address().port;
     this.hostName = `127.0.0.1:${this.port}`;
+    this.url = `${this._tls ? 'https' : 'http'}://${this.hostName}`;
     return this;
+  }
+
+  /** A hub connection string for this server (a SAS key of the caller's choice). */
+  connectionString(key) {
+    return `HostName=${this.hostName};SharedAccessKeyName=iothubowner;SharedAccessKey=${key}`;
   }
 
   /** Forget recorded requests and scripted responses. */
@@ -82,7 +102,7 @@ export class RecordingServer {
 
   _next(record, index) {
     if (this._responder) return this._responder(record, index);
-    if (this._queue.length === 0) return { status: 200, json: {} };
+    if (this._queue.length === 0) return this._fallback;
     return this._queue.length > 1 ? this._queue.shift() : this._queue[0];
   }
 
@@ -103,16 +123,18 @@ export class RecordingServer {
         headers: { ...req.headers },
         rawHeaders: [...req.rawHeaders],
         body: Buffer.concat(chunks),
+        at: performance.now(),
       };
       const index = this.requests.length;
       this.requests.push(record);
       let r;
       try {
-        r = this._next(record, index) || {};
+        r = (await this._next(record, index)) || {};
       } catch (e) {
         r = { status: 599, body: String(e) };
       }
       if (r.hang) return; // never answer (connection stays open until the test drops it)
+      if (r.delayMs) await new Promise((ok) => setTimeout(ok, r.delayMs));
       res.sendDate = false;
       const headers = { ...(r.headers || {}) };
       let body = r.body;
