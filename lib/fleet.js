@@ -5,6 +5,8 @@
 const { randomUUID } = require('node:crypto');
 const { setTimeout: sleep } = require('node:timers/promises');
 
+const { pagedIterator } = require('./paging.js');
+
 const FINAL = new Set(['completed', 'failed', 'cancelled', 'canceled']);
 
 function checkOptions(call, options) {
@@ -41,18 +43,7 @@ function deviceJobs(client, jobIds, options = {}) {
       }
     }
   }
-  async function* all() {
-    for await (const page of byPage()) yield* page;
-  }
-  const items = all();
-  return {
-    next: () => items.next(),
-    return: (value) => items.return(value),
-    [Symbol.asyncIterator]() {
-      return this;
-    },
-    byPage,
-  };
+  return pagedIterator(byPage);
 }
 
 function parsePosition(token) {

@@ -16,6 +16,11 @@ function paged(fetchPage, signal, maxPageSize) {
       token = continuationToken;
     } while (token);
   }
+  return pagedIterator(byPage);
+}
+
+/** The Azure SDK's iterator over the items of `byPage(settings)`'s pages, with `byPage` itself. */
+function pagedIterator(byPage) {
   async function* all() {
     for await (const page of byPage()) yield* page;
   }
@@ -47,4 +52,5 @@ function installQueryIterator(Query) {
 }
 
 exports.paged = paged;
+exports.pagedIterator = pagedIterator;
 exports.installQueryIterator = installQueryIterator;
