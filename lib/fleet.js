@@ -2,8 +2,7 @@
 // The fleet calls' JavaScript shape: `runDeviceMethodJob` / `runTwinUpdateJob` (orchestrated by
 // the addon, `__runFleetJob`), the combined per-device stream of their result, and `watchJobs`.
 // Plain JS for the same reason as paging.js: napi-rs cannot create async generator objects.
-const { randomUUID } = require('node:crypto');
-const { setTimeout: sleep } = require('node:timers/promises');
+// node:crypto and node:timers/promises are loaded on first use, not at `require` (cold start).
 
 const { pagedIterator } = require('./paging.js');
 
@@ -18,7 +17,7 @@ function checkOptions(call, options) {
 /** What the addon parses: everything but the callback and the signal, dates as ISO strings. */
 function spec(job, options) {
   const { onProgress, abortSignal, ...rest } = options;
-  return JSON.stringify({ ...job, options: { ...rest, jobId: rest.jobId ?? randomUUID() } });
+  return JSON.stringify({ ...job, options: { ...rest, jobId: rest.jobId ?? require('node:crypto').randomUUID() } });
 }
 
 /**
@@ -96,7 +95,7 @@ async function* watchJobs(options = {}) {
       if (final) yield { type: 'finished', job };
     }
     first = false;
-    await sleep(pollIntervalMs, undefined, { signal: abortSignal });
+    await require('node:timers/promises').setTimeout(pollIntervalMs, undefined, { signal: abortSignal });
   }
 }
 
