@@ -1,36 +1,15 @@
-//! Command-line arguments (documented in crates/emulator/README.md).
-//! Hand-parsed: eight flags do not justify an argument-parsing dependency.
+//! Command-line arguments (documented in crates/emulator/README.md), parsed with `clap`
+//! (derive): the flag set keeps growing with every transport and the store, and clap gives
+//! `--flag value` / `--flag=value`, repeatable flags, typed values and the help text for free.
 
 use std::fmt;
 use std::path::PathBuf;
 
+use clap::error::ErrorKind;
+use clap::Parser;
+
 use crate::faults::FaultSpec;
 use crate::limits::Tier;
-
-pub const HELP: &str = "\
-iothub-emulator: a local Azure IoT Hub for jobs, twins, devices and queries
-
-USAGE:
-    iothub-emulator [--host 127.0.0.1] [--port 0] [--devices N] [--seed FILE.json]
-                    [--faults SPEC] [--unknown-job 404|200] [--tier S1|S2|S3]
-                    [--bearer-token TOKEN]...
-
-OPTIONS:
-    --host HOST            address to listen on (default 127.0.0.1)
-    --port PORT            port to listen on, 0 = pick a free one (default 0)
-    --devices N            create device-0000 ... with tags {group: even|odd, index: i}
-    --seed FILE.json       load devices from a seed file (format in the README)
-    --faults SPEC          comma-separated kind:probability, kinds 429, 503, 500, reset, drop,
-                           plus latency:MIN-MAXms (e.g. 429:0.1,reset:0.05,latency:1-20ms)
-    --unknown-job 404|200  answer to GET of an unknown job: 404 JobNotFound (default) or
-                           200 with status \"unknown\"
-    --tier S1|S2|S3        enforce that tier's documented limits (default: no limits)
-    --bearer-token TOKEN   accept `Authorization: Bearer TOKEN` (repeatable)
-    --help                 print this help
-
-On ready, prints one JSON line to stdout: host, port, hostName, connectionString, caPath.
-Serves HTTPS until SIGTERM or SIGINT. Logs go to stderr.
-";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UnknownJob {
@@ -38,15 +17,59 @@ pub enum UnknownJob {
     StatusUnknown,
 }
 
-#[derive(Clone, PartialEq)]
+fn unknown_job(text: &str) -> Result<UnknownJob, String> {
+    match text {
+        "404" => Ok(UnknownJob::NotFound),
+        "200" => Ok(UnknownJob::StatusUnknown),
+        other => Err(format!("must be 404 or 200, not {other:?}")),
+    }
+}
+
+fn non_empty(text: &str) -> Result<String, String> {
+    if text.is_empty() {
+        Err("must not be empty".into())
+    } else {
+        Ok(text.to_string())
+    }
+}
+
+/// A local Azure IoT Hub for jobs, twins, devices and queries.
+///
+/// On ready, prints one JSON line to stdout: host, port, hostName, connectionString, caPath.
+/// Serves HTTPS until SIGTERM or SIGINT. Logs go to stderr.
+#[derive(Clone, PartialEq, Parser)]
+#[command(name = "iothub-emulator", version)]
+#[command(after_help = "Every flag is documented in the emulator's README.")]
 pub struct Args {
+    /// Address to listen on
+    #[arg(long, default_value = "127.0.0.1", value_name = "HOST")]
     pub host: String,
+    /// Port to listen on, 0 = pick a free one
+    #[arg(long, default_value_t = 0, value_name = "PORT")]
     pub port: u16,
+    /// Create device-0000 ... with tags {group: even|odd, index: i}
+    #[arg(long, default_value_t = 0, value_name = "N")]
     pub devices: usize,
+    /// Load devices from a seed file (format in the README)
+    #[arg(long, value_name = "FILE.json")]
     pub seed: Option<PathBuf>,
+    /// Comma-separated kind:probability, kinds 429, 503, 500, reset, drop, plus
+    /// latency:MIN-MAXms (e.g. 429:0.1,reset:0.05,latency:1-20ms)
+    #[arg(
+        long,
+        default_value = "",
+        value_name = "SPEC",
+        hide_default_value = true
+    )]
     pub faults: FaultSpec,
+    /// Answer to GET of an unknown job: 404 JobNotFound, or 200 with status "unknown"
+    #[arg(long, default_value = "404", value_parser = unknown_job, value_name = "404|200")]
     pub unknown_job: UnknownJob,
+    /// Enforce that tier's documented limits (default: no limits)
+    #[arg(long, value_name = "S1|S2|S3")]
     pub tier: Option<Tier>,
+    /// Accept `Authorization: Bearer TOKEN` (repeatable)
+    #[arg(long = "bearer-token", value_name = "TOKEN", value_parser = non_empty)]
     pub bearer_tokens: Vec<String>,
 }
 
@@ -71,78 +94,35 @@ impl fmt::Debug for Args {
 
 impl Default for Args {
     fn default() -> Self {
-        Self {
-            host: "127.0.0.1".into(),
-            port: 0,
-            devices: 0,
-            seed: None,
-            faults: FaultSpec::default(),
-            unknown_job: UnknownJob::NotFound,
-            tier: None,
-            bearer_tokens: Vec::new(),
-        }
+        Self::parse_from(["iothub-emulator"])
     }
 }
 
 #[derive(Debug, PartialEq)]
 pub enum Parsed {
     Run(Box<Args>),
-    Help,
+    /// `--help` or `--version`: the text to print to stdout, then exit 0.
+    Print(String),
 }
 
+/// Parses the arguments (without the program name). A bad command line is one line, without
+/// clap's usage block: the caller prints it as `iothub-emulator: {line}` and exits 2.
 pub fn parse<I: IntoIterator<Item = String>>(argv: I) -> Result<Parsed, String> {
-    let mut args = Args::default();
-    let mut it = argv.into_iter();
-    while let Some(flag) = it.next() {
-        // Accept both `--flag value` and `--flag=value`.
-        let (name, inline) = match flag.split_once('=') {
-            Some((n, v)) if n.starts_with("--") => (n.to_string(), Some(v.to_string())),
-            _ => (flag.clone(), None),
-        };
-        if name == "--help" || name == "-h" {
-            return Ok(Parsed::Help);
+    let argv = std::iter::once("iothub-emulator".to_string()).chain(argv);
+    match Args::try_parse_from(argv) {
+        Ok(args) => Ok(Parsed::Run(Box::new(args))),
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+            Ok(Parsed::Print(e.render().to_string()))
         }
-        let mut value = || -> Result<String, String> {
-            inline
-                .clone()
-                .or_else(|| it.next())
-                .ok_or_else(|| format!("{name} needs a value"))
-        };
-        match name.as_str() {
-            "--host" => args.host = value()?,
-            "--port" => {
-                args.port = value()?
-                    .parse()
-                    .map_err(|_| "--port must be 0..65535".to_string())?
-            }
-            "--devices" => {
-                args.devices = value()?
-                    .parse()
-                    .map_err(|_| "--devices must be a number".to_string())?
-            }
-            "--seed" => args.seed = Some(PathBuf::from(value()?)),
-            "--faults" => args.faults = value()?.parse().map_err(|e| format!("--faults: {e}"))?,
-            "--unknown-job" => {
-                args.unknown_job = match value()?.as_str() {
-                    "404" => UnknownJob::NotFound,
-                    "200" => UnknownJob::StatusUnknown,
-                    other => {
-                        return Err(format!("--unknown-job must be 404 or 200, not {other:?}"))
-                    }
-                }
-            }
-            "--tier" => args.tier = Some(value()?.parse()?),
-            "--bearer-token" => {
-                let token = value()?;
-                if token.is_empty() {
-                    return Err("--bearer-token must not be empty".into());
-                }
-                args.bearer_tokens.push(token)
-            }
-            other => return Err(format!("unknown argument {other:?} (see --help)")),
-        }
+        Err(e) => Err(one_line(&e)),
     }
-    Ok(Parsed::Run(Box::new(args)))
+}
+
+fn one_line(e: &clap::Error) -> String {
+    let text = e.render().to_string();
+    let first = text.lines().next().unwrap_or("bad arguments");
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    format!("{first} (see --help)")
 }
 
 #[cfg(test)]
@@ -152,16 +132,22 @@ mod tests {
     fn run(v: &[&str]) -> Args {
         match parse(v.iter().map(|s| s.to_string())).unwrap() {
             Parsed::Run(a) => *a,
-            Parsed::Help => panic!("help"),
+            Parsed::Print(_) => panic!("help"),
         }
+    }
+
+    fn error(v: &[&str]) -> String {
+        parse(v.iter().map(|s| s.to_string())).unwrap_err()
     }
 
     #[test]
     fn defaults_and_flags() {
         let a = run(&[]);
+        assert_eq!(a, Args::default());
         assert_eq!(a.host, "127.0.0.1");
         assert_eq!(a.port, 0);
         assert_eq!(a.unknown_job, UnknownJob::NotFound);
+        assert!(a.faults.is_empty());
         let a = run(&[
             "--port=8443",
             "--devices",
@@ -182,15 +168,45 @@ mod tests {
         assert_eq!(a.unknown_job, UnknownJob::StatusUnknown);
         assert_eq!(a.tier, Some(Tier::S3));
         assert_eq!(a.bearer_tokens, vec!["t1", "t2"]);
+        assert_eq!(a.faults.to_string(), "429:0.5");
         assert!(!format!("{a:?}").contains("t1"));
     }
 
     #[test]
-    fn errors_and_help() {
-        assert_eq!(parse(["--help".to_string()]).unwrap(), Parsed::Help);
-        assert!(parse(["--port".to_string()]).is_err());
-        assert!(parse(["--nope".to_string()]).is_err());
-        assert!(parse(["--unknown-job".to_string(), "500".to_string()]).is_err());
-        assert!(parse(["--tier".to_string(), "F1".to_string()]).is_err());
+    fn errors_are_one_line() {
+        for bad in [
+            &["--port"][..],
+            &["--port", "70000"],
+            &["--nope"],
+            &["--unknown-job", "500"],
+            &["--tier", "F1"],
+            &["--faults", "teapot:1"],
+            &["--bearer-token", ""],
+        ] {
+            let e = error(bad);
+            assert!(!e.contains('\n'), "{bad:?}: {e}");
+            assert!(e.ends_with("(see --help)"), "{bad:?}: {e}");
+        }
+        assert!(error(&["--unknown-job", "500"]).contains("404 or 200"));
+    }
+
+    #[test]
+    fn help_and_version_are_printed() {
+        let Parsed::Print(help) = parse(["--help".to_string()]).unwrap() else {
+            panic!("no help")
+        };
+        for flag in [
+            "--host",
+            "--port",
+            "--devices",
+            "--faults",
+            "--bearer-token",
+        ] {
+            assert!(help.contains(flag), "{flag} missing from help");
+        }
+        assert!(matches!(
+            parse(["--version".to_string()]).unwrap(),
+            Parsed::Print(v) if v.contains(env!("CARGO_PKG_VERSION"))
+        ));
     }
 }

@@ -3,8 +3,8 @@ use iothub_emulator::cli::{self, Parsed};
 fn main() {
     let args = match cli::parse(std::env::args().skip(1)) {
         Ok(Parsed::Run(args)) => *args,
-        Ok(Parsed::Help) => {
-            print!("{}", cli::HELP);
+        Ok(Parsed::Print(text)) => {
+            print!("{text}");
             return;
         }
         Err(e) => {

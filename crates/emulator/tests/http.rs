@@ -53,7 +53,7 @@ impl Resp {
 fn args(extra: &[&str]) -> Args {
     match cli::parse(extra.iter().map(|s| s.to_string())).unwrap() {
         Parsed::Run(a) => *a,
-        Parsed::Help => unreachable!(),
+        Parsed::Print(_) => unreachable!(),
     }
 }
 
