@@ -276,14 +276,14 @@ impl Authenticator {
 }
 
 impl Authenticator {
-    /// Verifies a device's MQTT password: a SAS token for `{hub}/devices/{id}` signed with one of
-    /// the device's keys, or with a policy's key when it names the policy (`skn`). The error
+    /// Verifies a device-side client's MQTT password: a SAS token for one of the client's
+    /// `grants` (`{hub}/{resource}`), signed with that grant's keys, or with a policy's key
+    /// when it names the policy (`skn`; then the hub itself may be the resource). The error
     /// text names what is wrong, never the token.
     pub fn check_device(
         &self,
         password: &str,
-        device_id: &str,
-        device_keys: &[&str],
+        grants: &[(String, [String; 2])],
         now_secs: u64,
     ) -> Result<(), &'static str> {
         let token = parse_sas(password)?;
@@ -291,21 +291,24 @@ impl Authenticator {
         if !self.hub_names.contains(&host.to_lowercase()) {
             return Err("the token's resource (sr) does not name this hub");
         }
-        let device_path = format!("devices/{device_id}");
-        if !(path.eq_ignore_ascii_case(&device_path) || path.is_empty() && token.skn.is_some()) {
-            return Err("the token's resource (sr) does not name this device");
+        let grant = grants
+            .iter()
+            .find(|(resource, _)| path.eq_ignore_ascii_case(resource));
+        if grant.is_none() && !(path.is_empty() && token.skn.is_some()) {
+            return Err("the token's resource (sr) does not name this device or module");
         }
         if token.se <= now_secs {
             return Err("the token has expired");
         }
-        let ok = match token.skn.as_deref() {
-            Some(skn) => self
+        let ok = match (token.skn.as_deref(), grant) {
+            (Some(skn), _) => self
                 .policies
                 .iter()
                 .any(|p| p.name == skn && signature_matches(&p.key, &token)),
-            None => device_keys
+            (None, Some((_, keys))) => keys
                 .iter()
                 .any(|k| signature_matches(&lenient_base64(k), &token)),
+            (None, None) => false,
         };
         if ok {
             Ok(())

@@ -6,7 +6,9 @@
 //! `$iothub/methods/res/{status}/?$rid=` in), twin GET and reported PATCH
 //! (`$iothub/twin/GET|PATCH/…/?$rid=` in, `$iothub/twin/res/{status}/?$rid=` out), desired
 //! notifications (`$iothub/twin/PATCH/properties/desired/?$version=N` out) and telemetry
-//! (`devices/{id}/messages/events/…` in).
+//! (`devices/{id}/messages/events/…` in). A module (`ModuleClient`, client id
+//! `{deviceId}/{moduleId}`) uses the same topics, with `devices/{id}/modules/{mid}/…` for its
+//! own; which identity a session speaks for is the hub's business (`devices/modules.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +24,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
 use crate::clock::wall_secs;
-use crate::devices::Outgoing;
+use crate::devices::{split_client, Outgoing};
 use crate::hub::Hub;
 
 /// Largest packet accepted or sent (IoT Hub's message limit is 256 KB; twins are smaller).
@@ -67,18 +69,20 @@ fn admit(hub: &Hub, connect: &Connect) -> ConnectReturnCode {
     let Some(login) = &connect.login else {
         return ConnectReturnCode::BadUserNamePassword;
     };
-    // `{hostName}/{deviceId}/?api-version=…`: the device named must be the client id.
-    if login.username.split('/').nth(1) != Some(id) {
+    // `{hostName}/{clientId}/?api-version=…`: the identity named must be the client id
+    // (`{deviceId}` or `{deviceId}/{moduleId}`).
+    let named = login
+        .username
+        .split_once('/')
+        .and_then(|(_, rest)| rest.strip_prefix(id))
+        .and_then(|rest| rest.strip_prefix('/'));
+    if !named.is_some_and(|rest| rest.is_empty() || rest.starts_with('?')) {
         return ConnectReturnCode::BadUserNamePassword;
     }
-    let devices = hub.devices.read();
-    let Some(device) = devices.get(id).filter(|d| d.is_enabled()) else {
+    let Some(grants) = hub.devices.client_grants(id) else {
         return ConnectReturnCode::NotAuthorized;
     };
-    match hub
-        .auth
-        .check_device(&login.password, id, &device.keys(), wall_secs())
-    {
+    match hub.auth.check_device(&login.password, &grants, wall_secs()) {
         Ok(()) => ConnectReturnCode::Success,
         Err(why) => {
             eprintln!("iothub-emulator: device {id} refused: {why}");
@@ -164,6 +168,15 @@ enum Filter {
     CloudToDevice,
 }
 
+/// The topic root of a client: `devices/{deviceId}`, or `devices/{deviceId}/modules/{moduleId}`
+/// for a module (client id `{deviceId}/{moduleId}`).
+fn topic_root(id: &str) -> String {
+    match split_client(id) {
+        (device, None) => format!("devices/{device}"),
+        (device, Some(module)) => format!("devices/{device}/modules/{module}"),
+    }
+}
+
 fn classify(filter: &str, id: &str) -> Option<Filter> {
     if filter.starts_with("$iothub/methods/POST/") {
         Some(Filter::Methods)
@@ -171,7 +184,10 @@ fn classify(filter: &str, id: &str) -> Option<Filter> {
         Some(Filter::TwinResponses)
     } else if filter.starts_with("$iothub/twin/PATCH/properties/desired/") {
         Some(Filter::Desired)
-    } else if filter == format!("devices/{id}/messages/devicebound/#") {
+    } else if filter == format!("{}/messages/devicebound/#", topic_root(id))
+        || filter == format!("{}/inputs/#", topic_root(id))
+    {
+        // Modules receive routed messages on their inputs; none are sent either.
         Some(Filter::CloudToDevice)
     } else {
         None
@@ -268,7 +284,7 @@ impl Session<'_> {
             self.twin_get(topic_param(topic, "$rid"))
         } else if topic.starts_with("$iothub/twin/PATCH/properties/reported/") {
             self.report(topic_param(topic, "$rid"), &p.payload)
-        } else if topic.starts_with(&format!("devices/{}/messages/events/", self.id)) {
+        } else if topic.starts_with(&format!("{}/messages/events/", topic_root(self.id))) {
             self.hub
                 .devices
                 .sessions
@@ -298,13 +314,7 @@ impl Session<'_> {
 
     fn twin_get(&self, rid: Option<&str>) -> bool {
         let Some(rid) = rid else { return false };
-        let twin = self
-            .hub
-            .devices
-            .read()
-            .get(self.id)
-            .map(|d| d.device_twin());
-        match twin {
+        match self.hub.devices.client_twin(self.id) {
             Some(t) => self.respond(200, rid, "", t.to_string().into_bytes()),
             None => self.respond(404, rid, "", Vec::new()),
         }
@@ -318,13 +328,7 @@ impl Session<'_> {
             return true;
         };
         let now = self.hub.clock.now_ms();
-        let version = self
-            .hub
-            .devices
-            .write()
-            .get_mut(self.id)
-            .map(|d| d.patch_reported(&patch, now));
-        match version {
+        match self.hub.devices.report(self.id, &patch, now) {
             Some(v) => self.respond(204, rid, &format!("&$version={v}"), Vec::new()),
             None => self.respond(404, rid, "", Vec::new()),
         }

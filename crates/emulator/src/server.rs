@@ -279,7 +279,12 @@ async fn process(
         (&hyper::Method::POST, [twins, id, methods])
             if twins == "twins" && methods == "methods" =>
         {
-            api::invoke_method(hub, id, &req).await
+            api::invoke_method(hub, id, None, &req).await
+        }
+        (&hyper::Method::POST, [twins, id, modules, mid, methods])
+            if twins == "twins" && modules == "modules" && methods == "methods" =>
+        {
+            api::invoke_method(hub, id, Some(mid), &req).await
         }
         _ => api::route(hub, &req),
     }

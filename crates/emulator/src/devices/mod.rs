@@ -3,6 +3,8 @@
 //! an `.await`, so request handling and job workers never stall each other.
 
 mod device;
+mod module;
+mod modules;
 mod seed;
 mod sessions;
 
@@ -17,6 +19,8 @@ use crate::paging::{Collected, Page};
 use crate::query::SelectQuery;
 use crate::twin::if_match;
 pub use device::{BehaviourPatch, Device, MethodBehaviour, MethodCallRecord};
+pub use module::Module;
+pub use modules::{client_key, split_client};
 pub use seed::{validate_device_id, Seed, SeedDevice, SeedProperties};
 pub use sessions::{CallError, DeviceFaults, Outgoing, Sessions};
 
@@ -25,6 +29,20 @@ pub struct Registry {
     devices: RwLock<BTreeMap<String, Device>>,
     /// Live MQTT sessions of connected devices (separate: only they cost memory).
     pub sessions: Sessions,
+}
+
+/// `authentication.symmetricKey.{primaryKey, secondaryKey}` of an identity body (a device's or
+/// a module's); absent or empty ones are generated or kept.
+fn symmetric_keys(identity: &serde_json::Map<String, Value>) -> [Option<String>; 2] {
+    let keys = identity
+        .get("authentication")
+        .and_then(|a| a.get("symmetricKey"));
+    ["primaryKey", "secondaryKey"].map(|name| {
+        keys.and_then(|k| k.get(name))
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    })
 }
 
 pub fn not_found(id: &str) -> ApiError {
@@ -121,20 +139,6 @@ impl Registry {
         Ok(d.twin())
     }
 
-    /// Connection state kept by the MQTT sessions (no-op for a device deleted meanwhile).
-    pub fn set_connected(&self, id: &str, connected: bool, now_ms: i64) {
-        if let Some(d) = self.write().get_mut(id) {
-            d.set_connected(connected, now_ms);
-        }
-    }
-
-    /// A packet arrived from the device.
-    pub fn touch(&self, id: &str, now_ms: i64) {
-        if let Some(d) = self.write().get_mut(id) {
-            d.last_activity_ms = now_ms;
-        }
-    }
-
     pub fn identity(&self, id: &str) -> Result<Value, ApiError> {
         self.read()
             .get(id)
@@ -175,15 +179,7 @@ impl Registry {
                 ))
             }
         };
-        let keys = obj
-            .get("authentication")
-            .and_then(|a| a.get("symmetricKey"));
-        let key = |name: &str| {
-            keys.and_then(|k| k.get(name))
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-        };
+        let [primary, secondary] = symmetric_keys(obj);
         let mut map = self.write();
         match map.get_mut(id) {
             Some(d) => {
@@ -200,10 +196,10 @@ impl Registry {
                     ));
                 }
                 d.enabled = enabled;
-                if let Some(k) = key("primaryKey") {
+                if let Some(k) = primary {
                     d.primary_key = k;
                 }
-                if let Some(k) = key("secondaryKey") {
+                if let Some(k) = secondary {
                     d.secondary_key = k;
                 }
                 d.identity_version += 1;
@@ -212,10 +208,10 @@ impl Registry {
             None => {
                 let mut d = Device::new(id, now_ms);
                 d.enabled = enabled;
-                if let Some(k) = key("primaryKey") {
+                if let Some(k) = primary {
                     d.primary_key = k;
                 }
-                if let Some(k) = key("secondaryKey") {
+                if let Some(k) = secondary {
                     d.secondary_key = k;
                 }
                 let doc = d.identity();

@@ -1,0 +1,339 @@
+//! Module identities and module twins in the registry, and the rules for a device-side client:
+//! a device or one of its modules, named by its MQTT client id (`{deviceId}` or
+//! `{deviceId}/{moduleId}`). Ids never contain `/`, so that text is unambiguous; it also keys
+//! the live sessions, so methods and desired notifications reach modules the way they reach
+//! devices.
+
+use std::borrow::Cow;
+use std::ops::Bound;
+
+use serde_json::{Map, Value};
+
+use crate::errors::{ApiError, ErrorCode};
+use crate::paging::{Collected, Page};
+use crate::query::{Condition, SelectQuery};
+use crate::twin::if_match;
+
+use super::{not_found, symmetric_keys, validate_device_id, Device, Module, Registry};
+
+/// `{deviceId}` → (device, None); `{deviceId}/{moduleId}` → (device, Some(module)).
+pub fn split_client(client: &str) -> (&str, Option<&str>) {
+    match client.split_once('/') {
+        Some((device, module)) => (device, Some(module)),
+        None => (client, None),
+    }
+}
+
+/// The client id (and session key) of a device or of one of its modules.
+pub fn client_key<'a>(device: &'a str, module: Option<&str>) -> Cow<'a, str> {
+    match module {
+        None => Cow::Borrowed(device),
+        Some(m) => Cow::Owned(format!("{device}/{m}")),
+    }
+}
+
+fn module_not_found(device: &str, module: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::ModuleNotFound,
+        format!("Module {module} on device {device} not registered"),
+    )
+}
+
+fn etag_mismatch(what: &str, device: &str, module: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::PreconditionFailed,
+        format!(
+            "Precondition failed: the {what} of module {module} on device {device} does not match"
+        ),
+    )
+}
+
+/// The SAS grants of a client: the token resources it may present, each with the keys that
+/// may sign it (`devices/{d}/modules/{m}` with the module's keys, `devices/{d}` with the
+/// device's).
+pub type Grants = Vec<(String, [String; 2])>;
+
+impl Registry {
+    fn module_ref<T>(
+        &self,
+        device: &str,
+        module: &str,
+        f: impl FnOnce(&Device, &Module) -> T,
+    ) -> Result<T, ApiError> {
+        let map = self.read();
+        let d = map.get(device).ok_or_else(|| not_found(device))?;
+        let m = d
+            .modules
+            .get(module)
+            .ok_or_else(|| module_not_found(device, module))?;
+        Ok(f(d, m))
+    }
+
+    /// `GET /devices/{id}/modules`: every module identity of the device, in id order.
+    pub fn modules_of(&self, device: &str) -> Result<Vec<Value>, ApiError> {
+        let map = self.read();
+        let d = map.get(device).ok_or_else(|| not_found(device))?;
+        Ok(d.modules.values().map(|m| m.identity(device)).collect())
+    }
+
+    pub fn module_identity(&self, device: &str, module: &str) -> Result<Value, ApiError> {
+        self.module_ref(device, module, |_, m| m.identity(device))
+    }
+
+    /// `PUT /devices/{id}/modules/{mid}`: create (keys generated unless given), or update when
+    /// the caller sends `If-Match` (`*` or the module's etag), as the service does.
+    pub fn put_module(
+        &self,
+        device: &str,
+        module: &str,
+        body: &Value,
+        etag: Option<&str>,
+        now_ms: i64,
+    ) -> Result<Value, ApiError> {
+        validate_device_id(module).map_err(|_| {
+            ApiError::new(
+                ErrorCode::ArgumentInvalid,
+                format!("Module id '{module}' is invalid"),
+            )
+        })?;
+        let obj = body.as_object().ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::ArgumentInvalid,
+                "the module must be a JSON object",
+            )
+        })?;
+        for (field, path_id) in [("deviceId", device), ("moduleId", module)] {
+            if let Some(body_id) = obj.get(field).and_then(Value::as_str) {
+                if body_id != path_id {
+                    return Err(ApiError::new(
+                        ErrorCode::ArgumentInvalid,
+                        format!("{field} '{body_id}' in the body does not match '{path_id}' in the path"),
+                    ));
+                }
+            }
+        }
+        if let Some(kind) = obj
+            .get("authentication")
+            .and_then(|a| a.get("type"))
+            .and_then(Value::as_str)
+            .filter(|t| *t != "sas")
+        {
+            return Err(ApiError::new(
+                ErrorCode::ArgumentInvalid,
+                format!("module authentication type '{kind}' is not supported by the emulator; modules use SAS keys"),
+            ));
+        }
+        let managed_by = obj
+            .get("managedBy")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let mut map = self.write();
+        let d = map.get_mut(device).ok_or_else(|| not_found(device))?;
+        match d.modules.get_mut(module) {
+            Some(m) => {
+                if etag.is_none() {
+                    return Err(ApiError::new(
+                        ErrorCode::ModuleAlreadyExistsOnDevice,
+                        format!("A module with ID '{module}' is already registered on device '{device}'"),
+                    ));
+                }
+                if !if_match(etag, &m.identity_etag()) {
+                    return Err(etag_mismatch("etag", device, module));
+                }
+                m.apply(symmetric_keys(obj), managed_by);
+                m.bump_identity();
+                Ok(m.identity(device))
+            }
+            None => {
+                let mut m = Module::new(module, now_ms);
+                m.apply(symmetric_keys(obj), managed_by);
+                let doc = m.identity(device);
+                d.modules.insert(module.to_string(), m);
+                Ok(doc)
+            }
+        }
+    }
+
+    /// `DELETE /devices/{id}/modules/{mid}`; a live session of the module is closed.
+    pub fn delete_module(
+        &self,
+        device: &str,
+        module: &str,
+        etag: Option<&str>,
+    ) -> Result<(), ApiError> {
+        let mut map = self.write();
+        let d = map.get_mut(device).ok_or_else(|| not_found(device))?;
+        let m = d
+            .modules
+            .get(module)
+            .ok_or_else(|| module_not_found(device, module))?;
+        if !if_match(etag, &m.identity_etag()) {
+            return Err(etag_mismatch("etag", device, module));
+        }
+        d.modules.remove(module);
+        drop(map);
+        self.sessions
+            .drop_connection(&client_key(device, Some(module)));
+        Ok(())
+    }
+
+    pub fn module_twin(&self, device: &str, module: &str) -> Result<Value, ApiError> {
+        self.module_ref(device, module, |d, m| m.twin(device, d.is_enabled()))
+    }
+
+    /// `PATCH` (merge) or `PUT` (`replace`) `/twins/{id}/modules/{mid}`, with the same twin
+    /// rules as a device twin; a desired change reaches the module's session.
+    pub fn update_module_twin(
+        &self,
+        device: &str,
+        module: &str,
+        body: &Value,
+        etag: Option<&str>,
+        replace: bool,
+        now_ms: i64,
+    ) -> Result<Value, ApiError> {
+        let mut map = self.write();
+        let d = map.get_mut(device).ok_or_else(|| not_found(device))?;
+        let enabled = d.is_enabled();
+        let m = d
+            .modules
+            .get_mut(module)
+            .ok_or_else(|| module_not_found(device, module))?;
+        if !if_match(etag, &m.etag()) {
+            return Err(etag_mismatch("twin etag", device, module));
+        }
+        let note = if replace {
+            m.replace_twin(body, now_ms)?
+        } else {
+            m.patch_twin(body, now_ms)?
+        };
+        if let Some(note) = note {
+            self.sessions
+                .desired_changed(&client_key(device, Some(module)), &note);
+        }
+        Ok(m.twin(device, enabled))
+    }
+
+    /// One page of `SELECT * FROM devices.modules [WHERE …]`: module twins in (device, module)
+    /// order after the client key `after` (`{deviceId}/{moduleId}`), and the key to resume after.
+    pub fn module_twins_page(
+        &self,
+        query: &SelectQuery,
+        after: Option<&str>,
+        size: usize,
+    ) -> Page<Value, String> {
+        let map = self.read();
+        let (after_device, after_module) = after.map_or((None, None), |key| {
+            let (d, m) = split_client(key);
+            (Some(d), m)
+        });
+        let from = after_device.map_or(Bound::Unbounded, Bound::Included);
+        let mut page = Collected::new(size);
+        'devices: for (id, device) in map.range::<str, _>((from, Bound::Unbounded)) {
+            let skip_to = match (after_device, after_module) {
+                (Some(d), Some(m)) if d == id => Bound::Excluded(m),
+                (Some(d), None) if d == id => continue,
+                _ => Bound::Unbounded,
+            };
+            for (mid, module) in device.modules.range::<str, _>((skip_to, Bound::Unbounded)) {
+                if page.is_full() {
+                    break 'devices;
+                }
+                let twin = module.twin(id, device.is_enabled());
+                if query.matches(&twin) {
+                    page.push(format!("{id}/{mid}"), twin);
+                }
+            }
+        }
+        page.finish()
+    }
+
+    /// The modules a job over `FROM devices.modules WHERE …` targets, as (device, module).
+    pub fn module_targets(&self, condition: &Condition) -> Vec<(String, String)> {
+        let map = self.read();
+        map.iter()
+            .flat_map(|(id, d)| {
+                d.modules
+                    .iter()
+                    .filter(|(_, m)| {
+                        condition.is_all() || condition.matches(&m.twin(id, d.is_enabled()))
+                    })
+                    .map(|(mid, _)| (id.clone(), mid.clone()))
+            })
+            .collect()
+    }
+
+    /// What a client may sign its SAS token with, when the client may connect at all: its
+    /// device must exist and be enabled, and its module (if it names one) exist. A module may
+    /// present its own token or its device's: IoT Hub grants a token for a resource to every
+    /// resource below it, and the device's key owns `devices/{d}`.
+    pub fn client_grants(&self, client: &str) -> Option<Grants> {
+        let (device, module) = split_client(client);
+        let map = self.read();
+        let d = map.get(device).filter(|d| d.is_enabled())?;
+        let owned = |keys: [&str; 2]| keys.map(str::to_string);
+        let mut grants = Vec::with_capacity(2);
+        if let Some(module) = module {
+            let m = d.modules.get(module)?;
+            grants.push((
+                format!("devices/{device}/modules/{module}"),
+                owned(m.keys()),
+            ));
+        }
+        grants.push((format!("devices/{device}"), owned(d.keys())));
+        Some(grants)
+    }
+
+    /// Connection state kept by the MQTT sessions (no-op for an identity deleted meanwhile).
+    pub fn set_connected(&self, client: &str, connected: bool, now_ms: i64) {
+        let (device, module) = split_client(client);
+        let mut map = self.write();
+        let Some(d) = map.get_mut(device) else { return };
+        match module {
+            None => d.set_connected(connected, now_ms),
+            Some(m) => {
+                if let Some(m) = d.modules.get_mut(m) {
+                    m.set_connected(connected, now_ms);
+                }
+            }
+        }
+    }
+
+    /// A packet arrived from the client.
+    pub fn touch(&self, client: &str, now_ms: i64) {
+        let (device, module) = split_client(client);
+        let mut map = self.write();
+        let Some(d) = map.get_mut(device) else { return };
+        match module {
+            None => d.last_activity_ms = now_ms,
+            Some(m) => {
+                if let Some(m) = d.modules.get_mut(m) {
+                    m.last_activity_ms = now_ms;
+                }
+            }
+        }
+    }
+
+    /// `{desired, reported}` as the client's twin GET returns them (None: identity gone).
+    pub fn client_twin(&self, client: &str) -> Option<Value> {
+        let (device, module) = split_client(client);
+        let map = self.read();
+        let d = map.get(device)?;
+        match module {
+            None => Some(d.props.to_json()),
+            Some(m) => d.modules.get(m).map(|m| m.props.to_json()),
+        }
+    }
+
+    /// Merges the client's reported-properties patch; the new reported `$version`.
+    pub fn report(&self, client: &str, patch: &Map<String, Value>, now_ms: i64) -> Option<u64> {
+        let (device, module) = split_client(client);
+        let mut map = self.write();
+        let d = map.get_mut(device)?;
+        let props = match module {
+            None => &mut d.props,
+            Some(m) => &mut d.modules.get_mut(m)?.props,
+        };
+        Some(props.patch_reported(patch, now_ms))
+    }
+}
