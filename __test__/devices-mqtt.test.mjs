@@ -2,11 +2,9 @@
 // azure-iot-device-mqtt, pinned, unmodified) connects over MQTT on the emulator's TLS port, and
 // jobs scheduled through iothub-jobs and through azure-iothub reach its handlers.
 //
-// azure-iothub passes HostName straight to https.request as `host` and has no CA option, so
-// this file (harness only) splits the port off and adds the emulator's CA to azure-iothub's
-// HTTPS requests. The device SDK gets the CA the
-// documented way, `client.setOptions({ ca })`. node_modules is never modified.
-import https from 'node:https'
+// azure-iothub reaches the emulator's port and CA through helpers/azure-iothub-port.mjs (harness
+// only). The device SDK gets the CA the documented way, `client.setOptions({ ca })`.
+// node_modules is never modified.
 import tls from 'node:tls'
 import { createHmac } from 'node:crypto'
 import { createRequire } from 'node:module'
@@ -15,6 +13,7 @@ import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 
 import { startEmulator } from './helpers/emulator.mjs'
+import { shimAzureIothub } from './helpers/azure-iothub-port.mjs'
 
 const require = createRequire(import.meta.url)
 const { JobClient } = require('..')
@@ -28,17 +27,6 @@ const mqttPacket = require('mqtt-packet')
 let hub
 let ca
 let jobs
-
-function shimAzureIothub(caPem) {
-  const original = https.request
-  https.request = function requestWithPort(options, ...rest) {
-    if (options && typeof options === 'object' && typeof options.host === 'string' && options.port === undefined) {
-      const m = /^(.*):(\d+)$/.exec(options.host)
-      if (m && !m[1].includes(':')) options = { ...options, host: m[1], port: Number(m[2]), ca: caPem }
-    }
-    return original.call(this, options, ...rest)
-  }
-}
 
 before(async () => {
   hub = await startEmulator({ devices: 2 })

@@ -49,8 +49,7 @@ fn etag_mismatch(what: &str, device: &str, module: &str) -> ApiError {
 }
 
 /// The SAS grants of a client: the token resources it may present, each with the keys that
-/// may sign it (`devices/{d}/modules/{m}` with the module's keys, `devices/{d}` with the
-/// device's).
+/// may sign it.
 pub type Grants = Vec<(String, [String; 2])>;
 
 impl Registry {
@@ -264,24 +263,25 @@ impl Registry {
     }
 
     /// What a client may sign its SAS token with, when the client may connect at all: its
-    /// device must exist and be enabled, and its module (if it names one) exist. A module may
-    /// present its own token or its device's: IoT Hub grants a token for a resource to every
-    /// resource below it, and the device's key owns `devices/{d}`.
+    /// device must exist and be enabled, and its module (if it names one) exist. A module's
+    /// token names the module (`devices/{d}/modules/{m}`) and is signed with the module's keys
+    /// only: the service refuses a device-scoped token for a module connection, "It does not
+    /// match either the primary or secondary key" (Azure/iotedge#5155).
     pub fn client_grants(&self, client: &str) -> Option<Grants> {
         let (device, module) = split_client(client);
         let map = self.read();
         let d = map.get(device).filter(|d| d.is_enabled())?;
         let owned = |keys: [&str; 2]| keys.map(str::to_string);
-        let mut grants = Vec::with_capacity(2);
-        if let Some(module) = module {
-            let m = d.modules.get(module)?;
-            grants.push((
-                format!("devices/{device}/modules/{module}"),
-                owned(m.keys()),
-            ));
-        }
-        grants.push((format!("devices/{device}"), owned(d.keys())));
-        Some(grants)
+        Some(match module {
+            None => vec![(format!("devices/{device}"), owned(d.keys()))],
+            Some(module) => {
+                let m = d.modules.get(module)?;
+                vec![(
+                    format!("devices/{device}/modules/{module}"),
+                    owned(m.keys()),
+                )]
+            }
+        })
     }
 
     /// Connection state kept by the MQTT sessions (no-op for an identity deleted meanwhile).
