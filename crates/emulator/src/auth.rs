@@ -468,4 +468,85 @@ mod tests {
         assert!(!format!("{:?}", auth()).contains("MDEyMzQ1"));
         assert!(!format!("{:?}", auth()).contains("bearer-ok"));
     }
+
+    /// A client token for `{host}/{resource}` as the device SDKs make one (sr url-encoded).
+    fn client_token(resource: &str, key: &str, skn: Option<&str>, se: u64) -> String {
+        let sr = utf8_percent_encode(
+            &format!("myhub.azure-devices.net/{resource}"),
+            URI_COMPONENT,
+        )
+        .to_string();
+        let mut mac = Hmac::<Sha256>::new_from_slice(&lenient_base64(key)).unwrap();
+        mac.update(format!("{sr}\n{se}").as_bytes());
+        let sig = STANDARD.encode(mac.finalize().into_bytes());
+        let sig = utf8_percent_encode(&sig, URI_COMPONENT);
+        let skn = skn.map(|n| format!("&skn={n}")).unwrap_or_default();
+        format!("SharedAccessSignature sr={sr}&sig={sig}&se={se}{skn}")
+    }
+
+    #[test]
+    fn module_tokens_are_accepted_for_their_module_only() {
+        let a = auth();
+        const DEVICE_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+        const MODULE_KEY: &str = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
+        const OTHER_KEY: &str = "QEFCQ0RFRkdISUpLTE1OT1BRUlNUVVZXWFlaW1xdXl8=";
+        let (now, se) = (1_700_000_000, 1_700_003_600);
+        let module = vec![(
+            "devices/edge/modules/filter".to_string(),
+            [MODULE_KEY.to_string(), OTHER_KEY.to_string()],
+        )];
+        let device = vec![(
+            "devices/edge".to_string(),
+            [DEVICE_KEY.to_string(), DEVICE_KEY.to_string()],
+        )];
+        let check =
+            |token: &str, grants: &[(String, [String; 2])]| a.check_device(token, grants, now);
+
+        // The module's own token, with either key.
+        let own = client_token("devices/edge/modules/filter", MODULE_KEY, None, se);
+        assert_eq!(check(&own, &module), Ok(()));
+        let secondary = client_token("devices/edge/modules/filter", OTHER_KEY, None, se);
+        assert_eq!(check(&secondary, &module), Ok(()));
+        // ... but not as the device, nor as a sibling module.
+        assert_eq!(
+            check(&own, &device),
+            Err("the token's resource (sr) does not name this device or module")
+        );
+        let sibling = vec![(
+            "devices/edge/modules/other".to_string(),
+            [OTHER_KEY.to_string(), OTHER_KEY.to_string()],
+        )];
+        assert!(check(&own, &sibling).is_err());
+        // The parent device's token does not open the module (Azure/iotedge#5155), nor does
+        // a module-scoped token signed with the device's key.
+        let parent = client_token("devices/edge", DEVICE_KEY, None, se);
+        assert_eq!(check(&parent, &device), Ok(()));
+        assert!(check(&parent, &module).is_err());
+        let parent_key = client_token("devices/edge/modules/filter", DEVICE_KEY, None, se);
+        assert_eq!(
+            check(&parent_key, &module),
+            Err("the token's signature does not match")
+        );
+        // A wrong key, an expired token.
+        let wrong = client_token("devices/edge/modules/filter", DEVICE_KEY, None, se);
+        assert!(check(&wrong, &module).is_err());
+        let expired = client_token("devices/edge/modules/filter", MODULE_KEY, None, now);
+        assert_eq!(check(&expired, &module), Err("the token has expired"));
+        // A policy token (skn) for the module or the hub, signed with the policy's key.
+        let policy_key = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+        let policy = client_token(
+            "devices/edge/modules/filter",
+            policy_key,
+            Some("iothubowner"),
+            se,
+        );
+        assert_eq!(check(&policy, &module), Ok(()));
+        let forged = client_token(
+            "devices/edge/modules/filter",
+            MODULE_KEY,
+            Some("iothubowner"),
+            se,
+        );
+        assert!(check(&forged, &module).is_err());
+    }
 }

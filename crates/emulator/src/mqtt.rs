@@ -69,14 +69,7 @@ fn admit(hub: &Hub, connect: &Connect) -> ConnectReturnCode {
     let Some(login) = &connect.login else {
         return ConnectReturnCode::BadUserNamePassword;
     };
-    // `{hostName}/{clientId}/?api-version=…`: the identity named must be the client id
-    // (`{deviceId}` or `{deviceId}/{moduleId}`).
-    let named = login
-        .username
-        .split_once('/')
-        .and_then(|(_, rest)| rest.strip_prefix(id))
-        .and_then(|rest| rest.strip_prefix('/'));
-    if !named.is_some_and(|rest| rest.is_empty() || rest.starts_with('?')) {
+    if !username_names(&login.username, id) {
         return ConnectReturnCode::BadUserNamePassword;
     }
     let Some(grants) = hub.devices.client_grants(id) else {
@@ -89,6 +82,16 @@ fn admit(hub: &Hub, connect: &Connect) -> ConnectReturnCode {
             ConnectReturnCode::BadUserNamePassword
         }
     }
+}
+
+/// Whether a CONNECT username, `{hostName}/{clientId}/?api-version=…`, names the client id
+/// (`{deviceId}`, or `{deviceId}/{moduleId}` for a module) and nothing else.
+fn username_names(username: &str, client_id: &str) -> bool {
+    username
+        .split_once('/')
+        .and_then(|(_, rest)| rest.strip_prefix(client_id))
+        .and_then(|rest| rest.strip_prefix('/'))
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('?'))
 }
 
 /// Serves one MQTT connection whose first byte has been seen (not consumed) by the server.
@@ -333,5 +336,39 @@ impl Session<'_> {
             None => self.respond(404, rid, "", Vec::new()),
         }
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames_name_the_device_or_module_of_the_client_id() {
+        let v = "?api-version=2021-04-12&DeviceClientType=azure-iot-device%2F1.18.4";
+        assert!(username_names(&format!("h:1/d1/{v}"), "d1"));
+        assert!(username_names(&format!("h:1/d1/m1/{v}"), "d1/m1"));
+        assert!(username_names("h/d1/", "d1"));
+        // A module's username for the device's client id, and the other way round.
+        assert!(!username_names(&format!("h/d1/m1/{v}"), "d1"));
+        assert!(!username_names(&format!("h/d1/{v}"), "d1/m1"));
+        assert!(!username_names(&format!("h/d1/m2/{v}"), "d1/m1"));
+        assert!(!username_names(&format!("h/d10/{v}"), "d1"));
+        assert!(!username_names("d1", "d1"));
+    }
+
+    #[test]
+    fn module_topics_live_below_the_module() {
+        assert_eq!(topic_root("d1"), "devices/d1");
+        assert_eq!(topic_root("d1/m1"), "devices/d1/modules/m1");
+        assert!(matches!(
+            classify("devices/d1/modules/m1/inputs/#", "d1/m1"),
+            Some(Filter::CloudToDevice)
+        ));
+        assert!(classify("devices/d1/modules/m2/inputs/#", "d1/m1").is_none());
+        assert!(matches!(
+            classify("devices/d1/messages/devicebound/#", "d1"),
+            Some(Filter::CloudToDevice)
+        ));
     }
 }

@@ -299,7 +299,7 @@ fn stored_tags<'t>(
 /// The tags of the `i`th device of `--devices`: `{group: even|odd, index: i}`.
 fn generated_tags(i: u32) -> Map<String, Value> {
     let mut tags = Map::new();
-    let group = if i % 2 == 0 { "even" } else { "odd" };
+    let group = if i.is_multiple_of(2) { "even" } else { "odd" };
     tags.insert("group".into(), json!(group));
     tags.insert("index".into(), json!(i));
     tags

@@ -230,7 +230,13 @@ impl Registry {
                 format!("Precondition failed: the etag of device {id} does not match"),
             ));
         }
-        map.remove(id);
+        if let Some(d) = map.remove(id) {
+            drop(map);
+            // The device's modules go with it, and so do their connections.
+            for module in d.modules.keys() {
+                self.sessions.drop_connection(&client_key(id, Some(module)));
+            }
+        }
         Ok(())
     }
 

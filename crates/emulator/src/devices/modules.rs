@@ -337,3 +337,110 @@ impl Registry {
         Some(props.patch_reported(patch, now_ms))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::query::{parse_condition, parse_select};
+    use serde_json::json;
+
+    fn registry() -> Registry {
+        let r = Registry::default();
+        r.load(vec![Device::new("edge", 0), Device::new("plain", 0)], true);
+        for m in ["b", "a"] {
+            r.put_module("edge", m, &json!({}), None, 0).unwrap();
+        }
+        r
+    }
+
+    #[test]
+    fn clients_are_devices_or_modules() {
+        assert_eq!(split_client("edge"), ("edge", None));
+        assert_eq!(split_client("edge/a"), ("edge", Some("a")));
+        assert_eq!(client_key("edge", Some("a")), "edge/a");
+        assert_eq!(client_key("edge", None), "edge");
+
+        let r = registry();
+        let grants = r.client_grants("edge/a").unwrap();
+        assert_eq!(grants.len(), 1, "a module signs with its own keys only");
+        assert_eq!(grants[0].0, "devices/edge/modules/a");
+        let module_key = r.module_identity("edge", "a").unwrap()["authentication"]["symmetricKey"]
+            ["primaryKey"]
+            .clone();
+        assert_eq!(grants[0].1[0], module_key.as_str().unwrap());
+        assert_eq!(r.client_grants("edge").unwrap()[0].0, "devices/edge");
+        assert!(r.client_grants("edge/zz").is_none());
+        assert!(r.client_grants("nobody/a").is_none());
+        r.put_identity("edge", &json!({"status": "disabled"}), Some("*"), 0)
+            .unwrap();
+        assert!(
+            r.client_grants("edge/a").is_none(),
+            "a disabled device's modules stay out"
+        );
+    }
+
+    #[test]
+    fn module_sessions_keep_their_own_state() {
+        let r = registry();
+        r.set_connected("edge/a", true, 5_000);
+        assert_eq!(
+            r.module_twin("edge", "a").unwrap()["connectionState"],
+            "Connected"
+        );
+        assert_eq!(
+            r.module_twin("edge", "b").unwrap()["connectionState"],
+            "Disconnected"
+        );
+        assert_eq!(
+            r.identity("edge").unwrap()["connectionState"],
+            "Disconnected"
+        );
+        let v = r.report("edge/a", json!({"fw": "2"}).as_object().unwrap(), 6_000);
+        assert_eq!(v, Some(2));
+        assert_eq!(r.client_twin("edge/a").unwrap()["reported"]["fw"], "2");
+        assert_eq!(r.client_twin("edge").unwrap()["reported"].get("fw"), None);
+        assert_eq!(r.report("edge/zz", &Map::new(), 0), None);
+        r.set_connected("edge/a", false, 7_000);
+        assert_eq!(
+            r.module_identity("edge", "a").unwrap()["connectionState"],
+            "Disconnected"
+        );
+    }
+
+    #[test]
+    fn module_queries_page_in_device_then_module_order() {
+        let r = registry();
+        r.put_module("plain", "a", &json!({}), None, 0).unwrap();
+        let all = parse_select("SELECT * FROM devices.modules").unwrap();
+        let (page, next) = r.module_twins_page(&all, None, 2);
+        let ids = |p: &[Value]| -> Vec<String> {
+            p.iter()
+                .map(|t| {
+                    format!(
+                        "{}/{}",
+                        t["deviceId"].as_str().unwrap(),
+                        t["moduleId"].as_str().unwrap()
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(ids(&page), ["edge/a", "edge/b"]);
+        assert_eq!(next.as_deref(), Some("edge/b"));
+        let (page, next) = r.module_twins_page(&all, next.as_deref(), 2);
+        assert_eq!((ids(&page), next), (vec!["plain/a".to_string()], None));
+        let only_a = parse_condition("FROM devices.modules WHERE moduleId = 'a'").unwrap();
+        assert_eq!(
+            r.module_targets(&only_a),
+            [
+                ("edge".to_string(), "a".to_string()),
+                ("plain".to_string(), "a".to_string())
+            ]
+        );
+        r.delete("plain", None).unwrap();
+        assert_eq!(
+            r.module_targets(&only_a).len(),
+            1,
+            "a deleted device takes its modules"
+        );
+    }
+}
