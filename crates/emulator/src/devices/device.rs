@@ -189,24 +189,18 @@ impl Device {
 
     /// The twin document as the service returns it (and as query conditions see it).
     pub fn twin(&self) -> Value {
-        json!({
-            "deviceId": self.id,
-            "etag": self.etag(),
-            "deviceEtag": self.device_etag(),
-            "status": if self.enabled { "enabled" } else { "disabled" },
-            "statusUpdateTime": NEVER,
-            "connectionState": self.connection_state(),
-            "connectionStateUpdatedTime": time_or_never(self.connection_updated_ms),
-            "lastActivityTime": time_or_never(self.last_activity_ms),
-            "cloudToDeviceMessageCount": 0,
-            "authenticationType": "sas",
-            "x509Thumbprint": {"primaryThumbprint": null, "secondaryThumbprint": null},
-            "modelId": "",
-            "version": self.props.version(),
-            "tags": self.tags(),
-            "properties": self.props.to_json(),
-            "capabilities": {"iotEdge": false},
-        })
+        let mut twin = TwinHead {
+            device_id: &self.id,
+            etag: self.etag(),
+            identity_etag: self.device_etag(),
+            enabled: self.enabled,
+            connection_state: self.connection_state(),
+            connection_updated_ms: self.connection_updated_ms,
+            last_activity_ms: self.last_activity_ms,
+        }
+        .document(&self.tags(), &self.props);
+        twin["capabilities"] = json!({"iotEdge": false});
+        twin
     }
 
     /// The device identity document (`/devices/{id}`).
@@ -222,11 +216,7 @@ impl Device {
             "statusUpdatedTime": NEVER,
             "lastActivityTime": time_or_never(self.last_activity_ms),
             "cloudToDeviceMessageCount": 0,
-            "authentication": {
-                "symmetricKey": {"primaryKey": self.primary_key, "secondaryKey": self.secondary_key},
-                "x509Thumbprint": {"primaryThumbprint": null, "secondaryThumbprint": null},
-                "type": "sas",
-            },
+            "authentication": sas_authentication(self.keys()),
             "capabilities": {"iotEdge": false},
         })
     }
@@ -282,6 +272,49 @@ impl Device {
     pub fn record_method(&mut self, call: &MethodCallRecord) {
         self.method_calls += 1;
         self.last_method = Some(Box::new(call.clone()));
+    }
+}
+
+/// The `authentication` of a SAS identity (a device's or a module's).
+pub(super) fn sas_authentication([primary, secondary]: [&str; 2]) -> Value {
+    json!({
+        "symmetricKey": {"primaryKey": primary, "secondaryKey": secondary},
+        "x509Thumbprint": {"primaryThumbprint": null, "secondaryThumbprint": null},
+        "type": "sas",
+    })
+}
+
+/// What a device twin and a module twin share above their tags and properties.
+pub(super) struct TwinHead<'a> {
+    pub device_id: &'a str,
+    pub etag: String,
+    pub identity_etag: String,
+    /// A module reports its device's status.
+    pub enabled: bool,
+    pub connection_state: &'static str,
+    pub connection_updated_ms: i64,
+    pub last_activity_ms: i64,
+}
+
+impl TwinHead<'_> {
+    pub fn document(self, tags: &Map<String, Value>, props: &TwinProperties) -> Value {
+        json!({
+            "deviceId": self.device_id,
+            "etag": self.etag,
+            "deviceEtag": self.identity_etag,
+            "status": if self.enabled { "enabled" } else { "disabled" },
+            "statusUpdateTime": NEVER,
+            "connectionState": self.connection_state,
+            "connectionStateUpdatedTime": time_or_never(self.connection_updated_ms),
+            "lastActivityTime": time_or_never(self.last_activity_ms),
+            "cloudToDeviceMessageCount": 0,
+            "authenticationType": "sas",
+            "x509Thumbprint": {"primaryThumbprint": null, "secondaryThumbprint": null},
+            "modelId": "",
+            "version": props.version(),
+            "tags": tags,
+            "properties": props.to_json(),
+        })
     }
 }
 

@@ -45,6 +45,80 @@ fn symmetric_keys(identity: &serde_json::Map<String, Value>) -> [Option<String>;
     })
 }
 
+/// A twin that the REST twin endpoints and twin jobs write: a device's or a module's.
+trait WritableTwin {
+    fn etag(&self) -> String;
+    fn patch_twin(&mut self, patch: &Value, now_ms: i64) -> Result<Option<Value>, ApiError>;
+    fn replace_twin(&mut self, twin: &Value, now_ms: i64) -> Result<Option<Value>, ApiError>;
+}
+
+impl WritableTwin for Device {
+    fn etag(&self) -> String {
+        Device::etag(self)
+    }
+    fn patch_twin(&mut self, patch: &Value, now_ms: i64) -> Result<Option<Value>, ApiError> {
+        Device::patch_twin(self, patch, now_ms)
+    }
+    fn replace_twin(&mut self, twin: &Value, now_ms: i64) -> Result<Option<Value>, ApiError> {
+        Device::replace_twin(self, twin, now_ms)
+    }
+}
+
+impl WritableTwin for Module {
+    fn etag(&self) -> String {
+        Module::etag(self)
+    }
+    fn patch_twin(&mut self, patch: &Value, now_ms: i64) -> Result<Option<Value>, ApiError> {
+        Module::patch_twin(self, patch, now_ms)
+    }
+    fn replace_twin(&mut self, twin: &Value, now_ms: i64) -> Result<Option<Value>, ApiError> {
+        Module::replace_twin(self, twin, now_ms)
+    }
+}
+
+/// `PATCH` (merge) or `PUT` (`replace`) of a twin under `If-Match`: the desired notification
+/// for the twin's session when desired changed. `what` names the twin in the error.
+fn write_twin(
+    twin: &mut impl WritableTwin,
+    body: &Value,
+    etag: Option<&str>,
+    replace: bool,
+    now_ms: i64,
+    what: &str,
+) -> Result<Option<Value>, ApiError> {
+    if !if_match(etag, &twin.etag()) {
+        return Err(ApiError::new(
+            ErrorCode::PreconditionFailed,
+            format!("Precondition failed: the twin etag of {what} does not match"),
+        ));
+    }
+    if replace {
+        twin.replace_twin(body, now_ms)
+    } else {
+        twin.patch_twin(body, now_ms)
+    }
+}
+
+/// PUT of an identity that exists updates it only with `If-Match` (`*` or its etag), as the
+/// service does: without one the PUT was a create (`exists`), with another etag it fails.
+fn may_update(
+    etag: Option<&str>,
+    current: &str,
+    exists: impl FnOnce() -> ApiError,
+    what: &str,
+) -> Result<(), ApiError> {
+    if etag.is_none() {
+        return Err(exists());
+    }
+    if !if_match(etag, current) {
+        return Err(ApiError::new(
+            ErrorCode::PreconditionFailed,
+            format!("Precondition failed: the etag of {what} does not match"),
+        ));
+    }
+    Ok(())
+}
+
 pub fn not_found(id: &str) -> ApiError {
     ApiError::new(
         ErrorCode::DeviceNotFound,
@@ -122,18 +196,7 @@ impl Registry {
     ) -> Result<Value, ApiError> {
         let mut map = self.write();
         let d = map.get_mut(id).ok_or_else(|| not_found(id))?;
-        if !if_match(etag, &d.etag()) {
-            return Err(ApiError::new(
-                ErrorCode::PreconditionFailed,
-                format!("Precondition failed: the twin etag of {id} does not match"),
-            ));
-        }
-        let note = if replace {
-            d.replace_twin(body, now_ms)?
-        } else {
-            d.patch_twin(body, now_ms)?
-        };
-        if let Some(note) = note {
+        if let Some(note) = write_twin(d, body, etag, replace, now_ms, id)? {
             self.sessions.desired_changed(id, &note);
         }
         Ok(d.twin())
@@ -183,18 +246,17 @@ impl Registry {
         let mut map = self.write();
         match map.get_mut(id) {
             Some(d) => {
-                if etag.is_none() {
-                    return Err(ApiError::new(
-                        ErrorCode::DeviceAlreadyExists,
-                        format!("A device with ID '{id}' is already registered"),
-                    ));
-                }
-                if !if_match(etag, &d.device_etag()) {
-                    return Err(ApiError::new(
-                        ErrorCode::PreconditionFailed,
-                        format!("Precondition failed: the etag of device {id} does not match"),
-                    ));
-                }
+                may_update(
+                    etag,
+                    &d.device_etag(),
+                    || {
+                        ApiError::new(
+                            ErrorCode::DeviceAlreadyExists,
+                            format!("A device with ID '{id}' is already registered"),
+                        )
+                    },
+                    &format!("device {id}"),
+                )?;
                 d.enabled = enabled;
                 if let Some(k) = primary {
                     d.primary_key = k;

@@ -8,7 +8,7 @@ use serde_json::{json, Map, Value};
 
 use crate::twin::{device_etag, TwinProperties};
 
-use super::device::{random_key, time_or_never};
+use super::device::{random_key, sas_authentication, time_or_never, TwinHead};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Module {
@@ -99,35 +99,25 @@ impl Module {
             "connectionStateUpdatedTime": time_or_never(self.connection_updated_ms),
             "lastActivityTime": time_or_never(self.last_activity_ms),
             "cloudToDeviceMessageCount": 0,
-            "authentication": {
-                "symmetricKey": {"primaryKey": self.primary_key, "secondaryKey": self.secondary_key},
-                "x509Thumbprint": {"primaryThumbprint": null, "secondaryThumbprint": null},
-                "type": "sas",
-            },
+            "authentication": sas_authentication(self.keys()),
         })
     }
 
     /// The module twin as the service returns it (and as `devices.modules` queries see it).
     /// A module has no status of its own: it reports its device's.
     pub fn twin(&self, device_id: &str, device_enabled: bool) -> Value {
-        json!({
-            "deviceId": device_id,
-            "moduleId": self.id,
-            "etag": self.etag(),
-            "deviceEtag": self.identity_etag(),
-            "status": if device_enabled { "enabled" } else { "disabled" },
-            "statusUpdateTime": "0001-01-01T00:00:00Z",
-            "connectionState": self.connection_state(),
-            "connectionStateUpdatedTime": time_or_never(self.connection_updated_ms),
-            "lastActivityTime": time_or_never(self.last_activity_ms),
-            "cloudToDeviceMessageCount": 0,
-            "authenticationType": "sas",
-            "x509Thumbprint": {"primaryThumbprint": null, "secondaryThumbprint": null},
-            "modelId": "",
-            "version": self.props.version(),
-            "tags": self.tags,
-            "properties": self.props.to_json(),
-        })
+        let mut twin = TwinHead {
+            device_id,
+            etag: self.etag(),
+            identity_etag: self.identity_etag(),
+            enabled: device_enabled,
+            connection_state: self.connection_state(),
+            connection_updated_ms: self.connection_updated_ms,
+            last_activity_ms: self.last_activity_ms,
+        }
+        .document(&self.tags, &self.props);
+        twin["moduleId"] = json!(self.id);
+        twin
     }
 
     /// Applies a twin patch (see [`TwinProperties::patch`]).

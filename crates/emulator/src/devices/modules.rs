@@ -14,7 +14,9 @@ use crate::paging::{Collected, Page};
 use crate::query::{Condition, SelectQuery};
 use crate::twin::if_match;
 
-use super::{not_found, symmetric_keys, validate_device_id, Device, Module, Registry};
+use super::{
+    may_update, not_found, symmetric_keys, validate_device_id, write_twin, Device, Module, Registry,
+};
 
 /// `{deviceId}` → (device, None); `{deviceId}/{moduleId}` → (device, Some(module)).
 pub fn split_client(client: &str) -> (&str, Option<&str>) {
@@ -36,15 +38,6 @@ fn module_not_found(device: &str, module: &str) -> ApiError {
     ApiError::new(
         ErrorCode::ModuleNotFound,
         format!("Module {module} on device {device} not registered"),
-    )
-}
-
-fn etag_mismatch(what: &str, device: &str, module: &str) -> ApiError {
-    ApiError::new(
-        ErrorCode::PreconditionFailed,
-        format!(
-            "Precondition failed: the {what} of module {module} on device {device} does not match"
-        ),
     )
 }
 
@@ -130,15 +123,17 @@ impl Registry {
         let d = map.get_mut(device).ok_or_else(|| not_found(device))?;
         match d.modules.get_mut(module) {
             Some(m) => {
-                if etag.is_none() {
-                    return Err(ApiError::new(
-                        ErrorCode::ModuleAlreadyExistsOnDevice,
-                        format!("A module with ID '{module}' is already registered on device '{device}'"),
-                    ));
-                }
-                if !if_match(etag, &m.identity_etag()) {
-                    return Err(etag_mismatch("etag", device, module));
-                }
+                may_update(
+                    etag,
+                    &m.identity_etag(),
+                    || {
+                        ApiError::new(
+                            ErrorCode::ModuleAlreadyExistsOnDevice,
+                            format!("A module with ID '{module}' is already registered on device '{device}'"),
+                        )
+                    },
+                    &format!("module {module} on device {device}"),
+                )?;
                 m.apply(symmetric_keys(obj), managed_by);
                 m.bump_identity();
                 Ok(m.identity(device))
@@ -167,7 +162,10 @@ impl Registry {
             .get(module)
             .ok_or_else(|| module_not_found(device, module))?;
         if !if_match(etag, &m.identity_etag()) {
-            return Err(etag_mismatch("etag", device, module));
+            return Err(ApiError::new(
+                ErrorCode::PreconditionFailed,
+                format!("Precondition failed: the etag of module {module} on device {device} does not match"),
+            ));
         }
         d.modules.remove(module);
         drop(map);
@@ -198,15 +196,8 @@ impl Registry {
             .modules
             .get_mut(module)
             .ok_or_else(|| module_not_found(device, module))?;
-        if !if_match(etag, &m.etag()) {
-            return Err(etag_mismatch("twin etag", device, module));
-        }
-        let note = if replace {
-            m.replace_twin(body, now_ms)?
-        } else {
-            m.patch_twin(body, now_ms)?
-        };
-        if let Some(note) = note {
+        let what = format!("module {module} on device {device}");
+        if let Some(note) = write_twin(m, body, etag, replace, now_ms, &what)? {
             self.sessions
                 .desired_changed(&client_key(device, Some(module)), &note);
         }
