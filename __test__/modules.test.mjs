@@ -13,8 +13,9 @@ import { startEmulator } from './helpers/emulator.mjs'
 import { shimAzureIothub } from './helpers/azure-iothub-port.mjs'
 
 const require = createRequire(import.meta.url)
+const { JobClient } = require('..')
 const iothub = require('azure-iothub')
-const { ModuleClient } = require('azure-iot-device')
+const { ModuleClient, Message } = require('azure-iot-device')
 const { Mqtt } = require('azure-iot-device-mqtt')
 const { NoRetry } = require('azure-iot-common')
 
@@ -144,6 +145,12 @@ test('ModuleClient over Mqtt: module method via Client.invokeDeviceMethod, desir
     assert.deepEqual(after.tags, { site: 'north' })
     await rejectsWith(reg.updateModuleTwin('edge-b', 'sensor', { tags: { site: 'south' } }, before.etag), 412, 'PreconditionFailed')
 
+    await client.sendEvent(new Message('{"t":21}'))
+    const { messages } = await hub.control('GET', 'telemetry')
+    const sent = messages.find((m) => m.body === '{"t":21}')
+    assert.deepEqual([sent.deviceId, sent.moduleId], ['edge-b', 'sensor'])
+    assert.match(sent.topic, /^devices\/edge-b\/modules\/sensor\/messages\/events\//)
+
     await new Promise((resolve, reject) => twin.properties.reported.update({ firmware: '3.1' }, (e) => (e ? reject(e) : resolve())))
     const query = reg.createQuery("SELECT * FROM devices.modules WHERE properties.reported.firmware = '3.1' AND tags.site = 'north'")
     const { result: twins } = await query.nextAsTwin()
@@ -184,6 +191,15 @@ test('a job with a FROM devices.modules condition calls the module method and up
     assert.equal(rows[0].deviceId, 'edge-c')
     assert.equal(rows[0].moduleId, 'pump')
     assert.deepEqual(rows[0].outcome.deviceMethodResponse, { status: 202, payload: { stopped: 7 } })
+
+    // The same condition through iothub-jobs' native JobClient: its rows carry the module too.
+    const native = JobClient.fromConnectionString(hub.connectionString, { ca })
+    await native.scheduleDeviceMethod('stop-pumps-native', condition, { methodName: 'stop', payload: 8, responseTimeoutInSeconds: 10, connectTimeoutInSeconds: 10 })
+    const nativeJob = await native.waitForJob('stop-pumps-native', { pollIntervalMs: 50, timeoutMs: 30_000 })
+    assert.equal(nativeJob.deviceJobStatistics.succeededCount, 1)
+    const nativeRows = []
+    for await (const row of native.listDeviceJobs('stop-pumps-native')) nativeRows.push(row)
+    assert.deepEqual(nativeRows.map((r) => [r.deviceId, r.moduleId, r.outcome.deviceMethodResponse.payload]), [['edge-c', 'pump', { stopped: 8 }]])
 
     await jobs.scheduleTwinUpdate('pump-twins', condition, { etag: '*', properties: { desired: { rpm: 900 } } })
     await finished('pump-twins')
