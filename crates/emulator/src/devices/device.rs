@@ -191,6 +191,7 @@ impl Device {
     pub fn twin(&self) -> Value {
         let mut twin = TwinHead {
             device_id: &self.id,
+            module_id: None,
             etag: self.etag(),
             identity_etag: self.device_etag(),
             enabled: self.enabled,
@@ -287,6 +288,8 @@ pub(super) fn sas_authentication([primary, secondary]: [&str; 2]) -> Value {
 /// What a device twin and a module twin share above their tags and properties.
 pub(super) struct TwinHead<'a> {
     pub device_id: &'a str,
+    /// A module twin's `moduleId`, right after `deviceId` as the service writes it.
+    pub module_id: Option<&'a str>,
     pub etag: String,
     pub identity_etag: String,
     /// A module reports its device's status.
@@ -298,7 +301,7 @@ pub(super) struct TwinHead<'a> {
 
 impl TwinHead<'_> {
     pub fn document(self, tags: &Map<String, Value>, props: &TwinProperties) -> Value {
-        json!({
+        let twin = json!({
             "deviceId": self.device_id,
             "etag": self.etag,
             "deviceEtag": self.identity_etag,
@@ -314,7 +317,22 @@ impl TwinHead<'_> {
             "version": props.version(),
             "tags": tags,
             "properties": props.to_json(),
-        })
+        });
+        match (self.module_id, twin) {
+            // Rebuilt only for modules, so device twins (queries over fleets) cost no more.
+            (Some(module_id), Value::Object(fields)) => {
+                let mut with_module = Map::with_capacity(fields.len() + 1);
+                for (key, value) in fields {
+                    let after_device = key == "deviceId";
+                    with_module.insert(key, value);
+                    if after_device {
+                        with_module.insert("moduleId".into(), json!(module_id));
+                    }
+                }
+                Value::Object(with_module)
+            }
+            (_, twin) => twin,
+        }
     }
 }
 

@@ -106,8 +106,9 @@ impl Module {
     /// The module twin as the service returns it (and as `devices.modules` queries see it).
     /// A module has no status of its own: it reports its device's.
     pub fn twin(&self, device_id: &str, device_enabled: bool) -> Value {
-        let mut twin = TwinHead {
+        TwinHead {
             device_id,
+            module_id: Some(&self.id),
             etag: self.etag(),
             identity_etag: self.identity_etag(),
             enabled: device_enabled,
@@ -115,9 +116,7 @@ impl Module {
             connection_updated_ms: self.connection_updated_ms,
             last_activity_ms: self.last_activity_ms,
         }
-        .document(&self.tags, &self.props);
-        twin["moduleId"] = json!(self.id);
-        twin
+        .document(&self.tags, &self.props)
     }
 
     /// Applies a twin patch (see [`TwinProperties::patch`]).

@@ -373,6 +373,19 @@ mod tests {
     #[test]
     fn module_sessions_keep_their_own_state() {
         let r = registry();
+        let twin = r.module_twin("edge", "a").unwrap();
+        let first: Vec<&str> = twin
+            .as_object()
+            .unwrap()
+            .keys()
+            .take(3)
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            first,
+            ["deviceId", "moduleId", "etag"],
+            "the service's field order"
+        );
         r.set_connected("edge/a", true, 5_000);
         assert_eq!(
             r.module_twin("edge", "a").unwrap()["connectionState"],
