@@ -22,7 +22,7 @@ pub use device::{BehaviourPatch, Device, MethodBehaviour, MethodCallRecord};
 pub use module::Module;
 pub use modules::{client_key, split_client};
 pub use seed::{validate_device_id, Seed, SeedDevice, SeedProperties};
-pub use sessions::{CallError, DeviceFaults, Outgoing, Sessions};
+pub use sessions::{CallError, DeviceFaults, Outgoing, Sessions, TwinAnswer, TwinRequest};
 
 #[derive(Default)]
 pub struct Registry {
