@@ -25,8 +25,8 @@ use crate::control;
 use crate::errors::{ApiError, ErrorCode};
 use crate::faults::FaultKind;
 use crate::hub::Hub;
-use crate::mqtt;
 use crate::record::RecordedRequest;
+use crate::{amqp, mqtt};
 
 /// Largest request body accepted (a method payload is at most 128 KB; twins are small).
 const MAX_REQUEST_BODY: usize = 4 * 1024 * 1024;
@@ -110,11 +110,12 @@ pub async fn serve(
             let Ok(tls) = acceptor.accept(tcp).await else {
                 return;
             };
-            // Devices speak MQTT on the same port: its CONNECT packet starts with 0x10, which
-            // no HTTP request does. The byte is only peeked, so either protocol reads it.
+            // Devices speak MQTT and AMQP on the same port: an MQTT CONNECT starts with 0x10, an
+            // AMQP header with `A`, and no HTTP request does either. The byte is only peeked, so either protocol reads it.
             let mut stream = BufReader::new(tls);
             match stream.fill_buf().await {
                 Ok([MQTT_CONNECT, ..]) => return mqtt::serve(hub, stream).await,
+                Ok([amqp::HEADER_START, ..]) => return amqp::serve(hub, stream).await,
                 Ok([_, ..]) => {}
                 _ => return,
             }

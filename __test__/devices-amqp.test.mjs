@@ -1,0 +1,140 @@
+// Real device code over AMQP against iothub-emulator: Microsoft's device SDK (azure-iot-device +
+// azure-iot-device-amqp, pinned, unmodified) connects with its `Amqp` transport on the emulator's
+// TLS port (`HostName=127.0.0.1:PORT`; the emulator tells AMQP from HTTPS and MQTT by the first
+// byte), authenticates with a CBS put-token, and jobs reach its method and twin links through
+// the same device-session core as MQTT devices.
+import { createRequire } from 'node:module'
+import { readFileSync } from 'node:fs'
+import { test, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+
+import { startEmulator } from './helpers/emulator.mjs'
+import { shimAzureIothub } from './helpers/azure-iothub-port.mjs'
+
+const require = createRequire(import.meta.url)
+const { JobClient } = require('..')
+const iothub = require('azure-iothub')
+const { Client: DeviceClient, Message } = require('azure-iot-device')
+const { Amqp } = require('azure-iot-device-amqp')
+
+let hub
+let ca
+let jobs
+
+before(async () => {
+  hub = await startEmulator({ devices: 0 })
+  ca = readFileSync(hub.caPath, 'utf8')
+  shimAzureIothub(ca)
+  jobs = JobClient.fromConnectionString(hub.connectionString, { ca })
+})
+
+after(async () => {
+  assert.equal(await hub.stop(), 0, 'the emulator exits 0 on SIGTERM')
+})
+
+const registry = () => iothub.Registry.fromConnectionString(hub.connectionString)
+
+async function createDevice(deviceId) {
+  const { responseBody: device } = await registry().create({ deviceId })
+  const key = device.authentication.symmetricKey.primaryKey
+  return `HostName=${hub.hostName};DeviceId=${deviceId};SharedAccessKey=${key}`
+}
+
+async function open(connectionString) {
+  const client = DeviceClient.fromConnectionString(connectionString, Amqp)
+  await client.setOptions({ ca })
+  await client.open()
+  return client
+}
+
+async function connectionState(deviceId) {
+  const { devices } = await hub.control('GET', 'devices')
+  return devices.find((d) => d.deviceId === deviceId)?.connectionState
+}
+
+async function until(check, timeoutMs, what) {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    if (await check()) return
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 50))
+  }
+}
+
+const finished = (jobId) => jobs.waitForJob(jobId, { pollIntervalMs: 100, timeoutMs: 60_000 })
+
+async function deviceRows(jobId) {
+  const rows = []
+  for await (const row of jobs.listDeviceJobs(jobId)) rows.push(row)
+  return rows
+}
+
+test('an Amqp device: a method job reaches its handler and its answer is in the device-job row', async () => {
+  const client = await open(await createDevice('amqp-m1'))
+  try {
+    const calls = []
+    client.onDeviceMethod('reboot', (request, response) => {
+      calls.push(request.payload)
+      response.send(201, { rebooted: true, got: request.payload }, () => {})
+    })
+    assert.equal(await connectionState('amqp-m1'), 'Connected')
+    await jobs.scheduleDeviceMethod('amqp-reboot', "deviceId = 'amqp-m1'", { methodName: 'reboot', payload: { n: 1 }, responseTimeoutInSeconds: 10, connectTimeoutInSeconds: 10 })
+    const done = await finished('amqp-reboot')
+    assert.equal(done.deviceJobStatistics.succeededCount, 1)
+    const [row] = await deviceRows('amqp-reboot')
+    assert.deepEqual(row.outcome.deviceMethodResponse, { status: 201, payload: { rebooted: true, got: { n: 1 } } })
+    assert.deepEqual(calls, [{ n: 1 }])
+
+    const service = iothub.Client.fromConnectionString(hub.connectionString)
+    const result = await new Promise((resolve, reject) =>
+      service.invokeDeviceMethod('amqp-m1', { methodName: 'reboot', payload: 'x', responseTimeoutInSeconds: 10 }, (e, r) => (e ? reject(e) : resolve(r))))
+    assert.deepEqual(result, { status: 201, payload: { rebooted: true, got: 'x' } })
+  } finally {
+    await client.close()
+  }
+  await until(async () => (await connectionState('amqp-m1')) === 'Disconnected', 10_000, 'disconnect')
+})
+
+test('an Amqp device: twin GET, reported properties in a query, a twin job\'s desired patch arrives', async () => {
+  const client = await open(await createDevice('amqp-t1'))
+  try {
+    const twin = await client.getTwin()
+    const seen = []
+    twin.on('properties.desired', (delta) => seen.push(delta))
+    await new Promise((resolve, reject) => twin.properties.reported.update({ firmware: 'amqp-1' }, (e) => (e ? reject(e) : resolve())))
+    const query = registry().createQuery("SELECT * FROM devices WHERE properties.reported.firmware = 'amqp-1'")
+    const result = await new Promise((resolve, reject) => query.nextAsTwin((e, r) => (e ? reject(e) : resolve(r))))
+    assert.deepEqual(result.map((t) => t.deviceId), ['amqp-t1'])
+    assert.equal(result[0].connectionState, 'Connected')
+
+    await jobs.scheduleTwinUpdate('amqp-fw', "deviceId = 'amqp-t1'", { etag: '*', properties: { desired: { firmware: 'amqp-2' } } })
+    await finished('amqp-fw')
+    await until(() => seen.some((d) => d.firmware === 'amqp-2'), 30_000, 'desired event')
+    const twinNow = await new Promise((resolve, reject) => registry().getTwin('amqp-t1', (e, t) => (e ? reject(e) : resolve(t))))
+    assert.equal(seen.find((d) => d.firmware === 'amqp-2').$version, twinNow.properties.desired.$version)
+  } finally {
+    await client.close()
+  }
+})
+
+test('an Amqp device: telemetry is acknowledged and kept by the hub; a wrong key is UnauthorizedError', async () => {
+  const cs = await createDevice('amqp-e1')
+  const client = await open(cs)
+  try {
+    const result = await client.sendEvent(new Message(JSON.stringify({ temperature: 21.5 })))
+    assert.equal(result.constructor.name, 'MessageEnqueued')
+    const { messages } = await hub.control('GET', 'telemetry')
+    const mine = messages.filter((m) => m.deviceId === 'amqp-e1')
+    assert.deepEqual(mine.map((m) => JSON.parse(m.body)), [{ temperature: 21.5 }])
+  } finally {
+    await client.close()
+  }
+
+  const wrong = DeviceClient.fromConnectionString(cs.replace(/SharedAccessKey=[^;]+/, `SharedAccessKey=${Buffer.alloc(32, 7).toString('base64')}`), Amqp)
+  await wrong.setOptions({ ca })
+  await assert.rejects(wrong.open(), (err) => {
+    assert.equal(err.constructor.name, 'UnauthorizedError')
+    return true
+  })
+  assert.equal(await connectionState('amqp-e1'), 'Disconnected')
+})
