@@ -22,7 +22,7 @@ let ca
 let jobs
 
 before(async () => {
-  hub = await startEmulator({ devices: 0 })
+  hub = await startEmulator({ devices: 0, args: ['--amqp-port', '0'] })
   ca = readFileSync(hub.caPath, 'utf8')
   shimAzureIothub(ca)
   jobs = JobClient.fromConnectionString(hub.connectionString, { ca })
@@ -117,7 +117,7 @@ test('an Amqp device: twin GET, reported properties in a query, a twin job\'s de
   }
 })
 
-test('an Amqp device: telemetry is acknowledged and kept by the hub; a wrong key is UnauthorizedError', async () => {
+test('an Amqp device: telemetry is acknowledged and kept by the hub, on the HTTPS port and --amqp-port; a wrong key is UnauthorizedError', async () => {
   const cs = await createDevice('amqp-e1')
   const client = await open(cs)
   try {
@@ -128,6 +128,17 @@ test('an Amqp device: telemetry is acknowledged and kept by the hub; a wrong key
     assert.deepEqual(mine.map((m) => JSON.parse(m.body)), [{ temperature: 21.5 }])
   } finally {
     await client.close()
+  }
+
+  // The same device on the AMQP port of its own (`--amqp-port`): the host it dials is in its token.
+  assert.ok(hub.amqpPort > 0 && hub.amqpPort !== hub.port, 'the ready line has amqpPort')
+  const onAmqpPort = await open(cs.replace(/HostName=[^;]+/, `HostName=127.0.0.1:${hub.amqpPort}`))
+  try {
+    await onAmqpPort.sendEvent(new Message('via-amqp-port'))
+    const { messages } = await hub.control('GET', 'telemetry')
+    assert.ok(messages.some((m) => m.deviceId === 'amqp-e1' && m.body === 'via-amqp-port'))
+  } finally {
+    await onAmqpPort.close()
   }
 
   const wrong = DeviceClient.fromConnectionString(cs.replace(/SharedAccessKey=[^;]+/, `SharedAccessKey=${Buffer.alloc(32, 7).toString('base64')}`), Amqp)

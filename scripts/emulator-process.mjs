@@ -124,6 +124,7 @@ export async function startEmulator({ devices, faults, args = [], env = {}, stde
     hostName: ready.hostName,
     connectionString: ready.connectionString,
     caPath: ready.caPath,
+    amqpPort: ready.amqpPort,
     control,
     stop,
     stderr: () => errText,

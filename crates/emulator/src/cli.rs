@@ -71,6 +71,10 @@ pub struct Args {
     /// Accept `Authorization: Bearer TOKEN` (repeatable)
     #[arg(long = "bearer-token", value_name = "TOKEN", value_parser = non_empty)]
     pub bearer_tokens: Vec<String>,
+    /// Also serve AMQP over TLS (device side) on this port, 0 = pick a free one; the HTTPS
+    /// port serves AMQP too (told apart by the first byte)
+    #[arg(long, value_name = "PORT")]
+    pub amqp_port: Option<u16>,
 }
 
 // Bearer tokens are secrets: never print them.
@@ -84,6 +88,7 @@ impl fmt::Debug for Args {
             .field("faults", &self.faults.to_string())
             .field("unknown_job", &self.unknown_job)
             .field("tier", &self.tier)
+            .field("amqp_port", &self.amqp_port)
             .field(
                 "bearer_tokens",
                 &format_args!("[{} redacted]", self.bearer_tokens.len()),
@@ -148,6 +153,9 @@ mod tests {
         assert_eq!(a.port, 0);
         assert_eq!(a.unknown_job, UnknownJob::NotFound);
         assert!(a.faults.is_empty());
+        assert_eq!(a.amqp_port, None);
+        assert_eq!(run(&["--amqp-port", "5671"]).amqp_port, Some(5671));
+        assert_eq!(run(&["--amqp-port=0"]).amqp_port, Some(0));
         let a = run(&[
             "--port=8443",
             "--devices",
@@ -182,6 +190,8 @@ mod tests {
             &["--tier", "F1"],
             &["--faults", "teapot:1"],
             &["--bearer-token", ""],
+            &["--amqp-port", "70000"],
+            &["--amqp-port"],
         ] {
             let e = error(bad);
             assert!(!e.contains('\n'), "{bad:?}: {e}");
@@ -201,6 +211,7 @@ mod tests {
             "--devices",
             "--faults",
             "--bearer-token",
+            "--amqp-port",
         ] {
             assert!(help.contains(flag), "{flag} missing from help");
         }

@@ -24,11 +24,13 @@ pub struct Ready {
     pub connection_string: String,
     pub ca_path: PathBuf,
     pub ca_pem: String,
+    /// The extra AMQP port (`--amqp-port`), when asked for.
+    pub amqp_port: Option<u16>,
 }
 
 impl Ready {
     pub fn line(&self) -> String {
-        json!({
+        let mut line = json!({
             "host": self.host,
             "port": self.port,
             "hostName": self.host_name,
@@ -39,8 +41,11 @@ impl Ready {
                 "HostName={};DeviceId={{deviceId}};SharedAccessKey={{deviceKey}}",
                 self.host_name
             ),
-        })
-        .to_string()
+        });
+        if let Some(port) = self.amqp_port {
+            line["amqpPort"] = json!(port);
+        }
+        line.to_string()
     }
 
     /// Prints the ready line to stdout and flushes, so a parent process sees it at once.
@@ -88,20 +93,39 @@ pub async fn run_until(
         .await
         .map_err(|e| format!("cannot listen on {}:{}: {e}", args.host, args.port))?;
     let port = listener.local_addr().map_err(|e| e.to_string())?.port();
-    let host_name = if args.host.contains(':') {
-        format!("[{}]:{port}", args.host)
-    } else {
-        format!("{}:{port}", args.host)
+    let amqp_listener = match args.amqp_port {
+        Some(p) => Some(
+            TcpListener::bind((args.host.as_str(), p))
+                .await
+                .map_err(|e| format!("cannot listen on {}:{p} (--amqp-port): {e}", args.host))?,
+        ),
+        None => None,
     };
+    let amqp_port = match &amqp_listener {
+        Some(l) => Some(l.local_addr().map_err(|e| e.to_string())?.port()),
+        None => None,
+    };
+    let address = |p: u16| {
+        if args.host.contains(':') {
+            format!("[{}]:{p}", args.host)
+        } else {
+            format!("{}:{p}", args.host)
+        }
+    };
+    let host_name = address(port);
     let key = random_key()?;
     let tls = tls::generate(&args.host)?;
 
-    let mut hub_names = vec![
-        host_name.clone(),
-        format!("localhost:{port}"),
-        format!("127.0.0.1:{port}"),
-        format!("[::1]:{port}"),
-    ];
+    // Tokens name the host as the client dialled it: with the HTTPS port or the AMQP one.
+    let mut hub_names = Vec::new();
+    for p in std::iter::once(port).chain(amqp_port) {
+        hub_names.extend([
+            address(p),
+            format!("localhost:{p}"),
+            format!("127.0.0.1:{p}"),
+            format!("[::1]:{p}"),
+        ]);
+    }
     hub_names.extend([args.host.clone(), "localhost".into(), "127.0.0.1".into()]);
     let auth = Authenticator::new(
         hub_names,
@@ -125,6 +149,7 @@ pub async fn run_until(
         host_name,
         ca_path: tls.ca_path.clone(),
         ca_pem: tls.ca_pem.clone(),
+        amqp_port,
     };
     eprintln!(
         "iothub-emulator: serving https://{} ({} devices, tier {}, faults '{}')",
@@ -136,13 +161,22 @@ pub async fn run_until(
         args.faults
     );
     on_ready(&ready);
-    server::serve(
-        hub,
-        listener,
-        TlsAcceptor::from(tls.config.clone()),
-        shutdown,
-    )
-    .await;
+    let acceptor = TlsAcceptor::from(tls.config.clone());
+    // The AMQP port runs the same front door (TLS, then the first byte decides), so it
+    // stops with the HTTPS port.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let amqp = amqp_listener.map(|l| {
+        let mut stopped = stopped.clone();
+        let until = async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        };
+        tokio::spawn(server::serve(hub.clone(), l, acceptor.clone(), until))
+    });
+    server::serve(hub, listener, acceptor, shutdown).await;
+    let _ = stop.send(true);
+    if let Some(task) = amqp {
+        let _ = task.await;
+    }
     eprintln!("iothub-emulator: stopped");
     drop(tls); // removes the CA directory
     Ok(())
