@@ -327,3 +327,54 @@ impl Conn {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protocol_headers_are_told_apart() {
+        assert_eq!(classify(b"AMQP\x00\x01\x00\x00"), Header::Plain);
+        assert_eq!(classify(b"AMQP\x03\x01\x00\x00"), Header::Sasl);
+        assert_eq!(classify(b"AMQP\x02\x01\x00\x00"), Header::Tls);
+        assert_eq!(classify(b"AMQP\x00\x00\x09\x01"), Header::Other); // AMQP 0-9-1
+        assert_eq!(classify(b"ABCDEFGH"), Header::Other);
+    }
+
+    #[test]
+    fn link_addresses_name_the_node_and_client_in_any_case() {
+        let t = |id: &str| Address::Telemetry(id.to_string());
+        assert_eq!(parse_address("$cbs"), Address::Cbs);
+        assert_eq!(parse_address("/devices/d1/messages/events"), t("d1"));
+        assert_eq!(parse_address("/devices/d1/Messages/Events"), t("d1"));
+        assert_eq!(
+            parse_address("amqps://h.azure-devices.net/devices/d1/messages/events"),
+            t("d1")
+        );
+        assert_eq!(
+            parse_address("/devices/d1/modules/m1/messages/events"),
+            t("d1/m1")
+        );
+        assert_eq!(
+            parse_address("/DEVICES/Dev-A/methods/deviceBound"),
+            Address::Methods("Dev-A".into())
+        );
+        assert_eq!(
+            parse_address("/devices/d1/twin"),
+            Address::Twin("d1".into())
+        );
+        assert_eq!(
+            parse_address("/devices/d1/messages/deviceBound"),
+            Address::CloudToDevice("d1".into())
+        );
+        for unknown in [
+            "",
+            "/devices",
+            "/devices//twin",
+            "/devices/d1/other",
+            "/twin/d1",
+        ] {
+            assert_eq!(parse_address(unknown), Address::Unknown, "{unknown}");
+        }
+    }
+}
