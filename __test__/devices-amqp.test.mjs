@@ -14,8 +14,9 @@ import { shimAzureIothub } from './helpers/azure-iothub-port.mjs'
 const require = createRequire(import.meta.url)
 const { JobClient } = require('..')
 const iothub = require('azure-iothub')
-const { Client: DeviceClient, Message } = require('azure-iot-device')
+const { Client: DeviceClient, ModuleClient, Message } = require('azure-iot-device')
 const { Amqp } = require('azure-iot-device-amqp')
+const { NoRetry } = require('azure-iot-common')
 
 let hub
 let ca
@@ -148,4 +149,64 @@ test('an Amqp device: telemetry is acknowledged and kept by the hub, on the HTTP
     return true
   })
   assert.equal(await connectionState('amqp-e1'), 'Disconnected')
+})
+
+test('a ModuleClient over Amqp: module method, desired patch and reported properties through the module links', async () => {
+  const reg = registry()
+  await reg.create({ deviceId: 'amqp-edge' })
+  const { responseBody: mod } = await reg.addModule({ deviceId: 'amqp-edge', moduleId: 'sensor' })
+  const cs = `HostName=${hub.hostName};DeviceId=amqp-edge;ModuleId=sensor;SharedAccessKey=${mod.authentication.symmetricKey.primaryKey}`
+  const client = ModuleClient.fromConnectionString(cs, Amqp)
+  await client.setOptions({ ca })
+  await client.open()
+  try {
+    client.onMethod('reset', (request, response) => response.send(200, { reset: request.payload }, () => {}))
+    const twin = await client.getTwin()
+    const seen = []
+    twin.on('properties.desired', (delta) => seen.push(delta))
+    const service = iothub.Client.fromConnectionString(hub.connectionString)
+    const params = { methodName: 'reset', payload: { level: 2 }, responseTimeoutInSeconds: 10, connectTimeoutInSeconds: 10 }
+    const { result } = await service.invokeDeviceMethod('amqp-edge', 'sensor', params)
+    assert.deepEqual(result, { status: 200, payload: { reset: { level: 2 } } })
+
+    const { responseBody: before } = await reg.getModuleTwin('amqp-edge', 'sensor')
+    await reg.updateModuleTwin('amqp-edge', 'sensor', { properties: { desired: { interval: 5 } } }, before.etag)
+    await until(() => seen.some((d) => d.interval === 5), 30_000, 'the desired patch')
+
+    await new Promise((resolve, reject) => twin.properties.reported.update({ firmware: 'amqp-m' }, (e) => (e ? reject(e) : resolve())))
+    const { result: twins } = await reg.createQuery("SELECT * FROM devices.modules WHERE properties.reported.firmware = 'amqp-m'").nextAsTwin()
+    assert.deepEqual(twins.map((t) => [t.deviceId, t.moduleId, t.connectionState]), [['amqp-edge', 'sensor', 'Connected']])
+  } finally {
+    await client.close()
+  }
+})
+
+test('an Amqp device loses its connection to the control API\'s drop and to a newer connection of the same device', async () => {
+  const cs = await createDevice('amqp-d1')
+  const openWatched = async () => {
+    const client = DeviceClient.fromConnectionString(cs, Amqp)
+    // Without retries the SDK reports the drop instead of reconnecting.
+    client.setRetryPolicy(new NoRetry())
+    await client.setOptions({ ca })
+    const disconnected = new Promise((resolve) => client.on('disconnect', resolve))
+    await client.open()
+    await client.sendEvent(new Message('hello')) // attaches a device link: the device is connected
+    return { client, disconnected }
+  }
+  const first = await openWatched()
+  assert.equal(await connectionState('amqp-d1'), 'Connected')
+  assert.deepEqual(await hub.control('DELETE', 'devices/amqp-d1/connection'), { dropped: true })
+  await first.disconnected
+  await until(async () => (await connectionState('amqp-d1')) === 'Disconnected', 10_000, 'disconnect')
+  await first.client.close().catch(() => {})
+
+  const older = await openWatched()
+  const newer = await openWatched()
+  try {
+    await older.disconnected
+    assert.equal(await connectionState('amqp-d1'), 'Connected', 'the newer connection holds the device')
+  } finally {
+    await newer.client.close()
+    await older.client.close().catch(() => {})
+  }
 })

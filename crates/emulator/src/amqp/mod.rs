@@ -27,7 +27,7 @@ use fe2o3_amqp::types::messaging::{Body, Message};
 use fe2o3_amqp::types::primitives::Value;
 use fe2o3_amqp::{Receiver, Sender};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, watch, Notify};
 
 use crate::hub::Hub;
 
@@ -36,6 +36,8 @@ use crate::hub::Hub;
 pub const HEADER_START: u8 = b'A';
 /// The one header this server speaks: AMQP 1.0 without SASL (what IoT Hub SDKs send first).
 const PLAIN_HEADER: [u8; 8] = *b"AMQP\x00\x01\x00\x00";
+/// How long a closing connection waits for its sessions' End before closing anyway.
+const SESSION_END_WAIT: Duration = Duration::from_secs(2);
 /// A client must send its protocol header this soon after the TLS handshake.
 const HEADER_WAIT: Duration = Duration::from_secs(10);
 
@@ -103,14 +105,21 @@ where
     };
     let conn = Arc::new(Conn::new(hub));
     let sessions = SessionAcceptor::new();
-    loop {
+    let mut serving = tokio::task::JoinSet::new();
+    let closed_by_hub = loop {
         tokio::select! {
             session = sessions.accept(&mut connection) => match session {
-                Ok(session) => { tokio::spawn(conn.clone().serve_session(session)); }
-                Err(_) => break,
+                Ok(session) => { serving.spawn(conn.clone().serve_session(session)); }
+                Err(_) => break false,
             },
-            _ = conn.closed.notified() => break,
+            _ = conn.closed.notified() => break true,
         }
+    };
+    if closed_by_hub {
+        // Sessions end before the connection closes: the SDKs then drop their links at once
+        // instead of waiting (up to 45 s in Node's) for detaches a closed connection never sends.
+        conn.closing.send_replace(true);
+        let _ = tokio::time::timeout(SESSION_END_WAIT, serving.join_all()).await;
     }
     let _ = connection.close().await;
     conn.release();
@@ -182,6 +191,8 @@ struct Conn {
     clients: Mutex<HashMap<String, Client>>,
     /// Signalled when the hub closes a session of this connection (takeover, fault, reset).
     closed: Notify,
+    /// Set when the connection is closing: every session ends.
+    closing: watch::Sender<bool>,
 }
 
 fn refusal(text: &str) -> AmqpErrorBody {
@@ -196,13 +207,23 @@ impl Conn {
             cbs_replies: Mutex::default(),
             clients: Mutex::default(),
             closed: Notify::new(),
+            closing: watch::Sender::new(false),
         }
     }
 
     async fn serve_session(self: Arc<Self>, mut session: ListenerSessionHandle) {
         let links = LinkAcceptor::new();
+        let mut closing = self.closing.subscribe();
         loop {
-            match links.accept(&mut session).await {
+            let accepted = tokio::select! {
+                accepted = links.accept(&mut session) => Some(accepted),
+                _ = closing.wait_for(|c| *c) => None,
+            };
+            let Some(accepted) = accepted else {
+                let _ = session.end().await;
+                break;
+            };
+            match accepted {
                 Ok(LinkEndpoint::Sender(sender)) => self.clone().sender_attached(sender).await,
                 Ok(LinkEndpoint::Receiver(receiver)) => {
                     self.clone().receiver_attached(receiver).await
