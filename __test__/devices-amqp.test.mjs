@@ -4,42 +4,26 @@
 // byte), authenticates with a CBS put-token, and jobs reach its method and twin links through
 // the same device-session core as MQTT devices.
 import { createRequire } from 'node:module'
-import { readFileSync } from 'node:fs'
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 
-import { startEmulator } from './helpers/emulator.mjs'
-import { shimAzureIothub } from './helpers/azure-iothub-port.mjs'
+import { startDeviceHub, until, jobFinished, jobDeviceRows } from './helpers/device-jobs.mjs'
 
 const require = createRequire(import.meta.url)
-const { JobClient } = require('..')
 const iothub = require('azure-iothub')
 const { Client: DeviceClient, ModuleClient, Message } = require('azure-iot-device')
 const { Amqp } = require('azure-iot-device-amqp')
 const { NoRetry } = require('azure-iot-common')
 
-let hub
-let ca
-let jobs
+let hub, ca, jobs, registry, createDevice
 
 before(async () => {
-  hub = await startEmulator({ devices: 0, args: ['--amqp-port', '0'] })
-  ca = readFileSync(hub.caPath, 'utf8')
-  shimAzureIothub(ca)
-  jobs = JobClient.fromConnectionString(hub.connectionString, { ca })
+  ;({ hub, ca, jobs, registry, createDevice } = await startDeviceHub({ devices: 0, args: ['--amqp-port', '0'] }))
 })
 
 after(async () => {
   assert.equal(await hub.stop(), 0, 'the emulator exits 0 on SIGTERM')
 })
-
-const registry = () => iothub.Registry.fromConnectionString(hub.connectionString)
-
-async function createDevice(deviceId) {
-  const { responseBody: device } = await registry().create({ deviceId })
-  const key = device.authentication.symmetricKey.primaryKey
-  return `HostName=${hub.hostName};DeviceId=${deviceId};SharedAccessKey=${key}`
-}
 
 async function open(connectionString) {
   const client = DeviceClient.fromConnectionString(connectionString, Amqp)
@@ -53,22 +37,8 @@ async function connectionState(deviceId) {
   return devices.find((d) => d.deviceId === deviceId)?.connectionState
 }
 
-async function until(check, timeoutMs, what) {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    if (await check()) return
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 50))
-  }
-}
-
-const finished = (jobId) => jobs.waitForJob(jobId, { pollIntervalMs: 100, timeoutMs: 60_000 })
-
-async function deviceRows(jobId) {
-  const rows = []
-  for await (const row of jobs.listDeviceJobs(jobId)) rows.push(row)
-  return rows
-}
+const finished = (jobId) => jobFinished(jobs, jobId)
+const deviceRows = (jobId) => jobDeviceRows(jobs, jobId)
 
 test('an Amqp device: a method job reaches its handler and its answer is in the device-job row', async () => {
   const client = await open(await createDevice('amqp-m1'))

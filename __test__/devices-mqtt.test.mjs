@@ -14,6 +14,7 @@ import assert from 'node:assert/strict'
 
 import { startEmulator } from './helpers/emulator.mjs'
 import { shimAzureIothub } from './helpers/azure-iothub-port.mjs'
+import { until, jobFinished, jobDeviceRows } from './helpers/device-jobs.mjs'
 
 const require = createRequire(import.meta.url)
 const { JobClient } = require('..')
@@ -76,22 +77,8 @@ async function isConnected(cs) {
   return devices.find((d) => d.deviceId === deviceIdOf(cs))?.connectionState === 'Connected'
 }
 
-async function until(check, timeoutMs = 30_000, what = 'condition') {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    if (await check()) return
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 50))
-  }
-}
-
-const finished = (jobId) => jobs.waitForJob(jobId, { pollIntervalMs: 100, timeoutMs: 60_000 })
-
-async function deviceRows(jobId) {
-  const rows = []
-  for await (const row of jobs.listDeviceJobs(jobId)) rows.push(row)
-  return rows
-}
+const finished = (jobId) => jobFinished(jobs, jobId)
+const deviceRows = (jobId) => jobDeviceRows(jobs, jobId)
 
 test('a method job from iothub-jobs and from azure-iothub reaches every real handler; answers land in the rows', async () => {
   const devices = []

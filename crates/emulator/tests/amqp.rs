@@ -4,120 +4,33 @@
 //! refused with 401, and device links only for a client the connection holds a token for.
 //! Real device code over AMQP is covered by `__test__/devices-amqp.test.mjs`.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
 use fe2o3_amqp::types::messaging::{AmqpValue, ApplicationProperties, Body, Message, Properties};
 use fe2o3_amqp::types::primitives::{SimpleValue, Value};
 use fe2o3_amqp::{Connection, Receiver, Sender, Session};
-use hmac::{Hmac, Mac};
-use iothub_emulator::cli::{self, Parsed};
-use serde_json::Value as Json;
-use sha2::Sha256;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::oneshot;
 use tokio_rustls::client::TlsStream;
-use tokio_rustls::rustls::pki_types::pem::PemObject;
-use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
-use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::TlsConnector;
 
-struct Hub {
-    port: u16,
-    host_name: String,
-    policy_key: Vec<u8>,
-    connector: TlsConnector,
-    stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<Result<(), String>>,
-}
+mod common;
 
-async fn start() -> Hub {
-    let Parsed::Run(args) = cli::parse(["--devices".to_string(), "2".to_string()]).unwrap() else {
-        unreachable!()
-    };
-    let (ready_tx, ready_rx) = oneshot::channel();
-    let (stop, stop_rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(iothub_emulator::run_until(
-        *args,
-        move |ready| {
-            let _ = ready_tx.send((ready.line(), ready.ca_pem.clone()));
-        },
-        async {
-            let _ = stop_rx.await;
-        },
-    ));
-    let (line, ca_pem) = ready_rx.await.unwrap();
-    let line: Json = serde_json::from_str(&line).unwrap();
-    let mut roots = RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())
-        .unwrap();
-    // The emulator's own crypto provider (the workspace enables more than one).
-    let provider = iothub_emulator::tls::generate("127.0.0.1")
+use common::{start, Hub};
+
+async fn tls(hub: &Hub) -> TlsStream<TcpStream> {
+    let tcp = TcpStream::connect(("127.0.0.1", hub.port)).await.unwrap();
+    let name = ServerName::try_from("127.0.0.1").unwrap();
+    TlsConnector::from(hub.tls.clone())
+        .connect(name, tcp)
+        .await
         .unwrap()
-        .config
-        .crypto_provider()
-        .clone();
-    let tls = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let cs = line["connectionString"].as_str().unwrap();
-    let key = cs
-        .split(';')
-        .find_map(|p| p.strip_prefix("SharedAccessKey="))
-        .unwrap();
-    Hub {
-        port: line["port"].as_u64().unwrap() as u16,
-        host_name: line["hostName"].as_str().unwrap().to_string(),
-        policy_key: STANDARD.decode(key).unwrap(),
-        connector: TlsConnector::from(Arc::new(tls)),
-        stop,
-        task,
-    }
-}
-
-impl Hub {
-    async fn tls(&self) -> TlsStream<TcpStream> {
-        let tcp = TcpStream::connect(("127.0.0.1", self.port)).await.unwrap();
-        let name = ServerName::try_from("127.0.0.1").unwrap();
-        self.connector.connect(name, tcp).await.unwrap()
-    }
-
-    /// A device token (`sr` = `{host}/devices/{id}`) signed with `key` under the hub's policy.
-    fn device_token(&self, device_id: &str, key: &[u8]) -> String {
-        let se = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs()
-            + 3600;
-        let sr = format!(
-            "{}%2Fdevices%2F{device_id}",
-            self.host_name.replace(':', "%3A")
-        );
-        let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
-        mac.update(format!("{sr}\n{se}").as_bytes());
-        let sig = STANDARD
-            .encode(mac.finalize().into_bytes())
-            .replace('+', "%2B")
-            .replace('/', "%2F")
-            .replace('=', "%3D");
-        format!("SharedAccessSignature sr={sr}&sig={sig}&skn=iothubowner&se={se}")
-    }
-
-    async fn stop(self) {
-        self.stop.send(()).unwrap();
-        self.task.await.unwrap().unwrap();
-    }
 }
 
 /// Sends `header` after TLS; what the hub answers (8 bytes) and whether it then closed.
 async fn answer_to(hub: &Hub, header: &[u8; 8]) -> ([u8; 8], bool) {
-    let mut tls = hub.tls().await;
+    let mut tls = tls(hub).await;
     tls.write_all(header).await.unwrap();
     let mut answer = [0u8; 8];
     tls.read_exact(&mut answer).await.unwrap();
@@ -131,7 +44,7 @@ async fn answer_to(hub: &Hub, header: &[u8; 8]) -> ([u8; 8], bool) {
 
 #[tokio::test]
 async fn protocol_headers_are_routed_plain_served_sasl_and_tls_refused() {
-    let hub = start().await;
+    let hub = start("2").await;
     let plain = *b"AMQP\x00\x01\x00\x00";
     // Plain AMQP: the hub answers with the same header and waits for the client's Open.
     assert_eq!(answer_to(&hub, &plain).await, (plain, false));
@@ -183,10 +96,10 @@ fn status_of(reply: &Message<Body<Value>>) -> i32 {
 
 #[tokio::test]
 async fn cbs_put_token_accepts_a_valid_device_token_and_refuses_a_wrong_one() {
-    let hub = start().await;
+    let hub = start("2").await;
     let mut connection = Connection::builder()
         .container_id("front-door-test")
-        .open_with_stream(hub.tls().await)
+        .open_with_stream(tls(&hub).await)
         .await
         .unwrap();
     let mut session = Session::begin(&mut connection).await.unwrap();
