@@ -11,6 +11,7 @@ pub mod errors;
 pub mod faults;
 pub mod hub;
 pub mod jobs;
+pub mod listeners;
 pub mod limits;
 pub mod mqtt;
 pub mod paging;
@@ -20,5 +21,7 @@ mod run;
 pub mod server;
 pub mod tls;
 pub mod twin;
+pub mod websocket;
+pub mod x509;
 
 pub use run::{run, run_until, Ready};

@@ -6,7 +6,8 @@
 //! `$iothub/methods/res/{status}/?$rid=` in), twin GET and reported PATCH
 //! (`$iothub/twin/GET|PATCH/…/?$rid=` in, `$iothub/twin/res/{status}/?$rid=` out), desired
 //! notifications (`$iothub/twin/PATCH/properties/desired/?$version=N` out) and telemetry
-//! (`devices/{id}/messages/events/…` in).
+//! (`devices/{id}/messages/events/…` in). The session never knows whether TLS or WebSocket
+//! frames carry it (`websocket::ByteStream`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +25,7 @@ use tokio::time::Instant;
 use crate::clock::wall_secs;
 use crate::devices::Outgoing;
 use crate::hub::Hub;
+use crate::x509::CertChain;
 
 /// Largest packet accepted or sent (IoT Hub's message limit is 256 KB; twins are smaller).
 const MAX_PACKET: usize = 512 * 1024;
@@ -59,7 +61,7 @@ async fn write_packet<W: AsyncWrite + Unpin>(wr: &mut W, packet: Packet) -> bool
 
 /// The CONNACK code for a CONNECT: 0 admits; 4 (bad credentials) and 5 (not authorized) are
 /// what the SDK turns into `UnauthorizedError`.
-fn admit(hub: &Hub, connect: &Connect) -> ConnectReturnCode {
+fn admit(hub: &Hub, connect: &Connect, client_chain: &CertChain) -> ConnectReturnCode {
     let id = connect.client_id.as_str();
     if hub.devices.sessions.take_refusal(id) {
         return ConnectReturnCode::ServiceUnavailable;
@@ -75,10 +77,13 @@ fn admit(hub: &Hub, connect: &Connect) -> ConnectReturnCode {
     let Some(device) = devices.get(id).filter(|d| d.is_enabled()) else {
         return ConnectReturnCode::NotAuthorized;
     };
-    match hub
-        .auth
-        .check_device(&login.password, id, &device.keys(), wall_secs())
-    {
+    match hub.auth.check_device_login(
+        id,
+        device.credentials(),
+        &login.password,
+        client_chain,
+        wall_secs(),
+    ) {
         Ok(()) => ConnectReturnCode::Success,
         Err(why) => {
             eprintln!("iothub-emulator: device {id} refused: {why}");
@@ -87,15 +92,20 @@ fn admit(hub: &Hub, connect: &Connect) -> ConnectReturnCode {
     }
 }
 
-/// Serves one MQTT connection whose first byte has been seen (not consumed) by the server.
-pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(hub: Arc<Hub>, stream: S) {
+/// Serves one MQTT connection, over TLS or WebSocket frames alike; `client_chain` is the
+/// certificate chain the client sent in the TLS handshake (x509 devices log in with it).
+pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    hub: Arc<Hub>,
+    stream: S,
+    client_chain: CertChain,
+) {
     let (mut rd, mut wr) = tokio::io::split(stream);
     let mut buf = BytesMut::with_capacity(1024);
     let connect = match tokio::time::timeout(CONNECT_WAIT, read_packet(&mut rd, &mut buf)).await {
         Ok(Ok(Packet::Connect(c))) => c,
         _ => return,
     };
-    let code = admit(&hub, &connect);
+    let code = admit(&hub, &connect, &client_chain);
     if !write_packet(&mut wr, Packet::ConnAck(ConnAck::new(code, false))).await
         || code != ConnectReturnCode::Success
     {
@@ -171,11 +181,21 @@ fn classify(filter: &str, id: &str) -> Option<Filter> {
         Some(Filter::TwinResponses)
     } else if filter.starts_with("$iothub/twin/PATCH/properties/desired/") {
         Some(Filter::Desired)
-    } else if filter == format!("devices/{id}/messages/devicebound/#") {
+    } else if is_cloud_to_device(filter, id) {
         Some(Filter::CloudToDevice)
     } else {
         None
     }
+}
+
+/// `devices/{id}/messages/devicebound/#`, where IoT Hub also takes `+` for the device id (the
+/// Embedded C SDK subscribes to `devices/+/messages/devicebound/#`); it reaches this device
+/// only.
+fn is_cloud_to_device(filter: &str, id: &str) -> bool {
+    filter
+        .strip_prefix("devices/")
+        .and_then(|rest| rest.strip_suffix("/messages/devicebound/#"))
+        .is_some_and(|device| device == id || device == "+")
 }
 
 /// The `$rid` (and other properties) of a topic's `?a=b&c=d` tail.
@@ -329,5 +349,36 @@ impl Session<'_> {
             None => self.respond(404, rid, "", Vec::new()),
         }
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcard_subscriptions_where_iot_hub_takes_them() {
+        let kind = |f: &str| classify(f, "d1").map(|k| std::mem::discriminant(&k));
+        let c2d = Some(std::mem::discriminant(&Filter::CloudToDevice));
+        assert_eq!(kind("devices/d1/messages/devicebound/#"), c2d);
+        assert_eq!(kind("devices/+/messages/devicebound/#"), c2d);
+        for refused in [
+            "devices/d2/messages/devicebound/#",
+            "devices/#",
+            "#",
+            "+/d1/messages/devicebound/#",
+            "devices/+/messages/events/#",
+            "devices/d1/messages/devicebound/+",
+        ] {
+            assert!(kind(refused).is_none(), "{refused}");
+        }
+        assert!(matches!(
+            classify("$iothub/methods/POST/#", "d1"),
+            Some(Filter::Methods)
+        ));
+        assert!(matches!(
+            classify("$iothub/twin/PATCH/properties/desired/#", "d1"),
+            Some(Filter::Desired)
+        ));
     }
 }

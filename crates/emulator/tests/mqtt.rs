@@ -53,7 +53,7 @@ async fn start(devices: &str) -> Hub {
         .unwrap();
     // The client uses whatever crypto provider the emulator's own TLS is built on (the workspace
     // enables more than one, so there is no process default to rely on).
-    let provider = iothub_emulator::tls::generate("127.0.0.1")
+    let provider = iothub_emulator::tls::generate("127.0.0.1", None)
         .unwrap()
         .config
         .crypto_provider()

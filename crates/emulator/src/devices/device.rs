@@ -9,6 +9,7 @@ use base64::Engine;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use super::authentication::{Authentication, Credentials};
 use crate::clock::iso;
 use crate::errors::{ApiError, ErrorCode};
 use crate::twin::{device_etag, merge_patch, strip_nulls, twin_etag};
@@ -81,6 +82,8 @@ pub struct Device {
     pub(crate) enabled: bool,
     pub(crate) primary_key: String,
     pub(crate) secondary_key: String,
+    /// How the device proves who it is; the keys above count only for `sas`.
+    pub(crate) authentication: Authentication,
     pub(crate) identity_version: u64,
     /// `Some(i)`: the tags are still the generated `{group, index: i}` of `--devices`, built
     /// when read and stored only once written (a fleet of untouched devices costs no maps).
@@ -130,6 +133,7 @@ impl Device {
             enabled: true,
             primary_key: random_key(),
             secondary_key: random_key(),
+            authentication: Authentication::Sas,
             identity_version: 1,
             generated_tags: None,
             tags: Map::new(),
@@ -226,8 +230,8 @@ impl Device {
             "connectionStateUpdatedTime": time_or_never(self.connection_updated_ms),
             "lastActivityTime": time_or_never(self.last_activity_ms),
             "cloudToDeviceMessageCount": 0,
-            "authenticationType": "sas",
-            "x509Thumbprint": {"primaryThumbprint": null, "secondaryThumbprint": null},
+            "authenticationType": self.authentication.type_name(),
+            "x509Thumbprint": self.authentication.thumbprints_json(),
             "modelId": "",
             "version": self.version,
             "tags": self.tags(),
@@ -252,11 +256,7 @@ impl Device {
             "statusUpdatedTime": NEVER,
             "lastActivityTime": time_or_never(self.last_activity_ms),
             "cloudToDeviceMessageCount": 0,
-            "authentication": {
-                "symmetricKey": {"primaryKey": self.primary_key, "secondaryKey": self.secondary_key},
-                "x509Thumbprint": {"primaryThumbprint": null, "secondaryThumbprint": null},
-                "type": "sas",
-            },
+            "authentication": self.authentication.identity_json(&self.primary_key, &self.secondary_key),
             "capabilities": {"iotEdge": false},
         })
     }
@@ -328,9 +328,11 @@ impl Device {
         })
     }
 
-    /// The keys a device SAS token may be signed with (none for a disabled device).
-    pub fn keys(&self) -> [&str; 2] {
-        [&self.primary_key, &self.secondary_key]
+    /// What the device's login is checked against: its keys, or its certificate's thumbprints
+    /// or CA (x509 devices).
+    pub fn credentials(&self) -> Credentials<'_> {
+        self.authentication
+            .credentials(&self.primary_key, &self.secondary_key)
     }
 
     pub fn is_enabled(&self) -> bool {

@@ -2,6 +2,7 @@
 //! device. One `RwLock` over a sorted map; every operation holds it briefly and never across
 //! an `.await`, so request handling and job workers never stall each other.
 
+mod authentication;
 mod device;
 mod seed;
 mod sessions;
@@ -16,6 +17,7 @@ use crate::errors::{ApiError, ErrorCode};
 use crate::paging::{Collected, Page};
 use crate::query::SelectQuery;
 use crate::twin::if_match;
+pub use authentication::{Authentication, Credentials};
 pub use device::{BehaviourPatch, Device, MethodBehaviour, MethodCallRecord};
 pub use seed::{validate_device_id, Seed, SeedDevice, SeedProperties};
 pub use sessions::{CallError, DeviceFaults, Outgoing, Sessions};
@@ -175,6 +177,7 @@ impl Registry {
                 ))
             }
         };
+        let authentication = Authentication::from_body(obj)?;
         let keys = obj
             .get("authentication")
             .and_then(|a| a.get("symmetricKey"));
@@ -200,6 +203,7 @@ impl Registry {
                     ));
                 }
                 d.enabled = enabled;
+                d.authentication = authentication;
                 if let Some(k) = key("primaryKey") {
                     d.primary_key = k;
                 }
@@ -212,6 +216,7 @@ impl Registry {
             None => {
                 let mut d = Device::new(id, now_ms);
                 d.enabled = enabled;
+                d.authentication = authentication;
                 if let Some(k) = key("primaryKey") {
                     d.primary_key = k;
                 }
