@@ -214,14 +214,20 @@ mod tests {
             &["--mqtt-port", "x"],
         ] {
             let e = error(bad);
-            assert!(!e.contains('\n') && e.ends_with("(see --help)"), "{bad:?}: {e}");
+            assert!(
+                !e.contains('\n') && e.ends_with("(see --help)"),
+                "{bad:?}: {e}"
+            );
         }
     }
 
     #[test]
     fn transport_flags() {
         let a = run(&[]);
-        assert_eq!((a.mqtt_port, a.standard_ports, a.hostname), (None, false, None));
+        assert_eq!(
+            (a.mqtt_port, a.standard_ports, a.hostname),
+            (None, false, None)
+        );
         assert!(a.device_cas.is_empty());
         let a = run(&[
             "--mqtt-port",
@@ -234,7 +240,10 @@ mod tests {
         ]);
         assert_eq!(a.mqtt_port, Some(0));
         assert_eq!(a.hostname.as_deref(), Some("myhub.local"));
-        assert_eq!(a.device_cas, [PathBuf::from("a.pem"), PathBuf::from("b.pem")]);
+        assert_eq!(
+            a.device_cas,
+            [PathBuf::from("a.pem"), PathBuf::from("b.pem")]
+        );
         let a = run(&["--standard-ports", "--host", "127.0.0.41"]);
         assert!(a.standard_ports);
     }

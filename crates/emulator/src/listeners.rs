@@ -98,12 +98,18 @@ mod tests {
         assert!(l.https_port() > 0);
         assert_eq!(l.mqtt_port(), None);
         let taken = l.https_port().to_string();
-        let e = Listeners::bind(&args(&["--port", &taken])).await.err().unwrap();
+        let e = Listeners::bind(&args(&["--port", &taken]))
+            .await
+            .err()
+            .unwrap();
         assert_eq!(
             e,
             format!("cannot listen on 127.0.0.1:{taken}: the port is already in use")
         );
-        let e = Listeners::bind(&args(&["--mqtt-port", &taken])).await.err().unwrap();
+        let e = Listeners::bind(&args(&["--mqtt-port", &taken]))
+            .await
+            .err()
+            .unwrap();
         assert!(e.ends_with("the port is already in use"), "{e}");
         let both = Listeners::bind(&args(&["--mqtt-port", "0"])).await.unwrap();
         let mqtt = both.mqtt_port().unwrap();

@@ -111,7 +111,12 @@ pub async fn run_until(
 
     // The names a token's `sr` may give the hub: every name it answers to, bare or with a port
     // it serves.
-    let mut names = vec![host.clone(), "localhost".into(), "127.0.0.1".into(), "[::1]".into()];
+    let mut names = vec![
+        host.clone(),
+        "localhost".into(),
+        "127.0.0.1".into(),
+        "[::1]".into(),
+    ];
     names.extend(args.hostname.clone());
     let mut hub_names = vec![host_name.clone()];
     for name in &names {

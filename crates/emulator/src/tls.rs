@@ -78,7 +78,10 @@ pub fn generate(host: &str, alias: Option<&str>) -> Result<Tls, String> {
         "::1".to_string(),
     ];
     for name in std::iter::once(host).chain(alias) {
-        let bare = name.trim_start_matches('[').trim_end_matches(']').to_string();
+        let bare = name
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
         if !names.contains(&bare) && !bare.is_empty() && bare != "0.0.0.0" && bare != "::" {
             names.push(bare);
         }

@@ -70,15 +70,25 @@ fn bad_request(text: &str) -> Response<Body> {
 /// the `mqtt` subprotocol (then the connection becomes an MQTT session), otherwise
 /// `400 Bad Request`, which is what IoT Hub answers a plain GET or a handshake without the
 /// subprotocol (MicrosoftDocs/azure-docs#21306).
-pub fn upgrade(hub: Arc<Hub>, mut req: Request<Incoming>, client_chain: CertChain) -> Response<Body> {
+pub fn upgrade(
+    hub: Arc<Hub>,
+    mut req: Request<Incoming>,
+    client_chain: CertChain,
+) -> Response<Body> {
     let headers = req.headers();
     let is_handshake = req.method() == Method::GET
         && header_has_token(headers, CONNECTION, "upgrade")
         && header_has_token(headers, UPGRADE, "websocket");
     if !is_handshake {
-        return bad_request("This endpoint accepts only a WebSocket upgrade (GET with Upgrade: websocket)");
+        return bad_request(
+            "This endpoint accepts only a WebSocket upgrade (GET with Upgrade: websocket)",
+        );
     }
-    if headers.get(SEC_WEBSOCKET_VERSION).map(HeaderValue::as_bytes) != Some(b"13") {
+    if headers
+        .get(SEC_WEBSOCKET_VERSION)
+        .map(HeaderValue::as_bytes)
+        != Some(b"13")
+    {
         let mut res = bad_request("Sec-WebSocket-Version must be 13");
         res.headers_mut()
             .insert(SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));

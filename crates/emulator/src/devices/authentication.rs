@@ -110,7 +110,11 @@ impl Authentication {
         })
     }
 
-    pub fn credentials<'a>(&'a self, primary_key: &'a str, secondary_key: &'a str) -> Credentials<'a> {
+    pub fn credentials<'a>(
+        &'a self,
+        primary_key: &'a str,
+        secondary_key: &'a str,
+    ) -> Credentials<'a> {
         match self {
             Self::Sas => Credentials::Keys([primary_key, secondary_key]),
             Self::SelfSigned { primary, secondary } => {
