@@ -23,7 +23,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
 use crate::clock::wall_secs;
-use crate::devices::Outgoing;
+use crate::devices::{Credentials, Outgoing};
 use crate::hub::Hub;
 use crate::x509::CertChain;
 
@@ -87,7 +87,11 @@ fn admit(hub: &Hub, connect: &Connect, client_chain: &CertChain) -> ConnectRetur
         Ok(()) => ConnectReturnCode::Success,
         Err(why) => {
             eprintln!("iothub-emulator: device {id} refused: {why}");
-            ConnectReturnCode::BadUserNamePassword
+            // A refused certificate is "not authorized"; a refused token, bad credentials.
+            match device.credentials() {
+                Credentials::Keys(_) => ConnectReturnCode::BadUserNamePassword,
+                _ => ConnectReturnCode::NotAuthorized,
+            }
         }
     }
 }
