@@ -39,6 +39,8 @@ const MQTT_SUBPROTOCOL: &str = "mqtt";
 
 /// Largest WebSocket message accepted (one or more MQTT packets; a packet is at most 512 KB).
 const MAX_MESSAGE: usize = 1024 * 1024;
+/// The read chunk of a WebSocket connection (tungstenite grows it for larger frames).
+const READ_BUFFER: usize = 4096;
 
 fn header_has_token(headers: &HeaderMap, name: hyper::header::HeaderName, token: &str) -> bool {
     headers
@@ -106,9 +108,13 @@ pub fn upgrade(
         let Ok(upgraded) = on_upgrade.await else {
             return;
         };
-        let mut config = WebSocketConfig::default();
-        config.max_message_size = Some(MAX_MESSAGE);
-        config.max_frame_size = Some(MAX_MESSAGE);
+        // Small buffers: MQTT packets are small, and tungstenite's 128 KiB defaults would cost
+        // that much per connected device. The session flushes every packet itself.
+        let config = WebSocketConfig::default()
+            .read_buffer_size(READ_BUFFER)
+            .write_buffer_size(0)
+            .max_message_size(Some(MAX_MESSAGE))
+            .max_frame_size(Some(MAX_MESSAGE));
         let ws =
             WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
                 .await;
