@@ -10,8 +10,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use sha1::{Digest, Sha1};
-use sha2::Sha256;
+use sha1::{Digest as _, Sha1};
+use sha2::{Digest as _, Sha256};
 use tokio_rustls::rustls::client::danger::HandshakeSignatureValid;
 use tokio_rustls::rustls::crypto::{
     verify_tls12_signature, verify_tls13_signature, CryptoProvider, WebPkiSupportedAlgorithms,
