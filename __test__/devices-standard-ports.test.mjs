@@ -7,7 +7,7 @@
 //
 // Ports below 1024 need root: CI runs as root; elsewhere the suite says why it skips.
 import { execFile } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
@@ -74,12 +74,24 @@ for (const [name, Transport] of [['Mqtt (8883)', Mqtt], ['MqttWs (443, /$iothub/
   })
 }
 
-test('a second hub on the same standard ports fails with one line', { skip }, async () => {
-  const { code, stderr } = await new Promise((resolve) => {
-    execFile(emulatorBinary(), ['--standard-ports', '--host', HOST], { timeout: 20_000 }, (err, _stdout, stderr) =>
-      resolve({ code: err?.code, stderr }),
-    )
+/** Runs the emulator (optionally through another command) until it exits: {code, stderr}. */
+function runToExit(command, args) {
+  return new Promise((resolve) => {
+    execFile(command, args, { timeout: 20_000 }, (err, _stdout, stderr) => resolve({ code: err?.code, stderr }))
   })
+}
+
+test('a second hub on the same standard ports fails with one line', { skip }, async () => {
+  const { code, stderr } = await runToExit(emulatorBinary(), ['--standard-ports', '--host', HOST])
   assert.equal(code, 1)
   assert.equal(stderr, `iothub-emulator: cannot listen on ${HOST}:443: the port is already in use\n`)
+})
+
+const setpriv = ['/usr/bin/setpriv', '/bin/setpriv'].find((p) => existsSync(p))
+test('without root, the standard ports are a one-line error', { skip: skip || (!setpriv && 'setpriv (util-linux) is needed to drop root') }, async () => {
+  const { code, stderr } = await runToExit(setpriv, [
+    '--reuid=65534', '--regid=65534', '--clear-groups', emulatorBinary(), '--standard-ports', '--host', '127.0.0.45',
+  ])
+  assert.equal(code, 1)
+  assert.equal(stderr, 'iothub-emulator: cannot listen on 127.0.0.45:443: port 443 needs root (or CAP_NET_BIND_SERVICE)\n')
 })
