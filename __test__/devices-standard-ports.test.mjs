@@ -13,7 +13,7 @@ import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 
 import { emulatorBinary, startEmulator } from './helpers/emulator.mjs'
-import { createSasDevice, playScenario, refusal, serviceScenario, shimAzureIothub } from './helpers/device-sdks.mjs'
+import { createSasDevice, nodeDeviceScenario, refusal, shimAzureIothub } from './helpers/device-sdks.mjs'
 
 const require = createRequire(import.meta.url)
 const { JobClient } = require('..')
@@ -54,13 +54,7 @@ for (const [name, Transport] of [['Mqtt (8883)', Mqtt], ['MqttWs (443, /$iothub/
     assert.ok(!/HostName=[^;]*:/.test(connectionString), 'no port in HostName')
     const client = DeviceClient.fromConnectionString(connectionString, Transport)
     await client.setOptions({ ca })
-    await client.open()
-    try {
-      await playScenario(client)
-      await serviceScenario({ hub, jobs, deviceId, tag: deviceId })
-    } finally {
-      await client.close()
-    }
+    await nodeDeviceScenario(client, { hub, jobs, deviceId })
   })
 
   test(`Node ${name}: a wrong key is refused`, { skip }, async () => {

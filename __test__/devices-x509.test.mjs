@@ -16,7 +16,7 @@ import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 
 import { startEmulator } from './helpers/emulator.mjs'
-import { createIdentity, playScenario, refusal, serviceScenario, shimAzureIothub, until } from './helpers/device-sdks.mjs'
+import { createIdentity, nodeDeviceScenario, refusal, shimAzureIothub, until } from './helpers/device-sdks.mjs'
 
 const require = createRequire(import.meta.url)
 const { JobClient } = require('..')
@@ -105,13 +105,7 @@ test('a self-signed device (thumbprint) connects without a password and takes jo
   assert.equal(identity.authentication.x509Thumbprint.primaryThumbprint, own.thumbprint)
 
   const client = await x509Client('x509-self', own)
-  await client.open()
-  try {
-    await playScenario(client)
-    await serviceScenario({ hub, jobs, deviceId: 'x509-self', tag: 'x509-self' })
-  } finally {
-    await client.close()
-  }
+  await nodeDeviceScenario(client, { hub, jobs, deviceId: 'x509-self' })
 
   const stranger = selfSigned('stranger', 'x509-self')
   const err = await refusal(await x509Client('x509-self', stranger))
@@ -128,13 +122,7 @@ test('a device whose certificate the trusted CA signed connects; an unknown CA o
   })
 
   const client = await x509Client('x509-ca', signedBy('trusted-ca', 'ca-dev', 'x509-ca'))
-  await client.open()
-  try {
-    await playScenario(client)
-    await serviceScenario({ hub, jobs, deviceId: 'x509-ca', tag: 'x509-ca' })
-  } finally {
-    await client.close()
-  }
+  await nodeDeviceScenario(client, { hub, jobs, deviceId: 'x509-ca' })
 
   for (const cert of [signedBy('unknown-ca', 'rogue', 'x509-ca'), signedBy('trusted-ca', 'other-name', 'someone-else')]) {
     const err = await refusal(await x509Client('x509-ca', cert))

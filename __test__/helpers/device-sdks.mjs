@@ -79,8 +79,19 @@ export async function serviceScenario({ hub, jobs, deviceId, tag }) {
   await until(async () => (await queryIds(hub.connectionString, sql)).includes(deviceId), 30_000, `reported sawColor = ${tag}`)
 }
 
+/** The whole scenario with a Node SDK client (options set): open, play it, close. */
+export async function nodeDeviceScenario(client, { hub, jobs, deviceId }) {
+  await client.open()
+  try {
+    await playScenario(client)
+    await serviceScenario({ hub, jobs, deviceId, tag: deviceId })
+  } finally {
+    await client.close()
+  }
+}
+
 /** The device side for azure-iot-device's Client: answers `reboot`, echoes desired color. */
-export async function playScenario(client) {
+async function playScenario(client) {
   client.onDeviceMethod('reboot', (request, response) => {
     response.send(200, { rebooted: request.payload.tag }, () => {})
   })
