@@ -164,6 +164,8 @@ pub fn common_name(cert: &CertificateDer<'_>) -> Option<String> {
 mod tests {
     use super::*;
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    use tokio_rustls::rustls::client::ResolvesClientCert;
+    use tokio_rustls::rustls::sign::CertifiedKey;
 
     fn provider() -> Arc<CryptoProvider> {
         Arc::new(tokio_rustls::rustls::crypto::ring::default_provider())
@@ -212,6 +214,92 @@ mod tests {
         assert!(!thumbprint_matches(&leaf("dev1", None), &sha1));
         assert!(!thumbprint_matches(&cert, ""));
         assert_eq!(common_name(&cert).as_deref(), Some("dev1"));
+    }
+
+    #[derive(Debug)]
+    struct Fixed(Arc<CertifiedKey>);
+
+    impl ResolvesClientCert for Fixed {
+        fn resolve(&self, _: &[&[u8]], _: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+            Some(self.0.clone())
+        }
+
+        fn has_certs(&self) -> bool {
+            true
+        }
+    }
+
+    /// One TLS handshake against the emulator's server config over an in-memory pipe; the chain
+    /// the server saw, or the server's error.
+    async fn handshake(
+        client_auth: Option<(CertificateDer<'static>, KeyPair)>,
+    ) -> Result<Vec<CertificateDer<'static>>, String> {
+        use tokio_rustls::rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+        use tokio_rustls::rustls::ClientConfig;
+        let server = crate::tls::generate("127.0.0.1", None).unwrap();
+        let mut roots = RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(server.ca_pem.as_bytes()).unwrap())
+            .unwrap();
+        let builder = ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots);
+        let client = match client_auth {
+            None => builder.with_no_client_auth(),
+            // A resolver, not `with_client_auth_cert`, which would refuse a key that does not
+            // match the certificate before the server could.
+            Some((cert, key)) => {
+                let key = provider()
+                    .key_provider
+                    .load_private_key(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+                        key.serialize_der(),
+                    )))
+                    .unwrap();
+                builder.with_client_cert_resolver(Arc::new(Fixed(Arc::new(CertifiedKey::new(
+                    vec![cert],
+                    key,
+                )))))
+            }
+        };
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let accept = tokio_rustls::TlsAcceptor::from(server.config.clone()).accept(a);
+        let connect = tokio_rustls::TlsConnector::from(Arc::new(client))
+            .connect(ServerName::try_from("127.0.0.1").unwrap(), b);
+        let (accepted, connected) = tokio::join!(accept, async {
+            let mut tls = connect.await?;
+            // TLS 1.3: the server reads the client's certificate after the client finishes.
+            tokio::io::AsyncWriteExt::write_all(&mut tls, b"x").await?;
+            Ok::<_, std::io::Error>(tls)
+        });
+        let _keep = connected;
+        let tls = accepted.map_err(|e| e.to_string())?;
+        Ok(tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .unwrap_or_default()
+            .to_vec())
+    }
+
+    #[tokio::test]
+    async fn the_front_door_asks_for_a_certificate_and_checks_possession_only() {
+        // No certificate: SAS devices and HTTPS clients are unaffected.
+        assert_eq!(handshake(None).await.unwrap(), []);
+        // Any certificate, even one no CA signed, with its own key: the hub decides later.
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, "dev1");
+        let cert = params.self_signed(&key).unwrap().der().clone();
+        assert_eq!(
+            handshake(Some((cert.clone(), key))).await.unwrap(),
+            [cert.clone()]
+        );
+        // The certificate with another key: the handshake signature does not verify.
+        let err = handshake(Some((cert, KeyPair::generate().unwrap())))
+            .await
+            .unwrap_err();
+        assert!(err.contains("ignature"), "{err}");
     }
 
     #[test]
