@@ -35,7 +35,8 @@ fn non_empty(text: &str) -> Result<String, String> {
 
 /// A local Azure IoT Hub for jobs, twins, devices and queries.
 ///
-/// On ready, prints one JSON line to stdout: host, port, hostName, connectionString, caPath.
+/// On ready, prints one JSON line to stdout: host, port, hostName, connectionString, caPath,
+/// mqttPort, websocketPath.
 /// Serves HTTPS until SIGTERM or SIGINT. Logs go to stderr.
 #[derive(Clone, PartialEq, Parser)]
 #[command(name = "iothub-emulator", version)]
