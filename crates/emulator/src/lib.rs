@@ -12,6 +12,7 @@ pub mod faults;
 pub mod hub;
 pub mod jobs;
 pub mod limits;
+pub mod listeners;
 pub mod mqtt;
 pub mod paging;
 pub mod query;
@@ -20,5 +21,7 @@ mod run;
 pub mod server;
 pub mod tls;
 pub mod twin;
+pub mod websocket;
+pub mod x509;
 
 pub use run::{run, run_until, Ready};

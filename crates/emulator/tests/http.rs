@@ -254,9 +254,14 @@ async fn ready_line_follows_the_contract() {
             "hostName",
             "connectionString",
             "caPath",
+            "mqttPort",
+            "websocketPath",
             "deviceConnectionString"
         ]
     );
+    // MQTT rides on the HTTPS port unless a port of its own is asked for.
+    assert_eq!(hub.line["mqttPort"], hub.line["port"]);
+    assert_eq!(hub.line["websocketPath"], "/$iothub/websocket");
     assert_eq!(
         hub.line["deviceConnectionString"],
         format!(
