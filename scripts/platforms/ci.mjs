@@ -1,7 +1,8 @@
 // The platform steps of `npm test` (CI runs it as root on a clean machine):
 //   node scripts/platforms/ci.mjs build  installs the toolchain (setup.sh, idempotent; root only),
-//                                        then builds linux-x64-gnu (glibc 2.17) and linux-arm64-gnu,
-//                                        so that __test__/platforms.test.mjs runs in full;
+//                                        then builds linux-x64-gnu (glibc 2.17), linux-arm64-gnu and
+//                                        win32-x64-msvc (addon + iothub-emulator.exe), so that
+//                                        __test__/platforms.test.mjs and windows.test.mjs run in full;
 //   node scripts/platforms/ci.mjs test   runs the suites that pin the JavaScript behaviour (parity
 //                                        with azure-iothub, the client API, the modern API) on the
 //                                        glibc-2.17 x64 build (NAPI_RS_NATIVE_LIBRARY_PATH).
@@ -13,9 +14,13 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PLATFORMS } from './targets.mjs';
 import { binaryPath } from './check.mjs';
+import { wineReady } from './wine.mjs';
+import { MINGW } from './windows.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const BUILT_IN_CI = ['linux-x64-gnu', 'linux-arm64-gnu'];
+// Built when MinGW-w64, Wine and the Windows node.exe are there (setup.sh installs them too).
+const WINDOWS = 'win32-x64-msvc';
 const SUITES = ['parity', 'client', 'modern'].map((s) => path.join('__test__', `${s}.test.mjs`));
 const x64 = PLATFORMS.find((p) => p.name === 'linux-x64-gnu');
 
@@ -24,6 +29,7 @@ const quiet = (command, args) => spawnSync(command, args, { stdio: 'ignore' }).s
 const toolchainReady = () =>
   quiet('python3', ['-m', 'ziglang', 'version']) && quiet('cargo-zigbuild', ['--version']) && existsSync('/usr/bin/rustc') &&
   quiet('qemu-aarch64', [path.join(ROOT, 'target', 'platforms', 'node-arm64', 'bin', 'node'), '-v']);
+const windowsReady = () => quiet(`${MINGW}-gcc`, ['--version']) && wineReady();
 const skip = (why) => console.log(`platforms: skipped, ${why}`);
 
 const step = process.argv[2];
@@ -32,9 +38,11 @@ if (step === 'build') {
   if (!toolchainReady()) {
     skip('the cross toolchain is not installed and installing it needs root: run `sudo npm run setup:platforms` once');
   } else {
+    const platforms = windowsReady() ? [...BUILT_IN_CI, WINDOWS] : BUILT_IN_CI;
+    if (!windowsReady()) skip(`${WINDOWS}: MinGW-w64, Wine or the Windows node.exe is missing (\`sudo npm run setup:platforms\`)`);
     const started = Date.now();
-    execFileSync(process.execPath, [path.join(ROOT, 'scripts', 'platforms', 'build.mjs'), ...BUILT_IN_CI], { cwd: ROOT, stdio: 'inherit' });
-    console.log(`platforms: ${BUILT_IN_CI.join(', ')} built in ${((Date.now() - started) / 1000).toFixed(0)} s`);
+    execFileSync(process.execPath, [path.join(ROOT, 'scripts', 'platforms', 'build.mjs'), ...platforms], { cwd: ROOT, stdio: 'inherit' });
+    console.log(`platforms: ${platforms.join(', ')} built in ${((Date.now() - started) / 1000).toFixed(0)} s`);
   }
 } else if (step === 'test') {
   if (!existsSync(binaryPath(x64))) {
