@@ -131,11 +131,8 @@ describe('iothub-emulator.exe under Wine', { skip: emulatorSkip, timeout: 300_00
     ready = lastJson((await emulator.output()).stdout);
   });
   after(async () => {
-    if (!emulator) return;
-    emulator.child.kill('SIGINT');
-    const timer = setTimeout(() => emulator.child.kill('SIGKILL'), 10_000);
-    await emulator.exited;
-    clearTimeout(timer);
+    if (emulator?.child.exitCode === null) emulator.child.kill('SIGKILL');
+    await emulator?.exited;
   });
 
   test('serves a method job scheduled and waited for by the native client', async () => {
@@ -150,6 +147,41 @@ describe('iothub-emulator.exe under Wine', { skip: emulatorSkip, timeout: 300_00
     const rows = [];
     for await (const row of client.listDeviceJobs('from-linux')) rows.push(row);
     assert.equal(rows.length, DEVICES);
+  });
+
+  test('serves a method job from the native client to a real device (azure-iot-device over MQTT)', async () => {
+    const { Client: DeviceClient } = require('azure-iot-device');
+    const { SharedAccessSignature } = require('azure-iot-common');
+    const { Mqtt } = require('azure-iot-device-mqtt');
+    const ca = readFileSync(unixPath(ready.caPath), 'utf8');
+    // device-0000 exists (--devices); the emulator admits a device token signed with the
+    // iothubowner key (crates/emulator/README.md, Devices over MQTT).
+    const ownerKey = /SharedAccessKey=([^;]+)/.exec(ready.connectionString)[1];
+    const sas = SharedAccessSignature.create(`${ready.hostName}/devices/device-0000`, 'iothubowner', ownerKey, Math.floor(Date.now() / 1000) + 3600).toString();
+    const device = DeviceClient.fromConnectionString(`HostName=${ready.hostName};DeviceId=device-0000;SharedAccessSignature=${sas}`, Mqtt);
+    await device.setOptions({ ca });
+    await device.open();
+    try {
+      device.onDeviceMethod('reboot', (request, response) => response.send(201, { answeredBy: 'sdk', got: request.payload }, () => {}));
+      const { JobClient } = require('..');
+      const client = JobClient.fromConnectionString(ready.connectionString, { ca });
+      await client.scheduleDeviceMethod('to-sdk', "deviceId = 'device-0000'", { methodName: 'reboot', payload: { n: 7 }, responseTimeoutInSeconds: 10, connectTimeoutInSeconds: 10 });
+      const done = await client.waitForJob('to-sdk', { pollIntervalMs: 50, timeoutMs: 60_000 });
+      assert.equal(done.status, 'completed');
+      const rows = [];
+      for await (const row of client.listDeviceJobs('to-sdk')) rows.push(row);
+      assert.deepEqual(rows.map((row) => row.outcome.deviceMethodResponse), [{ status: 201, payload: { answeredBy: 'sdk', got: { n: 7 } } }]);
+    } finally {
+      await device.close();
+    }
+  });
+
+  test('Ctrl-C (SIGINT, a CTRL_C_EVENT in Wine) stops it: exit 0', async () => {
+    emulator.child.kill('SIGINT');
+    const timer = setTimeout(() => emulator.child.kill('SIGKILL'), 10_000);
+    const result = await emulator.exited;
+    clearTimeout(timer);
+    assert.equal(result.code, 0, explain(result));
   });
 });
 
