@@ -9,7 +9,8 @@
 // Skipped, saying what to run, when Wine, node.exe or the Windows builds are absent.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, existsSync, readFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { cpSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import os from 'node:os';
@@ -19,9 +20,9 @@ import { fileURLToPath } from 'node:url';
 
 import { startEmulator } from './helpers/emulator.mjs';
 import { PLATFORMS, binaryName } from '../scripts/platforms/targets.mjs';
-import { binaryPath } from '../scripts/platforms/check.mjs';
+import { binaryPath, checkPlatform } from '../scripts/platforms/check.mjs';
 import { NODE_EXE, WINEPREFIX, runWindowsNode, spawnWine, wineReady, winePath } from '../scripts/platforms/wine.mjs';
-import { EMULATOR_EXE } from '../scripts/platforms/windows.mjs';
+import { EMULATOR_EXE, MINGW } from '../scripts/platforms/windows.mjs';
 
 const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(import.meta.url);
@@ -42,6 +43,19 @@ after(async () => {
 
 const lastJson = (stdout) => JSON.parse(stdout.trim().split('\n').pop());
 const explain = (result) => `exit ${result.code ?? result.signal}\nstdout: ${result.stdout}\nstderr: ${result.stderr}`;
+
+test('check:platforms rejects a DLL that is no addon and needs the MinGW libwinpthread DLL', { skip: spawnSync(`${MINGW}-gcc`, ['--version']).status === 0 ? false : SETUP_FIRST }, () => {
+  const source = path.join(work, 'not-an-addon.c');
+  writeFileSync(source, '#include <pthread.h>\n__declspec(dllexport) unsigned long long self(void) { return (unsigned long long)pthread_self(); }\n');
+  const dll = path.join(work, 'not-an-addon.dll');
+  execFileSync(`${MINGW}-gcc`, ['-shared', '-o', dll, source, '-lwinpthread']);
+  assert.throws(() => checkPlatform(win32, dll), (err) => {
+    assert.match(err.message, /no napi_register_module_v1 export: not a Node addon/);
+    assert.match(err.message, /does not import GetProcAddress/);
+    assert.match(err.message, /needs libraries beyond the C library: libwinpthread-1\.dll/);
+    return true;
+  });
+});
 
 describe('the win32 addon in the official node.exe under Wine', { skip: addonSkip, timeout: 600_000 }, () => {
   let hub;
