@@ -25,20 +25,21 @@ export const wineReady = () =>
 /** The path a Windows program sees for a path of this machine (Wine's Z: drive is `/`). */
 export const winePath = (file) => `Z:${path.resolve(file).replaceAll('/', '\\')}`;
 
-/** The environment for a Windows program: ours (Wine passes it on) plus Wine's own settings. */
-export function wineEnv(extra = {}) {
-  return { ...process.env, WINEPREFIX, WINEDEBUG: '-all', NODE_SKIP_PLATFORM_CHECK: '1', ...extra };
+/** The environment for a Windows program: `base` (Wine passes it on), Wine's settings, `extra`. */
+export function wineEnv(extra = {}, base = process.env) {
+  return { ...base, WINEPREFIX, WINEDEBUG: '-all', NODE_SKIP_PLATFORM_CHECK: '1', ...extra };
 }
 
 /**
- * Starts `program args` under Wine with stdout and stderr in files. `exited` resolves with
+ * Starts `program args` under Wine with stdout and stderr in files, in the environment `baseEnv`
+ * plus `env`. `exited` resolves with
  * {code, signal, stdout, stderr}; `output()` reads what was written so far.
  */
-export async function spawnWine(program, args, { cwd = ROOT, env = {} } = {}) {
+export async function spawnWine(program, args, { cwd = ROOT, env = {}, baseEnv = process.env } = {}) {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'iothub-jobs-wine-'));
   const files = { stdout: path.join(dir, 'stdout.txt'), stderr: path.join(dir, 'stderr.txt') };
   const fds = [openSync(files.stdout, 'w'), openSync(files.stderr, 'w')];
-  const child = spawn(WINE, [program, ...args], { cwd, env: wineEnv(env), stdio: ['ignore', ...fds] });
+  const child = spawn(WINE, [program, ...args], { cwd, env: wineEnv(env, baseEnv), stdio: ['ignore', ...fds] });
   fds.forEach(closeSync);
   const output = async () => ({ stdout: await readFile(files.stdout, 'utf8'), stderr: await readFile(files.stderr, 'utf8') });
   const exited = new Promise((resolve, reject) => {
