@@ -2,9 +2,10 @@
 // azure-iot-device-mqtt, pinned, unmodified) connects over MQTT on the emulator's TLS port, and
 // jobs scheduled through iothub-jobs and through azure-iothub reach its handlers.
 //
-// azure-iothub reaches the emulator's port and CA through helpers/azure-iothub-port.mjs (harness
-// only). The device SDK gets the CA the documented way, `client.setOptions({ ca })`.
-// node_modules is never modified.
+// azure-iothub passes HostName straight to https.request as `host` and has no CA option, so
+// the harness (`shimAzureIothub`) splits the port off and adds the emulator's CA to azure-iothub's
+// HTTPS requests. The device SDK gets the CA the
+// documented way, `client.setOptions({ ca })`. node_modules is never modified.
 import tls from 'node:tls'
 import { createHmac } from 'node:crypto'
 import { createRequire } from 'node:module'
@@ -13,8 +14,7 @@ import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 
 import { startEmulator } from './helpers/emulator.mjs'
-import { shimAzureIothub } from './helpers/azure-iothub-port.mjs'
-import { until, jobFinished, jobDeviceRows } from './helpers/device-jobs.mjs'
+import { shimAzureIothub, until } from './helpers/device-sdks.mjs'
 
 const require = createRequire(import.meta.url)
 const { JobClient } = require('..')
@@ -77,8 +77,13 @@ async function isConnected(cs) {
   return devices.find((d) => d.deviceId === deviceIdOf(cs))?.connectionState === 'Connected'
 }
 
-const finished = (jobId) => jobFinished(jobs, jobId)
-const deviceRows = (jobId) => jobDeviceRows(jobs, jobId)
+const finished = (jobId) => jobs.waitForJob(jobId, { pollIntervalMs: 100, timeoutMs: 60_000 })
+
+async function deviceRows(jobId) {
+  const rows = []
+  for await (const row of jobs.listDeviceJobs(jobId)) rows.push(row)
+  return rows
+}
 
 test('a method job from iothub-jobs and from azure-iothub reaches every real handler; answers land in the rows', async () => {
   const devices = []

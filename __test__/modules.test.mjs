@@ -10,7 +10,7 @@ import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 
 import { startEmulator } from './helpers/emulator.mjs'
-import { shimAzureIothub } from './helpers/azure-iothub-port.mjs'
+import { shimAzureIothub } from './helpers/device-sdks.mjs'
 
 const require = createRequire(import.meta.url)
 const { JobClient } = require('..')

@@ -18,7 +18,11 @@ use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_AL
 use sha2::Sha256;
 use subtle::{Choice, ConstantTimeEq};
 
+use tokio_rustls::rustls::pki_types::CertificateDer;
+
+use crate::devices::Credentials;
 use crate::errors::{ApiError, ErrorCode};
+use crate::x509::{self, DeviceCas};
 
 /// What JavaScript's `encodeURIComponent` leaves alone.
 const URI_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -175,6 +179,8 @@ pub struct Authenticator {
     /// Tokens already verified, with their expiry. Clients reuse one token for many calls, and
     /// skipping the HMAC for them is a large share of the per-request cost. Bounded.
     verified: RwLock<HashMap<String, u64>>,
+    /// The CAs trusted for `certificateAuthority` devices (`--device-ca`).
+    device_cas: DeviceCas,
 }
 
 /// Verified tokens remembered at most (the cache is emptied when full).
@@ -207,7 +213,14 @@ impl Authenticator {
             policies,
             bearer_tokens,
             verified: RwLock::new(HashMap::new()),
+            device_cas: DeviceCas::default(),
         }
+    }
+
+    /// Trusts these CAs for `certificateAuthority` devices.
+    pub fn with_device_cas(mut self, device_cas: DeviceCas) -> Self {
+        self.device_cas = device_cas;
+        self
     }
 
     /// Verifies a header value; `now_secs` is real wall-clock time (token expiry is not emulated).
@@ -276,7 +289,51 @@ impl Authenticator {
 }
 
 impl Authenticator {
-    /// Verifies a device-side client's MQTT password: a SAS token for one of the client's
+    /// The hub's rule for a device login, whatever the transport: a SAS `password` for a `sas`
+    /// device; for an x509 device no password but the certificate chain the client sent in the
+    /// TLS handshake (leaf first), whose leaf has one of the device's thumbprints
+    /// (`selfSigned`), or names the device (CN) and chains to a trusted CA
+    /// (`certificateAuthority`).
+    pub fn check_device_login(
+        &self,
+        device_id: &str,
+        credentials: Credentials,
+        password: &str,
+        client_chain: &[CertificateDer<'_>],
+        now_secs: u64,
+    ) -> Result<(), &'static str> {
+        let leaf = || {
+            client_chain
+                .first()
+                .ok_or("the device uses x509 authentication but sent no client certificate")
+        };
+        match credentials {
+            Credentials::Keys(grants) => self.check_device(password, &grants, now_secs),
+            Credentials::Thumbprints(thumbprints) => {
+                let leaf = leaf()?;
+                if thumbprints
+                    .iter()
+                    .flatten()
+                    .any(|t| x509::thumbprint_matches(leaf, t))
+                {
+                    Ok(())
+                } else {
+                    Err("the client certificate's thumbprint is not the device's")
+                }
+            }
+            Credentials::CertificateAuthority => {
+                if x509::common_name(leaf()?).as_deref() != Some(device_id) {
+                    Err("the client certificate's common name is not the device id")
+                } else if !self.device_cas.trusts(client_chain) {
+                    Err("the client certificate does not chain to a CA the hub trusts (--device-ca)")
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    }
+
+    /// Verifies a device-side client's SAS password: a token for one of the client's
     /// `grants` (`{hub}/{resource}`), signed with that grant's keys, or with a policy's key
     /// when it names the policy (`skn`; then the hub itself may be the resource). The error
     /// text names what is wrong, never the token.

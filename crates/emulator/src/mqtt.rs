@@ -9,6 +9,7 @@
 //! (`devices/{id}/messages/events/…` in). A module (`ModuleClient`, client id
 //! `{deviceId}/{moduleId}`) uses the same topics, with `devices/{id}/modules/{mid}/…` for its
 //! own; which identity a session speaks for is the hub's business (`devices/modules.rs`).
+//! The session never knows whether TLS or WebSocket frames carry it (`websocket::ByteStream`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,8 +24,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
 use crate::clock::wall_secs;
-use crate::devices::{split_client, Outgoing, TwinRequest};
+use crate::devices::{split_client, Credentials, Outgoing, TwinRequest};
 use crate::hub::Hub;
+use crate::x509::CertChain;
 
 /// Largest packet accepted or sent (IoT Hub's message limit is 256 KB; twins are smaller).
 const MAX_PACKET: usize = 512 * 1024;
@@ -60,7 +62,7 @@ async fn write_packet<W: AsyncWrite + Unpin>(wr: &mut W, packet: Packet) -> bool
 
 /// The CONNACK code for a CONNECT: 0 admits; 4 (bad credentials) and 5 (not authorized) are
 /// what the SDK turns into `UnauthorizedError`.
-fn admit(hub: &Hub, connect: &Connect) -> ConnectReturnCode {
+fn admit(hub: &Hub, connect: &Connect, client_chain: &CertChain) -> ConnectReturnCode {
     let id = connect.client_id.as_str();
     if hub.devices.sessions.take_refusal(id) {
         return ConnectReturnCode::ServiceUnavailable;
@@ -71,14 +73,26 @@ fn admit(hub: &Hub, connect: &Connect) -> ConnectReturnCode {
     if !username_names(&login.username, id) {
         return ConnectReturnCode::BadUserNamePassword;
     }
-    let Some(grants) = hub.devices.client_grants(id) else {
-        return ConnectReturnCode::NotAuthorized;
+    let credentials = hub.devices.client_credentials(id);
+    // A refused certificate is "not authorized"; a refused token, bad credentials.
+    let refused = match credentials {
+        Some(Credentials::Keys(_)) => ConnectReturnCode::BadUserNamePassword,
+        _ => ConnectReturnCode::NotAuthorized,
     };
-    match hub.auth.check_device(&login.password, &grants, wall_secs()) {
+    let Some(credentials) = credentials else {
+        return refused;
+    };
+    match hub.auth.check_device_login(
+        split_client(id).0,
+        credentials,
+        &login.password,
+        client_chain,
+        wall_secs(),
+    ) {
         Ok(()) => ConnectReturnCode::Success,
         Err(why) => {
             eprintln!("iothub-emulator: device {id} refused: {why}");
-            ConnectReturnCode::BadUserNamePassword
+            refused
         }
     }
 }
@@ -93,15 +107,20 @@ fn username_names(username: &str, client_id: &str) -> bool {
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('?'))
 }
 
-/// Serves one MQTT connection whose first byte has been seen (not consumed) by the server.
-pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(hub: Arc<Hub>, stream: S) {
+/// Serves one MQTT connection, over TLS or WebSocket frames alike; `client_chain` is the
+/// certificate chain the client sent in the TLS handshake (x509 devices log in with it).
+pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    hub: Arc<Hub>,
+    stream: S,
+    client_chain: CertChain,
+) {
     let (mut rd, mut wr) = tokio::io::split(stream);
     let mut buf = BytesMut::with_capacity(1024);
     let connect = match tokio::time::timeout(CONNECT_WAIT, read_packet(&mut rd, &mut buf)).await {
         Ok(Ok(Packet::Connect(c))) => c,
         _ => return,
     };
-    let code = admit(&hub, &connect);
+    let code = admit(&hub, &connect, &client_chain);
     if !write_packet(&mut wr, Packet::ConnAck(ConnAck::new(code, false))).await
         || code != ConnectReturnCode::Success
     {
@@ -219,14 +238,24 @@ fn classify(filter: &str, id: &str) -> Option<Filter> {
         Some(Filter::TwinResponses)
     } else if filter.starts_with("$iothub/twin/PATCH/properties/desired/") {
         Some(Filter::Desired)
-    } else if filter == format!("{}/messages/devicebound/#", topic_root(id))
-        || filter == format!("{}/inputs/#", topic_root(id))
-    {
-        // Modules receive routed messages on their inputs; none are sent either.
+    } else if is_cloud_to_device(filter, id) {
         Some(Filter::CloudToDevice)
     } else {
         None
     }
+}
+
+/// `devices/{id}/messages/devicebound/#`, where IoT Hub also takes `+` for the device id (the
+/// Embedded C SDK subscribes to `devices/+/messages/devicebound/#`); it reaches this device
+/// only.
+fn is_cloud_to_device(filter: &str, id: &str) -> bool {
+    let root = topic_root(id);
+    // Modules receive routed messages on their inputs (none are sent either).
+    filter == format!("{root}/inputs/#")
+        || filter
+            .strip_prefix("devices/")
+            .and_then(|rest| rest.strip_suffix("/messages/devicebound/#"))
+            .is_some_and(|target| target == "+" || format!("devices/{target}") == root)
 }
 
 /// The `$rid` (and other properties) of a topic's `?a=b&c=d` tail.
@@ -387,6 +416,32 @@ mod tests {
         assert!(matches!(
             classify("devices/d1/messages/devicebound/#", "d1"),
             Some(Filter::CloudToDevice)
+        ));
+    }
+
+    #[test]
+    fn wildcard_subscriptions_where_iot_hub_takes_them() {
+        let kind = |f: &str| classify(f, "d1").map(|k| std::mem::discriminant(&k));
+        let c2d = Some(std::mem::discriminant(&Filter::CloudToDevice));
+        assert_eq!(kind("devices/d1/messages/devicebound/#"), c2d);
+        assert_eq!(kind("devices/+/messages/devicebound/#"), c2d);
+        for refused in [
+            "devices/d2/messages/devicebound/#",
+            "devices/#",
+            "#",
+            "+/d1/messages/devicebound/#",
+            "devices/+/messages/events/#",
+            "devices/d1/messages/devicebound/+",
+        ] {
+            assert!(kind(refused).is_none(), "{refused}");
+        }
+        assert!(matches!(
+            classify("$iothub/methods/POST/#", "d1"),
+            Some(Filter::Methods)
+        ));
+        assert!(matches!(
+            classify("$iothub/twin/PATCH/properties/desired/#", "d1"),
+            Some(Filter::Desired)
         ));
     }
 }

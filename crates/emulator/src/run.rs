@@ -7,45 +7,51 @@ use std::sync::Arc;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde_json::json;
-use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::auth::{Authenticator, Policy};
 use crate::cli::Args;
 use crate::devices::Seed;
 use crate::hub::{Hub, HubConfig};
-use crate::{server, tls};
+use crate::listeners::{Listeners, STANDARD_HTTPS_PORT};
+use crate::x509::DeviceCas;
+use crate::{server, tls, websocket};
 
 /// What the ready line tells clients. Holds the key: no `Debug`, printed only as the line.
 pub struct Ready {
     pub host: String,
     pub port: u16,
+    /// The port of its own MQTT is served on (`--mqtt-port`, `--standard-ports`), if any.
+    pub mqtt_port: Option<u16>,
+    /// The port of its own AMQP is served on (`--amqp-port`, `--standard-ports`), if any.
+    pub amqp_port: Option<u16>,
     pub host_name: String,
     pub connection_string: String,
     pub ca_path: PathBuf,
     pub ca_pem: String,
-    /// The extra AMQP port (`--amqp-port`), when asked for.
-    pub amqp_port: Option<u16>,
 }
 
 impl Ready {
     pub fn line(&self) -> String {
-        let mut line = json!({
+        json!({
             "host": self.host,
             "port": self.port,
             "hostName": self.host_name,
             "connectionString": self.connection_string,
             "caPath": self.ca_path.to_string_lossy(),
+            // MQTT is always served on `port` too; a port of its own when one was asked for.
+            "mqttPort": self.mqtt_port.unwrap_or(self.port),
+            // AMQP likewise: always on `port`, and on a port of its own when asked for.
+            "amqpPort": self.amqp_port.unwrap_or(self.port),
+            // MQTT over WebSockets, on `port`.
+            "websocketPath": websocket::PATH,
             // Devices connect over MQTT on this same port with a SAS token from their key.
             "deviceConnectionString": format!(
                 "HostName={};DeviceId={{deviceId}};SharedAccessKey={{deviceKey}}",
                 self.host_name
             ),
-        });
-        if let Some(port) = self.amqp_port {
-            line["amqpPort"] = json!(port);
-        }
-        line.to_string()
+        })
+        .to_string()
     }
 
     /// Prints the ready line to stdout and flushes, so a parent process sees it at once.
@@ -89,49 +95,50 @@ pub async fn run_until(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), String> {
     let seed = initial_seed(&args)?;
-    let listener = TcpListener::bind((args.host.as_str(), args.port))
-        .await
-        .map_err(|e| format!("cannot listen on {}:{}: {e}", args.host, args.port))?;
-    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
-    let amqp_listener = match args.amqp_port {
-        Some(p) => Some(
-            TcpListener::bind((args.host.as_str(), p))
-                .await
-                .map_err(|e| format!("cannot listen on {}:{p} (--amqp-port): {e}", args.host))?,
-        ),
-        None => None,
+    let listeners = Listeners::bind(&args).await?;
+    let port = listeners.https_port();
+    let mqtt_port = listeners.mqtt_port();
+    let amqp_port = listeners.amqp_port();
+    let host = if args.host.contains(':') {
+        format!("[{}]", args.host)
+    } else {
+        args.host.clone()
     };
-    let amqp_port = match &amqp_listener {
-        Some(l) => Some(l.local_addr().map_err(|e| e.to_string())?.port()),
-        None => None,
+    // On the standard port the HostName is plain, as a real hub's: every SDK dials it as is.
+    let host_name = if port == STANDARD_HTTPS_PORT {
+        host.clone()
+    } else {
+        format!("{host}:{port}")
     };
-    let address = |p: u16| {
-        if args.host.contains(':') {
-            format!("[{}]:{p}", args.host)
-        } else {
-            format!("{}:{p}", args.host)
-        }
-    };
-    let host_name = address(port);
     let key = random_key()?;
-    let tls = tls::generate(&args.host)?;
+    let tls = tls::generate(&args.host, args.hostname.as_deref())?;
+    let device_cas = DeviceCas::load(&args.device_cas, tls.config.crypto_provider().clone())?;
 
-    // Tokens name the host as the client dialled it: with the HTTPS port or the AMQP one.
-    let mut hub_names = Vec::new();
-    for p in std::iter::once(port).chain(amqp_port) {
-        hub_names.extend([
-            address(p),
-            format!("localhost:{p}"),
-            format!("127.0.0.1:{p}"),
-            format!("[::1]:{p}"),
-        ]);
+    // The names a token's `sr` may give the hub: every name it answers to, bare or with a port
+    // it serves.
+    let mut names = vec![
+        host.clone(),
+        "localhost".into(),
+        "127.0.0.1".into(),
+        "[::1]".into(),
+    ];
+    names.extend(args.hostname.clone());
+    let mut hub_names = vec![host_name.clone()];
+    for name in &names {
+        hub_names.push(name.clone());
+        hub_names.extend(
+            std::iter::once(port)
+                .chain(mqtt_port)
+                .chain(amqp_port)
+                .map(|p| format!("{name}:{p}")),
+        );
     }
-    hub_names.extend([args.host.clone(), "localhost".into(), "127.0.0.1".into()]);
     let auth = Authenticator::new(
         hub_names,
         vec![Policy::new("iothubowner", &key)],
         args.bearer_tokens.clone(),
-    );
+    )
+    .with_device_cas(device_cas);
     let config = HubConfig {
         host_name: host_name.clone(),
         unknown_job: args.unknown_job,
@@ -143,17 +150,20 @@ pub async fn run_until(
     let ready = Ready {
         host: args.host.clone(),
         port,
+        mqtt_port,
+        amqp_port,
         connection_string: format!(
             "HostName={host_name};SharedAccessKeyName=iothubowner;SharedAccessKey={key}"
         ),
         host_name,
         ca_path: tls.ca_path.clone(),
         ca_pem: tls.ca_pem.clone(),
-        amqp_port,
     };
     eprintln!(
-        "iothub-emulator: serving https://{} ({} devices, tier {}, faults '{}')",
+        "iothub-emulator: serving https://{}{}{} ({} devices, tier {}, faults '{}')",
         ready.host_name,
+        mqtt_port.map_or(String::new(), |p| format!(" and mqtts://{host}:{p}")),
+        amqp_port.map_or(String::new(), |p| format!(" and amqps://{host}:{p}")),
         hub.devices.len(),
         args.tier
             .map(|t| format!("{t:?}"))
@@ -161,22 +171,13 @@ pub async fn run_until(
         args.faults
     );
     on_ready(&ready);
-    let acceptor = TlsAcceptor::from(tls.config.clone());
-    // The AMQP port runs the same front door (TLS, then the first byte decides), so it
-    // stops with the HTTPS port.
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let amqp = amqp_listener.map(|l| {
-        let mut stopped = stopped.clone();
-        let until = async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        };
-        tokio::spawn(server::serve(hub.clone(), l, acceptor.clone(), until))
-    });
-    server::serve(hub, listener, acceptor, shutdown).await;
-    let _ = stop.send(true);
-    if let Some(task) = amqp {
-        let _ = task.await;
-    }
+    server::serve(
+        hub,
+        listeners.into_fronts(),
+        TlsAcceptor::from(tls.config.clone()),
+        shutdown,
+    )
+    .await;
     eprintln!("iothub-emulator: stopped");
     drop(tls); // removes the CA directory
     Ok(())

@@ -2,19 +2,22 @@
 //! twin GET and reported PATCH, refused subscriptions, one session per device, QoS 2 closing.
 //! Method routing to real device code is covered by `__test__/devices-mqtt.test.mjs`.
 
+mod common;
+
 use std::time::Duration;
 
+use common::{start, Hub};
 use rumqttc::{
     AsyncClient, ConnAck, ConnectReturnCode, Event, EventLoop, MqttOptions, Packet, QoS,
     SubscribeReasonCode, TlsConfiguration, Transport,
 };
 use serde_json::Value;
 
-mod common;
+trait MqttClient {
+    fn client(&self, device_id: &str, key: &[u8]) -> (AsyncClient, EventLoop);
+}
 
-use common::{start, Hub};
-
-impl Hub {
+impl MqttClient for Hub {
     fn client(&self, device_id: &str, key: &[u8]) -> (AsyncClient, EventLoop) {
         let mut opts = MqttOptions::new(device_id, "127.0.0.1", self.port);
         opts.set_credentials(
@@ -157,4 +160,44 @@ async fn qos2_publish_closes_the_connection() {
     let closed = closed_by_hub(&mut events).await;
     assert!(!closed.is_empty());
     hub.stop().await;
+}
+
+#[tokio::test]
+async fn a_port_of_its_own_and_a_hostname_alias() {
+    let hub = common::start_with(&[
+        "--devices",
+        "1",
+        "--mqtt-port",
+        "0",
+        "--hostname",
+        "myhub.local",
+    ])
+    .await;
+    let mqtt_port = hub.line["mqttPort"].as_u64().unwrap() as u16;
+    assert_ne!(mqtt_port, hub.port);
+
+    // The server certificate names the alias.
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", mqtt_port))
+        .await
+        .unwrap();
+    let server_name = tokio_rustls::rustls::pki_types::ServerName::try_from("myhub.local").unwrap();
+    tokio_rustls::TlsConnector::from(hub.tls.clone())
+        .connect(server_name, tcp)
+        .await
+        .expect("the certificate names --hostname");
+
+    // MQTT on its own port, with a token whose sr names the hub by its alias.
+    let mut alias_hub = hub;
+    alias_hub.host_name = "myhub.local".into();
+    let mut opts = MqttOptions::new("device-0000", "127.0.0.1", mqtt_port);
+    opts.set_credentials(
+        "myhub.local/device-0000/?api-version=2021-04-12",
+        alias_hub.device_token("device-0000", &alias_hub.policy_key),
+    );
+    opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+        alias_hub.tls.clone(),
+    )));
+    let (_client, mut events) = AsyncClient::new(opts, 16);
+    assert_eq!(connack(&mut events).await, ConnectReturnCode::Success);
+    alias_hub.stop().await;
 }

@@ -10,6 +10,7 @@ use base64::Engine;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use super::authentication::{Authentication, Credentials};
 use crate::clock::iso;
 use crate::errors::ApiError;
 use crate::twin::{device_etag, TwinProperties};
@@ -84,6 +85,8 @@ pub struct Device {
     pub(crate) enabled: bool,
     pub(crate) primary_key: String,
     pub(crate) secondary_key: String,
+    /// How the device proves who it is; the keys above count only for `sas`.
+    pub(crate) authentication: Authentication,
     pub(crate) identity_version: u64,
     /// `Some(i)`: the tags are still the generated `{group, index: i}` of `--devices`, built
     /// when read and stored only once written (a fleet of untouched devices costs no maps).
@@ -129,6 +132,7 @@ impl Device {
             enabled: true,
             primary_key: random_key(),
             secondary_key: random_key(),
+            authentication: Authentication::Sas,
             identity_version: 1,
             generated_tags: None,
             tags: Map::new(),
@@ -198,6 +202,7 @@ impl Device {
             connection_state: self.connection_state(),
             connection_updated_ms: self.connection_updated_ms,
             last_activity_ms: self.last_activity_ms,
+            authentication: &self.authentication,
         }
         .document(&self.tags(), &self.props);
         twin["capabilities"] = json!({"iotEdge": false});
@@ -217,7 +222,7 @@ impl Device {
             "statusUpdatedTime": NEVER,
             "lastActivityTime": time_or_never(self.last_activity_ms),
             "cloudToDeviceMessageCount": 0,
-            "authentication": sas_authentication(self.keys()),
+            "authentication": self.authentication.identity_json(self.keys()),
             "capabilities": {"iotEdge": false},
         })
     }
@@ -251,7 +256,14 @@ impl Device {
         Ok(note)
     }
 
-    /// The keys a device SAS token may be signed with (none for a disabled device).
+    /// What the device's login is checked against: its keys, or its certificate's thumbprints
+    /// or CA (x509 devices).
+    pub fn credentials(&self) -> Credentials {
+        self.authentication
+            .credentials(format!("devices/{}", self.id), self.keys())
+    }
+
+    /// The device's SAS keys (returned as `null` for an x509 identity).
     pub fn keys(&self) -> [&str; 2] {
         [&self.primary_key, &self.secondary_key]
     }
@@ -276,15 +288,6 @@ impl Device {
     }
 }
 
-/// The `authentication` of a SAS identity (a device's or a module's).
-pub(super) fn sas_authentication([primary, secondary]: [&str; 2]) -> Value {
-    json!({
-        "symmetricKey": {"primaryKey": primary, "secondaryKey": secondary},
-        "x509Thumbprint": {"primaryThumbprint": null, "secondaryThumbprint": null},
-        "type": "sas",
-    })
-}
-
 /// What a device twin and a module twin share above their tags and properties.
 pub(super) struct TwinHead<'a> {
     pub device_id: &'a str,
@@ -297,6 +300,7 @@ pub(super) struct TwinHead<'a> {
     pub connection_state: &'static str,
     pub connection_updated_ms: i64,
     pub last_activity_ms: i64,
+    pub authentication: &'a Authentication,
 }
 
 impl TwinHead<'_> {
@@ -311,8 +315,8 @@ impl TwinHead<'_> {
             "connectionStateUpdatedTime": time_or_never(self.connection_updated_ms),
             "lastActivityTime": time_or_never(self.last_activity_ms),
             "cloudToDeviceMessageCount": 0,
-            "authenticationType": "sas",
-            "x509Thumbprint": {"primaryThumbprint": null, "secondaryThumbprint": null},
+            "authenticationType": self.authentication.type_name(),
+            "x509Thumbprint": self.authentication.thumbprints_json(),
             "modelId": "",
             "version": props.version(),
             "tags": tags,

@@ -2,6 +2,7 @@
 //! device. One `RwLock` over a sorted map; every operation holds it briefly and never across
 //! an `.await`, so request handling and job workers never stall each other.
 
+mod authentication;
 mod device;
 mod module;
 mod modules;
@@ -18,6 +19,7 @@ use crate::errors::{ApiError, ErrorCode};
 use crate::paging::{Collected, Page};
 use crate::query::SelectQuery;
 use crate::twin::if_match;
+pub use authentication::{Authentication, Credentials, Grants};
 pub use device::{BehaviourPatch, Device, MethodBehaviour, MethodCallRecord};
 pub use module::Module;
 pub use modules::{client_key, split_client};
@@ -242,6 +244,7 @@ impl Registry {
                 ))
             }
         };
+        let authentication = Authentication::from_body(obj)?;
         let [primary, secondary] = symmetric_keys(obj);
         let mut map = self.write();
         match map.get_mut(id) {
@@ -258,6 +261,7 @@ impl Registry {
                     &format!("device {id}"),
                 )?;
                 d.enabled = enabled;
+                d.authentication = authentication;
                 if let Some(k) = primary {
                     d.primary_key = k;
                 }
@@ -270,6 +274,7 @@ impl Registry {
             None => {
                 let mut d = Device::new(id, now_ms);
                 d.enabled = enabled;
+                d.authentication = authentication;
                 if let Some(k) = primary {
                     d.primary_key = k;
                 }

@@ -8,7 +8,8 @@ use serde_json::{json, Map, Value};
 
 use crate::twin::{device_etag, TwinProperties};
 
-use super::device::{random_key, sas_authentication, time_or_never, TwinHead};
+use super::authentication::Authentication;
+use super::device::{random_key, time_or_never, TwinHead};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Module {
@@ -99,7 +100,7 @@ impl Module {
             "connectionStateUpdatedTime": time_or_never(self.connection_updated_ms),
             "lastActivityTime": time_or_never(self.last_activity_ms),
             "cloudToDeviceMessageCount": 0,
-            "authentication": sas_authentication(self.keys()),
+            "authentication": Authentication::Sas.identity_json(self.keys()),
         })
     }
 
@@ -115,6 +116,7 @@ impl Module {
             connection_state: self.connection_state(),
             connection_updated_ms: self.connection_updated_ms,
             last_activity_ms: self.last_activity_ms,
+            authentication: &Authentication::Sas,
         }
         .document(&self.tags, &self.props)
     }

@@ -15,7 +15,8 @@ use crate::query::{Condition, SelectQuery};
 use crate::twin::if_match;
 
 use super::{
-    may_update, not_found, symmetric_keys, validate_device_id, write_twin, Device, Module, Registry,
+    may_update, not_found, symmetric_keys, validate_device_id, write_twin, Authentication,
+    Credentials, Device, Module, Registry,
 };
 
 /// `{deviceId}` → (device, None); `{deviceId}/{moduleId}` → (device, Some(module)).
@@ -40,10 +41,6 @@ fn module_not_found(device: &str, module: &str) -> ApiError {
         format!("Module {module} on device {device} not registered"),
     )
 }
-
-/// The SAS grants of a client: the token resources it may present, each with the keys that
-/// may sign it.
-pub type Grants = Vec<(String, [String; 2])>;
 
 impl Registry {
     fn module_ref<T>(
@@ -253,24 +250,22 @@ impl Registry {
             .collect()
     }
 
-    /// What a client may sign its SAS token with, when the client may connect at all: its
-    /// device must exist and be enabled, and its module (if it names one) exist. A module's
-    /// token names the module (`devices/{d}/modules/{m}`) and is signed with the module's keys
-    /// only: the service refuses a device-scoped token for a module connection, "It does not
-    /// match either the primary or secondary key" (Azure/iotedge#5155).
-    pub fn client_grants(&self, client: &str) -> Option<Grants> {
+    /// What a client's login is checked against, when the client may connect at all: its
+    /// device must exist and be enabled, and its module (if it names one) exist. A device logs
+    /// in as its `authentication` says (SAS keys or x509). A module's token names the module
+    /// (`devices/{d}/modules/{m}`) and is signed with the module's keys only: the service
+    /// refuses a device-scoped token for a module connection, "It does not match either the
+    /// primary or secondary key" (Azure/iotedge#5155).
+    pub fn client_credentials(&self, client: &str) -> Option<Credentials> {
         let (device, module) = split_client(client);
         let map = self.read();
         let d = map.get(device).filter(|d| d.is_enabled())?;
-        let owned = |keys: [&str; 2]| keys.map(str::to_string);
         Some(match module {
-            None => vec![(format!("devices/{device}"), owned(d.keys()))],
+            None => d.credentials(),
             Some(module) => {
                 let m = d.modules.get(module)?;
-                vec![(
-                    format!("devices/{device}/modules/{module}"),
-                    owned(m.keys()),
-                )]
+                Authentication::Sas
+                    .credentials(format!("devices/{device}/modules/{module}"), m.keys())
             }
         })
     }
@@ -352,20 +347,28 @@ mod tests {
         assert_eq!(client_key("edge", None), "edge");
 
         let r = registry();
-        let grants = r.client_grants("edge/a").unwrap();
-        assert_eq!(grants.len(), 1, "a module signs with its own keys only");
-        assert_eq!(grants[0].0, "devices/edge/modules/a");
+        let grants = |client: &str| match r.client_credentials(client) {
+            Some(Credentials::Keys(grants)) => Some(grants),
+            _ => None,
+        };
+        let module_grants = grants("edge/a").unwrap();
+        assert_eq!(
+            module_grants.len(),
+            1,
+            "a module signs with its own keys only"
+        );
+        assert_eq!(module_grants[0].0, "devices/edge/modules/a");
         let module_key = r.module_identity("edge", "a").unwrap()["authentication"]["symmetricKey"]
             ["primaryKey"]
             .clone();
-        assert_eq!(grants[0].1[0], module_key.as_str().unwrap());
-        assert_eq!(r.client_grants("edge").unwrap()[0].0, "devices/edge");
-        assert!(r.client_grants("edge/zz").is_none());
-        assert!(r.client_grants("nobody/a").is_none());
+        assert_eq!(module_grants[0].1[0], module_key.as_str().unwrap());
+        assert_eq!(grants("edge").unwrap()[0].0, "devices/edge");
+        assert!(grants("edge/zz").is_none());
+        assert!(grants("nobody/a").is_none());
         r.put_identity("edge", &json!({"status": "disabled"}), Some("*"), 0)
             .unwrap();
         assert!(
-            r.client_grants("edge/a").is_none(),
+            grants("edge/a").is_none(),
             "a disabled device's modules stay out"
         );
     }

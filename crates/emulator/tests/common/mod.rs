@@ -1,7 +1,5 @@
-//! Shared by the device-side suites (MQTT, AMQP): a hub started in-process on port 0 with
-//! `--devices N`, a TLS client config trusting its CA, and device tokens signed with its policy.
-
-#![allow(dead_code)] // each suite uses its own part
+//! A hub started in-process for the integration tests, its ready line, and device tokens.
+#![allow(dead_code)] // each test binary uses a part
 
 use std::sync::Arc;
 
@@ -19,15 +17,19 @@ use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 pub struct Hub {
     pub port: u16,
     pub host_name: String,
+    pub line: Value,
     pub policy_key: Vec<u8>,
     pub tls: Arc<ClientConfig>,
-    pub stop: oneshot::Sender<()>,
-    pub task: tokio::task::JoinHandle<Result<(), String>>,
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), String>>,
 }
 
 pub async fn start(devices: &str) -> Hub {
-    let Parsed::Run(args) = cli::parse(["--devices".to_string(), devices.to_string()]).unwrap()
-    else {
+    start_with(&["--devices", devices]).await
+}
+
+pub async fn start_with(argv: &[&str]) -> Hub {
+    let Parsed::Run(args) = cli::parse(argv.iter().map(|s| s.to_string())).unwrap() else {
         unreachable!()
     };
     let (ready_tx, ready_rx) = oneshot::channel();
@@ -49,16 +51,17 @@ pub async fn start(devices: &str) -> Hub {
         .unwrap();
     // The client uses whatever crypto provider the emulator's own TLS is built on (the workspace
     // enables more than one, so there is no process default to rely on).
-    let provider = iothub_emulator::tls::generate("127.0.0.1")
+    let provider = iothub_emulator::tls::generate("127.0.0.1", None)
         .unwrap()
         .config
         .crypto_provider()
         .clone();
-    let tls = ClientConfig::builder_with_provider(provider)
+    let mut tls = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
     let cs = line["connectionString"].as_str().unwrap();
     let key = cs
         .split(';')
@@ -69,6 +72,7 @@ pub async fn start(devices: &str) -> Hub {
         host_name: line["hostName"].as_str().unwrap().to_string(),
         policy_key: STANDARD.decode(key).unwrap(),
         tls: Arc::new(tls),
+        line,
         stop,
         task,
     }
