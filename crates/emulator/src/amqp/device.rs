@@ -204,13 +204,27 @@ pub(super) async fn receive(
     let _ = receiver.close().await;
 }
 
-/// A device's answer to a method call: its correlation id is the request id.
-fn method_answer(conn: &Conn, client: &str, message: &AmqpMessage) {
-    let rid = message
+/// The correlation id of a device's message (the request it answers) as text.
+fn correlation(message: &AmqpMessage) -> Option<String> {
+    message
         .properties
         .as_ref()
         .and_then(|p| p.correlation_id.as_ref())
-        .and_then(id_text);
+        .and_then(id_text)
+}
+
+/// A twin answer without a body or version.
+fn bare(status: u16) -> TwinAnswer {
+    TwinAnswer {
+        status,
+        version: None,
+        body: Vec::new(),
+    }
+}
+
+/// A device's answer to a method call: its correlation id is the request id.
+fn method_answer(conn: &Conn, client: &str, message: &AmqpMessage) {
+    let rid = correlation(message);
     let status = message
         .application_properties
         .as_ref()
@@ -228,12 +242,7 @@ fn method_answer(conn: &Conn, client: &str, message: &AmqpMessage) {
 /// A twin request (`operation` GET, PATCH of `/properties/reported`, PUT or DELETE of the
 /// desired-notification subscription), answered on the twin link with its correlation id.
 fn twin_request(conn: &Conn, client: &str, message: &AmqpMessage) {
-    let Some(rid) = message
-        .properties
-        .as_ref()
-        .and_then(|p| p.correlation_id.as_ref())
-        .and_then(id_text)
-    else {
+    let Some(rid) = correlation(message) else {
         return;
     };
     let devices = &conn.hub.devices;
@@ -241,15 +250,11 @@ fn twin_request(conn: &Conn, client: &str, message: &AmqpMessage) {
     let body = body_bytes(message);
     let resource = annotation(message, "resource").unwrap_or("");
     let subscribe = |on: bool| {
-        let serial = lock_serial(conn, client);
+        let serial = conn.serial_of(client);
         devices
             .sessions
             .set_subscriptions(client, serial, None, Some(on));
-        TwinAnswer {
-            status: 200,
-            version: None,
-            body: Vec::new(),
-        }
+        bare(200)
     };
     let desired = resource.eq_ignore_ascii_case("/notifications/twin/properties/desired");
     let answer = match annotation(message, "operation").unwrap_or("") {
@@ -259,11 +264,7 @@ fn twin_request(conn: &Conn, client: &str, message: &AmqpMessage) {
         }
         "PUT" if desired => subscribe(true),
         "DELETE" if desired => subscribe(false),
-        _ => TwinAnswer {
-            status: 400,
-            version: None,
-            body: Vec::new(),
-        },
+        _ => bare(400),
     };
     devices.sessions.send(
         client,
@@ -272,10 +273,4 @@ fn twin_request(conn: &Conn, client: &str, message: &AmqpMessage) {
             answer,
         },
     );
-}
-
-fn lock_serial(conn: &Conn, client: &str) -> u64 {
-    super::lock(&conn.clients)
-        .get(client)
-        .map_or(0, |c| c.serial)
 }

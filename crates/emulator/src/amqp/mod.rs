@@ -328,6 +328,11 @@ impl Conn {
         f(entry)
     }
 
+    /// The serial of the client's hub session on this connection (0: none).
+    fn serial_of(&self, client: &str) -> u64 {
+        lock(&self.clients).get(client).map_or(0, |c| c.serial)
+    }
+
     /// The outbox of a client's link, when attached.
     fn outbox(&self, client: &str, link: Link) -> Option<Outbox> {
         let clients = lock(&self.clients);
