@@ -58,7 +58,9 @@ test('an Amqp device: invokeDeviceMethod round-trips; twin GET; a desired patch 
   const client = await open(await createDevice('amqp-m1'))
   try {
     client.onDeviceMethod('reboot', (request, response) => response.send(201, { got: request.payload }, () => {}))
-    assert.equal(await connectionState('amqp-m1'), 'Connected')
+    // The SDK attaches the method links in the background; the device is connected from its
+    // first link on.
+    await until(async () => (await connectionState('amqp-m1')) === 'Connected', 10_000, 'the method links')
     const service = iothub.Client.fromConnectionString(hub.connectionString)
     const result = await new Promise((resolve, reject) =>
       service.invokeDeviceMethod('amqp-m1', { methodName: 'reboot', payload: 'x', responseTimeoutInSeconds: 10 }, (e, r) => (e ? reject(e) : resolve(r))))
@@ -107,7 +109,7 @@ test('an Amqp device: telemetry is acknowledged and kept by the hub, on the HTTP
   await wrong.setOptions({ ca })
   const err = await refusal(wrong)
   assert.equal(err.constructor.name, 'UnauthorizedError', String(err))
-  assert.equal(await connectionState('amqp-e1'), 'Disconnected')
+  await until(async () => (await connectionState('amqp-e1')) === 'Disconnected', 10_000, 'disconnect')
 })
 
 test('a ModuleClient over Amqp: module method, desired patch and reported properties through the module links', async () => {

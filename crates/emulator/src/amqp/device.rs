@@ -143,9 +143,7 @@ impl Conn {
             let Some((link, message)) = encode(out) else {
                 break;
             };
-            if let Some(outbox) = self.outbox(&client, link) {
-                let _ = outbox.send(message);
-            }
+            self.send(&client, link, message);
         }
         self.closed.notify_one();
     }
@@ -182,9 +180,7 @@ pub(super) async fn receive(
                 if let Some(client) = client {
                     super::lock(&conn.authorized).insert(client);
                 }
-                if let Some(outbox) = super::lock(&conn.cbs_replies).clone() {
-                    let _ = outbox.send(reply);
-                }
+                super::lock(&conn.cbs_replies).send(reply);
             }
             Address::Telemetry(client) => {
                 let hub = &conn.hub;

@@ -65,7 +65,37 @@ pub fn classify(header: &[u8; 8]) -> Header {
 
 /// An outgoing AMQP message of any body (the links carry JSON in data sections).
 type AmqpMessage = Message<Body<Value>>;
-type Outbox = mpsc::UnboundedSender<AmqpMessage>;
+
+/// What the hub sends on one link. It exists before the link attaches, so a message sent in
+/// between (a CBS reply or twin answer racing the attach of the client's receiver) waits for it
+/// instead of being lost.
+struct Outbox {
+    tx: mpsc::UnboundedSender<AmqpMessage>,
+    waiting: Option<mpsc::UnboundedReceiver<AmqpMessage>>,
+}
+
+impl Outbox {
+    fn new() -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        Outbox {
+            tx,
+            waiting: Some(rx),
+        }
+    }
+
+    /// The receiving end for a link that attaches (a fresh one when a link had it before).
+    fn attach(&mut self) -> mpsc::UnboundedReceiver<AmqpMessage> {
+        self.waiting.take().unwrap_or_else(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            self.tx = tx;
+            rx
+        })
+    }
+
+    fn send(&self, message: AmqpMessage) {
+        let _ = self.tx.send(message);
+    }
+}
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -177,17 +207,17 @@ enum Link {
 /// The outboxes of one client's links on this connection, and its hub session.
 struct Client {
     serial: u64,
-    methods: Option<Outbox>,
-    twin: Option<Outbox>,
+    methods: Outbox,
+    twin: Outbox,
     /// Kept open so the device's message receiver stays attached; nothing is sent yet.
-    cloud_to_device: Option<Outbox>,
+    cloud_to_device: Outbox,
 }
 
 /// One AMQP connection: the clients it holds a valid token for, and their links.
 struct Conn {
     hub: Arc<Hub>,
     authorized: Mutex<HashSet<String>>,
-    cbs_replies: Mutex<Option<Outbox>>,
+    cbs_replies: Mutex<Outbox>,
     clients: Mutex<HashMap<String, Client>>,
     /// Signalled when the hub closes a session of this connection (takeover, fault, reset).
     closed: Notify,
@@ -204,7 +234,7 @@ impl Conn {
         Conn {
             hub,
             authorized: Mutex::default(),
-            cbs_replies: Mutex::default(),
+            cbs_replies: Mutex::new(Outbox::new()),
             clients: Mutex::default(),
             closed: Notify::new(),
             closing: watch::Sender::new(false),
@@ -245,9 +275,8 @@ impl Conn {
             .as_ref()
             .and_then(|s| s.address.clone())
             .unwrap_or_default();
-        let (tx, rx) = mpsc::unbounded_channel();
-        match parse_address(&address) {
-            Address::Cbs => *lock(&self.cbs_replies) = Some(tx),
+        let outbox = match parse_address(&address) {
+            Address::Cbs => lock(&self.cbs_replies).attach(),
             Address::Methods(client) | Address::Twin(client) | Address::CloudToDevice(client)
                 if !self.is_authorized(&client) =>
             {
@@ -257,14 +286,15 @@ impl Conn {
                 return;
             }
             Address::Methods(client) => {
-                self.with_client(&client, |c| c.methods = Some(tx));
+                let (outbox, serial) =
+                    self.with_client(&client, |c| (c.methods.attach(), c.serial));
                 let sessions = &self.hub.devices.sessions;
-                let serial = self.with_client(&client, |c| c.serial);
                 sessions.set_subscriptions(&client, serial, Some(true), None);
+                outbox
             }
-            Address::Twin(client) => self.with_client(&client, |c| c.twin = Some(tx)),
+            Address::Twin(client) => self.with_client(&client, |c| c.twin.attach()),
             Address::CloudToDevice(client) => {
-                self.with_client(&client, |c| c.cloud_to_device = Some(tx))
+                self.with_client(&client, |c| c.cloud_to_device.attach())
             }
             Address::Telemetry(_) | Address::Unknown => {
                 let text = format!("no such node to receive from: {address}");
@@ -272,8 +302,8 @@ impl Conn {
                 let _ = sender.close_with_error(err).await;
                 return;
             }
-        }
-        tokio::spawn(device::pump(sender, rx));
+        };
+        tokio::spawn(device::pump(sender, outbox));
     }
 
     /// A link the client sends on (ours receives): `$cbs` requests, telemetry, method
@@ -320,9 +350,9 @@ impl Conn {
             tokio::spawn(self.clone().deliver(client.to_string(), outgoing));
             Client {
                 serial,
-                methods: None,
-                twin: None,
-                cloud_to_device: None,
+                methods: Outbox::new(),
+                twin: Outbox::new(),
+                cloud_to_device: Outbox::new(),
             }
         });
         f(entry)
@@ -333,13 +363,13 @@ impl Conn {
         lock(&self.clients).get(client).map_or(0, |c| c.serial)
     }
 
-    /// The outbox of a client's link, when attached.
-    fn outbox(&self, client: &str, link: Link) -> Option<Outbox> {
-        let clients = lock(&self.clients);
-        let c = clients.get(client)?;
-        match link {
-            Link::Methods => c.methods.clone(),
-            Link::Twin => c.twin.clone(),
+    /// Queues a message on a client's link (sent once the link is attached).
+    fn send(&self, client: &str, link: Link, message: AmqpMessage) {
+        if let Some(c) = lock(&self.clients).get(client) {
+            match link {
+                Link::Methods => c.methods.send(message),
+                Link::Twin => c.twin.send(message),
+            }
         }
     }
 
