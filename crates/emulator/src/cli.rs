@@ -36,7 +36,7 @@ fn non_empty(text: &str) -> Result<String, String> {
 /// A local Azure IoT Hub for jobs, twins, devices and queries.
 ///
 /// On ready, prints one JSON line to stdout: host, port, hostName, connectionString, caPath,
-/// mqttPort, websocketPath.
+/// mqttPort, amqpPort, websocketPath.
 /// Serves HTTPS until SIGTERM or SIGINT. Logs go to stderr.
 #[derive(Clone, PartialEq, Parser)]
 #[command(name = "iothub-emulator", version)]

@@ -29,7 +29,7 @@ pub use sessions::{CallError, DeviceFaults, Outgoing, Sessions, TwinAnswer, Twin
 #[derive(Default)]
 pub struct Registry {
     devices: RwLock<BTreeMap<String, Device>>,
-    /// Live MQTT sessions of connected devices (separate: only they cost memory).
+    /// Live sessions (MQTT or AMQP) of connected devices (separate: only they cost memory).
     pub sessions: Sessions,
 }
 
