@@ -96,14 +96,17 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(hub: Arc<Hub>, stream: S) 
         _ => return,
     };
     let code = admit(&hub, &connect);
-    if !write_packet(&mut wr, Packet::ConnAck(ConnAck::new(code, false))).await
-        || code != ConnectReturnCode::Success
-    {
+    if code != ConnectReturnCode::Success {
+        let _ = write_packet(&mut wr, Packet::ConnAck(ConnAck::new(code, false))).await;
         return;
     }
     let id = connect.client_id.clone();
     let sessions = &hub.devices.sessions;
-    let (serial, mut outgoing) = sessions.open(&id);
+    let (serial, mut outgoing, present) = sessions.open(&id, connect.clean_session);
+    if !write_packet(&mut wr, Packet::ConnAck(ConnAck::new(code, present))).await {
+        sessions.close(&id, serial);
+        return;
+    }
     hub.devices.set_connected(&id, true, hub.clock.now_ms());
     let session = Session {
         hub: &hub,

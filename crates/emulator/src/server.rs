@@ -22,6 +22,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::api::{self, ApiRequest, Reply};
 use crate::clock::{wall_ms, wall_secs};
 use crate::control;
+use crate::device_http;
 use crate::errors::{ApiError, ErrorCode};
 use crate::faults::FaultKind;
 use crate::hub::Hub;
@@ -261,6 +262,10 @@ async fn process(
             ErrorCode::InvalidProtocolVersion,
             "The api-version query parameter is required (for example api-version=2021-04-12)",
         ));
+    }
+    if device_http::is_device_path(segments) {
+        // Device-facing endpoints authenticate the device, not a policy.
+        return device_http::handle(hub, &parts.method, segments, &parts.headers, body);
     }
     let auth = parts
         .headers

@@ -82,6 +82,12 @@ pub struct Device {
     pub(crate) primary_key: String,
     pub(crate) secondary_key: String,
     pub(crate) identity_version: u64,
+    /// `capabilities.iotEdge`.
+    pub(crate) iot_edge: bool,
+    /// The device's scope: an Edge device's own (generated), or a leaf's parent Edge scope.
+    pub(crate) device_scope: Option<String>,
+    /// The scopes of the parent Edge devices (a child Edge's one parent; a leaf's own scope).
+    pub(crate) parent_scopes: Vec<String>,
     /// `Some(i)`: the tags are still the generated `{group, index: i}` of `--devices`, built
     /// when read and stored only once written (a fleet of untouched devices costs no maps).
     generated_tags: Option<u32>,
@@ -131,6 +137,9 @@ impl Device {
             primary_key: random_key(),
             secondary_key: random_key(),
             identity_version: 1,
+            iot_edge: false,
+            device_scope: None,
+            parent_scopes: Vec::new(),
             generated_tags: None,
             tags: Map::new(),
             desired: Map::new(),
@@ -235,8 +244,15 @@ impl Device {
                 "desired": Self::section(&self.desired, self.desired_version, self.updated_ms),
                 "reported": Self::section(&self.reported, self.reported_version, self.updated_ms),
             },
-            "capabilities": {"iotEdge": false},
+            "capabilities": {"iotEdge": self.iot_edge},
+            "deviceScope": self.device_scope,
+            "parentScopes": self.parent_scopes,
         })
+    }
+
+    /// The scope the service generates for an Edge device: `ms-azure-iot-edge://{id}-{generationId}`.
+    pub fn edge_scope(&self) -> String {
+        format!("ms-azure-iot-edge://{}-{}", self.id, self.generation_id)
     }
 
     /// The device identity document (`/devices/{id}`).
@@ -257,7 +273,9 @@ impl Device {
                 "x509Thumbprint": {"primaryThumbprint": null, "secondaryThumbprint": null},
                 "type": "sas",
             },
-            "capabilities": {"iotEdge": false},
+            "capabilities": {"iotEdge": self.iot_edge},
+            "deviceScope": self.device_scope,
+            "parentScopes": self.parent_scopes,
         })
     }
 
@@ -276,16 +294,32 @@ impl Device {
         })
     }
 
-    /// Applies `tags` and `properties.desired` of a twin patch (merge semantics); bumps versions.
-    /// Returns the desired-property notification (the changed desired section with its new
-    /// `$version`) when desired changed, for a connected device's session.
+    /// Applies `tags` and `properties.desired` of a twin patch (merge semantics; a section that
+    /// is `null` empties it) and bumps versions. Returns the desired-property notification when
+    /// the patch names desired: the service bumps desired `$version` and tells the device on
+    /// every such patch, even one that changes no value, and sends it the patch as applied
+    /// (`null` for what it removed) with the new `$version`.
     pub fn patch_twin(&mut self, patch: &Value, now_ms: i64) -> Result<Option<Value>, ApiError> {
         let (tags, desired) = twin_sections(patch)?;
-        let tags_changed = tags.is_some_and(|t| merge_patch(self.tags_mut(), t));
-        let desired_changed = desired.is_some_and(|d| merge_patch(&mut self.desired, d));
-        self.bump(tags_changed, desired_changed, now_ms);
-        Ok(desired_changed.then(|| {
-            let mut note = desired.cloned().unwrap_or_default();
+        let tags_changed = match tags {
+            Section::Absent => false,
+            Section::Null => !std::mem::take(self.tags_mut()).is_empty(),
+            Section::Patch(t) => merge_patch(self.tags_mut(), t),
+        };
+        let note = match desired {
+            Section::Absent => None,
+            Section::Patch(d) if d.is_empty() => None,
+            Section::Null => {
+                let removed = std::mem::take(&mut self.desired);
+                Some(removed.into_iter().map(|(k, _)| (k, Value::Null)).collect())
+            }
+            Section::Patch(d) => {
+                merge_patch(&mut self.desired, d);
+                Some(d.clone())
+            }
+        };
+        self.bump(tags_changed, note.is_some(), now_ms);
+        Ok(note.map(|mut note: Map<String, Value>| {
             note.insert("$version".into(), json!(self.desired_version));
             Value::Object(note)
         }))
@@ -295,8 +329,8 @@ impl Device {
     /// Returns the whole new desired section when it changed (the device is told all of it).
     pub fn replace_twin(&mut self, twin: &Value, now_ms: i64) -> Result<Option<Value>, ApiError> {
         let (tags, desired) = twin_sections(twin)?;
-        let mut tags = tags.cloned().unwrap_or_default();
-        let mut desired = desired.cloned().unwrap_or_default();
+        let mut tags = tags.patch().cloned().unwrap_or_default();
+        let mut desired = desired.patch().cloned().unwrap_or_default();
         strip_nulls(&mut tags);
         strip_nulls(&mut desired);
         let desired_changed = desired != self.desired;
@@ -363,32 +397,46 @@ impl Device {
     }
 }
 
-type Sections<'a> = (
-    Option<&'a Map<String, Value>>,
-    Option<&'a Map<String, Value>>,
-);
+/// A twin section (`tags`, `properties.desired`) in a request body.
+enum Section<'a> {
+    Absent,
+    /// `null`: the whole section is removed.
+    Null,
+    Patch(&'a Map<String, Value>),
+}
+
+impl<'a> Section<'a> {
+    fn patch(&self) -> Option<&'a Map<String, Value>> {
+        match self {
+            Section::Patch(m) => Some(m),
+            _ => None,
+        }
+    }
+}
 
 /// Pulls `tags` and `properties.desired` out of a twin body, rejecting non-objects.
-fn twin_sections(twin: &Value) -> Result<Sections<'_>, ApiError> {
+fn twin_sections(twin: &Value) -> Result<(Section<'_>, Section<'_>), ApiError> {
     let bad = |what: &str| {
         ApiError::new(
             ErrorCode::ArgumentInvalid,
             format!("{what} must be a JSON object"),
         )
     };
+    fn section<'a>(value: Option<&'a Value>) -> Option<Section<'a>> {
+        match value {
+            None => Some(Section::Absent),
+            Some(Value::Null) => Some(Section::Null),
+            Some(Value::Object(m)) => Some(Section::Patch(m)),
+            Some(_) => None,
+        }
+    }
     let twin = twin.as_object().ok_or_else(|| bad("the twin"))?;
-    let tags = match twin.get("tags") {
-        None | Some(Value::Null) => None,
-        Some(Value::Object(t)) => Some(t),
-        Some(_) => return Err(bad("tags")),
-    };
+    let tags = section(twin.get("tags")).ok_or_else(|| bad("tags"))?;
     let desired = match twin.get("properties") {
-        None | Some(Value::Null) => None,
-        Some(Value::Object(p)) => match p.get("desired") {
-            None | Some(Value::Null) => None,
-            Some(Value::Object(d)) => Some(d),
-            Some(_) => return Err(bad("properties.desired")),
-        },
+        None | Some(Value::Null) => Section::Absent,
+        Some(Value::Object(p)) => {
+            section(p.get("desired")).ok_or_else(|| bad("properties.desired"))?
+        }
         Some(_) => return Err(bad("properties")),
     };
     Ok((tags, desired))

@@ -2,7 +2,9 @@
 //! device. One `RwLock` over a sorted map; every operation holds it briefly and never across
 //! an `.await`, so request handling and job workers never stall each other.
 
+mod bulk;
 mod device;
+mod identity;
 mod seed;
 mod sessions;
 
@@ -16,6 +18,8 @@ use crate::errors::{ApiError, ErrorCode};
 use crate::paging::{Collected, Page};
 use crate::query::SelectQuery;
 use crate::twin::if_match;
+use identity::{write_identity, IdentitySpec, Write};
+
 pub use device::{BehaviourPatch, Device, MethodBehaviour, MethodCallRecord};
 pub use seed::{validate_device_id, Seed, SeedDevice, SeedProperties};
 pub use sessions::{CallError, DeviceFaults, Outgoing, Sessions};
@@ -165,64 +169,23 @@ impl Registry {
                 ));
             }
         }
-        let enabled = match obj.get("status").and_then(Value::as_str) {
-            None | Some("enabled") => true,
-            Some("disabled") => false,
-            Some(other) => {
-                return Err(ApiError::new(
-                    ErrorCode::ArgumentInvalid,
-                    format!("status must be enabled or disabled, not '{other}'"),
-                ))
-            }
-        };
-        let keys = obj
-            .get("authentication")
-            .and_then(|a| a.get("symmetricKey"));
-        let key = |name: &str| {
-            keys.and_then(|k| k.get(name))
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-        };
+        let spec = IdentitySpec::parse(obj)?;
         let mut map = self.write();
-        match map.get_mut(id) {
-            Some(d) => {
-                if etag.is_none() {
-                    return Err(ApiError::new(
-                        ErrorCode::DeviceAlreadyExists,
-                        format!("A device with ID '{id}' is already registered"),
-                    ));
-                }
-                if !if_match(etag, &d.device_etag()) {
-                    return Err(ApiError::new(
-                        ErrorCode::PreconditionFailed,
-                        format!("Precondition failed: the etag of device {id} does not match"),
-                    ));
-                }
-                d.enabled = enabled;
-                if let Some(k) = key("primaryKey") {
-                    d.primary_key = k;
-                }
-                if let Some(k) = key("secondaryKey") {
-                    d.secondary_key = k;
-                }
-                d.identity_version += 1;
-                Ok(d.identity())
-            }
-            None => {
-                let mut d = Device::new(id, now_ms);
-                d.enabled = enabled;
-                if let Some(k) = key("primaryKey") {
-                    d.primary_key = k;
-                }
-                if let Some(k) = key("secondaryKey") {
-                    d.secondary_key = k;
-                }
-                let doc = d.identity();
-                map.insert(id.to_string(), d);
-                Ok(doc)
-            }
-        }
+        let write = match (map.contains_key(id), etag) {
+            // An existing id is updated only when the caller says which version (`If-Match`).
+            (true, Some(etag)) => Write::Update { etag: Some(etag) },
+            _ => Write::Create,
+        };
+        write_identity(&mut map, id, &spec, write, now_ms)
+    }
+
+    /// `GET /devices?top=N`: the first `top` identities in id order.
+    pub fn list_identities(&self, top: usize) -> Vec<Value> {
+        self.read()
+            .values()
+            .take(top)
+            .map(Device::identity)
+            .collect()
     }
 
     pub fn delete(&self, id: &str, etag: Option<&str>) -> Result<(), ApiError> {
@@ -235,6 +198,8 @@ impl Registry {
             ));
         }
         map.remove(id);
+        drop(map);
+        self.sessions.forget(id);
         Ok(())
     }
 

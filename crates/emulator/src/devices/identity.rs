@@ -1,0 +1,222 @@
+//! Writing device identities as the service does, for `PUT /devices/{id}` and the bulk
+//! registry operations alike: what a client may send (status, keys, IoT Edge capability,
+//! scopes), create vs. update with their etag rules, and the nested-Edge scope rules.
+//!
+//! Scopes (api-version 2020-06-30 onwards, as the service documents them): an Edge device's
+//! `deviceScope` is generated, `ms-azure-iot-edge://{deviceId}-{generationId}`, and immutable;
+//! a leaf device's `deviceScope` may name an existing Edge device's scope (its parent), and its
+//! `parentScopes` is that one scope; a child Edge device names its parent Edge in
+//! `parentScopes` (at most one). A scope that names no Edge device is refused with
+//! `InvalidDeviceScope`.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+
+use super::{not_found, validate_device_id, Device};
+use crate::errors::{ApiError, ErrorCode};
+use crate::twin::if_match;
+
+/// The identity fields a client sends (absent fields keep their value on update).
+pub struct IdentitySpec {
+    enabled: Option<bool>,
+    primary_key: Option<String>,
+    secondary_key: Option<String>,
+    iot_edge: Option<bool>,
+    device_scope: Option<String>,
+    parent_scopes: Option<Vec<String>>,
+}
+
+/// How an identity write treats an existing device.
+#[derive(Clone, Copy)]
+pub enum Write<'a> {
+    /// The device must not exist (409 DeviceAlreadyExists).
+    Create,
+    /// The device must exist (404 DeviceNotFound); `etag` as `If-Match`.
+    Update { etag: Option<&'a str> },
+}
+
+fn invalid(text: String) -> ApiError {
+    ApiError::new(ErrorCode::ArgumentInvalid, text)
+}
+
+fn invalid_scope(text: String) -> ApiError {
+    ApiError::new(ErrorCode::InvalidDeviceScope, text)
+}
+
+impl IdentitySpec {
+    /// Reads the identity fields of a device body (REST `Device` or bulk `ExportImportDevice`).
+    pub fn parse(obj: &Map<String, Value>) -> Result<Self, ApiError> {
+        let enabled = match obj.get("status") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if s == "enabled" => Some(true),
+            Some(Value::String(s)) if s == "disabled" => Some(false),
+            Some(other) => {
+                return Err(invalid(format!(
+                    "status must be enabled or disabled, not {other}"
+                )))
+            }
+        };
+        let keys = obj
+            .get("authentication")
+            .and_then(|a| a.get("symmetricKey"));
+        let key = |name: &str| {
+            keys.and_then(|k| k.get(name))
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+        };
+        let iot_edge = match obj.get("capabilities").and_then(|c| c.get("iotEdge")) {
+            None | Some(Value::Null) => None,
+            Some(Value::Bool(b)) => Some(*b),
+            Some(_) => return Err(invalid("capabilities.iotEdge must be a boolean".into())),
+        };
+        let device_scope = match obj.get("deviceScope") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(_) => return Err(invalid("deviceScope must be a string".into())),
+        };
+        let parent_scopes = match obj.get("parentScopes") {
+            None | Some(Value::Null) => None,
+            Some(Value::Array(items)) => Some(
+                items
+                    .iter()
+                    .map(|v| v.as_str().map(str::to_string))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| invalid("parentScopes must be an array of strings".into()))?,
+            ),
+            Some(_) => return Err(invalid("parentScopes must be an array of strings".into())),
+        };
+        Ok(Self {
+            enabled,
+            primary_key: key("primaryKey"),
+            secondary_key: key("secondaryKey"),
+            iot_edge,
+            device_scope,
+            parent_scopes,
+        })
+    }
+}
+
+/// True when `scope` is the scope of an Edge device other than `id`.
+fn names_edge(map: &BTreeMap<String, Device>, scope: &str, id: &str) -> bool {
+    map.values()
+        .any(|d| d.iot_edge && d.id != id && d.device_scope.as_deref() == Some(scope))
+}
+
+/// Applies the scope rules to `device` (already carrying the new capability).
+fn apply_scopes(
+    map: &BTreeMap<String, Device>,
+    device: &mut Device,
+    spec: &IdentitySpec,
+    created: bool,
+) -> Result<(), ApiError> {
+    let id = device.id.clone();
+    if device.iot_edge {
+        let own = device
+            .device_scope
+            .clone()
+            .filter(|s| s.starts_with("ms-azure-iot-edge://") && !created)
+            .unwrap_or_else(|| device.edge_scope());
+        if let Some(asked) = spec.device_scope.as_deref().filter(|s| !s.is_empty()) {
+            if !created && asked != own {
+                return Err(invalid_scope(format!(
+                    "the deviceScope of Edge device {id} is generated by the hub and cannot be changed"
+                )));
+            }
+        }
+        device.device_scope = Some(own);
+        if let Some(parents) = &spec.parent_scopes {
+            if parents.len() > 1 {
+                return Err(invalid_scope(format!(
+                    "Edge device {id} can have at most one parent (parentScopes has {})",
+                    parents.len()
+                )));
+            }
+            if let Some(p) = parents.iter().find(|p| !names_edge(map, p, &id)) {
+                return Err(invalid_scope(format!(
+                    "parentScopes of {id}: '{p}' is not the scope of an Edge device"
+                )));
+            }
+            device.parent_scopes = parents.clone();
+        }
+        return Ok(());
+    }
+    // A leaf: its deviceScope names its parent Edge device, and parentScopes follows it.
+    if let Some(scope) = &spec.device_scope {
+        if scope.is_empty() {
+            device.device_scope = None;
+        } else if names_edge(map, scope, &id) {
+            device.device_scope = Some(scope.clone());
+        } else {
+            return Err(invalid_scope(format!(
+                "deviceScope of {id}: '{scope}' is not the scope of an Edge device"
+            )));
+        }
+    } else if created {
+        device.device_scope = None;
+    }
+    let derived: Vec<String> = device.device_scope.iter().cloned().collect();
+    if let Some(parents) = &spec.parent_scopes {
+        if !parents.is_empty() && *parents != derived {
+            return Err(invalid_scope(format!(
+                "parentScopes of leaf device {id} must be its deviceScope"
+            )));
+        }
+    }
+    device.parent_scopes = derived;
+    Ok(())
+}
+
+/// Creates or updates one identity under the registry's write lock; the new identity document.
+pub fn write_identity(
+    map: &mut BTreeMap<String, Device>,
+    id: &str,
+    spec: &IdentitySpec,
+    write: Write<'_>,
+    now_ms: i64,
+) -> Result<Value, ApiError> {
+    validate_device_id(id)?;
+    let (mut device, created) = match (map.get(id), write) {
+        (Some(_), Write::Create) => {
+            return Err(ApiError::new(
+                ErrorCode::DeviceAlreadyExists,
+                format!("A device with ID '{id}' is already registered"),
+            ))
+        }
+        (None, Write::Update { .. }) => return Err(not_found(id)),
+        (Some(d), Write::Update { etag }) => {
+            if !if_match(etag, &d.device_etag()) {
+                return Err(ApiError::new(
+                    ErrorCode::PreconditionFailed,
+                    format!("Precondition failed: the etag of device {id} does not match"),
+                ));
+            }
+            (d.clone(), false)
+        }
+        (None, Write::Create) => (Device::new(id, now_ms), true),
+    };
+    if let Some(e) = spec.enabled {
+        device.enabled = e;
+    }
+    if let Some(k) = &spec.primary_key {
+        device.primary_key = k.clone();
+    }
+    if let Some(k) = &spec.secondary_key {
+        device.secondary_key = k.clone();
+    }
+    if let Some(edge) = spec.iot_edge {
+        if !edge && device.iot_edge {
+            device.device_scope = None;
+            device.parent_scopes.clear();
+        }
+        device.iot_edge = edge;
+    }
+    apply_scopes(map, &mut device, spec, created)?;
+    if !created {
+        device.identity_version += 1;
+    }
+    let doc = device.identity();
+    map.insert(id.to_string(), device);
+    Ok(doc)
+}
