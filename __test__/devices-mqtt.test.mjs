@@ -6,7 +6,6 @@
 // this file (harness only) splits the port off and adds the emulator's CA to azure-iothub's
 // HTTPS requests. The device SDK gets the CA the
 // documented way, `client.setOptions({ ca })`. node_modules is never modified.
-import https from 'node:https'
 import tls from 'node:tls'
 import { createHmac } from 'node:crypto'
 import { createRequire } from 'node:module'
@@ -15,6 +14,7 @@ import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 
 import { startEmulator } from './helpers/emulator.mjs'
+import { installHostPortShim } from './helpers/host-port-shim.mjs'
 
 const require = createRequire(import.meta.url)
 const { JobClient } = require('..')
@@ -29,21 +29,10 @@ let hub
 let ca
 let jobs
 
-function shimAzureIothub(caPem) {
-  const original = https.request
-  https.request = function requestWithPort(options, ...rest) {
-    if (options && typeof options === 'object' && typeof options.host === 'string' && options.port === undefined) {
-      const m = /^(.*):(\d+)$/.exec(options.host)
-      if (m && !m[1].includes(':')) options = { ...options, host: m[1], port: Number(m[2]), ca: caPem }
-    }
-    return original.call(this, options, ...rest)
-  }
-}
-
 before(async () => {
   hub = await startEmulator({ devices: 2 })
   ca = readFileSync(hub.caPath, 'utf8')
-  shimAzureIothub(ca)
+  installHostPortShim(ca)
   jobs = JobClient.fromConnectionString(hub.connectionString, { ca })
 })
 
