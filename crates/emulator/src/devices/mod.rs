@@ -327,6 +327,32 @@ mod tests {
     }
 
     #[test]
+    fn desired_patches_always_notify_and_null_empties_a_section() {
+        let r = Registry::default();
+        r.load(Seed::generated(1).build(0).unwrap(), true);
+        let mut d = r.read().get("device-0000").unwrap().clone();
+        let patch = json!({"properties": {"desired": {"a": 1, "b": {"c": 2}}}});
+        let first = d.patch_twin(&patch, 1).unwrap().unwrap();
+        assert_eq!(first, json!({"a": 1, "b": {"c": 2}, "$version": 2}));
+        // The same values again still bump $version and notify, as the service does.
+        let again = d.patch_twin(&patch, 2).unwrap().unwrap();
+        assert_eq!(again["$version"], 3);
+        assert_eq!(d.twin()["version"], 3);
+        // A tags-only or empty desired patch does not touch desired.
+        assert!(d
+            .patch_twin(&json!({"tags": {"t": 1}, "properties": {"desired": {}}}), 3)
+            .unwrap()
+            .is_none());
+        let cleared = d
+            .patch_twin(&json!({"tags": null, "properties": {"desired": null}}), 4)
+            .unwrap()
+            .unwrap();
+        assert_eq!(cleared, json!({"a": null, "b": null, "$version": 4}));
+        assert!(d.desired.is_empty());
+        assert_eq!(d.twin()["tags"], json!({}));
+    }
+
+    #[test]
     fn identity_create_update_delete() {
         let r = Registry::default();
         let created = r
