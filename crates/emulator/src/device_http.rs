@@ -13,10 +13,9 @@ use hyper::{Method, StatusCode};
 use serde_json::Value;
 
 use crate::api::Reply;
-use crate::clock::wall_secs;
 use crate::devices::not_found;
 use crate::errors::{ApiError, ErrorCode};
-use crate::hub::Hub;
+use crate::hub::{DeviceAuthError, Hub};
 
 /// The content type of `sendEventBatch`: a JSON array of `{body: base64, properties}`.
 const BATCH_CONTENT_TYPE: &str = "application/vnd.microsoft.iothub.json";
@@ -74,16 +73,12 @@ pub fn handle(
         .get(hyper::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| unauthorized("the request has no Authorization header"))?;
-    {
-        let devices = hub.devices.read();
+    match hub.authenticate_device(id, token) {
+        Ok(()) => {}
         // Over HTTP an unknown device is reported as such (MQTT refuses the CONNECT instead).
-        let device = devices.get(id).ok_or_else(|| not_found(id))?;
-        if !device.is_enabled() {
-            return Err(unauthorized("the device is disabled"));
-        }
-        hub.auth
-            .check_device(token, id, &device.keys(), wall_secs())
-            .map_err(unauthorized)?;
+        Err(DeviceAuthError::Unknown) => return Err(not_found(id)),
+        Err(DeviceAuthError::Disabled) => return Err(unauthorized("the device is disabled")),
+        Err(DeviceAuthError::Credential(why)) => return Err(unauthorized(why)),
     }
     hub.devices.touch(id, hub.clock.now_ms());
     match (endpoint, method) {

@@ -4,12 +4,22 @@ use std::sync::{Arc, RwLock};
 
 use crate::auth::Authenticator;
 use crate::cli::UnknownJob;
+use crate::clock::wall_secs;
 use crate::clock::Clock;
 use crate::devices::{Device, Registry, Seed};
 use crate::faults::{Decision, FaultSpec};
 use crate::jobs::{Engine, EngineLimits};
 use crate::limits::{DevicePacer, RateLimiter, Tier};
 use crate::record::Recorder;
+
+/// Why a device was not admitted (each transport maps it to its own answer).
+#[derive(Debug, PartialEq)]
+pub enum DeviceAuthError {
+    Unknown,
+    Disabled,
+    /// The token is wrong: what is wrong with it.
+    Credential(&'static str),
+}
 
 pub struct HubConfig {
     /// `host:port` as printed in the ready line.
@@ -84,6 +94,20 @@ impl Hub {
 
     pub fn set_faults(&self, spec: FaultSpec) {
         *self.faults.write().unwrap_or_else(|e| e.into_inner()) = spec;
+    }
+
+    /// Checks a device's own credential (a SAS token for `{hub}/devices/{id}`), for every
+    /// device-facing transport (MQTT CONNECT, the device HTTPS endpoints). The error says why,
+    /// never the token.
+    pub fn authenticate_device(&self, id: &str, token: &str) -> Result<(), DeviceAuthError> {
+        let devices = self.devices.read();
+        let device = devices.get(id).ok_or(DeviceAuthError::Unknown)?;
+        if !device.is_enabled() {
+            return Err(DeviceAuthError::Disabled);
+        }
+        self.auth
+            .check_device(token, id, &device.keys(), wall_secs())
+            .map_err(DeviceAuthError::Credential)
     }
 
     /// Back to the state right after start: initial devices, no jobs, records or faults, real time.

@@ -21,9 +21,8 @@ use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
-use crate::clock::wall_secs;
 use crate::devices::Outgoing;
-use crate::hub::Hub;
+use crate::hub::{DeviceAuthError, Hub};
 
 /// Largest packet accepted or sent (IoT Hub's message limit is 256 KB; twins are smaller).
 const MAX_PACKET: usize = 512 * 1024;
@@ -71,16 +70,12 @@ fn admit(hub: &Hub, connect: &Connect) -> ConnectReturnCode {
     if login.username.split('/').nth(1) != Some(id) {
         return ConnectReturnCode::BadUserNamePassword;
     }
-    let devices = hub.devices.read();
-    let Some(device) = devices.get(id).filter(|d| d.is_enabled()) else {
-        return ConnectReturnCode::NotAuthorized;
-    };
-    match hub
-        .auth
-        .check_device(&login.password, id, &device.keys(), wall_secs())
-    {
+    match hub.authenticate_device(id, &login.password) {
         Ok(()) => ConnectReturnCode::Success,
-        Err(why) => {
+        Err(DeviceAuthError::Unknown | DeviceAuthError::Disabled) => {
+            ConnectReturnCode::NotAuthorized
+        }
+        Err(DeviceAuthError::Credential(why)) => {
             eprintln!("iothub-emulator: device {id} refused: {why}");
             ConnectReturnCode::BadUserNamePassword
         }
