@@ -9,8 +9,7 @@
 // Needs root (ports 443 and 8883) and, while the emulator has no --standard-ports, socat (port
 // forwards from ADDRESS:443 and ADDRESS:8883 to the emulator's port). Prints one line per file:
 // passing/failing/pending and the failing titles; the mocha JSON reports stay in the output dir.
-import { spawn } from 'node:child_process'
-import { execFileSync } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
 import { mkdirSync, readFileSync, existsSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
