@@ -6,6 +6,7 @@ pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod control;
+pub mod device_http;
 pub mod devices;
 pub mod errors;
 pub mod faults;

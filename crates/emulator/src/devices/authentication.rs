@@ -31,6 +31,18 @@ pub enum Credentials {
     CertificateAuthority,
 }
 
+/// Why a device-side client was not admitted (each transport maps it to its own answer).
+#[derive(Debug, PartialEq)]
+pub enum DeviceAuthError {
+    /// No such device, or no such module on it.
+    Unknown,
+    Disabled,
+    /// The SAS token is wrong: what is wrong with it.
+    Token(&'static str),
+    /// An x509 device's certificate is missing or not the device's: why.
+    Certificate(&'static str),
+}
+
 /// The resources a SAS client may name in its token, each with the keys it may sign with.
 pub type Grants = Vec<(String, [String; 2])>;
 

@@ -88,6 +88,12 @@ pub struct Device {
     /// How the device proves who it is; the keys above count only for `sas`.
     pub(crate) authentication: Authentication,
     pub(crate) identity_version: u64,
+    /// `capabilities.iotEdge`.
+    pub(crate) iot_edge: bool,
+    /// The device's scope: an Edge device's own (generated), or a leaf's parent Edge scope.
+    pub(crate) device_scope: Option<String>,
+    /// The scopes of the parent Edge devices (a child Edge's one parent; a leaf's own scope).
+    pub(crate) parent_scopes: Vec<String>,
     /// `Some(i)`: the tags are still the generated `{group, index: i}` of `--devices`, built
     /// when read and stored only once written (a fleet of untouched devices costs no maps).
     generated_tags: Option<u32>,
@@ -134,6 +140,9 @@ impl Device {
             secondary_key: random_key(),
             authentication: Authentication::Sas,
             identity_version: 1,
+            iot_edge: false,
+            device_scope: None,
+            parent_scopes: Vec::new(),
             generated_tags: None,
             tags: Map::new(),
             props: TwinProperties::new(now_ms),
@@ -205,8 +214,15 @@ impl Device {
             authentication: &self.authentication,
         }
         .document(&self.tags(), &self.props);
-        twin["capabilities"] = json!({"iotEdge": false});
+        twin["capabilities"] = json!({"iotEdge": self.iot_edge});
+        twin["deviceScope"] = json!(self.device_scope);
+        twin["parentScopes"] = json!(self.parent_scopes);
         twin
+    }
+
+    /// The scope the service generates for an Edge device: `ms-azure-iot-edge://{id}-{generationId}`.
+    pub fn edge_scope(&self) -> String {
+        format!("ms-azure-iot-edge://{}-{}", self.id, self.generation_id)
     }
 
     /// The device identity document (`/devices/{id}`).
@@ -223,7 +239,9 @@ impl Device {
             "lastActivityTime": time_or_never(self.last_activity_ms),
             "cloudToDeviceMessageCount": 0,
             "authentication": self.authentication.identity_json(self.keys()),
-            "capabilities": {"iotEdge": false},
+            "capabilities": {"iotEdge": self.iot_edge},
+            "deviceScope": self.device_scope,
+            "parentScopes": self.parent_scopes,
         })
     }
 

@@ -3,7 +3,9 @@
 //! an `.await`, so request handling and job workers never stall each other.
 
 mod authentication;
+mod bulk;
 mod device;
+mod identity;
 mod module;
 mod modules;
 mod seed;
@@ -19,7 +21,9 @@ use crate::errors::{ApiError, ErrorCode};
 use crate::paging::{Collected, Page};
 use crate::query::SelectQuery;
 use crate::twin::if_match;
-pub use authentication::{Authentication, Credentials, Grants};
+use identity::{write_identity, IdentitySpec, Write};
+
+pub use authentication::{Authentication, Credentials, DeviceAuthError, Grants};
 pub use device::{BehaviourPatch, Device, MethodBehaviour, MethodCallRecord};
 pub use module::Module;
 pub use modules::{client_key, split_client};
@@ -234,58 +238,23 @@ impl Registry {
                 ));
             }
         }
-        let enabled = match obj.get("status").and_then(Value::as_str) {
-            None | Some("enabled") => true,
-            Some("disabled") => false,
-            Some(other) => {
-                return Err(ApiError::new(
-                    ErrorCode::ArgumentInvalid,
-                    format!("status must be enabled or disabled, not '{other}'"),
-                ))
-            }
-        };
-        let authentication = Authentication::from_body(obj)?;
-        let [primary, secondary] = symmetric_keys(obj);
+        let spec = IdentitySpec::parse(obj)?;
         let mut map = self.write();
-        match map.get_mut(id) {
-            Some(d) => {
-                may_update(
-                    etag,
-                    &d.device_etag(),
-                    || {
-                        ApiError::new(
-                            ErrorCode::DeviceAlreadyExists,
-                            format!("A device with ID '{id}' is already registered"),
-                        )
-                    },
-                    &format!("device {id}"),
-                )?;
-                d.enabled = enabled;
-                d.authentication = authentication;
-                if let Some(k) = primary {
-                    d.primary_key = k;
-                }
-                if let Some(k) = secondary {
-                    d.secondary_key = k;
-                }
-                d.identity_version += 1;
-                Ok(d.identity())
-            }
-            None => {
-                let mut d = Device::new(id, now_ms);
-                d.enabled = enabled;
-                d.authentication = authentication;
-                if let Some(k) = primary {
-                    d.primary_key = k;
-                }
-                if let Some(k) = secondary {
-                    d.secondary_key = k;
-                }
-                let doc = d.identity();
-                map.insert(id.to_string(), d);
-                Ok(doc)
-            }
-        }
+        let write = match (map.contains_key(id), etag) {
+            // An existing id is updated only when the caller says which version (`If-Match`).
+            (true, Some(etag)) => Write::Update { etag: Some(etag) },
+            _ => Write::Create,
+        };
+        write_identity(&mut map, id, &spec, write, now_ms)
+    }
+
+    /// `GET /devices?top=N`: the first `top` identities in id order.
+    pub fn list_identities(&self, top: usize) -> Vec<Value> {
+        self.read()
+            .values()
+            .take(top)
+            .map(Device::identity)
+            .collect()
     }
 
     pub fn delete(&self, id: &str, etag: Option<&str>) -> Result<(), ApiError> {
@@ -299,9 +268,10 @@ impl Registry {
         }
         if let Some(d) = map.remove(id) {
             drop(map);
-            // The device's modules go with it, and so do their connections.
+            // The device's modules go with it, and so do their connections and what they kept.
+            self.sessions.forget(id);
             for module in d.modules.keys() {
-                self.sessions.drop_connection(&client_key(id, Some(module)));
+                self.sessions.forget(&client_key(id, Some(module)));
             }
         }
         Ok(())
@@ -428,6 +398,32 @@ mod tests {
         );
         assert_eq!(stale.unwrap_err().code, ErrorCode::PreconditionFailed);
         assert_eq!(r.twin("nope").unwrap_err().code, ErrorCode::DeviceNotFound);
+    }
+
+    #[test]
+    fn desired_patches_always_notify_and_null_empties_a_section() {
+        let r = Registry::default();
+        r.load(Seed::generated(1).build(0).unwrap(), true);
+        let mut d = r.read().get("device-0000").unwrap().clone();
+        let patch = json!({"properties": {"desired": {"a": 1, "b": {"c": 2}}}});
+        let first = d.patch_twin(&patch, 1).unwrap().unwrap();
+        assert_eq!(first, json!({"a": 1, "b": {"c": 2}, "$version": 2}));
+        // The same values again still bump $version and notify, as the service does.
+        let again = d.patch_twin(&patch, 2).unwrap().unwrap();
+        assert_eq!(again["$version"], 3);
+        assert_eq!(d.twin()["version"], 3);
+        // A tags-only or empty desired patch does not touch desired.
+        assert!(d
+            .patch_twin(&json!({"tags": {"t": 1}, "properties": {"desired": {}}}), 3)
+            .unwrap()
+            .is_none());
+        let cleared = d
+            .patch_twin(&json!({"tags": null, "properties": {"desired": null}}), 4)
+            .unwrap()
+            .unwrap();
+        assert_eq!(cleared, json!({"a": null, "b": null, "$version": 4}));
+        assert!(d.props.desired.is_empty());
+        assert_eq!(d.twin()["tags"], json!({}));
     }
 
     #[test]

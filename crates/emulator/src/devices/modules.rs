@@ -16,7 +16,7 @@ use crate::twin::if_match;
 
 use super::{
     may_update, not_found, symmetric_keys, validate_device_id, write_twin, Authentication,
-    Credentials, Device, Module, Registry,
+    Credentials, Device, DeviceAuthError, Module, Registry,
 };
 
 /// `{deviceId}` → (device, None); `{deviceId}/{moduleId}` → (device, Some(module)).
@@ -256,14 +256,17 @@ impl Registry {
     /// (`devices/{d}/modules/{m}`) and is signed with the module's keys only: the service
     /// refuses a device-scoped token for a module connection, "It does not match either the
     /// primary or secondary key" (Azure/iotedge#5155).
-    pub fn client_credentials(&self, client: &str) -> Option<Credentials> {
+    pub fn client_credentials(&self, client: &str) -> Result<Credentials, DeviceAuthError> {
         let (device, module) = split_client(client);
         let map = self.read();
-        let d = map.get(device).filter(|d| d.is_enabled())?;
-        Some(match module {
+        let d = map.get(device).ok_or(DeviceAuthError::Unknown)?;
+        if !d.is_enabled() {
+            return Err(DeviceAuthError::Disabled);
+        }
+        Ok(match module {
             None => d.credentials(),
             Some(module) => {
-                let m = d.modules.get(module)?;
+                let m = d.modules.get(module).ok_or(DeviceAuthError::Unknown)?;
                 Authentication::Sas
                     .credentials(format!("devices/{device}/modules/{module}"), m.keys())
             }
@@ -348,7 +351,7 @@ mod tests {
 
         let r = registry();
         let grants = |client: &str| match r.client_credentials(client) {
-            Some(Credentials::Keys(grants)) => Some(grants),
+            Ok(Credentials::Keys(grants)) => Some(grants),
             _ => None,
         };
         let module_grants = grants("edge/a").unwrap();
