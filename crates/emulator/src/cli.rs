@@ -71,6 +71,18 @@ pub struct Args {
     /// Accept `Authorization: Bearer TOKEN` (repeatable)
     #[arg(long = "bearer-token", value_name = "TOKEN", value_parser = non_empty)]
     pub bearer_tokens: Vec<String>,
+    /// Keep the hub in DIR (an SQLite database): its keys and CA, devices, twins, jobs.
+    /// Every answered write is on disk first; the next start goes on from there. Without it,
+    /// the hub lives in memory
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Sign the server certificate with this CA (PEM) instead of a generated one; caPath
+    /// is this file. Needs --ca-key
+    #[arg(long, value_name = "PEM", requires = "ca_key")]
+    pub ca_cert: Option<PathBuf>,
+    /// The private key (PKCS#8 PEM) of --ca-cert
+    #[arg(long, value_name = "PEM", requires = "ca_cert")]
+    pub ca_key: Option<PathBuf>,
 }
 
 // Bearer tokens are secrets: never print them.
@@ -88,6 +100,9 @@ impl fmt::Debug for Args {
                 "bearer_tokens",
                 &format_args!("[{} redacted]", self.bearer_tokens.len()),
             )
+            .field("data_dir", &self.data_dir)
+            .field("ca_cert", &self.ca_cert)
+            .field("ca_key", &self.ca_key)
             .finish()
     }
 }
@@ -170,6 +185,11 @@ mod tests {
         assert_eq!(a.bearer_tokens, vec!["t1", "t2"]);
         assert_eq!(a.faults.to_string(), "429:0.5");
         assert!(!format!("{a:?}").contains("t1"));
+        assert_eq!(a.data_dir, None);
+        let a = run(&["--data-dir", "hub", "--ca-cert", "ca.pem", "--ca-key=ca.key"]);
+        assert_eq!(a.data_dir, Some(PathBuf::from("hub")));
+        assert_eq!(a.ca_cert, Some(PathBuf::from("ca.pem")));
+        assert_eq!(a.ca_key, Some(PathBuf::from("ca.key")));
     }
 
     #[test]
@@ -182,12 +202,16 @@ mod tests {
             &["--tier", "F1"],
             &["--faults", "teapot:1"],
             &["--bearer-token", ""],
+            &["--ca-cert", "ca.pem"],
+            &["--ca-key", "ca.key"],
+            &["--data-dir"],
         ] {
             let e = error(bad);
             assert!(!e.contains('\n'), "{bad:?}: {e}");
             assert!(e.ends_with("(see --help)"), "{bad:?}: {e}");
         }
         assert!(error(&["--unknown-job", "500"]).contains("404 or 200"));
+        assert!(error(&["--ca-cert", "ca.pem"]).contains("--ca-key"));
     }
 
     #[test]
@@ -201,6 +225,9 @@ mod tests {
             "--devices",
             "--faults",
             "--bearer-token",
+            "--data-dir",
+            "--ca-cert",
+            "--ca-key",
         ] {
             assert!(help.contains(flag), "{flag} missing from help");
         }

@@ -321,11 +321,10 @@ impl Session<'_> {
         let version = self
             .hub
             .devices
-            .write()
-            .get_mut(self.id)
-            .map(|d| d.patch_reported(&patch, now));
+            .modify(self.id, |d| d.patch_reported(&patch, now));
         match version {
-            Some(v) => self.respond(204, rid, &format!("&$version={v}"), Vec::new()),
+            Some(Ok(v)) => self.respond(204, rid, &format!("&$version={v}"), Vec::new()),
+            Some(Err(_)) => self.respond(500, rid, "", Vec::new()),
             None => self.respond(404, rid, "", Vec::new()),
         }
         true

@@ -14,6 +14,8 @@ use crate::auth::{Authenticator, Policy};
 use crate::cli::Args;
 use crate::devices::Seed;
 use crate::hub::{Hub, HubConfig};
+use crate::store::{meta, Store};
+use crate::tls::{Ca, CaFile};
 use crate::{server, tls};
 
 /// What the ready line tells clients. Holds the key: no `Debug`, printed only as the line.
@@ -72,6 +74,62 @@ fn random_key() -> Result<String, String> {
     Ok(STANDARD.encode(key))
 }
 
+/// The value the store keeps under `key`, or a new one (then kept).
+fn kept(
+    store: &Store,
+    key: &str,
+    new: impl FnOnce() -> Result<String, String>,
+) -> Result<String, String> {
+    if let Some(value) = store.meta(key)? {
+        return Ok(value);
+    }
+    let value = new()?;
+    store.set_meta(key, &value)?;
+    Ok(value)
+}
+
+/// The TLS setup: `--ca-cert/--ca-key` when given, else the data dir's CA (created once), else
+/// a CA for this run. With a data dir the server key is kept too, and `ca.pem` is in the dir.
+fn tls_for(args: &Args, store: &Store) -> Result<tls::Tls, String> {
+    let brought = match (&args.ca_cert, &args.ca_key) {
+        (Some(cert), Some(key)) => Some((Ca::read(cert, key)?, cert.clone())),
+        _ => None,
+    };
+    let Some(dir) = &args.data_dir else {
+        return match brought {
+            Some((ca, path)) => tls::serve(&args.host, &ca, None, CaFile::Existing(path)),
+            None => tls::generate(&args.host),
+        };
+    };
+    let (ca, ca_file) = match brought {
+        Some((ca, path)) => (ca, CaFile::Existing(path)),
+        None => {
+            let ca = match (store.meta(meta::CA_CERT)?, store.meta(meta::CA_KEY)?) {
+                (Some(cert_pem), Some(key_pem)) => {
+                    let ca = Ca { cert_pem, key_pem };
+                    ca.check().map_err(|e| {
+                        format!("the CA kept in {} is not usable: {e}", dir.display())
+                    })?;
+                    ca
+                }
+                _ => {
+                    let ca = Ca::generate()?;
+                    store.set_meta(meta::CA_CERT, &ca.cert_pem)?;
+                    store.set_meta(meta::CA_KEY, &ca.key_pem)?;
+                    ca
+                }
+            };
+            (ca, CaFile::Write(dir.join("ca.pem")))
+        }
+    };
+    let server_key = store.meta(meta::SERVER_KEY)?;
+    let tls = tls::serve(&args.host, &ca, server_key.as_deref(), ca_file)?;
+    if server_key.is_none() {
+        store.set_meta(meta::SERVER_KEY, &tls.server_key_pem)?;
+    }
+    Ok(tls)
+}
+
 /// Serves until SIGTERM or SIGINT.
 pub async fn run(args: Args, on_ready: impl FnOnce(&Ready)) -> Result<(), String> {
     run_until(args, on_ready, shutdown_signal()).await
@@ -84,6 +142,10 @@ pub async fn run_until(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), String> {
     let seed = initial_seed(&args)?;
+    let store = match &args.data_dir {
+        Some(dir) => Store::open(dir)?,
+        None => Store::memory(),
+    };
     let listener = TcpListener::bind((args.host.as_str(), args.port))
         .await
         .map_err(|e| format!("cannot listen on {}:{}: {e}", args.host, args.port))?;
@@ -93,8 +155,8 @@ pub async fn run_until(
     } else {
         format!("{}:{port}", args.host)
     };
-    let key = random_key()?;
-    let tls = tls::generate(&args.host)?;
+    let key = kept(&store, meta::HUB_KEY, random_key)?;
+    let tls = tls_for(&args, &store)?;
 
     let mut hub_names = vec![
         host_name.clone(),
@@ -114,7 +176,7 @@ pub async fn run_until(
         tier: args.tier,
         initial_devices: seed,
     };
-    let hub: Arc<Hub> = Hub::new(config, auth, args.faults.clone())?;
+    let hub: Arc<Hub> = Hub::with_store(config, auth, args.faults.clone(), store)?;
 
     let ready = Ready {
         host: args.host.clone(),

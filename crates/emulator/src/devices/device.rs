@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::clock::iso;
@@ -14,11 +14,12 @@ use crate::errors::{ApiError, ErrorCode};
 use crate::twin::{device_etag, merge_patch, strip_nulls, twin_etag};
 
 /// How a simulated device answers direct methods.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MethodBehaviour {
     pub status: i64,
     /// Shared: every device answering the default (or one control-API setting for `*`) points
     /// at one value, and so do the device-job rows recording the answer.
+    #[serde(deserialize_with = "shared_payload")]
     pub payload: Arc<Value>,
     /// Emulated milliseconds the device takes to answer.
     pub delay_ms: u64,
@@ -26,14 +27,28 @@ pub struct MethodBehaviour {
     pub offline: bool,
 }
 
+fn default_payload() -> &'static Arc<Value> {
+    static DEFAULT_PAYLOAD: OnceLock<Arc<Value>> = OnceLock::new();
+    DEFAULT_PAYLOAD.get_or_init(|| Arc::new(json!({"ok": true})))
+}
+
+/// A stored device answering the default payload points at the shared one again (a million
+/// devices read back from the store cost one payload, as they did before the restart).
+fn shared_payload<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<Value>, D::Error> {
+    let value = Value::deserialize(d)?;
+    let default = default_payload();
+    Ok(if value == **default {
+        default.clone()
+    } else {
+        Arc::new(value)
+    })
+}
+
 impl Default for MethodBehaviour {
     fn default() -> Self {
-        static DEFAULT_PAYLOAD: OnceLock<Arc<Value>> = OnceLock::new();
         Self {
             status: 200,
-            payload: DEFAULT_PAYLOAD
-                .get_or_init(|| Arc::new(json!({"ok": true})))
-                .clone(),
+            payload: default_payload().clone(),
             delay_ms: 0,
             offline: false,
         }
@@ -74,7 +89,10 @@ impl MethodBehaviour {
 /// The last direct method a device was asked, shared with the job that asked it.
 pub type MethodCallRecord = (Arc<str>, Arc<Value>);
 
-#[derive(Clone, Debug)]
+/// Stored as one JSON document (`devices.doc` in a data dir): every field is serialized, so a
+/// field added here persists without a store change. A new field needs `Serialize` +
+/// `Deserialize` and `#[serde(default)]`, so documents written before it still load.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Device {
     pub id: String,
     generation_id: u64,
@@ -97,11 +115,14 @@ pub struct Device {
     /// Seeded devices answer methods from `behaviour`. Devices created over REST, and seeded
     /// ones once a client has connected as them, are real: only a live MQTT session answers.
     pub simulated: bool,
-    /// MQTT connection state (kept for real devices; a few bytes, no session data).
+    /// MQTT connection state (kept for real devices; a few bytes, no session data). Not
+    /// stored: a session does not survive a restart.
+    #[serde(skip)]
     pub(crate) connected: bool,
     pub(crate) connection_updated_ms: i64,
     pub(crate) last_activity_ms: i64,
     pub method_calls: u64,
+    #[serde(default)]
     last_method: Option<Box<MethodCallRecord>>,
 }
 

@@ -15,6 +15,7 @@ use serde_json::Value;
 use crate::errors::{ApiError, ErrorCode};
 use crate::paging::{Collected, Page};
 use crate::query::SelectQuery;
+use crate::store::{store_error, Store};
 use crate::twin::if_match;
 pub use device::{BehaviourPatch, Device, MethodBehaviour, MethodCallRecord};
 pub use seed::{validate_device_id, Seed, SeedDevice, SeedProperties};
@@ -25,6 +26,10 @@ pub struct Registry {
     devices: RwLock<BTreeMap<String, Device>>,
     /// Live MQTT sessions of connected devices (separate: only they cost memory).
     pub sessions: Sessions,
+    /// Where every change is written before it is answered (the hub's one store: the job
+    /// engine writes its jobs through it too). Written under the map's lock, so the store
+    /// sees the changes of a device in the order they were made.
+    pub store: Store,
 }
 
 pub fn not_found(id: &str) -> ApiError {
@@ -43,6 +48,14 @@ impl Registry {
         self.devices.write().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// A registry writing through `store`.
+    pub fn with_store(store: Store) -> Self {
+        Self {
+            store,
+            ..Self::default()
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.read().len()
     }
@@ -52,14 +65,38 @@ impl Registry {
     }
 
     /// Adds (or overwrites) devices; with `replace`, removes every other device first.
-    pub fn load(&self, devices: Vec<Device>, replace: bool) {
+    pub fn load(&self, devices: Vec<Device>, replace: bool) -> Result<(), String> {
         let mut map = self.write();
         if replace {
+            self.store.replace_devices(&devices)?;
             map.clear();
+        } else {
+            self.store.put_devices(&devices)?;
         }
         for d in devices {
             map.insert(d.id.clone(), d);
         }
+        Ok(())
+    }
+
+    /// The devices read back from the store at start (not written again).
+    pub fn restore(&self, devices: Vec<Device>) {
+        let mut map = self.write();
+        map.clear();
+        map.extend(devices.into_iter().map(|d| (d.id.clone(), d)));
+    }
+
+    /// Changes one device and writes it to the store before returning; `None` when the device
+    /// does not exist. For changes a client is answered about (a reported-properties patch).
+    pub fn modify<T>(
+        &self,
+        id: &str,
+        change: impl FnOnce(&mut Device) -> T,
+    ) -> Option<Result<T, ApiError>> {
+        let mut map = self.write();
+        let d = map.get_mut(id)?;
+        let out = change(d);
+        Some(self.store.put_device(d).map(|_| out).map_err(store_error))
     }
 
     pub fn twin(&self, id: &str) -> Result<Value, ApiError> {
@@ -115,6 +152,7 @@ impl Registry {
         } else {
             d.patch_twin(body, now_ms)?
         };
+        self.store.put_device(d).map_err(store_error)?;
         if let Some(note) = note {
             self.sessions.desired_changed(id, &note);
         }
@@ -125,6 +163,10 @@ impl Registry {
     pub fn set_connected(&self, id: &str, connected: bool, now_ms: i64) {
         if let Some(d) = self.write().get_mut(id) {
             d.set_connected(connected, now_ms);
+            // Kept for the next start: a device a client spoke for stays a real one.
+            if let Err(e) = self.store.put_device(d) {
+                eprintln!("iothub-emulator: the connection state of {id} was not saved: {e}");
+            }
         }
     }
 
@@ -207,6 +249,7 @@ impl Registry {
                     d.secondary_key = k;
                 }
                 d.identity_version += 1;
+                self.store.put_device(d).map_err(store_error)?;
                 Ok(d.identity())
             }
             None => {
@@ -219,6 +262,7 @@ impl Registry {
                     d.secondary_key = k;
                 }
                 let doc = d.identity();
+                self.store.put_device(&d).map_err(store_error)?;
                 map.insert(id.to_string(), d);
                 Ok(doc)
             }
@@ -234,6 +278,7 @@ impl Registry {
                 format!("Precondition failed: the etag of device {id} does not match"),
             ));
         }
+        self.store.delete_device(id).map_err(store_error)?;
         map.remove(id);
         Ok(())
     }
@@ -243,12 +288,12 @@ impl Registry {
         let mut map = self.write();
         if id == "*" {
             map.values_mut().for_each(|d| d.behaviour.apply(patch));
+            self.store.put_devices(map.values()).map_err(store_error)?;
             return Ok(map.len());
         }
-        map.get_mut(id)
-            .ok_or_else(|| not_found(id))?
-            .behaviour
-            .apply(patch);
+        let d = map.get_mut(id).ok_or_else(|| not_found(id))?;
+        d.behaviour.apply(patch);
+        self.store.put_device(d).map_err(store_error)?;
         Ok(1)
     }
 }
@@ -277,7 +322,7 @@ mod tests {
     #[test]
     fn twin_pages_resume_after_the_last_id_even_when_it_is_deleted() {
         let r = Registry::default();
-        r.load(Seed::generated(25).build(0).unwrap(), true);
+        r.load(Seed::generated(25).build(0).unwrap(), true).unwrap();
         let all = crate::query::parse_select("SELECT * FROM devices").unwrap();
         let odd =
             crate::query::parse_select("SELECT * FROM devices WHERE tags.group = 'odd'").unwrap();
@@ -334,7 +379,7 @@ mod tests {
     #[test]
     fn twin_patch_bumps_versions_and_etag() {
         let r = Registry::default();
-        r.load(Seed::generated(1).build(0).unwrap(), true);
+        r.load(Seed::generated(1).build(0).unwrap(), true).unwrap();
         let before = r.twin("device-0000").unwrap();
         let after = r
             .update_twin(

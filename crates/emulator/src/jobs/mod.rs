@@ -23,6 +23,7 @@ use crate::errors::{ApiError, ErrorCode};
 use crate::limits::DevicePacer;
 use crate::paging::{stale_token, Collected, Page, RowPosition};
 use crate::query::SelectQuery;
+use crate::store::{store_error, EndedRow};
 use model::{DeviceOutcome, Job, JobStatus, RowStatus};
 pub use request::{parse_job_request, parse_method, validate_job_id, NewJob};
 
@@ -150,9 +151,16 @@ impl Engine {
                     ));
                 }
             }
+            let job = Job::new(spec.clone(), now);
+            let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+            // Saved before it is answered (and under the index lock: one job per id).
+            self.devices
+                .store
+                .put_job(seq, &job, false, &[])
+                .map_err(store_error)?;
             let entry = Arc::new(JobEntry {
-                seq: self.next_seq.fetch_add(1, Ordering::Relaxed),
-                job: Mutex::new(Job::new(spec.clone(), now)),
+                seq,
+                job: Mutex::new(job),
                 cancel: watch::channel(false).0,
             });
             index.by_id.insert(spec.id.clone(), entry.clone());
@@ -197,6 +205,18 @@ impl Engine {
                         job.end_row(i, DeviceOutcome::Canceled, now);
                     }
                 }
+                // Every ended row with the state: rows the runner has not written yet too.
+                let ended: Vec<EndedRow<'_>> = (0..job.rows.len())
+                    .filter(|&i| job.rows[i].status.is_terminal())
+                    .map(|index| EndedRow {
+                        index,
+                        row: &job.rows[index],
+                    })
+                    .collect();
+                self.devices
+                    .store
+                    .put_job(entry.seq, &job, false, &ended)
+                    .map_err(store_error)?;
             }
             job.to_json()
         };
@@ -340,11 +360,34 @@ impl Engine {
         self.len() == 0
     }
 
-    /// Stops every runner and forgets every job and counter.
-    pub fn reset(&self) {
+    /// Stops every runner and forgets every job and counter (in the store too).
+    pub fn reset(&self) -> Result<(), String> {
         let old = std::mem::take(&mut *self.write());
         for e in old.order {
             e.cancel.send_replace(true);
+        }
+        self.devices.store.clear_jobs()
+    }
+
+    /// Takes back the jobs read from the store, in creation order: a job that was queued,
+    /// scheduled or running goes on (a scheduled one at its start time, a running one with
+    /// the devices it had not reached). Must be called inside the tokio runtime.
+    pub fn restore(self: &Arc<Self>, jobs: Vec<(u64, Job)>) {
+        let mut index = self.write();
+        for (seq, job) in jobs {
+            let running = !job.status.is_terminal();
+            let entry = Arc::new(JobEntry {
+                seq,
+                job: Mutex::new(job),
+                cancel: watch::channel(false).0,
+            });
+            let id = entry.lock().spec.id.clone();
+            index.by_id.insert(id, entry.clone());
+            index.order.push(entry.clone());
+            self.next_seq.fetch_max(seq + 1, Ordering::Relaxed);
+            if running {
+                tokio::spawn(runner::run(self.clone(), entry));
+            }
         }
     }
 }

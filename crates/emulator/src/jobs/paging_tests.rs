@@ -84,7 +84,7 @@ async fn tokens_resume_after_their_row_and_refuse_a_reset_store() {
         .unwrap();
     assert_eq!(page[0]["jobId"], "b");
     let (_, last) = e.jobs_page(None, None, None, 1).unwrap();
-    e.reset();
+    e.reset().unwrap();
     e.create(method_job("c", "*", json!({}))).unwrap();
     for err in [
         e.device_rows_page(&q, next, 3).unwrap_err(),
