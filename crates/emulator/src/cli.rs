@@ -39,6 +39,8 @@ fn non_empty(text: &str) -> Result<String, String> {
 /// Serves HTTPS until SIGTERM or SIGINT. Logs go to stderr.
 #[derive(Clone, PartialEq, Parser)]
 #[command(name = "iothub-emulator", version)]
+// A flag given again wins (`--port 0 … --port 8443`): launchers put defaults first.
+#[command(args_override_self = true)]
 #[command(after_help = "Every flag is documented in the emulator's README.")]
 pub struct Args {
     /// Address to listen on
@@ -135,8 +137,18 @@ pub fn parse<I: IntoIterator<Item = String>>(argv: I) -> Result<Parsed, String> 
 
 fn one_line(e: &clap::Error) -> String {
     let text = e.render().to_string();
-    let first = text.lines().next().unwrap_or("bad arguments");
-    let first = first.strip_prefix("error: ").unwrap_or(first);
+    // The first paragraph: a missing argument is named on the lines after the first.
+    let first: Vec<&str> = text
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    let first = if first.is_empty() {
+        "bad arguments".to_string()
+    } else {
+        first.join(" ")
+    };
+    let first = first.strip_prefix("error: ").unwrap_or(&first);
     format!("{first} (see --help)")
 }
 
@@ -186,6 +198,7 @@ mod tests {
         assert_eq!(a.faults.to_string(), "429:0.5");
         assert!(!format!("{a:?}").contains("t1"));
         assert_eq!(a.data_dir, None);
+        assert_eq!(run(&["--port", "0", "--port", "5000"]).port, 5000);
         let a = run(&["--data-dir", "hub", "--ca-cert", "ca.pem", "--ca-key=ca.key"]);
         assert_eq!(a.data_dir, Some(PathBuf::from("hub")));
         assert_eq!(a.ca_cert, Some(PathBuf::from("ca.pem")));
