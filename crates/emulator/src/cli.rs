@@ -199,7 +199,13 @@ mod tests {
         assert!(!format!("{a:?}").contains("t1"));
         assert_eq!(a.data_dir, None);
         assert_eq!(run(&["--port", "0", "--port", "5000"]).port, 5000);
-        let a = run(&["--data-dir", "hub", "--ca-cert", "ca.pem", "--ca-key=ca.key"]);
+        let a = run(&[
+            "--data-dir",
+            "hub",
+            "--ca-cert",
+            "ca.pem",
+            "--ca-key=ca.key",
+        ]);
         assert_eq!(a.data_dir, Some(PathBuf::from("hub")));
         assert_eq!(a.ca_cert, Some(PathBuf::from("ca.pem")));
         assert_eq!(a.ca_key, Some(PathBuf::from("ca.key")));

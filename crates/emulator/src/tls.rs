@@ -110,12 +110,16 @@ impl Ca {
     /// certificate's.
     pub fn check(&self) -> Result<(), String> {
         let (_, pem) = x509_parser::pem::parse_x509_pem(self.cert_pem.as_bytes())
-            .map_err(|_| "the certificate is not a PEM certificate".to_string())?;
+            .ok()
+            .filter(|(_, pem)| pem.label == "CERTIFICATE")
+            .ok_or("the certificate is not a PEM certificate")?;
         let cert = pem
             .parse_x509()
             .map_err(|e| format!("the certificate cannot be read: {e}"))?;
         if !cert.is_ca() {
-            return Err("the certificate is not a CA certificate (basicConstraints CA:TRUE)".into());
+            return Err(
+                "the certificate is not a CA certificate (basicConstraints CA:TRUE)".into(),
+            );
         }
         let key = self.key_pair()?;
         if *cert.public_key().subject_public_key.data != *key.public_key_raw() {
@@ -125,8 +129,9 @@ impl Ca {
     }
 
     fn key_pair(&self) -> Result<KeyPair, String> {
-        KeyPair::from_pem(&self.key_pem)
-            .map_err(|_| "the key is not a PEM private key (PKCS#8) rcgen can sign with".to_string())
+        KeyPair::from_pem(&self.key_pem).map_err(|_| {
+            "the key is not a PEM private key (PKCS#8) rcgen can sign with".to_string()
+        })
     }
 }
 

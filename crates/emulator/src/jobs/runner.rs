@@ -174,11 +174,7 @@ type Targets = Vec<(usize, String)>;
 /// Writes the job's state (and, with `targets`, its device list) with rows that ended. A job
 /// runner has no client to answer: a failed write is logged, and the job goes on in memory.
 fn save(engine: &Engine, entry: &JobEntry, job: &Job, targets: bool, rows: &[EndedRow<'_>]) {
-    if let Err(e) = engine
-        .devices
-        .store
-        .put_job(entry.seq, job, targets, rows)
-    {
+    if let Err(e) = engine.devices.store.put_job(entry.seq, job, targets, rows) {
         eprintln!("iothub-emulator: job {} was not saved: {e}", job.spec.id);
     }
 }
@@ -268,7 +264,10 @@ impl Progress {
         let state = end.is_some().then_some(&*job);
         let result = store.put_progress(entry.seq, state, &rows, changed);
         if let Err(e) = result {
-            eprintln!("iothub-emulator: progress of job {} was not saved: {e}", job.spec.id);
+            eprintln!(
+                "iothub-emulator: progress of job {} was not saved: {e}",
+                job.spec.id
+            );
         }
     }
 }

@@ -113,14 +113,15 @@ async fn future_job_is_queued_then_scheduled_then_runs_when_time_advances() {
     assert_eq!(created["status"], "queued");
     wait_status(&e, "later", "scheduled").await;
     // Devices added before the start are included: the condition is evaluated at start.
-    e.devices.load(
-        Seed::from_json(json!([{"deviceId": "added-before-start"}]))
-            .unwrap()
-            .build(0)
-            .unwrap(),
-        false,
-    )
-    .unwrap();
+    e.devices
+        .load(
+            Seed::from_json(json!([{"deviceId": "added-before-start"}]))
+                .unwrap()
+                .build(0)
+                .unwrap(),
+            false,
+        )
+        .unwrap();
     e.clock.advance(3601.0);
     let done = wait_status(&e, "later", "completed").await;
     assert_eq!(done["deviceJobStatistics"]["succeededCount"], 5);

@@ -105,7 +105,10 @@ impl Store {
     }
 
     /// Writes (inserts or replaces) devices, in one transaction.
-    pub fn put_devices<'a>(&self, devices: impl IntoIterator<Item = &'a Device>) -> Result<(), String> {
+    pub fn put_devices<'a>(
+        &self,
+        devices: impl IntoIterator<Item = &'a Device>,
+    ) -> Result<(), String> {
         self.db().map_or(Ok(()), |mut db| db.put_devices(devices))
     }
 
@@ -122,7 +125,8 @@ impl Store {
         &self,
         devices: impl IntoIterator<Item = &'a Device>,
     ) -> Result<(), String> {
-        self.db().map_or(Ok(()), |mut db| db.replace_devices(devices))
+        self.db()
+            .map_or(Ok(()), |mut db| db.replace_devices(devices))
     }
 
     /// Writes a job (its spec and state; with `targets`, the devices it runs on) and the rows

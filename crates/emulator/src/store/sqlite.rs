@@ -112,8 +112,8 @@ impl Db {
             .map_err(|e| format!("cannot create the data dir {}: {e}", dir.display()))?;
         let lock = lock_dir(dir)?;
         let path = dir.join("hub.db");
-        let conn = Connection::open(&path)
-            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        let conn =
+            Connection::open(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
         let not_ours = |e: rusqlite::Error| {
             format!(
                 "{} is not an iothub-emulator store ({e}); use another --data-dir",
@@ -319,8 +319,7 @@ impl Db {
                 .into_iter()
                 .map(|device_id| DeviceRow::pending(device_id, started))
                 .collect();
-            self.load_rows(seq, &mut job.rows)
-                .map_err(|e| bad(&e))?;
+            self.load_rows(seq, &mut job.rows).map_err(|e| bad(&e))?;
             job.recount();
             out.push((seq as u64, job));
         }

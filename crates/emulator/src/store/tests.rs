@@ -297,7 +297,10 @@ fn another_version_or_not_a_store_is_refused_untouched() {
         .unwrap();
     let before = std::fs::read(&db).unwrap();
     let e = one_line_error(dir.path());
-    assert!(e.contains("another iothub-emulator store version (99"), "{e}");
+    assert!(
+        e.contains("another iothub-emulator store version (99"),
+        "{e}"
+    );
     assert_eq!(std::fs::read(&db).unwrap(), before);
 
     let other = Dir::new();
