@@ -11,7 +11,7 @@ mod runner;
 pub use runner::{call_method, method_record};
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use serde_json::{json, Value};
@@ -33,9 +33,26 @@ pub struct JobEntry {
     seq: u64,
     job: Mutex<Job>,
     cancel: watch::Sender<bool>,
+    /// Set (under the job's lock) when a reset forgets the job: its runner writes nothing more
+    /// to the store, so an emptied store stays empty.
+    forgotten: AtomicBool,
 }
 
 impl JobEntry {
+    fn new(seq: u64, job: Job) -> Self {
+        Self {
+            seq,
+            job: Mutex::new(job),
+            cancel: watch::channel(false).0,
+            forgotten: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether the job may still be written to the store (call with the job's lock held).
+    fn stored(&self) -> bool {
+        !self.forgotten.load(Ordering::Relaxed)
+    }
+
     pub fn lock(&self) -> MutexGuard<'_, Job> {
         self.job.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -158,11 +175,7 @@ impl Engine {
                 .store
                 .put_job(seq, &job, false, &[])
                 .map_err(store_error)?;
-            let entry = Arc::new(JobEntry {
-                seq,
-                job: Mutex::new(job),
-                cancel: watch::channel(false).0,
-            });
+            let entry = Arc::new(JobEntry::new(seq, job));
             index.by_id.insert(spec.id.clone(), entry.clone());
             index.order.push(entry.clone());
             index.counters.entry(spec.id.clone()).or_default().creates += 1;
@@ -364,6 +377,9 @@ impl Engine {
     pub fn reset(&self) -> Result<(), String> {
         let old = std::mem::take(&mut *self.write());
         for e in old.order {
+            // Under the job's lock: a runner writing its progress finishes first.
+            let _job = e.lock();
+            e.forgotten.store(true, Ordering::Relaxed);
             e.cancel.send_replace(true);
         }
         self.devices.store.clear_jobs()
@@ -376,11 +392,7 @@ impl Engine {
         let mut index = self.write();
         for (seq, job) in jobs {
             let running = !job.status.is_terminal();
-            let entry = Arc::new(JobEntry {
-                seq,
-                job: Mutex::new(job),
-                cancel: watch::channel(false).0,
-            });
+            let entry = Arc::new(JobEntry::new(seq, job));
             let id = entry.lock().spec.id.clone();
             index.by_id.insert(id, entry.clone());
             index.order.push(entry.clone());

@@ -174,6 +174,9 @@ type Targets = Vec<(usize, String)>;
 /// Writes the job's state (and, with `targets`, its device list) with rows that ended. A job
 /// runner has no client to answer: a failed write is logged, and the job goes on in memory.
 fn save(engine: &Engine, entry: &JobEntry, job: &Job, targets: bool, rows: &[EndedRow<'_>]) {
+    if !entry.stored() {
+        return;
+    }
     if let Err(e) = engine.devices.store.put_job(entry.seq, job, targets, rows) {
         eprintln!("iothub-emulator: job {} was not saved: {e}", job.spec.id);
     }
@@ -241,6 +244,9 @@ impl Progress {
         // commit, so no newer write of these devices can reach the store before this one.
         let devices = engine.devices.read();
         let job = entry.lock();
+        if !entry.stored() {
+            return;
+        }
         let changed = indices
             .iter()
             .filter(|_| twin)
