@@ -153,11 +153,10 @@ fn finished_job(e: &Engine, id: &str, rows: usize) {
         })
         .collect();
     job.finish(model::JobStatus::Completed, T0_MS);
-    let entry = Arc::new(JobEntry {
-        seq: e.next_seq.fetch_add(1, Ordering::Relaxed),
-        job: Mutex::new(job),
-        cancel: watch::channel(false).0,
-    });
+    let entry = Arc::new(JobEntry::new(
+        e.next_seq.fetch_add(1, Ordering::Relaxed),
+        job,
+    ));
     let mut index = e.write();
     index.by_id.insert(id.to_string(), entry.clone());
     index.order.push(entry);
