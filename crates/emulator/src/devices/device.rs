@@ -81,6 +81,10 @@ impl MethodBehaviour {
         }
     }
 
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
     pub fn to_json(&self) -> Value {
         json!({"status": self.status, "payload": &*self.payload, "delayMs": self.delay_ms, "offline": self.offline})
     }
@@ -102,15 +106,22 @@ pub struct Device {
     pub(crate) identity_version: u64,
     /// `Some(i)`: the tags are still the generated `{group, index: i}` of `--devices`, built
     /// when read and stored only once written (a fleet of untouched devices costs no maps).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     generated_tags: Option<u32>,
+    // Empty and default fields are left out of the stored document (a million untouched
+    // devices are 40% smaller on disk) and come back as their defaults.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
     tags: Map<String, Value>,
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub desired: Map<String, Value>,
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub reported: Map<String, Value>,
     /// Twin version: bumped by every twin change.
     version: u64,
     desired_version: u64,
     reported_version: u64,
     updated_ms: i64,
+    #[serde(default, skip_serializing_if = "MethodBehaviour::is_default")]
     pub behaviour: MethodBehaviour,
     /// Seeded devices answer methods from `behaviour`. Devices created over REST, and seeded
     /// ones once a client has connected as them, are real: only a live MQTT session answers.
@@ -119,11 +130,18 @@ pub struct Device {
     /// stored: a session does not survive a restart.
     #[serde(skip)]
     pub(crate) connected: bool,
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub(crate) connection_updated_ms: i64,
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub(crate) last_activity_ms: i64,
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub method_calls: u64,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     last_method: Option<Box<MethodCallRecord>>,
+}
+
+fn is_zero<T: Default + PartialEq>(n: &T) -> bool {
+    *n == T::default()
 }
 
 /// What `0001-01-01T00:00:00Z` is on the service: "never".
