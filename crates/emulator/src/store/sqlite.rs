@@ -218,7 +218,12 @@ impl Db {
             insert_devices(tx, devices)?;
             tx.execute("INSERT OR REPLACE INTO meta VALUES ('seeded', '1')", [])?;
             Ok(())
-        })
+        })?;
+        // A whole fleet went through the WAL: fold it into the database file now rather than
+        // keep a WAL as big as the fleet (the disk would hold it twice until the next stop).
+        self.conn
+            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+            .map_err(|e| self.error(e))
     }
 
     pub fn put_job(
