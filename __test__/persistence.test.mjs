@@ -190,7 +190,11 @@ test('a running job resumes after SIGKILL and a scheduled one keeps its start ti
     if (jobStatus.deviceJobStatistics.succeededCount === 10) break
     await new Promise((r) => setTimeout(r, 50))
   }
-  await new Promise((r) => setTimeout(r, 500)) // the runner writes its progress every 200 ms
+  // The runner writes its progress every 200 ms: wait until the 10 rows are in the database.
+  const storedRows = () => Number(execFileSync('python3', ['-c', `import sqlite3,sys
+print(sqlite3.connect(sys.argv[1]).execute("SELECT count(*) FROM device_jobs").fetchone()[0])`, path.join(dir, 'hub.db')], { encoding: 'utf8' }))
+  for (let i = 0; i < 100 && storedRows() < 10; i++) await new Promise((r) => setTimeout(r, 50))
+  assert.equal(storedRows(), 10)
   const port = hub.port
   await kill(hub)
 

@@ -66,17 +66,18 @@ impl Registry {
 
     /// Adds (or overwrites) devices; with `replace`, removes every other device first.
     pub fn load(&self, devices: Vec<Device>, replace: bool) -> Result<(), String> {
-        let mut map = self.write();
-        if replace {
-            self.store.replace_devices(&devices)?;
-            map.clear();
-        } else {
-            self.store.put_devices(&devices)?;
-        }
-        for d in devices {
-            map.insert(d.id.clone(), d);
-        }
-        Ok(())
+        let saved = {
+            let mut map = self.write();
+            let saved = if replace {
+                map.clear();
+                self.store.replace_devices(&devices)
+            } else {
+                self.store.put_devices(&devices)
+            };
+            map.extend(devices.into_iter().map(|d| (d.id.clone(), d)));
+            saved
+        };
+        saved.wait()
     }
 
     /// The devices read back from the store at start (not written again).
@@ -93,10 +94,13 @@ impl Registry {
         id: &str,
         change: impl FnOnce(&mut Device) -> T,
     ) -> Option<Result<T, ApiError>> {
-        let mut map = self.write();
-        let d = map.get_mut(id)?;
-        let out = change(d);
-        Some(self.store.put_device(d).map(|_| out).map_err(store_error))
+        let (out, saved) = {
+            let mut map = self.write();
+            let d = map.get_mut(id)?;
+            let out = change(d);
+            (out, self.store.put_device(d))
+        };
+        Some(saved.wait().map(|_| out).map_err(store_error))
     }
 
     pub fn twin(&self, id: &str) -> Result<Value, ApiError> {
@@ -139,34 +143,38 @@ impl Registry {
         replace: bool,
         now_ms: i64,
     ) -> Result<Value, ApiError> {
-        let mut map = self.write();
-        let d = map.get_mut(id).ok_or_else(|| not_found(id))?;
-        if !if_match(etag, &d.etag()) {
-            return Err(ApiError::new(
-                ErrorCode::PreconditionFailed,
-                format!("Precondition failed: the twin etag of {id} does not match"),
-            ));
-        }
-        let note = if replace {
-            d.replace_twin(body, now_ms)?
-        } else {
-            d.patch_twin(body, now_ms)?
+        let (note, twin, saved) = {
+            let mut map = self.write();
+            let d = map.get_mut(id).ok_or_else(|| not_found(id))?;
+            if !if_match(etag, &d.etag()) {
+                return Err(ApiError::new(
+                    ErrorCode::PreconditionFailed,
+                    format!("Precondition failed: the twin etag of {id} does not match"),
+                ));
+            }
+            let note = if replace {
+                d.replace_twin(body, now_ms)?
+            } else {
+                d.patch_twin(body, now_ms)?
+            };
+            (note, d.twin(), self.store.put_device(d))
         };
-        self.store.put_device(d).map_err(store_error)?;
+        saved.wait().map_err(store_error)?;
         if let Some(note) = note {
             self.sessions.desired_changed(id, &note);
         }
-        Ok(d.twin())
+        Ok(twin)
     }
 
     /// Connection state kept by the MQTT sessions (no-op for a device deleted meanwhile).
     pub fn set_connected(&self, id: &str, connected: bool, now_ms: i64) {
-        if let Some(d) = self.write().get_mut(id) {
+        let saved = self.write().get_mut(id).map(|d| {
             d.set_connected(connected, now_ms);
             // Kept for the next start: a device a client spoke for stays a real one.
-            if let Err(e) = self.store.put_device(d) {
-                eprintln!("iothub-emulator: the connection state of {id} was not saved: {e}");
-            }
+            self.store.put_device(d)
+        });
+        if let Some(Err(e)) = saved.map(|s| s.wait()) {
+            eprintln!("iothub-emulator: the connection state of {id} was not saved: {e}");
         }
     }
 
@@ -227,7 +235,7 @@ impl Registry {
                 .map(str::to_string)
         };
         let mut map = self.write();
-        match map.get_mut(id) {
+        let (doc, saved) = match map.get_mut(id) {
             Some(d) => {
                 if etag.is_none() {
                     return Err(ApiError::new(
@@ -249,8 +257,7 @@ impl Registry {
                     d.secondary_key = k;
                 }
                 d.identity_version += 1;
-                self.store.put_device(d).map_err(store_error)?;
-                Ok(d.identity())
+                (d.identity(), self.store.put_device(d))
             }
             None => {
                 let mut d = Device::new(id, now_ms);
@@ -261,12 +268,15 @@ impl Registry {
                 if let Some(k) = key("secondaryKey") {
                     d.secondary_key = k;
                 }
+                let saved = self.store.put_device(&d);
                 let doc = d.identity();
-                self.store.put_device(&d).map_err(store_error)?;
                 map.insert(id.to_string(), d);
-                Ok(doc)
+                (doc, saved)
             }
-        }
+        };
+        drop(map);
+        saved.wait().map_err(store_error)?;
+        Ok(doc)
     }
 
     pub fn delete(&self, id: &str, etag: Option<&str>) -> Result<(), ApiError> {
@@ -278,23 +288,26 @@ impl Registry {
                 format!("Precondition failed: the etag of device {id} does not match"),
             ));
         }
-        self.store.delete_device(id).map_err(store_error)?;
         map.remove(id);
-        Ok(())
+        let saved = self.store.delete_device(id);
+        drop(map);
+        saved.wait().map_err(store_error)
     }
 
     /// Updates the method behaviour of one device, or of all devices when `id` is `*`.
     pub fn set_behaviour(&self, id: &str, patch: &BehaviourPatch) -> Result<usize, ApiError> {
         let mut map = self.write();
-        if id == "*" {
+        let (count, saved) = if id == "*" {
             map.values_mut().for_each(|d| d.behaviour.apply(patch));
-            self.store.put_devices(map.values()).map_err(store_error)?;
-            return Ok(map.len());
-        }
-        let d = map.get_mut(id).ok_or_else(|| not_found(id))?;
-        d.behaviour.apply(patch);
-        self.store.put_device(d).map_err(store_error)?;
-        Ok(1)
+            (map.len(), self.store.put_devices(map.values()))
+        } else {
+            let d = map.get_mut(id).ok_or_else(|| not_found(id))?;
+            d.behaviour.apply(patch);
+            (1, self.store.put_device(d))
+        };
+        drop(map);
+        saved.wait().map_err(store_error)?;
+        Ok(count)
     }
 }
 

@@ -145,7 +145,7 @@ impl Engine {
     /// Creates the job and starts its runner. Must be called inside the tokio runtime.
     pub fn create(self: &Arc<Self>, spec: NewJob) -> Result<Value, ApiError> {
         let now = self.clock.now_ms();
-        let entry = {
+        let (entry, saved) = {
             let mut index = self.write();
             if index.by_id.contains_key(&spec.id) {
                 return Err(ApiError::new(
@@ -170,19 +170,17 @@ impl Engine {
             }
             let job = Job::new(spec.clone(), now);
             let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
-            // Saved before it is answered (and under the index lock: one job per id).
-            self.devices
-                .store
-                .put_job(seq, &job, false, &[])
-                .map_err(store_error)?;
+            // Queued under the index lock (in creation order), saved before it is answered.
+            let saved = self.devices.store.put_job(seq, &job, false, &[]);
             let entry = Arc::new(JobEntry::new(seq, job));
             index.by_id.insert(spec.id.clone(), entry.clone());
             index.order.push(entry.clone());
             index.counters.entry(spec.id.clone()).or_default().creates += 1;
-            entry
+            (entry, saved)
         };
         let body = entry.lock().to_json();
         tokio::spawn(runner::run(self.clone(), entry));
+        saved.wait().map_err(store_error)?;
         Ok(body)
     }
 
@@ -208,6 +206,7 @@ impl Engine {
             .cloned()
             .ok_or_else(|| job_not_found(id))?;
         let now = self.clock.now_ms();
+        let mut saved = None;
         let body = {
             let mut job = entry.lock();
             if !job.status.is_terminal() {
@@ -226,14 +225,14 @@ impl Engine {
                         row: &job.rows[index],
                     })
                     .collect();
-                self.devices
-                    .store
-                    .put_job(entry.seq, &job, false, &ended)
-                    .map_err(store_error)?;
+                saved = Some(self.devices.store.put_job(entry.seq, &job, false, &ended));
             }
             job.to_json()
         };
         entry.cancel.send_replace(true);
+        if let Some(saved) = saved {
+            saved.wait().map_err(store_error)?;
+        }
         Ok(body)
     }
 
@@ -382,7 +381,7 @@ impl Engine {
             e.forgotten.store(true, Ordering::Relaxed);
             e.cancel.send_replace(true);
         }
-        self.devices.store.clear_jobs()
+        self.devices.store.clear_jobs().wait()
     }
 
     /// Takes back the jobs read from the store, in creation order: a job that was queued,

@@ -6,15 +6,19 @@
 //! `--data-dir` it is an SQLite transaction (see `sqlite.rs` for the schema and durability).
 //! At start, [`Store::load`] gives back everything a previous run wrote.
 
+mod records;
 mod sqlite;
 
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
 
 use crate::devices::Device;
 use crate::errors::{ApiError, ErrorCode};
 use crate::jobs::model::{DeviceRow, Job};
 
+use records::{Change, JobRecord};
 pub use sqlite::SCHEMA_VERSION;
 
 /// Hub-wide values kept in the `meta` table (secrets: never logged).
@@ -42,9 +46,46 @@ pub struct EndedRow<'a> {
     pub row: &'a DeviceRow,
 }
 
+/// In memory: nothing. With a data dir: the database, and the writer thread that applies the
+/// changes in the order the hub made them. Writes a client is answered about wait for their
+/// commit; a running job's progress does not. The writer takes every change queued meanwhile
+/// into the same transaction (group commit), so concurrent clients share commits.
 pub struct Store {
-    db: Option<Mutex<sqlite::Db>>,
+    disk: Option<Disk>,
 }
+
+struct Disk {
+    db: Arc<Mutex<sqlite::Db>>,
+    queue: Option<SyncSender<Batch>>,
+    writer: Option<JoinHandle<()>>,
+}
+
+fn stopped() -> String {
+    "the store's writer has stopped".to_string()
+}
+
+/// Queued changes; [`Pending::wait`] returns once they are on disk (at once in memory).
+#[must_use = "a write is durable only once waited for"]
+pub struct Pending(Result<Option<Receiver<Result<(), String>>>, String>);
+
+impl Pending {
+    pub fn wait(self) -> Result<(), String> {
+        match self.0? {
+            Some(committed) => committed.recv().map_err(|_| stopped())?,
+            None => Ok(()),
+        }
+    }
+}
+
+/// Changes to apply together, and where to say that they are on disk.
+struct Batch {
+    changes: Vec<Change>,
+    done: Option<SyncSender<Result<(), String>>>,
+}
+
+/// Batches waiting for the writer; a job producing progress faster than the disk takes it
+/// waits here.
+const QUEUE: usize = 64;
 
 /// A write that did not reach the disk: the client gets a 500, never a false 200.
 pub fn store_error(e: String) -> ApiError {
@@ -60,90 +101,152 @@ impl Default for Store {
     }
 }
 
+fn lock(db: &Mutex<sqlite::Db>) -> MutexGuard<'_, sqlite::Db> {
+    db.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The writer thread: applies batches in order, as many as are queued in one transaction.
+fn write_loop(db: Arc<Mutex<sqlite::Db>>, queue: Receiver<Batch>) {
+    while let Ok(first) = queue.recv() {
+        let mut batches = vec![first];
+        while batches.len() < QUEUE {
+            match queue.try_recv() {
+                Ok(b) => batches.push(b),
+                Err(_) => break,
+            }
+        }
+        let changes: Vec<Change> = batches
+            .iter_mut()
+            .flat_map(|b| std::mem::take(&mut b.changes))
+            .collect();
+        let result = lock(&db).apply(&changes);
+        if let Err(e) = &result {
+            eprintln!("iothub-emulator: a change was not saved: {e}");
+        }
+        for b in batches {
+            if let Some(done) = b.done {
+                let _ = done.send(result.clone());
+            }
+        }
+    }
+}
+
 impl Store {
     /// No persistence: every write succeeds at once and nothing outlives the process.
     pub fn memory() -> Self {
-        Self { db: None }
+        Self { disk: None }
     }
 
     /// Opens (or creates) the store in `dir`, locked for this process until dropped. A dir in
     /// use by another emulator, or written by another store version, is refused untouched.
     pub fn open(dir: &Path) -> Result<Self, String> {
+        let db = Arc::new(Mutex::new(sqlite::Db::open(dir)?));
+        let (queue, receiver) = sync_channel(QUEUE);
+        let writer = {
+            let db = db.clone();
+            std::thread::Builder::new()
+                .name("iothub-store".into())
+                .spawn(move || write_loop(db, receiver))
+                .map_err(|e| format!("cannot start the store's writer: {e}"))?
+        };
         Ok(Self {
-            db: Some(Mutex::new(sqlite::Db::open(dir)?)),
+            disk: Some(Disk {
+                db,
+                queue: Some(queue),
+                writer: Some(writer),
+            }),
         })
     }
 
     pub fn is_persistent(&self) -> bool {
-        self.db.is_some()
+        self.disk.is_some()
     }
 
-    fn db(&self) -> Option<MutexGuard<'_, sqlite::Db>> {
-        self.db
-            .as_ref()
-            .map(|m| m.lock().unwrap_or_else(|e| e.into_inner()))
+    /// Queues `changes` (built only with a data dir); the answer tells when they are committed.
+    /// Call it while holding the lock of what changed (the queue keeps the hub's order), and
+    /// wait after letting go of it (so other writers queue meanwhile and share the commit).
+    fn write(&self, changes: impl FnOnce() -> Vec<Change>) -> Pending {
+        let Some(queue) = self.disk.as_ref().and_then(|d| d.queue.as_ref()) else {
+            return Pending(Ok(None));
+        };
+        let (done, committed) = sync_channel(1);
+        let batch = Batch {
+            changes: changes(),
+            done: Some(done),
+        };
+        Pending(
+            queue
+                .send(batch)
+                .map(|_| Some(committed))
+                .map_err(|_| stopped()),
+        )
+    }
+
+    /// Queues `changes` without a way to wait for them (a running job's progress).
+    fn write_behind(&self, changes: impl FnOnce() -> Vec<Change>) -> Result<(), String> {
+        let Some(queue) = self.disk.as_ref().and_then(|d| d.queue.as_ref()) else {
+            return Ok(());
+        };
+        let batch = Batch {
+            changes: changes(),
+            done: None,
+        };
+        queue.send(batch).map_err(|_| stopped())
     }
 
     /// Everything stored, or `None` when the store is new (or in memory): then the hub
     /// starts from its seed and writes it with [`Store::replace_devices`].
     pub fn load(&self) -> Result<Option<Stored>, String> {
-        match self.db() {
-            Some(db) => db.load(),
+        match &self.disk {
+            Some(d) => lock(&d.db).load(),
             None => Ok(None),
         }
     }
 
     pub fn meta(&self, key: &str) -> Result<Option<String>, String> {
-        match self.db() {
-            Some(db) => db.meta(key),
+        match &self.disk {
+            Some(d) => lock(&d.db).meta(key),
             None => Ok(None),
         }
     }
 
     pub fn set_meta(&self, key: &str, value: &str) -> Result<(), String> {
-        self.db().map_or(Ok(()), |db| db.set_meta(key, value))
+        self.write(|| vec![Change::Meta(key.into(), value.into())])
+            .wait()
     }
 
     /// Writes (inserts or replaces) devices, in one transaction.
-    pub fn put_devices<'a>(
-        &self,
-        devices: impl IntoIterator<Item = &'a Device>,
-    ) -> Result<(), String> {
-        self.db().map_or(Ok(()), |mut db| db.put_devices(devices))
+    pub fn put_devices<'a>(&self, devices: impl IntoIterator<Item = &'a Device>) -> Pending {
+        self.write(|| vec![Change::PutDevices(records::devices(devices))])
     }
 
-    pub fn put_device(&self, device: &Device) -> Result<(), String> {
+    pub fn put_device(&self, device: &Device) -> Pending {
         self.put_devices([device])
     }
 
-    pub fn delete_device(&self, id: &str) -> Result<(), String> {
-        self.db().map_or(Ok(()), |db| db.delete_device(id))
+    pub fn delete_device(&self, id: &str) -> Pending {
+        self.write(|| vec![Change::DeleteDevice(id.into())])
     }
 
     /// Every device replaced by `devices` (a reset, a control-API load with replace).
-    pub fn replace_devices<'a>(
-        &self,
-        devices: impl IntoIterator<Item = &'a Device>,
-    ) -> Result<(), String> {
-        self.db()
-            .map_or(Ok(()), |mut db| db.replace_devices(devices))
+    pub fn replace_devices<'a>(&self, devices: impl IntoIterator<Item = &'a Device>) -> Pending {
+        self.write(|| vec![Change::ReplaceDevices(records::devices(devices))])
     }
 
     /// Writes a job (its spec and state; with `targets`, the devices it runs on) and the rows
     /// that ended, in one transaction.
-    pub fn put_job(
-        &self,
-        seq: u64,
-        job: &Job,
-        targets: bool,
-        rows: &[EndedRow<'_>],
-    ) -> Result<(), String> {
-        self.db()
-            .map_or(Ok(()), |mut db| db.put_job(seq, job, targets, rows))
+    pub fn put_job(&self, seq: u64, job: &Job, targets: bool, rows: &[EndedRow<'_>]) -> Pending {
+        self.write(|| {
+            vec![
+                Change::PutJob(JobRecord::of(seq, job, targets)),
+                Change::PutRows(seq, records::rows(rows)),
+            ]
+        })
     }
 
     /// Rows that ended and the current documents of the devices they changed (and, at the
-    /// job's end, its state), in one transaction: how a running job writes its progress.
+    /// job's end, its state), in one transaction: how a running job writes its progress. It
+    /// does not wait for the commit (no client is waiting for it).
     pub fn put_progress<'a>(
         &self,
         seq: u64,
@@ -151,13 +254,31 @@ impl Store {
         rows: &[EndedRow<'_>],
         devices: impl IntoIterator<Item = &'a Device>,
     ) -> Result<(), String> {
-        self.db()
-            .map_or(Ok(()), |mut db| db.put_progress(seq, state, rows, devices))
+        self.write_behind(|| {
+            let mut changes = vec![
+                Change::PutRows(seq, records::rows(rows)),
+                Change::PutDevices(records::devices(devices)),
+            ];
+            if let Some(job) = state {
+                changes.push(Change::PutJob(JobRecord::of(seq, job, false)));
+            }
+            changes
+        })
     }
 
     /// Forgets every job and row (a reset).
-    pub fn clear_jobs(&self) -> Result<(), String> {
-        self.db().map_or(Ok(()), |db| db.clear_jobs())
+    pub fn clear_jobs(&self) -> Pending {
+        self.write(|| vec![Change::ClearJobs])
+    }
+}
+
+/// Stopping: the writer applies what is queued, then the database closes and the lock goes.
+impl Drop for Disk {
+    fn drop(&mut self) {
+        drop(self.queue.take());
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
     }
 }
 

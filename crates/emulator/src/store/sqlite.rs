@@ -21,9 +21,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use super::{EndedRow, Stored};
+use super::records::{Change, DeviceDoc, JobRecord, RowRecord};
+use super::Stored;
 use crate::devices::Device;
 use crate::jobs::model::{DeviceOutcome, DeviceRow, Job, JobStatus, RowStatus};
 use crate::jobs::NewJob;
@@ -172,93 +173,26 @@ impl Db {
             .map_err(|e| self.error(e))
     }
 
-    pub fn set_meta(&self, key: &str, value: &str) -> Result<(), String> {
-        self.conn
-            .execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
-                [key, value],
-            )
-            .map(drop)
-            .map_err(|e| self.error(e))
-    }
-
-    fn write<T>(
-        &mut self,
-        f: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>,
-    ) -> Result<T, String> {
+    /// Applies changes in one transaction, in their order. After a whole fleet was written,
+    /// the WAL is folded into the database file rather than kept as big as the fleet.
+    pub fn apply(&mut self, changes: &[Change]) -> Result<(), String> {
         let run = |conn: &mut Connection| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let out = f(&tx)?;
-            tx.commit()?;
-            Ok(out)
-        };
-        run(&mut self.conn).map_err(|e| self.error(e))
-    }
-
-    pub fn put_devices<'a>(
-        &mut self,
-        devices: impl IntoIterator<Item = &'a Device>,
-    ) -> Result<(), String> {
-        self.write(|tx| insert_devices(tx, devices))
-    }
-
-    pub fn delete_device(&self, id: &str) -> Result<(), String> {
-        self.conn
-            .execute("DELETE FROM devices WHERE id = ?1", [id])
-            .map(drop)
-            .map_err(|e| self.error(e))
-    }
-
-    pub fn replace_devices<'a>(
-        &mut self,
-        devices: impl IntoIterator<Item = &'a Device>,
-    ) -> Result<(), String> {
-        self.write(|tx| {
-            tx.execute("DELETE FROM devices", [])?;
-            insert_devices(tx, devices)?;
-            tx.execute("INSERT OR REPLACE INTO meta VALUES ('seeded', '1')", [])?;
-            Ok(())
-        })?;
-        // A whole fleet went through the WAL: fold it into the database file now rather than
-        // keep a WAL as big as the fleet (the disk would hold it twice until the next stop).
-        self.conn
-            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
-            .map_err(|e| self.error(e))
-    }
-
-    pub fn put_job(
-        &mut self,
-        seq: u64,
-        job: &Job,
-        targets: bool,
-        rows: &[EndedRow<'_>],
-    ) -> Result<(), String> {
-        self.write(|tx| {
-            upsert_job(tx, seq, job, targets)?;
-            insert_rows(tx, seq, rows)
-        })
-    }
-
-    pub fn put_progress<'a>(
-        &mut self,
-        seq: u64,
-        state: Option<&Job>,
-        rows: &[EndedRow<'_>],
-        devices: impl IntoIterator<Item = &'a Device>,
-    ) -> Result<(), String> {
-        self.write(|tx| {
-            if let Some(job) = state {
-                upsert_job(tx, seq, job, false)?;
+            for change in changes {
+                apply(&tx, change)?;
             }
-            insert_rows(tx, seq, rows)?;
-            insert_devices(tx, devices)
-        })
-    }
-
-    pub fn clear_jobs(&self) -> Result<(), String> {
-        self.conn
-            .execute_batch("BEGIN IMMEDIATE; DELETE FROM device_jobs; DELETE FROM jobs; COMMIT;")
-            .map_err(|e| self.error(e))
+            tx.commit()
+        };
+        run(&mut self.conn).map_err(|e| self.error(e))?;
+        if changes
+            .iter()
+            .any(|c| matches!(c, Change::ReplaceDevices(d) if d.len() > 10_000))
+        {
+            self.conn
+                .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+                .map_err(|e| self.error(e))?;
+        }
+        Ok(())
     }
 
     pub fn load(&self) -> Result<Option<Stored>, String> {
@@ -363,52 +297,59 @@ impl Db {
     }
 }
 
-/// Inserts or updates a job; `targets` writes its device list (fixed once it runs).
-fn upsert_job(
-    tx: &rusqlite::Transaction<'_>,
-    seq: u64,
-    job: &Job,
-    targets: bool,
-) -> rusqlite::Result<()> {
-    let spec = serde_json::to_string(&job.spec).unwrap_or_default();
-    let targets = targets.then(|| {
-        Value::from_iter(job.rows.iter().map(|r| Value::from(r.device_id.as_str()))).to_string()
-    });
-    tx.execute(
+fn apply(tx: &rusqlite::Transaction<'_>, change: &Change) -> rusqlite::Result<()> {
+    match change {
+        Change::PutDevices(docs) => insert_devices(tx, docs),
+        Change::DeleteDevice(id) => tx
+            .execute("DELETE FROM devices WHERE id = ?1", [id])
+            .map(drop),
+        Change::ReplaceDevices(docs) => {
+            tx.execute("DELETE FROM devices", [])?;
+            insert_devices(tx, docs)?;
+            tx.execute("INSERT OR REPLACE INTO meta VALUES ('seeded', '1')", [])
+                .map(drop)
+        }
+        Change::PutJob(job) => upsert_job(tx, job),
+        Change::PutRows(seq, rows) => insert_rows(tx, *seq, rows),
+        Change::ClearJobs => tx.execute_batch("DELETE FROM device_jobs; DELETE FROM jobs;"),
+        Change::Meta(key, value) => tx
+            .execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+                [key, value],
+            )
+            .map(drop),
+    }
+}
+
+/// Inserts or updates a job; its device list only when the record carries one (it is fixed
+/// once the job runs).
+fn upsert_job(tx: &rusqlite::Transaction<'_>, job: &JobRecord) -> rusqlite::Result<()> {
+    tx.prepare_cached(
         "INSERT INTO jobs (seq, job_id, status, created_ms, started_ms, end_ms, failure_reason, status_message, spec, targets)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
          ON CONFLICT (seq) DO UPDATE SET status = excluded.status, started_ms = excluded.started_ms,
            end_ms = excluded.end_ms, failure_reason = excluded.failure_reason,
            status_message = excluded.status_message, targets = coalesce(excluded.targets, targets)",
-        params![
-            seq as i64,
-            job.spec.id,
-            job.status.as_str(),
-            job.created_ms,
-            job.started_ms,
-            job.end_ms,
-            job.failure_reason,
-            job.status_message,
-            spec,
-            targets,
-        ],
-    )
+    )?
+    .execute(params![
+        job.seq as i64,
+        job.job_id,
+        job.status,
+        job.created_ms,
+        job.started_ms,
+        job.end_ms,
+        job.failure_reason,
+        job.status_message,
+        job.spec,
+        job.targets,
+    ])
     .map(drop)
 }
 
-fn insert_devices<'a>(
-    tx: &rusqlite::Transaction<'_>,
-    devices: impl IntoIterator<Item = &'a Device>,
-) -> rusqlite::Result<()> {
+fn insert_devices(tx: &rusqlite::Transaction<'_>, docs: &[DeviceDoc]) -> rusqlite::Result<()> {
     let mut stmt = tx.prepare_cached("INSERT OR REPLACE INTO devices (id, doc) VALUES (?1, ?2)")?;
-    let mut doc = Vec::with_capacity(512);
-    for d in devices {
-        doc.clear();
-        serde_json::to_writer(&mut doc, d)
-            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-        // Valid UTF-8: serde_json writes nothing else.
-        let text = std::str::from_utf8(&doc).unwrap_or_default();
-        stmt.execute(params![d.id, text])?;
+    for d in docs {
+        stmt.execute(params![d.id, d.doc])?;
     }
     Ok(())
 }
@@ -416,40 +357,25 @@ fn insert_devices<'a>(
 fn insert_rows(
     tx: &rusqlite::Transaction<'_>,
     seq: u64,
-    rows: &[EndedRow<'_>],
+    rows: &[RowRecord],
 ) -> rusqlite::Result<()> {
     let mut stmt = tx.prepare_cached(
         "INSERT OR REPLACE INTO device_jobs (job_seq, idx, device_id, status, start_ms, end_ms, updated_ms, outcome)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?;
-    for EndedRow { index, row } in rows {
+    for r in rows {
         stmt.execute(params![
             seq as i64,
-            *index as i64,
-            row.device_id,
-            row.status.as_str(),
-            row.start_ms,
-            row.end_ms,
-            row.updated_ms,
-            row.outcome.as_ref().and_then(outcome_to_json),
+            r.index,
+            r.device_id,
+            r.status,
+            r.start_ms,
+            r.end_ms,
+            r.updated_ms,
+            r.outcome,
         ])?;
     }
     Ok(())
-}
-
-/// `{"status", "payload"?}` for an answer, `{"code", "description"}` for a failure, none for
-/// a cancelled row.
-fn outcome_to_json(outcome: &DeviceOutcome) -> Option<String> {
-    match outcome {
-        DeviceOutcome::Succeeded { status, payload } => Some(match payload {
-            Some(p) => json!({"status": status, "payload": &**p}).to_string(),
-            None => json!({ "status": status }).to_string(),
-        }),
-        DeviceOutcome::Failed { code, description } => {
-            Some(json!({"code": code, "description": description}).to_string())
-        }
-        DeviceOutcome::Canceled => None,
-    }
 }
 
 fn outcome_from_json(

@@ -206,8 +206,19 @@ fn a_running_job_resumes_and_a_scheduled_one_keeps_its_start() {
             j["deviceJobStatistics"]["succeededCount"] == 5
         })
         .await;
-        // The progress writer runs every 200 ms.
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // The progress writer runs every 200 ms: wait until the 5 rows are in the database.
+        let db = rusqlite::Connection::open(dir.path().join("hub.db")).unwrap();
+        let stored = || -> i64 {
+            db.query_row("SELECT count(*) FROM device_jobs", [], |r| r.get(0))
+                .unwrap()
+        };
+        for _ in 0..500 {
+            if stored() == 5 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(stored(), 5);
     });
     run(async {
         let e = start(dir.path(), 0);

@@ -1,0 +1,112 @@
+//! What the store writes, taken from the hub's structures while their locks are held: owned
+//! rows of text and numbers, so the database work itself happens later, on the writer thread.
+
+use serde_json::{json, Value};
+
+use super::EndedRow;
+use crate::devices::Device;
+use crate::jobs::model::{DeviceOutcome, Job};
+
+/// One change, in the order the hub made it.
+pub enum Change {
+    PutDevices(Vec<DeviceDoc>),
+    DeleteDevice(String),
+    /// Every device replaced (a seed, a reset, a control-API load with replace).
+    ReplaceDevices(Vec<DeviceDoc>),
+    PutJob(JobRecord),
+    PutRows(u64, Vec<RowRecord>),
+    ClearJobs,
+    Meta(String, String),
+}
+
+pub struct DeviceDoc {
+    pub id: String,
+    pub doc: String,
+}
+
+impl DeviceDoc {
+    pub fn of(device: &Device) -> Self {
+        Self {
+            id: device.id.clone(),
+            // A derived Serialize of maps and strings cannot fail.
+            doc: serde_json::to_string(device).unwrap_or_default(),
+        }
+    }
+}
+
+pub fn devices<'a>(devices: impl IntoIterator<Item = &'a Device>) -> Vec<DeviceDoc> {
+    devices.into_iter().map(DeviceDoc::of).collect()
+}
+
+pub struct JobRecord {
+    pub seq: u64,
+    pub job_id: String,
+    pub status: &'static str,
+    pub created_ms: i64,
+    pub started_ms: Option<i64>,
+    pub end_ms: Option<i64>,
+    pub failure_reason: Option<String>,
+    pub status_message: Option<String>,
+    pub spec: String,
+    /// The JSON array of target device ids, when it is to be written.
+    pub targets: Option<String>,
+}
+
+impl JobRecord {
+    pub fn of(seq: u64, job: &Job, targets: bool) -> Self {
+        Self {
+            seq,
+            job_id: job.spec.id.clone(),
+            status: job.status.as_str(),
+            created_ms: job.created_ms,
+            started_ms: job.started_ms,
+            end_ms: job.end_ms,
+            failure_reason: job.failure_reason.clone(),
+            status_message: job.status_message.clone(),
+            spec: serde_json::to_string(&job.spec).unwrap_or_default(),
+            targets: targets.then(|| {
+                Value::from_iter(job.rows.iter().map(|r| Value::from(r.device_id.as_str())))
+                    .to_string()
+            }),
+        }
+    }
+}
+
+pub struct RowRecord {
+    pub index: i64,
+    pub device_id: String,
+    pub status: &'static str,
+    pub start_ms: Option<i64>,
+    pub end_ms: Option<i64>,
+    pub updated_ms: i64,
+    pub outcome: Option<String>,
+}
+
+pub fn rows(rows: &[EndedRow<'_>]) -> Vec<RowRecord> {
+    rows.iter()
+        .map(|EndedRow { index, row }| RowRecord {
+            index: *index as i64,
+            device_id: row.device_id.clone(),
+            status: row.status.as_str(),
+            start_ms: row.start_ms,
+            end_ms: row.end_ms,
+            updated_ms: row.updated_ms,
+            outcome: row.outcome.as_ref().and_then(outcome_to_json),
+        })
+        .collect()
+}
+
+/// `{"status", "payload"?}` for an answer, `{"code", "description"}` for a failure, none for
+/// a cancelled row.
+fn outcome_to_json(outcome: &DeviceOutcome) -> Option<String> {
+    match outcome {
+        DeviceOutcome::Succeeded { status, payload } => Some(match payload {
+            Some(p) => json!({"status": status, "payload": &**p}).to_string(),
+            None => json!({ "status": status }).to_string(),
+        }),
+        DeviceOutcome::Failed { code, description } => {
+            Some(json!({"code": code, "description": description}).to_string())
+        }
+        DeviceOutcome::Canceled => None,
+    }
+}
