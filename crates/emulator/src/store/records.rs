@@ -83,17 +83,54 @@ pub struct RowRecord {
 }
 
 pub fn rows(rows: &[EndedRow<'_>]) -> Vec<RowRecord> {
+    // Consecutive rows mostly end the same way (a method job's devices answer with one shared
+    // payload): the outcome of the previous row is reused rather than serialized again.
+    let mut last: Option<(&DeviceOutcome, Option<String>)> = None;
     rows.iter()
-        .map(|EndedRow { index, row }| RowRecord {
-            index: *index as i64,
-            device_id: row.device_id.clone(),
-            status: row.status.as_str(),
-            start_ms: row.start_ms,
-            end_ms: row.end_ms,
-            updated_ms: row.updated_ms,
-            outcome: row.outcome.as_ref().and_then(outcome_to_json),
+        .map(|EndedRow { index, row }| {
+            let outcome = row.outcome.as_ref().and_then(|o| match &last {
+                Some((prev, text)) if same_outcome(prev, o) => text.clone(),
+                _ => {
+                    let text = outcome_to_json(o);
+                    last = Some((o, text.clone()));
+                    text
+                }
+            });
+            RowRecord {
+                index: *index as i64,
+                device_id: row.device_id.clone(),
+                status: row.status.as_str(),
+                start_ms: row.start_ms,
+                end_ms: row.end_ms,
+                updated_ms: row.updated_ms,
+                outcome,
+            }
         })
         .collect()
+}
+
+/// Equal outcomes, the payload compared by pointer first (shared payloads are one `Arc`).
+fn same_outcome(a: &DeviceOutcome, b: &DeviceOutcome) -> bool {
+    match (a, b) {
+        (
+            DeviceOutcome::Succeeded {
+                status: s1,
+                payload: p1,
+            },
+            DeviceOutcome::Succeeded {
+                status: s2,
+                payload: p2,
+            },
+        ) => {
+            s1 == s2
+                && match (p1, p2) {
+                    (Some(p1), Some(p2)) => std::sync::Arc::ptr_eq(p1, p2) || p1 == p2,
+                    (None, None) => true,
+                    _ => false,
+                }
+        }
+        _ => a == b,
+    }
 }
 
 /// `{"status", "payload"?}` for an answer, `{"code", "description"}` for a failure, none for
