@@ -87,6 +87,9 @@ struct Batch {
 /// waits here.
 const QUEUE: usize = 64;
 
+/// Devices per batch when a whole fleet is written.
+const SLICE: usize = 4096;
+
 /// A write that did not reach the disk: the client gets a 500, never a false 200.
 pub fn store_error(e: String) -> ApiError {
     ApiError::new(
@@ -228,9 +231,24 @@ impl Store {
         self.write(|| vec![Change::DeleteDevice(id.into())])
     }
 
-    /// Every device replaced by `devices` (a reset, a control-API load with replace).
+    /// Every device replaced by `devices` (a seed, a reset, a control-API load with replace).
+    /// Queued in slices, so a million devices are never serialized all at once; the store
+    /// counts as seeded once the last slice is in (a start interrupted before seeds again).
     pub fn replace_devices<'a>(&self, devices: impl IntoIterator<Item = &'a Device>) -> Pending {
-        self.write(|| vec![Change::ReplaceDevices(records::devices(devices))])
+        if !self.is_persistent() {
+            return Pending(Ok(None));
+        }
+        let mut devices = devices.into_iter().peekable();
+        let mut changes = vec![Change::ClearDevices];
+        while devices.peek().is_some() {
+            let slice = records::devices(devices.by_ref().take(SLICE));
+            changes.push(Change::PutDevices(slice));
+            if let Err(e) = self.write_behind(|| std::mem::take(&mut changes)) {
+                return Pending(Err(e));
+            }
+        }
+        changes.push(Change::Seeded);
+        self.write(|| changes)
     }
 
     /// Writes a job (its spec and state; with `targets`, the devices it runs on) and the rows

@@ -11,8 +11,11 @@ use crate::jobs::model::{DeviceOutcome, Job};
 pub enum Change {
     PutDevices(Vec<DeviceDoc>),
     DeleteDevice(String),
-    /// Every device replaced (a seed, a reset, a control-API load with replace).
-    ReplaceDevices(Vec<DeviceDoc>),
+    /// Every device removed: the start of a replacement (a seed, a reset, a control-API load
+    /// with replace), which ends with `Seeded`.
+    ClearDevices,
+    /// A whole device set is written: the store holds a hub from now on.
+    Seeded,
     PutJob(JobRecord),
     PutRows(u64, Vec<RowRecord>),
     ClearJobs,

@@ -188,10 +188,7 @@ impl Db {
             tx.commit()
         };
         run(&mut self.conn).map_err(|e| self.error(e))?;
-        if changes
-            .iter()
-            .any(|c| matches!(c, Change::ReplaceDevices(d) if d.len() > 10_000))
-        {
+        if changes.iter().any(|c| matches!(c, Change::Seeded)) {
             self.conn
                 .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
                 .map_err(|e| self.error(e))?;
@@ -307,12 +304,13 @@ fn apply(tx: &rusqlite::Transaction<'_>, change: &Change) -> rusqlite::Result<()
         Change::DeleteDevice(id) => tx
             .execute("DELETE FROM devices WHERE id = ?1", [id])
             .map(drop),
-        Change::ReplaceDevices(docs) => {
-            tx.execute("DELETE FROM devices", [])?;
-            insert_devices(tx, docs)?;
-            tx.execute("INSERT OR REPLACE INTO meta VALUES ('seeded', '1')", [])
-                .map(drop)
+        // Not seeded until the new set is complete: a start after a crash midway seeds again.
+        Change::ClearDevices => {
+            tx.execute_batch("DELETE FROM devices; DELETE FROM meta WHERE key = 'seeded';")
         }
+        Change::Seeded => tx
+            .execute("INSERT OR REPLACE INTO meta VALUES ('seeded', '1')", [])
+            .map(drop),
         Change::PutJob(job) => upsert_job(tx, job),
         Change::PutRows(seq, rows) => insert_rows(tx, *seq, rows),
         Change::ClearJobs => tx.execute_batch("DELETE FROM device_jobs; DELETE FROM jobs;"),
