@@ -218,6 +218,27 @@ print(sqlite3.connect(sys.argv[1]).execute("SELECT count(*) FROM device_jobs").f
   running.delete(hub)
 })
 
+test('POST /_emulator/reset empties the data dir too (keeping the hub key and CA)', async () => {
+  const dir = dataDir()
+  let hub = await start(dir, { devices: 3 })
+  const ca = readFileSync(hub.caPath, 'utf8')
+  const jobs = JobClient.fromConnectionString(hub.connectionString, { ca })
+  await jobs.scheduleTwinUpdate('before-reset', '*', { etag: '*', tags: { x: 1 } })
+  await jobs.waitForJob('before-reset', { pollIntervalMs: 50, timeoutMs: 30_000 })
+  await hub.control('POST', 'devices', [{ deviceId: 'extra' }])
+  await hub.control('POST', 'reset')
+  const { connectionString, port } = hub
+  await kill(hub)
+  hub = await start(dir, { port })
+  assert.equal(hub.connectionString, connectionString)
+  const { devices } = await hub.control('GET', 'devices')
+  assert.deepEqual(devices.map((d) => d.deviceId), ['device-0000', 'device-0001', 'device-0002'])
+  assert.equal(devices[0].tags.x, undefined)
+  assert.deepEqual((await hub.control('GET', 'jobs')).jobs, [])
+  await hub.stop()
+  running.delete(hub)
+})
+
 /** Runs the binary to its end; a refused start is one line on stderr and exit code 1. */
 function refused(args) {
   const run = spawnSync(emulatorBinary(), ['--host', HOST, ...args], { encoding: 'utf8', timeout: 30_000 })
