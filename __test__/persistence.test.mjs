@@ -66,6 +66,18 @@ https.request = function requestWithPort(options, ...rest) {
   return original.call(this, options, ...rest)
 }
 
+/** SIGKILL, then the same dir on the same port (the old connection strings name it). */
+async function restart(hub, dir, options = {}) {
+  const { port } = hub
+  await kill(hub)
+  return start(dir, { ...options, port })
+}
+
+async function stop(hub) {
+  assert.equal(await hub.stop(), 0)
+  running.delete(hub)
+}
+
 const promise = (f) => new Promise((resolve, reject) => f((err, result) => (err ? reject(err) : resolve(result))))
 
 async function deviceRows(jobs, jobId) {
@@ -99,8 +111,7 @@ test('after SIGKILL the hub keeps its keys, CA, devices, twins, jobs and rows; o
   const twinBefore = await promise((done) => registry.getTwin('flashed', done))
   const before = { connectionString: hub.connectionString, caPath: hub.caPath, port: hub.port }
 
-  await kill(hub)
-  hub = await start(dir, { port: before.port, devices: 4 })
+  hub = await restart(hub, dir, { devices: 4 })
   assert.equal(hub.connectionString, before.connectionString, 'the hub key is the same')
   assert.equal(hub.caPath, before.caPath)
   assert.equal(readFileSync(hub.caPath, 'utf8'), ca, 'the CA is the same')
@@ -132,8 +143,7 @@ test('after SIGKILL the hub keeps its keys, CA, devices, twins, jobs and rows; o
   } finally {
     await reborn.close()
   }
-  await hub.stop()
-  running.delete(hub)
+  await stop(hub)
 })
 
 test('SIGKILL while 16 clients schedule jobs loses no job that was answered 200', async () => {
@@ -141,10 +151,10 @@ test('SIGKILL while 16 clients schedule jobs loses no job that was answered 200'
   let hub = await start(dir, { devices: 8 })
   const ca = readFileSync(hub.caPath, 'utf8')
   const answered = []
-  let stop = false
+  let killed = false
   const client = async (c) => {
     const jobs = JobClient.fromConnectionString(hub.connectionString, { ca, retry: false, timeoutMs: 5_000 })
-    for (let n = 0; !stop; n++) {
+    for (let n = 0; !killed; n++) {
       const id = `c${c}-${n}`
       try {
         await jobs.scheduleTwinUpdate(id, "tags.group = 'even'", { etag: '*', tags: { by: id } })
@@ -158,7 +168,7 @@ test('SIGKILL while 16 clients schedule jobs loses no job that was answered 200'
   while (answered.length < 200) await new Promise((r) => setTimeout(r, 20))
   const port = hub.port
   hub.child.kill('SIGKILL')
-  stop = true
+  killed = true
   await Promise.all(clients)
   await kill(hub)
 
@@ -168,8 +178,7 @@ test('SIGKILL while 16 clients schedule jobs loses no job that was answered 200'
   for await (const job of jobs.listJobs()) stored.add(job.jobId)
   const lost = answered.filter((id) => !stored.has(id))
   assert.deepEqual(lost, [], `${lost.length} of ${answered.length} answered jobs are gone`)
-  await hub.stop()
-  running.delete(hub)
+  await stop(hub)
 })
 
 test('a running job resumes after SIGKILL and a scheduled one keeps its start time', async () => {
@@ -195,10 +204,7 @@ test('a running job resumes after SIGKILL and a scheduled one keeps its start ti
 print(sqlite3.connect(sys.argv[1]).execute("SELECT count(*) FROM device_jobs").fetchone()[0])`, path.join(dir, 'hub.db')], { encoding: 'utf8' }))
   for (let i = 0; i < 100 && storedRows() < 10; i++) await new Promise((r) => setTimeout(r, 50))
   assert.equal(storedRows(), 10)
-  const port = hub.port
-  await kill(hub)
-
-  hub = await start(dir, { port })
+  hub = await restart(hub, dir)
   jobs = JobClient.fromConnectionString(hub.connectionString, { ca })
   const { jobStatus: resumed } = await jobs.getJob('slow')
   assert.equal(resumed.status, 'running')
@@ -214,8 +220,7 @@ print(sqlite3.connect(sys.argv[1]).execute("SELECT count(*) FROM device_jobs").f
   const { jobStatus: later } = await jobs.getJob('later')
   assert.equal(later.status, 'scheduled')
   assert.equal(new Date(later.startTime).getTime(), startTime.getTime())
-  await hub.stop()
-  running.delete(hub)
+  await stop(hub)
 })
 
 test('POST /_emulator/reset empties the data dir too (keeping the hub key and CA)', async () => {
@@ -227,16 +232,14 @@ test('POST /_emulator/reset empties the data dir too (keeping the hub key and CA
   await jobs.waitForJob('before-reset', { pollIntervalMs: 50, timeoutMs: 30_000 })
   await hub.control('POST', 'devices', [{ deviceId: 'extra' }])
   await hub.control('POST', 'reset')
-  const { connectionString, port } = hub
-  await kill(hub)
-  hub = await start(dir, { port })
+  const { connectionString } = hub
+  hub = await restart(hub, dir)
   assert.equal(hub.connectionString, connectionString)
   const { devices } = await hub.control('GET', 'devices')
   assert.deepEqual(devices.map((d) => d.deviceId), ['device-0000', 'device-0001', 'device-0002'])
   assert.equal(devices[0].tags.x, undefined)
   assert.deepEqual((await hub.control('GET', 'jobs')).jobs, [])
-  await hub.stop()
-  running.delete(hub)
+  await stop(hub)
 })
 
 /** Runs the binary to its end; a refused start is one line on stderr and exit code 1. */
@@ -253,8 +256,7 @@ test('a data dir in use, or written by another store version, is refused with on
   const dir = dataDir()
   const hub = await start(dir, { devices: 2 })
   assert.match(refused(['--data-dir', dir]), /^iothub-emulator: the data dir .* is in use by another iothub-emulator \(pid \d+\)$/)
-  await hub.stop()
-  running.delete(hub)
+  await stop(hub)
 
   // Another version: the schema_version row says so (python3's sqlite3 edits it).
   const db = path.join(dir, 'hub.db')
@@ -277,8 +279,7 @@ test('--ca-cert/--ca-key: the hub serves with that CA; a bad or mismatched pair 
   for (let i = 0; i < 2; i++) {
     const dir = dataDir()
     const hub = await start(dir)
-    await hub.stop()
-    running.delete(hub)
+    await stop(hub)
     const pems = JSON.parse(execFileSync('python3', ['-c', `import sqlite3,sys,json
 c=sqlite3.connect(sys.argv[1]); print(json.dumps(dict(c.execute("SELECT key, value FROM meta WHERE key IN ('ca_cert','ca_key')").fetchall())))`, path.join(dir, 'hub.db')], { encoding: 'utf8' }))
     const cert = path.join(dir, 'mine.pem')
@@ -296,8 +297,7 @@ c=sqlite3.connect(sys.argv[1]); print(json.dumps(dict(c.execute("SELECT key, val
   assert.equal((await jobs.waitForJob('with-my-ca', { pollIntervalMs: 50, timeoutMs: 30_000 })).status, 'completed')
   const other = JobClient.fromConnectionString(hub.connectionString, { ca: b.pem, retry: false })
   await assert.rejects(other.getJob('with-my-ca'), 'another CA does not verify the hub')
-  await hub.stop()
-  running.delete(hub)
+  await stop(hub)
 
   assert.match(refused(['--ca-cert', a.cert, '--ca-key', b.key]), /the key does not belong to the certificate$/)
   assert.match(refused(['--ca-cert', a.key, '--ca-key', a.key]), /the certificate is not a PEM certificate$/)
