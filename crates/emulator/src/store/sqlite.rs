@@ -216,8 +216,14 @@ impl Db {
             let id: String = row.get(0).map_err(|e| self.error(e))?;
             let doc = row.get_ref(1).map_err(|e| self.error(e))?;
             let doc = doc.as_str().map_err(|e| self.error(e.into()))?;
-            let device: Device = serde_json::from_str(doc)
-                .map_err(|e| format!("device {id} in the store cannot be read: {e}"))?;
+            let device: Device = serde_json::from_str(doc).map_err(|e| {
+                // Where, not what: the document holds the device's keys.
+                format!(
+                    "device {id} in the store cannot be read ({:?} error at column {})",
+                    e.classify(),
+                    e.column()
+                )
+            })?;
             out.push(device);
         }
         Ok(out)
