@@ -34,7 +34,8 @@ export function emulatorBinary() {
  *   stderr: () => string}>}
  */
 export async function startEmulator({ devices, faults, args = [], env = {}, stderr = 'pipe' } = {}) {
-  const argv = ['--port', '0']
+  // `--standard-ports` chooses the ports itself (and refuses --port).
+  const argv = args.includes('--standard-ports') || args.includes('--port') ? [] : ['--port', '0']
   if (devices !== undefined) argv.push('--devices', String(devices))
   if (faults) argv.push('--faults', faults)
   argv.push(...args)

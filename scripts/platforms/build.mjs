@@ -1,6 +1,8 @@
 // `npm run build:platforms [name…]`: builds the release addon for every platform package (or the
 // ones named) from this machine — cargo-zigbuild, or for x64 gnu rustc's own linker on zig's glibc
-// stubs — writes each into npm/<name>/ and checks it.
+// stubs, or for Windows cargo with Debian's MinGW-w64 linker (windows.mjs) — writes each into
+// npm/<name>/ and checks it. For Windows it also builds the emulator, to
+// target/platforms/x86_64-pc-windows-gnu/release/iothub-emulator.exe.
 // Needs `scripts/platforms/setup.sh` once. Builds run at the lowest priority on two jobs.
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, symlinkSync, existsSync } from 'node:fs';
@@ -9,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { PLATFORMS, binaryName } from './targets.mjs';
 import { checkPlatform } from './check.mjs';
 import { glibcStubs } from './glibc-stubs.mjs';
+import { mingwEnv } from './windows.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const TARGET_DIR = path.join(ROOT, 'target', 'platforms');
@@ -18,7 +21,7 @@ const DEBIAN_BIN = path.join(TARGET_DIR, 'bin');
 function build(platform) {
   const env = { ...process.env };
   if (platform.std === 'rustup') return buildWithStubs(platform, env);
-  const args = ['-n', '19', 'cargo', 'zigbuild', '--release', '--lib', '-p', 'iothub-jobs', '-j', '2'];
+  const args = ['-n', '19', 'cargo', platform.linker === 'mingw' ? 'build' : 'zigbuild', '--release', '--lib', '-p', 'iothub-jobs', '-j', '2'];
   args.push('--target-dir', TARGET_DIR, '--target', platform.glibc ? `${platform.triple}.${platform.glibc}` : platform.triple);
   mkdirSync(DEBIAN_BIN, { recursive: true });
   // rustc strips Apple binaries (`strip = "symbols"`) with `rust-objcopy`, which Debian's rustc
@@ -36,7 +39,15 @@ function build(platform) {
   if (platform.triple.endsWith('-musl')) {
     env[`CARGO_TARGET_${platform.triple.toUpperCase().replaceAll('-', '_')}_RUSTFLAGS`] = '-C target-feature=-crt-static';
   }
-  execFileSync('nice', args, { cwd: ROOT, env, stdio: 'inherit' });
+  if (platform.linker === 'mingw') {
+    Object.assign(env, mingwEnv(platform, TARGET_DIR));
+    execFileSync('nice', args, { cwd: ROOT, env, stdio: 'inherit' });
+    // The emulator's win32 package ships this .exe (same target, toolchain and std build).
+    const emulator = args.map((arg) => (arg === '--lib' ? '--bins' : arg === 'iothub-jobs' ? 'iothub-emulator' : arg));
+    execFileSync('nice', emulator, { cwd: ROOT, env, stdio: 'inherit' });
+  } else {
+    execFileSync('nice', args, { cwd: ROOT, env, stdio: 'inherit' });
+  }
   return install(platform, TARGET_DIR);
 }
 
@@ -51,7 +62,7 @@ function buildWithStubs(platform, env) {
 }
 
 function install(platform, targetDir) {
-  const library = platform.format === 'mach-o' ? 'libiothub_jobs.dylib' : 'libiothub_jobs.so';
+  const library = { 'mach-o': 'libiothub_jobs.dylib', 'pe32+': 'iothub_jobs.dll' }[platform.format] ?? 'libiothub_jobs.so';
   const destination = path.join(ROOT, 'npm', platform.name, binaryName(platform));
   copyFileSync(path.join(targetDir, platform.triple, 'release', library), destination);
   return destination;

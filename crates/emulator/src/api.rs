@@ -139,6 +139,54 @@ pub fn route(hub: &Hub, req: &ApiRequest<'_>) -> Result<Reply, ApiError> {
             Ok(Reply::empty(StatusCode::NO_CONTENT))
         }
         (_, ["devices", _]) => Err(method_not_allowed(req.method)),
+        (_, ["devices", _, "modules", ..] | ["twins", _, "modules", ..]) => {
+            route_modules(hub, req, &seg)
+        }
+        _ => Err(ApiError::new(
+            ErrorCode::NotFound,
+            "The requested resource does not exist on this hub",
+        )),
+    }
+}
+
+/// Module identities (`/devices/{id}/modules[/{mid}]`) and module twins
+/// (`/twins/{id}/modules/{mid}`): the device routes, one level down.
+fn route_modules(hub: &Hub, req: &ApiRequest<'_>, seg: &[&str]) -> Result<Reply, ApiError> {
+    let devices = &hub.devices;
+    match (req.method, seg) {
+        (&Method::GET, ["devices", id, "modules"]) => devices
+            .modules_of(id)
+            .map(|m| Reply::json(&Value::Array(m))),
+        (&Method::GET, ["devices", id, "modules", mid]) => {
+            devices.module_identity(id, mid).map(|m| Reply::json(&m))
+        }
+        (&Method::PUT, ["devices", id, "modules", mid]) => {
+            let body = req.json_body()?;
+            let now = hub.clock.now_ms();
+            let module = devices.put_module(id, mid, &body, req.header("if-match"), now)?;
+            Ok(Reply::json(&module))
+        }
+        (&Method::DELETE, ["devices", id, "modules", mid]) => {
+            devices.delete_module(id, mid, req.header("if-match"))?;
+            Ok(Reply::empty(StatusCode::NO_CONTENT))
+        }
+        (_, ["devices", _, "modules"] | ["devices", _, "modules", _]) => {
+            Err(method_not_allowed(req.method))
+        }
+        (&Method::GET, ["twins", id, "modules", mid]) => {
+            devices.module_twin(id, mid).map(|t| Reply::json(&t))
+        }
+        (&Method::PATCH | &Method::PUT, ["twins", id, "modules", mid]) => {
+            let body = req.json_body()?;
+            let replace = req.method == Method::PUT;
+            let etag = req.header("if-match");
+            let twin =
+                devices.update_module_twin(id, mid, &body, etag, replace, hub.clock.now_ms())?;
+            Ok(Reply::json(&twin))
+        }
+        (_, ["twins", _, "modules", _] | ["twins", _, "modules", _, "methods"]) => {
+            Err(method_not_allowed(req.method))
+        }
         _ => Err(ApiError::new(
             ErrorCode::NotFound,
             "The requested resource does not exist on this hub",
@@ -252,6 +300,15 @@ fn query_devices(hub: &Hub, req: &ApiRequest<'_>) -> Result<Reply, ApiError> {
             let next = next.map(|id| paging::encode_token(kind, hash, &id));
             Ok(paged(twins, "twin", next))
         }
+        Source::DevicesModules => {
+            let kind = paging::Kind::Modules;
+            let page = page_request(req, kind, hash)?;
+            let (twins, next) =
+                hub.devices
+                    .module_twins_page(&query, page.after.as_deref(), page.size);
+            let next = next.map(|key| paging::encode_token(kind, hash, &key));
+            Ok(paged(twins, "twin", next))
+        }
         Source::DevicesJobs => {
             let kind = paging::Kind::DeviceJobs;
             let page = page_request(req, kind, hash)?;
@@ -268,9 +325,15 @@ fn query_devices(hub: &Hub, req: &ApiRequest<'_>) -> Result<Reply, ApiError> {
     }
 }
 
-/// `POST /twins/{id}/methods`: the service's direct-method call (azure-iothub's
-/// `Client.invokeDeviceMethod`), answered with the device's `{status, payload}`.
-pub async fn invoke_method(hub: &Hub, id: &str, req: &ApiRequest<'_>) -> Result<Reply, ApiError> {
+/// `POST /twins/{id}/methods` and `POST /twins/{id}/modules/{mid}/methods`: the service's
+/// direct-method call (azure-iothub's `Client.invokeDeviceMethod(deviceId[, moduleId], …)`),
+/// answered with the device's or module's `{status, payload}`.
+pub async fn invoke_method(
+    hub: &Hub,
+    id: &str,
+    module: Option<&str>,
+    req: &ApiRequest<'_>,
+) -> Result<Reply, ApiError> {
     let body = req.json_body()?;
     let spec = body.as_object().ok_or_else(|| {
         ApiError::new(
@@ -279,7 +342,7 @@ pub async fn invoke_method(hub: &Hub, id: &str, req: &ApiRequest<'_>) -> Result<
         )
     })?;
     let spec = parse_method(spec)?;
-    let (status, payload) = call_method(&hub.engine, id, &spec, &method_record(&spec))
+    let (status, payload) = call_method(&hub.engine, id, module, &spec, &method_record(&spec))
         .await
         .map_err(|(code, text)| ApiError::new(code, text))?;
     Ok(Reply::json(

@@ -12,6 +12,7 @@ pub mod faults;
 pub mod hub;
 pub mod jobs;
 pub mod limits;
+pub mod listeners;
 pub mod mqtt;
 pub mod paging;
 pub mod query;
@@ -21,5 +22,7 @@ pub mod server;
 pub mod store;
 pub mod tls;
 pub mod twin;
+pub mod websocket;
+pub mod x509;
 
 pub use run::{run, run_until, Ready};

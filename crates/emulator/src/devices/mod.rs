@@ -2,7 +2,10 @@
 //! device. One `RwLock` over a sorted map; every operation holds it briefly and never across
 //! an `.await`, so request handling and job workers never stall each other.
 
+mod authentication;
 mod device;
+mod module;
+mod modules;
 mod seed;
 mod sessions;
 
@@ -17,7 +20,10 @@ use crate::paging::{Collected, Page};
 use crate::query::SelectQuery;
 use crate::store::{store_error, Store};
 use crate::twin::if_match;
+pub use authentication::{Authentication, Credentials, Grants};
 pub use device::{BehaviourPatch, Device, MethodBehaviour, MethodCallRecord};
+pub use module::Module;
+pub use modules::{client_key, split_client};
 pub use seed::{validate_device_id, Seed, SeedDevice, SeedProperties};
 pub use sessions::{CallError, DeviceFaults, Outgoing, Sessions};
 
@@ -30,6 +36,94 @@ pub struct Registry {
     /// engine writes its jobs through it too). Written under the map's lock, so the store
     /// sees the changes of a device in the order they were made.
     pub store: Store,
+}
+
+/// `authentication.symmetricKey.{primaryKey, secondaryKey}` of an identity body (a device's or
+/// a module's); absent or empty ones are generated or kept.
+fn symmetric_keys(identity: &serde_json::Map<String, Value>) -> [Option<String>; 2] {
+    let keys = identity
+        .get("authentication")
+        .and_then(|a| a.get("symmetricKey"));
+    ["primaryKey", "secondaryKey"].map(|name| {
+        keys.and_then(|k| k.get(name))
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    })
+}
+
+/// A twin that the REST twin endpoints and twin jobs write: a device's or a module's.
+trait WritableTwin {
+    fn etag(&self) -> String;
+    fn patch_twin(&mut self, patch: &Value, now_ms: i64) -> Result<Option<Value>, ApiError>;
+    fn replace_twin(&mut self, twin: &Value, now_ms: i64) -> Result<Option<Value>, ApiError>;
+}
+
+impl WritableTwin for Device {
+    fn etag(&self) -> String {
+        Device::etag(self)
+    }
+    fn patch_twin(&mut self, patch: &Value, now_ms: i64) -> Result<Option<Value>, ApiError> {
+        Device::patch_twin(self, patch, now_ms)
+    }
+    fn replace_twin(&mut self, twin: &Value, now_ms: i64) -> Result<Option<Value>, ApiError> {
+        Device::replace_twin(self, twin, now_ms)
+    }
+}
+
+impl WritableTwin for Module {
+    fn etag(&self) -> String {
+        Module::etag(self)
+    }
+    fn patch_twin(&mut self, patch: &Value, now_ms: i64) -> Result<Option<Value>, ApiError> {
+        Module::patch_twin(self, patch, now_ms)
+    }
+    fn replace_twin(&mut self, twin: &Value, now_ms: i64) -> Result<Option<Value>, ApiError> {
+        Module::replace_twin(self, twin, now_ms)
+    }
+}
+
+/// `PATCH` (merge) or `PUT` (`replace`) of a twin under `If-Match`: the desired notification
+/// for the twin's session when desired changed. `what` names the twin in the error.
+fn write_twin(
+    twin: &mut impl WritableTwin,
+    body: &Value,
+    etag: Option<&str>,
+    replace: bool,
+    now_ms: i64,
+    what: &str,
+) -> Result<Option<Value>, ApiError> {
+    if !if_match(etag, &twin.etag()) {
+        return Err(ApiError::new(
+            ErrorCode::PreconditionFailed,
+            format!("Precondition failed: the twin etag of {what} does not match"),
+        ));
+    }
+    if replace {
+        twin.replace_twin(body, now_ms)
+    } else {
+        twin.patch_twin(body, now_ms)
+    }
+}
+
+/// PUT of an identity that exists updates it only with `If-Match` (`*` or its etag), as the
+/// service does: without one the PUT was a create (`exists`), with another etag it fails.
+fn may_update(
+    etag: Option<&str>,
+    current: &str,
+    exists: impl FnOnce() -> ApiError,
+    what: &str,
+) -> Result<(), ApiError> {
+    if etag.is_none() {
+        return Err(exists());
+    }
+    if !if_match(etag, current) {
+        return Err(ApiError::new(
+            ErrorCode::PreconditionFailed,
+            format!("Precondition failed: the etag of {what} does not match"),
+        ));
+    }
+    Ok(())
 }
 
 pub fn not_found(id: &str) -> ApiError {
@@ -87,22 +181,6 @@ impl Registry {
         map.extend(devices.into_iter().map(|d| (d.id.clone(), d)));
     }
 
-    /// Changes one device and writes it to the store before returning; `None` when the device
-    /// does not exist. For changes a client is answered about (a reported-properties patch).
-    pub fn modify<T>(
-        &self,
-        id: &str,
-        change: impl FnOnce(&mut Device) -> T,
-    ) -> Option<Result<T, ApiError>> {
-        let (out, saved) = {
-            let mut map = self.write();
-            let d = map.get_mut(id)?;
-            let out = change(d);
-            (out, self.store.put_device(d))
-        };
-        Some(saved.wait().map(|_| out).map_err(store_error))
-    }
-
     pub fn twin(&self, id: &str) -> Result<Value, ApiError> {
         self.read()
             .get(id)
@@ -146,17 +224,7 @@ impl Registry {
         let (note, twin, saved) = {
             let mut map = self.write();
             let d = map.get_mut(id).ok_or_else(|| not_found(id))?;
-            if !if_match(etag, &d.etag()) {
-                return Err(ApiError::new(
-                    ErrorCode::PreconditionFailed,
-                    format!("Precondition failed: the twin etag of {id} does not match"),
-                ));
-            }
-            let note = if replace {
-                d.replace_twin(body, now_ms)?
-            } else {
-                d.patch_twin(body, now_ms)?
-            };
+            let note = write_twin(d, body, etag, replace, now_ms, id)?;
             (note, d.twin(), self.store.put_device(d))
         };
         saved.wait().map_err(store_error)?;
@@ -164,25 +232,6 @@ impl Registry {
             self.sessions.desired_changed(id, &note);
         }
         Ok(twin)
-    }
-
-    /// Connection state kept by the MQTT sessions (no-op for a device deleted meanwhile).
-    pub fn set_connected(&self, id: &str, connected: bool, now_ms: i64) {
-        let saved = self.write().get_mut(id).map(|d| {
-            d.set_connected(connected, now_ms);
-            // Kept for the next start: a device a client spoke for stays a real one.
-            self.store.put_device(d)
-        });
-        if let Some(Err(e)) = saved.map(|s| s.wait()) {
-            eprintln!("iothub-emulator: the connection state of {id} was not saved: {e}");
-        }
-    }
-
-    /// A packet arrived from the device.
-    pub fn touch(&self, id: &str, now_ms: i64) {
-        if let Some(d) = self.write().get_mut(id) {
-            d.last_activity_ms = now_ms;
-        }
     }
 
     pub fn identity(&self, id: &str) -> Result<Value, ApiError> {
@@ -225,35 +274,28 @@ impl Registry {
                 ))
             }
         };
-        let keys = obj
-            .get("authentication")
-            .and_then(|a| a.get("symmetricKey"));
-        let key = |name: &str| {
-            keys.and_then(|k| k.get(name))
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-        };
+        let authentication = Authentication::from_body(obj)?;
+        let [primary, secondary] = symmetric_keys(obj);
         let mut map = self.write();
         let (doc, saved) = match map.get_mut(id) {
             Some(d) => {
-                if etag.is_none() {
-                    return Err(ApiError::new(
-                        ErrorCode::DeviceAlreadyExists,
-                        format!("A device with ID '{id}' is already registered"),
-                    ));
-                }
-                if !if_match(etag, &d.device_etag()) {
-                    return Err(ApiError::new(
-                        ErrorCode::PreconditionFailed,
-                        format!("Precondition failed: the etag of device {id} does not match"),
-                    ));
-                }
+                may_update(
+                    etag,
+                    &d.device_etag(),
+                    || {
+                        ApiError::new(
+                            ErrorCode::DeviceAlreadyExists,
+                            format!("A device with ID '{id}' is already registered"),
+                        )
+                    },
+                    &format!("device {id}"),
+                )?;
                 d.enabled = enabled;
-                if let Some(k) = key("primaryKey") {
+                d.authentication = authentication;
+                if let Some(k) = primary {
                     d.primary_key = k;
                 }
-                if let Some(k) = key("secondaryKey") {
+                if let Some(k) = secondary {
                     d.secondary_key = k;
                 }
                 d.identity_version += 1;
@@ -262,10 +304,11 @@ impl Registry {
             None => {
                 let mut d = Device::new(id, now_ms);
                 d.enabled = enabled;
-                if let Some(k) = key("primaryKey") {
+                d.authentication = authentication;
+                if let Some(k) = primary {
                     d.primary_key = k;
                 }
-                if let Some(k) = key("secondaryKey") {
+                if let Some(k) = secondary {
                     d.secondary_key = k;
                 }
                 let saved = self.store.put_device(&d);
@@ -288,9 +331,14 @@ impl Registry {
                 format!("Precondition failed: the etag of device {id} does not match"),
             ));
         }
-        map.remove(id);
         let saved = self.store.delete_device(id);
-        drop(map);
+        if let Some(d) = map.remove(id) {
+            drop(map);
+            // The device's modules go with it, and so do their connections.
+            for module in d.modules.keys() {
+                self.sessions.drop_connection(&client_key(id, Some(module)));
+            }
+        }
         saved.wait().map_err(store_error)
     }
 

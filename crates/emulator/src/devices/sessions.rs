@@ -276,8 +276,10 @@ impl Sessions {
         if ring.len() >= TELEMETRY_KEPT {
             ring.pop_front();
         }
+        let (device, module) = super::split_client(id);
         ring.push_back(json!({
-            "deviceId": id,
+            "deviceId": device,
+            "moduleId": module,
             "topic": topic,
             "time": iso(wall_ms()),
             "body": String::from_utf8_lossy(payload),

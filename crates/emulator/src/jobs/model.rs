@@ -117,6 +117,8 @@ pub enum DeviceOutcome {
 #[derive(Clone, Debug)]
 pub struct DeviceRow {
     pub device_id: String,
+    /// Set when the job runs over modules (`FROM devices.modules WHERE …`).
+    pub module_id: Option<String>,
     pub status: RowStatus,
     pub start_ms: Option<i64>,
     pub end_ms: Option<i64>,
@@ -126,9 +128,10 @@ pub struct DeviceRow {
 
 impl DeviceRow {
     /// A row not reached yet.
-    pub fn pending(device_id: String, now_ms: i64) -> Self {
+    pub fn pending(device_id: String, module_id: Option<String>, now_ms: i64) -> Self {
         Self {
             device_id,
+            module_id,
             status: RowStatus::Pending,
             start_ms: None,
             end_ms: None,
@@ -309,6 +312,9 @@ impl Job {
             "lastUpdatedDateTimeUtc": iso(row.updated_ms),
         });
         let obj = out.as_object_mut().expect("object literal");
+        if let Some(module) = &row.module_id {
+            obj.insert("moduleId".into(), json!(module));
+        }
         match &row.outcome {
             Some(DeviceOutcome::Succeeded {
                 status,

@@ -4,8 +4,9 @@
 use serde_json::{json, Value};
 
 use super::EndedRow;
+use crate::devices::client_key;
 use crate::devices::Device;
-use crate::jobs::model::{DeviceOutcome, Job};
+use crate::jobs::model::{DeviceOutcome, DeviceRow, Job};
 
 /// One change, in the order the hub made it.
 pub enum Change {
@@ -67,12 +68,16 @@ impl JobRecord {
             failure_reason: job.failure_reason.clone(),
             status_message: job.status_message.clone(),
             spec: serde_json::to_string(&job.spec).unwrap_or_default(),
+            // A module target as its client key, `{deviceId}/{moduleId}` (ids have no `/`).
             targets: targets.then(|| {
-                Value::from_iter(job.rows.iter().map(|r| Value::from(r.device_id.as_str())))
-                    .to_string()
+                Value::from_iter(job.rows.iter().map(|r| Value::from(target(r)))).to_string()
             }),
         }
     }
+}
+
+fn target(row: &DeviceRow) -> String {
+    client_key(&row.device_id, row.module_id.as_deref()).into_owned()
 }
 
 pub struct RowRecord {
@@ -101,7 +106,7 @@ pub fn rows(rows: &[EndedRow<'_>]) -> Vec<RowRecord> {
             });
             RowRecord {
                 index: *index as i64,
-                device_id: row.device_id.clone(),
+                device_id: target(row),
                 status: row.status.as_str(),
                 start_ms: row.start_ms,
                 end_ms: row.end_ms,

@@ -25,7 +25,7 @@ use serde_json::Value;
 
 use super::records::{Change, DeviceDoc, JobRecord, RowRecord};
 use super::Stored;
-use crate::devices::Device;
+use crate::devices::{split_client, Device};
 use crate::jobs::model::{DeviceOutcome, DeviceRow, Job, JobStatus, RowStatus};
 use crate::jobs::NewJob;
 
@@ -263,7 +263,10 @@ impl Db {
             let started = job.started_ms.unwrap_or(created_ms);
             job.rows = targets
                 .into_iter()
-                .map(|device_id| DeviceRow::pending(device_id, started))
+                .map(|client| {
+                    let (device, module) = split_client(&client);
+                    DeviceRow::pending(device.into(), module.map(str::to_string), started)
+                })
                 .collect();
             self.load_rows(seq, &mut job.rows).map_err(|e| bad(&e))?;
             job.recount();

@@ -118,11 +118,9 @@ fn devices_twins_and_keys_come_back() {
         let desired = json!({"tags": {"site": "a"}, "properties": {"desired": {"speed": 3}}});
         d.update_twin("pump", &desired, None, false, 6).unwrap();
         let reported = json!({"fw": "1.2"});
-        d.modify("pump", |dev| {
-            dev.patch_reported(reported.as_object().unwrap(), 7)
-        })
-        .unwrap()
-        .unwrap();
+        d.report("pump", reported.as_object().unwrap(), 7)
+            .unwrap()
+            .unwrap();
         d.set_behaviour("device-0001", &behaviour(json!({"status": 500})))
             .unwrap();
         d.delete("device-0002", None).unwrap();
