@@ -109,7 +109,7 @@ fn behaviour(v: Value) -> BehaviourPatch {
 #[test]
 fn devices_twins_and_keys_come_back() {
     let dir = Dir::new();
-    let (created, twins, method) = run(async {
+    let (created, twins, method, module, module_twin) = run(async {
         let e = start(dir.path(), 3);
         let d = &e.devices;
         let created = d
@@ -124,12 +124,26 @@ fn devices_twins_and_keys_come_back() {
         d.set_behaviour("device-0001", &behaviour(json!({"status": 500})))
             .unwrap();
         d.delete("device-0002", None).unwrap();
+        // A module lives in its device's document.
+        d.put_module(
+            "pump",
+            "edge-agent",
+            &json!({"managedBy": "IotEdge"}),
+            None,
+            8,
+        )
+        .unwrap();
+        let module_twin = json!({"properties": {"desired": {"mode": "on"}}});
+        d.update_module_twin("pump", "edge-agent", &module_twin, None, false, 9)
+            .unwrap();
         let twins: Vec<Value> = ["pump", "device-0000", "device-0001"]
             .iter()
             .map(|id| d.twin(id).unwrap())
             .collect();
         let method = d.read()["device-0001"].control_view()["method"].clone();
-        (created, twins, method)
+        let module = d.module_identity("pump", "edge-agent").unwrap();
+        let module_twin = d.module_twin("pump", "edge-agent").unwrap();
+        (created, twins, method, module, module_twin)
     });
     run(async {
         let e = start(dir.path(), 99);
@@ -148,6 +162,9 @@ fn devices_twins_and_keys_come_back() {
         assert_eq!(pump["tags"]["site"], "a");
         assert_eq!(d.read()["device-0001"].control_view()["method"], method);
         assert!(d.identity("device-0002").is_err());
+        assert_eq!(d.module_identity("pump", "edge-agent").unwrap(), module);
+        assert_eq!(d.module_twin("pump", "edge-agent").unwrap(), module_twin);
+        assert_eq!(module_twin["properties"]["desired"]["mode"], "on");
     });
 }
 
