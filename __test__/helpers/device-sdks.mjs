@@ -13,17 +13,17 @@ const require = createRequire(import.meta.url)
 const iothub = require('azure-iothub')
 
 /**
- * azure-iothub passes HostName straight to https.request as `host` and has no CA option: this
- * (harness only) splits a port off the host and adds the emulator's CA to every request that
- * names none. node_modules is never modified.
+ * azure-iothub (and azure-iot-device-http) pass HostName straight to https.request as `host` and
+ * have no CA option: this (harness only) splits a port off the host and adds the emulator's CA,
+ * when given, to every request that names none. node_modules is never modified.
  */
 export function shimAzureIothub(caPem) {
   const original = https.request
   https.request = function requestWithPort(options, ...rest) {
     if (options && typeof options === 'object' && typeof options.host === 'string' && options.port === undefined) {
       const m = /^(.*):(\d+)$/.exec(options.host)
-      if (m && !m[1].includes(':')) options = { ...options, host: m[1], port: Number(m[2]), ca: caPem }
-      else if (!options.ca) options = { ...options, ca: caPem }
+      if (m && !m[1].includes(':')) options = { ...options, host: m[1], port: Number(m[2]), ...(caPem && { ca: caPem }) }
+      else if (!options.ca && caPem) options = { ...options, ca: caPem }
     }
     return original.call(this, options, ...rest)
   }

@@ -31,7 +31,7 @@ impl Reply {
         }
     }
 
-    fn empty(status: StatusCode) -> Self {
+    pub fn empty(status: StatusCode) -> Self {
         Self {
             status,
             body: None,
@@ -126,6 +126,20 @@ pub fn route(hub: &Hub, req: &ApiRequest<'_>) -> Result<Reply, ApiError> {
             Ok(Reply::json(&twin))
         }
         (_, ["twins", _]) => Err(method_not_allowed(req.method)),
+        // `/devices` and `/devices/` (azure-iothub's `list` sends the latter).
+        (&Method::GET, ["devices"] | ["devices", ""]) => {
+            let top = list_top(req.query_param("top"))?;
+            Ok(Reply::json(&Value::Array(hub.devices.list_identities(top))))
+        }
+        (&Method::POST, ["devices"] | ["devices", ""]) => {
+            let (ok, result) = hub.devices.bulk(&req.json_body()?, hub.clock.now_ms())?;
+            let mut reply = Reply::json(&result);
+            if !ok {
+                reply.status = StatusCode::BAD_REQUEST;
+            }
+            Ok(reply)
+        }
+        (_, ["devices"] | ["devices", ""]) => Err(method_not_allowed(req.method)),
         (&Method::GET, ["devices", id]) => hub.devices.identity(id).map(|d| Reply::json(&d)),
         (&Method::PUT, ["devices", id]) => {
             let body = req.json_body()?;
@@ -192,6 +206,22 @@ fn route_modules(hub: &Hub, req: &ApiRequest<'_>, seg: &[&str]) -> Result<Reply,
             "The requested resource does not exist on this hub",
         )),
     }
+}
+
+/// `top` of `GET /devices`: "any value outside the range of 1-1000 is considered to be 1000".
+fn list_top(top: Option<&str>) -> Result<usize, ApiError> {
+    let Some(text) = top else { return Ok(1000) };
+    let n: i64 = text.trim().parse().map_err(|_| {
+        ApiError::new(
+            ErrorCode::ArgumentInvalid,
+            format!("top must be a number, not '{text}'"),
+        )
+    })?;
+    Ok(if (1..=1000).contains(&n) {
+        n as usize
+    } else {
+        1000
+    })
 }
 
 fn create_job(hub: &Hub, req: &ApiRequest<'_>, id: &str) -> Result<Reply, ApiError> {

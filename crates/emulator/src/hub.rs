@@ -2,14 +2,17 @@
 
 use std::sync::{Arc, RwLock};
 
+use tokio_rustls::rustls::pki_types::CertificateDer;
+
 use crate::auth::Authenticator;
 use crate::cli::UnknownJob;
-use crate::clock::Clock;
-use crate::devices::{Device, Registry, Seed};
+use crate::clock::{wall_secs, Clock};
+use crate::devices::{split_client, Credentials, Device, DeviceAuthError, Registry, Seed};
 use crate::faults::{Decision, FaultSpec};
 use crate::jobs::{Engine, EngineLimits};
 use crate::limits::{DevicePacer, RateLimiter, Tier};
 use crate::record::Recorder;
+use crate::store::Store;
 
 pub struct HubConfig {
     /// `host:port` as printed in the ready line.
@@ -38,9 +41,33 @@ impl Hub {
         auth: Authenticator,
         faults: FaultSpec,
     ) -> Result<Arc<Self>, String> {
+        Self::with_store(config, auth, faults, Store::memory())
+    }
+
+    /// A hub on `store`: what it holds from a previous run, or the initial devices when it is
+    /// new. Must be called inside the tokio runtime (stored jobs go on running).
+    pub fn with_store(
+        config: HubConfig,
+        auth: Authenticator,
+        faults: FaultSpec,
+        store: Store,
+    ) -> Result<Arc<Self>, String> {
         let clock = Arc::new(Clock::new());
-        let devices = Arc::new(Registry::default());
-        devices.load(config.initial_devices.build(clock.now_ms())?, true);
+        let stored = store.load()?;
+        let devices = Arc::new(Registry::with_store(store));
+        let stored_jobs = match stored {
+            Some(stored) => {
+                if !config.initial_devices.is_empty() {
+                    eprintln!("iothub-emulator: the data dir already holds a hub; --devices and --seed apply to a new data dir and to a reset");
+                }
+                devices.restore(stored.devices);
+                stored.jobs
+            }
+            None => {
+                devices.load(config.initial_devices.build(clock.now_ms())?, true)?;
+                Vec::new()
+            }
+        };
         let limits = config.tier.map(Tier::limits);
         let engine = Engine::new(
             clock.clone(),
@@ -50,6 +77,7 @@ impl Hub {
                 pacer: limits.map(|l| DevicePacer::per_second(l.device_ops_per_second)),
             },
         );
+        engine.restore(stored_jobs);
         Ok(Arc::new(Self {
             clock,
             devices,
@@ -86,13 +114,43 @@ impl Hub {
         *self.faults.write().unwrap_or_else(|e| e.into_inner()) = spec;
     }
 
-    /// Back to the state right after start: initial devices, no jobs, records or faults, real time.
+    /// Checks a device-side client's login (a device, or a module `{deviceId}/{moduleId}`) for
+    /// every transport (MQTT CONNECT, the device HTTPS endpoints): its SAS `token`, or for an
+    /// x509 device the certificate chain it sent in the TLS handshake. The error says why,
+    /// never the token.
+    pub fn authenticate_device(
+        &self,
+        client: &str,
+        token: &str,
+        client_chain: &[CertificateDer<'_>],
+    ) -> Result<(), DeviceAuthError> {
+        let credentials = self.devices.client_credentials(client)?;
+        let by_token = matches!(credentials, Credentials::Keys(_));
+        self.auth
+            .check_device_login(
+                split_client(client).0,
+                credentials,
+                token,
+                client_chain,
+                wall_secs(),
+            )
+            .map_err(|why| {
+                if by_token {
+                    DeviceAuthError::Token(why)
+                } else {
+                    DeviceAuthError::Certificate(why)
+                }
+            })
+    }
+
+    /// Back to the state of a new hub: initial devices, no jobs, records or faults, real time.
+    /// With a data dir, the store is emptied the same way (the hub's keys and CA stay).
     pub fn reset(&self) -> Result<(), String> {
-        self.engine.reset();
+        self.engine.reset()?;
         self.devices.sessions.drop_all();
         self.clock.reset();
         let devices: Vec<Device> = self.config.initial_devices.build(self.clock.now_ms())?;
-        self.devices.load(devices, true);
+        self.devices.load(devices, true)?;
         self.recorder.clear();
         self.set_faults(FaultSpec::default());
         Ok(())

@@ -23,8 +23,7 @@ use rumqttc::mqttbytes::{Error as CodecError, QoS};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
-use crate::clock::wall_secs;
-use crate::devices::{split_client, Credentials, Outgoing, TwinRequest};
+use crate::devices::{split_client, DeviceAuthError, Outgoing, TwinRequest};
 use crate::hub::Hub;
 use crate::x509::CertChain;
 
@@ -73,26 +72,19 @@ fn admit(hub: &Hub, connect: &Connect, client_chain: &CertChain) -> ConnectRetur
     if !username_names(&login.username, id) {
         return ConnectReturnCode::BadUserNamePassword;
     }
-    let credentials = hub.devices.client_credentials(id);
-    // A refused certificate is "not authorized"; a refused token, bad credentials.
-    let refused = match credentials {
-        Some(Credentials::Keys(_)) => ConnectReturnCode::BadUserNamePassword,
-        _ => ConnectReturnCode::NotAuthorized,
-    };
-    let Some(credentials) = credentials else {
-        return refused;
-    };
-    match hub.auth.check_device_login(
-        split_client(id).0,
-        credentials,
-        &login.password,
-        client_chain,
-        wall_secs(),
-    ) {
+    match hub.authenticate_device(id, &login.password, client_chain) {
         Ok(()) => ConnectReturnCode::Success,
-        Err(why) => {
+        Err(DeviceAuthError::Unknown | DeviceAuthError::Disabled) => {
+            ConnectReturnCode::NotAuthorized
+        }
+        // A refused token is "bad credentials"; a refused certificate, "not authorized".
+        Err(DeviceAuthError::Token(why)) => {
             eprintln!("iothub-emulator: device {id} refused: {why}");
-            refused
+            ConnectReturnCode::BadUserNamePassword
+        }
+        Err(DeviceAuthError::Certificate(why)) => {
+            eprintln!("iothub-emulator: device {id} refused: {why}");
+            ConnectReturnCode::NotAuthorized
         }
     }
 }
@@ -121,14 +113,17 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         _ => return,
     };
     let code = admit(&hub, &connect, &client_chain);
-    if !write_packet(&mut wr, Packet::ConnAck(ConnAck::new(code, false))).await
-        || code != ConnectReturnCode::Success
-    {
+    if code != ConnectReturnCode::Success {
+        let _ = write_packet(&mut wr, Packet::ConnAck(ConnAck::new(code, false))).await;
         return;
     }
     let id = connect.client_id.clone();
     let sessions = &hub.devices.sessions;
-    let (serial, mut outgoing) = sessions.open(&id);
+    let (serial, mut outgoing, present) = sessions.open(&id, connect.clean_session);
+    if !write_packet(&mut wr, Packet::ConnAck(ConnAck::new(code, present))).await {
+        sessions.close(&id, serial);
+        return;
+    }
     hub.devices.set_connected(&id, true, hub.clock.now_ms());
     let session = Session {
         hub: &hub,

@@ -23,6 +23,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::api::{self, ApiRequest, Reply};
 use crate::clock::{wall_ms, wall_secs};
 use crate::control;
+use crate::device_http;
 use crate::errors::{ApiError, ErrorCode};
 use crate::faults::FaultKind;
 use crate::hub::Hub;
@@ -270,7 +271,7 @@ async fn handle(
     };
     let result = match injected {
         Some(err) => Err(err),
-        None => process(&hub, &parts, &segments, &query, &body).await,
+        None => process(&hub, &parts, &segments, &query, &body, &client_chain).await,
     };
     let response = match result {
         Ok(reply) => reply_response(reply),
@@ -291,6 +292,7 @@ async fn process(
     segments: &[String],
     query: &[(String, String)],
     body: &Bytes,
+    client_chain: &CertChain,
 ) -> Result<Reply, ApiError> {
     if !query
         .iter()
@@ -300,6 +302,17 @@ async fn process(
             ErrorCode::InvalidProtocolVersion,
             "The api-version query parameter is required (for example api-version=2021-04-12)",
         ));
+    }
+    if device_http::is_device_path(segments) {
+        // Device-facing endpoints authenticate the device, not a policy.
+        return device_http::handle(
+            hub,
+            &parts.method,
+            segments,
+            &parts.headers,
+            body,
+            client_chain,
+        );
     }
     let auth = parts
         .headers

@@ -15,7 +15,10 @@ use crate::errors::{ApiError, ErrorCode};
 /// tags implicit), so the operations that touch tags are handed them.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TwinProperties {
+    // Empty sections are left out of a stored document and come back empty.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub desired: Map<String, Value>,
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub reported: Map<String, Value>,
     /// Twin version: bumped by every twin change (tags, desired or reported).
     version: u64,
@@ -60,10 +63,12 @@ impl TwinProperties {
         })
     }
 
-    /// Applies `tags` and `properties.desired` of a twin patch (merge semantics); bumps versions.
-    /// `tags` is asked for only when the patch has tags. Returns the desired-property
-    /// notification (the changed desired section with its new `$version`) when desired changed,
-    /// for a connected client's session.
+    /// Applies `tags` and `properties.desired` of a twin patch (merge semantics; a section that
+    /// is `null` empties it) and bumps versions. `tags` is asked for only when the patch has
+    /// tags. Returns the desired-property notification when the patch names desired: the
+    /// service bumps desired `$version` and tells the client on every such patch, even one
+    /// that changes no value, and sends it the patch as applied (`null` for what it removed)
+    /// with the new `$version`.
     pub fn patch<'t>(
         &mut self,
         patch: &Value,
@@ -71,11 +76,25 @@ impl TwinProperties {
         now_ms: i64,
     ) -> Result<Option<Value>, ApiError> {
         let (tags_patch, desired) = twin_sections(patch)?;
-        let tags_changed = tags_patch.is_some_and(|t| merge_patch(tags(), t));
-        let desired_changed = desired.is_some_and(|d| merge_patch(&mut self.desired, d));
-        self.bump(tags_changed, desired_changed, now_ms);
-        Ok(desired_changed.then(|| {
-            let mut note = desired.cloned().unwrap_or_default();
+        let tags_changed = match tags_patch {
+            Section::Absent => false,
+            Section::Null => !std::mem::take(tags()).is_empty(),
+            Section::Patch(t) => merge_patch(tags(), t),
+        };
+        let note = match desired {
+            Section::Absent => None,
+            Section::Patch(d) if d.is_empty() => None,
+            Section::Null => {
+                let removed = std::mem::take(&mut self.desired);
+                Some(removed.into_iter().map(|(k, _)| (k, Value::Null)).collect())
+            }
+            Section::Patch(d) => {
+                merge_patch(&mut self.desired, d);
+                Some(d.clone())
+            }
+        };
+        self.bump(tags_changed, note.is_some(), now_ms);
+        Ok(note.map(|mut note: Map<String, Value>| {
             note.insert("$version".into(), json!(self.desired_version));
             Value::Object(note)
         }))
@@ -89,8 +108,8 @@ impl TwinProperties {
         now_ms: i64,
     ) -> Result<(Map<String, Value>, Option<Value>), ApiError> {
         let (tags, desired) = twin_sections(twin)?;
-        let mut tags = tags.cloned().unwrap_or_default();
-        let mut desired = desired.cloned().unwrap_or_default();
+        let mut tags = tags.patch().cloned().unwrap_or_default();
+        let mut desired = desired.patch().cloned().unwrap_or_default();
         strip_nulls(&mut tags);
         strip_nulls(&mut desired);
         let desired_changed = desired != self.desired;
@@ -125,32 +144,46 @@ impl TwinProperties {
     }
 }
 
-type Sections<'a> = (
-    Option<&'a Map<String, Value>>,
-    Option<&'a Map<String, Value>>,
-);
+/// A twin body's `tags` or `properties.desired`.
+enum Section<'a> {
+    Absent,
+    /// `null`: the whole section is removed.
+    Null,
+    Patch(&'a Map<String, Value>),
+}
+
+impl<'a> Section<'a> {
+    fn patch(&self) -> Option<&'a Map<String, Value>> {
+        match self {
+            Section::Patch(m) => Some(m),
+            _ => None,
+        }
+    }
+}
 
 /// Pulls `tags` and `properties.desired` out of a twin body, rejecting non-objects.
-fn twin_sections(twin: &Value) -> Result<Sections<'_>, ApiError> {
+fn twin_sections(twin: &Value) -> Result<(Section<'_>, Section<'_>), ApiError> {
     let bad = |what: &str| {
         ApiError::new(
             ErrorCode::ArgumentInvalid,
             format!("{what} must be a JSON object"),
         )
     };
+    fn section(value: Option<&Value>) -> Option<Section<'_>> {
+        match value {
+            None => Some(Section::Absent),
+            Some(Value::Null) => Some(Section::Null),
+            Some(Value::Object(m)) => Some(Section::Patch(m)),
+            Some(_) => None,
+        }
+    }
     let twin = twin.as_object().ok_or_else(|| bad("the twin"))?;
-    let tags = match twin.get("tags") {
-        None | Some(Value::Null) => None,
-        Some(Value::Object(t)) => Some(t),
-        Some(_) => return Err(bad("tags")),
-    };
+    let tags = section(twin.get("tags")).ok_or_else(|| bad("tags"))?;
     let desired = match twin.get("properties") {
-        None | Some(Value::Null) => None,
-        Some(Value::Object(p)) => match p.get("desired") {
-            None | Some(Value::Null) => None,
-            Some(Value::Object(d)) => Some(d),
-            Some(_) => return Err(bad("properties.desired")),
-        },
+        None | Some(Value::Null) => Section::Absent,
+        Some(Value::Object(p)) => {
+            section(p.get("desired")).ok_or_else(|| bad("properties.desired"))?
+        }
         Some(_) => return Err(bad("properties")),
     };
     Ok((tags, desired))

@@ -15,16 +15,22 @@ use serde_json::Value;
 
 trait MqttClient {
     fn client(&self, device_id: &str, key: &[u8]) -> (AsyncClient, EventLoop);
+    fn client_with(&self, device_id: &str, key: &[u8], clean: bool) -> (AsyncClient, EventLoop);
 }
 
 impl MqttClient for Hub {
     fn client(&self, device_id: &str, key: &[u8]) -> (AsyncClient, EventLoop) {
+        self.client_with(device_id, key, true)
+    }
+
+    fn client_with(&self, device_id: &str, key: &[u8], clean: bool) -> (AsyncClient, EventLoop) {
         let mut opts = MqttOptions::new(device_id, "127.0.0.1", self.port);
         opts.set_credentials(
             format!("{}/{device_id}/?api-version=2021-04-12", self.host_name),
             self.device_token(device_id, key),
         );
         opts.set_keep_alive(Duration::from_secs(30));
+        opts.set_clean_session(clean);
         opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
             self.tls.clone(),
         )));
@@ -55,8 +61,16 @@ async fn closed_by_hub(events: &mut EventLoop) -> String {
 }
 
 async fn connack(events: &mut EventLoop) -> ConnectReturnCode {
+    connack_with_session(events).await.0
+}
+
+/// The CONNACK's return code and its "session present" flag.
+async fn connack_with_session(events: &mut EventLoop) -> (ConnectReturnCode, bool) {
     match next(events).await {
-        Ok(Packet::ConnAck(ConnAck { code, .. })) => code,
+        Ok(Packet::ConnAck(ConnAck {
+            code,
+            session_present,
+        })) => (code, session_present),
         other => panic!("expected CONNACK, got {other:?}"),
     }
 }
@@ -200,4 +214,45 @@ async fn a_port_of_its_own_and_a_hostname_alias() {
     let (_client, mut events) = AsyncClient::new(opts, 16);
     assert_eq!(connack(&mut events).await, ConnectReturnCode::Success);
     alias_hub.stop().await;
+}
+
+/// Clean session 0 keeps the subscriptions for the next connection of the same client id
+/// (the device SDKs reconnect after a SAS renewal without subscribing again); clean session 1
+/// discards them. "Session present" in the CONNACK says which happened.
+#[tokio::test]
+async fn persistent_sessions_keep_their_subscriptions() {
+    let hub = start("1").await;
+    let key = hub.policy_key.clone();
+    let connect = |clean: bool| {
+        let (client, mut events) = hub.client_with("device-0000", &key, clean);
+        async move {
+            let (code, present) = connack_with_session(&mut events).await;
+            assert_eq!(code, ConnectReturnCode::Success);
+            (client, events, present)
+        }
+    };
+
+    let (client, mut events, present) = connect(false).await;
+    assert!(!present, "nothing to resume on the first connection");
+    client
+        .subscribe("$iothub/methods/POST/#", QoS::AtMostOnce)
+        .await
+        .unwrap();
+    assert!(matches!(next(&mut events).await, Ok(Packet::SubAck(_))));
+    client.disconnect().await.unwrap();
+    closed_by_hub(&mut events).await;
+
+    let (client, mut events, present) = connect(false).await;
+    assert!(present, "the persistent session is resumed");
+    client.disconnect().await.unwrap();
+    closed_by_hub(&mut events).await;
+
+    let (client, mut events, present) = connect(true).await;
+    assert!(!present, "a clean session starts empty");
+    client.disconnect().await.unwrap();
+    closed_by_hub(&mut events).await;
+
+    let (_client, _events, present) = connect(false).await;
+    assert!(!present, "the clean session discarded what was kept");
+    hub.stop().await;
 }

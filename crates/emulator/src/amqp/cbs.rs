@@ -1,6 +1,6 @@
 //! Claims-based security on `$cbs`: a `put-token` request carries a SAS token for a device or
 //! module (`name` = the token's `sr`, the token as the body); the hub's own SAS rules
-//! (`Authenticator::check_device_login`) decide, and the answer carries `status-code` 200 or 401 as
+//! (`Hub::authenticate_device`, as for MQTT) decide, and the answer carries `status-code` 200 or 401 as
 //! IoT Hub's does. A connection may then attach the links of the clients it holds tokens for.
 
 use fe2o3_amqp::types::messaging::{ApplicationProperties, MessageId};
@@ -9,8 +9,7 @@ use percent_encoding::percent_decode_str;
 
 use super::device::{body_bytes, correlated, data_message, id_text};
 use super::AmqpMessage;
-use crate::clock::wall_secs;
-use crate::devices::split_client;
+use crate::devices::DeviceAuthError;
 use crate::hub::Hub;
 
 /// The token types IoT Hub accepts on `put-token`.
@@ -53,21 +52,14 @@ pub fn put_token(hub: &Hub, request: &AmqpMessage) -> (Option<String>, AmqpMessa
         let audience = prop("name").ok_or((400, "the request names no audience"))?;
         let client = audience_client(&audience)
             .ok_or((401, "the audience names no device or module of this hub"))?;
-        let credentials = hub
-            .devices
-            .client_credentials(&client)
-            .ok_or((401, "the device or module is unknown or disabled"))?;
         let token = String::from_utf8_lossy(&body_bytes(request)).into_owned();
         // No client certificate counts here: x509 devices are not served over AMQP yet.
-        hub.auth
-            .check_device_login(
-                split_client(&client).0,
-                credentials,
-                &token,
-                &[],
-                wall_secs(),
-            )
-            .map_err(|why| (401, why))?;
+        hub.authenticate_device(&client, &token, &[])
+            .map_err(|e| match e {
+                DeviceAuthError::Unknown => (401, "the device or module is unknown"),
+                DeviceAuthError::Disabled => (401, "the device is disabled"),
+                DeviceAuthError::Token(why) | DeviceAuthError::Certificate(why) => (401, why),
+            })?;
         Ok(client)
     };
     let (client, status, description) = match checked() {

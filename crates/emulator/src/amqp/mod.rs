@@ -343,7 +343,8 @@ impl Conn {
     fn with_client<T>(self: &Arc<Self>, client: &str, f: impl FnOnce(&mut Client) -> T) -> T {
         let mut clients = lock(&self.clients);
         let entry = clients.entry(client.to_string()).or_insert_with(|| {
-            let (serial, outgoing) = self.hub.devices.sessions.open(client);
+            // AMQP has no persistent sessions: every connection starts clean.
+            let (serial, outgoing, _) = self.hub.devices.sessions.open(client, true);
             self.hub
                 .devices
                 .set_connected(client, true, self.hub.clock.now_ms());

@@ -6,11 +6,12 @@
 //! common name is the device id. For x509 types the service returns the keys as `null`, and for
 //! `certificateAuthority` the thumbprints too.
 
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::errors::{ApiError, ErrorCode};
 
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub enum Authentication {
     #[default]
     Sas,
@@ -29,6 +30,18 @@ pub enum Credentials {
     Keys(Grants),
     Thumbprints([Option<String>; 2]),
     CertificateAuthority,
+}
+
+/// Why a device-side client was not admitted (each transport maps it to its own answer).
+#[derive(Debug, PartialEq)]
+pub enum DeviceAuthError {
+    /// No such device, or no such module on it.
+    Unknown,
+    Disabled,
+    /// The SAS token is wrong: what is wrong with it.
+    Token(&'static str),
+    /// An x509 device's certificate is missing or not the device's: why.
+    Certificate(&'static str),
 }
 
 /// The resources a SAS client may name in its token, each with the keys it may sign with.
