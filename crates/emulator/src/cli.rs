@@ -71,6 +71,10 @@ pub struct Args {
     /// Accept `Authorization: Bearer TOKEN` (repeatable)
     #[arg(long = "bearer-token", value_name = "TOKEN", value_parser = non_empty)]
     pub bearer_tokens: Vec<String>,
+    /// Also stop when stdin reaches end of file: a parent that spawns the emulator with a stdin
+    /// pipe never leaves it running, even when the parent is killed (the pipe closes)
+    #[arg(long)]
+    pub exit_on_stdin_eof: bool,
 }
 
 // Bearer tokens are secrets: never print them.
@@ -88,6 +92,7 @@ impl fmt::Debug for Args {
                 "bearer_tokens",
                 &format_args!("[{} redacted]", self.bearer_tokens.len()),
             )
+            .field("exit_on_stdin_eof", &self.exit_on_stdin_eof)
             .finish()
     }
 }
@@ -170,6 +175,8 @@ mod tests {
         assert_eq!(a.bearer_tokens, vec!["t1", "t2"]);
         assert_eq!(a.faults.to_string(), "429:0.5");
         assert!(!format!("{a:?}").contains("t1"));
+        assert!(!a.exit_on_stdin_eof);
+        assert!(run(&["--exit-on-stdin-eof"]).exit_on_stdin_eof);
     }
 
     #[test]
@@ -201,6 +208,7 @@ mod tests {
             "--devices",
             "--faults",
             "--bearer-token",
+            "--exit-on-stdin-eof",
         ] {
             assert!(help.contains(flag), "{flag} missing from help");
         }
