@@ -65,15 +65,15 @@ for (let i = 0; i < ids.length; i += CONCURRENT_CONNECTS) {
   clients.push(...(await Promise.all(ids.slice(i, i + CONCURRENT_CONNECTS).map(connectDevice))))
 }
 const connectS = (performance.now() - t0) / 1000
-const afterConnect = procStats(hub.child.pid)
+const afterConnect = procStats(hub.pid)
 
 const jobs = JobClient.fromConnectionString(hub.connectionString, { ca })
-const cpuBefore = procStats(hub.child.pid).cpuMs
+const cpuBefore = procStats(hub.pid).cpuMs
 const t1 = performance.now()
 await jobs.scheduleDeviceMethod('bench-devices', '*', { methodName: 'reboot', responseTimeoutInSeconds: 60 })
 const job = await jobs.waitForJob('bench-devices', { pollIntervalMs: 200, timeoutMs: 10 * 60_000 })
 const jobS = (performance.now() - t1) / 1000
-const after = procStats(hub.child.pid)
+const after = procStats(hub.pid)
 
 const result = {
   devices: N,

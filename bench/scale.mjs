@@ -51,7 +51,7 @@ async function timedJob(jobs, schedule, jobId, devices) {
 async function fleet(devices) {
   log(`${devices} devices: starting the emulator`)
   const hub = await startHub(['--devices', String(devices)])
-  const pid = hub.child.pid
+  const pid = hub.pid
   const { JobClient } = createRequire(import.meta.url)(packageModule('ours'))
   const jobs = JobClient.fromConnectionString(hub.connectionString, { ca: readFileSync(hub.caPath, 'utf8') })
   try {

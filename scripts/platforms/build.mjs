@@ -1,13 +1,14 @@
 // `npm run build:platforms [name…]`: builds the release addon for every platform package (or the
 // ones named) from this machine — cargo-zigbuild, or for x64 gnu rustc's own linker on zig's glibc
-// stubs — writes each into npm/<name>/ and checks it.
+// stubs — writes each into npm/<name>/ and checks it; then the emulator's binaries, into
+// emulator/npm/<name>/bin/ (named emulator-<name> on the command line).
 // Needs `scripts/platforms/setup.sh` once. Builds run at the lowest priority on two jobs.
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, symlinkSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { PLATFORMS, binaryName } from './targets.mjs';
-import { checkPlatform } from './check.mjs';
+import { EMULATOR_PLATFORMS, PLATFORMS, binaryName, emulatorExe } from './targets.mjs';
+import { checkEmulator, checkPlatform, emulatorBinaryPath } from './check.mjs';
 import { glibcStubs } from './glibc-stubs.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -18,7 +19,17 @@ const DEBIAN_BIN = path.join(TARGET_DIR, 'bin');
 function build(platform) {
   const env = { ...process.env };
   if (platform.std === 'rustup') return buildWithStubs(platform, env);
-  const args = ['-n', '19', 'cargo', 'zigbuild', '--release', '--lib', '-p', 'iothub-jobs', '-j', '2'];
+  // A Node addon is a shared library loaded into a dynamically linked `node`: never a static libc.
+  if (platform.triple.endsWith('-musl')) {
+    env[`CARGO_TARGET_${platform.triple.toUpperCase().replaceAll('-', '_')}_RUSTFLAGS`] = '-C target-feature=-crt-static';
+  }
+  zigbuild(platform, ['--lib', '-p', 'iothub-jobs'], env);
+  return install(platform, TARGET_DIR);
+}
+
+/** `cargo zigbuild --release` of `crate` for the platform with Debian's compiler, into target/platforms. */
+function zigbuild(platform, crate, env) {
+  const args = ['-n', '19', 'cargo', 'zigbuild', '--release', ...crate, '-j', '2'];
   args.push('--target-dir', TARGET_DIR, '--target', platform.glibc ? `${platform.triple}.${platform.glibc}` : platform.triple);
   mkdirSync(DEBIAN_BIN, { recursive: true });
   // rustc strips Apple binaries (`strip = "symbols"`) with `rust-objcopy`, which Debian's rustc
@@ -32,12 +43,23 @@ function build(platform) {
     env.RUSTC_BOOTSTRAP = '1';
     args.push('-Zbuild-std=std,panic_unwind');
   }
-  // A Node addon is a shared library loaded into a dynamically linked `node`: never a static libc.
-  if (platform.triple.endsWith('-musl')) {
-    env[`CARGO_TARGET_${platform.triple.toUpperCase().replaceAll('-', '_')}_RUSTFLAGS`] = '-C target-feature=-crt-static';
-  }
   execFileSync('nice', args, { cwd: ROOT, env, stdio: 'inherit' });
-  return install(platform, TARGET_DIR);
+}
+
+// The emulator: an executable, static on musl (the target's default, crt-static). The Windows
+// .exe comes from the Windows toolchain's own build when this machine made one.
+function buildEmulator(platform) {
+  const destination = emulatorBinaryPath(platform);
+  mkdirSync(path.dirname(destination), { recursive: true });
+  if (platform.std === 'windows') {
+    const exe = path.join(ROOT, 'target', platform.triple, 'release', emulatorExe(platform));
+    if (!existsSync(exe)) return null;
+    copyFileSync(exe, destination);
+    return destination;
+  }
+  zigbuild(platform, ['--bin', 'iothub-emulator', '-p', 'iothub-emulator'], { ...process.env });
+  copyFileSync(path.join(TARGET_DIR, platform.triple, 'release', emulatorExe(platform)), destination);
+  return destination;
 }
 
 // The x64 gnu addon: the default build's compiler, flags and target directory (so every dependency
@@ -57,12 +79,24 @@ function install(platform, targetDir) {
   return destination;
 }
 
+// Addon platforms by their name (linux-x64-gnu), the emulator's as emulator-<name> (emulator-linux-x64).
 const wanted = process.argv.slice(2);
-const unknown = wanted.filter((name) => !PLATFORMS.some((p) => p.name === name));
+const emulatorName = (p) => `emulator-${p.name}`;
+const unknown = wanted.filter((name) => !PLATFORMS.some((p) => p.name === name) && !EMULATOR_PLATFORMS.some((p) => emulatorName(p) === name));
 if (unknown.length) throw new Error(`unknown platform(s): ${unknown.join(', ')}`);
 for (const platform of PLATFORMS.filter((p) => wanted.length === 0 || wanted.includes(p.name))) {
   const started = Date.now();
   const file = build(platform);
   const report = checkPlatform(platform);
   console.log(`${platform.name}: ${path.relative(ROOT, file)} built in ${((Date.now() - started) / 1000).toFixed(0)} s; ${report.summary}`);
+}
+for (const platform of EMULATOR_PLATFORMS.filter((p) => wanted.length === 0 || wanted.includes(emulatorName(p)))) {
+  const started = Date.now();
+  const file = buildEmulator(platform);
+  if (!file) {
+    console.log(`${emulatorName(platform)}: no ${path.join('target', platform.triple, 'release', emulatorExe(platform))} here (the Windows build makes it; else the hosted workflow does)`);
+    continue;
+  }
+  const report = checkEmulator(platform);
+  console.log(`${emulatorName(platform)}: ${path.relative(ROOT, file)} built in ${((Date.now() - started) / 1000).toFixed(0)} s; ${report.summary}`);
 }

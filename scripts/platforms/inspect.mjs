@@ -105,3 +105,32 @@ function inspectMachO(bytes) {
   }
   return { format: 'mach-o', arch: MACHO_CPUS[bytes.readUInt32LE(4)] ?? 'unknown', needed, imports, exports, minOs };
 }
+
+const PE_MACHINES = { 0x8664: 'x86_64', 0xaa64: 'aarch64' };
+
+/** What an executable asks of the system that runs it: its format and architecture and, for ELF,
+ * the program interpreter (none = static) and the libraries it needs; Mach-O as inspectBinary. */
+export function inspectExecutable(file) {
+  const bytes = readFileSync(file);
+  if (bytes.readUInt16LE(0) === 0x5a4d) {
+    const pe = bytes.readUInt32LE(0x3c);
+    if (bytes.readUInt32LE(pe) !== 0x4550) throw new Error(`${file}: an MZ file without a PE header`);
+    return { format: 'pe', arch: PE_MACHINES[bytes.readUInt16LE(pe + 4)] ?? 'unknown', needed: [] };
+  }
+  if (bytes.readUInt32BE(0) === 0xfeedfacf || bytes.readUInt32LE(0) === 0xfeedfacf) return inspectMachO(bytes);
+  if (bytes.readUInt32BE(0) !== 0x7f454c46) throw new Error(`${file}: neither ELF, Mach-O nor PE`);
+  if (bytes[4] !== 2 || bytes[5] !== 1) throw new Error('only 64-bit little-endian ELF is expected');
+  const [phoff, phentsize, phnum] = [Number(bytes.readBigUInt64LE(32)), bytes.readUInt16LE(54), bytes.readUInt16LE(56)];
+  let interpreter = null;
+  let dynamic = null;
+  for (let i = 0; i < phnum; i++) {
+    const at = phoff + i * phentsize;
+    const [type, offset, size] = [bytes.readUInt32LE(at), Number(bytes.readBigUInt64LE(at + 8)), Number(bytes.readBigUInt64LE(at + 32))];
+    if (type === 3) interpreter = cString(bytes, offset); // PT_INTERP
+    if (type === 2) dynamic = { offset, size }; // PT_DYNAMIC (a static-pie has one, with no DT_NEEDED)
+  }
+  let needed = 0;
+  for (let at = dynamic?.offset ?? 0; dynamic && at < dynamic.offset + dynamic.size; at += 16) if (bytes.readBigInt64LE(at) === 1n) needed++;
+  const kind = { 2: 'executable', 3: 'pie' }[bytes.readUInt16LE(16)] ?? 'other';
+  return { format: 'elf', arch: ELF_MACHINES[bytes.readUInt16LE(18)] ?? 'unknown', kind, interpreter, neededCount: needed, needed: [] };
+}
