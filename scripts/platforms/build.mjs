@@ -27,10 +27,10 @@ function build(platform) {
   return install(platform, TARGET_DIR);
 }
 
-/** `cargo zigbuild --release` of `crate` for the platform with Debian's compiler, into target/platforms. */
-function zigbuild(platform, crate, env) {
+/** `cargo zigbuild --release` of `crate` for the platform with Debian's compiler, into `targetDir`. */
+function zigbuild(platform, crate, env, targetDir = TARGET_DIR) {
   const args = ['-n', '19', 'cargo', 'zigbuild', '--release', ...crate, '-j', '2'];
-  args.push('--target-dir', TARGET_DIR, '--target', platform.glibc ? `${platform.triple}.${platform.glibc}` : platform.triple);
+  args.push('--target-dir', targetDir, '--target', platform.glibc ? `${platform.triple}.${platform.glibc}` : platform.triple);
   mkdirSync(DEBIAN_BIN, { recursive: true });
   // rustc strips Apple binaries (`strip = "symbols"`) with `rust-objcopy`, which Debian's rustc
   // does not ship: LLVM's objcopy is that same tool.
@@ -46,8 +46,10 @@ function zigbuild(platform, crate, env) {
   execFileSync('nice', args, { cwd: ROOT, env, stdio: 'inherit' });
 }
 
-// The emulator: an executable, static on musl (the target's default, crt-static). The Windows
-// .exe comes from the Windows toolchain's own build when this machine made one.
+// The emulator: an executable, static on musl (the target's default, crt-static), in a target
+// directory of its own (its flags differ from the addon's, which would rebuild both every time).
+// The Windows .exe comes from the Windows toolchain's own build when this machine made one.
+const EMULATOR_TARGET_DIR = path.join(TARGET_DIR, 'emulator');
 function buildEmulator(platform) {
   const destination = emulatorBinaryPath(platform);
   mkdirSync(path.dirname(destination), { recursive: true });
@@ -57,8 +59,14 @@ function buildEmulator(platform) {
     copyFileSync(exe, destination);
     return destination;
   }
-  zigbuild(platform, ['--bin', 'iothub-emulator', '-p', 'iothub-emulator'], { ...process.env });
-  copyFileSync(path.join(TARGET_DIR, platform.triple, 'release', emulatorExe(platform)), destination);
+  const env = { ...process.env };
+  if (platform.triple.endsWith('-musl')) {
+    // Debian's std built from source has no self-contained crt objects (rcrt1.o, crti.o…): zig
+    // brings musl's own; a static (non-PIE) executable, as zig links it.
+    env[`CARGO_TARGET_${platform.triple.toUpperCase().replaceAll('-', '_')}_RUSTFLAGS`] = '-C link-self-contained=no -C relocation-model=static';
+  }
+  zigbuild(platform, ['--bin', 'iothub-emulator', '-p', 'iothub-emulator'], env, EMULATOR_TARGET_DIR);
+  copyFileSync(path.join(EMULATOR_TARGET_DIR, platform.triple, 'release', emulatorExe(platform)), destination);
   return destination;
 }
 

@@ -1,7 +1,9 @@
 // The platform steps of `npm test` (CI runs it as root on a clean machine):
 //   node scripts/platforms/ci.mjs build  installs the toolchain (setup.sh, idempotent; root only),
 //                                        then builds linux-x64-gnu (glibc 2.17) and linux-arm64-gnu,
-//                                        so that __test__/platforms.test.mjs runs in full;
+//                                        so that __test__/platforms.test.mjs runs in full, and the
+//                                        emulator's static musl x64 and arm64 binaries, for
+//                                        __test__/emulator-package.test.mjs;
 //   node scripts/platforms/ci.mjs test   runs the suites that pin the JavaScript behaviour (parity
 //                                        with azure-iothub, the client API, the modern API) on the
 //                                        glibc-2.17 x64 build (NAPI_RS_NATIVE_LIBRARY_PATH).
@@ -15,7 +17,7 @@ import { PLATFORMS } from './targets.mjs';
 import { binaryPath } from './check.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const BUILT_IN_CI = ['linux-x64-gnu', 'linux-arm64-gnu'];
+const BUILT_IN_CI = ['linux-x64-gnu', 'linux-arm64-gnu', 'emulator-linux-x64', 'emulator-linux-arm64'];
 const SUITES = ['parity', 'client', 'modern'].map((s) => path.join('__test__', `${s}.test.mjs`));
 const x64 = PLATFORMS.find((p) => p.name === 'linux-x64-gnu');
 
