@@ -320,7 +320,7 @@ await a.createDevice('only-on-a');
 const ids = async (hub) => (await hub.control('GET', 'devices')).devices.map((d) => d.deviceId).filter((id) => id === 'only-on-a');
 const devices = [await ids(a), await ids(b)];
 const { JobClient } = require('iothub-jobs');
-await JobClient.fromConnectionString(a.connectionString, { ca: a.ca }).scheduleTwinUpdate('on-a', '*', { tags: { x: 1 } });
+await JobClient.fromConnectionString(a.connectionString, { ca: a.ca }).scheduleTwinUpdate('on-a', '*', { etag: '*', tags: { x: 1 } });
 const jobs = [(await a.health()).jobs, (await b.health()).jobs];
 const stopped = [await a.stop(), await b[Symbol.asyncDispose]()];
 console.log(JSON.stringify({
