@@ -8,6 +8,7 @@
 //     client made with createDevice(); two hubs in one process are independent; stop() and the
 //     process exits on its own; a SIGKILLed parent leaves no emulator running;
 //   - `iothub-jobs emulator` runs it, and says `npm i -D iothub-emulator` when it is missing;
+//   - the README's Jest recipe (globalSetup/globalTeardown) runs as written, with the pinned Jest;
 //   - the one-line errors when no binary fits (--omit=optional, another platform's node_modules);
 //   - the linux-arm64 binary serves a job under qemu-aarch64.
 // Needs the musl builds (`node scripts/platforms/ci.mjs build` makes them as root); skipped, saying
@@ -32,6 +33,7 @@ const arm64 = EMULATOR_PLATFORMS.find((p) => p.name === 'linux-arm64');
 const BUILD_FIRST = 'run `npm run setup:platforms && npm run build:platforms emulator-linux-x64 emulator-linux-arm64` first';
 const onLinuxX64 = process.platform === 'linux' && process.arch === 'x64';
 const skipAll = !onLinuxX64 ? 'the installed package is checked on linux-x64' : existsSync(emulatorBinaryPath(x64)) ? false : BUILD_FIRST;
+const JEST = path.join(ROOT, 'node_modules', 'jest', 'bin', 'jest.js');
 const hasQemu = spawnSync('qemu-aarch64', ['--version'], { stdio: 'ignore' }).status === 0;
 
 let work;
@@ -218,6 +220,21 @@ describe('iothub-emulator installed from the tarballs', { skip: skipAll }, () =>
     }
   });
 
+  test("the README's Jest recipe, as written: globalSetup starts a hub, a test file schedules a job on it, globalTeardown stops it, Jest exits", { skip: existsSync(JEST) ? false : 'jest is not installed (a devDependency: npm ci)' }, async () => {
+    // The recipe's files, cut from emulator/README.md at their `// <file>.js` lines.
+    const readme = readFileSync(path.join(ROOT, 'emulator', 'README.md'), 'utf8');
+    const block = /\*\*Jest\*\*[^\n]*\n\n```js\n([\s\S]*?)```/.exec(readme)[1];
+    const files = block.split(/^\/\/ ([\w.-]+\.js)\n/m).slice(1);
+    assert.deepEqual(files.filter((_, i) => i % 2 === 0), ['jest.config.js', 'iothub-setup.js', 'iothub-teardown.js']);
+    const jestDir = path.join(app, 'jest');
+    await mkdir(jestDir);
+    for (let i = 0; i < files.length; i += 2) await writeFile(path.join(jestDir, files[i]), files[i + 1]);
+    await writeFile(path.join(jestDir, 'hub.test.js'), JEST_TEST);
+    const r = await runIn(jestDir, process.execPath, [JEST, '--ci', '--rootDir', jestDir], { timeoutMs: 120_000 });
+    assert.equal(r.code, 0, `jest failed\n${r.stderr}\n${r.stdout}`);
+    assert.match(r.stderr, /Tests:\s+1 passed, 1 total/);
+  });
+
   test('no binary that fits: one line saying what to do (--omit=optional, node_modules from another platform, IOTHUB_EMULATOR)', async () => {
     const platformDir = path.join(app, 'node_modules', 'iothub-emulator-linux-x64');
     const aside = path.join(app, 'aside-linux-x64');
@@ -327,6 +344,18 @@ console.log(JSON.stringify({
   sameAsRequire: emulator.startEmulator === startEmulator && require('iothub-emulator').startEmulator === startEmulator,
   flow: result, ports: [a.port, b.port], devices, jobs, stopped,
 }));
+`;
+
+// A Jest test file for the README's recipe: the hub from globalSetup, reached through process.env.
+const JEST_TEST = `const { readFileSync } = require('node:fs');
+const { JobClient } = require('iothub-jobs');
+test('a method job reaches the 10 simulated devices', async () => {
+  const ca = readFileSync(process.env.IOTHUB_CA_FILE, 'utf8');
+  const jobs = JobClient.fromConnectionString(process.env.IOTHUB_CONNECTION_STRING, { ca });
+  await jobs.scheduleDeviceMethod('jest-job', '*', { methodName: 'reboot' });
+  const done = await jobs.waitForJob('jest-job', { pollIntervalMs: 50 });
+  expect(done.deviceJobStatistics.succeededCount).toBe(10);
+});
 `;
 
 // Starts two hubs, prints their pids and waits to be killed.
