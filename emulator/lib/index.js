@@ -65,16 +65,22 @@ function readyLine(child, timeoutMs, stderrTail) {
     function fail(why) {
       clearTimeout(timer);
       child.kill('SIGKILL');
-      const tail = stderrTail().trim();
-      reject(new Error(`iothub-emulator did not start: ${why}${tail ? `\n${tail}` : ''}`));
+      // One line: the reason, and the emulator's own last word (its errors are one line).
+      const last = stderrTail().trim().split('\n').pop();
+      reject(new Error(`iothub-emulator did not start (${why})${last ? `: ${last}` : ''}`));
     }
-    child.once('error', (err) => fail(err.message));
-    child.once('exit', (code, signal) => setImmediate(() => fail(`it exited with ${code ?? signal}`)));
+    const onError = (err) => fail(err.message);
+    // After the last of stdout, so that a ready line printed just before the exit still counts.
+    const onExit = (code, signal) => setImmediate(() => fail(`it exited with ${code ?? signal}`));
+    child.once('error', onError);
+    child.once('exit', onExit);
     child.stdout.setEncoding('utf8').on('data', function onData(d) {
       out += d;
       const nl = out.indexOf('\n');
       if (nl < 0) return;
       child.stdout.off('data', onData);
+      child.off('error', onError);
+      child.off('exit', onExit);
       child.stdout.resume(); // nothing else is printed, but never let the pipe fill
       clearTimeout(timer);
       try {
@@ -118,6 +124,7 @@ async function startEmulator(options = {}) {
   } finally {
     seed.remove();
   }
+  child.on('error', () => {}); // a failed kill() later on: stop()'s timer and `exited` tell the rest
   if (unref) for (const handle of [child, child.stdin, child.stdout, child.stderr]) handle?.unref();
 
   const ca = readFileSync(ready.caPath, 'utf8');
