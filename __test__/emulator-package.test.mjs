@@ -235,15 +235,17 @@ describe('iothub-emulator installed from the tarballs', { skip: skipAll }, () =>
     assert.match(r.stderr, /Tests:\s+1 passed, 1 total/);
   });
 
-  test('no binary that fits: one line saying what to do (--omit=optional, node_modules from another platform, IOTHUB_EMULATOR)', async () => {
+  test('one-line errors: a bad option; no binary that fits, saying what to do (--omit=optional, node_modules from another platform, IOTHUB_EMULATOR)', async () => {
     const platformDir = path.join(app, 'node_modules', 'iothub-emulator-linux-x64');
     const aside = path.join(app, 'aside-linux-x64');
-    const attempt = async (env) => {
-      const r = await runIn(app, process.execPath, ['-e', "require('iothub-emulator').startEmulator().then(() => process.exit(0), (e) => { console.error(e.message); process.exit(3) })"], { env: cleanEnv(env) });
+    const attempt = async (env, options = {}) => {
+      const r = await runIn(app, process.execPath, ['-e', `require('iothub-emulator').startEmulator(${JSON.stringify(options)}).then(() => process.exit(0), (e) => { console.error(e.message); process.exit(3) })`], { env: cleanEnv(env) });
       assert.equal(r.code, 3, r.stdout);
       assert.equal(r.stderr.trim().split('\n').length, 1, `one line: ${r.stderr}`);
       return r.stderr.trim();
     };
+    // A bad option is refused by the emulator, in one line too.
+    assert.equal(await attempt({}, { tier: 'F9' }), 'iothub-emulator did not start (it exited with 2): iothub-emulator: invalid value \'F9\' for \'--tier <S1|S2|S3>\': --tier must be S1, S2 or S3, not "F9" (see --help)');
     await rename(platformDir, aside);
     const foreign = path.join(app, 'node_modules', 'iothub-emulator-darwin-arm64');
     try {
