@@ -15,7 +15,7 @@ const { binaryPath, startEmulator } = require('../lib/index.js');
 const FORWARDED = process.platform === 'win32' ? ['SIGINT', 'SIGTERM'] : ['SIGINT', 'SIGTERM', 'SIGHUP'];
 
 function fail(message, code = 1) {
-  process.stderr.write(`iothub-emulator: ${message}\n`);
+  process.stderr.write(`${message.startsWith('iothub-emulator') ? message : `iothub-emulator: ${message}`}\n`);
   process.exit(code);
 }
 
