@@ -3,10 +3,9 @@
 // jobs scheduled through iothub-jobs and through azure-iothub reach its handlers.
 //
 // azure-iothub passes HostName straight to https.request as `host` and has no CA option, so
-// this file (harness only) splits the port off and adds the emulator's CA to azure-iothub's
+// the harness (`shimAzureIothub`) splits the port off and adds the emulator's CA to azure-iothub's
 // HTTPS requests. The device SDK gets the CA the
 // documented way, `client.setOptions({ ca })`. node_modules is never modified.
-import https from 'node:https'
 import tls from 'node:tls'
 import { createHmac } from 'node:crypto'
 import { createRequire } from 'node:module'
@@ -15,6 +14,7 @@ import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 
 import { startEmulator } from './helpers/emulator.mjs'
+import { shimAzureIothub, until } from './helpers/device-sdks.mjs'
 
 const require = createRequire(import.meta.url)
 const { JobClient } = require('..')
@@ -28,17 +28,6 @@ const mqttPacket = require('mqtt-packet')
 let hub
 let ca
 let jobs
-
-function shimAzureIothub(caPem) {
-  const original = https.request
-  https.request = function requestWithPort(options, ...rest) {
-    if (options && typeof options === 'object' && typeof options.host === 'string' && options.port === undefined) {
-      const m = /^(.*):(\d+)$/.exec(options.host)
-      if (m && !m[1].includes(':')) options = { ...options, host: m[1], port: Number(m[2]), ca: caPem }
-    }
-    return original.call(this, options, ...rest)
-  }
-}
 
 before(async () => {
   hub = await startEmulator({ devices: 2 })
@@ -86,15 +75,6 @@ function deviceIdOf(cs) {
 async function isConnected(cs) {
   const { devices } = await hub.control('GET', 'devices')
   return devices.find((d) => d.deviceId === deviceIdOf(cs))?.connectionState === 'Connected'
-}
-
-async function until(check, timeoutMs = 30_000, what = 'condition') {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    if (await check()) return
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 50))
-  }
 }
 
 const finished = (jobId) => jobs.waitForJob(jobId, { pollIntervalMs: 100, timeoutMs: 60_000 })

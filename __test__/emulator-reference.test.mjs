@@ -7,13 +7,13 @@
 // installs a harness-only shim that splits the port off before the request is made.
 // node_modules is never modified.
 import { spawn } from 'node:child_process'
-import https from 'node:https'
 import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 
 import { startEmulator } from './helpers/emulator.mjs'
+import { shimAzureIothub } from './helpers/device-sdks.mjs'
 
 const SELF = fileURLToPath(import.meta.url)
 const SCENARIO = process.env.IOTHUB_EMULATOR_SCENARIO
@@ -21,17 +21,6 @@ const SCENARIO = process.env.IOTHUB_EMULATOR_SCENARIO
 // ---------------------------------------------------------------------------------------------
 // Child side: run one scenario with azure-iothub and print its result as the last stdout line.
 // ---------------------------------------------------------------------------------------------
-
-function installPortShim() {
-  const original = https.request
-  https.request = function requestWithPort(options, ...rest) {
-    if (options && typeof options === 'object' && typeof options.host === 'string' && options.port === undefined) {
-      const m = /^(.*):(\d+)$/.exec(options.host)
-      if (m && !m[1].includes(':')) options = { ...options, host: m[1], port: Number(m[2]) }
-    }
-    return original.call(this, options, ...rest)
-  }
-}
 
 /** Wraps azure-iothub's (err, result, response) callbacks. */
 function call(fn) {
@@ -48,7 +37,7 @@ async function pollJob(client, jobId, until, timeoutMs = 20_000) {
 }
 
 async function runScenario(name, connectionString) {
-  installPortShim()
+  shimAzureIothub()
   const require = createRequire(import.meta.url)
   const { JobClient, Registry } = require('azure-iothub')
   const client = JobClient.fromConnectionString(connectionString)

@@ -26,7 +26,7 @@ function packageDirs() {
     ...platformDirs(path.join(ROOT, 'emulator', 'npm')).map((dir) => ({
       dir,
       needs: path.join(dir, manifest(dir).files[0]),
-      builtBy: dir.endsWith('win32-x64') ? 'the Windows build (or the hosted workflow)' : 'npm run build:platforms',
+      builtBy: dir.endsWith('win32-x64') ? 'npm run build:platforms win32-x64-msvc emulator-win32-x64, or the hosted workflow' : 'npm run build:platforms',
     })),
   ].map((p) => ({ ...p, name: manifest(p.dir).name, version: manifest(p.dir).version, rootVersion: root.version }));
 }

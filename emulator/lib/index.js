@@ -27,9 +27,11 @@ const FLAG_NAMES = { bearerTokens: 'bearer-token' };
 
 function flags(options) {
   const argv = ['--exit-on-stdin-eof'];
-  // A free port unless one is given (as an option or in `args`).
-  const portInArgs = (options.args ?? []).some((a) => a === '--port' || a.startsWith('--port='));
-  if (options.port === undefined && !portInArgs) argv.push('--port', '0');
+  // A free port unless one is given (as an option or in `args`), or `--standard-ports` chooses
+  // the ports itself (and refuses --port).
+  const args = options.args ?? [];
+  const portChosen = args.some((a) => a === '--port' || a.startsWith('--port=') || a === '--standard-ports');
+  if (options.port === undefined && !options.standardPorts && !portChosen) argv.push('--port', '0');
   for (const [key, value] of Object.entries(options)) {
     if (NODE_ONLY.has(key) || value === undefined || value === null || value === false) continue;
     const flag = `--${FLAG_NAMES[key] ?? key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;

@@ -1,15 +1,18 @@
 // `npm run build:platforms [name…]`: builds the release addon for every platform package (or the
 // ones named) from this machine — cargo-zigbuild, or for x64 gnu rustc's own linker on zig's glibc
-// stubs — writes each into npm/<name>/ and checks it; then the emulator's binaries, into
-// emulator/npm/<name>/bin/ (named emulator-<name> on the command line).
+// stubs, or for Windows cargo with Debian's MinGW-w64 linker (windows.mjs) — writes each into
+// npm/<name>/ and checks it. For Windows it also builds the emulator, to
+// target/platforms/x86_64-pc-windows-gnu/release/iothub-emulator.exe. Then the emulator's
+// binaries, into emulator/npm/<name>/bin/ (named emulator-<name> on the command line).
 // Needs `scripts/platforms/setup.sh` once. Builds run at the lowest priority on two jobs.
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, symlinkSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { EMULATOR_PLATFORMS, PLATFORMS, binaryName, emulatorExe } from './targets.mjs';
+import { EMULATOR_PLATFORMS, PLATFORMS, binaryName } from './targets.mjs';
 import { checkEmulator, checkPlatform, emulatorBinaryPath } from './check.mjs';
 import { glibcStubs } from './glibc-stubs.mjs';
+import { EMULATOR_EXE, mingwEnv } from './windows.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const TARGET_DIR = path.join(ROOT, 'target', 'platforms');
@@ -19,17 +22,27 @@ const DEBIAN_BIN = path.join(TARGET_DIR, 'bin');
 function build(platform) {
   const env = { ...process.env };
   if (platform.std === 'rustup') return buildWithStubs(platform, env);
+  const args = debianCargo(platform, ['--lib', '-p', 'iothub-jobs'], env, TARGET_DIR);
   // A Node addon is a shared library loaded into a dynamically linked `node`: never a static libc.
   if (platform.triple.endsWith('-musl')) {
     env[`CARGO_TARGET_${platform.triple.toUpperCase().replaceAll('-', '_')}_RUSTFLAGS`] = '-C target-feature=-crt-static';
   }
-  zigbuild(platform, ['--lib', '-p', 'iothub-jobs'], env);
+  if (platform.linker === 'mingw') {
+    Object.assign(env, mingwEnv(platform, TARGET_DIR));
+    execFileSync('nice', args, { cwd: ROOT, env, stdio: 'inherit' });
+    // The emulator's win32 package ships this .exe (same target, toolchain and std build).
+    const emulator = args.map((arg) => (arg === '--lib' ? '--bins' : arg === 'iothub-jobs' ? 'iothub-emulator' : arg));
+    execFileSync('nice', emulator, { cwd: ROOT, env, stdio: 'inherit' });
+  } else {
+    execFileSync('nice', args, { cwd: ROOT, env, stdio: 'inherit' });
+  }
   return install(platform, TARGET_DIR);
 }
 
-/** `cargo zigbuild --release` of `crate` for the platform with Debian's compiler, into `targetDir`. */
-function zigbuild(platform, crate, env, targetDir = TARGET_DIR) {
-  const args = ['-n', '19', 'cargo', 'zigbuild', '--release', ...crate, '-j', '2'];
+/** The `nice` arguments of a release `cargo zigbuild` (`cargo build` for MinGW) of `crate` with
+ * Debian's compiler into `targetDir`; sets what that compiler needs in `env`. */
+function debianCargo(platform, crate, env, targetDir) {
+  const args = ['-n', '19', 'cargo', platform.linker === 'mingw' ? 'build' : 'zigbuild', '--release', ...crate, '-j', '2'];
   args.push('--target-dir', targetDir, '--target', platform.glibc ? `${platform.triple}.${platform.glibc}` : platform.triple);
   mkdirSync(DEBIAN_BIN, { recursive: true });
   // rustc strips Apple binaries (`strip = "symbols"`) with `rust-objcopy`, which Debian's rustc
@@ -43,30 +56,30 @@ function zigbuild(platform, crate, env, targetDir = TARGET_DIR) {
     env.RUSTC_BOOTSTRAP = '1';
     args.push('-Zbuild-std=std,panic_unwind');
   }
-  execFileSync('nice', args, { cwd: ROOT, env, stdio: 'inherit' });
+  return args;
 }
 
 // The emulator: an executable, static on musl (the target's default, crt-static), in a target
 // directory of its own (its flags differ from the addon's, which would rebuild both every time).
-// The Windows .exe comes from the Windows toolchain's own build when this machine made one.
+// The Windows .exe is the one the win32-x64-msvc build makes (EMULATOR_EXE), when it was made.
 const EMULATOR_TARGET_DIR = path.join(TARGET_DIR, 'emulator');
 function buildEmulator(platform) {
   const destination = emulatorBinaryPath(platform);
   mkdirSync(path.dirname(destination), { recursive: true });
-  if (platform.std === 'windows') {
-    const exe = path.join(ROOT, 'target', platform.triple, 'release', emulatorExe(platform));
-    if (!existsSync(exe)) return null;
-    copyFileSync(exe, destination);
+  if (platform.os === 'win32') {
+    if (!existsSync(EMULATOR_EXE)) return null;
+    copyFileSync(EMULATOR_EXE, destination);
     return destination;
   }
   const env = { ...process.env };
+  const args = debianCargo(platform, ['--bin', 'iothub-emulator', '-p', 'iothub-emulator'], env, EMULATOR_TARGET_DIR);
   if (platform.triple.endsWith('-musl')) {
     // Debian's std built from source has no self-contained crt objects (rcrt1.o, crti.o…): zig
     // brings musl's own; a static (non-PIE) executable, as zig links it.
     env[`CARGO_TARGET_${platform.triple.toUpperCase().replaceAll('-', '_')}_RUSTFLAGS`] = '-C link-self-contained=no -C relocation-model=static';
   }
-  zigbuild(platform, ['--bin', 'iothub-emulator', '-p', 'iothub-emulator'], env, EMULATOR_TARGET_DIR);
-  copyFileSync(path.join(EMULATOR_TARGET_DIR, platform.triple, 'release', emulatorExe(platform)), destination);
+  execFileSync('nice', args, { cwd: ROOT, env, stdio: 'inherit' });
+  copyFileSync(path.join(EMULATOR_TARGET_DIR, platform.triple, 'release', path.basename(destination)), destination);
   return destination;
 }
 
@@ -81,7 +94,7 @@ function buildWithStubs(platform, env) {
 }
 
 function install(platform, targetDir) {
-  const library = platform.format === 'mach-o' ? 'libiothub_jobs.dylib' : 'libiothub_jobs.so';
+  const library = { 'mach-o': 'libiothub_jobs.dylib', 'pe32+': 'iothub_jobs.dll' }[platform.format] ?? 'libiothub_jobs.so';
   const destination = path.join(ROOT, 'npm', platform.name, binaryName(platform));
   copyFileSync(path.join(targetDir, platform.triple, 'release', library), destination);
   return destination;
@@ -102,7 +115,7 @@ for (const platform of EMULATOR_PLATFORMS.filter((p) => wanted.length === 0 || w
   const started = Date.now();
   const file = buildEmulator(platform);
   if (!file) {
-    console.log(`${emulatorName(platform)}: no ${path.join('target', platform.triple, 'release', emulatorExe(platform))} here (the Windows build makes it; else the hosted workflow does)`);
+    console.log(`${emulatorName(platform)}: no ${path.relative(ROOT, EMULATOR_EXE)} (\`npm run build:platforms win32-x64-msvc\` makes it; else the hosted workflow)`);
     continue;
   }
   const report = checkEmulator(platform);

@@ -42,9 +42,16 @@ export function checkPlatform(platform, file = binaryPath(platform)) {
   expect(binary.arch === platform.arch, `architecture ${binary.arch}, expected ${platform.arch}`);
   expect(binary.exports.includes('napi_register_module_v1'), 'no napi_register_module_v1 export: not a Node addon');
   const napiImports = binary.imports.filter(({ name }) => name.startsWith('napi_')).length;
-  expect(napiImports > 0, 'imports no napi_* function from node');
+  if (platform.format === 'pe32+') {
+    // Windows has no import library for node.exe: the addon looks every napi_* function up in the
+    // running process (napi's `dyn-symbols`); importing one would tie it to one node binary's name.
+    expect(napiImports === 0, `imports ${napiImports} napi_* functions instead of resolving them at run time`);
+    expect(binary.imports.some(({ name }) => name === 'GetProcAddress'), 'does not import GetProcAddress: cannot resolve napi_* at run time');
+  } else {
+    expect(napiImports > 0, 'imports no napi_* function from node');
+  }
 
-  const libc = platform.format === 'mach-o' ? 'darwin' : platform.triple.endsWith('-musl') ? 'musl' : 'gnu';
+  const libc = { 'mach-o': 'darwin', 'pe32+': 'windows' }[platform.format] ?? (platform.triple.endsWith('-musl') ? 'musl' : 'gnu');
   const foreign = binary.needed.filter((library) => !ALLOWED_LIBRARIES[libc].test(library));
   expect(foreign.length === 0, `needs libraries beyond the C library: ${foreign.join(', ')}`);
 
@@ -58,7 +65,8 @@ export function checkPlatform(platform, file = binaryPath(platform)) {
   if (problems.length) throw new Error(`${path.relative(ROOT, file)}:\n  ${problems.join('\n  ')}`);
 
   const floor = glibc ? `glibc ${glibc}` : binary.minOs ? `macOS ${binary.minOs}` : libc;
-  const summary = `${binary.format} ${binary.arch}, needs ${binary.needed.join(' ')} (${floor}), ${napiImports} napi imports`;
+  const napi = platform.format === 'pe32+' ? 'napi_* resolved at run time' : `${napiImports} napi imports`;
+  const summary = `${binary.format} ${binary.arch}, needs ${binary.needed.join(' ')} (${floor}), ${napi}`;
   return { ...binary, glibc, summary };
 }
 

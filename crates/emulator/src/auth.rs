@@ -18,7 +18,11 @@ use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_AL
 use sha2::Sha256;
 use subtle::{Choice, ConstantTimeEq};
 
+use tokio_rustls::rustls::pki_types::CertificateDer;
+
+use crate::devices::Credentials;
 use crate::errors::{ApiError, ErrorCode};
+use crate::x509::{self, DeviceCas};
 
 /// What JavaScript's `encodeURIComponent` leaves alone.
 const URI_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -175,6 +179,8 @@ pub struct Authenticator {
     /// Tokens already verified, with their expiry. Clients reuse one token for many calls, and
     /// skipping the HMAC for them is a large share of the per-request cost. Bounded.
     verified: RwLock<HashMap<String, u64>>,
+    /// The CAs trusted for `certificateAuthority` devices (`--device-ca`).
+    device_cas: DeviceCas,
 }
 
 /// Verified tokens remembered at most (the cache is emptied when full).
@@ -207,7 +213,14 @@ impl Authenticator {
             policies,
             bearer_tokens,
             verified: RwLock::new(HashMap::new()),
+            device_cas: DeviceCas::default(),
         }
+    }
+
+    /// Trusts these CAs for `certificateAuthority` devices.
+    pub fn with_device_cas(mut self, device_cas: DeviceCas) -> Self {
+        self.device_cas = device_cas;
+        self
     }
 
     /// Verifies a header value; `now_secs` is real wall-clock time (token expiry is not emulated).
@@ -276,14 +289,58 @@ impl Authenticator {
 }
 
 impl Authenticator {
-    /// Verifies a device's MQTT password: a SAS token for `{hub}/devices/{id}` signed with one of
-    /// the device's keys, or with a policy's key when it names the policy (`skn`). The error
+    /// The hub's rule for a device login, whatever the transport: a SAS `password` for a `sas`
+    /// device; for an x509 device no password but the certificate chain the client sent in the
+    /// TLS handshake (leaf first), whose leaf has one of the device's thumbprints
+    /// (`selfSigned`), or names the device (CN) and chains to a trusted CA
+    /// (`certificateAuthority`).
+    pub fn check_device_login(
+        &self,
+        device_id: &str,
+        credentials: Credentials,
+        password: &str,
+        client_chain: &[CertificateDer<'_>],
+        now_secs: u64,
+    ) -> Result<(), &'static str> {
+        let leaf = || {
+            client_chain
+                .first()
+                .ok_or("the device uses x509 authentication but sent no client certificate")
+        };
+        match credentials {
+            Credentials::Keys(grants) => self.check_device(password, &grants, now_secs),
+            Credentials::Thumbprints(thumbprints) => {
+                let leaf = leaf()?;
+                if thumbprints
+                    .iter()
+                    .flatten()
+                    .any(|t| x509::thumbprint_matches(leaf, t))
+                {
+                    Ok(())
+                } else {
+                    Err("the client certificate's thumbprint is not the device's")
+                }
+            }
+            Credentials::CertificateAuthority => {
+                if x509::common_name(leaf()?).as_deref() != Some(device_id) {
+                    Err("the client certificate's common name is not the device id")
+                } else if !self.device_cas.trusts(client_chain) {
+                    Err("the client certificate does not chain to a CA the hub trusts (--device-ca)")
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    }
+
+    /// Verifies a device-side client's SAS password: a token for one of the client's
+    /// `grants` (`{hub}/{resource}`), signed with that grant's keys, or with a policy's key
+    /// when it names the policy (`skn`; then the hub itself may be the resource). The error
     /// text names what is wrong, never the token.
     pub fn check_device(
         &self,
         password: &str,
-        device_id: &str,
-        device_keys: &[&str],
+        grants: &[(String, [String; 2])],
         now_secs: u64,
     ) -> Result<(), &'static str> {
         let token = parse_sas(password)?;
@@ -291,21 +348,24 @@ impl Authenticator {
         if !self.hub_names.contains(&host.to_lowercase()) {
             return Err("the token's resource (sr) does not name this hub");
         }
-        let device_path = format!("devices/{device_id}");
-        if !(path.eq_ignore_ascii_case(&device_path) || path.is_empty() && token.skn.is_some()) {
-            return Err("the token's resource (sr) does not name this device");
+        let grant = grants
+            .iter()
+            .find(|(resource, _)| path.eq_ignore_ascii_case(resource));
+        if grant.is_none() && !(path.is_empty() && token.skn.is_some()) {
+            return Err("the token's resource (sr) does not name this device or module");
         }
         if token.se <= now_secs {
             return Err("the token has expired");
         }
-        let ok = match token.skn.as_deref() {
-            Some(skn) => self
+        let ok = match (token.skn.as_deref(), grant) {
+            (Some(skn), _) => self
                 .policies
                 .iter()
                 .any(|p| p.name == skn && signature_matches(&p.key, &token)),
-            None => device_keys
+            (None, Some((_, keys))) => keys
                 .iter()
                 .any(|k| signature_matches(&lenient_base64(k), &token)),
+            (None, None) => false,
         };
         if ok {
             Ok(())
@@ -464,5 +524,86 @@ mod tests {
         assert!(!format!("{t:?}").contains("sJAIZTF5"));
         assert!(!format!("{:?}", auth()).contains("MDEyMzQ1"));
         assert!(!format!("{:?}", auth()).contains("bearer-ok"));
+    }
+
+    /// A client token for `{host}/{resource}` as the device SDKs make one (sr url-encoded).
+    fn client_token(resource: &str, key: &str, skn: Option<&str>, se: u64) -> String {
+        let sr = utf8_percent_encode(
+            &format!("myhub.azure-devices.net/{resource}"),
+            URI_COMPONENT,
+        )
+        .to_string();
+        let mut mac = Hmac::<Sha256>::new_from_slice(&lenient_base64(key)).unwrap();
+        mac.update(format!("{sr}\n{se}").as_bytes());
+        let sig = STANDARD.encode(mac.finalize().into_bytes());
+        let sig = utf8_percent_encode(&sig, URI_COMPONENT);
+        let skn = skn.map(|n| format!("&skn={n}")).unwrap_or_default();
+        format!("SharedAccessSignature sr={sr}&sig={sig}&se={se}{skn}")
+    }
+
+    #[test]
+    fn module_tokens_are_accepted_for_their_module_only() {
+        let a = auth();
+        const DEVICE_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+        const MODULE_KEY: &str = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
+        const OTHER_KEY: &str = "QEFCQ0RFRkdISUpLTE1OT1BRUlNUVVZXWFlaW1xdXl8=";
+        let (now, se) = (1_700_000_000, 1_700_003_600);
+        let module = vec![(
+            "devices/edge/modules/filter".to_string(),
+            [MODULE_KEY.to_string(), OTHER_KEY.to_string()],
+        )];
+        let device = vec![(
+            "devices/edge".to_string(),
+            [DEVICE_KEY.to_string(), DEVICE_KEY.to_string()],
+        )];
+        let check =
+            |token: &str, grants: &[(String, [String; 2])]| a.check_device(token, grants, now);
+
+        // The module's own token, with either key.
+        let own = client_token("devices/edge/modules/filter", MODULE_KEY, None, se);
+        assert_eq!(check(&own, &module), Ok(()));
+        let secondary = client_token("devices/edge/modules/filter", OTHER_KEY, None, se);
+        assert_eq!(check(&secondary, &module), Ok(()));
+        // ... but not as the device, nor as a sibling module.
+        assert_eq!(
+            check(&own, &device),
+            Err("the token's resource (sr) does not name this device or module")
+        );
+        let sibling = vec![(
+            "devices/edge/modules/other".to_string(),
+            [OTHER_KEY.to_string(), OTHER_KEY.to_string()],
+        )];
+        assert!(check(&own, &sibling).is_err());
+        // The parent device's token does not open the module (Azure/iotedge#5155), nor does
+        // a module-scoped token signed with the device's key.
+        let parent = client_token("devices/edge", DEVICE_KEY, None, se);
+        assert_eq!(check(&parent, &device), Ok(()));
+        assert!(check(&parent, &module).is_err());
+        let parent_key = client_token("devices/edge/modules/filter", DEVICE_KEY, None, se);
+        assert_eq!(
+            check(&parent_key, &module),
+            Err("the token's signature does not match")
+        );
+        // A wrong key, an expired token.
+        let wrong = client_token("devices/edge/modules/filter", DEVICE_KEY, None, se);
+        assert!(check(&wrong, &module).is_err());
+        let expired = client_token("devices/edge/modules/filter", MODULE_KEY, None, now);
+        assert_eq!(check(&expired, &module), Err("the token has expired"));
+        // A policy token (skn) for the module or the hub, signed with the policy's key.
+        let policy_key = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+        let policy = client_token(
+            "devices/edge/modules/filter",
+            policy_key,
+            Some("iothubowner"),
+            se,
+        );
+        assert_eq!(check(&policy, &module), Ok(()));
+        let forged = client_token(
+            "devices/edge/modules/filter",
+            MODULE_KEY,
+            Some("iothubowner"),
+            se,
+        );
+        assert!(check(&forged, &module).is_err());
     }
 }

@@ -35,7 +35,8 @@ fn non_empty(text: &str) -> Result<String, String> {
 
 /// A local Azure IoT Hub for jobs, twins, devices and queries.
 ///
-/// On ready, prints one JSON line to stdout: host, port, hostName, connectionString, caPath.
+/// On ready, prints one JSON line to stdout: host, port, hostName, connectionString, caPath,
+/// mqttPort, websocketPath.
 /// Serves HTTPS until SIGTERM or SIGINT. Logs go to stderr.
 #[derive(Clone, PartialEq, Parser)]
 #[command(name = "iothub-emulator", version)]
@@ -44,9 +45,24 @@ pub struct Args {
     /// Address to listen on
     #[arg(long, default_value = "127.0.0.1", value_name = "HOST")]
     pub host: String,
-    /// Port to listen on, 0 = pick a free one
+    /// Port to listen on (HTTPS, MQTT over WebSockets, and MQTT), 0 = pick a free one
     #[arg(long, default_value_t = 0, value_name = "PORT")]
     pub port: u16,
+    /// Also serve MQTT over TLS on a port of its own, 0 = pick a free one
+    #[arg(long, value_name = "PORT", conflicts_with = "standard_ports")]
+    pub mqtt_port: Option<u16>,
+    /// The hub's standard ports on --host: HTTPS and WebSockets on 443, MQTT on 8883 (ports
+    /// below 1024 need root); connection strings then carry a plain HostName
+    #[arg(long, conflicts_with = "port")]
+    pub standard_ports: bool,
+    /// Another name for the hub: added to the server certificate and accepted as the hub in
+    /// SAS tokens
+    #[arg(long, value_name = "NAME", value_parser = non_empty)]
+    pub hostname: Option<String>,
+    /// Trust this CA (PEM file) for devices with certificateAuthority authentication
+    /// (repeatable)
+    #[arg(long = "device-ca", value_name = "PEM")]
+    pub device_cas: Vec<PathBuf>,
     /// Create device-0000 ... with tags {group: even|odd, index: i}
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub devices: usize,
@@ -83,6 +99,10 @@ impl fmt::Debug for Args {
         f.debug_struct("Args")
             .field("host", &self.host)
             .field("port", &self.port)
+            .field("mqtt_port", &self.mqtt_port)
+            .field("standard_ports", &self.standard_ports)
+            .field("hostname", &self.hostname)
+            .field("device_cas", &self.device_cas)
             .field("devices", &self.devices)
             .field("seed", &self.seed)
             .field("faults", &self.faults.to_string())
@@ -195,6 +215,45 @@ mod tests {
             assert!(e.ends_with("(see --help)"), "{bad:?}: {e}");
         }
         assert!(error(&["--unknown-job", "500"]).contains("404 or 200"));
+        for bad in [
+            &["--standard-ports", "--port", "8443"][..],
+            &["--standard-ports", "--mqtt-port", "0"],
+            &["--hostname", ""],
+            &["--mqtt-port", "x"],
+        ] {
+            let e = error(bad);
+            assert!(
+                !e.contains('\n') && e.ends_with("(see --help)"),
+                "{bad:?}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn transport_flags() {
+        let a = run(&[]);
+        assert_eq!(
+            (a.mqtt_port, a.standard_ports, a.hostname),
+            (None, false, None)
+        );
+        assert!(a.device_cas.is_empty());
+        let a = run(&[
+            "--mqtt-port",
+            "0",
+            "--hostname",
+            "myhub.local",
+            "--device-ca",
+            "a.pem",
+            "--device-ca=b.pem",
+        ]);
+        assert_eq!(a.mqtt_port, Some(0));
+        assert_eq!(a.hostname.as_deref(), Some("myhub.local"));
+        assert_eq!(
+            a.device_cas,
+            [PathBuf::from("a.pem"), PathBuf::from("b.pem")]
+        );
+        let a = run(&["--standard-ports", "--host", "127.0.0.41"]);
+        assert!(a.standard_ports);
     }
 
     #[test]
@@ -209,6 +268,10 @@ mod tests {
             "--faults",
             "--bearer-token",
             "--exit-on-stdin-eof",
+            "--mqtt-port",
+            "--standard-ports",
+            "--hostname",
+            "--device-ca",
         ] {
             assert!(help.contains(flag), "{flag} missing from help");
         }

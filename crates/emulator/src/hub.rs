@@ -2,10 +2,12 @@
 
 use std::sync::{Arc, RwLock};
 
+use tokio_rustls::rustls::pki_types::CertificateDer;
+
 use crate::auth::Authenticator;
 use crate::cli::UnknownJob;
-use crate::clock::Clock;
-use crate::devices::{Device, Registry, Seed};
+use crate::clock::{wall_secs, Clock};
+use crate::devices::{split_client, Credentials, Device, DeviceAuthError, Registry, Seed};
 use crate::faults::{Decision, FaultSpec};
 use crate::jobs::{Engine, EngineLimits};
 use crate::limits::{DevicePacer, RateLimiter, Tier};
@@ -84,6 +86,35 @@ impl Hub {
 
     pub fn set_faults(&self, spec: FaultSpec) {
         *self.faults.write().unwrap_or_else(|e| e.into_inner()) = spec;
+    }
+
+    /// Checks a device-side client's login (a device, or a module `{deviceId}/{moduleId}`) for
+    /// every transport (MQTT CONNECT, the device HTTPS endpoints): its SAS `token`, or for an
+    /// x509 device the certificate chain it sent in the TLS handshake. The error says why,
+    /// never the token.
+    pub fn authenticate_device(
+        &self,
+        client: &str,
+        token: &str,
+        client_chain: &[CertificateDer<'_>],
+    ) -> Result<(), DeviceAuthError> {
+        let credentials = self.devices.client_credentials(client)?;
+        let by_token = matches!(credentials, Credentials::Keys(_));
+        self.auth
+            .check_device_login(
+                split_client(client).0,
+                credentials,
+                token,
+                client_chain,
+                wall_secs(),
+            )
+            .map_err(|why| {
+                if by_token {
+                    DeviceAuthError::Token(why)
+                } else {
+                    DeviceAuthError::Certificate(why)
+                }
+            })
     }
 
     /// Back to the state right after start: initial devices, no jobs, records or faults, real time.

@@ -6,7 +6,10 @@
 //! `$iothub/methods/res/{status}/?$rid=` in), twin GET and reported PATCH
 //! (`$iothub/twin/GET|PATCH/…/?$rid=` in, `$iothub/twin/res/{status}/?$rid=` out), desired
 //! notifications (`$iothub/twin/PATCH/properties/desired/?$version=N` out) and telemetry
-//! (`devices/{id}/messages/events/…` in).
+//! (`devices/{id}/messages/events/…` in). A module (`ModuleClient`, client id
+//! `{deviceId}/{moduleId}`) uses the same topics, with `devices/{id}/modules/{mid}/…` for its
+//! own; which identity a session speaks for is the hub's business (`devices/modules.rs`).
+//! The session never knows whether TLS or WebSocket frames carry it (`websocket::ByteStream`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,9 +24,9 @@ use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
-use crate::clock::wall_secs;
-use crate::devices::Outgoing;
+use crate::devices::{split_client, DeviceAuthError, Outgoing};
 use crate::hub::Hub;
+use crate::x509::CertChain;
 
 /// Largest packet accepted or sent (IoT Hub's message limit is 256 KB; twins are smaller).
 const MAX_PACKET: usize = 512 * 1024;
@@ -59,7 +62,7 @@ async fn write_packet<W: AsyncWrite + Unpin>(wr: &mut W, packet: Packet) -> bool
 
 /// The CONNACK code for a CONNECT: 0 admits; 4 (bad credentials) and 5 (not authorized) are
 /// what the SDK turns into `UnauthorizedError`.
-fn admit(hub: &Hub, connect: &Connect) -> ConnectReturnCode {
+fn admit(hub: &Hub, connect: &Connect, client_chain: &CertChain) -> ConnectReturnCode {
     let id = connect.client_id.as_str();
     if hub.devices.sessions.take_refusal(id) {
         return ConnectReturnCode::ServiceUnavailable;
@@ -67,43 +70,61 @@ fn admit(hub: &Hub, connect: &Connect) -> ConnectReturnCode {
     let Some(login) = &connect.login else {
         return ConnectReturnCode::BadUserNamePassword;
     };
-    // `{hostName}/{deviceId}/?api-version=…`: the device named must be the client id.
-    if login.username.split('/').nth(1) != Some(id) {
+    if !username_names(&login.username, id) {
         return ConnectReturnCode::BadUserNamePassword;
     }
-    let devices = hub.devices.read();
-    let Some(device) = devices.get(id).filter(|d| d.is_enabled()) else {
-        return ConnectReturnCode::NotAuthorized;
-    };
-    match hub
-        .auth
-        .check_device(&login.password, id, &device.keys(), wall_secs())
-    {
+    match hub.authenticate_device(id, &login.password, client_chain) {
         Ok(()) => ConnectReturnCode::Success,
-        Err(why) => {
+        Err(DeviceAuthError::Unknown | DeviceAuthError::Disabled) => {
+            ConnectReturnCode::NotAuthorized
+        }
+        // A refused token is "bad credentials"; a refused certificate, "not authorized".
+        Err(DeviceAuthError::Token(why)) => {
             eprintln!("iothub-emulator: device {id} refused: {why}");
             ConnectReturnCode::BadUserNamePassword
+        }
+        Err(DeviceAuthError::Certificate(why)) => {
+            eprintln!("iothub-emulator: device {id} refused: {why}");
+            ConnectReturnCode::NotAuthorized
         }
     }
 }
 
-/// Serves one MQTT connection whose first byte has been seen (not consumed) by the server.
-pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(hub: Arc<Hub>, stream: S) {
+/// Whether a CONNECT username, `{hostName}/{clientId}/?api-version=…`, names the client id
+/// (`{deviceId}`, or `{deviceId}/{moduleId}` for a module) and nothing else.
+fn username_names(username: &str, client_id: &str) -> bool {
+    username
+        .split_once('/')
+        .and_then(|(_, rest)| rest.strip_prefix(client_id))
+        .and_then(|rest| rest.strip_prefix('/'))
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('?'))
+}
+
+/// Serves one MQTT connection, over TLS or WebSocket frames alike; `client_chain` is the
+/// certificate chain the client sent in the TLS handshake (x509 devices log in with it).
+pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    hub: Arc<Hub>,
+    stream: S,
+    client_chain: CertChain,
+) {
     let (mut rd, mut wr) = tokio::io::split(stream);
     let mut buf = BytesMut::with_capacity(1024);
     let connect = match tokio::time::timeout(CONNECT_WAIT, read_packet(&mut rd, &mut buf)).await {
         Ok(Ok(Packet::Connect(c))) => c,
         _ => return,
     };
-    let code = admit(&hub, &connect);
-    if !write_packet(&mut wr, Packet::ConnAck(ConnAck::new(code, false))).await
-        || code != ConnectReturnCode::Success
-    {
+    let code = admit(&hub, &connect, &client_chain);
+    if code != ConnectReturnCode::Success {
+        let _ = write_packet(&mut wr, Packet::ConnAck(ConnAck::new(code, false))).await;
         return;
     }
     let id = connect.client_id.clone();
     let sessions = &hub.devices.sessions;
-    let (serial, mut outgoing) = sessions.open(&id);
+    let (serial, mut outgoing, present) = sessions.open(&id, connect.clean_session);
+    if !write_packet(&mut wr, Packet::ConnAck(ConnAck::new(code, present))).await {
+        sessions.close(&id, serial);
+        return;
+    }
     hub.devices.set_connected(&id, true, hub.clock.now_ms());
     let session = Session {
         hub: &hub,
@@ -164,6 +185,15 @@ enum Filter {
     CloudToDevice,
 }
 
+/// The topic root of a client: `devices/{deviceId}`, or `devices/{deviceId}/modules/{moduleId}`
+/// for a module (client id `{deviceId}/{moduleId}`).
+fn topic_root(id: &str) -> String {
+    match split_client(id) {
+        (device, None) => format!("devices/{device}"),
+        (device, Some(module)) => format!("devices/{device}/modules/{module}"),
+    }
+}
+
 fn classify(filter: &str, id: &str) -> Option<Filter> {
     if filter.starts_with("$iothub/methods/POST/") {
         Some(Filter::Methods)
@@ -171,11 +201,24 @@ fn classify(filter: &str, id: &str) -> Option<Filter> {
         Some(Filter::TwinResponses)
     } else if filter.starts_with("$iothub/twin/PATCH/properties/desired/") {
         Some(Filter::Desired)
-    } else if filter == format!("devices/{id}/messages/devicebound/#") {
+    } else if is_cloud_to_device(filter, id) {
         Some(Filter::CloudToDevice)
     } else {
         None
     }
+}
+
+/// `devices/{id}/messages/devicebound/#`, where IoT Hub also takes `+` for the device id (the
+/// Embedded C SDK subscribes to `devices/+/messages/devicebound/#`); it reaches this device
+/// only.
+fn is_cloud_to_device(filter: &str, id: &str) -> bool {
+    let root = topic_root(id);
+    // Modules receive routed messages on their inputs (none are sent either).
+    filter == format!("{root}/inputs/#")
+        || filter
+            .strip_prefix("devices/")
+            .and_then(|rest| rest.strip_suffix("/messages/devicebound/#"))
+            .is_some_and(|target| target == "+" || format!("devices/{target}") == root)
 }
 
 /// The `$rid` (and other properties) of a topic's `?a=b&c=d` tail.
@@ -268,7 +311,7 @@ impl Session<'_> {
             self.twin_get(topic_param(topic, "$rid"))
         } else if topic.starts_with("$iothub/twin/PATCH/properties/reported/") {
             self.report(topic_param(topic, "$rid"), &p.payload)
-        } else if topic.starts_with(&format!("devices/{}/messages/events/", self.id)) {
+        } else if topic.starts_with(&format!("{}/messages/events/", topic_root(self.id))) {
             self.hub
                 .devices
                 .sessions
@@ -298,13 +341,7 @@ impl Session<'_> {
 
     fn twin_get(&self, rid: Option<&str>) -> bool {
         let Some(rid) = rid else { return false };
-        let twin = self
-            .hub
-            .devices
-            .read()
-            .get(self.id)
-            .map(|d| d.device_twin());
-        match twin {
+        match self.hub.devices.client_twin(self.id) {
             Some(t) => self.respond(200, rid, "", t.to_string().into_bytes()),
             None => self.respond(404, rid, "", Vec::new()),
         }
@@ -318,16 +355,70 @@ impl Session<'_> {
             return true;
         };
         let now = self.hub.clock.now_ms();
-        let version = self
-            .hub
-            .devices
-            .write()
-            .get_mut(self.id)
-            .map(|d| d.patch_reported(&patch, now));
-        match version {
+        match self.hub.devices.report(self.id, &patch, now) {
             Some(v) => self.respond(204, rid, &format!("&$version={v}"), Vec::new()),
             None => self.respond(404, rid, "", Vec::new()),
         }
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames_name_the_device_or_module_of_the_client_id() {
+        let v = "?api-version=2021-04-12&DeviceClientType=azure-iot-device%2F1.18.4";
+        assert!(username_names(&format!("h:1/d1/{v}"), "d1"));
+        assert!(username_names(&format!("h:1/d1/m1/{v}"), "d1/m1"));
+        assert!(username_names("h/d1/", "d1"));
+        // A module's username for the device's client id, and the other way round.
+        assert!(!username_names(&format!("h/d1/m1/{v}"), "d1"));
+        assert!(!username_names(&format!("h/d1/{v}"), "d1/m1"));
+        assert!(!username_names(&format!("h/d1/m2/{v}"), "d1/m1"));
+        assert!(!username_names(&format!("h/d10/{v}"), "d1"));
+        assert!(!username_names("d1", "d1"));
+    }
+
+    #[test]
+    fn module_topics_live_below_the_module() {
+        assert_eq!(topic_root("d1"), "devices/d1");
+        assert_eq!(topic_root("d1/m1"), "devices/d1/modules/m1");
+        assert!(matches!(
+            classify("devices/d1/modules/m1/inputs/#", "d1/m1"),
+            Some(Filter::CloudToDevice)
+        ));
+        assert!(classify("devices/d1/modules/m2/inputs/#", "d1/m1").is_none());
+        assert!(matches!(
+            classify("devices/d1/messages/devicebound/#", "d1"),
+            Some(Filter::CloudToDevice)
+        ));
+    }
+
+    #[test]
+    fn wildcard_subscriptions_where_iot_hub_takes_them() {
+        let kind = |f: &str| classify(f, "d1").map(|k| std::mem::discriminant(&k));
+        let c2d = Some(std::mem::discriminant(&Filter::CloudToDevice));
+        assert_eq!(kind("devices/d1/messages/devicebound/#"), c2d);
+        assert_eq!(kind("devices/+/messages/devicebound/#"), c2d);
+        for refused in [
+            "devices/d2/messages/devicebound/#",
+            "devices/#",
+            "#",
+            "+/d1/messages/devicebound/#",
+            "devices/+/messages/events/#",
+            "devices/d1/messages/devicebound/+",
+        ] {
+            assert!(kind(refused).is_none(), "{refused}");
+        }
+        assert!(matches!(
+            classify("$iothub/methods/POST/#", "d1"),
+            Some(Filter::Methods)
+        ));
+        assert!(matches!(
+            classify("$iothub/twin/PATCH/properties/desired/#", "d1"),
+            Some(Filter::Desired)
+        ));
     }
 }

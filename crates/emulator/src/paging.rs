@@ -31,6 +31,8 @@ pub enum Kind {
     DeviceJobs,
     /// `GET /jobs/v2/query`: position = a job creation number.
     Jobs,
+    /// `SELECT * FROM devices.modules`: position = `{deviceId}/{moduleId}`.
+    Modules,
 }
 
 impl Kind {
@@ -39,6 +41,7 @@ impl Kind {
             Kind::Devices => "d",
             Kind::DeviceJobs => "r",
             Kind::Jobs => "j",
+            Kind::Modules => "m",
         }
     }
 }

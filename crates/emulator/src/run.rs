@@ -7,19 +7,22 @@ use std::sync::Arc;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde_json::json;
-use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::auth::{Authenticator, Policy};
 use crate::cli::Args;
 use crate::devices::Seed;
 use crate::hub::{Hub, HubConfig};
-use crate::{server, tls};
+use crate::listeners::{Listeners, STANDARD_HTTPS_PORT};
+use crate::x509::DeviceCas;
+use crate::{server, tls, websocket};
 
 /// What the ready line tells clients. Holds the key: no `Debug`, printed only as the line.
 pub struct Ready {
     pub host: String,
     pub port: u16,
+    /// The port of its own MQTT is served on (`--mqtt-port`, `--standard-ports`), if any.
+    pub mqtt_port: Option<u16>,
     pub host_name: String,
     pub connection_string: String,
     pub ca_path: PathBuf,
@@ -34,6 +37,10 @@ impl Ready {
             "hostName": self.host_name,
             "connectionString": self.connection_string,
             "caPath": self.ca_path.to_string_lossy(),
+            // MQTT is always served on `port` too; a port of its own when one was asked for.
+            "mqttPort": self.mqtt_port.unwrap_or(self.port),
+            // MQTT over WebSockets, on `port` (AMQP's `amqpPort` joins with the AMQP issue).
+            "websocketPath": websocket::PATH,
             // Devices connect over MQTT on this same port with a SAS token from their key.
             "deviceConnectionString": format!(
                 "HostName={};DeviceId={{deviceId}};SharedAccessKey={{deviceKey}}",
@@ -96,30 +103,48 @@ pub async fn run_until(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), String> {
     let seed = initial_seed(&args)?;
-    let listener = TcpListener::bind((args.host.as_str(), args.port))
-        .await
-        .map_err(|e| format!("cannot listen on {}:{}: {e}", args.host, args.port))?;
-    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
-    let host_name = if args.host.contains(':') {
-        format!("[{}]:{port}", args.host)
+    let listeners = Listeners::bind(&args).await?;
+    let port = listeners.https_port();
+    let mqtt_port = listeners.mqtt_port();
+    let host = if args.host.contains(':') {
+        format!("[{}]", args.host)
     } else {
-        format!("{}:{port}", args.host)
+        args.host.clone()
+    };
+    // On the standard port the HostName is plain, as a real hub's: every SDK dials it as is.
+    let host_name = if port == STANDARD_HTTPS_PORT {
+        host.clone()
+    } else {
+        format!("{host}:{port}")
     };
     let key = random_key()?;
-    let tls = tls::generate(&args.host)?;
+    let tls = tls::generate(&args.host, args.hostname.as_deref())?;
+    let device_cas = DeviceCas::load(&args.device_cas, tls.config.crypto_provider().clone())?;
 
-    let mut hub_names = vec![
-        host_name.clone(),
-        format!("localhost:{port}"),
-        format!("127.0.0.1:{port}"),
-        format!("[::1]:{port}"),
+    // The names a token's `sr` may give the hub: every name it answers to, bare or with a port
+    // it serves.
+    let mut names = vec![
+        host.clone(),
+        "localhost".into(),
+        "127.0.0.1".into(),
+        "[::1]".into(),
     ];
-    hub_names.extend([args.host.clone(), "localhost".into(), "127.0.0.1".into()]);
+    names.extend(args.hostname.clone());
+    let mut hub_names = vec![host_name.clone()];
+    for name in &names {
+        hub_names.push(name.clone());
+        hub_names.extend(
+            std::iter::once(port)
+                .chain(mqtt_port)
+                .map(|p| format!("{name}:{p}")),
+        );
+    }
     let auth = Authenticator::new(
         hub_names,
         vec![Policy::new("iothubowner", &key)],
         args.bearer_tokens.clone(),
-    );
+    )
+    .with_device_cas(device_cas);
     let config = HubConfig {
         host_name: host_name.clone(),
         unknown_job: args.unknown_job,
@@ -131,6 +156,7 @@ pub async fn run_until(
     let ready = Ready {
         host: args.host.clone(),
         port,
+        mqtt_port,
         connection_string: format!(
             "HostName={host_name};SharedAccessKeyName=iothubowner;SharedAccessKey={key}"
         ),
@@ -139,8 +165,9 @@ pub async fn run_until(
         ca_pem: tls.ca_pem.clone(),
     };
     eprintln!(
-        "iothub-emulator: serving https://{} ({} devices, tier {}, faults '{}')",
+        "iothub-emulator: serving https://{}{} ({} devices, tier {}, faults '{}')",
         ready.host_name,
+        mqtt_port.map_or(String::new(), |p| format!(" and mqtts://{host}:{p}")),
         hub.devices.len(),
         args.tier
             .map(|t| format!("{t:?}"))
@@ -150,7 +177,7 @@ pub async fn run_until(
     on_ready(&ready);
     server::serve(
         hub,
-        listener,
+        listeners.into_fronts(),
         TlsAcceptor::from(tls.config.clone()),
         shutdown,
     )

@@ -1,5 +1,6 @@
-//! HTTPS serving: TLS accept, HTTP/1.1 keep-alive connections (hyper), and the per-request
-//! pipeline: control API bypass, recording, faults, api-version, auth, routing.
+//! HTTPS serving: TLS accept on every listener, HTTP/1.1 keep-alive connections (hyper), and
+//! the per-request pipeline: WebSocket upgrade, control API bypass, recording, faults,
+//! api-version, auth, routing.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -16,17 +17,20 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use percent_encoding::percent_decode_str;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
 use crate::api::{self, ApiRequest, Reply};
 use crate::clock::{wall_ms, wall_secs};
 use crate::control;
+use crate::device_http;
 use crate::errors::{ApiError, ErrorCode};
 use crate::faults::FaultKind;
 use crate::hub::Hub;
-use crate::mqtt;
+use crate::listeners::Front;
 use crate::record::RecordedRequest;
+use crate::x509::CertChain;
+use crate::{mqtt, websocket};
 
 /// Largest request body accepted (a method payload is at most 128 KB; twins are small).
 const MAX_REQUEST_BODY: usize = 4 * 1024 * 1024;
@@ -83,49 +87,76 @@ fn reply_response(reply: Reply) -> Response<Body> {
     res
 }
 
-/// Accepts connections until `shutdown` resolves.
+/// Accepts connections on every listener until `shutdown` resolves.
 pub async fn serve(
     hub: Arc<Hub>,
-    listener: TcpListener,
+    listeners: Vec<(TcpListener, Front)>,
     acceptor: TlsAcceptor,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    tokio::pin!(shutdown);
+    let loops: Vec<_> = listeners
+        .into_iter()
+        .map(|(listener, front)| {
+            tokio::spawn(accept_loop(hub.clone(), listener, front, acceptor.clone()))
+        })
+        .collect();
+    shutdown.await;
+    for accept in loops {
+        accept.abort();
+    }
+}
+
+async fn accept_loop(hub: Arc<Hub>, listener: TcpListener, front: Front, acceptor: TlsAcceptor) {
     loop {
-        let (tcp, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    // Usually EMFILE under load: back off briefly instead of spinning.
-                    eprintln!("iothub-emulator: accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = &mut shutdown => return,
+        let (tcp, peer) = match listener.accept().await {
+            Ok(pair) => pair,
+            Err(e) => {
+                // Usually EMFILE under load: back off briefly instead of spinning.
+                eprintln!("iothub-emulator: accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
         };
         let _ = tcp.set_nodelay(true);
-        let (hub, acceptor) = (hub.clone(), acceptor.clone());
-        tokio::spawn(async move {
-            let Ok(tls) = acceptor.accept(tcp).await else {
-                return;
-            };
-            // Devices speak MQTT on the same port: its CONNECT packet starts with 0x10, which
-            // no HTTP request does. The byte is only peeked, so either protocol reads it.
-            let mut stream = BufReader::new(tls);
-            match stream.fill_buf().await {
-                Ok([MQTT_CONNECT, ..]) => return mqtt::serve(hub, stream).await,
-                Ok([_, ..]) => {}
-                _ => return,
-            }
-            let service = service_fn(move |req| handle(hub.clone(), peer, req));
-            // Errors here are clients going away or injected resets: nothing to report.
-            let _ = http1::Builder::new()
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
+        tokio::spawn(connection(hub.clone(), tcp, peer, front, acceptor.clone()));
     }
+}
+
+async fn connection(
+    hub: Arc<Hub>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    front: Front,
+    acceptor: TlsAcceptor,
+) {
+    let Ok(tls) = acceptor.accept(tcp).await else {
+        return;
+    };
+    // What an x509 device presented; the hub judges it when the device logs in.
+    let client_chain: CertChain = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .map(|chain| chain.iter().map(|c| c.clone().into_owned()).collect())
+        .unwrap_or_default();
+    if front == Front::Mqtt {
+        return mqtt::serve(hub, tls, client_chain).await;
+    }
+    // Devices speak MQTT on the same port: its CONNECT packet starts with 0x10, which
+    // no HTTP request does. The byte is only peeked, so either protocol reads it.
+    let mut stream = BufReader::new(tls);
+    match stream.fill_buf().await {
+        Ok([MQTT_CONNECT, ..]) => return mqtt::serve(hub, stream, client_chain).await,
+        Ok([_, ..]) => {}
+        _ => return,
+    }
+    let service = service_fn(move |req| handle(hub.clone(), peer, client_chain.clone(), req));
+    // Errors here are clients going away or injected resets: nothing to report.
+    let _ = http1::Builder::new()
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades()
+        .await;
 }
 
 fn decode_segments(path: &str) -> Vec<String> {
@@ -154,8 +185,13 @@ fn decode_query(query: &str) -> Vec<(String, String)> {
 async fn handle(
     hub: Arc<Hub>,
     peer: SocketAddr,
+    client_chain: CertChain,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Box<dyn std::error::Error + Send + Sync>> {
+    if req.uri().path() == websocket::PATH {
+        // A device's MQTT session; it authenticates in its CONNECT, like over TCP.
+        return Ok(websocket::upgrade(hub, req, client_chain));
+    }
     let (parts, body) = req.into_parts();
     let body = match Limited::new(body, MAX_REQUEST_BODY).collect().await {
         Ok(collected) => collected.to_bytes(),
@@ -231,7 +267,7 @@ async fn handle(
     };
     let result = match injected {
         Some(err) => Err(err),
-        None => process(&hub, &parts, &segments, &query, &body).await,
+        None => process(&hub, &parts, &segments, &query, &body, &client_chain).await,
     };
     let response = match result {
         Ok(reply) => reply_response(reply),
@@ -252,6 +288,7 @@ async fn process(
     segments: &[String],
     query: &[(String, String)],
     body: &Bytes,
+    client_chain: &CertChain,
 ) -> Result<Reply, ApiError> {
     if !query
         .iter()
@@ -261,6 +298,17 @@ async fn process(
             ErrorCode::InvalidProtocolVersion,
             "The api-version query parameter is required (for example api-version=2021-04-12)",
         ));
+    }
+    if device_http::is_device_path(segments) {
+        // Device-facing endpoints authenticate the device, not a policy.
+        return device_http::handle(
+            hub,
+            &parts.method,
+            segments,
+            &parts.headers,
+            body,
+            client_chain,
+        );
     }
     let auth = parts
         .headers
@@ -279,7 +327,12 @@ async fn process(
         (&hyper::Method::POST, [twins, id, methods])
             if twins == "twins" && methods == "methods" =>
         {
-            api::invoke_method(hub, id, &req).await
+            api::invoke_method(hub, id, None, &req).await
+        }
+        (&hyper::Method::POST, [twins, id, modules, mid, methods])
+            if twins == "twins" && modules == "modules" && methods == "methods" =>
+        {
+            api::invoke_method(hub, id, Some(mid), &req).await
         }
         _ => api::route(hub, &req),
     }

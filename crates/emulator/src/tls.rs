@@ -12,11 +12,13 @@ use rcgen::{
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio_rustls::rustls::{self, ServerConfig};
 
+use crate::x509::AnyClientCert;
+
 /// Removes the temporary directory holding `ca.pem` on drop.
 pub struct TempDir(PathBuf);
 
 impl TempDir {
-    fn create() -> std::io::Result<Self> {
+    pub(crate) fn create() -> std::io::Result<Self> {
         for _ in 0..16 {
             let dir = std::env::temp_dir().join(format!(
                 "iothub-emulator-{}-{:08x}",
@@ -52,8 +54,10 @@ pub struct Tls {
     _dir: TempDir,
 }
 
-/// Generates the CA and a leaf for 127.0.0.1, ::1, localhost and `host`, and writes `ca.pem`.
-pub fn generate(host: &str) -> Result<Tls, String> {
+/// Generates the CA and a leaf for 127.0.0.1, ::1, localhost, `host` and the `--hostname`
+/// alias, and writes `ca.pem`. The server asks clients for a certificate (x509 devices) but
+/// requires none.
+pub fn generate(host: &str, alias: Option<&str>) -> Result<Tls, String> {
     let err = |e: rcgen::Error| format!("certificate generation failed: {e}");
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -73,16 +77,14 @@ pub fn generate(host: &str) -> Result<Tls, String> {
         "127.0.0.1".to_string(),
         "::1".to_string(),
     ];
-    let bare_host = host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_string();
-    if !names.contains(&bare_host)
-        && !bare_host.is_empty()
-        && bare_host != "0.0.0.0"
-        && bare_host != "::"
-    {
-        names.push(bare_host);
+    for name in std::iter::once(host).chain(alias) {
+        let bare = name
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        if !names.contains(&bare) && !bare.is_empty() && bare != "0.0.0.0" && bare != "::" {
+            names.push(bare);
+        }
     }
     let mut leaf_params = CertificateParams::new(names).map_err(err)?;
     leaf_params
@@ -99,10 +101,10 @@ pub fn generate(host: &str) -> Result<Tls, String> {
     let leaf_cert = leaf_params.signed_by(&leaf_key, &issuer).map_err(err)?;
 
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = ServerConfig::builder_with_provider(provider)
+    let mut config = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS setup failed: {e}"))?
-        .with_no_client_auth()
+        .with_client_cert_verifier(Arc::new(AnyClientCert::new(&provider)))
         .with_single_cert(
             vec![
                 CertificateDer::from(leaf_cert.der().to_vec()),
@@ -133,7 +135,7 @@ mod tests {
 
     #[test]
     fn writes_a_ca_and_removes_it_on_drop() {
-        let tls = generate("127.0.0.1").unwrap();
+        let tls = generate("127.0.0.1", Some("myhub.local")).unwrap();
         assert!(tls.ca_path.is_absolute());
         let pem = std::fs::read_to_string(&tls.ca_path).unwrap();
         assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"));

@@ -254,9 +254,14 @@ async fn ready_line_follows_the_contract() {
             "hostName",
             "connectionString",
             "caPath",
+            "mqttPort",
+            "websocketPath",
             "deviceConnectionString"
         ]
     );
+    // MQTT rides on the HTTPS port unless a port of its own is asked for.
+    assert_eq!(hub.line["mqttPort"], hub.line["port"]);
+    assert_eq!(hub.line["websocketPath"], "/$iothub/websocket");
     assert_eq!(
         hub.line["deviceConnectionString"],
         format!(
@@ -776,5 +781,274 @@ async fn tier_s1_allows_one_active_job() {
         )
         .await;
     assert_eq!(r.status, 200);
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn modules_rest() {
+    let hub = start(&["--devices", "0"]).await;
+    let module_path = |d: &str, m: &str| format!("/devices/{d}/modules/{m}?{V}");
+    let r = hub
+        .call("PUT", &module_path("edge", "filter"), Some(json!({})), &[])
+        .await;
+    assert_eq!((r.status, r.error_code()), (404, Some("DeviceNotFound")));
+    hub.call("PUT", &format!("/devices/edge?{V}"), Some(json!({})), &[])
+        .await;
+    let body = json!({"deviceId": "edge", "moduleId": "filter"});
+    let created = hub
+        .call(
+            "PUT",
+            &module_path("edge", "filter"),
+            Some(body.clone()),
+            &[],
+        )
+        .await;
+    assert_eq!(created.status, 200, "{}", created.body);
+    let created = created.json();
+    assert_eq!(created["moduleId"], "filter");
+    assert_eq!(created["connectionState"], "Disconnected");
+    let keys = &created["authentication"]["symmetricKey"];
+    assert_eq!(
+        STANDARD
+            .decode(keys["primaryKey"].as_str().unwrap())
+            .unwrap()
+            .len(),
+        32
+    );
+    assert_ne!(keys["primaryKey"], keys["secondaryKey"]);
+    let etag = created["etag"].as_str().unwrap().to_string();
+
+    // Create once; update only with If-Match (`*` or the etag); ids in the body must match.
+    let r = hub
+        .call(
+            "PUT",
+            &module_path("edge", "filter"),
+            Some(body.clone()),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.error_code()),
+        (409, Some("ModuleAlreadyExistsOnDevice"))
+    );
+    let r = hub
+        .call(
+            "PUT",
+            &module_path("edge", "filter"),
+            Some(body.clone()),
+            &[("If-Match", "\"stale\"")],
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.error_code()),
+        (412, Some("PreconditionFailed"))
+    );
+    let r = hub
+        .call(
+            "PUT",
+            &module_path("edge", "other"),
+            Some(body.clone()),
+            &[],
+        )
+        .await;
+    assert_eq!((r.status, r.error_code()), (400, Some("ArgumentInvalid")));
+    assert!(
+        r.body
+            .contains("moduleId 'filter' in the body does not match 'other'"),
+        "{}",
+        r.body
+    );
+    let x509 = json!({"authentication": {"type": "selfSigned"}});
+    let r = hub
+        .call("PUT", &module_path("edge", "cert"), Some(x509), &[])
+        .await;
+    assert_eq!((r.status, r.error_code()), (400, Some("ArgumentInvalid")));
+    let r = hub
+        .call(
+            "PUT",
+            &module_path("edge", "bad%20id"),
+            Some(json!({})),
+            &[],
+        )
+        .await;
+    assert_eq!((r.status, r.error_code()), (400, Some("ArgumentInvalid")));
+    let managed = json!({"moduleId": "filter", "managedBy": "IotEdge", "authentication": {"symmetricKey": {"primaryKey": "", "secondaryKey": ""}}});
+    let updated = hub
+        .call(
+            "PUT",
+            &module_path("edge", "filter"),
+            Some(managed),
+            &[("If-Match", &format!("\"{etag}\""))],
+        )
+        .await
+        .json();
+    assert_eq!(updated["managedBy"], "IotEdge");
+    assert_eq!(
+        updated["authentication"]["symmetricKey"], *keys,
+        "empty keys keep the old ones"
+    );
+    assert_ne!(updated["etag"], etag.as_str());
+    hub.call(
+        "PUT",
+        &module_path("edge", "agg"),
+        Some(json!({})),
+        &[("If-Match", "*")],
+    )
+    .await;
+    let list = hub
+        .call("GET", &format!("/devices/edge/modules?{V}"), None, &[])
+        .await
+        .json();
+    let ids: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["moduleId"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["agg", "filter"]);
+    let r = hub
+        .call("POST", &format!("/devices/edge/modules?{V}"), None, &[])
+        .await;
+    assert_eq!(r.status, 405);
+
+    // Module twins: the device twin rules.
+    let twin_path = format!("/twins/edge/modules/filter?{V}");
+    let twin = hub.call("GET", &twin_path, None, &[]).await.json();
+    assert_eq!(
+        (twin["deviceId"].as_str(), twin["moduleId"].as_str()),
+        (Some("edge"), Some("filter"))
+    );
+    let patch = json!({"tags": {"site": "a"}, "properties": {"desired": {"rate": 2}}});
+    let r = hub
+        .call(
+            "PATCH",
+            &twin_path,
+            Some(patch.clone()),
+            &[("If-Match", "\"nope\"")],
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.error_code()),
+        (412, Some("PreconditionFailed"))
+    );
+    let twin_etag = twin["etag"].as_str().unwrap().to_string();
+    let patched = hub
+        .call(
+            "PATCH",
+            &twin_path,
+            Some(patch),
+            &[("If-Match", &format!("\"{twin_etag}\""))],
+        )
+        .await
+        .json();
+    assert_eq!(patched["properties"]["desired"]["rate"], 2);
+    assert_eq!(patched["properties"]["desired"]["$version"], 2);
+    let replaced = hub
+        .call("PUT", &twin_path, Some(json!({"tags": {"only": 1}})), &[])
+        .await
+        .json();
+    assert_eq!(replaced["tags"], json!({"only": 1}));
+    assert_eq!(replaced["properties"]["desired"]["rate"], Value::Null);
+    let r = hub
+        .call("GET", &format!("/twins/edge/modules/nope?{V}"), None, &[])
+        .await;
+    assert_eq!((r.status, r.error_code()), (404, Some("ModuleNotFound")));
+
+    // Module methods: a module without a session is not online; an unknown module is not found.
+    let call = json!({"methodName": "ping", "payload": {}, "responseTimeoutInSeconds": 5, "connectTimeoutInSeconds": 0});
+    let r = hub
+        .call(
+            "POST",
+            &format!("/twins/edge/modules/filter/methods?{V}"),
+            Some(call.clone()),
+            &[],
+        )
+        .await;
+    assert_eq!((r.status, r.error_code()), (404, Some("DeviceNotOnline")));
+    let r = hub
+        .call(
+            "POST",
+            &format!("/twins/edge/modules/nope/methods?{V}"),
+            Some(call),
+            &[],
+        )
+        .await;
+    assert_eq!((r.status, r.error_code()), (404, Some("ModuleNotFound")));
+
+    // devices.modules queries page with continuation tokens like devices queries.
+    hub.call("PUT", &format!("/devices/edge2?{V}"), Some(json!({})), &[])
+        .await;
+    hub.call("PUT", &module_path("edge2", "filter"), Some(json!({})), &[])
+        .await;
+    let query = json!({"query": "SELECT * FROM devices.modules WHERE moduleId = 'filter' OR tags.only = 1"});
+    let mut seen = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let mut headers = vec![("x-ms-max-item-count", "1")];
+        if let Some(t) = &token {
+            headers.push(("x-ms-continuation", t));
+        }
+        let r = hub
+            .call(
+                "POST",
+                &format!("/devices/query?{V}"),
+                Some(query.clone()),
+                &headers,
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        for t in r.json().as_array().unwrap() {
+            seen.push(format!(
+                "{}/{}",
+                t["deviceId"].as_str().unwrap(),
+                t["moduleId"].as_str().unwrap()
+            ));
+        }
+        match r.header("x-ms-continuation") {
+            Some(t) => token = Some(t.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["edge/filter", "edge2/filter"]);
+
+    // Deleting: If-Match on the module; the device takes its modules with it.
+    let r = hub
+        .call(
+            "DELETE",
+            &module_path("edge", "agg"),
+            None,
+            &[("If-Match", "\"stale\"")],
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.error_code()),
+        (412, Some("PreconditionFailed"))
+    );
+    let r = hub
+        .call(
+            "DELETE",
+            &module_path("edge", "agg"),
+            None,
+            &[("If-Match", "*")],
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    let r = hub
+        .call("GET", &module_path("edge", "agg"), None, &[])
+        .await;
+    assert_eq!((r.status, r.error_code()), (404, Some("ModuleNotFound")));
+    hub.call(
+        "DELETE",
+        &format!("/devices/edge?{V}"),
+        None,
+        &[("If-Match", "*")],
+    )
+    .await;
+    hub.call("PUT", &format!("/devices/edge?{V}"), Some(json!({})), &[])
+        .await;
+    let r = hub
+        .call("GET", &format!("/devices/edge/modules?{V}"), None, &[])
+        .await;
+    assert_eq!(r.json(), json!([]));
     hub.stop().await;
 }

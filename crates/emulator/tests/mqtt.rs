@@ -2,120 +2,39 @@
 //! twin GET and reported PATCH, refused subscriptions, one session per device, QoS 2 closing.
 //! Method routing to real device code is covered by `__test__/devices-mqtt.test.mjs`.
 
-use std::sync::Arc;
+mod common;
+
 use std::time::Duration;
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
-use hmac::{Hmac, Mac};
-use iothub_emulator::cli::{self, Parsed};
+use common::{start, Hub};
 use rumqttc::{
     AsyncClient, ConnAck, ConnectReturnCode, Event, EventLoop, MqttOptions, Packet, QoS,
     SubscribeReasonCode, TlsConfiguration, Transport,
 };
 use serde_json::Value;
-use sha2::Sha256;
-use tokio::sync::oneshot;
-use tokio_rustls::rustls::pki_types::pem::PemObject;
-use tokio_rustls::rustls::pki_types::CertificateDer;
-use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 
-struct Hub {
-    port: u16,
-    host_name: String,
-    policy_key: Vec<u8>,
-    tls: Arc<ClientConfig>,
-    stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<Result<(), String>>,
+trait MqttClient {
+    fn client(&self, device_id: &str, key: &[u8]) -> (AsyncClient, EventLoop);
+    fn client_with(&self, device_id: &str, key: &[u8], clean: bool) -> (AsyncClient, EventLoop);
 }
 
-async fn start(devices: &str) -> Hub {
-    let Parsed::Run(args) = cli::parse(["--devices".to_string(), devices.to_string()]).unwrap()
-    else {
-        unreachable!()
-    };
-    let (ready_tx, ready_rx) = oneshot::channel();
-    let (stop, stop_rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(iothub_emulator::run_until(
-        *args,
-        move |ready| {
-            let _ = ready_tx.send((ready.line(), ready.ca_pem.clone()));
-        },
-        async {
-            let _ = stop_rx.await;
-        },
-    ));
-    let (line, ca_pem) = ready_rx.await.unwrap();
-    let line: Value = serde_json::from_str(&line).unwrap();
-    let mut roots = RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())
-        .unwrap();
-    // The client uses whatever crypto provider the emulator's own TLS is built on (the workspace
-    // enables more than one, so there is no process default to rely on).
-    let provider = iothub_emulator::tls::generate("127.0.0.1")
-        .unwrap()
-        .config
-        .crypto_provider()
-        .clone();
-    let tls = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let cs = line["connectionString"].as_str().unwrap();
-    let key = cs
-        .split(';')
-        .find_map(|p| p.strip_prefix("SharedAccessKey="))
-        .unwrap();
-    Hub {
-        port: line["port"].as_u64().unwrap() as u16,
-        host_name: line["hostName"].as_str().unwrap().to_string(),
-        policy_key: STANDARD.decode(key).unwrap(),
-        tls: Arc::new(tls),
-        stop,
-        task,
-    }
-}
-
-impl Hub {
-    /// A device token signed with the hub's policy key (`skn`), as a gateway would make one.
-    fn device_token(&self, device_id: &str, key: &[u8]) -> String {
-        let se = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs()
-            + 3600;
-        let sr = format!(
-            "{}%2Fdevices%2F{device_id}",
-            self.host_name.replace(':', "%3A")
-        );
-        let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
-        mac.update(format!("{sr}\n{se}").as_bytes());
-        let sig = STANDARD
-            .encode(mac.finalize().into_bytes())
-            .replace('+', "%2B")
-            .replace('/', "%2F")
-            .replace('=', "%3D");
-        format!("SharedAccessSignature sr={sr}&sig={sig}&skn=iothubowner&se={se}")
-    }
-
+impl MqttClient for Hub {
     fn client(&self, device_id: &str, key: &[u8]) -> (AsyncClient, EventLoop) {
+        self.client_with(device_id, key, true)
+    }
+
+    fn client_with(&self, device_id: &str, key: &[u8], clean: bool) -> (AsyncClient, EventLoop) {
         let mut opts = MqttOptions::new(device_id, "127.0.0.1", self.port);
         opts.set_credentials(
             format!("{}/{device_id}/?api-version=2021-04-12", self.host_name),
             self.device_token(device_id, key),
         );
         opts.set_keep_alive(Duration::from_secs(30));
+        opts.set_clean_session(clean);
         opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
             self.tls.clone(),
         )));
         AsyncClient::new(opts, 16)
-    }
-
-    async fn stop(self) {
-        self.stop.send(()).unwrap();
-        self.task.await.unwrap().unwrap();
     }
 }
 
@@ -142,8 +61,16 @@ async fn closed_by_hub(events: &mut EventLoop) -> String {
 }
 
 async fn connack(events: &mut EventLoop) -> ConnectReturnCode {
+    connack_with_session(events).await.0
+}
+
+/// The CONNACK's return code and its "session present" flag.
+async fn connack_with_session(events: &mut EventLoop) -> (ConnectReturnCode, bool) {
     match next(events).await {
-        Ok(Packet::ConnAck(ConnAck { code, .. })) => code,
+        Ok(Packet::ConnAck(ConnAck {
+            code,
+            session_present,
+        })) => (code, session_present),
         other => panic!("expected CONNACK, got {other:?}"),
     }
 }
@@ -246,5 +173,86 @@ async fn qos2_publish_closes_the_connection() {
         .unwrap();
     let closed = closed_by_hub(&mut events).await;
     assert!(!closed.is_empty());
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn a_port_of_its_own_and_a_hostname_alias() {
+    let hub = common::start_with(&[
+        "--devices",
+        "1",
+        "--mqtt-port",
+        "0",
+        "--hostname",
+        "myhub.local",
+    ])
+    .await;
+    let mqtt_port = hub.line["mqttPort"].as_u64().unwrap() as u16;
+    assert_ne!(mqtt_port, hub.port);
+
+    // The server certificate names the alias.
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", mqtt_port))
+        .await
+        .unwrap();
+    let server_name = tokio_rustls::rustls::pki_types::ServerName::try_from("myhub.local").unwrap();
+    tokio_rustls::TlsConnector::from(hub.tls.clone())
+        .connect(server_name, tcp)
+        .await
+        .expect("the certificate names --hostname");
+
+    // MQTT on its own port, with a token whose sr names the hub by its alias.
+    let mut alias_hub = hub;
+    alias_hub.host_name = "myhub.local".into();
+    let mut opts = MqttOptions::new("device-0000", "127.0.0.1", mqtt_port);
+    opts.set_credentials(
+        "myhub.local/device-0000/?api-version=2021-04-12",
+        alias_hub.device_token("device-0000", &alias_hub.policy_key),
+    );
+    opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+        alias_hub.tls.clone(),
+    )));
+    let (_client, mut events) = AsyncClient::new(opts, 16);
+    assert_eq!(connack(&mut events).await, ConnectReturnCode::Success);
+    alias_hub.stop().await;
+}
+
+/// Clean session 0 keeps the subscriptions for the next connection of the same client id
+/// (the device SDKs reconnect after a SAS renewal without subscribing again); clean session 1
+/// discards them. "Session present" in the CONNACK says which happened.
+#[tokio::test]
+async fn persistent_sessions_keep_their_subscriptions() {
+    let hub = start("1").await;
+    let key = hub.policy_key.clone();
+    let connect = |clean: bool| {
+        let (client, mut events) = hub.client_with("device-0000", &key, clean);
+        async move {
+            let (code, present) = connack_with_session(&mut events).await;
+            assert_eq!(code, ConnectReturnCode::Success);
+            (client, events, present)
+        }
+    };
+
+    let (client, mut events, present) = connect(false).await;
+    assert!(!present, "nothing to resume on the first connection");
+    client
+        .subscribe("$iothub/methods/POST/#", QoS::AtMostOnce)
+        .await
+        .unwrap();
+    assert!(matches!(next(&mut events).await, Ok(Packet::SubAck(_))));
+    client.disconnect().await.unwrap();
+    closed_by_hub(&mut events).await;
+
+    let (client, mut events, present) = connect(false).await;
+    assert!(present, "the persistent session is resumed");
+    client.disconnect().await.unwrap();
+    closed_by_hub(&mut events).await;
+
+    let (client, mut events, present) = connect(true).await;
+    assert!(!present, "a clean session starts empty");
+    client.disconnect().await.unwrap();
+    closed_by_hub(&mut events).await;
+
+    let (_client, _events, present) = connect(false).await;
+    assert!(!present, "the clean session discarded what was kept");
     hub.stop().await;
 }

@@ -2,6 +2,7 @@
 //! service returns for them.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
 use base64::engine::general_purpose::STANDARD;
@@ -9,9 +10,12 @@ use base64::Engine;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use super::authentication::{Authentication, Credentials};
 use crate::clock::iso;
-use crate::errors::{ApiError, ErrorCode};
-use crate::twin::{device_etag, merge_patch, strip_nulls, twin_etag};
+use crate::errors::ApiError;
+use crate::twin::{device_etag, TwinProperties};
+
+use super::module::Module;
 
 /// How a simulated device answers direct methods.
 #[derive(Clone, Debug, PartialEq)]
@@ -81,18 +85,22 @@ pub struct Device {
     pub(crate) enabled: bool,
     pub(crate) primary_key: String,
     pub(crate) secondary_key: String,
+    /// How the device proves who it is; the keys above count only for `sas`.
+    pub(crate) authentication: Authentication,
     pub(crate) identity_version: u64,
+    /// `capabilities.iotEdge`.
+    pub(crate) iot_edge: bool,
+    /// The device's scope: an Edge device's own (generated), or a leaf's parent Edge scope.
+    pub(crate) device_scope: Option<String>,
+    /// The scopes of the parent Edge devices (a child Edge's one parent; a leaf's own scope).
+    pub(crate) parent_scopes: Vec<String>,
     /// `Some(i)`: the tags are still the generated `{group, index: i}` of `--devices`, built
     /// when read and stored only once written (a fleet of untouched devices costs no maps).
     generated_tags: Option<u32>,
     tags: Map<String, Value>,
-    pub desired: Map<String, Value>,
-    pub reported: Map<String, Value>,
-    /// Twin version: bumped by every twin change.
-    version: u64,
-    desired_version: u64,
-    reported_version: u64,
-    updated_ms: i64,
+    pub props: TwinProperties,
+    /// The device's module identities (IoT Edge modules and others), by module id.
+    pub modules: BTreeMap<String, Module>,
     pub behaviour: MethodBehaviour,
     /// Seeded devices answer methods from `behaviour`. Devices created over REST, and seeded
     /// ones once a client has connected as them, are real: only a live MQTT session answers.
@@ -108,7 +116,7 @@ pub struct Device {
 /// What `0001-01-01T00:00:00Z` is on the service: "never".
 const NEVER: &str = "0001-01-01T00:00:00Z";
 
-fn time_or_never(ms: i64) -> Value {
+pub(super) fn time_or_never(ms: i64) -> Value {
     if ms == 0 {
         json!(NEVER)
     } else {
@@ -116,7 +124,7 @@ fn time_or_never(ms: i64) -> Value {
     }
 }
 
-fn random_key() -> String {
+pub(super) fn random_key() -> String {
     let mut bytes = [0u8; 32];
     fastrand::fill(&mut bytes);
     STANDARD.encode(bytes)
@@ -130,15 +138,15 @@ impl Device {
             enabled: true,
             primary_key: random_key(),
             secondary_key: random_key(),
+            authentication: Authentication::Sas,
             identity_version: 1,
+            iot_edge: false,
+            device_scope: None,
+            parent_scopes: Vec::new(),
             generated_tags: None,
             tags: Map::new(),
-            desired: Map::new(),
-            reported: Map::new(),
-            version: 1,
-            desired_version: 1,
-            reported_version: 1,
-            updated_ms: now_ms,
+            props: TwinProperties::new(now_ms),
+            modules: BTreeMap::new(),
             behaviour: MethodBehaviour::default(),
             simulated: false,
             connected: false,
@@ -162,23 +170,8 @@ impl Device {
     pub fn tags(&self) -> Cow<'_, Map<String, Value>> {
         match self.generated_tags {
             None => Cow::Borrowed(&self.tags),
-            Some(i) => {
-                let mut tags = Map::new();
-                let group = if i % 2 == 0 { "even" } else { "odd" };
-                tags.insert("group".into(), json!(group));
-                tags.insert("index".into(), json!(i));
-                Cow::Owned(tags)
-            }
+            Some(i) => Cow::Owned(generated_tags(i)),
         }
-    }
-
-    /// The tags for writing (a generated device's implicit tags become stored ones).
-    fn tags_mut(&mut self) -> &mut Map<String, Value> {
-        if self.generated_tags.is_some() {
-            self.tags = self.tags().into_owned();
-            self.generated_tags = None;
-        }
-        &mut self.tags
     }
 
     pub fn set_tags(&mut self, tags: Map<String, Value>) {
@@ -200,43 +193,36 @@ impl Device {
     }
 
     pub fn etag(&self) -> String {
-        twin_etag(self.version)
+        self.props.etag()
     }
 
     pub fn device_etag(&self) -> String {
         device_etag(self.identity_version)
     }
 
-    fn section(map: &Map<String, Value>, version: u64, updated_ms: i64) -> Value {
-        let mut out = map.clone();
-        out.insert("$metadata".into(), json!({"$lastUpdated": iso(updated_ms)}));
-        out.insert("$version".into(), json!(version));
-        Value::Object(out)
-    }
-
     /// The twin document as the service returns it (and as query conditions see it).
     pub fn twin(&self) -> Value {
-        json!({
-            "deviceId": self.id,
-            "etag": self.etag(),
-            "deviceEtag": self.device_etag(),
-            "status": if self.enabled { "enabled" } else { "disabled" },
-            "statusUpdateTime": NEVER,
-            "connectionState": self.connection_state(),
-            "connectionStateUpdatedTime": time_or_never(self.connection_updated_ms),
-            "lastActivityTime": time_or_never(self.last_activity_ms),
-            "cloudToDeviceMessageCount": 0,
-            "authenticationType": "sas",
-            "x509Thumbprint": {"primaryThumbprint": null, "secondaryThumbprint": null},
-            "modelId": "",
-            "version": self.version,
-            "tags": self.tags(),
-            "properties": {
-                "desired": Self::section(&self.desired, self.desired_version, self.updated_ms),
-                "reported": Self::section(&self.reported, self.reported_version, self.updated_ms),
-            },
-            "capabilities": {"iotEdge": false},
-        })
+        let mut twin = TwinHead {
+            device_id: &self.id,
+            module_id: None,
+            etag: self.etag(),
+            identity_etag: self.device_etag(),
+            enabled: self.enabled,
+            connection_state: self.connection_state(),
+            connection_updated_ms: self.connection_updated_ms,
+            last_activity_ms: self.last_activity_ms,
+            authentication: &self.authentication,
+        }
+        .document(&self.tags(), &self.props);
+        twin["capabilities"] = json!({"iotEdge": self.iot_edge});
+        twin["deviceScope"] = json!(self.device_scope);
+        twin["parentScopes"] = json!(self.parent_scopes);
+        twin
+    }
+
+    /// The scope the service generates for an Edge device: `ms-azure-iot-edge://{id}-{generationId}`.
+    pub fn edge_scope(&self) -> String {
+        format!("ms-azure-iot-edge://{}-{}", self.id, self.generation_id)
     }
 
     /// The device identity document (`/devices/{id}`).
@@ -252,12 +238,10 @@ impl Device {
             "statusUpdatedTime": NEVER,
             "lastActivityTime": time_or_never(self.last_activity_ms),
             "cloudToDeviceMessageCount": 0,
-            "authentication": {
-                "symmetricKey": {"primaryKey": self.primary_key, "secondaryKey": self.secondary_key},
-                "x509Thumbprint": {"primaryThumbprint": null, "secondaryThumbprint": null},
-                "type": "sas",
-            },
-            "capabilities": {"iotEdge": false},
+            "authentication": self.authentication.identity_json(self.keys()),
+            "capabilities": {"iotEdge": self.iot_edge},
+            "deviceScope": self.device_scope,
+            "parentScopes": self.parent_scopes,
         })
     }
 
@@ -266,8 +250,8 @@ impl Device {
         json!({
             "deviceId": self.id,
             "tags": self.tags(),
-            "desired": self.desired,
-            "reported": self.reported,
+            "desired": self.props.desired,
+            "reported": self.props.reported,
             "method": self.behaviour.to_json(),
             "simulated": self.simulated,
             "connectionState": self.connection_state(),
@@ -276,59 +260,28 @@ impl Device {
         })
     }
 
-    /// Applies `tags` and `properties.desired` of a twin patch (merge semantics); bumps versions.
-    /// Returns the desired-property notification (the changed desired section with its new
-    /// `$version`) when desired changed, for a connected device's session.
+    /// Applies a twin patch (see [`TwinProperties::patch`]).
     pub fn patch_twin(&mut self, patch: &Value, now_ms: i64) -> Result<Option<Value>, ApiError> {
-        let (tags, desired) = twin_sections(patch)?;
-        let tags_changed = tags.is_some_and(|t| merge_patch(self.tags_mut(), t));
-        let desired_changed = desired.is_some_and(|d| merge_patch(&mut self.desired, d));
-        self.bump(tags_changed, desired_changed, now_ms);
-        Ok(desired_changed.then(|| {
-            let mut note = desired.cloned().unwrap_or_default();
-            note.insert("$version".into(), json!(self.desired_version));
-            Value::Object(note)
-        }))
+        let (generated, tags) = (&mut self.generated_tags, &mut self.tags);
+        self.props
+            .patch(patch, || stored_tags(generated, tags), now_ms)
     }
 
-    /// Replaces `tags` and `properties.desired` (PUT /twins semantics).
-    /// Returns the whole new desired section when it changed (the device is told all of it).
+    /// Replaces tags and desired (see [`TwinProperties::replace`]).
     pub fn replace_twin(&mut self, twin: &Value, now_ms: i64) -> Result<Option<Value>, ApiError> {
-        let (tags, desired) = twin_sections(twin)?;
-        let mut tags = tags.cloned().unwrap_or_default();
-        let mut desired = desired.cloned().unwrap_or_default();
-        strip_nulls(&mut tags);
-        strip_nulls(&mut desired);
-        let desired_changed = desired != self.desired;
+        let (tags, note) = self.props.replace(twin, now_ms)?;
         self.set_tags(tags);
-        self.desired = desired;
-        self.bump(true, desired_changed, now_ms);
-        Ok(desired_changed.then(|| {
-            let mut note = self.desired.clone();
-            note.insert("$version".into(), json!(self.desired_version));
-            Value::Object(note)
-        }))
+        Ok(note)
     }
 
-    /// Merges a reported-properties patch from the device; returns the new reported `$version`.
-    pub fn patch_reported(&mut self, patch: &Map<String, Value>, now_ms: i64) -> u64 {
-        if merge_patch(&mut self.reported, patch) {
-            self.reported_version += 1;
-            self.version += 1;
-            self.updated_ms = now_ms;
-        }
-        self.reported_version
+    /// What the device's login is checked against: its keys, or its certificate's thumbprints
+    /// or CA (x509 devices).
+    pub fn credentials(&self) -> Credentials {
+        self.authentication
+            .credentials(format!("devices/{}", self.id), self.keys())
     }
 
-    /// `{desired, reported}` as a device's twin GET returns them.
-    pub fn device_twin(&self) -> Value {
-        json!({
-            "desired": Self::section(&self.desired, self.desired_version, self.updated_ms),
-            "reported": Self::section(&self.reported, self.reported_version, self.updated_ms),
-        })
-    }
-
-    /// The keys a device SAS token may be signed with (none for a disabled device).
+    /// The device's SAS keys (returned as `null` for an x509 identity).
     pub fn keys(&self) -> [&str; 2] {
         [&self.primary_key, &self.secondary_key]
     }
@@ -347,49 +300,80 @@ impl Device {
         self.last_activity_ms = now_ms;
     }
 
-    fn bump(&mut self, tags_changed: bool, desired_changed: bool, now_ms: i64) {
-        if desired_changed {
-            self.desired_version += 1;
-        }
-        if tags_changed || desired_changed {
-            self.version += 1;
-            self.updated_ms = now_ms;
-        }
-    }
-
     pub fn record_method(&mut self, call: &MethodCallRecord) {
         self.method_calls += 1;
         self.last_method = Some(Box::new(call.clone()));
     }
 }
 
-type Sections<'a> = (
-    Option<&'a Map<String, Value>>,
-    Option<&'a Map<String, Value>>,
-);
+/// What a device twin and a module twin share above their tags and properties.
+pub(super) struct TwinHead<'a> {
+    pub device_id: &'a str,
+    /// A module twin's `moduleId`, right after `deviceId` as the service writes it.
+    pub module_id: Option<&'a str>,
+    pub etag: String,
+    pub identity_etag: String,
+    /// A module reports its device's status.
+    pub enabled: bool,
+    pub connection_state: &'static str,
+    pub connection_updated_ms: i64,
+    pub last_activity_ms: i64,
+    pub authentication: &'a Authentication,
+}
 
-/// Pulls `tags` and `properties.desired` out of a twin body, rejecting non-objects.
-fn twin_sections(twin: &Value) -> Result<Sections<'_>, ApiError> {
-    let bad = |what: &str| {
-        ApiError::new(
-            ErrorCode::ArgumentInvalid,
-            format!("{what} must be a JSON object"),
-        )
-    };
-    let twin = twin.as_object().ok_or_else(|| bad("the twin"))?;
-    let tags = match twin.get("tags") {
-        None | Some(Value::Null) => None,
-        Some(Value::Object(t)) => Some(t),
-        Some(_) => return Err(bad("tags")),
-    };
-    let desired = match twin.get("properties") {
-        None | Some(Value::Null) => None,
-        Some(Value::Object(p)) => match p.get("desired") {
-            None | Some(Value::Null) => None,
-            Some(Value::Object(d)) => Some(d),
-            Some(_) => return Err(bad("properties.desired")),
-        },
-        Some(_) => return Err(bad("properties")),
-    };
-    Ok((tags, desired))
+impl TwinHead<'_> {
+    pub fn document(self, tags: &Map<String, Value>, props: &TwinProperties) -> Value {
+        let twin = json!({
+            "deviceId": self.device_id,
+            "etag": self.etag,
+            "deviceEtag": self.identity_etag,
+            "status": if self.enabled { "enabled" } else { "disabled" },
+            "statusUpdateTime": NEVER,
+            "connectionState": self.connection_state,
+            "connectionStateUpdatedTime": time_or_never(self.connection_updated_ms),
+            "lastActivityTime": time_or_never(self.last_activity_ms),
+            "cloudToDeviceMessageCount": 0,
+            "authenticationType": self.authentication.type_name(),
+            "x509Thumbprint": self.authentication.thumbprints_json(),
+            "modelId": "",
+            "version": props.version(),
+            "tags": tags,
+            "properties": props.to_json(),
+        });
+        match (self.module_id, twin) {
+            // Rebuilt only for modules, so device twins (queries over fleets) cost no more.
+            (Some(module_id), Value::Object(fields)) => {
+                let mut with_module = Map::with_capacity(fields.len() + 1);
+                for (key, value) in fields {
+                    let after_device = key == "deviceId";
+                    with_module.insert(key, value);
+                    if after_device {
+                        with_module.insert("moduleId".into(), json!(module_id));
+                    }
+                }
+                Value::Object(with_module)
+            }
+            (_, twin) => twin,
+        }
+    }
+}
+
+/// A generated device's implicit tags, made stored ones for writing.
+fn stored_tags<'t>(
+    generated: &mut Option<u32>,
+    tags: &'t mut Map<String, Value>,
+) -> &'t mut Map<String, Value> {
+    if let Some(i) = generated.take() {
+        *tags = generated_tags(i);
+    }
+    tags
+}
+
+/// The tags of the `i`th device of `--devices`: `{group: even|odd, index: i}`.
+fn generated_tags(i: u32) -> Map<String, Value> {
+    let mut tags = Map::new();
+    let group = if i.is_multiple_of(2) { "even" } else { "odd" };
+    tags.insert("group".into(), json!(group));
+    tags.insert("index".into(), json!(i));
+    tags
 }

@@ -2,7 +2,12 @@
 //! device. One `RwLock` over a sorted map; every operation holds it briefly and never across
 //! an `.await`, so request handling and job workers never stall each other.
 
+mod authentication;
+mod bulk;
 mod device;
+mod identity;
+mod module;
+mod modules;
 mod seed;
 mod sessions;
 
@@ -16,7 +21,12 @@ use crate::errors::{ApiError, ErrorCode};
 use crate::paging::{Collected, Page};
 use crate::query::SelectQuery;
 use crate::twin::if_match;
+use identity::{write_identity, IdentitySpec, Write};
+
+pub use authentication::{Authentication, Credentials, DeviceAuthError, Grants};
 pub use device::{BehaviourPatch, Device, MethodBehaviour, MethodCallRecord};
+pub use module::Module;
+pub use modules::{client_key, split_client};
 pub use seed::{validate_device_id, Seed, SeedDevice, SeedProperties};
 pub use sessions::{CallError, DeviceFaults, Outgoing, Sessions};
 
@@ -25,6 +35,94 @@ pub struct Registry {
     devices: RwLock<BTreeMap<String, Device>>,
     /// Live MQTT sessions of connected devices (separate: only they cost memory).
     pub sessions: Sessions,
+}
+
+/// `authentication.symmetricKey.{primaryKey, secondaryKey}` of an identity body (a device's or
+/// a module's); absent or empty ones are generated or kept.
+fn symmetric_keys(identity: &serde_json::Map<String, Value>) -> [Option<String>; 2] {
+    let keys = identity
+        .get("authentication")
+        .and_then(|a| a.get("symmetricKey"));
+    ["primaryKey", "secondaryKey"].map(|name| {
+        keys.and_then(|k| k.get(name))
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    })
+}
+
+/// A twin that the REST twin endpoints and twin jobs write: a device's or a module's.
+trait WritableTwin {
+    fn etag(&self) -> String;
+    fn patch_twin(&mut self, patch: &Value, now_ms: i64) -> Result<Option<Value>, ApiError>;
+    fn replace_twin(&mut self, twin: &Value, now_ms: i64) -> Result<Option<Value>, ApiError>;
+}
+
+impl WritableTwin for Device {
+    fn etag(&self) -> String {
+        Device::etag(self)
+    }
+    fn patch_twin(&mut self, patch: &Value, now_ms: i64) -> Result<Option<Value>, ApiError> {
+        Device::patch_twin(self, patch, now_ms)
+    }
+    fn replace_twin(&mut self, twin: &Value, now_ms: i64) -> Result<Option<Value>, ApiError> {
+        Device::replace_twin(self, twin, now_ms)
+    }
+}
+
+impl WritableTwin for Module {
+    fn etag(&self) -> String {
+        Module::etag(self)
+    }
+    fn patch_twin(&mut self, patch: &Value, now_ms: i64) -> Result<Option<Value>, ApiError> {
+        Module::patch_twin(self, patch, now_ms)
+    }
+    fn replace_twin(&mut self, twin: &Value, now_ms: i64) -> Result<Option<Value>, ApiError> {
+        Module::replace_twin(self, twin, now_ms)
+    }
+}
+
+/// `PATCH` (merge) or `PUT` (`replace`) of a twin under `If-Match`: the desired notification
+/// for the twin's session when desired changed. `what` names the twin in the error.
+fn write_twin(
+    twin: &mut impl WritableTwin,
+    body: &Value,
+    etag: Option<&str>,
+    replace: bool,
+    now_ms: i64,
+    what: &str,
+) -> Result<Option<Value>, ApiError> {
+    if !if_match(etag, &twin.etag()) {
+        return Err(ApiError::new(
+            ErrorCode::PreconditionFailed,
+            format!("Precondition failed: the twin etag of {what} does not match"),
+        ));
+    }
+    if replace {
+        twin.replace_twin(body, now_ms)
+    } else {
+        twin.patch_twin(body, now_ms)
+    }
+}
+
+/// PUT of an identity that exists updates it only with `If-Match` (`*` or its etag), as the
+/// service does: without one the PUT was a create (`exists`), with another etag it fails.
+fn may_update(
+    etag: Option<&str>,
+    current: &str,
+    exists: impl FnOnce() -> ApiError,
+    what: &str,
+) -> Result<(), ApiError> {
+    if etag.is_none() {
+        return Err(exists());
+    }
+    if !if_match(etag, current) {
+        return Err(ApiError::new(
+            ErrorCode::PreconditionFailed,
+            format!("Precondition failed: the etag of {what} does not match"),
+        ));
+    }
+    Ok(())
 }
 
 pub fn not_found(id: &str) -> ApiError {
@@ -104,35 +202,10 @@ impl Registry {
     ) -> Result<Value, ApiError> {
         let mut map = self.write();
         let d = map.get_mut(id).ok_or_else(|| not_found(id))?;
-        if !if_match(etag, &d.etag()) {
-            return Err(ApiError::new(
-                ErrorCode::PreconditionFailed,
-                format!("Precondition failed: the twin etag of {id} does not match"),
-            ));
-        }
-        let note = if replace {
-            d.replace_twin(body, now_ms)?
-        } else {
-            d.patch_twin(body, now_ms)?
-        };
-        if let Some(note) = note {
+        if let Some(note) = write_twin(d, body, etag, replace, now_ms, id)? {
             self.sessions.desired_changed(id, &note);
         }
         Ok(d.twin())
-    }
-
-    /// Connection state kept by the MQTT sessions (no-op for a device deleted meanwhile).
-    pub fn set_connected(&self, id: &str, connected: bool, now_ms: i64) {
-        if let Some(d) = self.write().get_mut(id) {
-            d.set_connected(connected, now_ms);
-        }
-    }
-
-    /// A packet arrived from the device.
-    pub fn touch(&self, id: &str, now_ms: i64) {
-        if let Some(d) = self.write().get_mut(id) {
-            d.last_activity_ms = now_ms;
-        }
     }
 
     pub fn identity(&self, id: &str) -> Result<Value, ApiError> {
@@ -165,64 +238,23 @@ impl Registry {
                 ));
             }
         }
-        let enabled = match obj.get("status").and_then(Value::as_str) {
-            None | Some("enabled") => true,
-            Some("disabled") => false,
-            Some(other) => {
-                return Err(ApiError::new(
-                    ErrorCode::ArgumentInvalid,
-                    format!("status must be enabled or disabled, not '{other}'"),
-                ))
-            }
-        };
-        let keys = obj
-            .get("authentication")
-            .and_then(|a| a.get("symmetricKey"));
-        let key = |name: &str| {
-            keys.and_then(|k| k.get(name))
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-        };
+        let spec = IdentitySpec::parse(obj)?;
         let mut map = self.write();
-        match map.get_mut(id) {
-            Some(d) => {
-                if etag.is_none() {
-                    return Err(ApiError::new(
-                        ErrorCode::DeviceAlreadyExists,
-                        format!("A device with ID '{id}' is already registered"),
-                    ));
-                }
-                if !if_match(etag, &d.device_etag()) {
-                    return Err(ApiError::new(
-                        ErrorCode::PreconditionFailed,
-                        format!("Precondition failed: the etag of device {id} does not match"),
-                    ));
-                }
-                d.enabled = enabled;
-                if let Some(k) = key("primaryKey") {
-                    d.primary_key = k;
-                }
-                if let Some(k) = key("secondaryKey") {
-                    d.secondary_key = k;
-                }
-                d.identity_version += 1;
-                Ok(d.identity())
-            }
-            None => {
-                let mut d = Device::new(id, now_ms);
-                d.enabled = enabled;
-                if let Some(k) = key("primaryKey") {
-                    d.primary_key = k;
-                }
-                if let Some(k) = key("secondaryKey") {
-                    d.secondary_key = k;
-                }
-                let doc = d.identity();
-                map.insert(id.to_string(), d);
-                Ok(doc)
-            }
-        }
+        let write = match (map.contains_key(id), etag) {
+            // An existing id is updated only when the caller says which version (`If-Match`).
+            (true, Some(etag)) => Write::Update { etag: Some(etag) },
+            _ => Write::Create,
+        };
+        write_identity(&mut map, id, &spec, write, now_ms)
+    }
+
+    /// `GET /devices?top=N`: the first `top` identities in id order.
+    pub fn list_identities(&self, top: usize) -> Vec<Value> {
+        self.read()
+            .values()
+            .take(top)
+            .map(Device::identity)
+            .collect()
     }
 
     pub fn delete(&self, id: &str, etag: Option<&str>) -> Result<(), ApiError> {
@@ -234,7 +266,14 @@ impl Registry {
                 format!("Precondition failed: the etag of device {id} does not match"),
             ));
         }
-        map.remove(id);
+        if let Some(d) = map.remove(id) {
+            drop(map);
+            // The device's modules go with it, and so do their connections and what they kept.
+            self.sessions.forget(id);
+            for module in d.modules.keys() {
+                self.sessions.forget(&client_key(id, Some(module)));
+            }
+        }
         Ok(())
     }
 
@@ -359,6 +398,32 @@ mod tests {
         );
         assert_eq!(stale.unwrap_err().code, ErrorCode::PreconditionFailed);
         assert_eq!(r.twin("nope").unwrap_err().code, ErrorCode::DeviceNotFound);
+    }
+
+    #[test]
+    fn desired_patches_always_notify_and_null_empties_a_section() {
+        let r = Registry::default();
+        r.load(Seed::generated(1).build(0).unwrap(), true);
+        let mut d = r.read().get("device-0000").unwrap().clone();
+        let patch = json!({"properties": {"desired": {"a": 1, "b": {"c": 2}}}});
+        let first = d.patch_twin(&patch, 1).unwrap().unwrap();
+        assert_eq!(first, json!({"a": 1, "b": {"c": 2}, "$version": 2}));
+        // The same values again still bump $version and notify, as the service does.
+        let again = d.patch_twin(&patch, 2).unwrap().unwrap();
+        assert_eq!(again["$version"], 3);
+        assert_eq!(d.twin()["version"], 3);
+        // A tags-only or empty desired patch does not touch desired.
+        assert!(d
+            .patch_twin(&json!({"tags": {"t": 1}, "properties": {"desired": {}}}), 3)
+            .unwrap()
+            .is_none());
+        let cleared = d
+            .patch_twin(&json!({"tags": null, "properties": {"desired": null}}), 4)
+            .unwrap()
+            .unwrap();
+        assert_eq!(cleared, json!({"a": null, "b": null, "$version": 4}));
+        assert!(d.props.desired.is_empty());
+        assert_eq!(d.twin()["tags"], json!({}));
     }
 
     #[test]

@@ -82,8 +82,8 @@ impl Seed {
                 }
             };
             d.set_tags(s.tags.clone());
-            d.desired = s.properties.desired.clone();
-            d.reported = s.properties.reported.clone();
+            d.props.desired = s.properties.desired.clone();
+            d.props.reported = s.properties.reported.clone();
             d.behaviour.apply(&s.method);
             out.push(d);
         }

@@ -27,11 +27,19 @@ pub enum Outgoing {
     Close,
 }
 
+/// What a device's session is subscribed to (the topics whose delivery the hub decides).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Subscriptions {
+    pub methods: bool,
+    pub desired: bool,
+}
+
 struct Session {
     serial: u64,
     tx: mpsc::UnboundedSender<Outgoing>,
-    methods: bool,
-    desired: bool,
+    subscriptions: Subscriptions,
+    /// Connected with clean session 0: its subscriptions outlive the connection.
+    persistent: bool,
 }
 
 /// Faults for one device, set through the control API.
@@ -57,6 +65,11 @@ const TELEMETRY_KEPT: usize = 1000;
 #[derive(Default)]
 pub struct Sessions {
     live: Mutex<HashMap<String, Session>>,
+    /// Subscriptions of persistent sessions (MQTT clean session 0) whose device is not
+    /// connected: MQTT 3.1.1 §3.1.2.4 keeps them for the next connection of the same client id,
+    /// and the device SDKs rely on it (azure-iot-device-mqtt reconnects after a SAS renewal
+    /// without subscribing again).
+    kept: Mutex<HashMap<String, Subscriptions>>,
     /// Method calls waiting for an answer, by request id: (device id, answer).
     pending: Mutex<HashMap<u64, (String, Answer)>>,
     next_id: AtomicU64,
@@ -79,30 +92,53 @@ impl Sessions {
     }
 
     /// Registers a new session for `id`, dropping the one it replaces (one session per device).
-    pub fn open(&self, id: &str) -> (u64, mpsc::UnboundedReceiver<Outgoing>) {
+    /// With `clean` false the subscriptions of the device's previous persistent session carry
+    /// over; the last value is MQTT's "session present" (true when they did).
+    pub fn open(&self, id: &str, clean: bool) -> (u64, mpsc::UnboundedReceiver<Outgoing>, bool) {
         let (tx, rx) = mpsc::unbounded_channel();
         let serial = self.next();
+        let mut live = lock(&self.live);
+        let old = live.remove(id);
+        if let Some(old) = &old {
+            let _ = old.tx.send(Outgoing::Close);
+        }
+        let kept = lock(&self.kept).remove(id);
+        let previous = old
+            .filter(|s| s.persistent)
+            .map(|s| s.subscriptions)
+            .or(kept)
+            .filter(|_| !clean);
         let session = Session {
             serial,
             tx,
-            methods: false,
-            desired: false,
+            subscriptions: previous.unwrap_or_default(),
+            persistent: !clean,
         };
-        if let Some(old) = lock(&self.live).insert(id.to_string(), session) {
-            let _ = old.tx.send(Outgoing::Close);
+        live.insert(id.to_string(), session);
+        drop(live);
+        if previous.is_some_and(|s| s.methods) {
+            self.subscribed.notify_waiters();
         }
-        (serial, rx)
+        (serial, rx, previous.is_some())
     }
 
-    /// Removes the session if it is still the device's current one; true when it was.
+    /// Removes the session if it is still the device's current one (keeping a persistent
+    /// session's subscriptions); true when it was.
     pub fn close(&self, id: &str, serial: u64) -> bool {
         let mut live = lock(&self.live);
-        if live.get(id).is_some_and(|s| s.serial == serial) {
-            live.remove(id);
-            true
-        } else {
-            false
+        if live.get(id).is_none_or(|s| s.serial != serial) {
+            return false;
         }
+        if let Some(s) = live.remove(id).filter(|s| s.persistent) {
+            lock(&self.kept).insert(id.to_string(), s.subscriptions);
+        }
+        true
+    }
+
+    /// Forgets everything kept for a device (it was deleted: a new one of that id starts clean).
+    pub fn forget(&self, id: &str) {
+        lock(&self.kept).remove(id);
+        self.drop_connection(id);
     }
 
     /// Asks a device's session to close; true when the device had one.
@@ -116,6 +152,7 @@ impl Sessions {
         for s in lock(&self.live).values() {
             let _ = s.tx.send(Outgoing::Close);
         }
+        lock(&self.kept).clear();
         lock(&self.faults).clear();
         lock(&self.telemetry).clear();
     }
@@ -133,8 +170,9 @@ impl Sessions {
         desired: Option<bool>,
     ) {
         if let Some(s) = lock(&self.live).get_mut(id).filter(|s| s.serial == serial) {
-            s.methods = methods.unwrap_or(s.methods);
-            s.desired = desired.unwrap_or(s.desired);
+            let subs = &mut s.subscriptions;
+            subs.methods = methods.unwrap_or(subs.methods);
+            subs.desired = desired.unwrap_or(subs.desired);
         }
         if methods == Some(true) {
             self.subscribed.notify_waiters();
@@ -150,7 +188,7 @@ impl Sessions {
 
     /// Tells a connected device, subscribed to desired updates, about a change of desired.
     pub fn desired_changed(&self, id: &str, note: &Value) {
-        if let Some(s) = lock(&self.live).get(id).filter(|s| s.desired) {
+        if let Some(s) = lock(&self.live).get(id).filter(|s| s.subscriptions.desired) {
             let version = note.get("$version").and_then(Value::as_u64).unwrap_or(0);
             let _ = s.tx.send(Outgoing::Publish {
                 topic: format!("$iothub/twin/PATCH/properties/desired/?$version={version}"),
@@ -162,7 +200,7 @@ impl Sessions {
     fn method_channel(&self, id: &str) -> Option<mpsc::UnboundedSender<Outgoing>> {
         lock(&self.live)
             .get(id)
-            .filter(|s| s.methods)
+            .filter(|s| s.subscriptions.methods)
             .map(|s| s.tx.clone())
     }
 
@@ -276,8 +314,10 @@ impl Sessions {
         if ring.len() >= TELEMETRY_KEPT {
             ring.pop_front();
         }
+        let (device, module) = super::split_client(id);
         ring.push_back(json!({
-            "deviceId": id,
+            "deviceId": device,
+            "moduleId": module,
             "topic": topic,
             "time": iso(wall_ms()),
             "body": String::from_utf8_lossy(payload),

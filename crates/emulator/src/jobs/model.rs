@@ -90,6 +90,8 @@ pub enum DeviceOutcome {
 #[derive(Clone, Debug)]
 pub struct DeviceRow {
     pub device_id: String,
+    /// Set when the job runs over modules (`FROM devices.modules WHERE …`).
+    pub module_id: Option<String>,
     pub status: RowStatus,
     pub start_ms: Option<i64>,
     pub end_ms: Option<i64>,
@@ -247,6 +249,9 @@ impl Job {
             "lastUpdatedDateTimeUtc": iso(row.updated_ms),
         });
         let obj = out.as_object_mut().expect("object literal");
+        if let Some(module) = &row.module_id {
+            obj.insert("moduleId".into(), json!(module));
+        }
         match &row.outcome {
             Some(DeviceOutcome::Succeeded {
                 status,

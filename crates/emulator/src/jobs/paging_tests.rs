@@ -145,6 +145,7 @@ fn finished_job(e: &Engine, id: &str, rows: usize) {
     job.rows = (0..rows)
         .map(|i| model::DeviceRow {
             device_id: format!("device-{i:05}"),
+            module_id: None,
             status: model::RowStatus::Completed,
             start_ms: Some(T0_MS),
             end_ms: Some(T0_MS),

@@ -11,7 +11,7 @@ use tokio::task::JoinSet;
 use super::model::{DeviceOutcome, JobStatus, RowStatus};
 use super::request::{JobKind, MethodSpec, MAX_METHOD_PAYLOAD};
 use super::{Engine, JobEntry};
-use crate::devices::MethodCallRecord;
+use crate::devices::{client_key, MethodCallRecord};
 use crate::errors::ErrorCode;
 use crate::query::parse_condition;
 
@@ -58,12 +58,20 @@ pub(super) async fn run(engine: Arc<Engine>, entry: Arc<JobEntry>) {
             return;
         }
     };
-    let targets: Vec<String> = {
+    // `FROM devices.modules WHERE …` targets modules (Azure/iotedge#719); anything else devices.
+    let targets: Vec<Target> = if condition.over_modules() {
+        engine
+            .devices
+            .module_targets(&condition)
+            .into_iter()
+            .map(|(device, module)| (device, Some(module)))
+            .collect()
+    } else {
         let devices = engine.devices.read();
         devices
             .values()
             .filter(|d| condition.is_all() || condition.matches(&d.twin()))
-            .map(|d| d.id.clone())
+            .map(|d| (d.id.clone(), None))
             .collect()
     };
     let started_ms = clock.now_ms();
@@ -75,8 +83,9 @@ pub(super) async fn run(engine: Arc<Engine>, entry: Arc<JobEntry>) {
         job.status = JobStatus::Running;
         job.rows = targets
             .iter()
-            .map(|id| super::model::DeviceRow {
+            .map(|(id, module)| super::model::DeviceRow {
                 device_id: id.clone(),
+                module_id: module.clone(),
                 status: RowStatus::Pending,
                 start_ms: None,
                 end_ms: None,
@@ -136,6 +145,9 @@ pub(super) async fn run(engine: Arc<Engine>, entry: Arc<JobEntry>) {
     }
 }
 
+/// What a job works on: a device, or one module of a device.
+type Target = (String, Option<String>);
+
 /// What a job does on each device.
 enum DeviceOp {
     Method(MethodSpec, MethodCallRecord),
@@ -146,7 +158,7 @@ async fn run_devices(
     engine: &Arc<Engine>,
     entry: &Arc<JobEntry>,
     kind: &JobKind,
-    targets: Vec<String>,
+    targets: Vec<Target>,
 ) {
     let permits = Arc::new(Semaphore::new(PARALLEL_DEVICE_OPS));
     let mut tasks = JoinSet::new();
@@ -155,7 +167,7 @@ async fn run_devices(
         JobKind::Method(m) => DeviceOp::Method(m.clone(), method_record(m)),
         JobKind::Twin(patch) => DeviceOp::Twin(patch.clone()),
     });
-    for (i, device_id) in targets.into_iter().enumerate() {
+    for (i, (device_id, module_id)) in targets.into_iter().enumerate() {
         let Ok(permit) = permits.clone().acquire_owned().await else {
             break;
         };
@@ -166,9 +178,12 @@ async fn run_devices(
         let (engine, entry, op) = (engine.clone(), entry.clone(), op.clone());
         tasks.spawn(async move {
             entry.lock().start_row(i, engine.clock.now_ms());
+            let module = module_id.as_deref();
             let outcome = match &*op {
-                DeviceOp::Method(m, record) => invoke_method(&engine, &device_id, m, record).await,
-                DeviceOp::Twin(patch) => update_twin(&engine, &device_id, patch),
+                DeviceOp::Method(m, record) => {
+                    invoke_method(&engine, &device_id, module, m, record).await
+                }
+                DeviceOp::Twin(patch) => update_twin(&engine, &device_id, module, patch),
             };
             entry.lock().end_row(i, outcome, engine.clock.now_ms());
             drop(permit);
@@ -189,10 +204,11 @@ fn failed(code: ErrorCode, description: impl Into<String>) -> DeviceOutcome {
 async fn invoke_method(
     engine: &Engine,
     device_id: &str,
+    module: Option<&str>,
     m: &MethodSpec,
     record: &MethodCallRecord,
 ) -> DeviceOutcome {
-    match call_method(engine, device_id, m, record).await {
+    match call_method(engine, device_id, module, m, record).await {
         Ok((status, payload)) => DeviceOutcome::Succeeded {
             status,
             payload: Some(payload),
@@ -209,11 +225,13 @@ pub fn method_record(m: &MethodSpec) -> MethodCallRecord {
     )
 }
 
-/// One direct-method call, for a job's device or `POST /twins/{id}/methods`: a simulated
-/// device answers from its behaviour, a real one through its live MQTT session.
+/// One direct-method call, for a job's device or module or `POST /twins/{id}[/modules/{mid}]/methods`:
+/// a simulated device answers from its behaviour; a real one, and every module, through its
+/// live MQTT session.
 pub async fn call_method(
     engine: &Engine,
     device_id: &str,
+    module: Option<&str>,
     m: &MethodSpec,
     record: &MethodCallRecord,
 ) -> Result<(i64, Arc<Value>), (ErrorCode, String)> {
@@ -234,10 +252,20 @@ pub async fn call_method(
                 format!("Device {device_id} not registered"),
             ));
         };
-        if device.simulated && !device.behaviour.offline {
-            device.record_method(record);
+        if let Some(module) = module {
+            if !device.modules.contains_key(module) {
+                return Err((
+                    ErrorCode::ModuleNotFound,
+                    format!("Module {module} on device {device_id} not registered"),
+                ));
+            }
+            None
+        } else {
+            if device.simulated && !device.behaviour.offline {
+                device.record_method(record);
+            }
+            device.simulated.then(|| device.behaviour.clone())
         }
-        device.simulated.then(|| device.behaviour.clone())
     };
     let connect_ms = m.connect_timeout_s as i64 * 1000;
     let response_ms = m.response_timeout_s as i64 * 1000;
@@ -247,14 +275,14 @@ pub async fn call_method(
             .sessions
             .call_method(
                 &engine.clock,
-                device_id,
+                &client_key(device_id, module),
                 &m.method_name,
                 &m.payload,
                 connect_ms,
                 response_ms,
             )
             .await;
-        if answer.is_ok() {
+        if answer.is_ok() && module.is_none() {
             if let Some(device) = engine.devices.write().get_mut(device_id) {
                 device.record_method(record);
             }
@@ -283,8 +311,25 @@ pub async fn call_method(
     Ok((behaviour.status, behaviour.payload))
 }
 
-fn update_twin(engine: &Engine, device_id: &str, patch: &Value) -> DeviceOutcome {
+fn update_twin(
+    engine: &Engine,
+    device_id: &str,
+    module: Option<&str>,
+    patch: &Value,
+) -> DeviceOutcome {
     let now = engine.clock.now_ms();
+    if let Some(module) = module {
+        return match engine
+            .devices
+            .update_module_twin(device_id, module, patch, None, false, now)
+        {
+            Ok(_) => DeviceOutcome::Succeeded {
+                status: 200,
+                payload: None,
+            },
+            Err(e) => failed(e.code, e.message),
+        };
+    }
     let mut devices = engine.devices.write();
     let Some(device) = devices.get_mut(device_id) else {
         return failed(

@@ -2,8 +2,9 @@
 //!
 //! * [`parse_condition`] parses a job's `queryCondition` (the WHERE part only; `*` alone selects
 //!   every device) into a [`Condition`];
-//! * [`parse_select`] parses `SELECT * FROM devices [WHERE …]` and
-//!   `SELECT * FROM devices.jobs [WHERE …]` into a [`SelectQuery`];
+//! * [`parse_select`] parses `SELECT * FROM devices [WHERE …]`,
+//!   `SELECT * FROM devices.jobs [WHERE …]` and `SELECT * FROM devices.modules [WHERE …]` into a
+//!   [`SelectQuery`];
 //! * [`Condition::matches`] evaluates a condition against a twin (or device-job row) as JSON.
 //!
 //! Supported: property paths (`tags.a.b`, `properties.desired.x`, `properties.reported.x`,
@@ -45,6 +46,8 @@ pub struct Condition {
     /// `None` for `*` (every document).
     expr: Option<ast::Expr>,
     scope: Scope,
+    /// A job condition written `FROM devices.modules [WHERE …]`: it selects module twins.
+    over_modules: bool,
 }
 
 impl Condition {
@@ -63,6 +66,12 @@ impl Condition {
     /// Whether this is the `*` condition (every device).
     pub fn is_all(&self) -> bool {
         self.expr.is_none()
+    }
+
+    /// Whether the condition selects module twins (`FROM devices.modules [WHERE …]`) rather
+    /// than device twins.
+    pub fn over_modules(&self) -> bool {
+        self.over_modules
     }
 
     /// The string the top-level property `name` must equal for any document to match: set when
@@ -96,6 +105,8 @@ pub enum Source {
     Devices,
     /// `FROM devices.jobs`: one row per device and job.
     DevicesJobs,
+    /// `FROM devices.modules`: module twins.
+    DevicesModules,
 }
 
 /// A parsed `SELECT * FROM devices[.jobs] [WHERE …]`.
@@ -153,13 +164,37 @@ impl fmt::Display for QueryError {
 impl std::error::Error for QueryError {}
 
 /// Parses a job's `queryCondition`: a WHERE clause without the `WHERE` keyword, or `*` for
-/// every device. A full `SELECT …` query is an error.
+/// every device; or `FROM devices.modules [WHERE …]`, which selects modules (the form the
+/// service accepts for jobs over IoT Edge modules, Azure/iotedge#719). A full `SELECT …` query
+/// is an error.
 pub fn parse_condition(text: &str) -> Result<Condition, QueryError> {
     let mut parser = start(text)?;
-    if parser.at_star_then_eof() {
+    let over_modules = parser.eat_kw("FROM");
+    if over_modules {
+        parser.expect_kw("devices", "devices.modules")?;
+        if !parser.eat(&lexer::Tok::Dot) {
+            return Err(
+                parser.unexpected("'.modules' (a job condition may start FROM devices.modules)")
+            );
+        }
+        parser.expect_kw(
+            "modules",
+            "modules (a job condition may start FROM devices.modules)",
+        )?;
+        if !parser.eat_kw("WHERE") {
+            parser.expect_eof("WHERE or end of input")?;
+            return Ok(Condition {
+                expr: None,
+                scope: Scope::Twin,
+                over_modules,
+            });
+        }
+        parser.set_collection(Some("modules"));
+    } else if parser.at_star_then_eof() {
         return Ok(Condition {
             expr: None,
             scope: Scope::Twin,
+            over_modules,
         });
     }
     let expr = parser.condition()?;
@@ -167,6 +202,7 @@ pub fn parse_condition(text: &str) -> Result<Condition, QueryError> {
     Ok(Condition {
         expr: Some(expr),
         scope: Scope::Twin,
+        over_modules,
     })
 }
 
@@ -179,18 +215,20 @@ pub fn parse_select(text: &str) -> Result<SelectQuery, QueryError> {
         return Err(parser.unexpected("'*' (only SELECT * is supported)"));
     }
     parser.expect_kw("FROM", "FROM")?;
-    parser.expect_kw("devices", "devices or devices.jobs")?;
-    let source = if parser.eat(&lexer::Tok::Dot) {
+    parser.expect_kw("devices", "devices, devices.jobs or devices.modules")?;
+    let source = if !parser.eat(&lexer::Tok::Dot) {
+        Source::Devices
+    } else if parser.eat_kw("modules") {
+        Source::DevicesModules
+    } else {
         parser.expect_kw(
             "jobs",
-            "jobs (only devices and devices.jobs can be queried)",
+            "jobs or modules (only devices, devices.jobs and devices.modules can be queried)",
         )?;
         Source::DevicesJobs
-    } else {
-        Source::Devices
     };
     let scope = match source {
-        Source::Devices => Scope::Twin,
+        Source::Devices | Source::DevicesModules => Scope::Twin,
         Source::DevicesJobs => Scope::DeviceJob,
     };
     if !parser.eat_kw("WHERE") {
@@ -200,7 +238,11 @@ pub fn parse_select(text: &str) -> Result<SelectQuery, QueryError> {
             condition: None,
         });
     }
-    parser.set_strip_jobs_prefix(source == Source::DevicesJobs);
+    parser.set_collection(match source {
+        Source::Devices => None,
+        Source::DevicesJobs => Some("jobs"),
+        Source::DevicesModules => Some("modules"),
+    });
     let expr = parser.condition()?;
     parser.expect_eof("an operator or end of input")?;
     Ok(SelectQuery {
@@ -208,6 +250,7 @@ pub fn parse_select(text: &str) -> Result<SelectQuery, QueryError> {
         condition: Some(Condition {
             expr: Some(expr),
             scope,
+            over_modules: false,
         }),
     })
 }

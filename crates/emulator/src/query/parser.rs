@@ -3,7 +3,7 @@
 //! Grammar (keywords case-insensitive; loosest binding first):
 //!
 //! ```text
-//! select     := SELECT '*' FROM devices ['.' jobs] [WHERE or_expr] EOF
+//! select     := SELECT '*' FROM devices ['.' (jobs | modules)] [WHERE or_expr] EOF
 //! condition  := '*' EOF | or_expr EOF
 //! or_expr    := and_expr (OR and_expr)*
 //! and_expr   := not_expr (AND not_expr)*
@@ -41,8 +41,10 @@ pub(crate) struct Parser<'a> {
     tokens: Vec<Token<'a>>,
     pos: usize,
     depth: usize,
-    /// In `FROM devices.jobs` queries, paths spelled `devices.jobs.x` mean the row's `x`.
-    strip_jobs_prefix: bool,
+    /// The collection queried below `devices` (`jobs` or `modules`): paths spelled
+    /// `devices.jobs.x` / `devices.modules.x` mean the row's `x`, and in a module query
+    /// `devices.x` means `x` too (the module twin carries its device's `deviceId`).
+    collection: Option<&'static str>,
 }
 
 impl<'a> Parser<'a> {
@@ -52,12 +54,12 @@ impl<'a> Parser<'a> {
             tokens,
             pos: 0,
             depth: 0,
-            strip_jobs_prefix: false,
+            collection: None,
         }
     }
 
-    pub(crate) fn set_strip_jobs_prefix(&mut self, on: bool) {
-        self.strip_jobs_prefix = on;
+    pub(crate) fn set_collection(&mut self, collection: Option<&'static str>) {
+        self.collection = collection;
     }
 
     // ----- token helpers -------------------------------------------------------------------
@@ -468,10 +470,12 @@ impl<'a> Parser<'a> {
                 break;
             }
         }
-        if self.strip_jobs_prefix && segments.len() > 2 {
+        if let Some(collection) = self.collection {
             let is = |s: &Segment, word: &str| matches!(s, Segment::Name(n) if n.eq_ignore_ascii_case(word));
-            if is(&segments[0], "devices") && is(&segments[1], "jobs") {
+            if segments.len() > 2 && is(&segments[0], "devices") && is(&segments[1], collection) {
                 segments.drain(..2);
+            } else if collection == "modules" && segments.len() > 1 && is(&segments[0], "devices") {
+                segments.drain(..1);
             }
         }
         Ok(Expr::Path(segments))

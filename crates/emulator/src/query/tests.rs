@@ -513,10 +513,10 @@ fn select_queries_parse() {
 fn select_errors() {
     let cases = [
         ("SELECT deviceId FROM devices", "unexpected 'deviceId' at position 8, expected '*' (only SELECT * is supported)"),
-        ("SELECT * FROM devices.modules", "unexpected 'modules' at position 23, expected jobs (only devices and devices.jobs can be queried)"),
+        ("SELECT * FROM devices.configurations", "unexpected 'configurations' at position 23, expected jobs or modules (only devices, devices.jobs and devices.modules can be queried)"),
         ("SELECT * FROM devices WHERE", "unexpected end of input at position 28, expected a condition"),
         ("SELECT * FROM devices GROUP BY tags.a", "unexpected 'GROUP' at position 23, expected WHERE or end of input"),
-        ("SELECT * FROM jobs", "unexpected 'jobs' at position 15, expected devices or devices.jobs"),
+        ("SELECT * FROM jobs", "unexpected 'jobs' at position 15, expected devices, devices.jobs or devices.modules"),
         ("SELECT * FROM devices WHERE *", "unexpected '*' at position 29, expected a value"),
         ("SELECT * FROM devices WHERE SELECT", "unexpected keyword 'SELECT' at position 29, expected a condition (a queryCondition is only the WHERE part, not a full SELECT query)"),
         ("DELETE FROM devices", "unexpected 'DELETE' at position 1, expected SELECT"),
@@ -625,5 +625,45 @@ fn pinned_string_only_when_every_match_needs_it() {
         "deviceId = 'a'",
     ] {
         assert_eq!(pinned(q), None, "{q}");
+    }
+}
+
+#[test]
+fn devices_modules_queries_and_module_job_conditions() {
+    let twin = json!({"deviceId": "edge1", "moduleId": "filter", "tags": {"site": "a"},
+                      "properties": {"reported": {"status": "scanning"}}});
+    let q = |text: &str| parse_select(text).unwrap();
+    let all = q("SELECT * FROM devices.modules");
+    assert_eq!(all.source, Source::DevicesModules);
+    assert!(all.matches(&twin));
+    // The spellings of the service's documentation and of IoT Edge tooling.
+    for text in [
+        "SELECT * FROM devices.modules WHERE properties.reported.status = 'scanning'",
+        "SELECT * FROM devices.modules WHERE devices.modules.moduleId = 'filter' AND deviceId IN ['edge1']",
+        "select * from devices.modules where devices.deviceId = 'edge1'",
+    ] {
+        assert!(q(text).matches(&twin), "{text}");
+    }
+    assert!(!q("SELECT * FROM devices.modules WHERE moduleId = 'other'").matches(&twin));
+
+    // Job conditions: `FROM devices.modules WHERE …` selects modules (Azure/iotedge#719).
+    let c = parse_condition("FROM devices.modules WHERE ModuleId = 'filter'").unwrap();
+    assert!(c.over_modules() && c.matches(&twin));
+    assert!(
+        !parse_condition("FROM devices.modules WHERE moduleId = 'x'")
+            .unwrap()
+            .matches(&twin)
+    );
+    let every = parse_condition("from devices.modules").unwrap();
+    assert!(every.over_modules() && every.is_all());
+    assert!(!parse_condition("deviceId = 'edge1'")
+        .unwrap()
+        .over_modules());
+    for (text, expected) in [
+        ("FROM devices WHERE x = 1", "unexpected keyword 'WHERE' at position 14, expected '.modules' (a job condition may start FROM devices.modules)"),
+        ("FROM devices.jobs", "unexpected 'jobs' at position 14, expected modules (a job condition may start FROM devices.modules)"),
+        ("FROM devices.modules tags.a = 1", "unexpected 'tags' at position 22, expected WHERE or end of input"),
+    ] {
+        assert_eq!(parse_condition(text).unwrap_err().to_string(), expected, "{text}");
     }
 }

@@ -1,0 +1,93 @@
+// The hub's standard ports (`--standard-ports` on 127.0.0.41): HTTPS and MQTT over WebSockets on
+// 443, MQTT on 8883, connection strings with a plain HostName. Microsoft's Node device SDK
+// (azure-iot-device + azure-iot-device-mqtt, pinned, unmodified) dials them itself from a plain
+// device connection string: `Mqtt` (8883) and `MqttWs` (wss://host:443/$iothub/websocket, which
+// it builds with a fixed :443, so it cannot reach any other port). Each takes a method job, a
+// twin job's desired patch and reports a property seen by a query; a wrong key is refused.
+//
+// Ports below 1024 need root: CI runs as root; elsewhere the suite says why it skips.
+import { execFile } from 'node:child_process'
+import { existsSync, readFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import { test, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+
+import { emulatorBinary, startEmulator } from './helpers/emulator.mjs'
+import { createSasDevice, nodeDeviceScenario, refusal, shimAzureIothub } from './helpers/device-sdks.mjs'
+
+const require = createRequire(import.meta.url)
+const { JobClient } = require('..')
+const { Client: DeviceClient } = require('azure-iot-device')
+const { Mqtt, MqttWs } = require('azure-iot-device-mqtt')
+
+const HOST = '127.0.0.41'
+const skip = process.getuid?.() === 0 ? false : 'ports 443 and 8883 need root (CI runs as root)'
+
+let hub
+let ca
+let jobs
+
+before(async () => {
+  if (skip) return
+  hub = await startEmulator({ args: ['--standard-ports', '--host', HOST] })
+  ca = readFileSync(hub.caPath, 'utf8')
+  shimAzureIothub(ca)
+  jobs = JobClient.fromConnectionString(hub.connectionString, { ca })
+})
+
+after(async () => {
+  if (hub) assert.equal(await hub.stop(), 0)
+})
+
+test('the ready line names the standard ports and a plain HostName', { skip }, async () => {
+  assert.equal(hub.port, 443)
+  assert.equal(hub.hostName, HOST)
+  assert.match(hub.connectionString, new RegExp(`^HostName=${HOST.replaceAll('.', '\\.')};SharedAccessKeyName=iothubowner;`))
+  const health = await hub.control('GET', 'health')
+  assert.equal(health.hostName, HOST)
+})
+
+for (const [name, Transport] of [['Mqtt (8883)', Mqtt], ['MqttWs (443, /$iothub/websocket)', MqttWs]]) {
+  test(`Node ${name} with a plain device connection string: method job, twin job, reported property`, { skip }, async () => {
+    const deviceId = `node-${Transport.name.toLowerCase()}`
+    const connectionString = await createSasDevice(hub, deviceId)
+    assert.ok(!/HostName=[^;]*:/.test(connectionString), 'no port in HostName')
+    const client = DeviceClient.fromConnectionString(connectionString, Transport)
+    await client.setOptions({ ca })
+    await nodeDeviceScenario(client, { hub, jobs, deviceId })
+  })
+
+  test(`Node ${name}: a wrong key is refused`, { skip }, async () => {
+    const deviceId = `wrong-${Transport.name.toLowerCase()}`
+    const good = await createSasDevice(hub, deviceId)
+    const wrong = good.replace(/SharedAccessKey=[^;]+/, `SharedAccessKey=${Buffer.alloc(32, 7).toString('base64')}`)
+    const client = DeviceClient.fromConnectionString(wrong, Transport)
+    await client.setOptions({ ca })
+    const err = await refusal(client)
+    assert.equal(err.constructor.name, 'UnauthorizedError', String(err))
+  })
+}
+
+/** Runs the emulator (optionally through another command) until it exits: {code, stderr}. */
+function runToExit(command, args) {
+  return new Promise((resolve) => {
+    execFile(command, args, { timeout: 20_000 }, (err, _stdout, stderr) => resolve({ code: err?.code, stderr }))
+  })
+}
+
+test('a second hub on the same standard ports fails with one line', { skip }, async () => {
+  const { code, stderr } = await runToExit(emulatorBinary(), ['--standard-ports', '--host', HOST])
+  assert.equal(code, 1)
+  assert.equal(stderr, `iothub-emulator: cannot listen on ${HOST}:443: the port is already in use\n`)
+})
+
+const setpriv = ['/usr/bin/setpriv', '/bin/setpriv'].find((p) => existsSync(p))
+test('without root, the standard ports are a one-line error', { skip: skip || (!setpriv && 'setpriv (util-linux) is needed to drop root') }, async (t) => {
+  const drop = ['--reuid=65534', '--regid=65534', '--clear-groups']
+  if ((await runToExit(setpriv, [...drop, emulatorBinary(), '--version'])).code !== undefined) {
+    return t.skip('the emulator binary is not readable by an unprivileged user here (e.g. a checkout under /root)')
+  }
+  const { code, stderr } = await runToExit(setpriv, [...drop, emulatorBinary(), '--standard-ports', '--host', '127.0.0.45'])
+  assert.equal(code, 1)
+  assert.equal(stderr, 'iothub-emulator: cannot listen on 127.0.0.45:443: port 443 needs root (or CAP_NET_BIND_SERVICE)\n')
+})

@@ -1,0 +1,147 @@
+// x509 devices with Microsoft's Node device SDK (azure-iot-device + azure-iot-device-mqtt,
+// pinned, unmodified, `x509=true` connection strings and `setOptions({cert, key})`): a
+// self-signed device registered by thumbprint and a device whose certificate a trusted CA
+// (`--device-ca`) signed connect over MQTT without a password and take a method job; unknown
+// certificates are refused. The registry returns the identities as the service does.
+//
+// Certificates are made with the openssl command line (what Microsoft's own samples use); the
+// thumbprint is Node's `X509Certificate.fingerprint`, the SHA-1 of the DER, as IoT Hub takes it.
+import { execFileSync } from 'node:child_process'
+import { X509Certificate } from 'node:crypto'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { test, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+
+import { startEmulator } from './helpers/emulator.mjs'
+import { createIdentity, nodeDeviceScenario, refusal, shimAzureIothub, until } from './helpers/device-sdks.mjs'
+
+const require = createRequire(import.meta.url)
+const { JobClient } = require('..')
+const { Client: DeviceClient } = require('azure-iot-device')
+const { Mqtt } = require('azure-iot-device-mqtt')
+
+function hasOpenssl() {
+  try {
+    execFileSync('openssl', ['version'], { stdio: 'ignore' })
+    return true
+  } catch {
+    return false
+  }
+}
+const skip = hasOpenssl() ? false : 'the openssl command line is needed to make device certificates'
+
+let dir
+let hub
+let ca
+let jobs
+
+const file = (name) => path.join(dir, name)
+const openssl = (...args) => execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] })
+const EC = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes']
+
+/** A self-signed certificate for `cn`: {cert, key, thumbprint}. */
+function selfSigned(name, cn) {
+  openssl('req', '-x509', ...EC, '-keyout', `${name}.key`, '-out', `${name}.pem`, '-days', '2', '-subj', `/CN=${cn}`)
+  return load(name)
+}
+
+/** A CA certificate and key. */
+function makeCa(name) {
+  openssl('req', '-x509', ...EC, '-keyout', `${name}.key`, '-out', `${name}.pem`, '-days', '2', '-subj', `/CN=${name}`,
+    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign')
+}
+
+/** A device certificate for `cn` signed by the CA `caName`. */
+function signedBy(caName, name, cn) {
+  writeFileSync(file(`${name}.ext`), 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n')
+  openssl('req', '-new', ...EC, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${cn}`)
+  openssl('x509', '-req', '-in', `${name}.csr`, '-CA', `${caName}.pem`, '-CAkey', `${caName}.key`, '-CAcreateserial',
+    '-days', '2', '-out', `${name}.pem`, '-extfile', `${name}.ext`)
+  return load(name)
+}
+
+function load(name) {
+  const cert = readFileSync(file(`${name}.pem`), 'utf8')
+  return { cert, key: readFileSync(file(`${name}.key`), 'utf8'), thumbprint: new X509Certificate(cert).fingerprint.replaceAll(':', '') }
+}
+
+before(async () => {
+  if (skip) return
+  dir = mkdtempSync(path.join(tmpdir(), 'iothub-x509-'))
+  makeCa('trusted-ca')
+  makeCa('unknown-ca')
+  hub = await startEmulator({ args: ['--host', '127.0.0.43', '--device-ca', file('trusted-ca.pem')] })
+  ca = readFileSync(hub.caPath, 'utf8')
+  shimAzureIothub(ca)
+  jobs = JobClient.fromConnectionString(hub.connectionString, { ca })
+})
+
+after(async () => {
+  if (hub) assert.equal(await hub.stop(), 0)
+  if (dir) rmSync(dir, { recursive: true, force: true })
+})
+
+/** The hub logs why it refused a device (after the CONNACK, so the line may come later). */
+const logged = (re) => until(() => re.test(hub.stderr()), 10_000, `log line ${re}`)
+
+/** Opens an x509 device client with its certificate, or returns why the hub refused it. */
+async function x509Client(deviceId, { cert, key }) {
+  const client = DeviceClient.fromConnectionString(`HostName=${hub.hostName};DeviceId=${deviceId};x509=true`, Mqtt)
+  await client.setOptions({ cert, key, ca })
+  return client
+}
+
+test('a self-signed device (thumbprint) connects without a password and takes jobs; another certificate is refused', { skip }, async () => {
+  const own = selfSigned('self', 'x509-self')
+  const identity = await createIdentity(hub.connectionString, {
+    deviceId: 'x509-self',
+    authentication: { x509Thumbprint: { primaryThumbprint: own.thumbprint, secondaryThumbprint: selfSigned('self2', 'x509-self').thumbprint } },
+  })
+  assert.deepEqual(identity.authentication.symmetricKey, { primaryKey: null, secondaryKey: null })
+  assert.equal(identity.authentication.type, 'selfSigned')
+  assert.equal(identity.authentication.x509Thumbprint.primaryThumbprint, own.thumbprint)
+
+  const client = await x509Client('x509-self', own)
+  await nodeDeviceScenario(client, { hub, jobs, deviceId: 'x509-self' })
+
+  const stranger = selfSigned('stranger', 'x509-self')
+  const err = await refusal(await x509Client('x509-self', stranger))
+  assert.equal(err.constructor.name, 'UnauthorizedError', String(err))
+  await logged(/device x509-self refused: the client certificate's thumbprint is not the device's/)
+})
+
+test('a device whose certificate the trusted CA signed connects; an unknown CA or another name is refused', { skip }, async () => {
+  const identity = await createIdentity(hub.connectionString, { deviceId: 'x509-ca', authentication: { type: 'certificateAuthority' } })
+  assert.deepEqual(identity.authentication, {
+    symmetricKey: { primaryKey: null, secondaryKey: null },
+    x509Thumbprint: { primaryThumbprint: null, secondaryThumbprint: null },
+    type: 'certificateAuthority',
+  })
+
+  const client = await x509Client('x509-ca', signedBy('trusted-ca', 'ca-dev', 'x509-ca'))
+  await nodeDeviceScenario(client, { hub, jobs, deviceId: 'x509-ca' })
+
+  for (const cert of [signedBy('unknown-ca', 'rogue', 'x509-ca'), signedBy('trusted-ca', 'other-name', 'someone-else')]) {
+    const err = await refusal(await x509Client('x509-ca', cert))
+    assert.equal(err.constructor.name, 'UnauthorizedError', String(err))
+  }
+  await logged(/device x509-ca refused: the client certificate does not chain to a CA the hub trusts/)
+  await logged(/device x509-ca refused: the client certificate's common name is not the device id/)
+})
+
+test('a SAS device and HTTPS clients are unaffected by the certificate request; an x509 device without a certificate is refused', { skip }, async () => {
+  await createIdentity(hub.connectionString, { deviceId: 'x509-nocert', authentication: { type: 'certificateAuthority' } })
+  const deviceKeyless = DeviceClient.fromConnectionString(
+    `HostName=${hub.hostName};DeviceId=x509-nocert;SharedAccessKey=${Buffer.alloc(32, 1).toString('base64')}`, Mqtt)
+  await deviceKeyless.setOptions({ ca })
+  const err = await refusal(deviceKeyless)
+  assert.equal(err.constructor.name, 'UnauthorizedError', String(err))
+  await logged(/device x509-nocert refused: the device uses x509 authentication but sent no client certificate/)
+  // The registry (HTTPS, no client certificate) answered every call above; the twin shows the type.
+  const twin = await new Promise((resolve, reject) =>
+    require('azure-iothub').Registry.fromConnectionString(hub.connectionString).getTwin('x509-self', (e, t) => (e ? reject(e) : resolve(t))))
+  assert.equal(twin.authenticationType, 'selfSigned')
+})

@@ -1,0 +1,138 @@
+//! The device-facing HTTPS endpoints that `azure-iot-device-http` calls: telemetry
+//! (`POST /devices/{id}/messages/events`, single messages and `sendEventBatch`) and
+//! cloud-to-device polling (`GET /devices/{id}/messages/devicebound`). They authenticate the
+//! device itself: a SAS token for `{hub}/devices/{id}` signed with one of the device's keys (or
+//! a policy token naming the policy), the same check as an MQTT CONNECT. Telemetry lands where
+//! MQTT telemetry does (`GET /_emulator/telemetry`).
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use bytes::Bytes;
+use hyper::header::HeaderMap;
+use hyper::{Method, StatusCode};
+use serde_json::Value;
+
+use crate::api::Reply;
+use crate::devices::not_found;
+use crate::devices::DeviceAuthError;
+use crate::errors::{ApiError, ErrorCode};
+use crate::hub::Hub;
+use crate::x509::CertChain;
+
+/// The content type of `sendEventBatch`: a JSON array of `{body: base64, properties}`.
+const BATCH_CONTENT_TYPE: &str = "application/vnd.microsoft.iothub.json";
+
+/// What a device-facing path asks for.
+enum Endpoint {
+    Telemetry,
+    CloudToDevice,
+}
+
+/// The device id and endpoint of a device-facing path, `None` for every other path.
+fn classify(segments: &[String]) -> Option<(&str, Endpoint)> {
+    match segments {
+        [devices, id, messages, events]
+            if devices == "devices" && messages == "messages" && events == "events" =>
+        {
+            Some((id, Endpoint::Telemetry))
+        }
+        [devices, id, messages, bound]
+            if devices == "devices" && messages == "messages" && bound == "devicebound" =>
+        {
+            Some((id, Endpoint::CloudToDevice))
+        }
+        _ => None,
+    }
+}
+
+/// True when the path is one of the device's own (its auth is the device's, not a policy's).
+pub fn is_device_path(segments: &[String]) -> bool {
+    classify(segments).is_some()
+}
+
+fn unauthorized(why: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::IotHubUnauthorizedAccess,
+        format!("Unauthorized: {why}"),
+    )
+}
+
+/// Serves a device-facing request (`is_device_path` was true).
+pub fn handle(
+    hub: &Hub,
+    method: &Method,
+    segments: &[String],
+    headers: &HeaderMap,
+    body: &Bytes,
+    client_chain: &CertChain,
+) -> Result<Reply, ApiError> {
+    let Some((id, endpoint)) = classify(segments) else {
+        return Err(ApiError::new(
+            ErrorCode::NotFound,
+            "The requested resource does not exist on this hub",
+        ));
+    };
+    let token = headers
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| unauthorized("the request has no Authorization header"))?;
+    match hub.authenticate_device(id, token, client_chain) {
+        Ok(()) => {}
+        // Over HTTP an unknown device is reported as such (MQTT refuses the CONNECT instead).
+        Err(DeviceAuthError::Unknown) => return Err(not_found(id)),
+        Err(DeviceAuthError::Disabled) => return Err(unauthorized("the device is disabled")),
+        Err(DeviceAuthError::Token(why) | DeviceAuthError::Certificate(why)) => {
+            return Err(unauthorized(why))
+        }
+    }
+    hub.devices.touch(id, hub.clock.now_ms());
+    match (endpoint, method) {
+        (Endpoint::Telemetry, &Method::POST) => {
+            record_telemetry(hub, id, headers, body)?;
+            Ok(Reply::empty(StatusCode::NO_CONTENT))
+        }
+        // The emulator queues no cloud-to-device messages: the poll finds none.
+        (Endpoint::CloudToDevice, &Method::GET) => Ok(Reply::empty(StatusCode::NO_CONTENT)),
+        (_, method) => Err(ApiError::new(
+            ErrorCode::MethodNotAllowed,
+            format!("The method {method} is not supported on this resource"),
+        )),
+    }
+}
+
+fn record_telemetry(
+    hub: &Hub,
+    id: &str,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<(), ApiError> {
+    let topic = format!("devices/{id}/messages/events/");
+    let batch = headers
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with(BATCH_CONTENT_TYPE));
+    if !batch {
+        hub.devices.sessions.record_telemetry(id, &topic, body);
+        return Ok(());
+    }
+    let bad = || {
+        ApiError::new(
+            ErrorCode::IotHubFormatError,
+            "a message batch must be a JSON array of {\"body\": base64}",
+        )
+    };
+    let items: Vec<Value> = serde_json::from_slice(body).map_err(|_| bad())?;
+    let bodies = items
+        .iter()
+        .map(|m| {
+            m.get("body")
+                .and_then(Value::as_str)
+                .and_then(|b| STANDARD.decode(b).ok())
+                .ok_or_else(bad)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    for b in bodies {
+        hub.devices.sessions.record_telemetry(id, &topic, &b);
+    }
+    Ok(())
+}

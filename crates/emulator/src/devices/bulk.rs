@@ -1,0 +1,261 @@
+//! `POST /devices`: the bulk registry operation (azure-iothub's `addDevices`, `updateDevices`,
+//! `removeDevices`). Up to 100 `ExportImportDevice` items, each with an `importMode`; every item
+//! is tried on its own, like the service does: the ones that fail are listed in `errors` (device
+//! id, error code, status text) and the others take effect. The answer is a
+//! `BulkRegistryOperationResult`, with HTTP 200 when every item succeeded and 400 otherwise.
+
+use std::collections::HashSet;
+
+use serde_json::{json, Map, Value};
+
+use super::identity::{write_identity, IdentitySpec, Write};
+use super::{not_found, Registry};
+use crate::errors::{ApiError, ErrorCode};
+
+/// Items one request may carry (the service's limit).
+pub const MAX_BULK_DEVICES: usize = 100;
+
+/// What an item asks for (`importMode`, compared case-insensitively as the service does).
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    Create,
+    Update,
+    UpdateIfMatchETag,
+    Delete,
+    DeleteIfMatchETag,
+    UpdateTwin,
+    UpdateTwinIfMatchETag,
+}
+
+impl Mode {
+    fn parse(text: &str) -> Option<Self> {
+        Some(match text.to_ascii_lowercase().as_str() {
+            "create" => Self::Create,
+            "update" => Self::Update,
+            "updateifmatchetag" => Self::UpdateIfMatchETag,
+            "delete" => Self::Delete,
+            "deleteifmatchetag" => Self::DeleteIfMatchETag,
+            "updatetwin" => Self::UpdateTwin,
+            "updatetwinifmatchetag" => Self::UpdateTwinIfMatchETag,
+            _ => return None,
+        })
+    }
+}
+
+fn invalid(text: impl Into<String>) -> ApiError {
+    ApiError::new(ErrorCode::ArgumentInvalid, text)
+}
+
+/// One request item: device id, mode and the item itself.
+type Item<'a> = (&'a str, Mode, &'a Map<String, Value>);
+
+/// The whole request is refused (400, classic envelope) when it is malformed: not an array,
+/// empty or over 100 items, an item without `id` or with an unknown `importMode`, or an id
+/// named twice.
+fn parse_items(body: &Value) -> Result<Vec<Item<'_>>, ApiError> {
+    let items = body
+        .as_array()
+        .ok_or_else(|| invalid("the body must be a JSON array of devices"))?;
+    if items.is_empty() || items.len() > MAX_BULK_DEVICES {
+        return Err(invalid(format!(
+            "a bulk registry operation takes 1 to {MAX_BULK_DEVICES} devices, not {}",
+            items.len()
+        )));
+    }
+    let mut seen = HashSet::new();
+    items
+        .iter()
+        .map(|item| {
+            let obj = item
+                .as_object()
+                .ok_or_else(|| invalid("every device must be a JSON object"))?;
+            let id = obj
+                .get("id")
+                .and_then(Value::as_str)
+                .ok_or_else(|| invalid("every device needs an \"id\""))?;
+            let mode_text = obj.get("importMode").and_then(Value::as_str).unwrap_or("");
+            let mode = Mode::parse(mode_text)
+                .ok_or_else(|| invalid(format!("device {id}: unknown importMode '{mode_text}'")))?;
+            if !seen.insert(id) {
+                return Err(ApiError::new(
+                    ErrorCode::DeviceDefinedMultipleTimes,
+                    format!("device {id} is named more than once in the request"),
+                ));
+            }
+            Ok((id, mode, obj))
+        })
+        .collect()
+}
+
+/// The IfMatchETag modes compare the item's etag; without one nothing can match.
+fn checked(tag: Option<&str>) -> Option<&str> {
+    Some(tag.unwrap_or("\u{0}no etag"))
+}
+
+impl Registry {
+    /// Runs a bulk registry operation: `(all succeeded, BulkRegistryOperationResult)`.
+    pub fn bulk(&self, body: &Value, now_ms: i64) -> Result<(bool, Value), ApiError> {
+        let items = parse_items(body)?;
+        let mut errors = Vec::new();
+        for (id, mode, obj) in items {
+            if let Err(e) = self.bulk_item(id, mode, obj, now_ms) {
+                errors.push(json!({
+                    "deviceId": id,
+                    "errorCode": e.code.name(),
+                    "errorStatus": format!("ErrorCode:{};{}", e.code.name(), e.message),
+                }));
+            }
+        }
+        let ok = errors.is_empty();
+        Ok((
+            ok,
+            json!({"isSuccessful": ok, "errors": errors, "warnings": []}),
+        ))
+    }
+
+    fn bulk_item(
+        &self,
+        id: &str,
+        mode: Mode,
+        obj: &Map<String, Value>,
+        now_ms: i64,
+    ) -> Result<(), ApiError> {
+        let etag = obj.get("eTag").and_then(Value::as_str);
+        match mode {
+            Mode::Create | Mode::Update | Mode::UpdateIfMatchETag => {
+                let spec = IdentitySpec::parse(obj)?;
+                let write = match mode {
+                    Mode::Create => Write::Create,
+                    Mode::Update => Write::Update { etag: None },
+                    _ => Write::Update {
+                        etag: checked(etag),
+                    },
+                };
+                let mut map = self.write();
+                write_identity(&mut map, id, &spec, write, now_ms)?;
+                drop(map);
+                if mode == Mode::Create
+                    && (obj.contains_key("tags") || obj.contains_key("properties"))
+                {
+                    self.update_twin(id, &Value::Object(obj.clone()), None, false, now_ms)?;
+                }
+                Ok(())
+            }
+            Mode::Delete => self.delete(id, None),
+            Mode::DeleteIfMatchETag => self.delete(id, checked(etag)),
+            Mode::UpdateTwin | Mode::UpdateTwinIfMatchETag => {
+                let twin_etag = obj.get("twinETag").and_then(Value::as_str);
+                let twin_etag = if mode == Mode::UpdateTwin {
+                    None
+                } else {
+                    checked(twin_etag)
+                };
+                if !self.read().contains_key(id) {
+                    return Err(not_found(id));
+                }
+                self.update_twin(id, &Value::Object(obj.clone()), twin_etag, false, now_ms)
+                    .map(drop)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn items_fail_alone_and_modes_are_case_insensitive() {
+        let r = Registry::default();
+        let (ok, result) = r
+            .bulk(
+                &json!([
+                    {"id": "a", "importMode": "create", "status": "disabled"},
+                    {"id": "b", "importMode": "Create"}
+                ]),
+                0,
+            )
+            .unwrap();
+        assert!(ok, "{result}");
+        assert_eq!(
+            result,
+            json!({"isSuccessful": true, "errors": [], "warnings": []})
+        );
+        assert_eq!(r.identity("a").unwrap()["status"], "disabled");
+
+        let etag_b = r.identity("b").unwrap()["etag"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let (ok, result) = r
+            .bulk(
+                &json!([
+                    {"id": "a", "importMode": "Update", "status": "enabled"},
+                    {"id": "b", "importMode": "UpdateIfMatchETag", "eTag": "stale", "status": "disabled"},
+                    {"id": "c", "importMode": "create"},
+                    {"id": "a-missing", "importMode": "Update"},
+                    {"id": "d", "importMode": "delete"}
+                ]),
+                0,
+            )
+            .unwrap();
+        assert!(!ok);
+        let codes: Vec<_> = result["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["deviceId"].as_str().unwrap(),
+                    e["errorCode"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            codes,
+            [
+                ("b", "PreconditionFailed"),
+                ("a-missing", "DeviceNotFound"),
+                ("d", "DeviceNotFound")
+            ]
+        );
+        // The items that succeeded took effect.
+        assert_eq!(r.identity("a").unwrap()["status"], "enabled");
+        assert!(r.identity("c").is_ok());
+        assert_eq!(r.identity("b").unwrap()["etag"], etag_b.as_str());
+
+        let (ok, _) = r
+            .bulk(
+                &json!([{"id": "b", "importMode": "deleteIfMatchETag", "eTag": etag_b}]),
+                0,
+            )
+            .unwrap();
+        assert!(ok);
+        assert_eq!(r.identity("b").unwrap_err().code, ErrorCode::DeviceNotFound);
+    }
+
+    #[test]
+    fn malformed_requests_are_refused_whole() {
+        let r = Registry::default();
+        let code = |body: Value| r.bulk(&body, 0).unwrap_err().code;
+        assert_eq!(code(json!({})), ErrorCode::ArgumentInvalid);
+        assert_eq!(code(json!([])), ErrorCode::ArgumentInvalid);
+        let many: Vec<_> = (0..101)
+            .map(|i| json!({"id": format!("d{i}"), "importMode": "create"}))
+            .collect();
+        assert_eq!(code(Value::Array(many)), ErrorCode::ArgumentInvalid);
+        assert_eq!(
+            code(json!([{"importMode": "create"}])),
+            ErrorCode::ArgumentInvalid
+        );
+        assert_eq!(
+            code(json!([{"id": "x", "importMode": "upsert"}])),
+            ErrorCode::ArgumentInvalid
+        );
+        assert_eq!(
+            code(json!([{"id": "x", "importMode": "create"}, {"id": "x", "importMode": "delete"}])),
+            ErrorCode::DeviceDefinedMultipleTimes
+        );
+        assert!(r.is_empty(), "nothing of a refused request is applied");
+    }
+}

@@ -1,0 +1,120 @@
+//! The TCP ports the hub listens on and what each one speaks.
+//!
+//! The HTTPS port always serves REST, the control API, MQTT over WebSockets
+//! (`/$iothub/websocket`) and, told apart by the first byte, MQTT itself. `--mqtt-port` adds a
+//! port for MQTT alone; `--standard-ports` puts HTTPS on 443 and MQTT on 8883, where device
+//! SDKs dial them from a plain `HostName`. AMQP (5671, and `AMQPWSB10` WebSockets) will join
+//! here as another `Front`.
+
+use std::io::ErrorKind;
+
+use tokio::net::TcpListener;
+
+use crate::cli::Args;
+
+/// The hub's standard HTTPS (and WebSocket) port.
+pub const STANDARD_HTTPS_PORT: u16 = 443;
+/// The hub's standard MQTT-over-TLS port.
+pub const STANDARD_MQTT_PORT: u16 = 8883;
+
+/// What a listener speaks after the TLS handshake.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Front {
+    /// HTTPS, WebSocket upgrades, and MQTT recognised by its first byte.
+    Https,
+    /// MQTT only.
+    Mqtt,
+}
+
+pub struct Listeners {
+    pub https: TcpListener,
+    pub mqtt: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Binds the ports `args` ask for; a port that is taken or needs root is a one-line error.
+    pub async fn bind(args: &Args) -> Result<Self, String> {
+        let (https_port, mqtt_port) = if args.standard_ports {
+            (STANDARD_HTTPS_PORT, Some(STANDARD_MQTT_PORT))
+        } else {
+            (args.port, args.mqtt_port)
+        };
+        let https = bind(&args.host, https_port).await?;
+        let mqtt = match mqtt_port {
+            Some(port) => Some(bind(&args.host, port).await?),
+            None => None,
+        };
+        Ok(Self { https, mqtt })
+    }
+
+    pub fn https_port(&self) -> u16 {
+        port_of(&self.https)
+    }
+
+    pub fn mqtt_port(&self) -> Option<u16> {
+        self.mqtt.as_ref().map(port_of)
+    }
+
+    /// Every listener with what it speaks.
+    pub fn into_fronts(self) -> Vec<(TcpListener, Front)> {
+        std::iter::once((self.https, Front::Https))
+            .chain(self.mqtt.map(|l| (l, Front::Mqtt)))
+            .collect()
+    }
+}
+
+fn port_of(listener: &TcpListener) -> u16 {
+    listener.local_addr().map(|a| a.port()).unwrap_or(0)
+}
+
+async fn bind(host: &str, port: u16) -> Result<TcpListener, String> {
+    TcpListener::bind((host, port)).await.map_err(|e| {
+        let why = match e.kind() {
+            ErrorKind::AddrInUse => "the port is already in use".to_string(),
+            ErrorKind::PermissionDenied if port < 1024 => {
+                format!("port {port} needs root (or CAP_NET_BIND_SERVICE)")
+            }
+            _ => e.to_string(),
+        };
+        format!("cannot listen on {host}:{port}: {why}")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{self, Parsed};
+
+    fn args(v: &[&str]) -> Args {
+        match cli::parse(v.iter().map(|s| s.to_string())).unwrap() {
+            Parsed::Run(a) => *a,
+            Parsed::Print(_) => unreachable!(),
+        }
+    }
+
+    #[tokio::test]
+    async fn binds_what_the_flags_ask_and_names_a_taken_port() {
+        let l = Listeners::bind(&args(&[])).await.unwrap();
+        assert!(l.https_port() > 0);
+        assert_eq!(l.mqtt_port(), None);
+        let taken = l.https_port().to_string();
+        let e = Listeners::bind(&args(&["--port", &taken]))
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(
+            e,
+            format!("cannot listen on 127.0.0.1:{taken}: the port is already in use")
+        );
+        let e = Listeners::bind(&args(&["--mqtt-port", &taken]))
+            .await
+            .err()
+            .unwrap();
+        assert!(e.ends_with("the port is already in use"), "{e}");
+        let both = Listeners::bind(&args(&["--mqtt-port", "0"])).await.unwrap();
+        let mqtt = both.mqtt_port().unwrap();
+        assert!(mqtt > 0 && mqtt != both.https_port());
+        let fronts: Vec<Front> = both.into_fronts().into_iter().map(|(_, f)| f).collect();
+        assert_eq!(fronts, [Front::Https, Front::Mqtt]);
+    }
+}
