@@ -134,6 +134,9 @@ export interface Emulator {
   stderr(): string;
   /** Settles with the exit code (or signal) when the emulator has exited. */
   readonly exited: Promise<number | string | null>;
+  /** Sends the emulator a signal, SIGKILL by default: what a crash does (e.g. to test that a
+   * `dataDir` keeps every answered write); `stop()` then resolves with the signal. */
+  kill(signal?: 'SIGKILL' | 'SIGTERM' | 'SIGINT'): boolean;
   /** Stops the hub; resolves with its exit code (0) once it has exited. Idempotent. */
   stop(): Promise<number | string | null>;
   /** `await using hub = await startEmulator()` stops it at the end of the scope. */

@@ -18,10 +18,11 @@ async function main(): Promise<void> {
   await hub.reset();
   const code: number | string | null = await hub.stop();
   await hub[Symbol.asyncDispose]();
+  const killed: boolean = hub.kill();
   const path: string = binaryPath();
   const notFound = new EmulatorNotFoundError('x');
   const errorCode: 'IOTHUB_EMULATOR_NOT_FOUND' = notFound.code;
-  void [cs, port, pem, deviceCs, nowMs, devices, code, path, errorCode];
+  void [cs, port, pem, deviceCs, nowMs, devices, code, path, errorCode, killed];
   // @ts-expect-error not a tier
   await startEmulator({ tier: 'F1' });
   // @ts-expect-error devices is a count

@@ -210,6 +210,8 @@ async function startEmulator(options = {}) {
     requests: ({ clear = false } = {}) => control('GET', `requests${clear ? '?clear=true' : ''}`),
     jobs: () => control('GET', 'jobs'),
     stderr: () => errText,
+    // What a crash does (SIGKILL: nothing more written); stop() then resolves with the signal.
+    kill: (signal = 'SIGKILL') => child.kill(signal),
     exited,
     stop,
     [asyncDispose]: stop,

@@ -40,6 +40,8 @@ fn non_empty(text: &str) -> Result<String, String> {
 /// Serves HTTPS until SIGTERM or SIGINT. Logs go to stderr.
 #[derive(Clone, PartialEq, Parser)]
 #[command(name = "iothub-emulator", version)]
+// A flag given again wins (`--port 0 … --port 8443`): launchers put defaults first.
+#[command(args_override_self = true)]
 #[command(after_help = "Every flag is documented in the emulator's README.")]
 pub struct Args {
     /// Address to listen on
@@ -91,6 +93,18 @@ pub struct Args {
     /// pipe never leaves it running, even when the parent is killed (the pipe closes)
     #[arg(long)]
     pub exit_on_stdin_eof: bool,
+    /// Keep the hub in DIR (an SQLite database): its keys and CA, devices, twins, jobs.
+    /// Every answered write is on disk first; the next start goes on from there. Without it,
+    /// the hub lives in memory
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Sign the server certificate with this CA (PEM) instead of a generated one; caPath
+    /// is this file. Needs --ca-key
+    #[arg(long, value_name = "PEM", requires = "ca_key")]
+    pub ca_cert: Option<PathBuf>,
+    /// The private key (PKCS#8 PEM) of --ca-cert
+    #[arg(long, value_name = "PEM", requires = "ca_cert")]
+    pub ca_key: Option<PathBuf>,
 }
 
 // Bearer tokens are secrets: never print them.
@@ -113,6 +127,9 @@ impl fmt::Debug for Args {
                 &format_args!("[{} redacted]", self.bearer_tokens.len()),
             )
             .field("exit_on_stdin_eof", &self.exit_on_stdin_eof)
+            .field("data_dir", &self.data_dir)
+            .field("ca_cert", &self.ca_cert)
+            .field("ca_key", &self.ca_key)
             .finish()
     }
 }
@@ -145,8 +162,18 @@ pub fn parse<I: IntoIterator<Item = String>>(argv: I) -> Result<Parsed, String> 
 
 fn one_line(e: &clap::Error) -> String {
     let text = e.render().to_string();
-    let first = text.lines().next().unwrap_or("bad arguments");
-    let first = first.strip_prefix("error: ").unwrap_or(first);
+    // The first paragraph: a missing argument is named on the lines after the first.
+    let first: Vec<&str> = text
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    let first = if first.is_empty() {
+        "bad arguments".to_string()
+    } else {
+        first.join(" ")
+    };
+    let first = first.strip_prefix("error: ").unwrap_or(&first);
     format!("{first} (see --help)")
 }
 
@@ -197,6 +224,18 @@ mod tests {
         assert!(!format!("{a:?}").contains("t1"));
         assert!(!a.exit_on_stdin_eof);
         assert!(run(&["--exit-on-stdin-eof"]).exit_on_stdin_eof);
+        assert_eq!(a.data_dir, None);
+        assert_eq!(run(&["--port", "0", "--port", "5000"]).port, 5000);
+        let a = run(&[
+            "--data-dir",
+            "hub",
+            "--ca-cert",
+            "ca.pem",
+            "--ca-key=ca.key",
+        ]);
+        assert_eq!(a.data_dir, Some(PathBuf::from("hub")));
+        assert_eq!(a.ca_cert, Some(PathBuf::from("ca.pem")));
+        assert_eq!(a.ca_key, Some(PathBuf::from("ca.key")));
     }
 
     #[test]
@@ -209,12 +248,16 @@ mod tests {
             &["--tier", "F1"],
             &["--faults", "teapot:1"],
             &["--bearer-token", ""],
+            &["--ca-cert", "ca.pem"],
+            &["--ca-key", "ca.key"],
+            &["--data-dir"],
         ] {
             let e = error(bad);
             assert!(!e.contains('\n'), "{bad:?}: {e}");
             assert!(e.ends_with("(see --help)"), "{bad:?}: {e}");
         }
         assert!(error(&["--unknown-job", "500"]).contains("404 or 200"));
+        assert!(error(&["--ca-cert", "ca.pem"]).contains("--ca-key"));
         for bad in [
             &["--standard-ports", "--port", "8443"][..],
             &["--standard-ports", "--mqtt-port", "0"],
@@ -268,6 +311,9 @@ mod tests {
             "--faults",
             "--bearer-token",
             "--exit-on-stdin-eof",
+            "--data-dir",
+            "--ca-cert",
+            "--ca-key",
             "--mqtt-port",
             "--standard-ports",
             "--hostname",

@@ -152,7 +152,9 @@ fn load_devices(hub: &Hub, body: &Bytes, replace: bool) -> Answer {
     let seed = Seed::from_json(value).map_err(bad)?;
     let devices = seed.build(hub.clock.now_ms()).map_err(bad)?;
     let loaded = devices.len();
-    hub.devices.load(devices, replace);
+    hub.devices
+        .load(devices, replace)
+        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e))?;
     Ok(json!({"loaded": loaded, "devices": hub.devices.len()}))
 }
 

@@ -12,6 +12,7 @@ use crate::faults::{Decision, FaultSpec};
 use crate::jobs::{Engine, EngineLimits};
 use crate::limits::{DevicePacer, RateLimiter, Tier};
 use crate::record::Recorder;
+use crate::store::Store;
 
 pub struct HubConfig {
     /// `host:port` as printed in the ready line.
@@ -40,9 +41,33 @@ impl Hub {
         auth: Authenticator,
         faults: FaultSpec,
     ) -> Result<Arc<Self>, String> {
+        Self::with_store(config, auth, faults, Store::memory())
+    }
+
+    /// A hub on `store`: what it holds from a previous run, or the initial devices when it is
+    /// new. Must be called inside the tokio runtime (stored jobs go on running).
+    pub fn with_store(
+        config: HubConfig,
+        auth: Authenticator,
+        faults: FaultSpec,
+        store: Store,
+    ) -> Result<Arc<Self>, String> {
         let clock = Arc::new(Clock::new());
-        let devices = Arc::new(Registry::default());
-        devices.load(config.initial_devices.build(clock.now_ms())?, true);
+        let stored = store.load()?;
+        let devices = Arc::new(Registry::with_store(store));
+        let stored_jobs = match stored {
+            Some(stored) => {
+                if !config.initial_devices.is_empty() {
+                    eprintln!("iothub-emulator: the data dir already holds a hub; --devices and --seed apply to a new data dir and to a reset");
+                }
+                devices.restore(stored.devices);
+                stored.jobs
+            }
+            None => {
+                devices.load(config.initial_devices.build(clock.now_ms())?, true)?;
+                Vec::new()
+            }
+        };
         let limits = config.tier.map(Tier::limits);
         let engine = Engine::new(
             clock.clone(),
@@ -52,6 +77,7 @@ impl Hub {
                 pacer: limits.map(|l| DevicePacer::per_second(l.device_ops_per_second)),
             },
         );
+        engine.restore(stored_jobs);
         Ok(Arc::new(Self {
             clock,
             devices,
@@ -117,13 +143,14 @@ impl Hub {
             })
     }
 
-    /// Back to the state right after start: initial devices, no jobs, records or faults, real time.
+    /// Back to the state of a new hub: initial devices, no jobs, records or faults, real time.
+    /// With a data dir, the store is emptied the same way (the hub's keys and CA stay).
     pub fn reset(&self) -> Result<(), String> {
-        self.engine.reset();
+        self.engine.reset()?;
         self.devices.sessions.drop_all();
         self.clock.reset();
         let devices: Vec<Device> = self.config.initial_devices.build(self.clock.now_ms())?;
-        self.devices.load(devices, true);
+        self.devices.load(devices, true)?;
         self.recorder.clear();
         self.set_faults(FaultSpec::default());
         Ok(())

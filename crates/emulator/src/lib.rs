@@ -20,6 +20,7 @@ pub mod query;
 pub mod record;
 mod run;
 pub mod server;
+pub mod store;
 pub mod tls;
 pub mod twin;
 pub mod websocket;

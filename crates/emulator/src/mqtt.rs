@@ -356,7 +356,8 @@ impl Session<'_> {
         };
         let now = self.hub.clock.now_ms();
         match self.hub.devices.report(self.id, &patch, now) {
-            Some(v) => self.respond(204, rid, &format!("&$version={v}"), Vec::new()),
+            Some(Ok(v)) => self.respond(204, rid, &format!("&$version={v}"), Vec::new()),
+            Some(Err(_)) => self.respond(500, rid, "", Vec::new()),
             None => self.respond(404, rid, "", Vec::new()),
         }
         true

@@ -14,6 +14,8 @@ use crate::cli::Args;
 use crate::devices::Seed;
 use crate::hub::{Hub, HubConfig};
 use crate::listeners::{Listeners, STANDARD_HTTPS_PORT};
+use crate::store::{meta, Store};
+use crate::tls::{Ca, CaFile};
 use crate::x509::DeviceCas;
 use crate::{server, tls, websocket};
 
@@ -79,12 +81,70 @@ fn random_key() -> Result<String, String> {
     Ok(STANDARD.encode(key))
 }
 
+/// The value the store keeps under `key`, or a new one (then kept).
+fn kept(
+    store: &Store,
+    key: &str,
+    new: impl FnOnce() -> Result<String, String>,
+) -> Result<String, String> {
+    if let Some(value) = store.meta(key)? {
+        return Ok(value);
+    }
+    let value = new()?;
+    store.set_meta(key, &value)?;
+    Ok(value)
+}
+
+/// The TLS setup: `--ca-cert/--ca-key` when given, else the data dir's CA (created once), else
+/// a CA for this run. With a data dir the server key is kept too, and `ca.pem` is in the dir.
+fn tls_for(args: &Args, store: &Store) -> Result<tls::Tls, String> {
+    let alias = args.hostname.as_deref();
+    let brought = match (&args.ca_cert, &args.ca_key) {
+        (Some(cert), Some(key)) => Some((Ca::read(cert, key)?, cert.clone())),
+        _ => None,
+    };
+    let Some(dir) = &args.data_dir else {
+        return match brought {
+            Some((ca, path)) => tls::serve(&args.host, alias, &ca, None, CaFile::Existing(path)),
+            None => tls::generate(&args.host, alias),
+        };
+    };
+    let (ca, ca_file) = match brought {
+        Some((ca, path)) => (ca, CaFile::Existing(path)),
+        None => {
+            let ca = match (store.meta(meta::CA_CERT)?, store.meta(meta::CA_KEY)?) {
+                (Some(cert_pem), Some(key_pem)) => {
+                    let ca = Ca { cert_pem, key_pem };
+                    ca.check().map_err(|e| {
+                        format!("the CA kept in {} is not usable: {e}", dir.display())
+                    })?;
+                    ca
+                }
+                _ => {
+                    let ca = Ca::generate()?;
+                    store.set_meta(meta::CA_CERT, &ca.cert_pem)?;
+                    store.set_meta(meta::CA_KEY, &ca.key_pem)?;
+                    ca
+                }
+            };
+            (ca, CaFile::Write(dir.join("ca.pem")))
+        }
+    };
+    let server_key = store.meta(meta::SERVER_KEY)?;
+    let tls = tls::serve(&args.host, alias, &ca, server_key.as_deref(), ca_file)?;
+    if server_key.is_none() {
+        store.set_meta(meta::SERVER_KEY, &tls.server_key_pem)?;
+    }
+    Ok(tls)
+}
+
 /// Serves until SIGTERM or SIGINT (or, with `--exit-on-stdin-eof`, the end of stdin).
 pub async fn run(args: Args, on_ready: impl FnOnce(&Ready)) -> Result<(), String> {
+    let signals = shutdown_signal(); // registered now, before the ready line
     let watch_stdin = args.exit_on_stdin_eof;
     let shutdown = async move {
         tokio::select! {
-            _ = shutdown_signal() => {}
+            _ = signals => {}
             _ = stdin_closed(), if watch_stdin => {}
         }
     };
@@ -103,6 +163,10 @@ pub async fn run_until(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), String> {
     let seed = initial_seed(&args)?;
+    let store = match &args.data_dir {
+        Some(dir) => Store::open(dir)?,
+        None => Store::memory(),
+    };
     let listeners = Listeners::bind(&args).await?;
     let port = listeners.https_port();
     let mqtt_port = listeners.mqtt_port();
@@ -117,8 +181,8 @@ pub async fn run_until(
     } else {
         format!("{host}:{port}")
     };
-    let key = random_key()?;
-    let tls = tls::generate(&args.host, args.hostname.as_deref())?;
+    let key = kept(&store, meta::HUB_KEY, random_key)?;
+    let tls = tls_for(&args, &store)?;
     let device_cas = DeviceCas::load(&args.device_cas, tls.config.crypto_provider().clone())?;
 
     // The names a token's `sr` may give the hub: every name it answers to, bare or with a port
@@ -151,7 +215,7 @@ pub async fn run_until(
         tier: args.tier,
         initial_devices: seed,
     };
-    let hub: Arc<Hub> = Hub::new(config, auth, args.faults.clone())?;
+    let hub: Arc<Hub> = Hub::with_store(config, auth, args.faults.clone(), store)?;
 
     let ready = Ready {
         host: args.host.clone(),
@@ -187,27 +251,34 @@ pub async fn run_until(
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// Registers for SIGTERM and SIGINT at once (before the ready line is printed, so a signal
+/// that follows it right away still stops the hub cleanly) and resolves on the first.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match (
+        let signals = (
             signal(SignalKind::terminate()),
             signal(SignalKind::interrupt()),
-        ) {
-            (Ok(mut term), Ok(mut int)) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = int.recv() => {}
+        );
+        async move {
+            match signals {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
+                    }
                 }
-            }
-            _ => {
-                let _ = tokio::signal::ctrl_c().await;
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

@@ -1,6 +1,8 @@
-//! A certificate authority generated per run, and a leaf for the addresses clients use.
-//! The CA (never its key) is written to a fresh temporary directory; clients trust it through
-//! `NODE_EXTRA_CA_CERTS` or a `ca` option. The directory is removed when the emulator stops.
+//! The hub's certificate authority and a server certificate for the addresses clients use.
+//! The CA is generated per run, kept in a data dir, or brought with `--ca-cert/--ca-key`.
+//! The CA (never its key) is written to `ca.pem`, in a fresh temporary directory removed when
+//! the emulator stops, or in the data dir; clients trust it through `NODE_EXTRA_CA_CERTS` or a
+//! `ca` option.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -51,26 +53,116 @@ pub struct Tls {
     pub config: Arc<ServerConfig>,
     pub ca_path: PathBuf,
     pub ca_pem: String,
-    _dir: TempDir,
+    /// The server certificate's key (PEM), for a data dir to keep.
+    pub server_key_pem: String,
+    _dir: Option<TempDir>,
 }
 
-/// Generates the CA and a leaf for 127.0.0.1, ::1, localhost, `host` and the `--hostname`
-/// alias, and writes `ca.pem`. The server asks clients for a certificate (x509 devices) but
-/// requires none.
+/// A certificate authority: certificate and key, PEM. The key is a secret: no `Debug`.
+pub struct Ca {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+fn generation_error(e: rcgen::Error) -> String {
+    format!("certificate generation failed: {e}")
+}
+
+impl Ca {
+    pub fn generate() -> Result<Self, String> {
+        let err = generation_error;
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "iothub-emulator local CA");
+        ca_params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca_key = KeyPair::generate().map_err(err)?;
+        let ca_cert = ca_params.self_signed(&ca_key).map_err(err)?;
+        Ok(Self {
+            cert_pem: ca_cert.pem(),
+            key_pem: ca_key.serialize_pem(),
+        })
+    }
+
+    /// Reads `--ca-cert` and `--ca-key`: a CA certificate and the key it was issued for.
+    pub fn read(cert_path: &Path, key_path: &Path) -> Result<Self, String> {
+        let read = |p: &Path| {
+            std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
+        };
+        let ca = Self {
+            cert_pem: read(cert_path)?,
+            key_pem: read(key_path)?,
+        };
+        ca.check().map_err(|e| {
+            format!(
+                "--ca-cert {} / --ca-key {}: {e}",
+                cert_path.display(),
+                key_path.display()
+            )
+        })?;
+        Ok(ca)
+    }
+
+    /// A usable pair: a CA certificate (PEM), a private key (PKCS#8 PEM), and the key is the
+    /// certificate's.
+    pub fn check(&self) -> Result<(), String> {
+        let (_, pem) = x509_parser::pem::parse_x509_pem(self.cert_pem.as_bytes())
+            .ok()
+            .filter(|(_, pem)| pem.label == "CERTIFICATE")
+            .ok_or("the certificate is not a PEM certificate")?;
+        let cert = pem
+            .parse_x509()
+            .map_err(|e| format!("the certificate cannot be read: {e}"))?;
+        if !cert.is_ca() {
+            return Err(
+                "the certificate is not a CA certificate (basicConstraints CA:TRUE)".into(),
+            );
+        }
+        let key = self.key_pair()?;
+        if *cert.public_key().subject_public_key.data != *key.public_key_raw() {
+            return Err("the key does not belong to the certificate".into());
+        }
+        Ok(())
+    }
+
+    fn key_pair(&self) -> Result<KeyPair, String> {
+        KeyPair::from_pem(&self.key_pem).map_err(|_| {
+            "the key is not a PEM private key (PKCS#8) rcgen can sign with".to_string()
+        })
+    }
+}
+
+/// Where `ca.pem` goes.
+pub enum CaFile {
+    /// A fresh temporary directory, removed on drop.
+    Temporary,
+    /// This path, written at every start (a data dir: the path stays the same).
+    Write(PathBuf),
+    /// This file already holds the certificate (`--ca-cert`).
+    Existing(PathBuf),
+}
+
+/// A fresh CA and a server certificate, `ca.pem` in a temporary directory.
 pub fn generate(host: &str, alias: Option<&str>) -> Result<Tls, String> {
-    let err = |e: rcgen::Error| format!("certificate generation failed: {e}");
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "iothub-emulator local CA");
-    ca_params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca_key = KeyPair::generate().map_err(err)?;
-    let ca_cert = ca_params.self_signed(&ca_key).map_err(err)?;
+    serve(host, alias, &Ca::generate()?, None, CaFile::Temporary)
+}
+
+/// A server certificate for 127.0.0.1, ::1, localhost, `host` and the `--hostname` alias,
+/// signed by `ca`, with `server_key_pem` (or a new key), and `ca.pem` where `ca_file` says.
+/// The server asks clients for a certificate (x509 devices) but requires none.
+pub fn serve(
+    host: &str,
+    alias: Option<&str>,
+    ca: &Ca,
+    server_key_pem: Option<&str>,
+    ca_file: CaFile,
+) -> Result<Tls, String> {
+    let err = generation_error;
 
     let mut names = vec![
         "localhost".to_string(),
@@ -96,9 +188,17 @@ pub fn generate(host: &str, alias: Option<&str>) -> Result<Tls, String> {
         KeyUsagePurpose::KeyEncipherment,
     ];
     leaf_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let leaf_key = KeyPair::generate().map_err(err)?;
-    let issuer = Issuer::new(ca_params, ca_key);
+    let leaf_key = match server_key_pem {
+        Some(pem) => KeyPair::from_pem(pem).map_err(err)?,
+        None => KeyPair::generate().map_err(err)?,
+    };
+    let issuer = Issuer::from_ca_cert_pem(&ca.cert_pem, ca.key_pair()?)
+        .map_err(|e| format!("the CA certificate cannot be used: {e}"))?;
     let leaf_cert = leaf_params.signed_by(&leaf_key, &issuer).map_err(err)?;
+    let ca_der = x509_parser::pem::parse_x509_pem(ca.cert_pem.as_bytes())
+        .map_err(|_| "the CA certificate is not PEM".to_string())?
+        .1
+        .contents;
 
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider.clone())
@@ -108,23 +208,37 @@ pub fn generate(host: &str, alias: Option<&str>) -> Result<Tls, String> {
         .with_single_cert(
             vec![
                 CertificateDer::from(leaf_cert.der().to_vec()),
-                CertificateDer::from(ca_cert.der().to_vec()),
+                CertificateDer::from(ca_der),
             ],
             PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
         )
         .map_err(|e| format!("TLS setup failed: {e}"))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
 
-    let dir = TempDir::create().map_err(|e| format!("cannot create a temporary directory: {e}"))?;
-    let ca_path = dir.path().join("ca.pem");
-    let ca_pem = ca_cert.pem();
-    std::fs::write(&ca_path, &ca_pem)
-        .map_err(|e| format!("cannot write {}: {e}", ca_path.display()))?;
+    let write = |path: &Path| {
+        std::fs::write(path, &ca.cert_pem)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))
+    };
+    let (ca_path, dir) = match ca_file {
+        CaFile::Temporary => {
+            let dir = TempDir::create()
+                .map_err(|e| format!("cannot create a temporary directory: {e}"))?;
+            let path = dir.path().join("ca.pem");
+            write(&path)?;
+            (path, Some(dir))
+        }
+        CaFile::Write(path) => {
+            write(&path)?;
+            (path, None)
+        }
+        CaFile::Existing(path) => (path, None),
+    };
     let ca_path = std::fs::canonicalize(&ca_path).unwrap_or(ca_path);
     Ok(Tls {
         config: Arc::new(config),
         ca_path,
-        ca_pem,
+        ca_pem: ca.cert_pem.clone(),
+        server_key_pem: leaf_key.serialize_pem(),
         _dir: dir,
     })
 }

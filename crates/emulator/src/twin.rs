@@ -15,7 +15,10 @@ use crate::errors::{ApiError, ErrorCode};
 /// tags implicit), so the operations that touch tags are handed them.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TwinProperties {
+    // Empty sections are left out of a stored document and come back empty.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub desired: Map<String, Value>,
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub reported: Map<String, Value>,
     /// Twin version: bumped by every twin change (tags, desired or reported).
     version: u64,

@@ -6,11 +6,12 @@
 //! common name is the device id. For x509 types the service returns the keys as `null`, and for
 //! `certificateAuthority` the thumbprints too.
 
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::errors::{ApiError, ErrorCode};
 
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub enum Authentication {
     #[default]
     Sas,

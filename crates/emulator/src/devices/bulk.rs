@@ -8,7 +8,7 @@ use std::collections::HashSet;
 
 use serde_json::{json, Map, Value};
 
-use super::identity::{write_identity, IdentitySpec, Write};
+use super::identity::{IdentitySpec, Write};
 use super::{not_found, Registry};
 use crate::errors::{ApiError, ErrorCode};
 
@@ -131,9 +131,7 @@ impl Registry {
                         etag: checked(etag),
                     },
                 };
-                let mut map = self.write();
-                write_identity(&mut map, id, &spec, write, now_ms)?;
-                drop(map);
+                self.write_identity(id, &spec, |_| write, now_ms)?;
                 if mode == Mode::Create
                     && (obj.contains_key("tags") || obj.contains_key("properties"))
                 {

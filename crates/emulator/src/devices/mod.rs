@@ -20,6 +20,7 @@ use serde_json::Value;
 use crate::errors::{ApiError, ErrorCode};
 use crate::paging::{Collected, Page};
 use crate::query::SelectQuery;
+use crate::store::{store_error, Store};
 use crate::twin::if_match;
 use identity::{write_identity, IdentitySpec, Write};
 
@@ -35,6 +36,10 @@ pub struct Registry {
     devices: RwLock<BTreeMap<String, Device>>,
     /// Live MQTT sessions of connected devices (separate: only they cost memory).
     pub sessions: Sessions,
+    /// Where every change is written before it is answered (the hub's one store: the job
+    /// engine writes its jobs through it too). Written under the map's lock, so the store
+    /// sees the changes of a device in the order they were made.
+    pub store: Store,
 }
 
 /// `authentication.symmetricKey.{primaryKey, secondaryKey}` of an identity body (a device's or
@@ -141,6 +146,14 @@ impl Registry {
         self.devices.write().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// A registry writing through `store`.
+    pub fn with_store(store: Store) -> Self {
+        Self {
+            store,
+            ..Self::default()
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.read().len()
     }
@@ -150,14 +163,26 @@ impl Registry {
     }
 
     /// Adds (or overwrites) devices; with `replace`, removes every other device first.
-    pub fn load(&self, devices: Vec<Device>, replace: bool) {
+    pub fn load(&self, devices: Vec<Device>, replace: bool) -> Result<(), String> {
+        let saved = {
+            let mut map = self.write();
+            let saved = if replace {
+                map.clear();
+                self.store.replace_devices(&devices)
+            } else {
+                self.store.put_devices(&devices)
+            };
+            map.extend(devices.into_iter().map(|d| (d.id.clone(), d)));
+            saved
+        };
+        saved.wait()
+    }
+
+    /// The devices read back from the store at start (not written again).
+    pub fn restore(&self, devices: Vec<Device>) {
         let mut map = self.write();
-        if replace {
-            map.clear();
-        }
-        for d in devices {
-            map.insert(d.id.clone(), d);
-        }
+        map.clear();
+        map.extend(devices.into_iter().map(|d| (d.id.clone(), d)));
     }
 
     pub fn twin(&self, id: &str) -> Result<Value, ApiError> {
@@ -200,12 +225,17 @@ impl Registry {
         replace: bool,
         now_ms: i64,
     ) -> Result<Value, ApiError> {
-        let mut map = self.write();
-        let d = map.get_mut(id).ok_or_else(|| not_found(id))?;
-        if let Some(note) = write_twin(d, body, etag, replace, now_ms, id)? {
+        let (note, twin, saved) = {
+            let mut map = self.write();
+            let d = map.get_mut(id).ok_or_else(|| not_found(id))?;
+            let note = write_twin(d, body, etag, replace, now_ms, id)?;
+            (note, d.twin(), self.store.put_device(d))
+        };
+        saved.wait().map_err(store_error)?;
+        if let Some(note) = note {
             self.sessions.desired_changed(id, &note);
         }
-        Ok(d.twin())
+        Ok(twin)
     }
 
     pub fn identity(&self, id: &str) -> Result<Value, ApiError> {
@@ -239,13 +269,34 @@ impl Registry {
             }
         }
         let spec = IdentitySpec::parse(obj)?;
+        // An existing id is updated only when the caller says which version (`If-Match`).
+        self.write_identity(
+            id,
+            &spec,
+            |exists| match (exists, etag) {
+                (true, Some(etag)) => Write::Update { etag: Some(etag) },
+                _ => Write::Create,
+            },
+            now_ms,
+        )
+    }
+
+    /// Creates or updates one identity (`identity::write_identity`), stored before the answer;
+    /// `write` chooses create or update from whether the id exists.
+    fn write_identity<'e>(
+        &self,
+        id: &str,
+        spec: &IdentitySpec,
+        write: impl FnOnce(bool) -> Write<'e>,
+        now_ms: i64,
+    ) -> Result<Value, ApiError> {
         let mut map = self.write();
-        let write = match (map.contains_key(id), etag) {
-            // An existing id is updated only when the caller says which version (`If-Match`).
-            (true, Some(etag)) => Write::Update { etag: Some(etag) },
-            _ => Write::Create,
-        };
-        write_identity(&mut map, id, &spec, write, now_ms)
+        let write = write(map.contains_key(id));
+        let doc = write_identity(&mut map, id, spec, write, now_ms)?;
+        let saved = self.store.put_device(&map[id]);
+        drop(map);
+        saved.wait().map_err(store_error)?;
+        Ok(doc)
     }
 
     /// `GET /devices?top=N`: the first `top` identities in id order.
@@ -266,6 +317,7 @@ impl Registry {
                 format!("Precondition failed: the etag of device {id} does not match"),
             ));
         }
+        let saved = self.store.delete_device(id);
         if let Some(d) = map.remove(id) {
             drop(map);
             // The device's modules go with it, and so do their connections and what they kept.
@@ -274,21 +326,23 @@ impl Registry {
                 self.sessions.forget(&client_key(id, Some(module)));
             }
         }
-        Ok(())
+        saved.wait().map_err(store_error)
     }
 
     /// Updates the method behaviour of one device, or of all devices when `id` is `*`.
     pub fn set_behaviour(&self, id: &str, patch: &BehaviourPatch) -> Result<usize, ApiError> {
         let mut map = self.write();
-        if id == "*" {
+        let (count, saved) = if id == "*" {
             map.values_mut().for_each(|d| d.behaviour.apply(patch));
-            return Ok(map.len());
-        }
-        map.get_mut(id)
-            .ok_or_else(|| not_found(id))?
-            .behaviour
-            .apply(patch);
-        Ok(1)
+            (map.len(), self.store.put_devices(map.values()))
+        } else {
+            let d = map.get_mut(id).ok_or_else(|| not_found(id))?;
+            d.behaviour.apply(patch);
+            (1, self.store.put_device(d))
+        };
+        drop(map);
+        saved.wait().map_err(store_error)?;
+        Ok(count)
     }
 }
 
@@ -316,7 +370,7 @@ mod tests {
     #[test]
     fn twin_pages_resume_after_the_last_id_even_when_it_is_deleted() {
         let r = Registry::default();
-        r.load(Seed::generated(25).build(0).unwrap(), true);
+        r.load(Seed::generated(25).build(0).unwrap(), true).unwrap();
         let all = crate::query::parse_select("SELECT * FROM devices").unwrap();
         let odd =
             crate::query::parse_select("SELECT * FROM devices WHERE tags.group = 'odd'").unwrap();
@@ -373,7 +427,7 @@ mod tests {
     #[test]
     fn twin_patch_bumps_versions_and_etag() {
         let r = Registry::default();
-        r.load(Seed::generated(1).build(0).unwrap(), true);
+        r.load(Seed::generated(1).build(0).unwrap(), true).unwrap();
         let before = r.twin("device-0000").unwrap();
         let after = r
             .update_twin(
@@ -403,7 +457,7 @@ mod tests {
     #[test]
     fn desired_patches_always_notify_and_null_empties_a_section() {
         let r = Registry::default();
-        r.load(Seed::generated(1).build(0).unwrap(), true);
+        r.load(Seed::generated(1).build(0).unwrap(), true).unwrap();
         let mut d = r.read().get("device-0000").unwrap().clone();
         let patch = json!({"properties": {"desired": {"a": 1, "b": {"c": 2}}}});
         let first = d.patch_twin(&patch, 1).unwrap().unwrap();

@@ -22,7 +22,9 @@ pub struct Module {
     identity_version: u64,
     tags: Map<String, Value>,
     pub props: TwinProperties,
-    /// MQTT connection state, kept by the module's session.
+    /// MQTT connection state, kept by the module's session (not stored: a session does not
+    /// survive a restart).
+    #[serde(skip)]
     connected: bool,
     connection_updated_ms: i64,
     pub(crate) last_activity_ms: i64,

@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 use crate::errors::{ApiError, ErrorCode};
 use crate::paging::{Collected, Page};
 use crate::query::{Condition, SelectQuery};
+use crate::store::store_error;
 use crate::twin::if_match;
 
 use super::{
@@ -116,9 +117,10 @@ impl Registry {
             .get("managedBy")
             .and_then(Value::as_str)
             .map(str::to_string);
+        // Modules live in their device's document: the device is what the store writes.
         let mut map = self.write();
         let d = map.get_mut(device).ok_or_else(|| not_found(device))?;
-        match d.modules.get_mut(module) {
+        let doc = match d.modules.get_mut(module) {
             Some(m) => {
                 may_update(
                     etag,
@@ -133,16 +135,20 @@ impl Registry {
                 )?;
                 m.apply(symmetric_keys(obj), managed_by);
                 m.bump_identity();
-                Ok(m.identity(device))
+                m.identity(device)
             }
             None => {
                 let mut m = Module::new(module, now_ms);
                 m.apply(symmetric_keys(obj), managed_by);
                 let doc = m.identity(device);
                 d.modules.insert(module.to_string(), m);
-                Ok(doc)
+                doc
             }
-        }
+        };
+        let saved = self.store.put_device(d);
+        drop(map);
+        saved.wait().map_err(store_error)?;
+        Ok(doc)
     }
 
     /// `DELETE /devices/{id}/modules/{mid}`; a live session of the module is closed.
@@ -165,10 +171,11 @@ impl Registry {
             ));
         }
         d.modules.remove(module);
+        let saved = self.store.put_device(d);
         drop(map);
         self.sessions
             .drop_connection(&client_key(device, Some(module)));
-        Ok(())
+        saved.wait().map_err(store_error)
     }
 
     pub fn module_twin(&self, device: &str, module: &str) -> Result<Value, ApiError> {
@@ -194,11 +201,16 @@ impl Registry {
             .get_mut(module)
             .ok_or_else(|| module_not_found(device, module))?;
         let what = format!("module {module} on device {device}");
-        if let Some(note) = write_twin(m, body, etag, replace, now_ms, &what)? {
+        let note = write_twin(m, body, etag, replace, now_ms, &what)?;
+        let twin = m.twin(device, enabled);
+        let saved = self.store.put_device(d);
+        drop(map);
+        saved.wait().map_err(store_error)?;
+        if let Some(note) = note {
             self.sessions
                 .desired_changed(&client_key(device, Some(module)), &note);
         }
-        Ok(m.twin(device, enabled))
+        Ok(twin)
     }
 
     /// One page of `SELECT * FROM devices.modules [WHERE …]`: module twins in (device, module)
@@ -286,6 +298,12 @@ impl Registry {
                 }
             }
         }
+        // Kept for the next start: a device a client spoke for stays a real one.
+        let saved = self.store.put_device(d);
+        drop(map);
+        if let Err(e) = saved.wait() {
+            eprintln!("iothub-emulator: the connection state of {client} was not saved: {e}");
+        }
     }
 
     /// A packet arrived from the client.
@@ -314,8 +332,14 @@ impl Registry {
         }
     }
 
-    /// Merges the client's reported-properties patch; the new reported `$version`.
-    pub fn report(&self, client: &str, patch: &Map<String, Value>, now_ms: i64) -> Option<u64> {
+    /// Merges the client's reported-properties patch, saved before it returns: the new
+    /// reported `$version` (None: identity gone; an error: not saved).
+    pub fn report(
+        &self,
+        client: &str,
+        patch: &Map<String, Value>,
+        now_ms: i64,
+    ) -> Option<Result<u64, ApiError>> {
         let (device, module) = split_client(client);
         let mut map = self.write();
         let d = map.get_mut(device)?;
@@ -323,7 +347,10 @@ impl Registry {
             None => &mut d.props,
             Some(m) => &mut d.modules.get_mut(m)?.props,
         };
-        Some(props.patch_reported(patch, now_ms))
+        let version = props.patch_reported(patch, now_ms);
+        let saved = self.store.put_device(d);
+        drop(map);
+        Some(saved.wait().map(|_| version).map_err(store_error))
     }
 }
 
@@ -335,7 +362,8 @@ mod tests {
 
     fn registry() -> Registry {
         let r = Registry::default();
-        r.load(vec![Device::new("edge", 0), Device::new("plain", 0)], true);
+        r.load(vec![Device::new("edge", 0), Device::new("plain", 0)], true)
+            .unwrap();
         for m in ["b", "a"] {
             r.put_module("edge", m, &json!({}), None, 0).unwrap();
         }
@@ -406,10 +434,10 @@ mod tests {
             "Disconnected"
         );
         let v = r.report("edge/a", json!({"fw": "2"}).as_object().unwrap(), 6_000);
-        assert_eq!(v, Some(2));
+        assert_eq!(v.map(Result::unwrap), Some(2));
         assert_eq!(r.client_twin("edge/a").unwrap()["reported"]["fw"], "2");
         assert_eq!(r.client_twin("edge").unwrap()["reported"].get("fw"), None);
-        assert_eq!(r.report("edge/zz", &Map::new(), 0), None);
+        assert!(r.report("edge/zz", &Map::new(), 0).is_none());
         r.set_connected("edge/a", false, 7_000);
         assert_eq!(
             r.module_identity("edge", "a").unwrap()["connectionState"],

@@ -61,6 +61,11 @@ impl Seed {
     }
 
     /// The devices this seed describes, generated ones first.
+    /// No device at all.
+    pub fn is_empty(&self) -> bool {
+        self.generate == 0 && self.devices.is_empty()
+    }
+
     pub fn build(&self, now_ms: i64) -> Result<Vec<Device>, String> {
         let generate = u32::try_from(self.generate)
             .map_err(|_| format!("cannot generate {} devices", self.generate))?;

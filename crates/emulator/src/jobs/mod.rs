@@ -11,7 +11,7 @@ mod runner;
 pub use runner::{call_method, method_record};
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use serde_json::{json, Value};
@@ -23,6 +23,7 @@ use crate::errors::{ApiError, ErrorCode};
 use crate::limits::DevicePacer;
 use crate::paging::{stale_token, Collected, Page, RowPosition};
 use crate::query::SelectQuery;
+use crate::store::{store_error, EndedRow};
 use model::{DeviceOutcome, Job, JobStatus, RowStatus};
 pub use request::{parse_job_request, parse_method, validate_job_id, NewJob};
 
@@ -32,9 +33,26 @@ pub struct JobEntry {
     seq: u64,
     job: Mutex<Job>,
     cancel: watch::Sender<bool>,
+    /// Set (under the job's lock) when a reset forgets the job: its runner writes nothing more
+    /// to the store, so an emptied store stays empty.
+    forgotten: AtomicBool,
 }
 
 impl JobEntry {
+    fn new(seq: u64, job: Job) -> Self {
+        Self {
+            seq,
+            job: Mutex::new(job),
+            cancel: watch::channel(false).0,
+            forgotten: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether the job may still be written to the store (call with the job's lock held).
+    fn stored(&self) -> bool {
+        !self.forgotten.load(Ordering::Relaxed)
+    }
+
     pub fn lock(&self) -> MutexGuard<'_, Job> {
         self.job.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -127,7 +145,7 @@ impl Engine {
     /// Creates the job and starts its runner. Must be called inside the tokio runtime.
     pub fn create(self: &Arc<Self>, spec: NewJob) -> Result<Value, ApiError> {
         let now = self.clock.now_ms();
-        let entry = {
+        let (entry, saved) = {
             let mut index = self.write();
             if index.by_id.contains_key(&spec.id) {
                 return Err(ApiError::new(
@@ -150,18 +168,19 @@ impl Engine {
                     ));
                 }
             }
-            let entry = Arc::new(JobEntry {
-                seq: self.next_seq.fetch_add(1, Ordering::Relaxed),
-                job: Mutex::new(Job::new(spec.clone(), now)),
-                cancel: watch::channel(false).0,
-            });
+            let job = Job::new(spec.clone(), now);
+            let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+            // Queued under the index lock (in creation order), saved before it is answered.
+            let saved = self.devices.store.put_job(seq, &job, false, &[]);
+            let entry = Arc::new(JobEntry::new(seq, job));
             index.by_id.insert(spec.id.clone(), entry.clone());
             index.order.push(entry.clone());
             index.counters.entry(spec.id.clone()).or_default().creates += 1;
-            entry
+            (entry, saved)
         };
         let body = entry.lock().to_json();
         tokio::spawn(runner::run(self.clone(), entry));
+        saved.wait().map_err(store_error)?;
         Ok(body)
     }
 
@@ -187,6 +206,7 @@ impl Engine {
             .cloned()
             .ok_or_else(|| job_not_found(id))?;
         let now = self.clock.now_ms();
+        let mut saved = None;
         let body = {
             let mut job = entry.lock();
             if !job.status.is_terminal() {
@@ -197,10 +217,22 @@ impl Engine {
                         job.end_row(i, DeviceOutcome::Canceled, now);
                     }
                 }
+                // Every ended row with the state: rows the runner has not written yet too.
+                let ended: Vec<EndedRow<'_>> = (0..job.rows.len())
+                    .filter(|&i| job.rows[i].status.is_terminal())
+                    .map(|index| EndedRow {
+                        index,
+                        row: &job.rows[index],
+                    })
+                    .collect();
+                saved = Some(self.devices.store.put_job(entry.seq, &job, false, &ended));
             }
             job.to_json()
         };
         entry.cancel.send_replace(true);
+        if let Some(saved) = saved {
+            saved.wait().map_err(store_error)?;
+        }
         Ok(body)
     }
 
@@ -340,11 +372,33 @@ impl Engine {
         self.len() == 0
     }
 
-    /// Stops every runner and forgets every job and counter.
-    pub fn reset(&self) {
+    /// Stops every runner and forgets every job and counter (in the store too).
+    pub fn reset(&self) -> Result<(), String> {
         let old = std::mem::take(&mut *self.write());
         for e in old.order {
+            // Under the job's lock: a runner writing its progress finishes first.
+            let _job = e.lock();
+            e.forgotten.store(true, Ordering::Relaxed);
             e.cancel.send_replace(true);
+        }
+        self.devices.store.clear_jobs().wait()
+    }
+
+    /// Takes back the jobs read from the store, in creation order: a job that was queued,
+    /// scheduled or running goes on (a scheduled one at its start time, a running one with
+    /// the devices it had not reached). Must be called inside the tokio runtime.
+    pub fn restore(self: &Arc<Self>, jobs: Vec<(u64, Job)>) {
+        let mut index = self.write();
+        for (seq, job) in jobs {
+            let running = !job.status.is_terminal();
+            let entry = Arc::new(JobEntry::new(seq, job));
+            let id = entry.lock().spec.id.clone();
+            index.by_id.insert(id, entry.clone());
+            index.order.push(entry.clone());
+            self.next_seq.fetch_max(seq + 1, Ordering::Relaxed);
+            if running {
+                tokio::spawn(runner::run(self.clone(), entry));
+            }
         }
     }
 }

@@ -40,6 +40,20 @@ impl JobStatus {
             JobStatus::Completed | JobStatus::Failed | JobStatus::Cancelled
         )
     }
+
+    /// The status named by [`JobStatus::as_str`] (how the store writes it).
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            JobStatus::Queued,
+            JobStatus::Scheduled,
+            JobStatus::Running,
+            JobStatus::Completed,
+            JobStatus::Failed,
+            JobStatus::Cancelled,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,6 +82,19 @@ impl RowStatus {
             self,
             RowStatus::Completed | RowStatus::Failed | RowStatus::Canceled
         )
+    }
+
+    /// The status named by [`RowStatus::as_str`] (how the store writes it).
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            RowStatus::Pending,
+            RowStatus::Running,
+            RowStatus::Completed,
+            RowStatus::Failed,
+            RowStatus::Canceled,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
     }
 }
 
@@ -99,6 +126,21 @@ pub struct DeviceRow {
     pub outcome: Option<DeviceOutcome>,
 }
 
+impl DeviceRow {
+    /// A row not reached yet.
+    pub fn pending(device_id: String, module_id: Option<String>, now_ms: i64) -> Self {
+        Self {
+            device_id,
+            module_id,
+            status: RowStatus::Pending,
+            start_ms: None,
+            end_ms: None,
+            updated_ms: now_ms,
+            outcome: None,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
     pub device_count: u64,
@@ -116,6 +158,8 @@ pub struct Job {
     created_iso: String,
     start_iso: String,
     pub status: JobStatus,
+    /// When the job began running (its `maxExecutionTimeInSeconds` counts from here).
+    pub started_ms: Option<i64>,
     pub end_ms: Option<i64>,
     pub failure_reason: Option<String>,
     pub status_message: Option<String>,
@@ -131,12 +175,31 @@ impl Job {
             spec,
             created_ms,
             status: JobStatus::Queued,
+            started_ms: None,
             end_ms: None,
             failure_reason: None,
             status_message: None,
             rows: Vec::new(),
             stats: Stats::default(),
         }
+    }
+
+    /// The statistics counted again from the rows (a job read back from the store).
+    pub fn recount(&mut self) {
+        let mut stats = Stats {
+            device_count: self.rows.len() as u64,
+            ..Stats::default()
+        };
+        for row in &self.rows {
+            match row.status {
+                RowStatus::Pending => stats.pending += 1,
+                RowStatus::Running => stats.running += 1,
+                RowStatus::Completed => stats.succeeded += 1,
+                RowStatus::Failed => stats.failed += 1,
+                RowStatus::Canceled => {}
+            }
+        }
+        self.stats = stats;
     }
 
     pub fn finish(&mut self, status: JobStatus, now_ms: i64) {

@@ -84,7 +84,7 @@ async fn tokens_resume_after_their_row_and_refuse_a_reset_store() {
         .unwrap();
     assert_eq!(page[0]["jobId"], "b");
     let (_, last) = e.jobs_page(None, None, None, 1).unwrap();
-    e.reset();
+    e.reset().unwrap();
     e.create(method_job("c", "*", json!({}))).unwrap();
     for err in [
         e.device_rows_page(&q, next, 3).unwrap_err(),
@@ -154,11 +154,10 @@ fn finished_job(e: &Engine, id: &str, rows: usize) {
         })
         .collect();
     job.finish(model::JobStatus::Completed, T0_MS);
-    let entry = Arc::new(JobEntry {
-        seq: e.next_seq.fetch_add(1, Ordering::Relaxed),
-        job: Mutex::new(job),
-        cancel: watch::channel(false).0,
-    });
+    let entry = Arc::new(JobEntry::new(
+        e.next_seq.fetch_add(1, Ordering::Relaxed),
+        job,
+    ));
     let mut index = e.write();
     index.by_id.insert(id.to_string(), entry.clone());
     index.order.push(entry);

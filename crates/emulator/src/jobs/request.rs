@@ -1,6 +1,7 @@
 //! Validation of `PUT /jobs/v2/{id}` bodies (JobRequest) into a [`NewJob`].
 
 use chrono::DateTime;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::errors::{ApiError, ErrorCode};
@@ -12,7 +13,7 @@ pub const MAX_QUERY_CONDITION_BYTES: usize = 8192;
 /// Direct-method size limit: payloads above it fail per device with 413.
 pub const MAX_METHOD_PAYLOAD: usize = 128 * 1024;
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MethodSpec {
     pub method_name: String,
     pub payload: Value,
@@ -22,7 +23,7 @@ pub struct MethodSpec {
     pub payload_bytes: usize,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum JobKind {
     Method(MethodSpec),
     /// The `updateTwin` patch as given.
@@ -38,7 +39,8 @@ impl JobKind {
     }
 }
 
-#[derive(Clone, Debug, PartialEq)]
+/// Serialized as is into the store's `jobs.spec`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NewJob {
     pub id: String,
     pub kind: JobKind,

@@ -2,18 +2,20 @@
 //! operations (bounded parallelism, optional tier pacing), and finish as completed, failed
 //! or cancelled. `maxExecutionTimeInSeconds` is a deadline on the emulator clock.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde_json::Value;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use super::model::{DeviceOutcome, JobStatus, RowStatus};
+use super::model::{DeviceOutcome, DeviceRow, Job, JobStatus};
 use super::request::{JobKind, MethodSpec, MAX_METHOD_PAYLOAD};
 use super::{Engine, JobEntry};
 use crate::devices::{client_key, MethodCallRecord};
 use crate::errors::ErrorCode;
 use crate::query::parse_condition;
+use crate::store::EndedRow;
 
 /// Device operations in flight per job. Enough that slow devices overlap the way they do on
 /// the service, few enough that a 100k-device job does not spawn 100k tasks at once.
@@ -44,62 +46,35 @@ pub(super) async fn run(engine: Arc<Engine>, entry: Arc<JobEntry>) {
         _ = entry.cancelled() => return,
     }
 
-    // The condition is evaluated once, at start: devices added later are not part of the job.
-    let condition = match parse_condition(&condition_text) {
-        Ok(c) => c,
-        Err(e) => {
-            let mut job = entry.lock();
-            if !job.status.is_terminal() {
-                job.failure_reason = Some(format!(
-                    "The query condition '{condition_text}' is invalid: {e}"
-                ));
-                job.finish(JobStatus::Failed, clock.now_ms());
-            }
-            return;
-        }
+    // A job read back from the store that was running goes on with the rows not done.
+    let resumed = {
+        let job = entry.lock();
+        job.started_ms.filter(|_| job.status == JobStatus::Running)
     };
-    // `FROM devices.modules WHERE …` targets modules (Azure/iotedge#719); anything else devices.
-    let targets: Vec<Target> = if condition.over_modules() {
-        engine
-            .devices
-            .module_targets(&condition)
-            .into_iter()
-            .map(|(device, module)| (device, Some(module)))
-            .collect()
-    } else {
-        let devices = engine.devices.read();
-        devices
-            .values()
-            .filter(|d| condition.is_all() || condition.matches(&d.twin()))
-            .map(|d| (d.id.clone(), None))
-            .collect()
-    };
-    let started_ms = clock.now_ms();
-    {
-        let mut job = entry.lock();
-        if job.status.is_terminal() {
-            return;
+    let (started_ms, targets) = match resumed {
+        Some(started_ms) => {
+            let job = entry.lock();
+            let open = (0..job.rows.len())
+                .filter(|&i| !job.rows[i].status.is_terminal())
+                .map(|i| {
+                    let row = &job.rows[i];
+                    (i, (row.device_id.clone(), row.module_id.clone()))
+                })
+                .collect();
+            (started_ms, open)
         }
-        job.status = JobStatus::Running;
-        job.rows = targets
-            .iter()
-            .map(|(id, module)| super::model::DeviceRow {
-                device_id: id.clone(),
-                module_id: module.clone(),
-                status: RowStatus::Pending,
-                start_ms: None,
-                end_ms: None,
-                updated_ms: started_ms,
-                outcome: None,
-            })
-            .collect();
-        job.stats.device_count = targets.len() as u64;
-        job.stats.pending = targets.len() as u64;
-    }
+        None => match start(&engine, &entry, &condition_text) {
+            Some(started) => started,
+            None => return,
+        },
+    };
 
     let deadline = max_s.map(|s| started_ms.saturating_add((s as i64).saturating_mul(1000)));
+    let progress = Arc::new(Progress::default());
+    let twin = matches!(kind, JobKind::Twin(_));
+    let writer = progress.writer(&engine, &entry, twin);
     let ending = tokio::select! {
-        _ = run_devices(&engine, &entry, &kind, targets) => Ending::Done,
+        _ = run_devices(&engine, &entry, &kind, targets, &progress) => Ending::Done,
         _ = async { clock.sleep_until(deadline.unwrap_or(i64::MAX)).await }, if deadline.is_some() => Ending::Deadline,
         _ = entry.cancelled() => Ending::Cancelled,
     };
@@ -143,6 +118,173 @@ pub(super) async fn run(engine: Arc<Engine>, entry: Arc<JobEntry>) {
             }
         }
     }
+    drop(job);
+    // Rows ended by the cancel or the deadline (and tasks dropped before they were reaped)
+    // are not in the batch: at such an end every row is written again.
+    let every_row = !matches!(ending, Ending::Done);
+    if let Some(writer) = writer {
+        writer.abort();
+    }
+    progress.flush(&engine, &entry, twin, Some(every_row));
+}
+
+/// Evaluates the condition (once, at start: devices added later are not part of the job),
+/// fixes the rows and writes the running job. `None` when the job ended instead.
+fn start(engine: &Engine, entry: &JobEntry, condition_text: &str) -> Option<(i64, Targets)> {
+    let clock = &engine.clock;
+    let condition = match parse_condition(condition_text) {
+        Ok(c) => c,
+        Err(e) => {
+            let mut job = entry.lock();
+            if !job.status.is_terminal() {
+                job.failure_reason = Some(format!(
+                    "The query condition '{condition_text}' is invalid: {e}"
+                ));
+                job.finish(JobStatus::Failed, clock.now_ms());
+                save(engine, entry, &job, false, &[]);
+            }
+            return None;
+        }
+    };
+    // `FROM devices.modules WHERE …` targets modules (Azure/iotedge#719); anything else devices.
+    let targets: Vec<Target> = if condition.over_modules() {
+        engine
+            .devices
+            .module_targets(&condition)
+            .into_iter()
+            .map(|(device, module)| (device, Some(module)))
+            .collect()
+    } else {
+        let devices = engine.devices.read();
+        devices
+            .values()
+            .filter(|d| condition.is_all() || condition.matches(&d.twin()))
+            .map(|d| (d.id.clone(), None))
+            .collect()
+    };
+    let started_ms = clock.now_ms();
+    let mut job = entry.lock();
+    if job.status.is_terminal() {
+        return None;
+    }
+    job.status = JobStatus::Running;
+    job.started_ms = Some(started_ms);
+    job.rows = targets
+        .iter()
+        .map(|(id, module)| DeviceRow::pending(id.clone(), module.clone(), started_ms))
+        .collect();
+    job.stats.device_count = targets.len() as u64;
+    job.stats.pending = targets.len() as u64;
+    save(engine, entry, &job, true, &[]);
+    Some((started_ms, targets.into_iter().enumerate().collect()))
+}
+
+/// The devices (or modules) a job still has to reach, with their row index.
+type Targets = Vec<(usize, Target)>;
+
+/// Queues the job's state (and, with `targets`, its device list) with rows that ended. A job
+/// runner has no client to answer: it does not wait for the commit (the store's writer logs a
+/// failed one), and the job goes on in memory.
+fn save(engine: &Engine, entry: &JobEntry, job: &Job, targets: bool, rows: &[EndedRow<'_>]) {
+    if entry.stored() {
+        let _queued = engine.devices.store.put_job(entry.seq, job, targets, rows);
+    }
+}
+
+/// Rows ended since the last write. A job's progress is written in batches (one transaction
+/// per `BATCH_ROWS` rows, and every `BATCH_INTERVAL` for the rest), not row by row: a
+/// million-device job would spend most of its time committing otherwise. Rows not written yet
+/// when the process dies run again when the job resumes.
+#[derive(Default)]
+struct Progress {
+    ended: Mutex<Vec<usize>>,
+}
+
+const BATCH_ROWS: usize = 4096;
+/// Real time, not the emulator clock: it bounds what a killed process makes a job redo.
+const BATCH_INTERVAL: Duration = Duration::from_millis(200);
+
+impl Progress {
+    /// With a data dir, a task writing the rows ended so far every `BATCH_INTERVAL`.
+    fn writer(
+        self: &Arc<Self>,
+        engine: &Arc<Engine>,
+        entry: &Arc<JobEntry>,
+        twin: bool,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        if !engine.devices.store.is_persistent() {
+            return None;
+        }
+        let (progress, engine, entry) = (self.clone(), engine.clone(), entry.clone());
+        Some(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(BATCH_INTERVAL).await;
+                progress.flush(&engine, &entry, twin, None);
+            }
+        }))
+    }
+
+    fn row_ended(&self, engine: &Engine, entry: &JobEntry, twin: bool, i: usize) {
+        if !engine.devices.store.is_persistent() {
+            return;
+        }
+        let due = {
+            let mut ended = self.ended.lock().unwrap_or_else(|e| e.into_inner());
+            ended.push(i);
+            ended.len() >= BATCH_ROWS
+        };
+        if due {
+            self.flush(engine, entry, twin, None);
+        }
+    }
+
+    /// Writes the ended rows and, for a `twin` job, the devices it changed. At the job's end
+    /// (`end` is `Some(every_row)`) the job's state too, and with `every_row` all its rows.
+    fn flush(&self, engine: &Engine, entry: &JobEntry, twin: bool, end: Option<bool>) {
+        let store = &engine.devices.store;
+        if !store.is_persistent() {
+            return;
+        }
+        let indices = std::mem::take(&mut *self.ended.lock().unwrap_or_else(|e| e.into_inner()));
+        if indices.is_empty() && end.is_none() {
+            return;
+        }
+        // Lock order: the registry, then the job. The registry stays read-locked until the
+        // commit, so no newer write of these devices can reach the store before this one.
+        let devices = engine.devices.read();
+        let job = entry.lock();
+        if !entry.stored() {
+            return;
+        }
+        let changed = indices
+            .iter()
+            .filter(|_| twin)
+            .filter_map(|&i| devices.get(&job.rows[i].device_id));
+        let every_row: Vec<usize>;
+        let indices = if end == Some(true) {
+            every_row = (0..job.rows.len())
+                .filter(|&i| job.rows[i].status.is_terminal())
+                .collect();
+            &every_row
+        } else {
+            &indices
+        };
+        let rows: Vec<EndedRow<'_>> = indices
+            .iter()
+            .map(|&index| EndedRow {
+                index,
+                row: &job.rows[index],
+            })
+            .collect();
+        let state = end.is_some().then_some(&*job);
+        let result = store.put_progress(entry.seq, state, &rows, changed);
+        if let Err(e) = result {
+            eprintln!(
+                "iothub-emulator: progress of job {} was not saved: {e}",
+                job.spec.id
+            );
+        }
+    }
 }
 
 /// What a job works on: a device, or one module of a device.
@@ -158,7 +300,8 @@ async fn run_devices(
     engine: &Arc<Engine>,
     entry: &Arc<JobEntry>,
     kind: &JobKind,
-    targets: Vec<Target>,
+    targets: Targets,
+    progress: &Arc<Progress>,
 ) {
     let permits = Arc::new(Semaphore::new(PARALLEL_DEVICE_OPS));
     let mut tasks = JoinSet::new();
@@ -167,7 +310,7 @@ async fn run_devices(
         JobKind::Method(m) => DeviceOp::Method(m.clone(), method_record(m)),
         JobKind::Twin(patch) => DeviceOp::Twin(patch.clone()),
     });
-    for (i, (device_id, module_id)) in targets.into_iter().enumerate() {
+    for (i, (device_id, module_id)) in targets {
         let Ok(permit) = permits.clone().acquire_owned().await else {
             break;
         };
@@ -175,7 +318,8 @@ async fn run_devices(
             let slot = pacer.reserve(engine.clock.now_ms());
             engine.clock.sleep_until(slot).await;
         }
-        let (engine, entry, op) = (engine.clone(), entry.clone(), op.clone());
+        let (engine, entry, op, progress) =
+            (engine.clone(), entry.clone(), op.clone(), progress.clone());
         tasks.spawn(async move {
             entry.lock().start_row(i, engine.clock.now_ms());
             let module = module_id.as_deref();
@@ -186,6 +330,7 @@ async fn run_devices(
                 DeviceOp::Twin(patch) => update_twin(&engine, &device_id, module, patch),
             };
             entry.lock().end_row(i, outcome, engine.clock.now_ms());
+            progress.row_ended(&engine, &entry, matches!(*op, DeviceOp::Twin(_)), i);
             drop(permit);
         });
         // Reap finished tasks as we go so the set stays small on big jobs.

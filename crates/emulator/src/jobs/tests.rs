@@ -14,7 +14,9 @@ const T0: f64 = 1_800_000_000_000.0;
 pub(super) fn engine_with(devices: usize, limits: EngineLimits) -> Arc<Engine> {
     let clock = Arc::new(Clock::starting_at(T0));
     let registry = Arc::new(Registry::default());
-    registry.load(Seed::generated(devices).build(T0 as i64).unwrap(), true);
+    registry
+        .load(Seed::generated(devices).build(T0 as i64).unwrap(), true)
+        .unwrap();
     Engine::new(clock, registry, limits)
 }
 
@@ -111,13 +113,15 @@ async fn future_job_is_queued_then_scheduled_then_runs_when_time_advances() {
     assert_eq!(created["status"], "queued");
     wait_status(&e, "later", "scheduled").await;
     // Devices added before the start are included: the condition is evaluated at start.
-    e.devices.load(
-        Seed::from_json(json!([{"deviceId": "added-before-start"}]))
-            .unwrap()
-            .build(0)
-            .unwrap(),
-        false,
-    );
+    e.devices
+        .load(
+            Seed::from_json(json!([{"deviceId": "added-before-start"}]))
+                .unwrap()
+                .build(0)
+                .unwrap(),
+            false,
+        )
+        .unwrap();
     e.clock.advance(3601.0);
     let done = wait_status(&e, "later", "completed").await;
     assert_eq!(done["deviceJobStatistics"]["succeededCount"], 5);
@@ -368,6 +372,6 @@ async fn list_filters_by_type_and_status_in_creation_order() {
         ["b"]
     );
     assert!(e.list(Some("scheduleUpdateTwin"), None).is_empty());
-    e.reset();
+    e.reset().unwrap();
     assert!(e.is_empty());
 }

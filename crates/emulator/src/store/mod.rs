@@ -1,0 +1,304 @@
+//! The hub's store: where every write lands before the client sees it answered.
+//!
+//! One interface for both modes, so the hub code is the same in memory and on disk: the hub
+//! keeps its in-memory structures for reads (the registry, the job index) and writes every
+//! mutation through [`Store`] first. In memory (the default) every write is a no-op; with
+//! `--data-dir` it is an SQLite transaction (see `sqlite.rs` for the schema and durability).
+//! At start, [`Store::load`] gives back everything a previous run wrote.
+
+mod records;
+mod sqlite;
+
+use std::path::Path;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+use crate::devices::Device;
+use crate::errors::{ApiError, ErrorCode};
+use crate::jobs::model::{DeviceRow, Job};
+
+use records::{Change, JobRecord};
+pub use sqlite::SCHEMA_VERSION;
+
+/// Hub-wide values kept in the `meta` table (secrets: never logged).
+pub mod meta {
+    /// The `iothubowner` policy key: the service connection string stays the same.
+    pub const HUB_KEY: &str = "hub_key";
+    /// The CA certificate and key (PEM) the server certificate is signed with.
+    pub const CA_CERT: &str = "ca_cert";
+    pub const CA_KEY: &str = "ca_key";
+    /// The server certificate's key (PEM); the certificate itself is re-issued at each start
+    /// for the addresses of that start.
+    pub const SERVER_KEY: &str = "server_key";
+}
+
+/// What a previous run left: devices, and jobs with their creation number and rows.
+pub struct Stored {
+    pub devices: Vec<Device>,
+    pub jobs: Vec<(u64, Job)>,
+}
+
+/// A job's row that reached its end, to be written (rows are stored once they end: a row not
+/// in the store is pending, and runs again when a job resumes).
+pub struct EndedRow<'a> {
+    pub index: usize,
+    pub row: &'a DeviceRow,
+}
+
+/// In memory: nothing. With a data dir: the database, and the writer thread that applies the
+/// changes in the order the hub made them. Writes a client is answered about wait for their
+/// commit; a running job's progress does not. The writer takes every change queued meanwhile
+/// into the same transaction (group commit), so concurrent clients share commits.
+pub struct Store {
+    disk: Option<Disk>,
+}
+
+struct Disk {
+    db: Arc<Mutex<sqlite::Db>>,
+    queue: Option<SyncSender<Batch>>,
+    writer: Option<JoinHandle<()>>,
+}
+
+fn stopped() -> String {
+    "the store's writer has stopped".to_string()
+}
+
+/// Queued changes; [`Pending::wait`] returns once they are on disk (at once in memory).
+#[must_use = "a write is durable only once waited for"]
+pub struct Pending(Result<Option<Receiver<Result<(), String>>>, String>);
+
+impl Pending {
+    pub fn wait(self) -> Result<(), String> {
+        match self.0? {
+            Some(committed) => committed.recv().map_err(|_| stopped())?,
+            None => Ok(()),
+        }
+    }
+}
+
+/// Changes to apply together, and where to say that they are on disk.
+struct Batch {
+    changes: Vec<Change>,
+    done: Option<SyncSender<Result<(), String>>>,
+}
+
+/// Batches waiting for the writer; a job producing progress faster than the disk takes it
+/// waits here.
+const QUEUE: usize = 64;
+
+/// Devices per batch when a whole fleet is written.
+const SLICE: usize = 4096;
+
+/// A write that did not reach the disk: the client gets a 500, never a false 200.
+pub fn store_error(e: String) -> ApiError {
+    ApiError::new(
+        ErrorCode::ServerError,
+        format!("the hub could not save the change: {e}"),
+    )
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Self::memory()
+    }
+}
+
+fn lock(db: &Mutex<sqlite::Db>) -> MutexGuard<'_, sqlite::Db> {
+    db.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The writer thread: applies batches in order, as many as are queued in one transaction.
+fn write_loop(db: Arc<Mutex<sqlite::Db>>, queue: Receiver<Batch>) {
+    while let Ok(first) = queue.recv() {
+        let mut batches = vec![first];
+        while batches.len() < QUEUE {
+            match queue.try_recv() {
+                Ok(b) => batches.push(b),
+                Err(_) => break,
+            }
+        }
+        let changes: Vec<Change> = batches
+            .iter_mut()
+            .flat_map(|b| std::mem::take(&mut b.changes))
+            .collect();
+        let result = lock(&db).apply(&changes);
+        if let Err(e) = &result {
+            eprintln!("iothub-emulator: a change was not saved: {e}");
+        }
+        for b in batches {
+            if let Some(done) = b.done {
+                let _ = done.send(result.clone());
+            }
+        }
+    }
+}
+
+impl Store {
+    /// No persistence: every write succeeds at once and nothing outlives the process.
+    pub fn memory() -> Self {
+        Self { disk: None }
+    }
+
+    /// Opens (or creates) the store in `dir`, locked for this process until dropped. A dir in
+    /// use by another emulator, or written by another store version, is refused untouched.
+    pub fn open(dir: &Path) -> Result<Self, String> {
+        let db = Arc::new(Mutex::new(sqlite::Db::open(dir)?));
+        let (queue, receiver) = sync_channel(QUEUE);
+        let writer = {
+            let db = db.clone();
+            std::thread::Builder::new()
+                .name("iothub-store".into())
+                .spawn(move || write_loop(db, receiver))
+                .map_err(|e| format!("cannot start the store's writer: {e}"))?
+        };
+        Ok(Self {
+            disk: Some(Disk {
+                db,
+                queue: Some(queue),
+                writer: Some(writer),
+            }),
+        })
+    }
+
+    pub fn is_persistent(&self) -> bool {
+        self.disk.is_some()
+    }
+
+    /// Queues `changes` (built only with a data dir); the answer tells when they are committed.
+    /// Call it while holding the lock of what changed (the queue keeps the hub's order), and
+    /// wait after letting go of it (so other writers queue meanwhile and share the commit).
+    fn write(&self, changes: impl FnOnce() -> Vec<Change>) -> Pending {
+        let Some(queue) = self.disk.as_ref().and_then(|d| d.queue.as_ref()) else {
+            return Pending(Ok(None));
+        };
+        let (done, committed) = sync_channel(1);
+        let batch = Batch {
+            changes: changes(),
+            done: Some(done),
+        };
+        Pending(
+            queue
+                .send(batch)
+                .map(|_| Some(committed))
+                .map_err(|_| stopped()),
+        )
+    }
+
+    /// Queues `changes` without a way to wait for them (a running job's progress).
+    fn write_behind(&self, changes: impl FnOnce() -> Vec<Change>) -> Result<(), String> {
+        let Some(queue) = self.disk.as_ref().and_then(|d| d.queue.as_ref()) else {
+            return Ok(());
+        };
+        let batch = Batch {
+            changes: changes(),
+            done: None,
+        };
+        queue.send(batch).map_err(|_| stopped())
+    }
+
+    /// Everything stored, or `None` when the store is new (or in memory): then the hub
+    /// starts from its seed and writes it with [`Store::replace_devices`].
+    pub fn load(&self) -> Result<Option<Stored>, String> {
+        match &self.disk {
+            Some(d) => lock(&d.db).load(),
+            None => Ok(None),
+        }
+    }
+
+    pub fn meta(&self, key: &str) -> Result<Option<String>, String> {
+        match &self.disk {
+            Some(d) => lock(&d.db).meta(key),
+            None => Ok(None),
+        }
+    }
+
+    pub fn set_meta(&self, key: &str, value: &str) -> Result<(), String> {
+        self.write(|| vec![Change::Meta(key.into(), value.into())])
+            .wait()
+    }
+
+    /// Writes (inserts or replaces) devices, in one transaction.
+    pub fn put_devices<'a>(&self, devices: impl IntoIterator<Item = &'a Device>) -> Pending {
+        self.write(|| vec![Change::PutDevices(records::devices(devices))])
+    }
+
+    pub fn put_device(&self, device: &Device) -> Pending {
+        self.put_devices([device])
+    }
+
+    pub fn delete_device(&self, id: &str) -> Pending {
+        self.write(|| vec![Change::DeleteDevice(id.into())])
+    }
+
+    /// Every device replaced by `devices` (a seed, a reset, a control-API load with replace).
+    /// Queued in slices, so a million devices are never serialized all at once; the store
+    /// counts as seeded once the last slice is in (a start interrupted before seeds again).
+    pub fn replace_devices<'a>(&self, devices: impl IntoIterator<Item = &'a Device>) -> Pending {
+        if !self.is_persistent() {
+            return Pending(Ok(None));
+        }
+        let mut devices = devices.into_iter().peekable();
+        let mut changes = vec![Change::ClearDevices];
+        while devices.peek().is_some() {
+            let slice = records::devices(devices.by_ref().take(SLICE));
+            changes.push(Change::PutDevices(slice));
+            if let Err(e) = self.write_behind(|| std::mem::take(&mut changes)) {
+                return Pending(Err(e));
+            }
+        }
+        changes.push(Change::Seeded);
+        self.write(|| changes)
+    }
+
+    /// Writes a job (its spec and state; with `targets`, the devices it runs on) and the rows
+    /// that ended, in one transaction.
+    pub fn put_job(&self, seq: u64, job: &Job, targets: bool, rows: &[EndedRow<'_>]) -> Pending {
+        self.write(|| {
+            vec![
+                Change::PutJob(JobRecord::of(seq, job, targets)),
+                Change::PutRows(seq, records::rows(rows)),
+            ]
+        })
+    }
+
+    /// Rows that ended and the current documents of the devices they changed (and, at the
+    /// job's end, its state), in one transaction: how a running job writes its progress. It
+    /// does not wait for the commit (no client is waiting for it).
+    pub fn put_progress<'a>(
+        &self,
+        seq: u64,
+        state: Option<&Job>,
+        rows: &[EndedRow<'_>],
+        devices: impl IntoIterator<Item = &'a Device>,
+    ) -> Result<(), String> {
+        self.write_behind(|| {
+            let mut changes = vec![
+                Change::PutRows(seq, records::rows(rows)),
+                Change::PutDevices(records::devices(devices)),
+            ];
+            if let Some(job) = state {
+                changes.push(Change::PutJob(JobRecord::of(seq, job, false)));
+            }
+            changes
+        })
+    }
+
+    /// Forgets every job and row (a reset).
+    pub fn clear_jobs(&self) -> Pending {
+        self.write(|| vec![Change::ClearJobs])
+    }
+}
+
+/// Stopping: the writer applies what is queued, then the database closes and the lock goes.
+impl Drop for Disk {
+    fn drop(&mut self) {
+        drop(self.queue.take());
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

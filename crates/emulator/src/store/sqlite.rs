@@ -1,0 +1,412 @@
+//! The on-disk store: one SQLite database, `DIR/hub.db`, and a lock file, `DIR/lock`.
+//!
+//! Schema (documented for users in crates/emulator/README.md; `sqlite3 DIR/hub.db` opens it):
+//! - `meta(key, value)`: `schema_version`, `seeded`, the hub key, the CA and server key (PEM).
+//! - `devices(id, doc)`: one JSON document per device holding everything the device has.
+//! - `jobs(seq, job_id, status, …, spec, targets)`: one row per job; `targets` is the JSON
+//!   array of the device ids it runs on, fixed when it starts running.
+//! - `device_jobs(job_seq, idx, device_id, status, …, outcome)`: a job's device row, written
+//!   when it ends; a target without a row is pending.
+//!
+//! Durability: WAL journal with `synchronous=NORMAL`. A commit is in the WAL file (the OS has
+//! it) before the call returns, so a killed process (SIGKILL, a crash) loses nothing that was
+//! committed; only a power cut or kernel crash can lose the last commits, never corrupting the
+//! file. `synchronous=FULL` would add an fsync to every answered write (milliseconds each on
+//! many disks) to guard against power loss, which a local emulator does not need.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use serde_json::Value;
+
+use super::records::{Change, DeviceDoc, JobRecord, RowRecord};
+use super::Stored;
+use crate::devices::{split_client, Device};
+use crate::jobs::model::{DeviceOutcome, DeviceRow, Job, JobStatus, RowStatus};
+use crate::jobs::NewJob;
+
+/// The layout this emulator reads and writes. A data dir with another version is refused.
+pub const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE devices (id TEXT PRIMARY KEY, doc TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE jobs (
+    seq INTEGER PRIMARY KEY,
+    job_id TEXT NOT NULL UNIQUE,
+    status TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    started_ms INTEGER,
+    end_ms INTEGER,
+    failure_reason TEXT,
+    status_message TEXT,
+    spec TEXT NOT NULL,
+    targets TEXT
+);
+CREATE TABLE device_jobs (
+    job_seq INTEGER NOT NULL REFERENCES jobs(seq) ON DELETE CASCADE,
+    idx INTEGER NOT NULL,
+    device_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    start_ms INTEGER,
+    end_ms INTEGER,
+    updated_ms INTEGER NOT NULL,
+    outcome TEXT,
+    PRIMARY KEY (job_seq, idx)
+) WITHOUT ROWID;
+";
+
+pub struct Db {
+    conn: Connection,
+    dir: PathBuf,
+    /// Held (locked) for the life of the store: a second emulator on the dir is refused.
+    _lock: File,
+}
+
+fn sql_error(what: &str) -> impl Fn(rusqlite::Error) -> String + '_ {
+    move |e| format!("{what}: {e}")
+}
+
+/// Takes `DIR/lock` for this process, or says who has it.
+fn lock_dir(dir: &Path) -> Result<File, String> {
+    let path = dir.join("lock");
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut pid = String::new();
+            let _ = file.read_to_string(&mut pid);
+            let pid = pid.trim();
+            let who = if pid.is_empty() {
+                String::new()
+            } else {
+                format!(" (pid {pid})")
+            };
+            return Err(format!(
+                "the data dir {} is in use by another iothub-emulator{who}",
+                dir.display()
+            ));
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(format!("cannot lock {}: {e}", path.display()))
+        }
+    }
+    let _ = file.set_len(0);
+    let _ = file.rewind();
+    let _ = write!(file, "{}", std::process::id());
+    Ok(file)
+}
+
+impl Db {
+    pub fn open(dir: &Path) -> Result<Self, String> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create the data dir {}: {e}", dir.display()))?;
+        let lock = lock_dir(dir)?;
+        let path = dir.join("hub.db");
+        let conn =
+            Connection::open(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        let not_ours = |e: rusqlite::Error| {
+            format!(
+                "{} is not an iothub-emulator store ({e}); use another --data-dir",
+                path.display()
+            )
+        };
+        // Read before anything is written: a file of another version stays untouched.
+        let tables: i64 = conn
+            .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+            .map_err(not_ours)?;
+        if tables == 0 {
+            conn.pragma_update(None, "journal_mode", "WAL")
+                .map_err(sql_error("cannot set up the store"))?;
+            conn.execute_batch(&format!(
+                "BEGIN; {SCHEMA} INSERT INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}'); COMMIT;"
+            ))
+            .map_err(sql_error("cannot create the store"))?;
+        } else {
+            let version: Option<String> = conn
+                .query_row(
+                    "SELECT value FROM meta WHERE key = 'schema_version'",
+                    [],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(not_ours)?;
+            let version = version.unwrap_or_default();
+            if version != SCHEMA_VERSION.to_string() {
+                return Err(format!(
+                    "the data dir {} was written by another iothub-emulator store version ({version}; this emulator reads {SCHEMA_VERSION}); use the emulator that wrote it or another --data-dir",
+                    dir.display()
+                ));
+            }
+            conn.pragma_update(None, "journal_mode", "WAL")
+                .map_err(sql_error("cannot open the store"))?;
+        }
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(sql_error("cannot open the store"))?;
+        // 64 MiB of page cache (the default is 2 MiB): a job rewriting 100,000 twins finds
+        // their pages in memory instead of reading them back from the file.
+        conn.pragma_update(None, "cache_size", -65536)
+            .map_err(sql_error("cannot open the store"))?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(sql_error("cannot open the store"))?;
+        Ok(Self {
+            conn,
+            dir: dir.to_path_buf(),
+            _lock: lock,
+        })
+    }
+
+    fn error(&self, e: rusqlite::Error) -> String {
+        format!("{}: {e}", self.dir.join("hub.db").display())
+    }
+
+    pub fn meta(&self, key: &str) -> Result<Option<String>, String> {
+        self.conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.error(e))
+    }
+
+    /// Applies changes in one transaction, in their order. After a whole fleet was written,
+    /// the WAL is folded into the database file rather than kept as big as the fleet.
+    pub fn apply(&mut self, changes: &[Change]) -> Result<(), String> {
+        let run = |conn: &mut Connection| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            for change in changes {
+                apply(&tx, change)?;
+            }
+            tx.commit()
+        };
+        run(&mut self.conn).map_err(|e| self.error(e))?;
+        if changes.iter().any(|c| matches!(c, Change::Seeded)) {
+            self.conn
+                .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+                .map_err(|e| self.error(e))?;
+        }
+        Ok(())
+    }
+
+    pub fn load(&self) -> Result<Option<Stored>, String> {
+        if self.meta("seeded")?.is_none() {
+            return Ok(None);
+        }
+        let devices = self.load_devices()?;
+        let jobs = self.load_jobs()?;
+        Ok(Some(Stored { devices, jobs }))
+    }
+
+    fn load_devices(&self) -> Result<Vec<Device>, String> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, doc FROM devices ORDER BY id")
+            .map_err(|e| self.error(e))?;
+        let mut rows = stmt.query([]).map_err(|e| self.error(e))?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(|e| self.error(e))? {
+            let id: String = row.get(0).map_err(|e| self.error(e))?;
+            let doc = row.get_ref(1).map_err(|e| self.error(e))?;
+            let doc = doc.as_str().map_err(|e| self.error(e.into()))?;
+            let device: Device = serde_json::from_str(doc).map_err(|e| {
+                // Where, not what: the document holds the device's keys.
+                format!(
+                    "device {id} in the store cannot be read ({:?} error at column {})",
+                    e.classify(),
+                    e.column()
+                )
+            })?;
+            out.push(device);
+        }
+        Ok(out)
+    }
+
+    fn load_jobs(&self) -> Result<Vec<(u64, Job)>, String> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT seq, job_id, status, created_ms, started_ms, end_ms, failure_reason, status_message, spec, targets
+                 FROM jobs ORDER BY seq",
+            )
+            .map_err(|e| self.error(e))?;
+        let mut rows = stmt.query([]).map_err(|e| self.error(e))?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next().map_err(|e| self.error(e))? {
+            let get = |e| self.error(e);
+            let seq: i64 = r.get(0).map_err(get)?;
+            let id: String = r.get(1).map_err(get)?;
+            let bad = |what: &str| format!("job {id} in the store cannot be read: {what}");
+            let status: String = r.get(2).map_err(get)?;
+            let status = JobStatus::parse(&status).ok_or_else(|| bad("unknown status"))?;
+            let spec: String = r.get(8).map_err(get)?;
+            let spec: NewJob = serde_json::from_str(&spec).map_err(|e| bad(&e.to_string()))?;
+            let targets: Option<String> = r.get(9).map_err(get)?;
+            let targets: Vec<String> = match targets {
+                Some(t) => serde_json::from_str(&t).map_err(|e| bad(&e.to_string()))?,
+                None => Vec::new(),
+            };
+            let created_ms: i64 = r.get(3).map_err(get)?;
+            let mut job = Job::new(spec, created_ms);
+            job.status = status;
+            job.started_ms = r.get(4).map_err(get)?;
+            job.end_ms = r.get(5).map_err(get)?;
+            job.failure_reason = r.get(6).map_err(get)?;
+            job.status_message = r.get(7).map_err(get)?;
+            let started = job.started_ms.unwrap_or(created_ms);
+            job.rows = targets
+                .into_iter()
+                .map(|client| {
+                    let (device, module) = split_client(&client);
+                    DeviceRow::pending(device.into(), module.map(str::to_string), started)
+                })
+                .collect();
+            self.load_rows(seq, &mut job.rows).map_err(|e| bad(&e))?;
+            job.recount();
+            out.push((seq as u64, job));
+        }
+        Ok(out)
+    }
+
+    /// Fills in the rows that ended. Payloads are shared between rows with the same answer,
+    /// as they are in memory (a million-device method job answers with one payload).
+    fn load_rows(&self, seq: i64, rows: &mut [DeviceRow]) -> Result<(), String> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT idx, status, start_ms, end_ms, updated_ms, outcome FROM device_jobs WHERE job_seq = ?1",
+            )
+            .map_err(|e| self.error(e))?;
+        let mut result = stmt.query([seq]).map_err(|e| self.error(e))?;
+        let mut payloads: HashMap<String, Arc<Value>> = HashMap::new();
+        while let Some(r) = result.next().map_err(|e| self.error(e))? {
+            let get = |e| self.error(e);
+            let idx: i64 = r.get(0).map_err(get)?;
+            let Some(row) = usize::try_from(idx).ok().and_then(|i| rows.get_mut(i)) else {
+                return Err(format!("row {idx} is not one of the job's targets"));
+            };
+            let status: String = r.get(1).map_err(get)?;
+            row.status = RowStatus::parse(&status).ok_or("a row has an unknown status")?;
+            row.start_ms = r.get(2).map_err(get)?;
+            row.end_ms = r.get(3).map_err(get)?;
+            row.updated_ms = r.get(4).map_err(get)?;
+            let outcome: Option<String> = r.get(5).map_err(get)?;
+            row.outcome = Some(match outcome {
+                None => DeviceOutcome::Canceled,
+                Some(text) => outcome_from_json(&text, &mut payloads)?,
+            });
+        }
+        Ok(())
+    }
+}
+
+fn apply(tx: &rusqlite::Transaction<'_>, change: &Change) -> rusqlite::Result<()> {
+    match change {
+        Change::PutDevices(docs) => insert_devices(tx, docs),
+        Change::DeleteDevice(id) => tx
+            .execute("DELETE FROM devices WHERE id = ?1", [id])
+            .map(drop),
+        // Not seeded until the new set is complete: a start after a crash midway seeds again.
+        Change::ClearDevices => {
+            tx.execute_batch("DELETE FROM devices; DELETE FROM meta WHERE key = 'seeded';")
+        }
+        Change::Seeded => tx
+            .execute("INSERT OR REPLACE INTO meta VALUES ('seeded', '1')", [])
+            .map(drop),
+        Change::PutJob(job) => upsert_job(tx, job),
+        Change::PutRows(seq, rows) => insert_rows(tx, *seq, rows),
+        Change::ClearJobs => tx.execute_batch("DELETE FROM device_jobs; DELETE FROM jobs;"),
+        Change::Meta(key, value) => tx
+            .execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+                [key, value],
+            )
+            .map(drop),
+    }
+}
+
+/// Inserts or updates a job; its device list only when the record carries one (it is fixed
+/// once the job runs).
+fn upsert_job(tx: &rusqlite::Transaction<'_>, job: &JobRecord) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO jobs (seq, job_id, status, created_ms, started_ms, end_ms, failure_reason, status_message, spec, targets)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+         ON CONFLICT (seq) DO UPDATE SET status = excluded.status, started_ms = excluded.started_ms,
+           end_ms = excluded.end_ms, failure_reason = excluded.failure_reason,
+           status_message = excluded.status_message, targets = coalesce(excluded.targets, targets)",
+    )?
+    .execute(params![
+        job.seq as i64,
+        job.job_id,
+        job.status,
+        job.created_ms,
+        job.started_ms,
+        job.end_ms,
+        job.failure_reason,
+        job.status_message,
+        job.spec,
+        job.targets,
+    ])
+    .map(drop)
+}
+
+fn insert_devices(tx: &rusqlite::Transaction<'_>, docs: &[DeviceDoc]) -> rusqlite::Result<()> {
+    let mut stmt = tx.prepare_cached("INSERT OR REPLACE INTO devices (id, doc) VALUES (?1, ?2)")?;
+    for d in docs {
+        stmt.execute(params![d.id, d.doc])?;
+    }
+    Ok(())
+}
+
+fn insert_rows(
+    tx: &rusqlite::Transaction<'_>,
+    seq: u64,
+    rows: &[RowRecord],
+) -> rusqlite::Result<()> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT OR REPLACE INTO device_jobs (job_seq, idx, device_id, status, start_ms, end_ms, updated_ms, outcome)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    for r in rows {
+        stmt.execute(params![
+            seq as i64,
+            r.index,
+            r.device_id,
+            r.status,
+            r.start_ms,
+            r.end_ms,
+            r.updated_ms,
+            r.outcome,
+        ])?;
+    }
+    Ok(())
+}
+
+fn outcome_from_json(
+    text: &str,
+    payloads: &mut HashMap<String, Arc<Value>>,
+) -> Result<DeviceOutcome, String> {
+    let mut v: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    if let Some(code) = v.get("code").and_then(Value::as_str) {
+        return Ok(DeviceOutcome::Failed {
+            code: code.to_string(),
+            description: v["description"].as_str().unwrap_or_default().to_string(),
+        });
+    }
+    let status = v["status"].as_i64().ok_or("an outcome has no status")?;
+    let payload = v.get_mut("payload").map(|p| {
+        let p = p.take();
+        payloads
+            .entry(p.to_string())
+            .or_insert_with(|| Arc::new(p))
+            .clone()
+    });
+    Ok(DeviceOutcome::Succeeded { status, payload })
+}
