@@ -95,8 +95,8 @@ test('an Amqp device: telemetry is acknowledged and kept by the hub, on the HTTP
   }
 
   // The same device on the AMQP port of its own (`--amqp-port`): the host it dials is in its token.
-  assert.ok(hub.amqpPort > 0 && hub.amqpPort !== hub.port, 'the ready line has amqpPort')
-  const onAmqpPort = await open(cs.replace(/HostName=[^;]+/, `HostName=127.0.0.1:${hub.amqpPort}`))
+  assert.ok(hub.ready.amqpPort > 0 && hub.ready.amqpPort !== hub.port, 'the ready line has amqpPort')
+  const onAmqpPort = await open(cs.replace(/HostName=[^;]+/, `HostName=127.0.0.1:${hub.ready.amqpPort}`))
   try {
     await onAmqpPort.sendEvent(new Message('via-amqp-port'))
     const { messages } = await hub.control('GET', 'telemetry')

@@ -49,7 +49,7 @@ async function start(dir, { port = 0, devices, args = [] } = {}) {
 
 /** What a crash does: SIGKILL, no chance to write anything more. */
 async function kill(hub) {
-  hub.child.kill('SIGKILL')
+  hub.kill('SIGKILL')
   const code = await hub.stop()
   running.delete(hub)
   assert.equal(code, 'SIGKILL')
@@ -167,7 +167,7 @@ test('SIGKILL while 16 clients schedule jobs loses no job that was answered 200'
   const clients = Array.from({ length: 16 }, (_, c) => client(c))
   while (answered.length < 200) await new Promise((r) => setTimeout(r, 20))
   const port = hub.port
-  hub.child.kill('SIGKILL')
+  hub.kill('SIGKILL')
   killed = true
   await Promise.all(clients)
   await kill(hub)

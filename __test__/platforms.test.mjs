@@ -10,7 +10,6 @@
 // Parts whose binaries or arm64 `node` are absent are skipped, saying what to run.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -18,13 +17,13 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { startEmulator } from './helpers/emulator.mjs';
+import { NPM_CLI, cleanEnv, lastJson, run } from './helpers/packages.mjs';
 import { PLATFORMS, binaryName } from '../scripts/platforms/targets.mjs';
 import { binaryPath, checkPlatform } from '../scripts/platforms/check.mjs';
 import { runWindowsNode, wineReady, winePath } from '../scripts/platforms/wine.mjs';
 
 const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 const NODE_ARM64 = path.join(ROOT, 'target', 'platforms', 'node-arm64', 'bin', 'node');
-const NPM_CLI = path.join(path.dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'bin', 'npm-cli.js');
 const BUILD_FIRST = 'run `npm run setup:platforms && npm run build:platforms` first';
 const byName = (name) => PLATFORMS.find((p) => p.name === name);
 const built = PLATFORMS.filter((p) => existsSync(binaryPath(p)));
@@ -36,23 +35,6 @@ const canRunWin32 = wineReady() && existsSync(binaryPath(win32));
 
 /** `node` (x64, natively) or arm64 `node` under qemu-aarch64. */
 const nodeCommand = (arch, args) => (arch === 'arm64' ? ['qemu-aarch64', [NODE_ARM64, ...args]] : [process.execPath, args]);
-
-/** An environment with no npm lifecycle variables, proxies or binding override from our caller. */
-function cleanEnv(extra) {
-  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(npm_|NAPI_RS_|NODE_OPTIONS$|NODE_PATH$|(https?|all|no)_proxy$)/i.test(k)));
-  return { ...env, ...extra };
-}
-
-function run(command, args, { cwd = ROOT, env = cleanEnv(), timeout = 180_000 } = {}) {
-  return new Promise((resolve, reject) => {
-    execFile(command, args, { cwd, env, timeout, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
-      if (err) reject(new Error(`${command} ${args.join(' ')} failed (${err.code ?? err.signal})\n${stderr}\n${stdout}`));
-      else resolve(stdout);
-    });
-  });
-}
-
-const lastJson = (stdout) => JSON.parse(stdout.trim().split('\n').pop());
 
 // A real flow: schedule a direct-method job on every device, wait for it, read it back, list it.
 const FLOW = `'use strict';

@@ -60,7 +60,7 @@ test('the emulator stays within 2 KB per device plus 1 KB per device-job row', (
   // Measured after the job and a full listing: peak RSS (VmHWM) of the whole process, with
   // 16 MiB for the runtime, TLS and the allocator's own. The old JSON-map rows and the
   // listing's full re-render per page peaked at about 15 KB per device here.
-  const kb = (field) => Number(new RegExp(`${field}:\\s+(\\d+)`).exec(readFileSync(`/proc/${hub.child.pid}/status`, 'utf8'))[1])
+  const kb = (field) => Number(new RegExp(`${field}:\\s+(\\d+)`).exec(readFileSync(`/proc/${hub.pid}/status`, 'utf8'))[1])
   const budgetKb = 2 * DEVICES + 1 * DEVICES + 16 * 1024
   assert.ok(kb('VmHWM') <= budgetKb, `peak RSS ${kb('VmHWM')} KiB, budget ${budgetKb} KiB`)
 })

@@ -35,7 +35,7 @@ function procStats(pid) {
 async function run(transport) {
   const scheme = TRANSPORTS[transport]
   const hub = await startEmulator({ devices: N })
-  const started = procStats(hub.child.pid)
+  const started = procStats(hub.pid)
   const rssStarted = started.rssMb
   const ca = readFileSync(hub.caPath, 'utf8')
   const policyKey = Buffer.from(/SharedAccessKey=([^;]+)/.exec(hub.connectionString)[1], 'base64')
@@ -77,15 +77,15 @@ async function run(transport) {
     clients.push(...(await Promise.all(ids.slice(i, i + CONCURRENT_CONNECTS).map(connectDevice))))
   }
   const connectS = (performance.now() - t0) / 1000
-  const afterConnect = procStats(hub.child.pid)
+  const afterConnect = procStats(hub.pid)
 
   const jobs = JobClient.fromConnectionString(hub.connectionString, { ca })
-  const cpuBefore = procStats(hub.child.pid).cpuMs
+  const cpuBefore = procStats(hub.pid).cpuMs
   const t1 = performance.now()
   await jobs.scheduleDeviceMethod(`bench-devices-${transport}`, '*', { methodName: 'reboot', responseTimeoutInSeconds: 60 })
   const job = await jobs.waitForJob(`bench-devices-${transport}`, { pollIntervalMs: 200, timeoutMs: 10 * 60_000 })
   const jobS = (performance.now() - t1) / 1000
-  const after = procStats(hub.child.pid)
+  const after = procStats(hub.pid)
 
   const result = {
     transport,

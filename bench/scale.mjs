@@ -71,7 +71,7 @@ async function restart(hub, args, dir, devices) {
   const diskAfterStopBytes = diskBytes(dir)
   log(`${devices} devices: restarting on the data dir`)
   const again = await timedStart(args)
-  const rssKb = vmKb(again.hub.child.pid, 'VmRSS')
+  const rssKb = vmKb(again.hub.pid, 'VmRSS')
   await again.hub.stop()
   return { restartSeconds: again.seconds, rssAfterRestartMiB: rssKb / KB, diskAfterStopMiB: diskAfterStopBytes / KB / KB }
 }
@@ -82,7 +82,7 @@ async function fleet(devices) {
   const args = ['--devices', String(devices), ...(dir ? ['--data-dir', dir] : [])]
   const started = await timedStart(args)
   const hub = started.hub
-  const pid = hub.child.pid
+  const pid = hub.pid
   const { JobClient } = createRequire(import.meta.url)(packageModule('ours'))
   const jobs = JobClient.fromConnectionString(hub.connectionString, { ca: readFileSync(hub.caPath, 'utf8') })
   try {

@@ -1,7 +1,6 @@
-// `npm run emulator [-- ARGS]`: runs the local IoT Hub in the foreground (builds it if needed).
-import { spawn } from 'node:child_process'
+// `npm run emulator [-- ARGS]`: the package's `iothub-emulator` command (emulator/bin/) in the
+// foreground, on this checkout's binary (built if needed); `npm run emulator -- exec -- CMD` too.
 import { emulatorBinary } from './emulator-process.mjs'
 
-const child = spawn(emulatorBinary(), process.argv.slice(2), { stdio: 'inherit' })
-for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => child.kill(signal))
-child.on('exit', (code) => process.exit(code ?? 0))
+process.env.IOTHUB_EMULATOR = emulatorBinary()
+await import('../emulator/bin/iothub-emulator.js')

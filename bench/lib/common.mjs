@@ -189,14 +189,11 @@ export const log = (...args) => console.error('[bench]', ...args)
  * Starts the hub for a workload: `iothub-emulator ARGS` through scripts/emulator-process.mjs.
  */
 export async function startHub(args = []) {
-  const hub = await spawnHub(args)
-  liveHubs.add(hub.child)
-  hub.child.once('exit', () => liveHubs.delete(hub.child))
-  return hub
+  return spawnHub(args)
 }
 
-// Emulators still running when the harness is interrupted are stopped with it.
-const liveHubs = new Set()
+// Emulators stop with the harness by themselves (the launcher's stdin pipe, --exit-on-stdin-eof);
+// workers and the ceiling binary are killed with it.
 const liveChildren = new Set() // workers, the ceiling binary and its build
 /** Kills `child` if the harness exits or is interrupted before it does. */
 export function trackChild(child) {
@@ -207,13 +204,11 @@ export function trackChild(child) {
 for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
   process.once(signal, () => {
     for (const child of liveChildren) child.kill('SIGKILL')
-    for (const child of liveHubs) child.kill('SIGTERM')
     process.exit(130)
   })
 }
 process.once('exit', () => {
   for (const child of liveChildren) child.kill('SIGKILL')
-  for (const child of liveHubs) child.kill('SIGTERM')
 })
 
 async function spawnHub(args) {

@@ -5,12 +5,33 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { PLATFORMS, ALLOWED_LIBRARIES, binaryName } from './targets.mjs';
-import { compareVersions, highestGlibc, inspectBinary } from './inspect.mjs';
+import { EMULATOR_PLATFORMS, PLATFORMS, ALLOWED_LIBRARIES, binaryName, emulatorExe } from './targets.mjs';
+import { compareVersions, highestGlibc, inspectBinary, inspectExecutable } from './inspect.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 export const binaryPath = (platform) => path.join(ROOT, 'npm', platform.name, binaryName(platform));
+
+export const emulatorBinaryPath = (platform) => path.join(ROOT, 'emulator', 'npm', platform.name, 'bin', emulatorExe(platform));
+
+/** The emulator's binary: format and architecture; on Linux a static executable (no program
+ * interpreter, no shared library), on macOS only the system's libraries. Throws like checkPlatform. */
+export function checkEmulator(platform, file = emulatorBinaryPath(platform)) {
+  const binary = inspectExecutable(file);
+  const problems = [];
+  const expect = (ok, message) => ok || problems.push(message);
+  expect(binary.format === platform.format, `format ${binary.format}, expected ${platform.format}`);
+  expect(binary.arch === platform.arch, `architecture ${binary.arch}, expected ${platform.arch}`);
+  if (binary.format === 'elf') {
+    expect(binary.interpreter === null, `dynamically linked (interpreter ${binary.interpreter}): not static`);
+    expect(binary.neededCount === 0, `needs ${binary.neededCount} shared libraries: not static`);
+  }
+  const foreign = binary.format === 'mach-o' ? binary.needed.filter((library) => !ALLOWED_LIBRARIES.darwin.test(library)) : [];
+  expect(foreign.length === 0, `needs libraries beyond the system's: ${foreign.join(', ')}`);
+  if (problems.length) throw new Error(`${path.relative(ROOT, file)}:\n  ${problems.join('\n  ')}`);
+  const linkage = binary.format === 'elf' ? `static ${binary.kind}` : binary.format === 'mach-o' ? `needs ${binary.needed.join(' ')} (macOS ${binary.minOs})` : 'Windows executable';
+  return { ...binary, summary: `${binary.format} ${binary.arch}, ${linkage}` };
+}
 
 /** Throws with every problem found; returns what was read and a one-line summary. */
 export function checkPlatform(platform, file = binaryPath(platform)) {
@@ -50,17 +71,22 @@ export function checkPlatform(platform, file = binaryPath(platform)) {
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  // Addon platforms by name (linux-x64-gnu), the emulator's as emulator-<name> (emulator-linux-x64).
+  const all = [
+    ...PLATFORMS.map((p) => ({ ...p, label: p.name, file: binaryPath(p), check: checkPlatform })),
+    ...EMULATOR_PLATFORMS.map((p) => ({ ...p, label: `emulator-${p.name}`, file: emulatorBinaryPath(p), check: checkEmulator })),
+  ];
   const named = process.argv.slice(2);
-  const platforms = named.length ? named.map((name) => PLATFORMS.find((p) => p.name === name) ?? { name }) : PLATFORMS.filter((p) => existsSync(binaryPath(p)));
-  if (platforms.length === 0) throw new Error('no platform binary in npm/*/: run `npm run build:platforms` first');
+  const platforms = named.length ? named.map((name) => all.find((p) => p.label === name) ?? { label: name }) : all.filter((p) => existsSync(p.file));
+  if (platforms.length === 0) throw new Error('no platform binary in npm/*/ or emulator/npm/*/bin/: run `npm run build:platforms` first');
   let failed = 0;
   for (const platform of platforms) {
     try {
-      if (!platform.triple) throw new Error(`unknown platform ${platform.name}`);
-      console.log(`ok   ${platform.name}: ${checkPlatform(platform).summary}`);
+      if (!platform.triple) throw new Error(`unknown platform ${platform.label}`);
+      console.log(`ok   ${platform.label}: ${platform.check(platform).summary}`);
     } catch (err) {
       failed++;
-      console.log(`FAIL ${platform.name}: ${err.message}`);
+      console.log(`FAIL ${platform.label}: ${err.message}`);
     }
   }
   process.exitCode = failed ? 1 : 0;

@@ -2,7 +2,9 @@
 //   node scripts/platforms/ci.mjs build  installs the toolchain (setup.sh, idempotent; root only),
 //                                        then builds linux-x64-gnu (glibc 2.17), linux-arm64-gnu and
 //                                        win32-x64-msvc (addon + iothub-emulator.exe), so that
-//                                        __test__/platforms.test.mjs and windows.test.mjs run in full;
+//                                        __test__/platforms.test.mjs and windows.test.mjs run in full,
+//                                        and the emulator's static musl x64 and arm64 binaries, for
+//                                        __test__/emulator-package.test.mjs;
 //   node scripts/platforms/ci.mjs test   runs the suites that pin the JavaScript behaviour (parity
 //                                        with azure-iothub, the client API, the modern API) on the
 //                                        glibc-2.17 x64 build (NAPI_RS_NATIVE_LIBRARY_PATH), then
@@ -20,7 +22,7 @@ import { runWindowsNode, wineReady, winePath } from './wine.mjs';
 import { EMULATOR_EXE, MINGW } from './windows.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const BUILT_IN_CI = ['linux-x64-gnu', 'linux-arm64-gnu'];
+const BUILT_IN_CI = ['linux-x64-gnu', 'linux-arm64-gnu', 'emulator-linux-x64', 'emulator-linux-arm64'];
 // Built when MinGW-w64, Wine and the Windows node.exe are there (setup.sh installs them too).
 const WINDOWS = 'win32-x64-msvc';
 const SUITES = ['parity', 'client', 'modern'].map((s) => path.join('__test__', `${s}.test.mjs`));

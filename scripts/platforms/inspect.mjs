@@ -156,3 +156,27 @@ function inspectPe(bytes) {
   const dlls = [...new Set(needed.map((name) => name.toLowerCase()))];
   return { format: 'pe32+', arch: PE_MACHINES[bytes.readUInt16LE(pe + 4)] ?? 'unknown', needed: dlls, imports, exports };
 }
+
+/** What an executable asks of the system that runs it: its format and architecture and, for ELF,
+ * the program interpreter (none = static) and how many libraries it needs; Mach-O and PE as
+ * inspectBinary reads them. */
+export function inspectExecutable(file) {
+  const bytes = readFileSync(file);
+  if (bytes.readUInt16LE(0) === 0x5a4d) return inspectPe(bytes);
+  if (bytes.readUInt32LE(0) === 0xfeedfacf) return inspectMachO(bytes);
+  if (bytes.readUInt32BE(0) !== 0x7f454c46) throw new Error(`${file}: neither ELF, Mach-O nor PE`);
+  if (bytes[4] !== 2 || bytes[5] !== 1) throw new Error('only 64-bit little-endian ELF is expected');
+  const [phoff, phentsize, phnum] = [Number(bytes.readBigUInt64LE(32)), bytes.readUInt16LE(54), bytes.readUInt16LE(56)];
+  let interpreter = null;
+  let dynamic = null;
+  for (let i = 0; i < phnum; i++) {
+    const at = phoff + i * phentsize;
+    const [type, offset, size] = [bytes.readUInt32LE(at), Number(bytes.readBigUInt64LE(at + 8)), Number(bytes.readBigUInt64LE(at + 32))];
+    if (type === 3) interpreter = cString(bytes, offset); // PT_INTERP
+    if (type === 2) dynamic = { offset, size }; // PT_DYNAMIC (a static-pie has one, with no DT_NEEDED)
+  }
+  let needed = 0;
+  for (let at = dynamic?.offset ?? 0; dynamic && at < dynamic.offset + dynamic.size; at += 16) if (bytes.readBigInt64LE(at) === 1n) needed++;
+  const kind = { 2: 'executable', 3: 'pie' }[bytes.readUInt16LE(16)] ?? 'other';
+  return { format: 'elf', arch: ELF_MACHINES[bytes.readUInt16LE(18)] ?? 'unknown', kind, interpreter, neededCount: needed, needed: [] };
+}

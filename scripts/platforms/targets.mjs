@@ -37,3 +37,17 @@ export const ALLOWED_LIBRARIES = {
 };
 
 export const binaryName = (platform) => `iothub-jobs.${platform.name}.node`;
+
+/** The emulator's platform packages, `emulator/npm/<name>/` holding `bin/iothub-emulator[.exe]`:
+ * an executable, so Linux gets one static musl binary per architecture that runs on any glibc and
+ * on Alpine alike (no `libc` field: it fits both). `os`/`cpu` are npm's names for the package.
+ * win32-x64 is the .exe the win32-x64-msvc addon build makes with MinGW-w64 (windows.mjs). */
+export const EMULATOR_PLATFORMS = [
+  { name: 'linux-x64', os: 'linux', cpu: 'x64', triple: 'x86_64-unknown-linux-musl', std: 'source', format: 'elf', arch: 'x86_64' },
+  { name: 'linux-arm64', os: 'linux', cpu: 'arm64', triple: 'aarch64-unknown-linux-musl', std: 'source', format: 'elf', arch: 'aarch64' },
+  { name: 'darwin-x64', os: 'darwin', cpu: 'x64', triple: 'x86_64-apple-darwin', std: 'source', format: 'mach-o', arch: 'x86_64' },
+  { name: 'darwin-arm64', os: 'darwin', cpu: 'arm64', triple: 'aarch64-apple-darwin', std: 'source', format: 'mach-o', arch: 'aarch64' },
+  { name: 'win32-x64', os: 'win32', cpu: 'x64', triple: 'x86_64-pc-windows-gnu', format: 'pe32+', arch: 'x86_64' },
+];
+
+export const emulatorExe = (platform) => (platform.os === 'win32' ? 'iothub-emulator.exe' : 'iothub-emulator');

@@ -92,6 +92,10 @@ pub struct Args {
     /// Accept `Authorization: Bearer TOKEN` (repeatable)
     #[arg(long = "bearer-token", value_name = "TOKEN", value_parser = non_empty)]
     pub bearer_tokens: Vec<String>,
+    /// Also stop when stdin reaches end of file: a parent that spawns the emulator with a stdin
+    /// pipe never leaves it running, even when the parent is killed (the pipe closes)
+    #[arg(long)]
+    pub exit_on_stdin_eof: bool,
     /// Keep the hub in DIR (an SQLite database): its keys and CA, devices, twins, jobs.
     /// Every answered write is on disk first; the next start goes on from there. Without it,
     /// the hub lives in memory
@@ -126,6 +130,7 @@ impl fmt::Debug for Args {
                 "bearer_tokens",
                 &format_args!("[{} redacted]", self.bearer_tokens.len()),
             )
+            .field("exit_on_stdin_eof", &self.exit_on_stdin_eof)
             .field("data_dir", &self.data_dir)
             .field("ca_cert", &self.ca_cert)
             .field("ca_key", &self.ca_key)
@@ -221,6 +226,8 @@ mod tests {
         assert_eq!(a.bearer_tokens, vec!["t1", "t2"]);
         assert_eq!(a.faults.to_string(), "429:0.5");
         assert!(!format!("{a:?}").contains("t1"));
+        assert!(!a.exit_on_stdin_eof);
+        assert!(run(&["--exit-on-stdin-eof"]).exit_on_stdin_eof);
         assert_eq!(a.data_dir, None);
         assert_eq!(run(&["--port", "0", "--port", "5000"]).port, 5000);
         let a = run(&[
@@ -310,6 +317,7 @@ mod tests {
             "--devices",
             "--faults",
             "--bearer-token",
+            "--exit-on-stdin-eof",
             "--data-dir",
             "--ca-cert",
             "--ca-key",

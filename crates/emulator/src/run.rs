@@ -142,9 +142,22 @@ fn tls_for(args: &Args, store: &Store) -> Result<tls::Tls, String> {
     Ok(tls)
 }
 
-/// Serves until SIGTERM or SIGINT.
+/// Serves until SIGTERM or SIGINT (or, with `--exit-on-stdin-eof`, the end of stdin).
 pub async fn run(args: Args, on_ready: impl FnOnce(&Ready)) -> Result<(), String> {
-    run_until(args, on_ready, shutdown_signal()).await
+    let signals = shutdown_signal(); // registered now, before the ready line
+    let watch_stdin = args.exit_on_stdin_eof;
+    let shutdown = async move {
+        tokio::select! {
+            _ = signals => {}
+            _ = stdin_closed(), if watch_stdin => {}
+        }
+    };
+    run_until(args, on_ready, shutdown).await
+}
+
+/// Resolves when stdin reaches end of file (or fails): what is written to it is discarded.
+async fn stdin_closed() {
+    let _ = tokio::io::copy(&mut tokio::io::stdin(), &mut tokio::io::sink()).await;
 }
 
 /// Serves until `shutdown` resolves (tests pass their own future).

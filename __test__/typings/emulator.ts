@@ -1,0 +1,35 @@
+// iothub-emulator's typings (emulator/index.d.ts), compiled by tsconfig.json: the options, the hub
+// object a test uses, and what they refuse.
+import { startEmulator, binaryPath, EmulatorNotFoundError } from 'iothub-emulator';
+import type { Emulator, EmulatorOptions, CreatedDevice } from 'iothub-emulator';
+
+async function main(): Promise<void> {
+  const options: EmulatorOptions = { devices: 3, tier: 'S1', faults: '429:0.1', bearerTokens: ['t'], dataDir: '/tmp/hub', seed: { generate: 2 }, args: ['--mqtt-port', '0'], stderr: 'inherit' };
+  const hub: Emulator = await startEmulator(options);
+  const cs: string = hub.connectionString;
+  const port: number = hub.port;
+  const pem: string = hub.ca;
+  const device: CreatedDevice = await hub.createDevice('d1', { primaryKey: 'a2V5' });
+  const deviceCs: string = device.connectionString;
+  await hub.setDeviceMethod('*', { status: 500, delayMs: 10, offline: false });
+  await hub.setDeviceFaults('d1', { refuseConnects: 1 });
+  const { nowMs } = await hub.advanceTime(3600);
+  const { devices } = await hub.health();
+  await hub.reset();
+  const code: number | string | null = await hub.stop();
+  await hub[Symbol.asyncDispose]();
+  const killed: boolean = hub.kill();
+  const path: string = binaryPath();
+  const notFound = new EmulatorNotFoundError('x');
+  const errorCode: 'IOTHUB_EMULATOR_NOT_FOUND' = notFound.code;
+  void [cs, port, pem, deviceCs, nowMs, devices, code, path, errorCode, killed];
+  // @ts-expect-error not a tier
+  await startEmulator({ tier: 'F1' });
+  // @ts-expect-error devices is a count
+  await startEmulator({ devices: '3' });
+  // @ts-expect-error a device id is a string
+  await hub.createDevice(42);
+  // @ts-expect-error no such member
+  hub.restart();
+}
+void main;

@@ -1,0 +1,106 @@
+#!/usr/bin/env node
+'use strict';
+// The `iothub-emulator` command:
+//   iothub-emulator [FLAGS…]                    runs the hub in the foreground (the binary's flags,
+//                                               help and exit code; SIGINT/SIGTERM/SIGHUP passed on)
+//   iothub-emulator exec [FLAGS…] -- CMD [ARG…] starts a hub, runs CMD with IOTHUB_CONNECTION_STRING,
+//                                               IOTHUB_CA_FILE and NODE_EXTRA_CA_CERTS (with the hub's
+//                                               CA added) set, stops the hub, exits with CMD's code
+const { spawn } = require('node:child_process');
+const { mkdtempSync, readFileSync, rmSync, writeFileSync } = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { binaryPath, startEmulator } = require('../lib/index.js');
+
+const FORWARDED = process.platform === 'win32' ? ['SIGINT', 'SIGTERM'] : ['SIGINT', 'SIGTERM', 'SIGHUP'];
+
+function fail(message, code = 1) {
+  process.stderr.write(`${message.startsWith('iothub-emulator') ? message : `iothub-emulator: ${message}`}\n`);
+  process.exit(code);
+}
+
+/** Ends this process as the child ended: same exit code, or killed by the same signal. */
+function exitLike(code, signal) {
+  if (signal) {
+    process.removeAllListeners(signal);
+    process.kill(process.pid, signal);
+    return;
+  }
+  process.exit(code ?? 1);
+}
+
+function forwardSignals(child) {
+  for (const signal of FORWARDED) process.on(signal, () => child.kill(signal));
+}
+
+function run(argv) {
+  let binary;
+  try {
+    binary = binaryPath();
+  } catch (err) {
+    fail(err.message);
+  }
+  // A stdin pipe with --exit-on-stdin-eof: the hub stops with this launcher, however it ends.
+  const child = spawn(binary, ['--exit-on-stdin-eof', ...argv], { stdio: ['pipe', 'inherit', 'inherit'], windowsHide: true });
+  child.on('error', (err) => fail(`cannot run ${binary}: ${err.message}`));
+  forwardSignals(child);
+  child.on('exit', (code, signal) => {
+    if (code === 0 && (argv.includes('--help') || argv.includes('-h'))) process.stdout.write(EXEC_HELP);
+    exitLike(code, signal);
+  });
+}
+
+const EXEC_HELP = `
+Or: iothub-emulator exec [FLAGS...] -- COMMAND [ARG...]
+  starts a hub with FLAGS, runs COMMAND with IOTHUB_CONNECTION_STRING, IOTHUB_CA_FILE and
+  NODE_EXTRA_CA_CERTS (the hub's CA added), stops the hub and exits with COMMAND's exit code
+`;
+
+// Node reads one extra CA file, at start: the hub's CA, or when the caller already names a file,
+// that file's certificates followed by the hub's CA (in a temporary file removed afterwards).
+function extraCaFile(hub) {
+  const theirs = process.env.NODE_EXTRA_CA_CERTS;
+  if (!theirs) return { path: hub.caPath, remove() {} };
+  let text = '';
+  try {
+    text = readFileSync(theirs, 'utf8');
+  } catch {
+    // Node would ignore an unreadable file too (with a warning); the hub's CA still counts
+  }
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'iothub-emulator-exec-'));
+  const file = path.join(dir, 'extra-ca.pem');
+  writeFileSync(file, `${text.trimEnd()}\n${hub.ca}`);
+  return { path: file, remove: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+async function exec(argv) {
+  const dashes = argv.indexOf('--');
+  if (dashes < 0 || dashes === argv.length - 1) fail('usage: iothub-emulator exec [FLAGS…] -- COMMAND [ARG…]', 2);
+  const [command, ...commandArgs] = argv.slice(dashes + 1);
+  let hub;
+  try {
+    hub = await startEmulator({ args: argv.slice(0, dashes) });
+  } catch (err) {
+    fail(err.message);
+  }
+  const env = { ...process.env, IOTHUB_CONNECTION_STRING: hub.connectionString, IOTHUB_CA_FILE: hub.caPath };
+  const extraCa = extraCaFile(hub);
+  env.NODE_EXTRA_CA_CERTS = extraCa.path;
+  // Windows finds npm.cmd, npx.cmd … only through a shell.
+  const child = spawn(command, commandArgs, { stdio: 'inherit', env, shell: process.platform === 'win32' });
+  forwardSignals(child);
+  const [code, signal] = await new Promise((resolve) => {
+    child.once('error', (err) => {
+      process.stderr.write(`iothub-emulator exec: cannot run ${command}: ${err.message}\n`);
+      resolve([127, null]);
+    });
+    child.once('exit', (c, s) => resolve([c, s]));
+  });
+  extraCa.remove();
+  await hub.stop();
+  process.exit(signal ? 128 + (os.constants.signals[signal] ?? 0) : (code ?? 1));
+}
+
+const argv = process.argv.slice(2);
+if (argv[0] === 'exec') exec(argv.slice(1));
+else run(argv);
