@@ -51,6 +51,11 @@ function debianCargo(platform, crate, env, targetDir) {
     if (!existsSync(path.join(DEBIAN_BIN, name))) symlinkSync(tool, path.join(DEBIAN_BIN, name));
   }
   Object.assign(env, { PATH: `${DEBIAN_BIN}:${env.PATH}`, RUSTC: '/usr/bin/rustc' });
+  if (process.env.IOTHUB_PLATFORMS_QUICK === '1') {
+    // CI's builds check that every platform builds and runs: without fat LTO and with parallel
+    // codegen they cost less. `npm run build:platforms` (what is published) keeps the release profile.
+    Object.assign(env, { CARGO_PROFILE_RELEASE_LTO: 'false', CARGO_PROFILE_RELEASE_CODEGEN_UNITS: '16' });
+  }
   if (platform.std === 'source') {
     // -Zbuild-std on a stable compiler; panic_unwind because napi turns panics into JS errors.
     env.RUSTC_BOOTSTRAP = '1';
