@@ -33,7 +33,8 @@ if (!suite || !existsSync(path.join(suite, 'test'))) {
   process.exit(2)
 }
 const files = requested.length ? requested : DEFAULT_FILES
-const outDir = process.env.E2E_OUT ?? path.join(HERE, '..', '..', 'target', 'e2e')
+// Absolute: mocha runs in the suite's directory and writes its reports here.
+const outDir = path.resolve(process.env.E2E_OUT ?? path.join(HERE, '..', '..', 'target', 'e2e'))
 mkdirSync(outDir, { recursive: true })
 
 // A CA of this run for the suite's CA-signed devices (device_identity_helper.js signs each
