@@ -36,7 +36,7 @@ fn non_empty(text: &str) -> Result<String, String> {
 /// A local Azure IoT Hub for jobs, twins, devices and queries.
 ///
 /// On ready, prints one JSON line to stdout: host, port, hostName, connectionString, caPath,
-/// mqttPort, websocketPath.
+/// mqttPort, amqpPort, websocketPath.
 /// Serves HTTPS until SIGTERM or SIGINT. Logs go to stderr.
 #[derive(Clone, PartialEq, Parser)]
 #[command(name = "iothub-emulator", version)]
@@ -53,7 +53,10 @@ pub struct Args {
     /// Also serve MQTT over TLS on a port of its own, 0 = pick a free one
     #[arg(long, value_name = "PORT", conflicts_with = "standard_ports")]
     pub mqtt_port: Option<u16>,
-    /// The hub's standard ports on --host: HTTPS and WebSockets on 443, MQTT on 8883 (ports
+    /// Also serve AMQP over TLS (device side) on a port of its own, 0 = pick a free one
+    #[arg(long, value_name = "PORT", conflicts_with = "standard_ports")]
+    pub amqp_port: Option<u16>,
+    /// The hub's standard ports on --host: HTTPS and WebSockets on 443, MQTT on 8883, AMQP on 5671 (ports
     /// below 1024 need root); connection strings then carry a plain HostName
     #[arg(long, conflicts_with = "port")]
     pub standard_ports: bool,
@@ -114,6 +117,7 @@ impl fmt::Debug for Args {
             .field("host", &self.host)
             .field("port", &self.port)
             .field("mqtt_port", &self.mqtt_port)
+            .field("amqp_port", &self.amqp_port)
             .field("standard_ports", &self.standard_ports)
             .field("hostname", &self.hostname)
             .field("device_cas", &self.device_cas)
@@ -261,6 +265,8 @@ mod tests {
         for bad in [
             &["--standard-ports", "--port", "8443"][..],
             &["--standard-ports", "--mqtt-port", "0"],
+            &["--standard-ports", "--amqp-port", "0"],
+            &["--amqp-port", "70000"],
             &["--hostname", ""],
             &["--mqtt-port", "x"],
         ] {
@@ -276,8 +282,8 @@ mod tests {
     fn transport_flags() {
         let a = run(&[]);
         assert_eq!(
-            (a.mqtt_port, a.standard_ports, a.hostname),
-            (None, false, None)
+            (a.mqtt_port, a.amqp_port, a.standard_ports, a.hostname),
+            (None, None, false, None)
         );
         assert!(a.device_cas.is_empty());
         let a = run(&[
@@ -290,6 +296,7 @@ mod tests {
             "--device-ca=b.pem",
         ]);
         assert_eq!(a.mqtt_port, Some(0));
+        assert_eq!(run(&["--amqp-port", "5671"]).amqp_port, Some(5671));
         assert_eq!(a.hostname.as_deref(), Some("myhub.local"));
         assert_eq!(
             a.device_cas,
@@ -315,6 +322,7 @@ mod tests {
             "--ca-cert",
             "--ca-key",
             "--mqtt-port",
+            "--amqp-port",
             "--standard-ports",
             "--hostname",
             "--device-ca",

@@ -1,10 +1,10 @@
 //! The TCP ports the hub listens on and what each one speaks.
 //!
 //! The HTTPS port always serves REST, the control API, MQTT over WebSockets
-//! (`/$iothub/websocket`) and, told apart by the first byte, MQTT itself. `--mqtt-port` adds a
-//! port for MQTT alone; `--standard-ports` puts HTTPS on 443 and MQTT on 8883, where device
-//! SDKs dial them from a plain `HostName`. AMQP (5671, and `AMQPWSB10` WebSockets) will join
-//! here as another `Front`.
+//! (`/$iothub/websocket`) and, told apart by the first byte, MQTT and AMQP themselves.
+//! `--mqtt-port` and `--amqp-port` add a port for MQTT or AMQP alone; `--standard-ports` puts
+//! HTTPS on 443, MQTT on 8883 and AMQP on 5671, where device SDKs dial them from a plain
+//! `HostName`. (AMQP over WebSockets, `AMQPWSB10`, is not served yet.)
 
 use std::io::ErrorKind;
 
@@ -16,35 +16,45 @@ use crate::cli::Args;
 pub const STANDARD_HTTPS_PORT: u16 = 443;
 /// The hub's standard MQTT-over-TLS port.
 pub const STANDARD_MQTT_PORT: u16 = 8883;
+/// The hub's standard AMQP-over-TLS port.
+pub const STANDARD_AMQP_PORT: u16 = 5671;
 
 /// What a listener speaks after the TLS handshake.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Front {
-    /// HTTPS, WebSocket upgrades, and MQTT recognised by its first byte.
+    /// HTTPS, WebSocket upgrades, and MQTT and AMQP recognised by their first byte.
     Https,
     /// MQTT only.
     Mqtt,
+    /// AMQP only.
+    Amqp,
 }
 
 pub struct Listeners {
     pub https: TcpListener,
     pub mqtt: Option<TcpListener>,
+    pub amqp: Option<TcpListener>,
 }
 
 impl Listeners {
     /// Binds the ports `args` ask for; a port that is taken or needs root is a one-line error.
     pub async fn bind(args: &Args) -> Result<Self, String> {
-        let (https_port, mqtt_port) = if args.standard_ports {
-            (STANDARD_HTTPS_PORT, Some(STANDARD_MQTT_PORT))
+        let (https_port, mqtt_port, amqp_port) = if args.standard_ports {
+            let standard = (STANDARD_MQTT_PORT, STANDARD_AMQP_PORT);
+            (STANDARD_HTTPS_PORT, Some(standard.0), Some(standard.1))
         } else {
-            (args.port, args.mqtt_port)
+            (args.port, args.mqtt_port, args.amqp_port)
         };
         let https = bind(&args.host, https_port).await?;
         let mqtt = match mqtt_port {
             Some(port) => Some(bind(&args.host, port).await?),
             None => None,
         };
-        Ok(Self { https, mqtt })
+        let amqp = match amqp_port {
+            Some(port) => Some(bind(&args.host, port).await?),
+            None => None,
+        };
+        Ok(Self { https, mqtt, amqp })
     }
 
     pub fn https_port(&self) -> u16 {
@@ -55,10 +65,15 @@ impl Listeners {
         self.mqtt.as_ref().map(port_of)
     }
 
+    pub fn amqp_port(&self) -> Option<u16> {
+        self.amqp.as_ref().map(port_of)
+    }
+
     /// Every listener with what it speaks.
     pub fn into_fronts(self) -> Vec<(TcpListener, Front)> {
         std::iter::once((self.https, Front::Https))
             .chain(self.mqtt.map(|l| (l, Front::Mqtt)))
+            .chain(self.amqp.map(|l| (l, Front::Amqp)))
             .collect()
     }
 }
@@ -116,5 +131,12 @@ mod tests {
         assert!(mqtt > 0 && mqtt != both.https_port());
         let fronts: Vec<Front> = both.into_fronts().into_iter().map(|(_, f)| f).collect();
         assert_eq!(fronts, [Front::Https, Front::Mqtt]);
+        let all = Listeners::bind(&args(&["--mqtt-port", "0", "--amqp-port", "0"]))
+            .await
+            .unwrap();
+        let amqp = all.amqp_port().unwrap();
+        assert!(amqp > 0 && amqp != all.https_port() && Some(amqp) != all.mqtt_port());
+        let fronts: Vec<Front> = all.into_fronts().into_iter().map(|(_, f)| f).collect();
+        assert_eq!(fronts, [Front::Https, Front::Mqtt, Front::Amqp]);
     }
 }

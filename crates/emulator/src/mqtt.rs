@@ -14,17 +14,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use rumqttc::mqttbytes::v4::{
     ConnAck, Connect, ConnectReturnCode, Packet, PubAck, Publish, SubAck, Subscribe,
     SubscribeReasonCode, UnsubAck,
 };
 use rumqttc::mqttbytes::{Error as CodecError, QoS};
-use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
-use crate::devices::{split_client, DeviceAuthError, Outgoing};
+use crate::devices::{split_client, DeviceAuthError, Outgoing, TwinRequest};
 use crate::hub::Hub;
 use crate::x509::CertChain;
 
@@ -148,12 +147,12 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                     Step::Close => break,
                 }
             }
-            out = outgoing.recv() => match out {
-                Some(Outgoing::Publish { topic, payload }) => {
+            out = outgoing.recv() => match out.and_then(encode) {
+                None => break,
+                Some((topic, payload)) => {
                     let publish = Publish::new(topic, QoS::AtMostOnce, payload);
                     if !write_packet(&mut wr, Packet::Publish(publish)).await { break }
                 }
-                Some(Outgoing::Close) | None => break,
             },
             _ = tokio::time::sleep_until(expiry.unwrap_or_else(Instant::now)), if expiry.is_some() => break,
         }
@@ -162,6 +161,39 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         hub.devices.set_connected(&id, false, hub.clock.now_ms());
     }
     let _ = wr.shutdown().await;
+}
+
+/// The topic and payload of what the hub sends a device; `None` for `Close`.
+fn encode(message: Outgoing) -> Option<(String, Vec<u8>)> {
+    let encoded = match message {
+        Outgoing::MethodCall {
+            request_id,
+            name,
+            payload,
+        } => (
+            format!("$iothub/methods/POST/{name}/?$rid={request_id}"),
+            payload,
+        ),
+        Outgoing::DesiredChanged { version, patch } => (
+            format!("$iothub/twin/PATCH/properties/desired/?$version={version}"),
+            patch.to_string().into_bytes(),
+        ),
+        Outgoing::TwinAnswer { request_id, answer } => {
+            let version = answer
+                .version
+                .map(|v| format!("&$version={v}"))
+                .unwrap_or_default();
+            (
+                format!(
+                    "$iothub/twin/res/{}/?$rid={request_id}{version}",
+                    answer.status
+                ),
+                answer.body,
+            )
+        }
+        Outgoing::Close => return None,
+    };
+    Some(encoded)
 }
 
 enum Step {
@@ -308,9 +340,9 @@ impl Session<'_> {
                 _ => false,
             }
         } else if topic.starts_with("$iothub/twin/GET/") {
-            self.twin_get(topic_param(topic, "$rid"))
+            self.twin(topic_param(topic, "$rid"), TwinRequest::Get)
         } else if topic.starts_with("$iothub/twin/PATCH/properties/reported/") {
-            self.report(topic_param(topic, "$rid"), &p.payload)
+            self.twin(topic_param(topic, "$rid"), TwinRequest::Report(&p.payload))
         } else if topic.starts_with(&format!("{}/messages/events/", topic_root(self.id))) {
             self.hub
                 .devices
@@ -331,35 +363,20 @@ impl Session<'_> {
         }
     }
 
-    fn respond(&self, status: u16, rid: &str, extra: &str, body: Vec<u8>) {
+    /// Answers a twin request (`$rid` required) through the session, after its PUBACK.
+    fn twin(&self, rid: Option<&str>, request: TwinRequest) -> bool {
+        let Some(rid) = rid else { return false };
+        let answer = self
+            .hub
+            .devices
+            .answer_twin(self.id, request, self.hub.clock.now_ms());
         self.hub.devices.sessions.send(
             self.id,
-            format!("$iothub/twin/res/{status}/?$rid={rid}{extra}"),
-            body,
+            Outgoing::TwinAnswer {
+                request_id: rid.to_string(),
+                answer,
+            },
         );
-    }
-
-    fn twin_get(&self, rid: Option<&str>) -> bool {
-        let Some(rid) = rid else { return false };
-        match self.hub.devices.client_twin(self.id) {
-            Some(t) => self.respond(200, rid, "", t.to_string().into_bytes()),
-            None => self.respond(404, rid, "", Vec::new()),
-        }
-        true
-    }
-
-    fn report(&self, rid: Option<&str>, payload: &Bytes) -> bool {
-        let Some(rid) = rid else { return false };
-        let Ok(Value::Object(patch)) = serde_json::from_slice::<Value>(payload) else {
-            self.respond(400, rid, "", Vec::new());
-            return true;
-        };
-        let now = self.hub.clock.now_ms();
-        match self.hub.devices.report(self.id, &patch, now) {
-            Some(Ok(v)) => self.respond(204, rid, &format!("&$version={v}"), Vec::new()),
-            Some(Err(_)) => self.respond(500, rid, "", Vec::new()),
-            None => self.respond(404, rid, "", Vec::new()),
-        }
         true
     }
 }

@@ -25,6 +25,8 @@ pub struct Ready {
     pub port: u16,
     /// The port of its own MQTT is served on (`--mqtt-port`, `--standard-ports`), if any.
     pub mqtt_port: Option<u16>,
+    /// The port of its own AMQP is served on (`--amqp-port`, `--standard-ports`), if any.
+    pub amqp_port: Option<u16>,
     pub host_name: String,
     pub connection_string: String,
     pub ca_path: PathBuf,
@@ -41,7 +43,9 @@ impl Ready {
             "caPath": self.ca_path.to_string_lossy(),
             // MQTT is always served on `port` too; a port of its own when one was asked for.
             "mqttPort": self.mqtt_port.unwrap_or(self.port),
-            // MQTT over WebSockets, on `port` (AMQP's `amqpPort` joins with the AMQP issue).
+            // AMQP likewise: always on `port`, and on a port of its own when asked for.
+            "amqpPort": self.amqp_port.unwrap_or(self.port),
+            // MQTT over WebSockets, on `port`.
             "websocketPath": websocket::PATH,
             // Devices connect over MQTT on this same port with a SAS token from their key.
             "deviceConnectionString": format!(
@@ -170,6 +174,7 @@ pub async fn run_until(
     let listeners = Listeners::bind(&args).await?;
     let port = listeners.https_port();
     let mqtt_port = listeners.mqtt_port();
+    let amqp_port = listeners.amqp_port();
     let host = if args.host.contains(':') {
         format!("[{}]", args.host)
     } else {
@@ -200,6 +205,7 @@ pub async fn run_until(
         hub_names.extend(
             std::iter::once(port)
                 .chain(mqtt_port)
+                .chain(amqp_port)
                 .map(|p| format!("{name}:{p}")),
         );
     }
@@ -221,6 +227,7 @@ pub async fn run_until(
         host: args.host.clone(),
         port,
         mqtt_port,
+        amqp_port,
         connection_string: format!(
             "HostName={host_name};SharedAccessKeyName=iothubowner;SharedAccessKey={key}"
         ),
@@ -229,9 +236,10 @@ pub async fn run_until(
         ca_pem: tls.ca_pem.clone(),
     };
     eprintln!(
-        "iothub-emulator: serving https://{}{} ({} devices, tier {}, faults '{}')",
+        "iothub-emulator: serving https://{}{}{} ({} devices, tier {}, faults '{}')",
         ready.host_name,
         mqtt_port.map_or(String::new(), |p| format!(" and mqtts://{host}:{p}")),
+        amqp_port.map_or(String::new(), |p| format!(" and amqps://{host}:{p}")),
         hub.devices.len(),
         args.tier
             .map(|t| format!("{t:?}"))

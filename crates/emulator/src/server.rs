@@ -30,7 +30,7 @@ use crate::hub::Hub;
 use crate::listeners::Front;
 use crate::record::RecordedRequest;
 use crate::x509::CertChain;
-use crate::{mqtt, websocket};
+use crate::{amqp, mqtt, websocket};
 
 /// Largest request body accepted (a method payload is at most 128 KB; twins are small).
 const MAX_REQUEST_BODY: usize = 4 * 1024 * 1024;
@@ -139,14 +139,18 @@ async fn connection(
         .peer_certificates()
         .map(|chain| chain.iter().map(|c| c.clone().into_owned()).collect())
         .unwrap_or_default();
-    if front == Front::Mqtt {
-        return mqtt::serve(hub, tls, client_chain).await;
+    match front {
+        Front::Mqtt => return mqtt::serve(hub, tls, client_chain).await,
+        Front::Amqp => return amqp::serve(hub, tls).await,
+        Front::Https => {}
     }
-    // Devices speak MQTT on the same port: its CONNECT packet starts with 0x10, which
-    // no HTTP request does. The byte is only peeked, so either protocol reads it.
+    // Devices speak MQTT and AMQP on the same port: an MQTT CONNECT starts with 0x10, an AMQP
+    // header with `A`, and no HTTP request does either. The byte is only peeked, so every
+    // protocol reads it.
     let mut stream = BufReader::new(tls);
     match stream.fill_buf().await {
         Ok([MQTT_CONNECT, ..]) => return mqtt::serve(hub, stream, client_chain).await,
+        Ok([amqp::HEADER_START, ..]) => return amqp::serve(hub, stream).await,
         Ok([_, ..]) => {}
         _ => return,
     }

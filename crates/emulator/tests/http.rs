@@ -255,12 +255,14 @@ async fn ready_line_follows_the_contract() {
             "connectionString",
             "caPath",
             "mqttPort",
+            "amqpPort",
             "websocketPath",
             "deviceConnectionString"
         ]
     );
     // MQTT rides on the HTTPS port unless a port of its own is asked for.
     assert_eq!(hub.line["mqttPort"], hub.line["port"]);
+    assert_eq!(hub.line["amqpPort"], hub.line["port"], "AMQP likewise");
     assert_eq!(hub.line["websocketPath"], "/$iothub/websocket");
     assert_eq!(
         hub.line["deviceConnectionString"],

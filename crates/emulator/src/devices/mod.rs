@@ -29,12 +29,12 @@ pub use device::{BehaviourPatch, Device, MethodBehaviour, MethodCallRecord};
 pub use module::Module;
 pub use modules::{client_key, split_client};
 pub use seed::{validate_device_id, Seed, SeedDevice, SeedProperties};
-pub use sessions::{CallError, DeviceFaults, Outgoing, Sessions};
+pub use sessions::{CallError, DeviceFaults, Outgoing, Sessions, TwinAnswer, TwinRequest};
 
 #[derive(Default)]
 pub struct Registry {
     devices: RwLock<BTreeMap<String, Device>>,
-    /// Live MQTT sessions of connected devices (separate: only they cost memory).
+    /// Live sessions (MQTT or AMQP) of connected devices (separate: only they cost memory).
     pub sessions: Sessions,
     /// Where every change is written before it is answered (the hub's one store: the job
     /// engine writes its jobs through it too). Written under the map's lock, so the store

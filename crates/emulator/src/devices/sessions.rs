@@ -1,6 +1,8 @@
-//! Live MQTT sessions: one per connected device, in a map of their own so a device that is not
-//! connected costs nothing here. A job or `POST /twins/{id}/methods` reaches a device through
-//! its session (a request id, a one-shot answer); desired-property changes are pushed to it.
+//! Live device sessions, whatever the transport (MQTT, AMQP): one per connected device, in a map
+//! of their own so a device that is not connected costs nothing here. A job or
+//! `POST /twins/{id}/methods` reaches a device through its session (a request id, a one-shot
+//! answer); desired-property changes are pushed to it. What the hub sends a session is
+//! transport-neutral (`Outgoing`); each transport only encodes it (topics, AMQP messages).
 //! Device faults (refused CONNACKs, delayed or swallowed method answers) live here too, only
 //! for the devices that have one.
 
@@ -19,9 +21,19 @@ use crate::errors::ErrorCode;
 /// What a session task is asked to do by the rest of the hub.
 #[derive(Debug)]
 pub enum Outgoing {
-    Publish {
-        topic: String,
+    /// A direct method call; the device's answer comes back through `method_answered` with
+    /// the same request id.
+    MethodCall {
+        request_id: u64,
+        name: String,
         payload: Vec<u8>,
+    },
+    /// The desired properties changed: the patch (it carries its `$version`).
+    DesiredChanged { version: u64, patch: Value },
+    /// The answer to one of the session's own twin requests (GET or reported PATCH).
+    TwinAnswer {
+        request_id: String,
+        answer: TwinAnswer,
     },
     /// Another connection took over, a fault dropped it, or the hub was reset.
     Close,
@@ -180,9 +192,9 @@ impl Sessions {
     }
 
     /// Sends a message to the session, if there is one.
-    pub fn send(&self, id: &str, topic: String, payload: Vec<u8>) {
+    pub fn send(&self, id: &str, message: Outgoing) {
         if let Some(s) = lock(&self.live).get(id) {
-            let _ = s.tx.send(Outgoing::Publish { topic, payload });
+            let _ = s.tx.send(message);
         }
     }
 
@@ -190,9 +202,9 @@ impl Sessions {
     pub fn desired_changed(&self, id: &str, note: &Value) {
         if let Some(s) = lock(&self.live).get(id).filter(|s| s.subscriptions.desired) {
             let version = note.get("$version").and_then(Value::as_u64).unwrap_or(0);
-            let _ = s.tx.send(Outgoing::Publish {
-                topic: format!("$iothub/twin/PATCH/properties/desired/?$version={version}"),
-                payload: note.to_string().into_bytes(),
+            let _ = s.tx.send(Outgoing::DesiredChanged {
+                version,
+                patch: note.clone(),
             });
         }
     }
@@ -239,8 +251,9 @@ impl Sessions {
         lock(&self.pending).insert(rid, (id.to_string(), answer_tx));
         // Whatever happens next (answer, timeout, job cancelled), the request id is forgotten.
         let _forget = Forget(self, rid);
-        let _ = tx.send(Outgoing::Publish {
-            topic: format!("$iothub/methods/POST/{method_name}/?$rid={rid}"),
+        let _ = tx.send(Outgoing::MethodCall {
+            request_id: rid,
+            name: method_name.to_string(),
             payload: payload.to_string().into_bytes(),
         });
         let timeout = (
@@ -332,6 +345,50 @@ impl Sessions {
             ring.clear();
         }
         out
+    }
+}
+
+/// A twin request a device session makes about its own twin.
+pub enum TwinRequest<'a> {
+    Get,
+    /// A reported-properties patch, as the device sent it (JSON object expected).
+    Report(&'a [u8]),
+}
+
+/// The hub's answer to a `TwinRequest`: an HTTP-like status, the new version of a reported
+/// patch, and the body (the twin for a GET).
+#[derive(Debug)]
+pub struct TwinAnswer {
+    pub status: u16,
+    pub version: Option<u64>,
+    pub body: Vec<u8>,
+}
+
+impl super::Registry {
+    /// Answers a session's twin request for client `id` (a device, or `{device}/{module}`).
+    pub fn answer_twin(&self, id: &str, request: TwinRequest, now_ms: i64) -> TwinAnswer {
+        let answer = |status, version, body| TwinAnswer {
+            status,
+            version,
+            body,
+        };
+        match request {
+            TwinRequest::Get => match self.client_twin(id) {
+                Some(t) => answer(200, None, t.to_string().into_bytes()),
+                None => answer(404, None, Vec::new()),
+            },
+            TwinRequest::Report(payload) => {
+                let Ok(Value::Object(patch)) = serde_json::from_slice::<Value>(payload) else {
+                    return answer(400, None, Vec::new());
+                };
+                match self.report(id, &patch, now_ms) {
+                    Some(Ok(v)) => answer(204, Some(v), Vec::new()),
+                    // The store could not save it: the device may retry.
+                    Some(Err(_)) => answer(500, None, Vec::new()),
+                    None => answer(404, None, Vec::new()),
+                }
+            }
+        }
     }
 }
 

@@ -1,0 +1,272 @@
+//! What travels on the device links: the hub's `Outgoing` encoded as AMQP messages (method
+//! calls, twin answers, desired notifications), and what devices send decoded into hub calls
+//! (telemetry, method answers, twin requests). The message shapes are those of Microsoft's
+//! device SDKs (`azure-iot-device-amqp`: `IoThub-methodname`/`IoThub-status` application
+//! properties, `operation`/`resource`/`status`/`version` message annotations, correlation ids).
+
+use std::sync::Arc;
+
+use fe2o3_amqp::link::delivery::Sendable;
+use fe2o3_amqp::types::messaging::annotations::OwnedKey;
+use fe2o3_amqp::types::messaging::{
+    ApplicationProperties, Body, Data, Message, MessageAnnotations, MessageId, Properties,
+};
+use fe2o3_amqp::types::primitives::{Binary, SimpleValue, Symbol, Value};
+use fe2o3_amqp::{Receiver, Sender};
+use tokio::sync::mpsc;
+
+use super::{cbs, Address, AmqpMessage, Conn, Link};
+use crate::devices::{Outgoing, TwinAnswer, TwinRequest};
+
+/// A message with `body` as one data section (how the SDKs expect JSON).
+pub(super) fn data_message(body: Vec<u8>) -> AmqpMessage {
+    Message {
+        header: None,
+        delivery_annotations: None,
+        message_annotations: None,
+        properties: None,
+        application_properties: None,
+        body: Body::Data(vec![Data(Binary::from(body))].into()),
+        footer: None,
+    }
+}
+
+/// The bytes of a message body: its data sections, or an amqp-value string or binary.
+pub(super) fn body_bytes(message: &AmqpMessage) -> Vec<u8> {
+    match &message.body {
+        Body::Data(sections) => sections.iter().flat_map(|d| d.0.iter().copied()).collect(),
+        Body::Value(v) => match &v.0 {
+            Value::String(s) => s.clone().into_bytes(),
+            Value::Binary(b) => b.to_vec(),
+            _ => Vec::new(),
+        },
+        _ => Vec::new(),
+    }
+}
+
+/// A message id or correlation id as text (the SDKs send strings; numbers are accepted).
+pub(super) fn id_text(id: &MessageId) -> Option<String> {
+    match id {
+        MessageId::String(s) => Some(s.clone()),
+        MessageId::Ulong(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+pub(super) fn correlated(mut message: AmqpMessage, id: MessageId) -> AmqpMessage {
+    message.properties = Some(Properties {
+        correlation_id: Some(id),
+        ..Default::default()
+    });
+    message
+}
+
+fn integer(v: &SimpleValue) -> Option<i64> {
+    match v {
+        SimpleValue::Int(n) => Some(*n as i64),
+        SimpleValue::Long(n) => Some(*n),
+        SimpleValue::Short(n) => Some(*n as i64),
+        SimpleValue::Uint(n) => Some(*n as i64),
+        SimpleValue::Ulong(n) => i64::try_from(*n).ok(),
+        SimpleValue::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+fn annotation<'m>(message: &'m AmqpMessage, name: &str) -> Option<&'m str> {
+    let key = OwnedKey::Symbol(Symbol::from(name));
+    match message.message_annotations.as_ref()?.0.get(&key)? {
+        Value::String(s) => Some(s),
+        Value::Symbol(s) => Some(s.as_str()),
+        _ => None,
+    }
+}
+
+/// The AMQP message of a twin answer: `status` (and `version`) annotations, the correlation
+/// id of the request, the body.
+fn twin_answer(request_id: String, answer: TwinAnswer) -> AmqpMessage {
+    let mut annotations = MessageAnnotations::builder().insert(
+        OwnedKey::Symbol(Symbol::from("status")),
+        Value::Int(answer.status as i32),
+    );
+    if let Some(v) = answer.version {
+        annotations = annotations.insert(
+            OwnedKey::Symbol(Symbol::from("version")),
+            Value::Long(v as i64),
+        );
+    }
+    let mut message = correlated(data_message(answer.body), MessageId::String(request_id));
+    message.message_annotations = Some(annotations.build());
+    message
+}
+
+/// The link and message for what the hub sends a client; `None` for `Close`.
+fn encode(out: Outgoing) -> Option<(Link, AmqpMessage)> {
+    Some(match out {
+        Outgoing::MethodCall {
+            request_id,
+            name,
+            payload,
+        } => {
+            let mut message = correlated(
+                data_message(payload),
+                MessageId::String(request_id.to_string()),
+            );
+            message.application_properties = Some(
+                ApplicationProperties::builder()
+                    .insert("IoThub-methodname", SimpleValue::String(name))
+                    .build(),
+            );
+            (Link::Methods, message)
+        }
+        // The one message on the twin link without a correlation id: the SDK reads it as a
+        // desired-properties patch.
+        Outgoing::DesiredChanged { patch, .. } => {
+            (Link::Twin, data_message(patch.to_string().into_bytes()))
+        }
+        Outgoing::TwinAnswer { request_id, answer } => {
+            (Link::Twin, twin_answer(request_id, answer))
+        }
+        Outgoing::Close => return None,
+    })
+}
+
+impl Conn {
+    /// Carries what the hub sends a client to its links, until the hub closes the session
+    /// (then the whole connection closes, as IoT Hub drops a replaced connection).
+    pub(super) async fn deliver(
+        self: Arc<Self>,
+        client: String,
+        mut outgoing: mpsc::UnboundedReceiver<Outgoing>,
+    ) {
+        while let Some(out) = outgoing.recv().await {
+            let Some((link, message)) = encode(out) else {
+                break;
+            };
+            self.send(&client, link, message);
+        }
+        self.closed.notify_one();
+    }
+}
+
+/// Sends what a link's outbox holds, pre-settled (the hub never waits on a device's
+/// disposition), until the outbox or the link closes.
+pub(super) async fn pump(mut sender: Sender, mut outbox: mpsc::UnboundedReceiver<AmqpMessage>) {
+    while let Some(message) = outbox.recv().await {
+        let sendable = Sendable::builder().message(message).settled(true).build();
+        if sender.send(sendable).await.is_err() {
+            break;
+        }
+    }
+    let _ = sender.close().await;
+}
+
+/// Receives on a link the client sends on, accepting each delivery once the hub has it.
+pub(super) async fn receive(
+    conn: Arc<Conn>,
+    mut receiver: Receiver,
+    target: Address,
+    address: String,
+) {
+    loop {
+        let delivery = match receiver.recv::<Body<Value>>().await {
+            Ok(d) => d,
+            Err(_) => break,
+        };
+        let message = delivery.message();
+        match &target {
+            Address::Cbs => {
+                let (client, reply) = cbs::put_token(&conn.hub, message);
+                if let Some(client) = client {
+                    super::lock(&conn.authorized).insert(client);
+                }
+                super::lock(&conn.cbs_replies).send(reply);
+            }
+            Address::Telemetry(client) => {
+                let hub = &conn.hub;
+                hub.devices.touch(client, hub.clock.now_ms());
+                hub.devices
+                    .sessions
+                    .record_telemetry(client, &address, &body_bytes(message));
+            }
+            Address::Methods(client) => method_answer(&conn, client, message),
+            Address::Twin(client) => twin_request(&conn, client, message),
+            Address::CloudToDevice(_) | Address::Unknown => {}
+        }
+        if receiver.accept(&delivery).await.is_err() {
+            break;
+        }
+    }
+    let _ = receiver.close().await;
+}
+
+/// The correlation id of a device's message (the request it answers) as text.
+fn correlation(message: &AmqpMessage) -> Option<String> {
+    message
+        .properties
+        .as_ref()
+        .and_then(|p| p.correlation_id.as_ref())
+        .and_then(id_text)
+}
+
+/// A twin answer without a body or version.
+fn bare(status: u16) -> TwinAnswer {
+    TwinAnswer {
+        status,
+        version: None,
+        body: Vec::new(),
+    }
+}
+
+/// A device's answer to a method call: its correlation id is the request id.
+fn method_answer(conn: &Conn, client: &str, message: &AmqpMessage) {
+    let rid = correlation(message);
+    let status = message
+        .application_properties
+        .as_ref()
+        .and_then(|a| a.0.get("IoThub-status"))
+        .and_then(integer);
+    if let (Some(rid), Some(status)) = (rid, status) {
+        let body = body_bytes(message).into();
+        conn.hub
+            .devices
+            .sessions
+            .method_answered(client, &rid, status, body);
+    }
+}
+
+/// A twin request (`operation` GET, PATCH of `/properties/reported`, PUT or DELETE of the
+/// desired-notification subscription), answered on the twin link with its correlation id.
+fn twin_request(conn: &Conn, client: &str, message: &AmqpMessage) {
+    let Some(rid) = correlation(message) else {
+        return;
+    };
+    let devices = &conn.hub.devices;
+    let now = conn.hub.clock.now_ms();
+    let body = body_bytes(message);
+    let resource = annotation(message, "resource").unwrap_or("");
+    let subscribe = |on: bool| {
+        let serial = conn.serial_of(client);
+        devices
+            .sessions
+            .set_subscriptions(client, serial, None, Some(on));
+        bare(200)
+    };
+    let desired = resource.eq_ignore_ascii_case("/notifications/twin/properties/desired");
+    let answer = match annotation(message, "operation").unwrap_or("") {
+        "GET" => devices.answer_twin(client, TwinRequest::Get, now),
+        "PATCH" if resource.eq_ignore_ascii_case("/properties/reported") => {
+            devices.answer_twin(client, TwinRequest::Report(&body), now)
+        }
+        "PUT" if desired => subscribe(true),
+        "DELETE" if desired => subscribe(false),
+        _ => bare(400),
+    };
+    devices.sessions.send(
+        client,
+        Outgoing::TwinAnswer {
+            request_id: rid,
+            answer,
+        },
+    );
+}

@@ -1,0 +1,437 @@
+//! The device side over AMQP 1.0, as Azure IoT device SDKs speak it: after TLS (terminated by
+//! the server, on the HTTPS port or `--amqp-port`), the plain AMQP header (protocol id 0, no
+//! SASL), then a CBS put-token on `$cbs` and the device links. `fe2o3-amqp`'s acceptors run the
+//! connection, sessions and links; what a link address means, who may attach it, and what
+//! travels on it are this module's (`cbs.rs`, `device.rs`); hub rules stay in `devices/`.
+//!
+//! Links served: `$cbs` (put-token), `/devices/{id}/messages/events` (telemetry),
+//! `/devices/{id}/methods/devicebound` (direct methods, a sender and a receiver),
+//! `/devices/{id}/twin` (twin GET, reported PATCH, desired notifications) and
+//! `/devices/{id}/messages/devicebound` (attached; no cloud-to-device message is sent yet);
+//! modules under `/devices/{id}/modules/{mid}/…`. Addresses match case-insensitively and may
+//! be absolute (`amqps://{host}/devices/…`).
+
+mod cbs;
+mod device;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use fe2o3_amqp::acceptor::error::AcceptorAttachError;
+use fe2o3_amqp::acceptor::{
+    ConnectionAcceptor, LinkAcceptor, LinkEndpoint, ListenerSessionHandle, SessionAcceptor,
+};
+use fe2o3_amqp::types::definitions::{AmqpError, Error as AmqpErrorBody};
+use fe2o3_amqp::types::messaging::{Body, Message};
+use fe2o3_amqp::types::primitives::Value;
+use fe2o3_amqp::{Receiver, Sender};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, watch, Notify};
+
+use crate::hub::Hub;
+
+/// The first byte of every AMQP protocol header (`AMQP…`); no HTTP method or MQTT packet
+/// starts with it.
+pub const HEADER_START: u8 = b'A';
+/// The one header this server speaks: AMQP 1.0 without SASL (what IoT Hub SDKs send first).
+const PLAIN_HEADER: [u8; 8] = *b"AMQP\x00\x01\x00\x00";
+/// How long a closing connection waits for its sessions' End before closing anyway.
+const SESSION_END_WAIT: Duration = Duration::from_secs(2);
+/// A client must send its protocol header this soon after the TLS handshake.
+const HEADER_WAIT: Duration = Duration::from_secs(10);
+
+/// What an 8-byte AMQP protocol header asks for (AMQP 1.0 §2.2, §5.1, §5.2).
+#[derive(Debug, PartialEq)]
+pub enum Header {
+    /// Protocol id 0: AMQP straight away (IoT Hub's CBS clients: Node, C#).
+    Plain,
+    /// Protocol id 3: a SASL layer first (Java's ANONYMOUS, the C SDK's MSSBCBS).
+    Sasl,
+    /// Protocol id 2: TLS inside AMQP (never used by IoT Hub clients, which start with TLS).
+    Tls,
+    /// Not an AMQP 1.0 header.
+    Other,
+}
+
+pub fn classify(header: &[u8; 8]) -> Header {
+    match header {
+        [b'A', b'M', b'Q', b'P', 0, 1, 0, 0] => Header::Plain,
+        [b'A', b'M', b'Q', b'P', 3, 1, 0, 0] => Header::Sasl,
+        [b'A', b'M', b'Q', b'P', 2, 1, 0, 0] => Header::Tls,
+        _ => Header::Other,
+    }
+}
+
+/// An outgoing AMQP message of any body (the links carry JSON in data sections).
+type AmqpMessage = Message<Body<Value>>;
+
+/// What the hub sends on one link. It exists before the link attaches, so a message sent in
+/// between (a CBS reply or twin answer racing the attach of the client's receiver) waits for it
+/// instead of being lost.
+struct Outbox {
+    tx: mpsc::UnboundedSender<AmqpMessage>,
+    waiting: Option<mpsc::UnboundedReceiver<AmqpMessage>>,
+}
+
+impl Outbox {
+    fn new() -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        Outbox {
+            tx,
+            waiting: Some(rx),
+        }
+    }
+
+    /// The receiving end for a link that attaches (a fresh one when a link had it before).
+    fn attach(&mut self) -> mpsc::UnboundedReceiver<AmqpMessage> {
+        self.waiting.take().unwrap_or_else(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            self.tx = tx;
+            rx
+        })
+    }
+
+    fn send(&self, message: AmqpMessage) {
+        let _ = self.tx.send(message);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Serves one TLS-terminated connection whose first byte (`A`) has been peeked, not consumed.
+pub async fn serve<S>(hub: Arc<Hub>, stream: S)
+where
+    S: AsyncRead + AsyncWrite + std::fmt::Debug + Send + Unpin + 'static,
+{
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let mut header = [0u8; 8];
+    match tokio::time::timeout(HEADER_WAIT, rd.read_exact(&mut header)).await {
+        Ok(Ok(_)) => {}
+        _ => return,
+    }
+    let kind = classify(&header);
+    if kind != Header::Plain {
+        // AMQP 1.0 §2.2: a server answers a header it does not serve with the one it does,
+        // then closes; the client knows at once what to retry with.
+        if kind != Header::Other {
+            eprintln!(
+                "iothub-emulator: AMQP {kind:?} header refused (only CBS without SASL is served)"
+            );
+        }
+        let _ = wr.write_all(&PLAIN_HEADER).await;
+        let _ = wr.shutdown().await;
+        return;
+    }
+    // fe2o3 reads the header itself: hand it back in front of the rest of the stream.
+    let io = tokio::io::join(std::io::Cursor::new(header).chain(rd), wr);
+    let acceptor = ConnectionAcceptor::builder()
+        .container_id("iothub-emulator")
+        .build();
+    let Ok(mut connection) = acceptor.accept(io).await else {
+        return;
+    };
+    let conn = Arc::new(Conn::new(hub));
+    let sessions = SessionAcceptor::new();
+    let mut serving = tokio::task::JoinSet::new();
+    let closed_by_hub = loop {
+        tokio::select! {
+            session = sessions.accept(&mut connection) => match session {
+                Ok(session) => { serving.spawn(conn.clone().serve_session(session)); }
+                Err(_) => break false,
+            },
+            _ = conn.closed.notified() => break true,
+        }
+    };
+    if closed_by_hub {
+        // Sessions end before the connection closes: the SDKs then drop their links at once
+        // instead of waiting (up to 45 s in Node's) for detaches a closed connection never sends.
+        conn.closing.send_replace(true);
+        let _ = tokio::time::timeout(SESSION_END_WAIT, serving.join_all()).await;
+    }
+    let _ = connection.close().await;
+    conn.release();
+}
+
+/// What a link address names.
+#[derive(Debug, PartialEq)]
+pub enum Address {
+    Cbs,
+    Telemetry(String),
+    Methods(String),
+    Twin(String),
+    CloudToDevice(String),
+    Unknown,
+}
+
+/// Parses a link address (relative or `amqps://host/…`; fixed parts case-insensitive) into
+/// what it names, with the client id (`{deviceId}` or `{deviceId}/{moduleId}`).
+pub fn parse_address(address: &str) -> Address {
+    let path = match address.split_once("://") {
+        Some((_, rest)) => rest.split_once('/').map_or("", |(_, p)| p),
+        None => address.trim_start_matches('/'),
+    };
+    if path.eq_ignore_ascii_case("$cbs") {
+        return Address::Cbs;
+    }
+    let segments: Vec<&str> = path.split('/').collect();
+    let is = |s: &str, name: &str| s.eq_ignore_ascii_case(name);
+    let (client, rest) = match segments.as_slice() {
+        [devices, d, modules, m, rest @ ..] if is(devices, "devices") && is(modules, "modules") => {
+            (format!("{d}/{m}"), rest)
+        }
+        [devices, d, rest @ ..] if is(devices, "devices") => (d.to_string(), rest),
+        _ => return Address::Unknown,
+    };
+    if client.is_empty() || client.split('/').any(str::is_empty) {
+        return Address::Unknown;
+    }
+    match rest {
+        [a, b] if is(a, "messages") && is(b, "events") => Address::Telemetry(client),
+        [a, b] if is(a, "methods") && is(b, "devicebound") => Address::Methods(client),
+        [a] if is(a, "twin") => Address::Twin(client),
+        [a, b] if is(a, "messages") && is(b, "devicebound") => Address::CloudToDevice(client),
+        _ => Address::Unknown,
+    }
+}
+
+/// The links the hub sends a client messages on.
+#[derive(Clone, Copy)]
+enum Link {
+    Methods,
+    Twin,
+}
+
+/// The outboxes of one client's links on this connection, and its hub session.
+struct Client {
+    serial: u64,
+    methods: Outbox,
+    twin: Outbox,
+    /// Kept open so the device's message receiver stays attached; nothing is sent yet.
+    cloud_to_device: Outbox,
+}
+
+/// One AMQP connection: the clients it holds a valid token for, and their links.
+struct Conn {
+    hub: Arc<Hub>,
+    authorized: Mutex<HashSet<String>>,
+    cbs_replies: Mutex<Outbox>,
+    clients: Mutex<HashMap<String, Client>>,
+    /// Signalled when the hub closes a session of this connection (takeover, fault, reset).
+    closed: Notify,
+    /// Set when the connection is closing: every session ends.
+    closing: watch::Sender<bool>,
+}
+
+fn refusal(text: &str) -> AmqpErrorBody {
+    AmqpErrorBody::new(AmqpError::UnauthorizedAccess, Some(text.to_string()), None)
+}
+
+impl Conn {
+    fn new(hub: Arc<Hub>) -> Self {
+        Conn {
+            hub,
+            authorized: Mutex::default(),
+            cbs_replies: Mutex::new(Outbox::new()),
+            clients: Mutex::default(),
+            closed: Notify::new(),
+            closing: watch::Sender::new(false),
+        }
+    }
+
+    async fn serve_session(self: Arc<Self>, mut session: ListenerSessionHandle) {
+        let links = LinkAcceptor::new();
+        let mut closing = self.closing.subscribe();
+        loop {
+            let accepted = tokio::select! {
+                accepted = links.accept(&mut session) => Some(accepted),
+                _ = closing.wait_for(|c| *c) => None,
+            };
+            let Some(accepted) = accepted else {
+                let _ = session.end().await;
+                break;
+            };
+            match accepted {
+                Ok(LinkEndpoint::Sender(sender)) => self.clone().sender_attached(sender).await,
+                Ok(LinkEndpoint::Receiver(receiver)) => {
+                    self.clone().receiver_attached(receiver).await
+                }
+                Err(AcceptorAttachError::SessionStopped(_)) => break,
+                Err(_) => continue,
+            }
+        }
+    }
+
+    fn is_authorized(&self, client: &str) -> bool {
+        lock(&self.authorized).contains(client)
+    }
+
+    /// A link the client receives on (ours sends): `$cbs` replies, methods, twin, C2D.
+    async fn sender_attached(self: Arc<Self>, sender: Sender) {
+        let address = sender
+            .source()
+            .as_ref()
+            .and_then(|s| s.address.clone())
+            .unwrap_or_default();
+        let outbox = match parse_address(&address) {
+            Address::Cbs => lock(&self.cbs_replies).attach(),
+            Address::Methods(client) | Address::Twin(client) | Address::CloudToDevice(client)
+                if !self.is_authorized(&client) =>
+            {
+                let _ = sender
+                    .close_with_error(refusal("no valid token for this device"))
+                    .await;
+                return;
+            }
+            Address::Methods(client) => {
+                let (outbox, serial) =
+                    self.with_client(&client, |c| (c.methods.attach(), c.serial));
+                let sessions = &self.hub.devices.sessions;
+                sessions.set_subscriptions(&client, serial, Some(true), None);
+                outbox
+            }
+            Address::Twin(client) => self.with_client(&client, |c| c.twin.attach()),
+            Address::CloudToDevice(client) => {
+                self.with_client(&client, |c| c.cloud_to_device.attach())
+            }
+            Address::Telemetry(_) | Address::Unknown => {
+                let text = format!("no such node to receive from: {address}");
+                let err = AmqpErrorBody::new(AmqpError::NotFound, Some(text), None);
+                let _ = sender.close_with_error(err).await;
+                return;
+            }
+        };
+        tokio::spawn(device::pump(sender, outbox));
+    }
+
+    /// A link the client sends on (ours receives): `$cbs` requests, telemetry, method
+    /// answers, twin requests.
+    async fn receiver_attached(self: Arc<Self>, receiver: Receiver) {
+        let address = receiver
+            .target()
+            .as_ref()
+            .and_then(|t| t.address.clone())
+            .unwrap_or_default();
+        let target = parse_address(&address);
+        match &target {
+            Address::Cbs => {}
+            Address::Telemetry(client) | Address::Methods(client) | Address::Twin(client)
+                if !self.is_authorized(client) =>
+            {
+                let _ = receiver
+                    .close_with_error(refusal("no valid token for this device"))
+                    .await;
+                return;
+            }
+            Address::Telemetry(client) | Address::Methods(client) | Address::Twin(client) => {
+                self.with_client(client, |_| ());
+            }
+            Address::CloudToDevice(_) | Address::Unknown => {
+                let text = format!("no such node to send to: {address}");
+                let err = AmqpErrorBody::new(AmqpError::NotFound, Some(text), None);
+                let _ = receiver.close_with_error(err).await;
+                return;
+            }
+        }
+        tokio::spawn(device::receive(self, receiver, target, address));
+    }
+
+    /// Runs `f` on the client's entry, opening its hub session (the device is connected from
+    /// its first link on) when this connection has none yet.
+    fn with_client<T>(self: &Arc<Self>, client: &str, f: impl FnOnce(&mut Client) -> T) -> T {
+        let mut clients = lock(&self.clients);
+        let entry = clients.entry(client.to_string()).or_insert_with(|| {
+            // AMQP has no persistent sessions: every connection starts clean.
+            let (serial, outgoing, _) = self.hub.devices.sessions.open(client, true);
+            self.hub
+                .devices
+                .set_connected(client, true, self.hub.clock.now_ms());
+            tokio::spawn(self.clone().deliver(client.to_string(), outgoing));
+            Client {
+                serial,
+                methods: Outbox::new(),
+                twin: Outbox::new(),
+                cloud_to_device: Outbox::new(),
+            }
+        });
+        f(entry)
+    }
+
+    /// The serial of the client's hub session on this connection (0: none).
+    fn serial_of(&self, client: &str) -> u64 {
+        lock(&self.clients).get(client).map_or(0, |c| c.serial)
+    }
+
+    /// Queues a message on a client's link (sent once the link is attached).
+    fn send(&self, client: &str, link: Link, message: AmqpMessage) {
+        if let Some(c) = lock(&self.clients).get(client) {
+            match link {
+                Link::Methods => c.methods.send(message),
+                Link::Twin => c.twin.send(message),
+            }
+        }
+    }
+
+    /// Ends the hub sessions this connection held (the devices are disconnected).
+    fn release(&self) {
+        for (client, c) in lock(&self.clients).drain() {
+            if self.hub.devices.sessions.close(&client, c.serial) {
+                let now = self.hub.clock.now_ms();
+                self.hub.devices.set_connected(&client, false, now);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protocol_headers_are_told_apart() {
+        assert_eq!(classify(b"AMQP\x00\x01\x00\x00"), Header::Plain);
+        assert_eq!(classify(b"AMQP\x03\x01\x00\x00"), Header::Sasl);
+        assert_eq!(classify(b"AMQP\x02\x01\x00\x00"), Header::Tls);
+        assert_eq!(classify(b"AMQP\x00\x00\x09\x01"), Header::Other); // AMQP 0-9-1
+        assert_eq!(classify(b"ABCDEFGH"), Header::Other);
+    }
+
+    #[test]
+    fn link_addresses_name_the_node_and_client_in_any_case() {
+        let t = |id: &str| Address::Telemetry(id.to_string());
+        assert_eq!(parse_address("$cbs"), Address::Cbs);
+        assert_eq!(parse_address("/devices/d1/messages/events"), t("d1"));
+        assert_eq!(parse_address("/devices/d1/Messages/Events"), t("d1"));
+        assert_eq!(
+            parse_address("amqps://h.azure-devices.net/devices/d1/messages/events"),
+            t("d1")
+        );
+        assert_eq!(
+            parse_address("/devices/d1/modules/m1/messages/events"),
+            t("d1/m1")
+        );
+        assert_eq!(
+            parse_address("/DEVICES/Dev-A/methods/deviceBound"),
+            Address::Methods("Dev-A".into())
+        );
+        assert_eq!(
+            parse_address("/devices/d1/twin"),
+            Address::Twin("d1".into())
+        );
+        assert_eq!(
+            parse_address("/devices/d1/messages/deviceBound"),
+            Address::CloudToDevice("d1".into())
+        );
+        for unknown in [
+            "",
+            "/devices",
+            "/devices//twin",
+            "/devices/d1/other",
+            "/twin/d1",
+        ] {
+            assert_eq!(parse_address(unknown), Address::Unknown, "{unknown}");
+        }
+    }
+}
