@@ -63,6 +63,19 @@ function signedBy(caName, name, cn) {
   return load(name)
 }
 
+/**
+ * An X.509 v1 certificate for `cn`, as the `pem` package of Microsoft's samples and e2e suite
+ * makes it (`openssl x509 -req` without extensions): signed by the CA `caName`, or self-signed.
+ */
+function v1(name, cn, caName) {
+  openssl('req', '-new', ...EC, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${cn}`)
+  const signer = caName ? ['-CA', `${caName}.pem`, '-CAkey', `${caName}.key`, '-CAcreateserial'] : ['-signkey', `${name}.key`]
+  openssl('x509', '-req', '-in', `${name}.csr`, ...signer, '-days', '2', '-out', `${name}.pem`)
+  const text = execFileSync('openssl', ['x509', '-in', file(`${name}.pem`), '-noout', '-text'], { encoding: 'utf8' })
+  assert.match(text, /Version: 1 \(0x0\)/)
+  return load(name)
+}
+
 function load(name) {
   const cert = readFileSync(file(`${name}.pem`), 'utf8')
   return { cert, key: readFileSync(file(`${name}.key`), 'utf8'), thumbprint: new X509Certificate(cert).fingerprint.replaceAll(':', '') }
@@ -130,6 +143,25 @@ test('a device whose certificate the trusted CA signed connects; an unknown CA o
   }
   await logged(/device x509-ca refused: the client certificate does not chain to a CA the hub trusts/)
   await logged(/device x509-ca refused: the client certificate's common name is not the device id/)
+})
+
+test('X.509 v1 certificates (made as Microsoft\'s samples make them) work: self-signed and CA-signed devices take jobs; an unknown one is refused', { skip }, async () => {
+  const own = v1('v1-self', 'x509-v1-self')
+  await createIdentity(hub.connectionString, {
+    deviceId: 'x509-v1-self',
+    authentication: { x509Thumbprint: { primaryThumbprint: own.thumbprint, secondaryThumbprint: null } },
+  })
+  await nodeDeviceScenario(await x509Client('x509-v1-self', own), { hub, jobs, deviceId: 'x509-v1-self' })
+
+  await createIdentity(hub.connectionString, { deviceId: 'x509-v1-ca', authentication: { type: 'certificateAuthority' } })
+  await nodeDeviceScenario(await x509Client('x509-v1-ca', v1('v1-ca-dev', 'x509-v1-ca', 'trusted-ca')), { hub, jobs, deviceId: 'x509-v1-ca' })
+
+  for (const [deviceId, cert] of [['x509-v1-self', v1('v1-stranger', 'x509-v1-self')], ['x509-v1-ca', v1('v1-rogue', 'x509-v1-ca', 'unknown-ca')]]) {
+    const err = await refusal(await x509Client(deviceId, cert))
+    assert.equal(err.constructor.name, 'UnauthorizedError', String(err))
+  }
+  await logged(/device x509-v1-self refused: the client certificate's thumbprint is not the device's/)
+  await logged(/device x509-v1-ca refused: the client certificate does not chain to a CA the hub trusts/)
 })
 
 test('a SAS device and HTTPS clients are unaffected by the certificate request; an x509 device without a certificate is refused', { skip }, async () => {

@@ -14,15 +14,18 @@ use sha1::{Digest as _, Sha1};
 use sha2::{Digest as _, Sha256};
 use tokio_rustls::rustls::client::danger::HandshakeSignatureValid;
 use tokio_rustls::rustls::crypto::{
-    verify_tls12_signature, verify_tls13_signature, CryptoProvider, WebPkiSupportedAlgorithms,
+    verify_tls13_signature_with_raw_key, CryptoProvider, WebPkiSupportedAlgorithms,
 };
 use tokio_rustls::rustls::pki_types::pem::PemObject;
-use tokio_rustls::rustls::pki_types::{CertificateDer, UnixTime};
+use tokio_rustls::rustls::pki_types::{CertificateDer, SubjectPublicKeyInfoDer, UnixTime};
 use tokio_rustls::rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use tokio_rustls::rustls::server::WebPkiClientVerifier;
 use tokio_rustls::rustls::{
-    DigitallySignedStruct, DistinguishedName, Error as TlsError, RootCertStore, SignatureScheme,
+    CertificateError, DigitallySignedStruct, DistinguishedName, Error as TlsError, PeerMisbehaved,
+    RootCertStore, SignatureScheme,
 };
+use x509_parser::certificate::X509Certificate;
+use x509_parser::prelude::FromDer as _;
 
 /// The certificate chain a client sent in the TLS handshake (leaf first; empty when none).
 pub type CertChain = Arc<[CertificateDer<'static>]>;
@@ -39,6 +42,40 @@ impl AnyClientCert {
         Self {
             algorithms: provider.signature_verification_algorithms,
         }
+    }
+
+    /// Checks the handshake signature with the leaf's public key, read with x509-parser: rustls's
+    /// own `verify_tls1x_signature` parse the leaf with webpki, which refuses X.509 v1
+    /// certificates (`UnsupportedCertVersion`), and v1 is what Microsoft's samples and e2e suite
+    /// make (the `pem` package: `openssl x509 -req` without extensions) and IoT Hub accepts.
+    fn verify_with_leaf_key(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+        tls13: bool,
+    ) -> Result<HandshakeSignatureValid, TlsError> {
+        let (_, leaf) = X509Certificate::from_der(cert.as_ref())
+            .map_err(|_| TlsError::InvalidCertificate(CertificateError::BadEncoding))?;
+        if tls13 {
+            let spki = SubjectPublicKeyInfoDer::from(leaf.public_key().raw);
+            return verify_tls13_signature_with_raw_key(message, &spki, dss, &self.algorithms);
+        }
+        // TLS 1.2's ECDSA schemes name no curve: every algorithm of the scheme is tried, as
+        // rustls's `verify_tls12_signature` does.
+        let algorithms = self
+            .algorithms
+            .mapping
+            .iter()
+            .find(|(scheme, _)| *scheme == dss.scheme)
+            .map(|(_, algorithms)| *algorithms)
+            .ok_or(PeerMisbehaved::SignedHandshakeWithUnadvertisedSigScheme)?;
+        let key = &leaf.public_key().subject_public_key.data;
+        algorithms
+            .iter()
+            .any(|alg| alg.verify_signature(key, message, dss.signature()).is_ok())
+            .then(HandshakeSignatureValid::assertion)
+            .ok_or(TlsError::InvalidCertificate(CertificateError::BadSignature))
     }
 }
 
@@ -70,7 +107,7 @@ impl ClientCertVerifier for AnyClientCert {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, TlsError> {
-        verify_tls12_signature(message, cert, dss, &self.algorithms)
+        self.verify_with_leaf_key(message, cert, dss, false)
     }
 
     fn verify_tls13_signature(
@@ -79,7 +116,7 @@ impl ClientCertVerifier for AnyClientCert {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, TlsError> {
-        verify_tls13_signature(message, cert, dss, &self.algorithms)
+        self.verify_with_leaf_key(message, cert, dss, true)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -90,8 +127,11 @@ impl ClientCertVerifier for AnyClientCert {
 /// The CAs the hub trusts for `certificateAuthority` devices (`--device-ca`, repeatable).
 #[derive(Default)]
 pub struct DeviceCas {
-    /// rustls's own WebPKI chain check (signatures, validity, client-auth usage) over the CAs.
+    /// rustls's own WebPKI chain check (signatures, validity, client-auth usage) over the CAs:
+    /// chains through intermediates, but only of X.509 v3 certificates.
     verifier: Option<Arc<dyn ClientCertVerifier>>,
+    /// The CAs themselves, for leaves they signed directly, of any version (`signed_by_a_ca`).
+    cas: Vec<CertificateDer<'static>>,
 }
 
 impl DeviceCas {
@@ -101,6 +141,7 @@ impl DeviceCas {
             return Ok(Self::default());
         }
         let mut roots = RootCertStore::empty();
+        let mut cas = Vec::new();
         for path in paths {
             let name = path.display();
             let pem = std::fs::read(path).map_err(|e| format!("--device-ca {name}: {e}"))?;
@@ -112,8 +153,9 @@ impl DeviceCas {
             }
             for cert in certs {
                 roots
-                    .add(cert)
+                    .add(cert.clone())
                     .map_err(|e| format!("--device-ca {name}: unusable certificate ({e})"))?;
+                cas.push(cert);
             }
         }
         let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
@@ -121,6 +163,7 @@ impl DeviceCas {
             .map_err(|e| format!("--device-ca: {e}"))?;
         Ok(Self {
             verifier: Some(verifier),
+            cas,
         })
     }
 
@@ -133,6 +176,24 @@ impl DeviceCas {
         verifier
             .verify_client_cert(leaf, intermediates, UnixTime::now())
             .is_ok()
+            || self.signed_by_a_ca(leaf)
+    }
+
+    /// True when a trusted CA signed `leaf` directly and both are valid now, whatever the leaf's
+    /// X.509 version: webpki refuses v1 leaves (`UnsupportedCertVersion`), which IoT Hub accepts
+    /// and Microsoft's samples make (`openssl x509 -req` without extensions).
+    fn signed_by_a_ca(&self, leaf: &CertificateDer<'_>) -> bool {
+        let Ok((_, leaf)) = X509Certificate::from_der(leaf.as_ref()) else {
+            return false;
+        };
+        leaf.validity().is_valid()
+            && self.cas.iter().any(|ca| {
+                X509Certificate::from_der(ca.as_ref()).is_ok_and(|(_, ca)| {
+                    ca.subject() == leaf.issuer()
+                        && ca.validity().is_valid()
+                        && leaf.verify_signature(Some(ca.public_key())).is_ok()
+                })
+            })
     }
 }
 
@@ -234,6 +295,14 @@ mod tests {
     async fn handshake(
         client_auth: Option<(CertificateDer<'static>, KeyPair)>,
     ) -> Result<Vec<CertificateDer<'static>>, String> {
+        handshake_over(tokio_rustls::rustls::DEFAULT_VERSIONS, client_auth).await
+    }
+
+    /// `handshake` with the client limited to `versions` (TLS 1.2 checks signatures its own way).
+    async fn handshake_over(
+        versions: &[&'static tokio_rustls::rustls::SupportedProtocolVersion],
+        client_auth: Option<(CertificateDer<'static>, KeyPair)>,
+    ) -> Result<Vec<CertificateDer<'static>>, String> {
         use tokio_rustls::rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
         use tokio_rustls::rustls::ClientConfig;
         let server = crate::tls::generate("127.0.0.1", None).unwrap();
@@ -242,7 +311,7 @@ mod tests {
             .add(CertificateDer::from_pem_slice(server.ca_pem.as_bytes()).unwrap())
             .unwrap();
         let builder = ClientConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
+            .with_protocol_versions(versions)
             .unwrap()
             .with_root_certificates(roots);
         let client = match client_auth {
@@ -300,6 +369,54 @@ mod tests {
             .await
             .unwrap_err();
         assert!(err.contains("ignature"), "{err}");
+    }
+
+    /// A file of `tests/fixtures/x509v1` (X.509 v1 certificates made with openssl; see its README).
+    fn v1_fixture(name: &str) -> String {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/x509v1/");
+        std::fs::read_to_string(format!("{dir}{name}")).unwrap()
+    }
+
+    fn v1_cert(name: &str) -> CertificateDer<'static> {
+        let cert =
+            CertificateDer::from_pem_slice(v1_fixture(&format!("{name}.pem")).as_bytes()).unwrap();
+        let (_, parsed) = X509Certificate::from_der(cert.as_ref()).unwrap();
+        assert_eq!(parsed.version(), x509_parser::x509::X509Version::V1);
+        cert
+    }
+
+    #[tokio::test]
+    async fn v1_certificates_pass_the_front_door() {
+        use tokio_rustls::rustls::version::{TLS12, TLS13};
+        for (name, version) in [("self", &TLS13), ("leaf", &TLS13), ("self", &TLS12)] {
+            let cert = v1_cert(name);
+            let key = KeyPair::from_pem(&v1_fixture(&format!("{name}.key"))).unwrap();
+            assert_eq!(
+                handshake_over(&[version], Some((cert.clone(), key)))
+                    .await
+                    .unwrap(),
+                std::slice::from_ref(&cert)
+            );
+            let err = handshake_over(&[version], Some((cert, KeyPair::generate().unwrap())))
+                .await
+                .unwrap_err();
+            assert!(err.contains("ignature"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_v1_leaf_signed_by_a_trusted_ca_is_trusted() {
+        let dir = crate::tls::TempDir::create().unwrap();
+        let path = dir.path().join("ca.pem");
+        std::fs::write(&path, v1_fixture("ca.pem")).unwrap();
+        let cas = DeviceCas::load(std::slice::from_ref(&path), provider()).unwrap();
+        assert!(cas.trusts(&[v1_cert("leaf")]));
+        assert!(!cas.trusts(&[v1_cert("self")]));
+        // Another CA of the same name did not sign it.
+        let (other_pem, _) = ca("v1-test-ca");
+        std::fs::write(&path, other_pem).unwrap();
+        let other = DeviceCas::load(std::slice::from_ref(&path), provider()).unwrap();
+        assert!(!other.trusts(&[v1_cert("leaf")]));
     }
 
     #[test]
