@@ -29,8 +29,15 @@ use crate::devices::{split_client, Device};
 use crate::jobs::model::{DeviceOutcome, DeviceRow, Job, JobStatus, RowStatus};
 use crate::jobs::NewJob;
 
-/// The layout this emulator reads and writes. A data dir with another version is refused.
-pub const SCHEMA_VERSION: i64 = 1;
+/// The layout this emulator reads and writes. An older data dir is brought up to it by
+/// [`MIGRATIONS`]; a newer one (or not a store) is refused untouched.
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// What takes a store of version `n + 1` to `n + 2`, each applied in one transaction.
+const MIGRATIONS: [&str; 1] = [
+    // 2: automatic device management configurations.
+    "CREATE TABLE configurations (id TEXT PRIMARY KEY, doc TEXT NOT NULL) WITHOUT ROWID;",
+];
 
 const SCHEMA: &str = "
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -58,6 +65,7 @@ CREATE TABLE device_jobs (
     outcome TEXT,
     PRIMARY KEY (job_seq, idx)
 ) WITHOUT ROWID;
+CREATE TABLE configurations (id TEXT PRIMARY KEY, doc TEXT NOT NULL) WITHOUT ROWID;
 ";
 
 pub struct Db {
@@ -142,14 +150,25 @@ impl Db {
                 .optional()
                 .map_err(not_ours)?;
             let version = version.unwrap_or_default();
-            if version != SCHEMA_VERSION.to_string() {
+            let known = version
+                .parse::<i64>()
+                .ok()
+                .filter(|v| (1..=SCHEMA_VERSION).contains(v));
+            let Some(version) = known else {
                 return Err(format!(
-                    "the data dir {} was written by another iothub-emulator store version ({version}; this emulator reads {SCHEMA_VERSION}); use the emulator that wrote it or another --data-dir",
+                    "the data dir {} was written by another iothub-emulator store version ({version}; this emulator reads 1 to {SCHEMA_VERSION}); use the emulator that wrote it or another --data-dir",
                     dir.display()
                 ));
-            }
+            };
             conn.pragma_update(None, "journal_mode", "WAL")
                 .map_err(sql_error("cannot open the store"))?;
+            for (to, migration) in MIGRATIONS.iter().enumerate().skip(version as usize - 1) {
+                let to = to + 2;
+                conn.execute_batch(&format!(
+                    "BEGIN; {migration} UPDATE meta SET value = '{to}' WHERE key = 'schema_version'; COMMIT;"
+                ))
+                .map_err(sql_error("cannot bring the store up to date"))?;
+            }
         }
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(sql_error("cannot open the store"))?;
@@ -202,7 +221,12 @@ impl Db {
         }
         let devices = self.load_devices()?;
         let jobs = self.load_jobs()?;
-        Ok(Some(Stored { devices, jobs }))
+        let configurations = self.load_configurations()?;
+        Ok(Some(Stored {
+            devices,
+            jobs,
+            configurations,
+        }))
     }
 
     fn load_devices(&self) -> Result<Vec<Device>, String> {
@@ -225,6 +249,23 @@ impl Db {
                 )
             })?;
             out.push(device);
+        }
+        Ok(out)
+    }
+
+    fn load_configurations(&self) -> Result<Vec<serde_json::Value>, String> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, doc FROM configurations ORDER BY id")
+            .map_err(|e| self.error(e))?;
+        let mut rows = stmt.query([]).map_err(|e| self.error(e))?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(|e| self.error(e))? {
+            let id: String = row.get(0).map_err(|e| self.error(e))?;
+            let doc: String = row.get(1).map_err(|e| self.error(e))?;
+            let doc = serde_json::from_str(&doc)
+                .map_err(|e| format!("configuration {id} in the store cannot be read: {e}"))?;
+            out.push(doc);
         }
         Ok(out)
     }
@@ -323,6 +364,16 @@ fn apply(tx: &rusqlite::Transaction<'_>, change: &Change) -> rusqlite::Result<()
         Change::PutJob(job) => upsert_job(tx, job),
         Change::PutRows(seq, rows) => insert_rows(tx, *seq, rows),
         Change::ClearJobs => tx.execute_batch("DELETE FROM device_jobs; DELETE FROM jobs;"),
+        Change::PutConfiguration(id, doc) => tx
+            .execute(
+                "INSERT OR REPLACE INTO configurations (id, doc) VALUES (?1, ?2)",
+                [id, doc],
+            )
+            .map(drop),
+        Change::DeleteConfiguration(id) => tx
+            .execute("DELETE FROM configurations WHERE id = ?1", [id])
+            .map(drop),
+        Change::ClearConfigurations => tx.execute_batch("DELETE FROM configurations;"),
         Change::Meta(key, value) => tx
             .execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
