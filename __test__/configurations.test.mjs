@@ -11,7 +11,7 @@ import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 
 import { startEmulator } from './helpers/emulator.mjs'
-import { shimAzureIothub } from './helpers/device-sdks.mjs'
+import { body, rejectsWith, shimAzureIothub } from './helpers/device-sdks.mjs'
 
 const require = createRequire(import.meta.url)
 const iothub = require('azure-iothub')
@@ -30,16 +30,6 @@ after(async () => {
 })
 
 const registry = () => iothub.Registry.fromConnectionString(hub.connectionString)
-const body = async (promise) => (await promise).responseBody
-
-/** Rejects unless `promise` fails with HTTP `status` and the service error `code`. */
-async function rejectsWith(promise, status, code) {
-  await assert.rejects(promise, (err) => {
-    assert.equal(err.response?.statusCode, status, err.message)
-    assert.match(err.responseBody, new RegExp(`ErrorCode:${code};`))
-    return true
-  })
-}
 
 const deviceConfig = (id, extra = {}) => ({
   id,

@@ -25,7 +25,7 @@ use serde_json::Value;
 
 use super::records::{Change, DeviceDoc, JobRecord, RowRecord};
 use super::Stored;
-use crate::devices::{split_client, Device};
+use crate::devices::split_client;
 use crate::jobs::model::{DeviceOutcome, DeviceRow, Job, JobStatus, RowStatus};
 use crate::jobs::NewJob;
 
@@ -219,9 +219,9 @@ impl Db {
         if self.meta("seeded")?.is_none() {
             return Ok(None);
         }
-        let devices = self.load_devices()?;
+        let devices = self.load_docs("devices", "device")?;
         let jobs = self.load_jobs()?;
-        let configurations = self.load_configurations()?;
+        let configurations = self.load_docs("configurations", "configuration")?;
         Ok(Some(Stored {
             devices,
             jobs,
@@ -229,10 +229,16 @@ impl Db {
         }))
     }
 
-    fn load_devices(&self) -> Result<Vec<Device>, String> {
+    /// Every `(id, doc)` row of `table` (`devices`, `configurations`), its JSON document read
+    /// as `T`; `what` names one in errors.
+    fn load_docs<T: serde::de::DeserializeOwned>(
+        &self,
+        table: &str,
+        what: &str,
+    ) -> Result<Vec<T>, String> {
         let mut stmt = self
             .conn
-            .prepare("SELECT id, doc FROM devices ORDER BY id")
+            .prepare(&format!("SELECT id, doc FROM {table} ORDER BY id"))
             .map_err(|e| self.error(e))?;
         let mut rows = stmt.query([]).map_err(|e| self.error(e))?;
         let mut out = Vec::new();
@@ -240,31 +246,14 @@ impl Db {
             let id: String = row.get(0).map_err(|e| self.error(e))?;
             let doc = row.get_ref(1).map_err(|e| self.error(e))?;
             let doc = doc.as_str().map_err(|e| self.error(e.into()))?;
-            let device: Device = serde_json::from_str(doc).map_err(|e| {
-                // Where, not what: the document holds the device's keys.
+            let doc = serde_json::from_str(doc).map_err(|e| {
+                // Where, not what: a device's document holds its keys.
                 format!(
-                    "device {id} in the store cannot be read ({:?} error at column {})",
+                    "{what} {id} in the store cannot be read ({:?} error at column {})",
                     e.classify(),
                     e.column()
                 )
             })?;
-            out.push(device);
-        }
-        Ok(out)
-    }
-
-    fn load_configurations(&self) -> Result<Vec<serde_json::Value>, String> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT id, doc FROM configurations ORDER BY id")
-            .map_err(|e| self.error(e))?;
-        let mut rows = stmt.query([]).map_err(|e| self.error(e))?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next().map_err(|e| self.error(e))? {
-            let id: String = row.get(0).map_err(|e| self.error(e))?;
-            let doc: String = row.get(1).map_err(|e| self.error(e))?;
-            let doc = serde_json::from_str(&doc)
-                .map_err(|e| format!("configuration {id} in the store cannot be read: {e}"))?;
             out.push(doc);
         }
         Ok(out)
