@@ -175,13 +175,27 @@ pub(super) async fn receive(
         };
         let message = delivery.message();
         match &target {
-            Address::Cbs => {
-                let (client, reply) = cbs::put_token(&conn.hub, message);
-                if let Some(client) = client {
-                    super::lock(&conn.authorized).insert(client);
+            Address::Cbs => match cbs::put_token(&conn.hub, message, &conn.client_chain) {
+                Ok((grant, reply)) => {
+                    if let Some(grant) = grant {
+                        conn.grant(grant);
+                    }
+                    super::lock(&conn.cbs_replies).send(reply);
                 }
-                super::lock(&conn.cbs_replies).send(reply);
-            }
+                // A refused connect (control API fault): the request is rejected with a
+                // transient error, which the SDKs retry (a put-token answer other than 200
+                // would be an `UnauthorizedError`, which they do not).
+                Err(_) => {
+                    if receiver
+                        .reject(&delivery, super::unavailable())
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                    continue;
+                }
+            },
             Address::Telemetry(client) => {
                 let hub = &conn.hub;
                 hub.devices.touch(client, hub.clock.now_ms());
