@@ -120,9 +120,16 @@ fn encode(out: Outgoing) -> Option<(Link, AmqpMessage)> {
             (Link::Methods, message)
         }
         // The one message on the twin link without a correlation id: the SDK reads it as a
-        // desired-properties patch.
-        Outgoing::DesiredChanged { patch, .. } => {
-            (Link::Twin, data_message(patch.to_string().into_bytes()))
+        // desired-properties patch. The body carries `$version`, and a `version` annotation
+        // says it too, as on twin answers (what clients that read annotations look at).
+        Outgoing::DesiredChanged { version, patch } => {
+            let mut message = data_message(patch.to_string().into_bytes());
+            let annotations = MessageAnnotations::builder().insert(
+                OwnedKey::Symbol(Symbol::from("version")),
+                Value::Long(version as i64),
+            );
+            message.message_annotations = Some(annotations.build());
+            (Link::Twin, message)
         }
         Outgoing::TwinAnswer { request_id, answer } => {
             (Link::Twin, twin_answer(request_id, answer))
