@@ -247,3 +247,20 @@ test('an Amqp connect refused by the control API\'s refuseConnects fault is retr
     await retrying.close()
   }
 })
+
+test('after the control API drops its connection an Amqp device reconnects by itself (default retry policy) and takes method calls again', async () => {
+  const cs = await createDevice('amqp-back')
+  const client = await open(cs)
+  try {
+    client.onDeviceMethod('ping', (request, response) => response.send(200, 'pong', () => {}))
+    await until(async () => (await connectionState('amqp-back')) === 'Connected', 10_000, 'the method links')
+    assert.deepEqual(await hub.control('DELETE', 'devices/amqp-back/connection'), { dropped: true })
+    const service = iothub.Client.fromConnectionString(hub.connectionString)
+    // The call waits for the device to come back (connectTimeoutInSeconds).
+    const result = await new Promise((resolve, reject) =>
+      service.invokeDeviceMethod('amqp-back', { methodName: 'ping', payload: null, responseTimeoutInSeconds: 10, connectTimeoutInSeconds: 20 }, (e, r) => (e ? reject(e) : resolve(r))))
+    assert.deepEqual(result, { status: 200, payload: 'pong' })
+  } finally {
+    await client.close()
+  }
+})
