@@ -9,7 +9,10 @@ use std::time::Duration;
 
 use fe2o3_amqp::connection::ConnectionHandle;
 use fe2o3_amqp::sasl_profile::SaslProfile;
-use fe2o3_amqp::types::messaging::{AmqpValue, ApplicationProperties, Body, Message, Properties};
+use fe2o3_amqp::types::messaging::annotations::OwnedKey;
+use fe2o3_amqp::types::messaging::{
+    AmqpValue, ApplicationProperties, Body, Message, MessageAnnotations, Properties,
+};
 use fe2o3_amqp::types::primitives::{SimpleValue, Value};
 use fe2o3_amqp::{Connection, Receiver, Sender, Session};
 use iothub_emulator::websocket::ByteStream;
@@ -302,5 +305,109 @@ async fn amqp_over_websockets_reaches_the_same_front_door() {
     assert_eq!(res.headers()["sec-websocket-protocol"], "AMQPWSB10");
     // The emulator's own adapter serves as the client's byte stream too.
     cbs_round(open(ByteStream::new(ws), None).await, &hub).await;
+    hub.stop().await;
+}
+
+/// The bytes of a message body (data sections).
+fn body_of(message: &Message<Body<Value>>) -> Vec<u8> {
+    match &message.body {
+        Body::Data(sections) => sections.iter().flat_map(|d| d.0.to_vec()).collect(),
+        other => panic!("expected data sections, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn desired_notifications_carry_the_version_in_body_and_annotation() {
+    let hub = start("1").await;
+    let mut connection = open(tls(&hub).await, None).await;
+    let mut session = Session::begin(&mut connection).await.unwrap();
+    let token = hub.device_token("device-0000", &hub.policy_key);
+    assert_eq!(
+        Cbs::attach(&mut session)
+            .await
+            .put(&hub, "device-0000", token)
+            .await,
+        200
+    );
+    let twin = "/devices/device-0000/twin";
+    let mut requests = Sender::attach(&mut session, "twin-out", twin)
+        .await
+        .unwrap();
+    let mut answers = Receiver::attach(&mut session, "twin-in", twin)
+        .await
+        .unwrap();
+    // Subscribe as azure-iot-device-amqp does: PUT on the desired-notification resource.
+    let subscribe = Message::builder()
+        .properties(
+            Properties::builder()
+                .correlation_id("sub-1".to_string())
+                .build(),
+        )
+        .message_annotations(
+            MessageAnnotations::builder()
+                .insert("operation", Value::String("PUT".into()))
+                .insert(
+                    "resource",
+                    Value::String("/notifications/twin/properties/desired".into()),
+                )
+                .build(),
+        )
+        .data(fe2o3_amqp::types::primitives::Binary::from(b" ".to_vec()))
+        .build();
+    requests.send(subscribe).await.unwrap();
+    let next = async |answers: &mut Receiver| {
+        let d = tokio::time::timeout(Duration::from_secs(10), answers.recv::<Body<Value>>())
+            .await
+            .unwrap()
+            .unwrap();
+        answers.accept(&d).await.unwrap();
+        d.into_message()
+    };
+    let subscribed = next(&mut answers).await;
+    let correlation = subscribed
+        .properties
+        .as_ref()
+        .unwrap()
+        .correlation_id
+        .clone();
+    assert_eq!(correlation, Some("sub-1".to_string().into()));
+
+    // The service changes the desired properties (PATCH /twins/{id}).
+    let body = r#"{"properties":{"desired":{"color":"red"}}}"#;
+    let request = format!(
+        "PATCH /twins/device-0000?api-version=2021-04-12 HTTP/1.1\r\nHost: {}\r\n\
+         Authorization: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        hub.host_name,
+        hub.hub_token(),
+        body.len()
+    );
+    let mut http = tls(&hub).await;
+    http.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    http.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+
+    let note = next(&mut answers).await;
+    assert!(
+        note.properties
+            .as_ref()
+            .and_then(|p| p.correlation_id.as_ref())
+            .is_none(),
+        "a notification answers no request"
+    );
+    let patch: serde_json::Value = serde_json::from_slice(&body_of(&note)).unwrap();
+    assert_eq!(patch["color"], "red");
+    let version = note
+        .message_annotations
+        .as_ref()
+        .and_then(|a| a.0.get(&OwnedKey::from("version")))
+        .cloned();
+    assert_eq!(
+        version,
+        Some(Value::Long(patch["$version"].as_i64().unwrap()))
+    );
+    let _ = session.end().await;
+    let _ = connection.close().await;
     hub.stop().await;
 }
