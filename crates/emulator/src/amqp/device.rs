@@ -194,7 +194,7 @@ pub(super) async fn receive(
                 // would be an `UnauthorizedError`, which they do not).
                 Err(_) => {
                     if receiver
-                        .reject(&delivery, super::unavailable())
+                        .reject(&delivery, super::login::unavailable())
                         .await
                         .is_err()
                     {
