@@ -4,8 +4,8 @@
 //! (`sasl.rs`: Java's ANONYMOUS, the C SDK's MSSBCBS, PLAIN), then CBS put-tokens on `$cbs` and
 //! the device links; an x509 device puts no token, its TLS certificate admits its links.
 //! `fe2o3-amqp`'s acceptors run the connection, sessions and links; what a link address means,
-//! who may attach it, and what travels on it are this module's (`cbs.rs`, `device.rs`); hub
-//! rules stay in `devices/`.
+//! who may attach it (`cbs.rs`, `login.rs`), and what travels on it (`device.rs`) are this
+//! module's; hub rules stay in `devices/` and `Hub::authenticate_device`.
 //!
 //! Links served: `$cbs` (put-token), `/devices/{id}/messages/events` (telemetry),
 //! `/devices/{id}/methods/devicebound` (direct methods, a sender and a receiver),
