@@ -172,7 +172,7 @@ test('an Amqp device loses its connection to the control API\'s drop and to a ne
   }
 })
 
-test('an Amqp device is refused with UnauthorizedError as IoT Hub refuses it (Microsoft\'s e2e authentication cases): invalid key, expired token, malformed and unknown device id', async () => {
+test('an Amqp device is refused with UnauthorizedError as IoT Hub refuses it (Microsoft\'s e2e authentication cases): invalid key, expired token, malformed and unknown device id', { timeout: 60_000 }, async () => {
   const cs = await createDevice('amqp-auth')
   const key = /SharedAccessKey=([^;]+)/.exec(cs)[1]
   const yesterday = Math.ceil(Date.now() / 1000) - 86400
@@ -199,7 +199,7 @@ test('an Amqp device is refused with UnauthorizedError as IoT Hub refuses it (Mi
   assert.ok(!log.includes(key), 'no key in the log')
 })
 
-test('token lifetime over Amqp: a token that lapses closes the connection with UnauthorizedError; the SDK\'s renewed put-tokens keep it open', async () => {
+test('token lifetime over Amqp: a token that lapses closes the connection with UnauthorizedError; the SDK\'s renewed put-tokens keep it open', { timeout: 60_000 }, async () => {
   const cs = await createDevice('amqp-life')
   const key = /SharedAccessKey=([^;]+)/.exec(cs)[1]
   const lapsing = DeviceClient.fromSharedAccessSignature(DeviceSAS.create(hub.hostName, 'amqp-life', key, Math.ceil(Date.now() / 1000) + 2).toString(), Amqp)
@@ -227,7 +227,7 @@ test('token lifetime over Amqp: a token that lapses closes the connection with U
   }
 })
 
-test('an Amqp connect refused by the control API\'s refuseConnects fault is retried by the SDK (a transient error, not UnauthorizedError)', async () => {
+test('an Amqp connect refused by the control API\'s refuseConnects fault is retried by the SDK (a transient error, not UnauthorizedError)', { timeout: 60_000 }, async () => {
   const cs = await createDevice('amqp-refused')
   await hub.control('PUT', 'devices/amqp-refused/faults', { refuseConnects: 1 })
   const once = DeviceClient.fromConnectionString(cs, Amqp)
@@ -248,7 +248,7 @@ test('an Amqp connect refused by the control API\'s refuseConnects fault is retr
   }
 })
 
-test('after the control API drops its connection an Amqp device reconnects by itself (default retry policy) and takes method calls again', async () => {
+test('after the control API drops its connection an Amqp device reconnects by itself (default retry policy) and takes method calls again', { timeout: 60_000 }, async () => {
   const cs = await createDevice('amqp-back')
   const client = await open(cs)
   try {
