@@ -253,13 +253,16 @@ test('after the control API drops its connection an Amqp device reconnects by it
   const client = await open(cs)
   try {
     client.onDeviceMethod('ping', (request, response) => response.send(200, 'pong', () => {}))
-    await until(async () => (await connectionState('amqp-back')) === 'Connected', 10_000, 'the method links')
-    assert.deepEqual(await hub.control('DELETE', 'devices/amqp-back/connection'), { dropped: true })
     const service = iothub.Client.fromConnectionString(hub.connectionString)
-    // The call waits for the device to come back (connectTimeoutInSeconds).
-    const result = await new Promise((resolve, reject) =>
+    // The call waits for the device's method links (connectTimeoutInSeconds).
+    const ping = () => new Promise((resolve, reject) =>
       service.invokeDeviceMethod('amqp-back', { methodName: 'ping', payload: null, responseTimeoutInSeconds: 10, connectTimeoutInSeconds: 20 }, (e, r) => (e ? reject(e) : resolve(r))))
-    assert.deepEqual(result, { status: 200, payload: 'pong' })
+    // Answered once: both method links are attached (the SDK mishandles a connection lost while
+    // it is still attaching one: it waits 45 s, then throws in azure-iot-amqp-base).
+    assert.deepEqual(await ping(), { status: 200, payload: 'pong' })
+    assert.deepEqual(await hub.control('DELETE', 'devices/amqp-back/connection'), { dropped: true })
+    // This call is not lost on the dropped connection: it waits for the device to come back.
+    assert.deepEqual(await ping(), { status: 200, payload: 'pong' })
   } finally {
     await client.close()
   }
