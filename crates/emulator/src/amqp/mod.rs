@@ -264,7 +264,7 @@ struct Conn {
     closed: Notify,
     /// Set when the connection is closing: every session ends.
     closing: watch::Sender<bool>,
-    /// The error the hub closes the connection with (an expired token, a refused connect).
+    /// The error the hub closes the connection with (a token that expired).
     close_error: Mutex<Option<AmqpErrorBody>>,
 }
 
