@@ -3,7 +3,8 @@
 // (azure-iot-device + azure-iot-device-mqtt, pinned, unmodified) dials them itself from a plain
 // device connection string: `Mqtt` (8883) and `MqttWs` (wss://host:443/$iothub/websocket, which
 // it builds with a fixed :443, so it cannot reach any other port), and azure-iot-device-amqp's
-// `Amqp` (amqps://host, 5671). Each takes a method job, a
+// `Amqp` (amqps://host, 5671) and `AmqpWs` (wss://host:443/$iothub/websocket, subprotocol
+// AMQPWSB10, the same fixed :443). Each takes a method job, a
 // twin job's desired patch and reports a property seen by a query; a wrong key is refused.
 //
 // Ports below 1024 need root: CI runs as root; elsewhere the suite says why it skips.
@@ -20,7 +21,7 @@ const require = createRequire(import.meta.url)
 const { JobClient } = require('..')
 const { Client: DeviceClient } = require('azure-iot-device')
 const { Mqtt, MqttWs } = require('azure-iot-device-mqtt')
-const { Amqp } = require('azure-iot-device-amqp')
+const { Amqp, AmqpWs } = require('azure-iot-device-amqp')
 
 const HOST = '127.0.0.41'
 const skip = process.getuid?.() === 0 ? false : 'ports 443, 8883 and 5671 need root (CI runs as root)'
@@ -49,7 +50,7 @@ test('the ready line names the standard ports and a plain HostName', { skip }, a
   assert.equal(health.hostName, HOST)
 })
 
-for (const [name, Transport] of [['Mqtt (8883)', Mqtt], ['MqttWs (443, /$iothub/websocket)', MqttWs], ['Amqp (5671)', Amqp]]) {
+for (const [name, Transport] of [['Mqtt (8883)', Mqtt], ['MqttWs (443, /$iothub/websocket)', MqttWs], ['Amqp (5671)', Amqp], ['AmqpWs (443, /$iothub/websocket)', AmqpWs]]) {
   test(`Node ${name} with a plain device connection string: method job, twin job, reported property`, { skip }, async () => {
     const deviceId = `node-${Transport.name.toLowerCase()}`
     const connectionString = await createSasDevice(hub, deviceId)

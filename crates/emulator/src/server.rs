@@ -141,7 +141,7 @@ async fn connection(
         .unwrap_or_default();
     match front {
         Front::Mqtt => return mqtt::serve(hub, tls, client_chain).await,
-        Front::Amqp => return amqp::serve(hub, tls).await,
+        Front::Amqp => return amqp::serve(hub, tls, client_chain).await,
         Front::Https => {}
     }
     // Devices speak MQTT and AMQP on the same port: an MQTT CONNECT starts with 0x10, an AMQP
@@ -150,7 +150,7 @@ async fn connection(
     let mut stream = BufReader::new(tls);
     match stream.fill_buf().await {
         Ok([MQTT_CONNECT, ..]) => return mqtt::serve(hub, stream, client_chain).await,
-        Ok([amqp::HEADER_START, ..]) => return amqp::serve(hub, stream).await,
+        Ok([amqp::HEADER_START, ..]) => return amqp::serve(hub, stream, client_chain).await,
         Ok([_, ..]) => {}
         _ => return,
     }

@@ -1,10 +1,11 @@
-//! MQTT over WebSockets: `GET /$iothub/websocket` on the HTTPS port, as every device SDK's
-//! WebSocket transport dials it (`wss://{host}:443/$iothub/websocket`, subprotocol `mqtt`).
+//! MQTT and AMQP over WebSockets: `GET /$iothub/websocket` on the HTTPS port, as every device
+//! SDK's WebSocket transport dials it (`wss://{host}:443/$iothub/websocket`), subprotocol `mqtt`
+//! for MQTT and `AMQPWSB10` for AMQP (device SDKs' `AmqpWs`, azure-iothub's `AmqpWs`).
 //!
 //! hyper answers the upgrade request; frames are then read and written by `tokio-tungstenite`
 //! (a kept WebSocket codec: masking, fragmentation, ping/pong, close), and `ByteStream` turns the
-//! binary messages back into a byte stream, so the MQTT session code (`mqtt::serve`) runs
-//! unchanged and never knows which transport carries it.
+//! binary messages back into a byte stream, so the session code (`mqtt::serve`, `amqp::serve`)
+//! runs unchanged and never knows which transport carries it.
 
 use std::io;
 use std::pin::Pin;
@@ -27,17 +28,20 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
 use crate::hub::Hub;
-use crate::mqtt;
 use crate::server::{json_response, Body};
 use crate::x509::CertChain;
+use crate::{amqp, mqtt};
 
 /// The path device SDKs open their WebSocket on.
 pub const PATH: &str = "/$iothub/websocket";
 
 /// The subprotocol of MQTT over WebSockets (the C SDK spells it `MQTT`).
 const MQTT_SUBPROTOCOL: &str = "mqtt";
+/// The subprotocol of AMQP 1.0 over WebSockets (OASIS AMQP WebSocket Binding).
+const AMQP_SUBPROTOCOL: &str = "AMQPWSB10";
 
-/// Largest WebSocket message accepted (one or more MQTT packets; a packet is at most 512 KB).
+/// Largest WebSocket message accepted (MQTT packets are at most 512 KB; AMQP frames here at
+/// most fe2o3-amqp's default max-frame-size, 64 KiB).
 const MAX_MESSAGE: usize = 1024 * 1024;
 /// The read chunk of a WebSocket connection (tungstenite grows it for larger frames).
 const READ_BUFFER: usize = 4096;
@@ -51,16 +55,23 @@ fn header_has_token(headers: &HeaderMap, name: hyper::header::HeaderName, token:
         .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
-/// The client's spelling of the `mqtt` subprotocol, when it offers it.
-fn offered_mqtt(headers: &HeaderMap) -> Option<String> {
+/// The client's spelling of `subprotocol`, when it offers it.
+fn offered(headers: &HeaderMap, subprotocol: &str) -> Option<String> {
     headers
         .get_all(SEC_WEBSOCKET_PROTOCOL)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(str::trim)
-        .find(|p| p.eq_ignore_ascii_case(MQTT_SUBPROTOCOL))
+        .find(|p| p.eq_ignore_ascii_case(subprotocol))
         .map(str::to_string)
+}
+
+/// The protocol a WebSocket carries.
+#[derive(Clone, Copy)]
+enum Carried {
+    Mqtt,
+    Amqp,
 }
 
 fn bad_request(text: &str) -> Response<Body> {
@@ -69,9 +80,9 @@ fn bad_request(text: &str) -> Response<Body> {
 }
 
 /// Answers a request on [`PATH`]: `101 Switching Protocols` for a WebSocket handshake offering
-/// the `mqtt` subprotocol (then the connection becomes an MQTT session), otherwise
-/// `400 Bad Request`, which is what IoT Hub answers a plain GET or a handshake without the
-/// subprotocol (MicrosoftDocs/azure-docs#21306).
+/// the `mqtt` or the `AMQPWSB10` subprotocol (then the connection becomes an MQTT session or an
+/// AMQP connection), otherwise `400 Bad Request`, which is what IoT Hub answers a plain GET or a
+/// handshake without the subprotocol (MicrosoftDocs/azure-docs#21306).
 pub fn upgrade(
     hub: Arc<Hub>,
     mut req: Request<Incoming>,
@@ -100,16 +111,19 @@ pub fn upgrade(
         return bad_request("The WebSocket handshake has no Sec-WebSocket-Key");
     };
     let accept = derive_accept_key(key.as_bytes());
-    let Some(subprotocol) = offered_mqtt(headers) else {
-        return bad_request("The WebSocket handshake must offer the subprotocol mqtt");
+    let chosen = offered(headers, MQTT_SUBPROTOCOL)
+        .map(|p| (p, Carried::Mqtt))
+        .or_else(|| offered(headers, AMQP_SUBPROTOCOL).map(|p| (p, Carried::Amqp)));
+    let Some((subprotocol, carried)) = chosen else {
+        return bad_request("The WebSocket handshake must offer the subprotocol mqtt or AMQPWSB10");
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
         let Ok(upgraded) = on_upgrade.await else {
             return;
         };
-        // Small buffers: MQTT packets are small, and tungstenite's 128 KiB defaults would cost
-        // that much per connected device. The session flushes every packet itself.
+        // Small buffers: MQTT packets and AMQP frames are small, and tungstenite's 128 KiB
+        // defaults would cost that much per connected device. The sessions flush themselves.
         let config = WebSocketConfig::default()
             .read_buffer_size(READ_BUFFER)
             .write_buffer_size(0)
@@ -118,7 +132,11 @@ pub fn upgrade(
         let ws =
             WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
                 .await;
-        mqtt::serve(hub, ByteStream::new(ws), client_chain).await;
+        let stream = ByteStream::new(ws);
+        match carried {
+            Carried::Mqtt => mqtt::serve(hub, stream, client_chain).await,
+            Carried::Amqp => amqp::serve(hub, stream, client_chain).await,
+        }
     });
     let mut res = Response::new(Body::default());
     *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
@@ -135,7 +153,8 @@ pub fn upgrade(
 }
 
 /// A WebSocket as a byte stream: binary messages in, one binary message per write out. Ping,
-/// pong and close are tungstenite's; a text message is a protocol error for MQTT.
+/// pong and close are tungstenite's; a text message is a protocol error for MQTT and AMQP.
+#[derive(Debug)]
 pub struct ByteStream<S> {
     ws: WebSocketStream<S>,
     /// What is left of the last binary message received.
@@ -178,7 +197,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for ByteStream<S> {
                 Some(Ok(Message::Text(_))) => {
                     return Poll::Ready(Err(io::Error::new(
                         io::ErrorKind::InvalidData,
-                        "MQTT over WebSockets takes binary messages only",
+                        "MQTT and AMQP over WebSockets take binary messages only",
                     )))
                 }
                 Some(Ok(_)) => {} // ping and pong: tungstenite answers pings itself

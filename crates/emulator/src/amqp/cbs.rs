@@ -1,14 +1,19 @@
 //! Claims-based security on `$cbs`: a `put-token` request carries a SAS token for a device or
 //! module (`name` = the token's `sr`, the token as the body); the hub's own SAS rules
-//! (`Hub::authenticate_device`, as for MQTT) decide, and the answer carries `status-code` 200 or 401 as
-//! IoT Hub's does. A connection may then attach the links of the clients it holds tokens for.
+//! (`Hub::authenticate_device`, as for MQTT) decide, and the answer carries `status-code` 200 or
+//! 401 with a `status-description`, as IoT Hub's does (the SDKs turn any other status than 200
+//! into `UnauthorizedError`). A connection may then attach the links of the clients it holds
+//! tokens for, until a token expires. [`authorize`] is the one rule every AMQP login path uses
+//! (put-token, SASL PLAIN, an x509 device's TLS certificate).
 
 use fe2o3_amqp::types::messaging::{ApplicationProperties, MessageId};
 use fe2o3_amqp::types::primitives::SimpleValue;
 use percent_encoding::percent_decode_str;
+use tokio_rustls::rustls::pki_types::CertificateDer;
 
 use super::device::{body_bytes, correlated, data_message, id_text};
 use super::AmqpMessage;
+use crate::auth::parse_sas;
 use crate::devices::DeviceAuthError;
 use crate::hub::Hub;
 
@@ -32,14 +37,62 @@ pub fn audience_client(audience: &str) -> Option<String> {
     }
 }
 
-/// Checks a put-token request: the client it authorizes (when accepted) and the reply.
-pub fn put_token(hub: &Hub, request: &AmqpMessage) -> (Option<String>, AmqpMessage) {
+/// What a connection may do for a client after a login: act for it, until `expires_secs` (the
+/// token's `se`; none for a certificate).
+#[derive(Debug, PartialEq)]
+pub struct Grant {
+    pub client: String,
+    pub expires_secs: Option<u64>,
+}
+
+/// Why a login was not granted.
+#[derive(Debug, PartialEq)]
+pub enum Refusal {
+    /// The credentials do not admit the client: the text says why (never the token).
+    Unauthorized(&'static str),
+    /// The control API's `refuseConnects` fault: the login is refused as if the hub were
+    /// unavailable, so the SDK retries.
+    Unavailable,
+}
+
+/// The hub's rule for an AMQP login of `client` with a SAS `token` (empty for an x509 device)
+/// and the TLS client certificate chain, counting a `refuseConnects` fault like an MQTT CONNECT.
+pub fn authorize(
+    hub: &Hub,
+    client: &str,
+    token: &str,
+    chain: &[CertificateDer<'_>],
+) -> Result<Grant, Refusal> {
+    if hub.devices.sessions.take_refusal(client) {
+        return Err(Refusal::Unavailable);
+    }
+    hub.authenticate_device(client, token, chain).map_err(|e| {
+        Refusal::Unauthorized(match e {
+            DeviceAuthError::Unknown => "the device or module is unknown",
+            DeviceAuthError::Disabled => "the device is disabled",
+            DeviceAuthError::Token(why) | DeviceAuthError::Certificate(why) => why,
+        })
+    })?;
+    Ok(Grant {
+        client: client.to_string(),
+        expires_secs: parse_sas(token).ok().map(|t| t.se),
+    })
+}
+
+/// Checks a put-token request: what it grants (when accepted) and the reply, or
+/// `Refusal::Unavailable` when the request is refused without a reply (a `refuseConnects`
+/// fault).
+pub fn put_token(
+    hub: &Hub,
+    request: &AmqpMessage,
+    chain: &[CertificateDer<'_>],
+) -> Result<(Option<Grant>, AmqpMessage), Refusal> {
     let prop = |name: &str| match request.application_properties.as_ref()?.0.get(name)? {
         SimpleValue::String(s) => Some(s.clone()),
         SimpleValue::Symbol(s) => Some(s.as_str().to_string()),
         _ => None,
     };
-    let checked = || -> Result<String, (i32, &'static str)> {
+    let parsed = || -> Result<(String, String), (i32, &'static str)> {
         if prop("operation").as_deref() != Some("put-token") {
             return Err((400, "only the put-token operation is supported"));
         }
@@ -52,18 +105,21 @@ pub fn put_token(hub: &Hub, request: &AmqpMessage) -> (Option<String>, AmqpMessa
         let audience = prop("name").ok_or((400, "the request names no audience"))?;
         let client = audience_client(&audience)
             .ok_or((401, "the audience names no device or module of this hub"))?;
-        let token = String::from_utf8_lossy(&body_bytes(request)).into_owned();
-        // No client certificate counts here: x509 devices are not served over AMQP yet.
-        hub.authenticate_device(&client, &token, &[])
-            .map_err(|e| match e {
-                DeviceAuthError::Unknown => (401, "the device or module is unknown"),
-                DeviceAuthError::Disabled => (401, "the device is disabled"),
-                DeviceAuthError::Token(why) | DeviceAuthError::Certificate(why) => (401, why),
-            })?;
-        Ok(client)
+        Ok((
+            client,
+            String::from_utf8_lossy(&body_bytes(request)).into_owned(),
+        ))
     };
-    let (client, status, description) = match checked() {
-        Ok(client) => (Some(client), 200, "OK"),
+    let checked = match parsed() {
+        Ok((client, token)) => match authorize(hub, &client, &token, chain) {
+            Ok(grant) => Ok(grant),
+            Err(Refusal::Unauthorized(why)) => Err((401, why)),
+            Err(Refusal::Unavailable) => return Err(Refusal::Unavailable),
+        },
+        Err(refused) => Err(refused),
+    };
+    let (grant, status, description) = match checked {
+        Ok(grant) => (Some(grant), 200, "OK"),
         Err((status, why)) => {
             eprintln!("iothub-emulator: AMQP put-token refused: {why}");
             (None, status, why)
@@ -85,5 +141,5 @@ pub fn put_token(hub: &Hub, request: &AmqpMessage) -> (Option<String>, AmqpMessa
             )
             .build(),
     );
-    (client, reply)
+    Ok((grant, reply))
 }

@@ -120,9 +120,16 @@ fn encode(out: Outgoing) -> Option<(Link, AmqpMessage)> {
             (Link::Methods, message)
         }
         // The one message on the twin link without a correlation id: the SDK reads it as a
-        // desired-properties patch.
-        Outgoing::DesiredChanged { patch, .. } => {
-            (Link::Twin, data_message(patch.to_string().into_bytes()))
+        // desired-properties patch. The body carries `$version`, and a `version` annotation
+        // says it too, as on twin answers (what clients that read annotations look at).
+        Outgoing::DesiredChanged { version, patch } => {
+            let mut message = data_message(patch.to_string().into_bytes());
+            let annotations = MessageAnnotations::builder().insert(
+                OwnedKey::Symbol(Symbol::from("version")),
+                Value::Long(version as i64),
+            );
+            message.message_annotations = Some(annotations.build());
+            (Link::Twin, message)
         }
         Outgoing::TwinAnswer { request_id, answer } => {
             (Link::Twin, twin_answer(request_id, answer))
@@ -175,13 +182,27 @@ pub(super) async fn receive(
         };
         let message = delivery.message();
         match &target {
-            Address::Cbs => {
-                let (client, reply) = cbs::put_token(&conn.hub, message);
-                if let Some(client) = client {
-                    super::lock(&conn.authorized).insert(client);
+            Address::Cbs => match cbs::put_token(&conn.hub, message, &conn.client_chain) {
+                Ok((grant, reply)) => {
+                    if let Some(grant) = grant {
+                        conn.grant(grant);
+                    }
+                    super::lock(&conn.cbs_replies).send(reply);
                 }
-                super::lock(&conn.cbs_replies).send(reply);
-            }
+                // A refused connect (control API fault): the request is rejected with a
+                // transient error, which the SDKs retry (a put-token answer other than 200
+                // would be an `UnauthorizedError`, which they do not).
+                Err(_) => {
+                    if receiver
+                        .reject(&delivery, super::login::unavailable())
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                    continue;
+                }
+            },
             Address::Telemetry(client) => {
                 let hub = &conn.hub;
                 hub.devices.touch(client, hub.clock.now_ms());

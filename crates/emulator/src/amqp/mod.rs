@@ -1,8 +1,11 @@
 //! The device side over AMQP 1.0, as Azure IoT device SDKs speak it: after TLS (terminated by
-//! the server, on the HTTPS port or `--amqp-port`), the plain AMQP header (protocol id 0, no
-//! SASL), then a CBS put-token on `$cbs` and the device links. `fe2o3-amqp`'s acceptors run the
-//! connection, sessions and links; what a link address means, who may attach it, and what
-//! travels on it are this module's (`cbs.rs`, `device.rs`); hub rules stay in `devices/`.
+//! the server, on the HTTPS port or `--amqp-port`) or a WebSocket (`AMQPWSB10`, see
+//! `websocket.rs`), the plain AMQP header (protocol id 0: Node, C#) or a SASL layer first
+//! (`sasl.rs`: Java's ANONYMOUS, the C SDK's MSSBCBS, PLAIN), then CBS put-tokens on `$cbs` and
+//! the device links; an x509 device puts no token, its TLS certificate admits its links.
+//! `fe2o3-amqp`'s acceptors run the connection, sessions and links; what a link address means,
+//! who may attach it (`cbs.rs`, `login.rs`), and what travels on it (`device.rs`) are this
+//! module's; hub rules stay in `devices/` and `Hub::authenticate_device`.
 //!
 //! Links served: `$cbs` (put-token), `/devices/{id}/messages/events` (telemetry),
 //! `/devices/{id}/methods/devicebound` (direct methods, a sender and a receiver),
@@ -13,8 +16,10 @@
 
 mod cbs;
 mod device;
+mod login;
+mod sasl;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -28,13 +33,16 @@ use fe2o3_amqp::types::primitives::Value;
 use fe2o3_amqp::{Receiver, Sender};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch, Notify};
+use tokio::task::AbortHandle;
 
 use crate::hub::Hub;
+use crate::x509::CertChain;
 
 /// The first byte of every AMQP protocol header (`AMQP…`); no HTTP method or MQTT packet
 /// starts with it.
 pub const HEADER_START: u8 = b'A';
-/// The one header this server speaks: AMQP 1.0 without SASL (what IoT Hub SDKs send first).
+/// The header this server answers one it does not serve with: AMQP 1.0 without SASL (what
+/// most IoT Hub SDKs send first).
 const PLAIN_HEADER: [u8; 8] = *b"AMQP\x00\x01\x00\x00";
 /// How long a closing connection waits for its sessions' End before closing anyway.
 const SESSION_END_WAIT: Duration = Duration::from_secs(2);
@@ -101,8 +109,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Serves one TLS-terminated connection whose first byte (`A`) has been peeked, not consumed.
-pub async fn serve<S>(hub: Arc<Hub>, stream: S)
+/// Serves one TLS-terminated (or WebSocket-carried) connection whose first byte (`A`) has been
+/// peeked, not consumed; `client_chain` is the certificate chain the client sent in the TLS
+/// handshake (an x509 device's identity).
+pub async fn serve<S>(hub: Arc<Hub>, stream: S, client_chain: CertChain)
 where
     S: AsyncRead + AsyncWrite + std::fmt::Debug + Send + Unpin + 'static,
 {
@@ -113,13 +123,11 @@ where
         _ => return,
     }
     let kind = classify(&header);
-    if kind != Header::Plain {
+    if !matches!(kind, Header::Plain | Header::Sasl) {
         // AMQP 1.0 §2.2: a server answers a header it does not serve with the one it does,
         // then closes; the client knows at once what to retry with.
-        if kind != Header::Other {
-            eprintln!(
-                "iothub-emulator: AMQP {kind:?} header refused (only CBS without SASL is served)"
-            );
+        if kind == Header::Tls {
+            eprintln!("iothub-emulator: AMQP-TLS header refused (IoT Hub clients start with TLS)");
         }
         let _ = wr.write_all(&PLAIN_HEADER).await;
         let _ = wr.shutdown().await;
@@ -127,13 +135,25 @@ where
     }
     // fe2o3 reads the header itself: hand it back in front of the rest of the stream.
     let io = tokio::io::join(std::io::Cursor::new(header).chain(rd), wr);
-    let acceptor = ConnectionAcceptor::builder()
-        .container_id("iothub-emulator")
-        .build();
-    let Ok(mut connection) = acceptor.accept(io).await else {
+    let conn = Arc::new(Conn::new(hub.clone(), client_chain));
+    let acceptor = ConnectionAcceptor::builder().container_id("iothub-emulator");
+    let opened = if kind == Header::Sasl {
+        let mechanisms = sasl::Mechanisms::new(hub);
+        let opened = acceptor
+            .sasl_acceptor(mechanisms.clone())
+            .build()
+            .accept(io)
+            .await;
+        if let Some(grant) = lock(&mechanisms.granted).take() {
+            conn.grant(grant);
+        }
+        opened
+    } else {
+        acceptor.build().accept(io).await
+    };
+    let Ok(mut connection) = opened else {
         return;
     };
-    let conn = Arc::new(Conn::new(hub));
     let sessions = SessionAcceptor::new();
     let mut serving = tokio::task::JoinSet::new();
     let closed_by_hub = loop {
@@ -151,7 +171,11 @@ where
         conn.closing.send_replace(true);
         let _ = tokio::time::timeout(SESSION_END_WAIT, serving.join_all()).await;
     }
-    let _ = connection.close().await;
+    let close_error = lock(&conn.close_error).take();
+    let _ = match close_error {
+        Some(error) => connection.close_with_error(error).await,
+        None => connection.close().await,
+    };
     conn.release();
 }
 
@@ -197,6 +221,19 @@ pub fn parse_address(address: &str) -> Address {
     }
 }
 
+impl Address {
+    /// The device or module whose link this is (whose login it needs).
+    fn client(&self) -> Option<&str> {
+        match self {
+            Address::Telemetry(c)
+            | Address::Methods(c)
+            | Address::Twin(c)
+            | Address::CloudToDevice(c) => Some(c),
+            _ => None,
+        }
+    }
+}
+
 /// The links the hub sends a client messages on.
 #[derive(Clone, Copy)]
 enum Link {
@@ -213,31 +250,35 @@ struct Client {
     cloud_to_device: Outbox,
 }
 
-/// One AMQP connection: the clients it holds a valid token for, and their links.
+/// One AMQP connection: the clients it may act for, and their links.
 struct Conn {
     hub: Arc<Hub>,
-    authorized: Mutex<HashSet<String>>,
+    /// What the client sent in the TLS handshake (empty unless it is an x509 device).
+    client_chain: CertChain,
+    /// The clients logged in on this connection, each with the task that closes the
+    /// connection when its token expires (none for a certificate).
+    authorized: Mutex<HashMap<String, Option<AbortHandle>>>,
     cbs_replies: Mutex<Outbox>,
     clients: Mutex<HashMap<String, Client>>,
     /// Signalled when the hub closes a session of this connection (takeover, fault, reset).
     closed: Notify,
     /// Set when the connection is closing: every session ends.
     closing: watch::Sender<bool>,
-}
-
-fn refusal(text: &str) -> AmqpErrorBody {
-    AmqpErrorBody::new(AmqpError::UnauthorizedAccess, Some(text.to_string()), None)
+    /// The error the hub closes the connection with (a token that expired).
+    close_error: Mutex<Option<AmqpErrorBody>>,
 }
 
 impl Conn {
-    fn new(hub: Arc<Hub>) -> Self {
+    fn new(hub: Arc<Hub>, client_chain: CertChain) -> Self {
         Conn {
             hub,
+            client_chain,
             authorized: Mutex::default(),
             cbs_replies: Mutex::new(Outbox::new()),
             clients: Mutex::default(),
             closed: Notify::new(),
             closing: watch::Sender::new(false),
+            close_error: Mutex::default(),
         }
     }
 
@@ -264,10 +305,6 @@ impl Conn {
         }
     }
 
-    fn is_authorized(&self, client: &str) -> bool {
-        lock(&self.authorized).contains(client)
-    }
-
     /// A link the client receives on (ours sends): `$cbs` replies, methods, twin, C2D.
     async fn sender_attached(self: Arc<Self>, sender: Sender) {
         let address = sender
@@ -275,16 +312,13 @@ impl Conn {
             .as_ref()
             .and_then(|s| s.address.clone())
             .unwrap_or_default();
-        let outbox = match parse_address(&address) {
+        let source = parse_address(&address);
+        if let Err(refused) = source.client().map_or(Ok(()), |c| self.admit(c)) {
+            let _ = sender.close_with_error(refused).await;
+            return;
+        }
+        let outbox = match source {
             Address::Cbs => lock(&self.cbs_replies).attach(),
-            Address::Methods(client) | Address::Twin(client) | Address::CloudToDevice(client)
-                if !self.is_authorized(&client) =>
-            {
-                let _ = sender
-                    .close_with_error(refusal("no valid token for this device"))
-                    .await;
-                return;
-            }
             Address::Methods(client) => {
                 let (outbox, serial) =
                     self.with_client(&client, |c| (c.methods.attach(), c.serial));
@@ -315,16 +349,12 @@ impl Conn {
             .and_then(|t| t.address.clone())
             .unwrap_or_default();
         let target = parse_address(&address);
+        if let Err(refused) = target.client().map_or(Ok(()), |c| self.admit(c)) {
+            let _ = receiver.close_with_error(refused).await;
+            return;
+        }
         match &target {
             Address::Cbs => {}
-            Address::Telemetry(client) | Address::Methods(client) | Address::Twin(client)
-                if !self.is_authorized(client) =>
-            {
-                let _ = receiver
-                    .close_with_error(refusal("no valid token for this device"))
-                    .await;
-                return;
-            }
             Address::Telemetry(client) | Address::Methods(client) | Address::Twin(client) => {
                 self.with_client(client, |_| ());
             }
@@ -374,8 +404,12 @@ impl Conn {
         }
     }
 
-    /// Ends the hub sessions this connection held (the devices are disconnected).
+    /// Ends the hub sessions this connection held (the devices are disconnected) and the
+    /// watches of its tokens.
     fn release(&self) {
+        for expiry in lock(&self.authorized).drain().filter_map(|(_, e)| e) {
+            expiry.abort();
+        }
         for (client, c) in lock(&self.clients).drain() {
             if self.hub.devices.sessions.close(&client, c.serial) {
                 let now = self.hub.clock.now_ms();

@@ -52,6 +52,9 @@ struct Session {
     subscriptions: Subscriptions,
     /// Connected with clean session 0: its subscriptions outlive the connection.
     persistent: bool,
+    /// Asked to close (a dropped connection): it stays until its connection ends, but a
+    /// method call waits for the device's next session instead of being lost with this one.
+    closing: bool,
 }
 
 /// Faults for one device, set through the control API.
@@ -125,6 +128,7 @@ impl Sessions {
             tx,
             subscriptions: previous.unwrap_or_default(),
             persistent: !clean,
+            closing: false,
         };
         live.insert(id.to_string(), session);
         drop(live);
@@ -155,9 +159,10 @@ impl Sessions {
 
     /// Asks a device's session to close; true when the device had one.
     pub fn drop_connection(&self, id: &str) -> bool {
-        lock(&self.live)
-            .get(id)
-            .is_some_and(|s| s.tx.send(Outgoing::Close).is_ok())
+        lock(&self.live).get_mut(id).is_some_and(|s| {
+            s.closing = true;
+            s.tx.send(Outgoing::Close).is_ok()
+        })
     }
 
     pub fn drop_all(&self) {
@@ -212,7 +217,7 @@ impl Sessions {
     fn method_channel(&self, id: &str) -> Option<mpsc::UnboundedSender<Outgoing>> {
         lock(&self.live)
             .get(id)
-            .filter(|s| s.subscriptions.methods)
+            .filter(|s| s.subscriptions.methods && !s.closing)
             .map(|s| s.tx.clone())
     }
 

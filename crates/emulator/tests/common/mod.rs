@@ -81,15 +81,22 @@ pub async fn start_with(argv: &[&str]) -> Hub {
 impl Hub {
     /// A device token signed with the hub's policy key (`skn`), as a gateway would make one.
     pub fn device_token(&self, device_id: &str, key: &[u8]) -> String {
+        let host = self.host_name.replace(':', "%3A");
+        self.sign(&format!("{host}%2Fdevices%2F{device_id}"), key)
+    }
+
+    /// The service's token for the whole hub (policy `iothubowner`).
+    pub fn hub_token(&self) -> String {
+        self.sign(&self.host_name.replace(':', "%3A"), &self.policy_key)
+    }
+
+    /// A SAS token for the url-encoded resource `sr`, valid for an hour.
+    fn sign(&self, sr: &str, key: &[u8]) -> String {
         let se = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_secs()
             + 3600;
-        let sr = format!(
-            "{}%2Fdevices%2F{device_id}",
-            self.host_name.replace(':', "%3A")
-        );
         let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
         mac.update(format!("{sr}\n{se}").as_bytes());
         let sig = STANDARD
