@@ -1,7 +1,9 @@
 //! Claims-based security on `$cbs`: a `put-token` request carries a SAS token for a device or
-//! module (`name` = the token's `sr`, the token as the body); the hub's own SAS rules
-//! (`Hub::authenticate_device`, as for MQTT) decide, and the answer carries `status-code` 200 or 401 as
-//! IoT Hub's does. A connection may then attach the links of the clients it holds tokens for.
+//! module (`name` = the token's `sr`, the token as the body), or a shared access policy's token
+//! for the hub itself (`sr` = the host, as azure-iothub's `Client` sends); the hub's own SAS
+//! rules decide (`Hub::authenticate_device` as for MQTT, the REST API's policy check), and the
+//! answer carries `status-code` 200 or 401 as IoT Hub's does. A connection may then attach the
+//! links of the clients it holds tokens for, or the service's links.
 
 use fe2o3_amqp::types::messaging::{ApplicationProperties, MessageId};
 use fe2o3_amqp::types::primitives::SimpleValue;
@@ -10,7 +12,18 @@ use percent_encoding::percent_decode_str;
 use super::device::{body_bytes, correlated, data_message, id_text};
 use super::AmqpMessage;
 use crate::devices::DeviceAuthError;
+use crate::clock::wall_secs;
 use crate::hub::Hub;
+
+/// What an accepted token lets the connection do.
+#[derive(Debug, PartialEq)]
+pub enum Grant {
+    /// Speak for this device or module (`{deviceId}` or `{deviceId}/{moduleId}`).
+    Client(String),
+    /// Use the service's links (a policy token; the emulator's one policy, `iothubowner`,
+    /// holds every permission, ServiceConnect included).
+    Service,
+}
 
 /// The token types IoT Hub accepts on `put-token`.
 const TOKEN_TYPES: [&str; 2] = [
@@ -32,38 +45,56 @@ pub fn audience_client(audience: &str) -> Option<String> {
     }
 }
 
-/// Checks a put-token request: the client it authorizes (when accepted) and the reply.
-pub fn put_token(hub: &Hub, request: &AmqpMessage) -> (Option<String>, AmqpMessage) {
+/// True when a token audience names the hub itself (`{host}`, no path): a policy token.
+fn names_hub(audience: &str) -> bool {
+    let audience = percent_decode_str(audience).decode_utf8_lossy();
+    !audience.trim_end_matches('/').contains('/')
+}
+
+/// Checks a put-token request: what it grants (when accepted) and the reply.
+pub fn put_token(hub: &Hub, request: &AmqpMessage) -> (Option<Grant>, AmqpMessage) {
     let prop = |name: &str| match request.application_properties.as_ref()?.0.get(name)? {
         SimpleValue::String(s) => Some(s.clone()),
         SimpleValue::Symbol(s) => Some(s.as_str().to_string()),
         _ => None,
     };
-    let checked = || -> Result<String, (i32, &'static str)> {
+    let checked = || -> Result<Grant, (i32, String)> {
         if prop("operation").as_deref() != Some("put-token") {
-            return Err((400, "only the put-token operation is supported"));
+            return Err((400, "only the put-token operation is supported".into()));
         }
         if !prop("type").is_some_and(|t| TOKEN_TYPES.contains(&t.as_str())) {
             return Err((
                 400,
-                "the token type must be servicebus.windows.net:sastoken",
+                "the token type must be servicebus.windows.net:sastoken".into(),
             ));
         }
-        let audience = prop("name").ok_or((400, "the request names no audience"))?;
-        let client = audience_client(&audience)
-            .ok_or((401, "the audience names no device or module of this hub"))?;
+        let audience = prop("name").ok_or((400, "the request names no audience".into()))?;
         let token = String::from_utf8_lossy(&body_bytes(request)).into_owned();
+        if names_hub(&audience) {
+            // The REST API's rule: the token names this hub, a policy of it, and is signed
+            // with that policy's key (its text never names the token).
+            hub.auth
+                .check(Some(&token), wall_secs())
+                .map_err(|e| (401, e.message))?;
+            return Ok(Grant::Service);
+        }
+        let client = audience_client(&audience).ok_or((
+            401,
+            "the audience names no device or module of this hub".into(),
+        ))?;
         // No client certificate counts here: x509 devices are not served over AMQP yet.
         hub.authenticate_device(&client, &token, &[])
             .map_err(|e| match e {
-                DeviceAuthError::Unknown => (401, "the device or module is unknown"),
-                DeviceAuthError::Disabled => (401, "the device is disabled"),
-                DeviceAuthError::Token(why) | DeviceAuthError::Certificate(why) => (401, why),
+                DeviceAuthError::Unknown => (401, "the device or module is unknown".into()),
+                DeviceAuthError::Disabled => (401, "the device is disabled".into()),
+                DeviceAuthError::Token(why) | DeviceAuthError::Certificate(why) => {
+                    (401, why.to_string())
+                }
             })?;
-        Ok(client)
+        Ok(Grant::Client(client))
     };
-    let (client, status, description) = match checked() {
-        Ok(client) => (Some(client), 200, "OK"),
+    let (grant, status, description) = match checked() {
+        Ok(grant) => (Some(grant), 200, "OK".to_string()),
         Err((status, why)) => {
             eprintln!("iothub-emulator: AMQP put-token refused: {why}");
             (None, status, why)
@@ -81,9 +112,9 @@ pub fn put_token(hub: &Hub, request: &AmqpMessage) -> (Option<String>, AmqpMessa
             .insert("status-code", SimpleValue::Int(status))
             .insert(
                 "status-description",
-                SimpleValue::String(description.to_string()),
+                SimpleValue::String(description),
             )
             .build(),
     );
-    (client, reply)
+    (grant, reply)
 }

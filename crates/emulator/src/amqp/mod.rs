@@ -7,14 +7,18 @@
 //! Links served: `$cbs` (put-token), `/devices/{id}/messages/events` (telemetry),
 //! `/devices/{id}/methods/devicebound` (direct methods, a sender and a receiver),
 //! `/devices/{id}/twin` (twin GET, reported PATCH, desired notifications) and
-//! `/devices/{id}/messages/devicebound` (attached; no cloud-to-device message is sent yet);
-//! modules under `/devices/{id}/modules/{mid}/…`. Addresses match case-insensitively and may
-//! be absolute (`amqps://{host}/devices/…`).
+//! `/devices/{id}/messages/devicebound` (cloud-to-device messages, settled by the device);
+//! modules under `/devices/{id}/modules/{mid}/…`. The service's links (`service.rs`, with a
+//! policy token): `/messages/devicebound` (azure-iothub's `Client.send`),
+//! `/messages/serviceBound/feedback` and `/messages/serviceBound/filenotifications`.
+//! Addresses match case-insensitively and may be absolute (`amqps://{host}/devices/…`).
 
 mod cbs;
 mod device;
+mod service;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -69,12 +73,12 @@ type AmqpMessage = Message<Body<Value>>;
 /// What the hub sends on one link. It exists before the link attaches, so a message sent in
 /// between (a CBS reply or twin answer racing the attach of the client's receiver) waits for it
 /// instead of being lost.
-struct Outbox {
-    tx: mpsc::UnboundedSender<AmqpMessage>,
-    waiting: Option<mpsc::UnboundedReceiver<AmqpMessage>>,
+struct Outbox<T = AmqpMessage> {
+    tx: mpsc::UnboundedSender<T>,
+    waiting: Option<mpsc::UnboundedReceiver<T>>,
 }
 
-impl Outbox {
+impl<T> Outbox<T> {
     fn new() -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         Outbox {
@@ -84,7 +88,7 @@ impl Outbox {
     }
 
     /// The receiving end for a link that attaches (a fresh one when a link had it before).
-    fn attach(&mut self) -> mpsc::UnboundedReceiver<AmqpMessage> {
+    fn attach(&mut self) -> mpsc::UnboundedReceiver<T> {
         self.waiting.take().unwrap_or_else(|| {
             let (tx, rx) = mpsc::unbounded_channel();
             self.tx = tx;
@@ -92,7 +96,7 @@ impl Outbox {
         })
     }
 
-    fn send(&self, message: AmqpMessage) {
+    fn send(&self, message: T) {
         let _ = self.tx.send(message);
     }
 }
@@ -163,6 +167,11 @@ pub enum Address {
     Methods(String),
     Twin(String),
     CloudToDevice(String),
+    /// The service's side: it sends cloud-to-device messages here.
+    ServiceCloudToDevice,
+    /// The service's side: delivery feedback and file-upload notifications come from here.
+    Feedback,
+    FileNotifications,
     Unknown,
 }
 
@@ -179,6 +188,16 @@ pub fn parse_address(address: &str) -> Address {
     let segments: Vec<&str> = path.split('/').collect();
     let is = |s: &str, name: &str| s.eq_ignore_ascii_case(name);
     let (client, rest) = match segments.as_slice() {
+        [a, b] if is(a, "messages") && is(b, "devicebound") => {
+            return Address::ServiceCloudToDevice
+        }
+        [a, b, c] if is(a, "messages") && is(b, "serviceBound") => {
+            return match *c {
+                c if is(c, "feedback") => Address::Feedback,
+                c if is(c, "filenotifications") => Address::FileNotifications,
+                _ => Address::Unknown,
+            };
+        }
         [devices, d, modules, m, rest @ ..] if is(devices, "devices") && is(modules, "modules") => {
             (format!("{d}/{m}"), rest)
         }
@@ -202,6 +221,8 @@ pub fn parse_address(address: &str) -> Address {
 enum Link {
     Methods,
     Twin,
+    /// A cloud-to-device message and the lock token its disposition settles.
+    CloudToDevice(u64),
 }
 
 /// The outboxes of one client's links on this connection, and its hub session.
@@ -209,14 +230,16 @@ struct Client {
     serial: u64,
     methods: Outbox,
     twin: Outbox,
-    /// Kept open so the device's message receiver stays attached; nothing is sent yet.
-    cloud_to_device: Outbox,
+    /// Cloud-to-device messages with their lock tokens.
+    cloud_to_device: Outbox<(u64, AmqpMessage)>,
 }
 
 /// One AMQP connection: the clients it holds a valid token for, and their links.
 struct Conn {
     hub: Arc<Hub>,
     authorized: Mutex<HashSet<String>>,
+    /// Holds a policy token: the service's links may attach.
+    service: AtomicBool,
     cbs_replies: Mutex<Outbox>,
     clients: Mutex<HashMap<String, Client>>,
     /// Signalled when the hub closes a session of this connection (takeover, fault, reset).
@@ -234,6 +257,7 @@ impl Conn {
         Conn {
             hub,
             authorized: Mutex::default(),
+            service: AtomicBool::new(false),
             cbs_replies: Mutex::new(Outbox::new()),
             clients: Mutex::default(),
             closed: Notify::new(),
@@ -268,6 +292,10 @@ impl Conn {
         lock(&self.authorized).contains(client)
     }
 
+    fn is_service(&self) -> bool {
+        self.service.load(Ordering::Relaxed)
+    }
+
     /// A link the client receives on (ours sends): `$cbs` replies, methods, twin, C2D.
     async fn sender_attached(self: Arc<Self>, sender: Sender) {
         let address = sender
@@ -294,9 +322,24 @@ impl Conn {
             }
             Address::Twin(client) => self.with_client(&client, |c| c.twin.attach()),
             Address::CloudToDevice(client) => {
-                self.with_client(&client, |c| c.cloud_to_device.attach())
+                let (outbox, serial) =
+                    self.with_client(&client, |c| (c.cloud_to_device.attach(), c.serial));
+                tokio::spawn(device::pump_cloud_to_device(self.clone(), client, serial, sender, outbox));
+                return;
             }
-            Address::Telemetry(_) | Address::Unknown => {
+            Address::Feedback | Address::FileNotifications if !self.is_service() => {
+                let _ = sender.close_with_error(refusal("no valid policy token")).await;
+                return;
+            }
+            Address::Feedback => {
+                tokio::spawn(service::feedback(self.hub.clone(), sender));
+                return;
+            }
+            Address::FileNotifications => {
+                tokio::spawn(service::hold(sender));
+                return;
+            }
+            Address::Telemetry(_) | Address::ServiceCloudToDevice | Address::Unknown => {
                 let text = format!("no such node to receive from: {address}");
                 let err = AmqpErrorBody::new(AmqpError::NotFound, Some(text), None);
                 let _ = sender.close_with_error(err).await;
@@ -328,7 +371,18 @@ impl Conn {
             Address::Telemetry(client) | Address::Methods(client) | Address::Twin(client) => {
                 self.with_client(client, |_| ());
             }
-            Address::CloudToDevice(_) | Address::Unknown => {
+            Address::ServiceCloudToDevice if !self.is_service() => {
+                let _ = receiver.close_with_error(refusal("no valid policy token")).await;
+                return;
+            }
+            Address::ServiceCloudToDevice => {
+                tokio::spawn(service::receive(self.hub.clone(), receiver));
+                return;
+            }
+            Address::CloudToDevice(_)
+            | Address::Feedback
+            | Address::FileNotifications
+            | Address::Unknown => {
                 let text = format!("no such node to send to: {address}");
                 let err = AmqpErrorBody::new(AmqpError::NotFound, Some(text), None);
                 let _ = receiver.close_with_error(err).await;
@@ -370,6 +424,7 @@ impl Conn {
             match link {
                 Link::Methods => c.methods.send(message),
                 Link::Twin => c.twin.send(message),
+                Link::CloudToDevice(token) => c.cloud_to_device.send((token, message)),
             }
         }
     }

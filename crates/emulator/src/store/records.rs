@@ -21,6 +21,8 @@ pub enum Change {
     PutRows(u64, Vec<RowRecord>),
     ClearJobs,
     Meta(String, String),
+    /// A device's cloud-to-device queue (its JSON document), or `None`: it is empty.
+    PutQueue(String, Option<String>),
 }
 
 pub struct DeviceDoc {

@@ -7,6 +7,9 @@
 //!   array of the device ids it runs on, fixed when it starts running.
 //! - `device_jobs(job_seq, idx, device_id, status, …, outcome)`: a job's device row, written
 //!   when it ends; a target without a row is pending.
+//! - `cloud_to_device(device_id, queue)`: a device's cloud-to-device queue, one JSON document
+//!   (its messages, their state, delivery counts and locks), while it holds messages.
+//!   Added in version 2: a version-1 store gains the table when opened.
 //!
 //! Durability: WAL journal with `synchronous=NORMAL`. A commit is in the WAL file (the OS has
 //! it) before the call returns, so a killed process (SIGKILL, a crash) loses nothing that was
@@ -25,12 +28,20 @@ use serde_json::Value;
 
 use super::records::{Change, DeviceDoc, JobRecord, RowRecord};
 use super::Stored;
+use crate::devices::cloud_to_device::Queue;
 use crate::devices::{split_client, Device};
 use crate::jobs::model::{DeviceOutcome, DeviceRow, Job, JobStatus, RowStatus};
 use crate::jobs::NewJob;
 
 /// The layout this emulator reads and writes. A data dir with another version is refused.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// What takes a store of an older version to this one (adding tables loses nothing).
+const MIGRATIONS: [(&str, &str); 1] = [("1", CLOUD_TO_DEVICE)];
+
+const CLOUD_TO_DEVICE: &str = "
+CREATE TABLE cloud_to_device (device_id TEXT PRIMARY KEY, queue TEXT NOT NULL) WITHOUT ROWID;
+";
 
 const SCHEMA: &str = "
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -129,7 +140,7 @@ impl Db {
             conn.pragma_update(None, "journal_mode", "WAL")
                 .map_err(sql_error("cannot set up the store"))?;
             conn.execute_batch(&format!(
-                "BEGIN; {SCHEMA} INSERT INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}'); COMMIT;"
+                "BEGIN; {SCHEMA} {CLOUD_TO_DEVICE} INSERT INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}'); COMMIT;"
             ))
             .map_err(sql_error("cannot create the store"))?;
         } else {
@@ -141,7 +152,14 @@ impl Db {
                 )
                 .optional()
                 .map_err(not_ours)?;
-            let version = version.unwrap_or_default();
+            let mut version = version.unwrap_or_default();
+            if let Some((_, migration)) = MIGRATIONS.iter().find(|(from, _)| *from == version) {
+                conn.execute_batch(&format!(
+                    "BEGIN; {migration} UPDATE meta SET value = '{SCHEMA_VERSION}' WHERE key = 'schema_version'; COMMIT;"
+                ))
+                .map_err(sql_error("cannot update the store to this version"))?;
+                version = SCHEMA_VERSION.to_string();
+            }
             if version != SCHEMA_VERSION.to_string() {
                 return Err(format!(
                     "the data dir {} was written by another iothub-emulator store version ({version}; this emulator reads {SCHEMA_VERSION}); use the emulator that wrote it or another --data-dir",
@@ -202,7 +220,30 @@ impl Db {
         }
         let devices = self.load_devices()?;
         let jobs = self.load_jobs()?;
-        Ok(Some(Stored { devices, jobs }))
+        let queues = self.load_queues()?;
+        Ok(Some(Stored {
+            devices,
+            jobs,
+            queues,
+        }))
+    }
+
+    fn load_queues(&self) -> Result<Vec<Queue>, String> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT device_id, queue FROM cloud_to_device ORDER BY device_id")
+            .map_err(|e| self.error(e))?;
+        let mut rows = stmt.query([]).map_err(|e| self.error(e))?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(|e| self.error(e))? {
+            let id: String = row.get(0).map_err(|e| self.error(e))?;
+            let doc: String = row.get(1).map_err(|e| self.error(e))?;
+            let queue: Queue = serde_json::from_str(&doc).map_err(|e| {
+                format!("the cloud-to-device queue of device {id} in the store cannot be read: {e}")
+            })?;
+            out.push(queue);
+        }
+        Ok(out)
     }
 
     fn load_devices(&self) -> Result<Vec<Device>, String> {
@@ -312,10 +353,11 @@ fn apply(tx: &rusqlite::Transaction<'_>, change: &Change) -> rusqlite::Result<()
         Change::PutDevices(docs) => insert_devices(tx, docs),
         Change::DeleteDevice(id) => tx
             .execute("DELETE FROM devices WHERE id = ?1", [id])
+            .and_then(|_| tx.execute("DELETE FROM cloud_to_device WHERE device_id = ?1", [id]))
             .map(drop),
         // Not seeded until the new set is complete: a start after a crash midway seeds again.
         Change::ClearDevices => {
-            tx.execute_batch("DELETE FROM devices; DELETE FROM meta WHERE key = 'seeded';")
+            tx.execute_batch("DELETE FROM devices; DELETE FROM cloud_to_device; DELETE FROM meta WHERE key = 'seeded';")
         }
         Change::Seeded => tx
             .execute("INSERT OR REPLACE INTO meta VALUES ('seeded', '1')", [])
@@ -323,6 +365,13 @@ fn apply(tx: &rusqlite::Transaction<'_>, change: &Change) -> rusqlite::Result<()
         Change::PutJob(job) => upsert_job(tx, job),
         Change::PutRows(seq, rows) => insert_rows(tx, *seq, rows),
         Change::ClearJobs => tx.execute_batch("DELETE FROM device_jobs; DELETE FROM jobs;"),
+        Change::PutQueue(id, Some(doc)) => tx
+            .prepare_cached("INSERT OR REPLACE INTO cloud_to_device (device_id, queue) VALUES (?1, ?2)")?
+            .execute([id, doc])
+            .map(drop),
+        Change::PutQueue(id, None) => tx
+            .execute("DELETE FROM cloud_to_device WHERE device_id = ?1", [id])
+            .map(drop),
         Change::Meta(key, value) => tx
             .execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
