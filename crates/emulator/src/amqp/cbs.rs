@@ -11,8 +11,8 @@ use percent_encoding::percent_decode_str;
 
 use super::device::{body_bytes, correlated, data_message, id_text};
 use super::AmqpMessage;
-use crate::devices::DeviceAuthError;
 use crate::clock::wall_secs;
+use crate::devices::DeviceAuthError;
 use crate::hub::Hub;
 
 /// What an accepted token lets the connection do.
@@ -110,10 +110,7 @@ pub fn put_token(hub: &Hub, request: &AmqpMessage) -> (Option<Grant>, AmqpMessag
     reply.application_properties = Some(
         ApplicationProperties::builder()
             .insert("status-code", SimpleValue::Int(status))
-            .insert(
-                "status-description",
-                SimpleValue::String(description),
-            )
+            .insert("status-description", SimpleValue::String(description))
             .build(),
     );
     (grant, reply)

@@ -11,8 +11,7 @@ use std::sync::Arc;
 use fe2o3_amqp::link::delivery::Sendable;
 use fe2o3_amqp::types::messaging::annotations::OwnedKey;
 use fe2o3_amqp::types::messaging::{
-    ApplicationProperties, Body, Data, Message, MessageAnnotations, MessageId, Outcome,
-    Properties,
+    ApplicationProperties, Body, Data, Message, MessageAnnotations, MessageId, Outcome, Properties,
 };
 use fe2o3_amqp::types::primitives::{Binary, SimpleValue, Symbol, Timestamp, Value};
 use fe2o3_amqp::{Receiver, Sender};
@@ -234,8 +233,7 @@ pub(super) async fn pump_cloud_to_device(
                 Err(_) => return,
             };
             let now = hub.clock.now_ms();
-            hub.devices
-                .settle_cloud_to_device(&client, token, how, now);
+            hub.devices.settle_cloud_to_device(&client, token, how, now);
         });
     }
     hub.devices
@@ -265,7 +263,8 @@ pub(super) async fn receive(
                         super::lock(&conn.authorized).insert(client);
                     }
                     Some(cbs::Grant::Service) => {
-                        conn.service.store(true, std::sync::atomic::Ordering::Relaxed);
+                        conn.service
+                            .store(true, std::sync::atomic::Ordering::Relaxed);
                     }
                     None => {}
                 }

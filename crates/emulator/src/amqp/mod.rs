@@ -324,11 +324,19 @@ impl Conn {
             Address::CloudToDevice(client) => {
                 let (outbox, serial) =
                     self.with_client(&client, |c| (c.cloud_to_device.attach(), c.serial));
-                tokio::spawn(device::pump_cloud_to_device(self.clone(), client, serial, sender, outbox));
+                tokio::spawn(device::pump_cloud_to_device(
+                    self.clone(),
+                    client,
+                    serial,
+                    sender,
+                    outbox,
+                ));
                 return;
             }
             Address::Feedback | Address::FileNotifications if !self.is_service() => {
-                let _ = sender.close_with_error(refusal("no valid policy token")).await;
+                let _ = sender
+                    .close_with_error(refusal("no valid policy token"))
+                    .await;
                 return;
             }
             Address::Feedback => {
@@ -372,7 +380,9 @@ impl Conn {
                 self.with_client(client, |_| ());
             }
             Address::ServiceCloudToDevice if !self.is_service() => {
-                let _ = receiver.close_with_error(refusal("no valid policy token")).await;
+                let _ = receiver
+                    .close_with_error(refusal("no valid policy token"))
+                    .await;
                 return;
             }
             Address::ServiceCloudToDevice => {

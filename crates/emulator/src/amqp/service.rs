@@ -36,7 +36,12 @@ fn custom(condition: &str) -> ErrorCondition {
 fn target(to: &str) -> Option<String> {
     let path = to.strip_prefix("/devices/")?;
     let segments: Vec<&str> = path.split('/').collect();
-    let decode = |s: &str| percent_decode_str(s).decode_utf8().ok().map(|c| c.into_owned());
+    let decode = |s: &str| {
+        percent_decode_str(s)
+            .decode_utf8()
+            .ok()
+            .map(|c| c.into_owned())
+    };
     let is = |s: &str, name: &str| s.eq_ignore_ascii_case(name);
     match segments.as_slice() {
         [d, m, b] if is(m, "messages") && is(b, "devicebound") && !d.is_empty() => decode(d),
@@ -71,9 +76,8 @@ fn read(message: &AmqpMessage) -> Result<(String, CloudMessage), AmqpErrorBody> 
         .to
         .as_deref()
         .ok_or_else(|| argument("the message has no 'to' property naming a device"))?;
-    let target = target(to).ok_or_else(|| {
-        argument("'to' must be /devices/{deviceId}/messages/devicebound")
-    })?;
+    let target = target(to)
+        .ok_or_else(|| argument("'to' must be /devices/{deviceId}/messages/devicebound"))?;
     let mut out = CloudMessage {
         message_id: props.message_id.as_ref().and_then(id_text),
         correlation_id: props.correlation_id.as_ref().and_then(id_text),
@@ -86,12 +90,15 @@ fn read(message: &AmqpMessage) -> Result<(String, CloudMessage), AmqpErrorBody> 
         body: body_bytes(message),
         ..Default::default()
     };
-    for (key, value) in message.application_properties.iter().flat_map(|a| a.0.iter()) {
+    for (key, value) in message
+        .application_properties
+        .iter()
+        .flat_map(|a| a.0.iter())
+    {
         let Some(value) = text(value) else { continue };
         if key == "iothub-ack" {
-            out.ack = Ack::parse(&value).ok_or_else(|| {
-                argument("iothub-ack must be none, positive, negative or full")
-            })?;
+            out.ack = Ack::parse(&value)
+                .ok_or_else(|| argument("iothub-ack must be none, positive, negative or full"))?;
         } else {
             out.properties.push((key.clone(), value));
         }
@@ -202,7 +209,10 @@ mod tests {
 
     #[test]
     fn to_names_a_device_or_a_module() {
-        assert_eq!(target("/devices/d1/messages/devicebound"), Some("d1".into()));
+        assert_eq!(
+            target("/devices/d1/messages/devicebound"),
+            Some("d1".into())
+        );
         assert_eq!(
             target("/devices/a%20b/messages/deviceBound"),
             Some("a b".into())
@@ -211,7 +221,12 @@ mod tests {
             target("/devices/d1/modules/m1/messages/devicebound"),
             Some("d1/m1".into())
         );
-        for bad in ["", "/devices//messages/devicebound", "/devices/d1", "/twin/d1"] {
+        for bad in [
+            "",
+            "/devices//messages/devicebound",
+            "/devices/d1",
+            "/twin/d1",
+        ] {
             assert_eq!(target(bad), None, "{bad}");
         }
     }

@@ -129,9 +129,9 @@ impl Registry {
         };
         c2d.add_feedback(feedback);
         pushed?;
-        saved
-            .wait()
-            .map_err(|e| SendRefusal::NotSaved(format!("the hub could not save the message: {e}")))?;
+        saved.wait().map_err(|e| {
+            SendRefusal::NotSaved(format!("the hub could not save the message: {e}"))
+        })?;
         c2d.deadlines.notify_one();
         self.deliver_cloud_to_device(device, now_ms);
         Ok(())

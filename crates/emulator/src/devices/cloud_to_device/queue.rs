@@ -225,7 +225,11 @@ impl Queue {
 
     /// The highest lock token in the queue (tokens are never reused after a restart).
     pub fn last_token(&self) -> u64 {
-        self.messages.iter().map(|m| m.lock_token).max().unwrap_or(0)
+        self.messages
+            .iter()
+            .map(|m| m.lock_token)
+            .max()
+            .unwrap_or(0)
     }
 
     fn feedback(&self, m: &Queued, status: FeedbackStatus) -> Option<Feedback> {
@@ -432,11 +436,17 @@ mod tests {
         assert!(q.deliver(11, &mut fb).is_empty());
         assert!(q.settle(1, Settle::Complete, 12, &mut fb));
         assert!(q.settle(2, Settle::Reject, 12, &mut fb));
-        assert!(!q.settle(2, Settle::Complete, 12, &mut fb), "settled already");
+        assert!(
+            !q.settle(2, Settle::Complete, 12, &mut fb),
+            "settled already"
+        );
         assert!(q.settle(3, Settle::Abandon, 12, &mut fb));
         assert_eq!(
             statuses(&fb),
-            [("a", FeedbackStatus::Success), ("b", FeedbackStatus::Rejected)]
+            [
+                ("a", FeedbackStatus::Success),
+                ("b", FeedbackStatus::Rejected)
+            ]
         );
         assert_eq!(fb[0].device_generation_id, "7");
         let again = q.deliver(13, &mut fb);
@@ -471,7 +481,8 @@ mod tests {
     fn messages_expire_after_their_ttl_or_expiry() {
         let mut q = Queue::new("d1", "1");
         let mut fb = Vec::new();
-        q.push(1, message("default", Ack::Full), 0, &mut fb).unwrap();
+        q.push(1, message("default", Ack::Full), 0, &mut fb)
+            .unwrap();
         let mut short = message("short", Ack::Negative);
         short.expiry_ms = Some(1000);
         q.push(2, short, 0, &mut fb).unwrap();
