@@ -1,7 +1,8 @@
 //! The AMQP front door over real TLS: protocol-header routing (plain AMQP is served; SASL and
 //! AMQP-TLS headers are answered with the plain header and closed) and CBS put-token with a
 //! Rust AMQP client (fe2o3-amqp's own client side): a device token accepted, a wrong one
-//! refused with 401, and device links only for a client the connection holds a token for.
+//! refused with 401, and device links only for a client the connection holds a token for; a
+//! policy token for the service's links (cloud-to-device sends queued or refused).
 //! Real device code over AMQP is covered by `__test__/devices-amqp.test.mjs`.
 
 use std::time::Duration;
@@ -81,6 +82,39 @@ fn put_token(audience: &str, token: &str, id: &str) -> Message<AmqpValue<String>
         .build()
 }
 
+/// Sends a put-token on `$cbs` and waits for its answer: the status code.
+async fn put(
+    cbs: &mut Sender,
+    replies: &mut Receiver,
+    audience: &str,
+    token: String,
+    id: &str,
+) -> i32 {
+    cbs.send(put_token(audience, &token, id))
+        .await
+        .unwrap()
+        .accepted_or("put-token not accepted")
+        .unwrap();
+    let reply = tokio::time::timeout(Duration::from_secs(10), replies.recv::<Body<Value>>())
+        .await
+        .unwrap()
+        .unwrap();
+    replies.accept(&reply).await.unwrap();
+    let correlation = reply
+        .message()
+        .properties
+        .as_ref()
+        .unwrap()
+        .correlation_id
+        .clone();
+    assert_eq!(
+        correlation,
+        Some(id.to_string().into()),
+        "the reply names the request"
+    );
+    status_of(reply.message())
+}
+
 fn status_of(reply: &Message<Body<Value>>) -> i32 {
     match reply
         .application_properties
@@ -110,31 +144,8 @@ async fn cbs_put_token_accepts_a_valid_device_token_and_refuses_a_wrong_one() {
         .await
         .unwrap();
     let audience = |id: &str| format!("{}/devices/{id}", hub.host_name);
-    let mut ask = async |id: &str, token: String| {
-        cbs.send(put_token(&audience(id), &token, id))
-            .await
-            .unwrap()
-            .accepted_or("put-token not accepted")
-            .unwrap();
-        let reply = tokio::time::timeout(Duration::from_secs(10), replies.recv::<Body<Value>>())
-            .await
-            .unwrap()
-            .unwrap();
-        replies.accept(&reply).await.unwrap();
-        let correlation = reply
-            .message()
-            .properties
-            .as_ref()
-            .unwrap()
-            .correlation_id
-            .clone();
-        assert_eq!(
-            correlation,
-            Some(id.to_string().into()),
-            "the reply names the request"
-        );
-        status_of(reply.message())
-    };
+    let mut ask =
+        async |id: &str, token: String| put(&mut cbs, &mut replies, &audience(id), token, id).await;
     let wrong = hub.device_token("device-0000", &[7u8; 32]);
     assert_eq!(ask("device-0000", wrong).await, 401);
     let unknown = hub.device_token("nobody", &hub.policy_key);
@@ -168,6 +179,94 @@ async fn cbs_put_token_accepts_a_valid_device_token_and_refuses_a_wrong_one() {
     };
     assert!(refused, "a link for a device without a token is refused");
     drop(events);
+    let _ = connection.close().await;
+    hub.stop().await;
+}
+
+/// A cloud-to-device message as azure-iothub's `Client.send` makes one.
+fn cloud_message(to: &str, id: &str) -> Message<AmqpValue<String>> {
+    Message::builder()
+        .properties(
+            Properties::builder()
+                .message_id(id.to_string())
+                .to(to)
+                .build(),
+        )
+        .application_properties(
+            ApplicationProperties::builder()
+                .insert("iothub-ack", "full")
+                .build(),
+        )
+        .value("hi".to_string())
+        .build()
+}
+
+#[tokio::test]
+async fn the_service_links_need_a_policy_token_and_sends_are_queued_or_refused() {
+    let hub = start("2").await;
+    let mut connection = Connection::builder()
+        .container_id("service-test")
+        .open_with_stream(tls(&hub).await)
+        .await
+        .unwrap();
+    let mut session = Session::begin(&mut connection).await.unwrap();
+    let mut cbs = Sender::attach(&mut session, "cbs-out", "$cbs")
+        .await
+        .unwrap();
+    let mut replies = Receiver::attach(&mut session, "cbs-in", "$cbs")
+        .await
+        .unwrap();
+    let host = hub.host_name.clone();
+    let wrong = hub.service_token(&[7u8; 32]);
+    assert_eq!(put(&mut cbs, &mut replies, &host, wrong, "1").await, 401);
+    let refused = match Sender::attach(&mut session, "early", "/messages/devicebound").await {
+        Err(_) => true,
+        Ok(mut link) => link
+            .send(cloud_message(
+                "/devices/device-0000/messages/devicebound",
+                "x",
+            ))
+            .await
+            .is_err(),
+    };
+    assert!(refused, "no service link without a policy token");
+    let good = hub.service_token(&hub.policy_key);
+    assert_eq!(put(&mut cbs, &mut replies, &host, good, "2").await, 200);
+
+    let mut sends = Sender::attach(&mut session, "c2d", "/messages/devicebound")
+        .await
+        .unwrap();
+    let queued = sends
+        .send(cloud_message(
+            "/devices/device-0001/messages/devicebound",
+            "m1",
+        ))
+        .await
+        .unwrap();
+    assert!(queued.is_accepted(), "{queued:?}");
+    let unknown = sends
+        .send(cloud_message("/devices/nobody/messages/devicebound", "m2"))
+        .await
+        .unwrap();
+    assert!(format!("{unknown:?}").contains("NotFound"), "{unknown:?}");
+    let module = sends
+        .send(cloud_message(
+            "/devices/device-0001/modules/m/messages/devicebound",
+            "m3",
+        ))
+        .await
+        .unwrap();
+    assert!(
+        format!("{module:?}").contains("argument-error"),
+        "{module:?}"
+    );
+    // The feedback receiver attaches (and waits: nothing was settled yet).
+    let mut feedback = Receiver::attach(&mut session, "fb", "/messages/serviceBound/feedback")
+        .await
+        .unwrap();
+    let nothing =
+        tokio::time::timeout(Duration::from_millis(200), feedback.recv::<Body<Value>>()).await;
+    assert!(nothing.is_err(), "no feedback before a device settles");
     let _ = connection.close().await;
     hub.stop().await;
 }

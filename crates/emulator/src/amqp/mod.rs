@@ -489,8 +489,21 @@ mod tests {
             parse_address("/devices/d1/messages/deviceBound"),
             Address::CloudToDevice("d1".into())
         );
+        assert_eq!(
+            parse_address("/messages/devicebound"),
+            Address::ServiceCloudToDevice
+        );
+        assert_eq!(
+            parse_address("amqps://h/messages/serviceBound/feedback"),
+            Address::Feedback
+        );
+        assert_eq!(
+            parse_address("/messages/servicebound/fileNotifications"),
+            Address::FileNotifications
+        );
         for unknown in [
             "",
+            "/messages/serviceBound/other",
             "/devices",
             "/devices//twin",
             "/devices/d1/other",

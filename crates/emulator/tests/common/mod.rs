@@ -81,25 +81,37 @@ pub async fn start_with(argv: &[&str]) -> Hub {
 impl Hub {
     /// A device token signed with the hub's policy key (`skn`), as a gateway would make one.
     pub fn device_token(&self, device_id: &str, key: &[u8]) -> String {
-        let se = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs()
-            + 3600;
         let sr = format!(
             "{}%2Fdevices%2F{device_id}",
             self.host_name.replace(':', "%3A")
         );
-        let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
-        mac.update(format!("{sr}\n{se}").as_bytes());
-        let sig = STANDARD
-            .encode(mac.finalize().into_bytes())
-            .replace('+', "%2B")
-            .replace('/', "%2F")
-            .replace('=', "%3D");
-        format!("SharedAccessSignature sr={sr}&sig={sig}&skn=iothubowner&se={se}")
+        policy_token(&sr, key)
     }
 
+    /// A token for the hub itself (`sr` = the host), as azure-iothub's `Client` makes one.
+    pub fn service_token(&self, key: &[u8]) -> String {
+        policy_token(&self.host_name.replace(':', "%3A"), key)
+    }
+}
+
+/// `SharedAccessSignature` for `sr` (as it goes in the token) signed with `key` as `iothubowner`.
+fn policy_token(sr: &str, key: &[u8]) -> String {
+    let se = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
+    mac.update(format!("{sr}\n{se}").as_bytes());
+    let sig = STANDARD
+        .encode(mac.finalize().into_bytes())
+        .replace('+', "%2B")
+        .replace('/', "%2F")
+        .replace('=', "%3D");
+    format!("SharedAccessSignature sr={sr}&sig={sig}&skn=iothubowner&se={se}")
+}
+
+impl Hub {
     pub async fn stop(self) {
         self.stop.send(()).unwrap();
         self.task.await.unwrap().unwrap();

@@ -91,11 +91,6 @@ impl CloudToDevice {
             kept.push_front(r);
         }
     }
-
-    /// Messages waiting in a device's queue (Enqueued or Invisible).
-    pub fn depth(&self, device: &str) -> usize {
-        lock(&self.queues).get(device).map_or(0, Queue::len)
-    }
 }
 
 impl Registry {
