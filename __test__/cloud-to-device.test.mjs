@@ -167,7 +167,7 @@ test('a message waits in the queue while the device is offline and arrives when 
   }
 })
 
-test('refusals: unknown device (DeviceNotFoundError), the 51st queued message (DeviceMaximumQueueDepthExceededError), a wrong service key', async () => {
+test('refusals: unknown device (DeviceNotFoundError), the 51st queued message (DeviceMaximumQueueDepthExceededError, until a purge), a wrong service key', async () => {
   await assert.rejects(call((cb) => service.send('no-such-device', message('x'), cb)), (e) => {
     assert.equal(e.constructor.name, 'DeviceNotFoundError')
     return true
@@ -178,6 +178,12 @@ test('refusals: unknown device (DeviceNotFoundError), the 51st queued message (D
     assert.equal(e.constructor.name, 'DeviceMaximumQueueDepthExceededError')
     return true
   })
+  // Purge (REST `DELETE /devices/{id}/commands`; azure-iothub has no method for it, its own
+  // REST client sends it) empties the queue.
+  const rest = iothub.Registry.fromConnectionString(hub.connectionString)._restApiClient
+  const purged = await call((cb) => rest.executeApiCall('DELETE', '/devices/c2d-full/commands?api-version=2021-04-12', {}, null, cb))
+  assert.deepEqual(purged, { totalMessagesPurged: 50, deviceId: 'c2d-full' })
+  await call((cb) => service.send('c2d-full', message('room again'), cb))
   const wrongKey = hub.connectionString.replace(/SharedAccessKey=[^;]+/, `SharedAccessKey=${Buffer.from('wrong key').toString('base64')}`)
   // The put-token answer is 401: azure-iothub wraps the UnauthorizedError it makes of it.
   await assert.rejects(openService(wrongKey), (e) => {

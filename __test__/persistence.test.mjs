@@ -261,10 +261,10 @@ test('a data dir in use, or written by another store version, is refused with on
   // Another version: the schema_version row says so (python3's sqlite3 edits it).
   const db = path.join(dir, 'hub.db')
   execFileSync('python3', ['-c', `import sqlite3,sys
-c=sqlite3.connect(sys.argv[1]); c.execute("UPDATE meta SET value='2' WHERE key='schema_version'"); c.commit()
+c=sqlite3.connect(sys.argv[1]); c.execute("UPDATE meta SET value='99' WHERE key='schema_version'"); c.commit()
 c.execute("PRAGMA wal_checkpoint(TRUNCATE)"); c.close()`, db])
   const bytes = readFileSync(db)
-  assert.match(refused(['--data-dir', dir]), /written by another iothub-emulator store version \(2; this emulator reads 1\)/)
+  assert.match(refused(['--data-dir', dir]), /written by another iothub-emulator store version \(99; this emulator reads 2\)/)
   assert.deepEqual(readFileSync(db), bytes, 'the refused store is untouched')
 
   const notOurs = dataDir()

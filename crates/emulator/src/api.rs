@@ -153,6 +153,13 @@ pub fn route(hub: &Hub, req: &ApiRequest<'_>) -> Result<Reply, ApiError> {
             Ok(Reply::empty(StatusCode::NO_CONTENT))
         }
         (_, ["devices", _]) => Err(method_not_allowed(req.method)),
+        // Purge the device's cloud-to-device queue.
+        (&Method::DELETE, ["devices", id, "commands"]) => {
+            let purged = hub.devices.purge_cloud_to_device(id)?;
+            Ok(Reply::json(
+                &serde_json::json!({ "totalMessagesPurged": purged, "deviceId": id }),
+            ))
+        }
         (_, ["devices", _, "modules", ..] | ["twins", _, "modules", ..]) => {
             route_modules(hub, req, &seg)
         }

@@ -19,8 +19,10 @@ pub use queue::{
     DEFAULT_TTL_MS, LOCK_MS, MAX_DELIVERY_COUNT, MAX_MESSAGE_BYTES, MAX_QUEUE_DEPTH, MAX_TTL_MS,
 };
 
-use super::{split_client, Outgoing, Registry};
+use super::{not_found, split_client, Outgoing, Registry};
 use crate::clock::Clock;
+use crate::errors::ApiError;
+use crate::store::store_error;
 
 /// Feedback records kept for a feedback receiver at most (oldest dropped first).
 const FEEDBACK_KEPT: usize = 10_000;
@@ -195,24 +197,21 @@ impl Registry {
         settled
     }
 
-    /// Empties a device's queue (`DELETE /devices/{id}/commands`): how many were removed, or
-    /// `None` for an unknown device.
-    pub fn purge_cloud_to_device(&self, device: &str) -> Option<usize> {
-        self.read().get(device)?;
+    /// Empties a device's queue (`DELETE /devices/{id}/commands`): how many were removed,
+    /// once stored.
+    pub fn purge_cloud_to_device(&self, device: &str) -> Result<usize, ApiError> {
+        self.read().get(device).ok_or_else(|| not_found(device))?;
         let c2d = &self.cloud_to_device;
         let mut feedback = Vec::new();
-        let removed = {
+        let (removed, saved) = {
             let mut queues = lock(&c2d.queues);
-            let removed = queues.get_mut(device).map_or(0, |q| {
-                let n = q.purge(&mut feedback);
-                drop(self.store.put_queue(device, q));
-                n
-            });
-            queues.remove(device);
-            removed
+            let mut queue = queues.remove(device).unwrap_or_default();
+            let removed = queue.purge(&mut feedback);
+            (removed, self.store.put_queue(device, &queue))
         };
         c2d.add_feedback(feedback);
-        Some(removed)
+        saved.wait().map_err(store_error)?;
+        Ok(removed)
     }
 
     /// A deleted device's queue goes with it (the store drops it with the device).
