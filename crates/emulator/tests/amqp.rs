@@ -82,6 +82,37 @@ fn put_token(audience: &str, token: &str, id: &str) -> Message<AmqpValue<String>
         .build()
 }
 
+/// A connection with its session and the `$cbs` links.
+struct Cbs {
+    connection: fe2o3_amqp::connection::ConnectionHandle<()>,
+    session: fe2o3_amqp::session::SessionHandle<()>,
+    cbs: Sender,
+    replies: Receiver,
+}
+
+impl Cbs {
+    async fn open(hub: &Hub) -> Self {
+        let mut connection = Connection::builder()
+            .container_id("front-door-test")
+            .open_with_stream(tls(hub).await)
+            .await
+            .unwrap();
+        let mut session = Session::begin(&mut connection).await.unwrap();
+        let cbs = Sender::attach(&mut session, "cbs-out", "$cbs")
+            .await
+            .unwrap();
+        let replies = Receiver::attach(&mut session, "cbs-in", "$cbs")
+            .await
+            .unwrap();
+        Cbs {
+            connection,
+            session,
+            cbs,
+            replies,
+        }
+    }
+}
+
 /// Sends a put-token on `$cbs` and waits for its answer: the status code.
 async fn put(
     cbs: &mut Sender,
@@ -131,21 +162,11 @@ fn status_of(reply: &Message<Body<Value>>) -> i32 {
 #[tokio::test]
 async fn cbs_put_token_accepts_a_valid_device_token_and_refuses_a_wrong_one() {
     let hub = start("2").await;
-    let mut connection = Connection::builder()
-        .container_id("front-door-test")
-        .open_with_stream(tls(&hub).await)
-        .await
-        .unwrap();
-    let mut session = Session::begin(&mut connection).await.unwrap();
-    let mut cbs = Sender::attach(&mut session, "cbs-out", "$cbs")
-        .await
-        .unwrap();
-    let mut replies = Receiver::attach(&mut session, "cbs-in", "$cbs")
-        .await
-        .unwrap();
+    let mut c = Cbs::open(&hub).await;
     let audience = |id: &str| format!("{}/devices/{id}", hub.host_name);
-    let mut ask =
-        async |id: &str, token: String| put(&mut cbs, &mut replies, &audience(id), token, id).await;
+    let mut ask = async |id: &str, token: String| {
+        put(&mut c.cbs, &mut c.replies, &audience(id), token, id).await
+    };
     let wrong = hub.device_token("device-0000", &[7u8; 32]);
     assert_eq!(ask("device-0000", wrong).await, 401);
     let unknown = hub.device_token("nobody", &hub.policy_key);
@@ -156,7 +177,7 @@ async fn cbs_put_token_accepts_a_valid_device_token_and_refuses_a_wrong_one() {
     // Telemetry for the device the connection holds a token for is accepted; another
     // device's link is refused.
     let mut events = Sender::attach(
-        &mut session,
+        &mut c.session,
         "events",
         "/devices/device-0000/messages/events",
     )
@@ -168,7 +189,7 @@ async fn cbs_put_token_accepts_a_valid_device_token_and_refuses_a_wrong_one() {
         .unwrap();
     assert!(outcome.is_accepted(), "{outcome:?}");
     let other = Sender::attach(
-        &mut session,
+        &mut c.session,
         "other",
         "/devices/device-0001/messages/events",
     )
@@ -179,7 +200,7 @@ async fn cbs_put_token_accepts_a_valid_device_token_and_refuses_a_wrong_one() {
     };
     assert!(refused, "a link for a device without a token is refused");
     drop(events);
-    let _ = connection.close().await;
+    let _ = c.connection.close().await;
     hub.stop().await;
 }
 
@@ -204,22 +225,14 @@ fn cloud_message(to: &str, id: &str) -> Message<AmqpValue<String>> {
 #[tokio::test]
 async fn the_service_links_need_a_policy_token_and_sends_are_queued_or_refused() {
     let hub = start("2").await;
-    let mut connection = Connection::builder()
-        .container_id("service-test")
-        .open_with_stream(tls(&hub).await)
-        .await
-        .unwrap();
-    let mut session = Session::begin(&mut connection).await.unwrap();
-    let mut cbs = Sender::attach(&mut session, "cbs-out", "$cbs")
-        .await
-        .unwrap();
-    let mut replies = Receiver::attach(&mut session, "cbs-in", "$cbs")
-        .await
-        .unwrap();
+    let mut c = Cbs::open(&hub).await;
     let host = hub.host_name.clone();
     let wrong = hub.service_token(&[7u8; 32]);
-    assert_eq!(put(&mut cbs, &mut replies, &host, wrong, "1").await, 401);
-    let refused = match Sender::attach(&mut session, "early", "/messages/devicebound").await {
+    assert_eq!(
+        put(&mut c.cbs, &mut c.replies, &host, wrong, "1").await,
+        401
+    );
+    let refused = match Sender::attach(&mut c.session, "early", "/messages/devicebound").await {
         Err(_) => true,
         Ok(mut link) => link
             .send(cloud_message(
@@ -231,9 +244,9 @@ async fn the_service_links_need_a_policy_token_and_sends_are_queued_or_refused()
     };
     assert!(refused, "no service link without a policy token");
     let good = hub.service_token(&hub.policy_key);
-    assert_eq!(put(&mut cbs, &mut replies, &host, good, "2").await, 200);
+    assert_eq!(put(&mut c.cbs, &mut c.replies, &host, good, "2").await, 200);
 
-    let mut sends = Sender::attach(&mut session, "c2d", "/messages/devicebound")
+    let mut sends = Sender::attach(&mut c.session, "c2d", "/messages/devicebound")
         .await
         .unwrap();
     let queued = sends
@@ -261,12 +274,12 @@ async fn the_service_links_need_a_policy_token_and_sends_are_queued_or_refused()
         "{module:?}"
     );
     // The feedback receiver attaches (and waits: nothing was settled yet).
-    let mut feedback = Receiver::attach(&mut session, "fb", "/messages/serviceBound/feedback")
+    let mut feedback = Receiver::attach(&mut c.session, "fb", "/messages/serviceBound/feedback")
         .await
         .unwrap();
     let nothing =
         tokio::time::timeout(Duration::from_millis(200), feedback.recv::<Body<Value>>()).await;
     assert!(nothing.is_err(), "no feedback before a device settles");
-    let _ = connection.close().await;
+    let _ = c.connection.close().await;
     hub.stop().await;
 }
