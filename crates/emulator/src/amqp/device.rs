@@ -219,7 +219,15 @@ pub(super) async fn pump_cloud_to_device(
     let hub = conn.hub.clone();
     hub.devices
         .listen_cloud_to_device(&client, serial, hub.clock.now_ms());
-    while let Some((token, message)) = outbox.recv().await {
+    loop {
+        // A device that stops listening detaches the link and stays connected.
+        let next = tokio::select! {
+            next = outbox.recv() => next,
+            _ = sender.on_detach() => None,
+        };
+        let Some((token, message)) = next else {
+            break;
+        };
         let sendable = Sendable::builder().message(message).settled(false).build();
         let Ok(outcome) = sender.send_batchable(sendable).await else {
             break;
