@@ -193,6 +193,23 @@ test('refusals: unknown device (DeviceNotFoundError), the 51st queued message (D
   })
 })
 
+test('a delivered message the device never settles is delivered again when its 1-minute lock times out (emulator clock)', async () => {
+  const { client, received } = await device(await createSasDevice(hub, 'c2d-lock'), Amqp, { onMessage: () => {} })
+  try {
+    await call((cb) => service.send('c2d-lock', message('once more', { messageId: 'lock-1', ack: 'positive' }), cb))
+    await until(() => received.length === 1, 20_000, 'the first delivery')
+    await hub.control('POST', 'time/advance', { seconds: 59 })
+    await new Promise((r) => setTimeout(r, 300))
+    assert.equal(received.length, 1, 'still locked')
+    await hub.control('POST', 'time/advance', { seconds: 2 })
+    await until(() => received.length === 2, 20_000, 'the delivery after the lock timed out')
+    await call((cb) => client.complete(received[1], cb))
+    assert.equal((await feedbackFor('lock-1')).statusCode, 'Success')
+  } finally {
+    await client.close()
+  }
+})
+
 test('a message not delivered within its TTL expires (emulator clock): Expired feedback', async () => {
   await createSasDevice(hub, 'c2d-ttl')
   await call((cb) => service.send('c2d-ttl', message('stale', { messageId: 'ttl-1', ack: 'negative' }), cb))
