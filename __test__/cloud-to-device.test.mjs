@@ -20,6 +20,7 @@ const iothub = require('azure-iothub')
 const { Client: DeviceClient, Message } = require('azure-iot-device')
 const { Mqtt } = require('azure-iot-device-mqtt')
 const { Amqp } = require('azure-iot-device-amqp')
+const { Http } = require('azure-iot-device-http')
 
 let hub
 let ca
@@ -69,7 +70,8 @@ const feedbackFor = (messageId, records = feedback) =>
 /** A connected device of `transport` whose received messages land in the returned array. */
 async function device(cs, transport, { onMessage, deviceCa = ca } = {}) {
   const client = DeviceClient.fromConnectionString(cs, transport)
-  await client.setOptions({ ca: deviceCa })
+  // The Http transport answers setOptions only when a receive policy is among the options.
+  await client.setOptions({ ca: deviceCa, ...(transport === Http && { http: { receivePolicy: { interval: 1 } } }) })
   const received = []
   client.on('message', (msg) => {
     received.push(msg)
@@ -149,6 +151,40 @@ test('an Amqp device rejects (Rejected feedback) and abandons (delivered again)'
     assert.equal((await feedbackFor('abandon-me')).statusCode, 'Success')
     assert.equal(seen.get('abandon-me'), 2, 'abandoned once, then delivered again and completed')
     assert.equal(received.length, 3)
+  } finally {
+    await client.close()
+  }
+})
+
+test('an Http device polls its queue (interval 1 s): complete, reject (Rejected feedback) and abandon (received again)', async () => {
+  const seen = new Map()
+  let client
+  const { client: c, received } = await device(await createSasDevice(hub, 'c2d-http'), Http, {
+    onMessage: (m) => {
+      const n = (seen.get(m.messageId) ?? 0) + 1
+      seen.set(m.messageId, n)
+      if (m.messageId === 'http-reject') client.reject(m, () => {})
+      else if (m.messageId === 'http-abandon' && n === 1) client.abandon(m, () => {})
+      else client.complete(m, () => {})
+    },
+  })
+  client = c
+  try {
+    const first = message('over http', { messageId: 'http-complete', correlationId: 'h', ack: 'full' })
+    first.properties.add('color', 'red')
+    await call((cb) => service.send('c2d-http', first, cb))
+    await call((cb) => service.send('c2d-http', message('no', { messageId: 'http-reject', ack: 'full' }), cb))
+    await call((cb) => service.send('c2d-http', message('later', { messageId: 'http-abandon', ack: 'full' }), cb))
+    assert.equal((await feedbackFor('http-complete')).statusCode, 'Success')
+    assert.equal((await feedbackFor('http-reject')).statusCode, 'Rejected')
+    assert.equal((await feedbackFor('http-abandon')).statusCode, 'Success')
+    assert.equal(seen.get('http-abandon'), 2, 'abandoned once, then received again')
+    const got = received.find((m) => m.messageId === 'http-complete')
+    assert.equal(got.data.toString(), 'over http')
+    assert.equal(got.correlationId, 'h')
+    assert.equal(got.to, '/devices/c2d-http/messages/devicebound')
+    // HTTP carries application properties as iothub-app-* headers; the SDK keeps the prefix.
+    assert.equal(got.properties.getValue('iothub-app-color'), 'red')
   } finally {
     await client.close()
   }

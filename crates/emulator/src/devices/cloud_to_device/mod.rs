@@ -146,14 +146,26 @@ impl Registry {
         if !self.sessions.listens_cloud_to_device(device) {
             return;
         }
+        for d in self.lock_cloud_to_device(device, usize::MAX, now_ms) {
+            self.sessions.send(device, Outgoing::CloudToDevice(d));
+        }
+    }
+
+    /// The next Enqueued message of the device, locked for it (an HTTP poll), if any.
+    pub fn receive_cloud_to_device(&self, device: &str, now_ms: i64) -> Option<Delivery> {
+        self.lock_cloud_to_device(device, 1, now_ms).pop()
+    }
+
+    /// Locks up to `max` Enqueued messages of the device for delivery.
+    fn lock_cloud_to_device(&self, device: &str, max: usize, now_ms: i64) -> Vec<Delivery> {
         let c2d = &self.cloud_to_device;
         let mut feedback = Vec::new();
         let deliveries = {
             let mut queues = lock(&c2d.queues);
             let Some(queue) = queues.get_mut(device) else {
-                return;
+                return Vec::new();
             };
-            let deliveries = queue.deliver(now_ms, &mut feedback);
+            let deliveries = queue.deliver_up_to(max, now_ms, &mut feedback);
             // Delivery counts and locks are stored without waiting: nobody waits for them.
             drop(self.store.put_queue(device, queue));
             deliveries
@@ -162,9 +174,7 @@ impl Registry {
         if !deliveries.is_empty() {
             c2d.deadlines.notify_one();
         }
-        for d in deliveries {
-            self.sessions.send(device, Outgoing::CloudToDevice(d));
-        }
+        deliveries
     }
 
     /// A device settles a delivered message; false when its lock was lost. An abandoned

@@ -297,12 +297,22 @@ impl Queue {
     /// Delivers every Enqueued message: each is locked and its delivery counted; one that
     /// was delivered `MAX_DELIVERY_COUNT` times already is dead-lettered instead.
     pub fn deliver(&mut self, now_ms: i64, feedback: &mut Vec<Feedback>) -> Vec<Delivery> {
+        self.deliver_up_to(usize::MAX, now_ms, feedback)
+    }
+
+    /// Like `deliver`, for at most `max` messages (an HTTP poll takes one).
+    pub fn deliver_up_to(
+        &mut self,
+        max: usize,
+        now_ms: i64,
+        feedback: &mut Vec<Feedback>,
+    ) -> Vec<Delivery> {
         self.sweep(now_ms, feedback);
         let to = format!("/devices/{}/messages/devicebound", self.device_id);
         let mut out = Vec::new();
         let mut kept = VecDeque::with_capacity(self.messages.len());
         for mut m in std::mem::take(&mut self.messages) {
-            if m.locked_until_ms.is_none() {
+            if m.locked_until_ms.is_none() && out.len() < max {
                 if m.delivery_count >= MAX_DELIVERY_COUNT {
                     feedback.extend(self.feedback(&m, FeedbackStatus::DeliveryCountExceeded));
                     continue;
@@ -452,6 +462,19 @@ mod tests {
         let again = q.deliver(13, &mut fb);
         assert_eq!(again.len(), 1);
         assert_eq!((again[0].lock_token, again[0].delivery_count), (3, 2));
+    }
+
+    #[test]
+    fn a_poll_takes_one_message_at_a_time() {
+        let mut q = Queue::new("d1", "1");
+        let mut fb = Vec::new();
+        q.push(1, message("a", Ack::None), 0, &mut fb).unwrap();
+        q.push(2, message("b", Ack::None), 0, &mut fb).unwrap();
+        let first = q.deliver_up_to(1, 0, &mut fb);
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].lock_token, 1);
+        assert_eq!(q.deliver_up_to(1, 0, &mut fb)[0].lock_token, 2);
+        assert!(q.deliver_up_to(1, 0, &mut fb).is_empty());
     }
 
     #[test]
