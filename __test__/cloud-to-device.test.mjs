@@ -81,6 +81,24 @@ async function device(cs, transport, { onMessage, deviceCa = ca } = {}) {
   return { client, received }
 }
 
+/**
+ * A new device of `transport` whose handler settles each message as `decide(messageId, n)` says
+ * ('complete', 'reject' or 'abandon'; `n`: how many times that message came); `seen` counts them.
+ */
+async function settlingDevice(deviceId, transport, decide) {
+  const seen = new Map()
+  let client
+  const opened = await device(await createSasDevice(hub, deviceId), transport, {
+    onMessage: (m) => {
+      const n = (seen.get(m.messageId) ?? 0) + 1
+      seen.set(m.messageId, n)
+      client[decide(m.messageId, n)](m, () => {})
+    },
+  })
+  client = opened.client
+  return { ...opened, seen }
+}
+
 function message(text, props = {}) {
   const m = new Message(text)
   Object.assign(m, props)
@@ -132,18 +150,8 @@ for (const [name, transport] of [['Mqtt', Mqtt], ['Amqp', Amqp]]) {
 }
 
 test('an Amqp device rejects (Rejected feedback) and abandons (delivered again)', async () => {
-  const seen = new Map()
-  let client
-  const { client: c, received } = await device(await createSasDevice(hub, 'c2d-settle'), Amqp, {
-    onMessage: (m) => {
-      const n = (seen.get(m.messageId) ?? 0) + 1
-      seen.set(m.messageId, n)
-      if (m.messageId === 'reject-me') client.reject(m, () => {})
-      else if (n === 1) client.abandon(m, () => {})
-      else client.complete(m, () => {})
-    },
-  })
-  client = c
+  const { client, received, seen } = await settlingDevice('c2d-settle', Amqp, (id, n) =>
+    id === 'reject-me' ? 'reject' : n === 1 ? 'abandon' : 'complete')
   try {
     await call((cb) => service.send('c2d-settle', message('r', { messageId: 'reject-me', ack: 'negative' }), cb))
     assert.equal((await feedbackFor('reject-me')).statusCode, 'Rejected')
@@ -157,18 +165,8 @@ test('an Amqp device rejects (Rejected feedback) and abandons (delivered again)'
 })
 
 test('an Http device polls its queue (interval 1 s): complete, reject (Rejected feedback) and abandon (received again)', async () => {
-  const seen = new Map()
-  let client
-  const { client: c, received } = await device(await createSasDevice(hub, 'c2d-http'), Http, {
-    onMessage: (m) => {
-      const n = (seen.get(m.messageId) ?? 0) + 1
-      seen.set(m.messageId, n)
-      if (m.messageId === 'http-reject') client.reject(m, () => {})
-      else if (m.messageId === 'http-abandon' && n === 1) client.abandon(m, () => {})
-      else client.complete(m, () => {})
-    },
-  })
-  client = c
+  const { client, received, seen } = await settlingDevice('c2d-http', Http, (id, n) =>
+    id === 'http-reject' ? 'reject' : id === 'http-abandon' && n === 1 ? 'abandon' : 'complete')
   try {
     const first = message('over http', { messageId: 'http-complete', correlationId: 'h', ack: 'full' })
     first.properties.add('color', 'red')
