@@ -10,7 +10,7 @@ import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 
 import { startEmulator } from './helpers/emulator.mjs'
-import { shimAzureIothub } from './helpers/device-sdks.mjs'
+import { body, rejectsWith, shimAzureIothub } from './helpers/device-sdks.mjs'
 
 const require = createRequire(import.meta.url)
 const { JobClient } = require('..')
@@ -33,16 +33,6 @@ after(async () => {
 })
 
 const registry = () => iothub.Registry.fromConnectionString(hub.connectionString)
-const body = async (promise) => (await promise).responseBody
-
-/** Rejects unless `promise` fails with HTTP `status` and the service error `code`. */
-async function rejectsWith(promise, status, code) {
-  await assert.rejects(promise, (err) => {
-    assert.equal(err.response?.statusCode, status, err.message)
-    assert.match(err.responseBody, new RegExp(`ErrorCode:${code};`))
-    return true
-  })
-}
 
 function moduleConnectionString(deviceId, moduleId, key) {
   return `HostName=${hub.hostName};DeviceId=${deviceId};ModuleId=${moduleId};SharedAccessKey=${key}`

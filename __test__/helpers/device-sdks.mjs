@@ -112,3 +112,16 @@ export async function refusal(client) {
   }
   throw new Error('the hub accepted a connection it must refuse')
 }
+
+/** The body of an azure-iothub promise's result (`{responseBody, httpResponse}`). */
+export const body = async (promise) => (await promise).responseBody
+
+/** Rejects unless `promise` (an azure-iothub REST call) fails with HTTP `status` and the
+ *  service error `code`. */
+export async function rejectsWith(promise, status, code) {
+  await assert.rejects(promise, (err) => {
+    assert.equal(err.response?.statusCode, status, err.message)
+    assert.match(err.responseBody, new RegExp(`ErrorCode:${code};`))
+    return true
+  })
+}

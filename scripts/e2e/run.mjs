@@ -24,7 +24,8 @@ const ADDRESS = process.env.E2E_ADDRESS ?? '127.0.0.3'
 // on Amqp, AmqpWs and Http only: MQTT is commented out in the suite).
 const DEFAULT_FILES = [
   'job_client.js', 'device_method.js', 'twin_e2e_tests.js', 'registry.js', 'service.js',
-  'authentication.js', 'module_crud.js', 'module_twin.js', 'module_methods.js',
+  'authentication.js', 'module_crud.js', 'module_twin.js', 'module_methods.js', 'configurations.js',
+  'server_validation.js',
 ]
 
 const [suite, ...requested] = process.argv.slice(2)
@@ -45,6 +46,11 @@ const hub = await startEmulator({
   stderr: process.env.E2E_EMULATOR_LOG ? 'inherit' : 'pipe',
 })
 const key = /SharedAccessKey=([^;]+)/.exec(hub.connectionString)[1]
+// server_validation.js: a hub whose CA the clients do not trust (its own CA, not in
+// NODE_EXTRA_CA_CERTS), where every client must fail the TLS handshake.
+const UNTRUSTED_ADDRESS = process.env.E2E_UNTRUSTED_ADDRESS ?? '127.0.0.4'
+const untrusted = await startEmulator({ args: ['--host', UNTRUSTED_ADDRESS, '--standard-ports'], stderr: 'pipe' })
+const untrustedKey = /SharedAccessKey=([^;]+)/.exec(untrusted.connectionString)[1]
 const env = {
   ...process.env,
   IOTHUB_CONNECTION_STRING: `HostName=${ADDRESS};SharedAccessKeyName=iothubowner;SharedAccessKey=${key}`,
@@ -52,6 +58,8 @@ const env = {
   // The suite reads both as base64 of the PEM text (Buffer.from(…, 'base64')).
   IOTHUB_CA_ROOT_CERT: readFileSync(deviceCa.certPath).toString('base64'),
   IOTHUB_CA_ROOT_CERT_KEY: readFileSync(deviceCa.keyPath).toString('base64'),
+  IOTHUB_CONN_STRING_INVALID_CERT: `HostName=${UNTRUSTED_ADDRESS};SharedAccessKeyName=iothubowner;SharedAccessKey=${untrustedKey}`,
+  IOTHUB_DEVICE_CONN_STRING_INVALID_CERT: `HostName=${UNTRUSTED_ADDRESS};DeviceId=untrusted;SharedAccessKey=${untrustedKey}`,
   NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --require ${path.join(HERE, 'jobclient-preload.cjs')}`.trim(),
 }
 
@@ -80,7 +88,7 @@ try {
     for (const f of failing) console.log(`    ✗ ${f}`)
   }
 } finally {
-  await hub.stop()
+  await Promise.all([hub.stop(), untrusted.stop()])
 }
 writeFileSync(path.join(outDir, 'summary.json'), JSON.stringify(rows, null, 2))
 

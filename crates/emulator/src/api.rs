@@ -9,6 +9,7 @@ use hyper::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::cli::UnknownJob;
+use crate::configurations;
 use crate::errors::{ApiError, ErrorCode};
 use crate::hub::Hub;
 use crate::jobs::{
@@ -79,6 +80,13 @@ impl ApiRequest<'_> {
             )
         })
     }
+}
+
+fn no_such_resource() -> ApiError {
+    ApiError::new(
+        ErrorCode::NotFound,
+        "The requested resource does not exist on this hub",
+    )
 }
 
 fn method_not_allowed(method: &Method) -> ApiError {
@@ -166,10 +174,8 @@ pub fn route(hub: &Hub, req: &ApiRequest<'_>) -> Result<Reply, ApiError> {
         (_, ["devices", _, "modules", ..] | ["twins", _, "modules", ..]) => {
             route_modules(hub, req, &seg)
         }
-        _ => Err(ApiError::new(
-            ErrorCode::NotFound,
-            "The requested resource does not exist on this hub",
-        )),
+        (_, ["configurations", ..]) => route_configurations(hub, req, &seg),
+        _ => Err(no_such_resource()),
     }
 }
 
@@ -211,10 +217,36 @@ fn route_modules(hub: &Hub, req: &ApiRequest<'_>, seg: &[&str]) -> Result<Reply,
         (_, ["twins", _, "modules", _] | ["twins", _, "modules", _, "methods"]) => {
             Err(method_not_allowed(req.method))
         }
-        _ => Err(ApiError::new(
-            ErrorCode::NotFound,
-            "The requested resource does not exist on this hub",
-        )),
+        _ => Err(no_such_resource()),
+    }
+}
+
+/// Automatic device management configurations (`configurations.rs`).
+fn route_configurations(hub: &Hub, req: &ApiRequest<'_>, seg: &[&str]) -> Result<Reply, ApiError> {
+    let (configs, store) = (&hub.configurations, &hub.devices.store);
+    match (req.method, seg) {
+        (&Method::GET, ["configurations"] | ["configurations", ""]) => {
+            let top = list_top(req.query_param("top"))?;
+            Ok(Reply::json(&Value::Array(configs.list(&hub.devices, top))))
+        }
+        (&Method::POST, ["configurations", "testQueries"]) => {
+            configurations::test_queries(&req.json_body()?).map(|r| Reply::json(&r))
+        }
+        (&Method::GET, ["configurations", id]) => {
+            configs.get(&hub.devices, id).map(|c| Reply::json(&c))
+        }
+        (&Method::PUT, ["configurations", id]) => {
+            let body = req.json_body()?;
+            let now = hub.clock.now_ms();
+            let config = configs.put(store, id, &body, req.header("if-match"), now)?;
+            Ok(Reply::json(&config))
+        }
+        (&Method::DELETE, ["configurations", id]) => {
+            configs.delete(store, id, req.header("if-match"))?;
+            Ok(Reply::empty(StatusCode::NO_CONTENT))
+        }
+        (_, ["configurations"] | ["configurations", _]) => Err(method_not_allowed(req.method)),
+        _ => Err(no_such_resource()),
     }
 }
 

@@ -34,6 +34,13 @@ pub enum ErrorCode {
     ServerError,
     ServiceUnavailable,
     GatewayTimeout,
+    InvalidConfigurationTargetCondition,
+    InvalidConfigurationContent,
+    CannotModifyImmutableConfigurationContent,
+    InvalidConfigurationCustomMetricsQuery,
+    ConfigurationNotFound,
+    ConfigurationAlreadyExists,
+    ConfigurationCountLimitExceeded,
     /// Not an IoT Hub code: a path the hub does not serve.
     NotFound,
     /// Not an IoT Hub code: a method the resource does not support.
@@ -65,6 +72,17 @@ impl ErrorCode {
             Self::ServerError => "ServerError",
             Self::ServiceUnavailable => "ServiceUnavailable",
             Self::GatewayTimeout => "GatewayTimeout",
+            Self::InvalidConfigurationTargetCondition => "InvalidConfigurationTargetCondition",
+            Self::InvalidConfigurationContent => "InvalidConfigurationContent",
+            Self::CannotModifyImmutableConfigurationContent => {
+                "CannotModifyImmutableConfigurationContent"
+            }
+            Self::InvalidConfigurationCustomMetricsQuery => {
+                "InvalidConfigurationCustomMetricsQuery"
+            }
+            Self::ConfigurationNotFound => "ConfigurationNotFound",
+            Self::ConfigurationAlreadyExists => "ConfigurationAlreadyExists",
+            Self::ConfigurationCountLimitExceeded => "ConfigurationCountLimitExceeded",
             Self::NotFound => "NotFound",
             Self::MethodNotAllowed => "MethodNotAllowed",
         }
@@ -96,6 +114,15 @@ impl ErrorCode {
             Self::ServerError => 500001,
             Self::ServiceUnavailable => 503001,
             Self::GatewayTimeout => 504101,
+            // The configuration codes are numbered the same way: by their place in the swagger's
+            // enum, counted from the first code of their status (the service publishes none).
+            Self::InvalidConfigurationTargetCondition => 400048,
+            Self::InvalidConfigurationContent => 400049,
+            Self::CannotModifyImmutableConfigurationContent => 400050,
+            Self::InvalidConfigurationCustomMetricsQuery => 400051,
+            Self::ConfigurationNotFound => 404028,
+            Self::ConfigurationAlreadyExists => 409019,
+            Self::ConfigurationCountLimitExceeded => 413004,
             Self::NotFound => 404000,
             Self::MethodNotAllowed => 405000,
         }

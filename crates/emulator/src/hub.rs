@@ -7,6 +7,7 @@ use tokio_rustls::rustls::pki_types::CertificateDer;
 use crate::auth::Authenticator;
 use crate::cli::UnknownJob;
 use crate::clock::{wall_secs, Clock};
+use crate::configurations::Configurations;
 use crate::devices::{split_client, Credentials, Device, DeviceAuthError, Registry, Seed};
 use crate::faults::{Decision, FaultSpec};
 use crate::jobs::{Engine, EngineLimits};
@@ -28,6 +29,7 @@ pub struct Hub {
     pub clock: Arc<Clock>,
     pub devices: Arc<Registry>,
     pub engine: Arc<Engine>,
+    pub configurations: Configurations,
     pub auth: Authenticator,
     faults: RwLock<FaultSpec>,
     pub recorder: Recorder,
@@ -55,6 +57,7 @@ impl Hub {
         let clock = Arc::new(Clock::new());
         let stored = store.load()?;
         let devices = Arc::new(Registry::with_store(store));
+        let configurations = Configurations::default();
         let stored_jobs = match stored {
             Some(stored) => {
                 if !config.initial_devices.is_empty() {
@@ -62,6 +65,7 @@ impl Hub {
                 }
                 devices.restore(stored.devices);
                 devices.cloud_to_device.restore(stored.queues);
+                configurations.restore(stored.configurations);
                 stored.jobs
             }
             None => {
@@ -84,6 +88,7 @@ impl Hub {
             clock,
             devices,
             engine,
+            configurations,
             auth,
             faults: RwLock::new(faults),
             recorder: Recorder::default(),
@@ -149,6 +154,8 @@ impl Hub {
     /// With a data dir, the store is emptied the same way (the hub's keys and CA stay).
     pub fn reset(&self) -> Result<(), String> {
         self.engine.reset()?;
+        self.configurations.clear();
+        self.devices.store.clear_configurations().wait()?;
         self.devices.sessions.drop_all();
         self.clock.reset();
         let devices: Vec<Device> = self.config.initial_devices.build(self.clock.now_ms())?;

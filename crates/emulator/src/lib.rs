@@ -6,6 +6,7 @@ pub mod api;
 pub mod auth;
 pub mod cli;
 pub mod clock;
+pub mod configurations;
 pub mod control;
 pub mod device_http;
 pub mod devices;

@@ -147,6 +147,12 @@ pub enum CaFile {
     Existing(PathBuf),
 }
 
+/// A root CA (issuer = subject), which a server leaves out of the chain it sends.
+fn is_self_signed(der: &[u8]) -> bool {
+    x509_parser::parse_x509_certificate(der)
+        .is_ok_and(|(_, cert)| cert.subject().as_raw() == cert.issuer().as_raw())
+}
+
 /// A fresh CA and a server certificate, `ca.pem` in a temporary directory.
 pub fn generate(host: &str, alias: Option<&str>) -> Result<Tls, String> {
     serve(host, alias, &Ca::generate()?, None, CaFile::Temporary)
@@ -200,16 +206,21 @@ pub fn serve(
         .1
         .contents;
 
+    // The chain as IoT Hub sends it: the leaf and any intermediate, never the root. A client
+    // that does not trust the CA then fails on the leaf (`UNABLE_TO_VERIFY_LEAF_SIGNATURE`, what
+    // Microsoft's server_validation e2e tests expect), not on a self-signed certificate in the
+    // chain. A `--ca-cert` that is itself an intermediate is sent along.
+    let mut chain = vec![CertificateDer::from(leaf_cert.der().to_vec())];
+    if !is_self_signed(&ca_der) {
+        chain.push(CertificateDer::from(ca_der));
+    }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS setup failed: {e}"))?
         .with_client_cert_verifier(Arc::new(AnyClientCert::new(&provider)))
         .with_single_cert(
-            vec![
-                CertificateDer::from(leaf_cert.der().to_vec()),
-                CertificateDer::from(ca_der),
-            ],
+            chain,
             PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
         )
         .map_err(|e| format!("TLS setup failed: {e}"))?;

@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 use crate::errors::{ApiError, ErrorCode};
 use crate::paging::{Collected, Page};
-use crate::query::{Condition, SelectQuery};
+use crate::query::{Condition, SelectQuery, Source};
 use crate::store::store_error;
 use crate::twin::if_match;
 
@@ -247,19 +247,42 @@ impl Registry {
         page.finish()
     }
 
-    /// The modules a job over `FROM devices.modules WHERE …` targets, as (device, module).
-    pub fn module_targets(&self, condition: &Condition) -> Vec<(String, String)> {
+    /// The twins a condition selects (a job's query condition, a configuration's target
+    /// condition), as (device, module): modules for `FROM devices.modules WHERE …`
+    /// (Azure/iotedge#719), devices for anything else.
+    pub fn targets(&self, condition: &Condition) -> Vec<(String, Option<String>)> {
+        let selects = |twin: Value| condition.is_all() || condition.matches(&twin);
         let map = self.read();
+        if !condition.over_modules() {
+            return map
+                .values()
+                .filter(|d| selects(d.twin()))
+                .map(|d| (d.id.clone(), None))
+                .collect();
+        }
         map.iter()
             .flat_map(|(id, d)| {
                 d.modules
                     .iter()
-                    .filter(|(_, m)| {
-                        condition.is_all() || condition.matches(&m.twin(id, d.is_enabled()))
-                    })
-                    .map(|(mid, _)| (id.clone(), mid.clone()))
+                    .filter(|(_, m)| selects(m.twin(id, d.is_enabled())))
+                    .map(|(mid, _)| (id.clone(), Some(mid.clone())))
             })
             .collect()
+    }
+
+    /// How many device or module twins a `SELECT … FROM devices[.modules]` query selects (a
+    /// configuration's metric); `devices.jobs` rows are not twins and count 0.
+    pub fn count_matching(&self, query: &SelectQuery) -> usize {
+        let map = self.read();
+        match query.source {
+            Source::Devices => map.values().filter(|d| query.matches(&d.twin())).count(),
+            Source::DevicesModules => map
+                .iter()
+                .flat_map(|(id, d)| d.modules.values().map(move |m| m.twin(id, d.is_enabled())))
+                .filter(|twin| query.matches(twin))
+                .count(),
+            Source::DevicesJobs => 0,
+        }
     }
 
     /// What a client's login is checked against, when the client may connect at all: its
@@ -468,15 +491,15 @@ mod tests {
         assert_eq!((ids(&page), next), (vec!["plain/a".to_string()], None));
         let only_a = parse_condition("FROM devices.modules WHERE moduleId = 'a'").unwrap();
         assert_eq!(
-            r.module_targets(&only_a),
+            r.targets(&only_a),
             [
-                ("edge".to_string(), "a".to_string()),
-                ("plain".to_string(), "a".to_string())
+                ("edge".to_string(), Some("a".to_string())),
+                ("plain".to_string(), Some("a".to_string()))
             ]
         );
         r.delete("plain", None).unwrap();
         assert_eq!(
-            r.module_targets(&only_a).len(),
+            r.targets(&only_a).len(),
             1,
             "a deleted device takes its modules"
         );

@@ -146,22 +146,7 @@ fn start(engine: &Engine, entry: &JobEntry, condition_text: &str) -> Option<(i64
             return None;
         }
     };
-    // `FROM devices.modules WHERE …` targets modules (Azure/iotedge#719); anything else devices.
-    let targets: Vec<Target> = if condition.over_modules() {
-        engine
-            .devices
-            .module_targets(&condition)
-            .into_iter()
-            .map(|(device, module)| (device, Some(module)))
-            .collect()
-    } else {
-        let devices = engine.devices.read();
-        devices
-            .values()
-            .filter(|d| condition.is_all() || condition.matches(&d.twin()))
-            .map(|d| (d.id.clone(), None))
-            .collect()
-    };
+    let targets: Vec<Target> = engine.devices.targets(&condition);
     let started_ms = clock.now_ms();
     let mut job = entry.lock();
     if job.status.is_terminal() {

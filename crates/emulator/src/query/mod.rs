@@ -209,10 +209,23 @@ pub fn parse_condition(text: &str) -> Result<Condition, QueryError> {
 /// Parses `SELECT * FROM devices [WHERE …]` or `SELECT * FROM devices.jobs [WHERE …]`
 /// (keywords case-insensitive).
 pub fn parse_select(text: &str) -> Result<SelectQuery, QueryError> {
+    select(text, false)
+}
+
+/// Parses a query whose rows are only counted (a configuration's metric): as [`parse_select`],
+/// and the SELECT list may also name properties (`SELECT deviceId FROM devices WHERE …`).
+pub fn parse_counted(text: &str) -> Result<SelectQuery, QueryError> {
+    select(text, true)
+}
+
+fn select(text: &str, any_projection: bool) -> Result<SelectQuery, QueryError> {
     let mut parser = start(text)?;
     parser.expect_kw("SELECT", "SELECT")?;
     if !parser.eat(&lexer::Tok::Star) {
-        return Err(parser.unexpected("'*' (only SELECT * is supported)"));
+        if !any_projection {
+            return Err(parser.unexpected("'*' (only SELECT * is supported)"));
+        }
+        parser.paths()?;
     }
     parser.expect_kw("FROM", "FROM")?;
     parser.expect_kw("devices", "devices, devices.jobs or devices.modules")?;

@@ -440,6 +440,20 @@ impl<'a> Parser<'a> {
         s.chars().take(40).collect()
     }
 
+    /// A SELECT list of property paths (`deviceId, properties.reported.x`), read and dropped:
+    /// for queries whose rows are only counted (a configuration's metrics).
+    pub(crate) fn paths(&mut self) -> R<()> {
+        loop {
+            if !matches!(self.peek().tok, Tok::Ident(_)) || self.is_kw("FROM") {
+                return Err(self.unexpected("'*' or property names"));
+            }
+            self.path()?;
+            if !self.eat(&Tok::Comma) {
+                return Ok(());
+            }
+        }
+    }
+
     fn path(&mut self) -> R<Expr> {
         let mut segments = Vec::new();
         if let Tok::Ident(first) = self.advance().tok {

@@ -34,12 +34,14 @@ pub mod meta {
     pub const SERVER_KEY: &str = "server_key";
 }
 
-/// What a previous run left: devices, and jobs with their creation number and rows.
+/// What a previous run left: devices, jobs with their creation number and rows, and
+/// configurations (their documents).
 pub struct Stored {
     pub devices: Vec<Device>,
     pub jobs: Vec<(u64, Job)>,
     /// The devices' cloud-to-device queues that hold messages.
     pub queues: Vec<Queue>,
+    pub configurations: Vec<serde_json::Value>,
 }
 
 /// A job's row that reached its end, to be written (rows are stored once they end: a row not
@@ -299,6 +301,19 @@ impl Store {
     /// Forgets every job and row (a reset).
     pub fn clear_jobs(&self) -> Pending {
         self.write(|| vec![Change::ClearJobs])
+    }
+
+    /// Forgets every configuration (a reset).
+    pub fn clear_configurations(&self) -> Pending {
+        self.write(|| vec![Change::ClearConfigurations])
+    }
+
+    pub fn put_configuration(&self, id: &str, doc: &serde_json::Value) -> Pending {
+        self.write(|| vec![Change::PutConfiguration(id.into(), doc.to_string())])
+    }
+
+    pub fn delete_configuration(&self, id: &str) -> Pending {
+        self.write(|| vec![Change::DeleteConfiguration(id.into())])
     }
 }
 

@@ -20,6 +20,10 @@ pub enum Change {
     PutJob(JobRecord),
     PutRows(u64, Vec<RowRecord>),
     ClearJobs,
+    /// A configuration's id and document.
+    PutConfiguration(String, String),
+    DeleteConfiguration(String),
+    ClearConfigurations,
     Meta(String, String),
     /// A device's cloud-to-device queue (its JSON document), or `None`: it is empty.
     PutQueue(String, Option<String>),

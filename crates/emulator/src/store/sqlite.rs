@@ -7,9 +7,8 @@
 //!   array of the device ids it runs on, fixed when it starts running.
 //! - `device_jobs(job_seq, idx, device_id, status, …, outcome)`: a job's device row, written
 //!   when it ends; a target without a row is pending.
-//! - `cloud_to_device(device_id, queue)`: a device's cloud-to-device queue, one JSON document
-//!   (its messages, their state, delivery counts and locks), while it holds messages.
-//!   Added in version 2: a version-1 store gains the table when opened.
+//! - `cloud_to_device(id, doc)`: a device's cloud-to-device queue, one JSON document (its
+//!   messages, their state, delivery counts and locks), while it holds messages (version 3).
 //!
 //! Durability: WAL journal with `synchronous=NORMAL`. A commit is in the WAL file (the OS has
 //! it) before the call returns, so a killed process (SIGKILL, a crash) loses nothing that was
@@ -28,20 +27,21 @@ use serde_json::Value;
 
 use super::records::{Change, DeviceDoc, JobRecord, RowRecord};
 use super::Stored;
-use crate::devices::cloud_to_device::Queue;
-use crate::devices::{split_client, Device};
+use crate::devices::split_client;
 use crate::jobs::model::{DeviceOutcome, DeviceRow, Job, JobStatus, RowStatus};
 use crate::jobs::NewJob;
 
-/// The layout this emulator reads and writes. A data dir with another version is refused.
-pub const SCHEMA_VERSION: i64 = 2;
+/// The layout this emulator reads and writes. An older data dir is brought up to it by
+/// [`MIGRATIONS`]; a newer one (or not a store) is refused untouched.
+pub const SCHEMA_VERSION: i64 = 3;
 
-/// What takes a store of an older version to this one (adding tables loses nothing).
-const MIGRATIONS: [(&str, &str); 1] = [("1", CLOUD_TO_DEVICE)];
-
-const CLOUD_TO_DEVICE: &str = "
-CREATE TABLE cloud_to_device (device_id TEXT PRIMARY KEY, queue TEXT NOT NULL) WITHOUT ROWID;
-";
+/// What takes a store of version `n + 1` to `n + 2`, each applied in one transaction.
+const MIGRATIONS: [&str; 2] = [
+    // 2: automatic device management configurations.
+    "CREATE TABLE configurations (id TEXT PRIMARY KEY, doc TEXT NOT NULL) WITHOUT ROWID;",
+    // 3: cloud-to-device queues.
+    "CREATE TABLE cloud_to_device (id TEXT PRIMARY KEY, doc TEXT NOT NULL) WITHOUT ROWID;",
+];
 
 const SCHEMA: &str = "
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -69,6 +69,8 @@ CREATE TABLE device_jobs (
     outcome TEXT,
     PRIMARY KEY (job_seq, idx)
 ) WITHOUT ROWID;
+CREATE TABLE configurations (id TEXT PRIMARY KEY, doc TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE cloud_to_device (id TEXT PRIMARY KEY, doc TEXT NOT NULL) WITHOUT ROWID;
 ";
 
 pub struct Db {
@@ -140,7 +142,7 @@ impl Db {
             conn.pragma_update(None, "journal_mode", "WAL")
                 .map_err(sql_error("cannot set up the store"))?;
             conn.execute_batch(&format!(
-                "BEGIN; {SCHEMA} {CLOUD_TO_DEVICE} INSERT INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}'); COMMIT;"
+                "BEGIN; {SCHEMA} INSERT INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}'); COMMIT;"
             ))
             .map_err(sql_error("cannot create the store"))?;
         } else {
@@ -152,22 +154,26 @@ impl Db {
                 )
                 .optional()
                 .map_err(not_ours)?;
-            let mut version = version.unwrap_or_default();
-            if let Some((_, migration)) = MIGRATIONS.iter().find(|(from, _)| *from == version) {
-                conn.execute_batch(&format!(
-                    "BEGIN; {migration} UPDATE meta SET value = '{SCHEMA_VERSION}' WHERE key = 'schema_version'; COMMIT;"
-                ))
-                .map_err(sql_error("cannot update the store to this version"))?;
-                version = SCHEMA_VERSION.to_string();
-            }
-            if version != SCHEMA_VERSION.to_string() {
+            let version = version.unwrap_or_default();
+            let known = version
+                .parse::<i64>()
+                .ok()
+                .filter(|v| (1..=SCHEMA_VERSION).contains(v));
+            let Some(version) = known else {
                 return Err(format!(
-                    "the data dir {} was written by another iothub-emulator store version ({version}; this emulator reads {SCHEMA_VERSION}); use the emulator that wrote it or another --data-dir",
+                    "the data dir {} was written by another iothub-emulator store version ({version}; this emulator reads 1 to {SCHEMA_VERSION}); use the emulator that wrote it or another --data-dir",
                     dir.display()
                 ));
-            }
+            };
             conn.pragma_update(None, "journal_mode", "WAL")
                 .map_err(sql_error("cannot open the store"))?;
+            for (to, migration) in MIGRATIONS.iter().enumerate().skip(version as usize - 1) {
+                let to = to + 2;
+                conn.execute_batch(&format!(
+                    "BEGIN; {migration} UPDATE meta SET value = '{to}' WHERE key = 'schema_version'; COMMIT;"
+                ))
+                .map_err(sql_error("cannot bring the store up to date"))?;
+            }
         }
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(sql_error("cannot open the store"))?;
@@ -218,38 +224,28 @@ impl Db {
         if self.meta("seeded")?.is_none() {
             return Ok(None);
         }
-        let devices = self.load_devices()?;
+        let devices = self.load_docs("devices", "device")?;
         let jobs = self.load_jobs()?;
-        let queues = self.load_queues()?;
+        let configurations = self.load_docs("configurations", "configuration")?;
+        let queues = self.load_docs("cloud_to_device", "cloud-to-device queue")?;
         Ok(Some(Stored {
             devices,
             jobs,
+            configurations,
             queues,
         }))
     }
 
-    fn load_queues(&self) -> Result<Vec<Queue>, String> {
+    /// Every `(id, doc)` row of `table` (`devices`, `configurations`, `cloud_to_device`), its JSON document read
+    /// as `T`; `what` names one in errors.
+    fn load_docs<T: serde::de::DeserializeOwned>(
+        &self,
+        table: &str,
+        what: &str,
+    ) -> Result<Vec<T>, String> {
         let mut stmt = self
             .conn
-            .prepare("SELECT device_id, queue FROM cloud_to_device ORDER BY device_id")
-            .map_err(|e| self.error(e))?;
-        let mut rows = stmt.query([]).map_err(|e| self.error(e))?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next().map_err(|e| self.error(e))? {
-            let id: String = row.get(0).map_err(|e| self.error(e))?;
-            let doc: String = row.get(1).map_err(|e| self.error(e))?;
-            let queue: Queue = serde_json::from_str(&doc).map_err(|e| {
-                format!("the cloud-to-device queue of device {id} in the store cannot be read: {e}")
-            })?;
-            out.push(queue);
-        }
-        Ok(out)
-    }
-
-    fn load_devices(&self) -> Result<Vec<Device>, String> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT id, doc FROM devices ORDER BY id")
+            .prepare(&format!("SELECT id, doc FROM {table} ORDER BY id"))
             .map_err(|e| self.error(e))?;
         let mut rows = stmt.query([]).map_err(|e| self.error(e))?;
         let mut out = Vec::new();
@@ -257,15 +253,15 @@ impl Db {
             let id: String = row.get(0).map_err(|e| self.error(e))?;
             let doc = row.get_ref(1).map_err(|e| self.error(e))?;
             let doc = doc.as_str().map_err(|e| self.error(e.into()))?;
-            let device: Device = serde_json::from_str(doc).map_err(|e| {
-                // Where, not what: the document holds the device's keys.
+            let doc = serde_json::from_str(doc).map_err(|e| {
+                // Where, not what: a device's document holds its keys.
                 format!(
-                    "device {id} in the store cannot be read ({:?} error at column {})",
+                    "{what} {id} in the store cannot be read ({:?} error at column {})",
                     e.classify(),
                     e.column()
                 )
             })?;
-            out.push(device);
+            out.push(doc);
         }
         Ok(out)
     }
@@ -353,7 +349,7 @@ fn apply(tx: &rusqlite::Transaction<'_>, change: &Change) -> rusqlite::Result<()
         Change::PutDevices(docs) => insert_devices(tx, docs),
         Change::DeleteDevice(id) => tx
             .execute("DELETE FROM devices WHERE id = ?1", [id])
-            .and_then(|_| tx.execute("DELETE FROM cloud_to_device WHERE device_id = ?1", [id]))
+            .and_then(|_| tx.execute("DELETE FROM cloud_to_device WHERE id = ?1", [id]))
             .map(drop),
         // Not seeded until the new set is complete: a start after a crash midway seeds again.
         Change::ClearDevices => {
@@ -366,12 +362,22 @@ fn apply(tx: &rusqlite::Transaction<'_>, change: &Change) -> rusqlite::Result<()
         Change::PutRows(seq, rows) => insert_rows(tx, *seq, rows),
         Change::ClearJobs => tx.execute_batch("DELETE FROM device_jobs; DELETE FROM jobs;"),
         Change::PutQueue(id, Some(doc)) => tx
-            .prepare_cached("INSERT OR REPLACE INTO cloud_to_device (device_id, queue) VALUES (?1, ?2)")?
+            .prepare_cached("INSERT OR REPLACE INTO cloud_to_device (id, doc) VALUES (?1, ?2)")?
             .execute([id, doc])
             .map(drop),
         Change::PutQueue(id, None) => tx
-            .execute("DELETE FROM cloud_to_device WHERE device_id = ?1", [id])
+            .execute("DELETE FROM cloud_to_device WHERE id = ?1", [id])
             .map(drop),
+        Change::PutConfiguration(id, doc) => tx
+            .execute(
+                "INSERT OR REPLACE INTO configurations (id, doc) VALUES (?1, ?2)",
+                [id, doc],
+            )
+            .map(drop),
+        Change::DeleteConfiguration(id) => tx
+            .execute("DELETE FROM configurations WHERE id = ?1", [id])
+            .map(drop),
+        Change::ClearConfigurations => tx.execute_batch("DELETE FROM configurations;"),
         Change::Meta(key, value) => tx
             .execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",

@@ -256,11 +256,15 @@ fn a_running_job_resumes_and_a_scheduled_one_keeps_its_start() {
         let e = start(dir.path(), 0);
         let slow = wait_for(&e, "slow", |j| j["status"] == "completed").await;
         assert_eq!(slow["deviceJobStatistics"]["succeededCount"], 10);
-        // The even devices answered before the restarts and are not asked again (their
-        // stored documents predate the job); the odd ones are asked once more.
+        // The even devices answered before the restarts and are not asked again: a method
+        // job does not store the simulated devices' call counters, so a call since this start
+        // is the only way to a count above 0. (The odd ones are asked again in the second run
+        // or in this one, depending on when the second run's resumed calls read the behaviour.)
         for d in e.devices.read().values() {
             let index: u32 = d.id["device-".len()..].parse().unwrap();
-            assert_eq!(d.method_calls > 0, index % 2 == 1, "{}", d.id);
+            if index.is_multiple_of(2) {
+                assert_eq!(d.method_calls, 0, "{} was asked again", d.id);
+            }
         }
     });
 }
@@ -345,6 +349,32 @@ fn another_version_or_not_a_store_is_refused_untouched() {
     );
 }
 
+/// A data dir of the first store version (before configurations): opened, brought up to date
+/// in place, its devices kept, and configurations written from then on come back.
+#[test]
+fn a_first_version_store_is_brought_up_to_date() {
+    let dir = Dir::new();
+    run(async {
+        let e = start(dir.path(), 3);
+        drop(e);
+    });
+    {
+        let db = rusqlite::Connection::open(dir.path().join("hub.db")).unwrap();
+        db.execute_batch(
+            "DROP TABLE configurations; DROP TABLE cloud_to_device; UPDATE meta SET value = '1' WHERE key = 'schema_version';",
+        )
+        .unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.meta("schema_version").unwrap().as_deref(), Some("3"));
+    let doc = json!({"id": "c1", "priority": 3});
+    store.put_configuration("c1", &doc).wait().unwrap();
+    drop(store);
+    let stored = Store::open(dir.path()).unwrap().load().unwrap().unwrap();
+    assert_eq!(stored.devices.len(), 3);
+    assert_eq!(stored.configurations, [doc]);
+}
+
 #[test]
 fn memory_store_keeps_nothing() {
     let store = Store::memory();
@@ -355,22 +385,22 @@ fn memory_store_keeps_nothing() {
 }
 
 #[test]
-fn cloud_to_device_queues_are_stored_and_a_version_1_store_gains_them() {
+fn cloud_to_device_queues_are_stored_and_a_version_2_store_gains_them() {
     use crate::devices::cloud_to_device::{CloudMessage, Queue};
     let dir = Dir::new();
     let store = Store::open(dir.path()).unwrap();
     store.replace_devices([]).wait().unwrap();
     drop(store);
-    // What a version-1 emulator left: no queue table.
+    // What a version-2 emulator left: no queue table.
     let db = rusqlite::Connection::open(dir.path().join("hub.db")).unwrap();
     db.execute_batch(
-        "DROP TABLE cloud_to_device; UPDATE meta SET value = '1' WHERE key = 'schema_version';",
+        "DROP TABLE cloud_to_device; UPDATE meta SET value = '2' WHERE key = 'schema_version';",
     )
     .unwrap();
     drop(db);
 
     let store = Store::open(dir.path()).unwrap();
-    assert_eq!(store.meta("schema_version").unwrap().as_deref(), Some("2"));
+    assert_eq!(store.meta("schema_version").unwrap().as_deref(), Some("3"));
     let mut queue = Queue::new("d1", "42");
     let message = CloudMessage {
         message_id: Some("m1".into()),
