@@ -7,8 +7,8 @@
 //! (`$iothub/twin/GET|PATCH/…/?$rid=` in, `$iothub/twin/res/{status}/?$rid=` out), desired
 //! notifications (`$iothub/twin/PATCH/properties/desired/?$version=N` out), telemetry
 //! (`devices/{id}/messages/events/…` in) and cloud-to-device messages
-//! (`devices/{id}/messages/devicebound/{properties}` out at QoS 1; the PUBACK completes). A module (`ModuleClient`, client id
-//! `{deviceId}/{moduleId}`) uses the same topics, with `devices/{id}/modules/{mid}/…` for its
+//! (`devices/{id}/messages/devicebound/{properties}` out at QoS 1; the PUBACK completes).
+//! A module (`ModuleClient`, client id `{deviceId}/{moduleId}`) uses the same topics, with `devices/{id}/modules/{mid}/…` for its
 //! own; which identity a session speaks for is the hub's business (`devices/modules.rs`).
 //! The session never knows whether TLS or WebSocket frames carry it (`websocket::ByteStream`).
 
@@ -169,13 +169,16 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             out = outgoing.recv() => match out.and_then(encode) {
                 None => break,
                 Some(Encoded::CloudToDevice(delivery)) => {
-                    // Packet ids 1..=65535, skipping those still in flight.
+                    // Packet ids 1..=65535, skipping those still in flight (at most 50 are:
+                    // the queue's depth).
                     loop {
                         next_pkid = next_pkid.checked_add(1).unwrap_or(1);
                         if !in_flight.contains_key(&next_pkid) { break }
                     }
                     in_flight.insert(next_pkid, delivery.lock_token);
-                    let mut publish = Publish::new(cloud_to_device_topic(&id, &delivery), QoS::AtLeastOnce, delivery.message.body);
+                    let topic = cloud_to_device_topic(&id, &delivery);
+                    let mut publish =
+                        Publish::new(topic, QoS::AtLeastOnce, delivery.message.body);
                     publish.pkid = next_pkid;
                     if !write_packet(&mut wr, Packet::Publish(publish)).await { break }
                 }
