@@ -1,6 +1,8 @@
 //! The IoT Hub REST surface: jobs, queries, twins and device identities.
 //! Handlers take an already-authenticated request and return a [`Reply`].
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use hyper::header::HeaderMap;
 use hyper::{Method, StatusCode};
@@ -20,7 +22,8 @@ use crate::query::{parse_select, Source};
 pub struct Reply {
     pub status: StatusCode,
     pub body: Option<Vec<u8>>,
-    pub headers: Vec<(&'static str, String)>,
+    /// Names are lower case; most are fixed, some are made (`iothub-app-{property}`).
+    pub headers: Vec<(Cow<'static, str>, String)>,
 }
 
 impl Reply {
@@ -161,6 +164,13 @@ pub fn route(hub: &Hub, req: &ApiRequest<'_>) -> Result<Reply, ApiError> {
             Ok(Reply::empty(StatusCode::NO_CONTENT))
         }
         (_, ["devices", _]) => Err(method_not_allowed(req.method)),
+        // Purge the device's cloud-to-device queue.
+        (&Method::DELETE, ["devices", id, "commands"]) => {
+            let purged = hub.devices.purge_cloud_to_device(id)?;
+            Ok(Reply::json(
+                &serde_json::json!({ "totalMessagesPurged": purged, "deviceId": id }),
+            ))
+        }
         (_, ["devices", _, "modules", ..] | ["twins", _, "modules", ..]) => {
             route_modules(hub, req, &seg)
         }
@@ -311,9 +321,9 @@ fn paged(items: Vec<Value>, item_type: &str, next: Option<String>) -> Reply {
     let mut reply = Reply::json(&Value::Array(items));
     reply
         .headers
-        .push(("x-ms-item-type", item_type.to_string()));
+        .push(("x-ms-item-type".into(), item_type.to_string()));
     if let Some(token) = next {
-        reply.headers.push(("x-ms-continuation", token));
+        reply.headers.push(("x-ms-continuation".into(), token));
     }
     reply
 }

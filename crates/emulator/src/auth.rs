@@ -25,7 +25,7 @@ use crate::errors::{ApiError, ErrorCode};
 use crate::x509::{self, DeviceCas};
 
 /// What JavaScript's `encodeURIComponent` leaves alone.
-const URI_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+pub(crate) const URI_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
     .remove(b'_')
     .remove(b'.')

@@ -1,6 +1,9 @@
 //! The device-facing HTTPS endpoints that `azure-iot-device-http` calls: telemetry
 //! (`POST /devices/{id}/messages/events`, single messages and `sendEventBatch`) and
-//! cloud-to-device polling (`GET /devices/{id}/messages/devicebound`). They authenticate the
+//! cloud-to-device polling (`GET /devices/{id}/messages/devicebound`: 204 when the queue has
+//! nothing, else one message locked for the device, its lock token as `ETag`; settled by
+//! `DELETE …/devicebound/{lockToken}` (complete, `?reject` rejects) or
+//! `POST …/devicebound/{lockToken}/abandon`). They authenticate the
 //! device itself: a SAS token for `{hub}/devices/{id}` signed with one of the device's keys (or
 //! a policy token naming the policy), the same check as an MQTT CONNECT. Telemetry lands where
 //! MQTT telemetry does (`GET /_emulator/telemetry`).
@@ -13,6 +16,8 @@ use hyper::{Method, StatusCode};
 use serde_json::Value;
 
 use crate::api::Reply;
+use crate::clock::iso;
+use crate::devices::cloud_to_device::{Delivery, Settle};
 use crate::devices::not_found;
 use crate::devices::DeviceAuthError;
 use crate::errors::{ApiError, ErrorCode};
@@ -23,13 +28,18 @@ use crate::x509::CertChain;
 const BATCH_CONTENT_TYPE: &str = "application/vnd.microsoft.iothub.json";
 
 /// What a device-facing path asks for.
-enum Endpoint {
+enum Endpoint<'p> {
     Telemetry,
     CloudToDevice,
+    /// A received cloud-to-device message, by lock token (complete, reject).
+    Lock(&'p str),
+    /// `…/{lockToken}/abandon`.
+    Abandon(&'p str),
 }
 
 /// The device id and endpoint of a device-facing path, `None` for every other path.
-fn classify(segments: &[String]) -> Option<(&str, Endpoint)> {
+fn classify(segments: &[String]) -> Option<(&str, Endpoint<'_>)> {
+    let c2d = |messages: &str, bound: &str| messages == "messages" && bound == "devicebound";
     match segments {
         [devices, id, messages, events]
             if devices == "devices" && messages == "messages" && events == "events" =>
@@ -40,6 +50,14 @@ fn classify(segments: &[String]) -> Option<(&str, Endpoint)> {
             if devices == "devices" && messages == "messages" && bound == "devicebound" =>
         {
             Some((id, Endpoint::CloudToDevice))
+        }
+        [devices, id, messages, bound, token] if devices == "devices" && c2d(messages, bound) => {
+            Some((id, Endpoint::Lock(token)))
+        }
+        [devices, id, messages, bound, token, abandon]
+            if devices == "devices" && c2d(messages, bound) && abandon == "abandon" =>
+        {
+            Some((id, Endpoint::Abandon(token)))
         }
         _ => None,
     }
@@ -62,6 +80,7 @@ pub fn handle(
     hub: &Hub,
     method: &Method,
     segments: &[String],
+    query: &[(String, String)],
     headers: &HeaderMap,
     body: &Bytes,
     client_chain: &CertChain,
@@ -91,13 +110,83 @@ pub fn handle(
             record_telemetry(hub, id, headers, body)?;
             Ok(Reply::empty(StatusCode::NO_CONTENT))
         }
-        // The emulator queues no cloud-to-device messages: the poll finds none.
-        (Endpoint::CloudToDevice, &Method::GET) => Ok(Reply::empty(StatusCode::NO_CONTENT)),
+        (Endpoint::CloudToDevice, &Method::GET) => {
+            let now = hub.clock.now_ms();
+            Ok(match hub.devices.receive_cloud_to_device(id, now) {
+                Some(delivery) => message_reply(delivery),
+                None => Reply::empty(StatusCode::NO_CONTENT),
+            })
+        }
+        (Endpoint::Lock(token), &Method::DELETE) => {
+            let reject = query.iter().any(|(k, _)| k == "reject");
+            let how = if reject {
+                Settle::Reject
+            } else {
+                Settle::Complete
+            };
+            settle(hub, id, token, how)
+        }
+        (Endpoint::Abandon(token), &Method::POST) => settle(hub, id, token, Settle::Abandon),
         (_, method) => Err(ApiError::new(
             ErrorCode::MethodNotAllowed,
             format!("The method {method} is not supported on this resource"),
         )),
     }
+}
+
+/// A received message as IoT Hub answers the poll: the body, the system properties as
+/// `iothub-*` headers, the application properties as `iothub-app-{name}`, the lock token as
+/// `ETag` (what the SDK settles with).
+fn message_reply(d: Delivery) -> Reply {
+    let m = d.message;
+    let token = d.lock_token.to_string();
+    let mut reply = Reply::empty(StatusCode::OK);
+    let mut headers: Vec<(std::borrow::Cow<'static, str>, String)> = vec![
+        ("etag".into(), format!("\"{token}\"")),
+        ("iothub-messagelocktoken".into(), token.clone()),
+        ("iothub-sequencenumber".into(), token),
+        ("iothub-to".into(), d.to),
+        ("iothub-enqueuedtime".into(), iso(d.enqueued_ms)),
+        ("iothub-deliverycount".into(), d.delivery_count.to_string()),
+    ];
+    let optional = [
+        ("iothub-messageid", m.message_id),
+        ("iothub-correlationid", m.correlation_id),
+        ("iothub-userid", m.user_id),
+        ("iothub-contenttype", m.content_type),
+        ("iothub-contentencoding", m.content_encoding),
+        ("iothub-expiry", m.expiry_ms.map(iso)),
+    ];
+    headers.extend(
+        optional
+            .into_iter()
+            .filter_map(|(k, v)| Some((k.into(), v?))),
+    );
+    headers.extend(
+        m.properties
+            .into_iter()
+            .map(|(k, v)| (format!("iothub-app-{}", k.to_lowercase()).into(), v)),
+    );
+    reply.headers = headers;
+    reply.body = Some(m.body);
+    reply
+}
+
+/// Settles a polled message by its lock token; 412 when the lock was lost (it timed out, the
+/// message expired or was settled already).
+fn settle(hub: &Hub, id: &str, token: &str, how: Settle) -> Result<Reply, ApiError> {
+    let now = hub.clock.now_ms();
+    let settled = token
+        .trim_matches('"')
+        .parse::<u64>()
+        .is_ok_and(|t| hub.devices.settle_cloud_to_device(id, t, how, now));
+    if !settled {
+        return Err(ApiError::new(
+            ErrorCode::PreconditionFailed,
+            format!("the lock of message {token} was lost (it timed out, expired or was settled)"),
+        ));
+    }
+    Ok(Reply::empty(StatusCode::NO_CONTENT))
 }
 
 fn record_telemetry(

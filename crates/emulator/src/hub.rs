@@ -64,6 +64,7 @@ impl Hub {
                     eprintln!("iothub-emulator: the data dir already holds a hub; --devices and --seed apply to a new data dir and to a reset");
                 }
                 devices.restore(stored.devices);
+                devices.cloud_to_device.restore(stored.queues);
                 configurations.restore(stored.configurations);
                 stored.jobs
             }
@@ -82,6 +83,7 @@ impl Hub {
             },
         );
         engine.restore(stored_jobs);
+        crate::devices::cloud_to_device::spawn_timer(&devices, clock.clone());
         Ok(Arc::new(Self {
             clock,
             devices,

@@ -5,16 +5,19 @@
 //! Topics served: direct methods (`$iothub/methods/POST/{name}/?$rid=` out,
 //! `$iothub/methods/res/{status}/?$rid=` in), twin GET and reported PATCH
 //! (`$iothub/twin/GET|PATCH/…/?$rid=` in, `$iothub/twin/res/{status}/?$rid=` out), desired
-//! notifications (`$iothub/twin/PATCH/properties/desired/?$version=N` out) and telemetry
-//! (`devices/{id}/messages/events/…` in). A module (`ModuleClient`, client id
-//! `{deviceId}/{moduleId}`) uses the same topics, with `devices/{id}/modules/{mid}/…` for its
+//! notifications (`$iothub/twin/PATCH/properties/desired/?$version=N` out), telemetry
+//! (`devices/{id}/messages/events/…` in) and cloud-to-device messages
+//! (`devices/{id}/messages/devicebound/{properties}` out at QoS 1; the PUBACK completes).
+//! A module (`ModuleClient`, client id `{deviceId}/{moduleId}`) uses the same topics, with `devices/{id}/modules/{mid}/…` for its
 //! own; which identity a session speaks for is the hub's business (`devices/modules.rs`).
 //! The session never knows whether TLS or WebSocket frames carry it (`websocket::ByteStream`).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
+use percent_encoding::utf8_percent_encode;
 use rumqttc::mqttbytes::v4::{
     ConnAck, Connect, ConnectReturnCode, Packet, PubAck, Publish, SubAck, Subscribe,
     SubscribeReasonCode, UnsubAck,
@@ -23,6 +26,9 @@ use rumqttc::mqttbytes::{Error as CodecError, QoS};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
+use crate::auth::URI_COMPONENT;
+use crate::clock::iso;
+use crate::devices::cloud_to_device::{Delivery, Settle};
 use crate::devices::{split_client, DeviceAuthError, Outgoing, TwinRequest};
 use crate::hub::Hub;
 use crate::x509::CertChain;
@@ -125,6 +131,12 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         return;
     }
     hub.devices.set_connected(&id, true, hub.clock.now_ms());
+    // A persistent session that listened for messages gets what waited meanwhile.
+    hub.devices.deliver_cloud_to_device(&id, hub.clock.now_ms());
+    // Cloud-to-device messages published at QoS 1 and not yet acknowledged: packet id → lock
+    // token (the PUBACK completes the message; MQTT has no reject or abandon).
+    let mut in_flight: HashMap<u16, u64> = HashMap::new();
+    let mut next_pkid: u16 = 0;
     let session = Session {
         hub: &hub,
         id: &id,
@@ -141,6 +153,13 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 let Ok(packet) = packet else { break };
                 last_heard = Instant::now();
                 hub.devices.touch(&id, hub.clock.now_ms());
+                if let Packet::PubAck(ack) = &packet {
+                    if let Some(token) = in_flight.remove(&ack.pkid) {
+                        let now = hub.clock.now_ms();
+                        hub.devices.settle_cloud_to_device(&id, token, Settle::Complete, now);
+                    }
+                    continue;
+                }
                 match session.handle(packet) {
                     Step::Reply(p) => if !write_packet(&mut wr, p).await { break },
                     Step::Nothing => {}
@@ -149,7 +168,21 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             }
             out = outgoing.recv() => match out.and_then(encode) {
                 None => break,
-                Some((topic, payload)) => {
+                Some(Encoded::CloudToDevice(delivery)) => {
+                    // Packet ids 1..=65535, skipping those still in flight (at most 50 are:
+                    // the queue's depth).
+                    loop {
+                        next_pkid = next_pkid.checked_add(1).unwrap_or(1);
+                        if !in_flight.contains_key(&next_pkid) { break }
+                    }
+                    in_flight.insert(next_pkid, delivery.lock_token);
+                    let topic = cloud_to_device_topic(&id, &delivery);
+                    let mut publish =
+                        Publish::new(topic, QoS::AtLeastOnce, delivery.message.body);
+                    publish.pkid = next_pkid;
+                    if !write_packet(&mut wr, Packet::Publish(publish)).await { break }
+                }
+                Some(Encoded::Publish(topic, payload)) => {
                     let publish = Publish::new(topic, QoS::AtMostOnce, payload);
                     if !write_packet(&mut wr, Packet::Publish(publish)).await { break }
                 }
@@ -163,8 +196,43 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     let _ = wr.shutdown().await;
 }
 
-/// The topic and payload of what the hub sends a device; `None` for `Close`.
-fn encode(message: Outgoing) -> Option<(String, Vec<u8>)> {
+/// What the hub sends a device, as MQTT.
+enum Encoded {
+    /// A topic and payload published at QoS 0.
+    Publish(String, Vec<u8>),
+    /// A cloud-to-device message, published at QoS 1 (its PUBACK completes it).
+    CloudToDevice(Delivery),
+}
+
+/// `devices/{id}/messages/devicebound/{properties}`: the system properties (`$.mid`, `$.cid`,
+/// `$.to`, …) and the application properties as a URL-encoded property bag, as IoT Hub
+/// publishes them.
+fn cloud_to_device_topic(device: &str, d: &Delivery) -> String {
+    let m = &d.message;
+    let expiry = m.expiry_ms.map(iso);
+    let system = [
+        ("$.mid", m.message_id.as_deref()),
+        ("$.to", Some(d.to.as_str())),
+        ("$.cid", m.correlation_id.as_deref()),
+        ("$.uid", m.user_id.as_deref()),
+        ("$.ct", m.content_type.as_deref()),
+        ("$.ce", m.content_encoding.as_deref()),
+        ("$.exp", expiry.as_deref()),
+    ];
+    let bag: Vec<String> = system
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, v?)))
+        .chain(m.properties.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .map(|(k, v)| {
+            let enc = |t| utf8_percent_encode(t, URI_COMPONENT);
+            format!("{}={}", enc(k), enc(v))
+        })
+        .collect();
+    format!("devices/{device}/messages/devicebound/{}", bag.join("&"))
+}
+
+/// What the hub sends a device; `None` for `Close`.
+fn encode(message: Outgoing) -> Option<Encoded> {
     let encoded = match message {
         Outgoing::MethodCall {
             request_id,
@@ -191,9 +259,10 @@ fn encode(message: Outgoing) -> Option<(String, Vec<u8>)> {
                 answer.body,
             )
         }
+        Outgoing::CloudToDevice(delivery) => return Some(Encoded::CloudToDevice(delivery)),
         Outgoing::Close => return None,
     };
-    Some(encoded)
+    Some(Encoded::Publish(encoded.0, encoded.1))
 }
 
 enum Step {
@@ -213,7 +282,7 @@ enum Filter {
     Methods,
     TwinResponses,
     Desired,
-    /// Cloud-to-device messages: accepted so SDK message handlers attach; none are sent.
+    /// Cloud-to-device messages (a module's `inputs/#` too: routed messages are not sent).
     CloudToDevice,
 }
 
@@ -281,17 +350,21 @@ impl Session<'_> {
                     off(|f| matches!(f, Filter::Methods)),
                     off(|f| matches!(f, Filter::Desired)),
                 );
+                if off(|f| matches!(f, Filter::CloudToDevice)).is_some() {
+                    let sessions = &self.hub.devices.sessions;
+                    sessions.set_cloud_to_device(self.id, self.serial, false);
+                }
                 Step::Reply(Packet::UnsubAck(UnsubAck::new(u.pkid)))
             }
             Packet::Publish(p) => self.publish(p),
-            // Acknowledgements of what we send at QoS 0 never come; anything else ends it.
+            // Cloud-to-device acknowledgements are the serving loop's; anything else ends it.
             Packet::PubAck(_) => Step::Nothing,
             _ => Step::Close,
         }
     }
 
     fn subscribe(&self, s: Subscribe) -> SubAck {
-        let (mut methods, mut desired) = (None, None);
+        let (mut methods, mut desired, mut messages) = (None, None, false);
         let codes = s
             .filters
             .iter()
@@ -300,7 +373,8 @@ impl Session<'_> {
                     match kind {
                         Filter::Methods => methods = Some(true),
                         Filter::Desired => desired = Some(true),
-                        Filter::TwinResponses | Filter::CloudToDevice => {}
+                        Filter::CloudToDevice => messages = true,
+                        Filter::TwinResponses => {}
                     }
                     // The hub delivers at most QoS 1.
                     let qos = if f.qos == QoS::AtMostOnce {
@@ -317,6 +391,13 @@ impl Session<'_> {
             .devices
             .sessions
             .set_subscriptions(self.id, self.serial, methods, desired);
+        if messages {
+            // Queued messages follow the SUBACK (they are published from the session's queue).
+            let now = self.hub.clock.now_ms();
+            self.hub
+                .devices
+                .listen_cloud_to_device(self.id, self.serial, now);
+        }
         SubAck::new(s.pkid, codes)
     }
 

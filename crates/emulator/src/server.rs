@@ -80,7 +80,8 @@ fn reply_response(reply: Reply) -> Response<Body> {
         }
     };
     for (name, value) in reply.headers {
-        if let Ok(v) = HeaderValue::from_str(&value) {
+        let name = hyper::header::HeaderName::from_bytes(name.as_bytes());
+        if let (Ok(name), Ok(v)) = (name, HeaderValue::from_str(&value)) {
             res.headers_mut().insert(name, v);
         }
     }
@@ -309,6 +310,7 @@ async fn process(
             hub,
             &parts.method,
             segments,
+            query,
             &parts.headers,
             body,
             client_chain,

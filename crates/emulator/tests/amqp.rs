@@ -3,7 +3,8 @@
 //! SASL mechanisms (ANONYMOUS and the C SDK's MSSBCBS then CBS, PLAIN with a device token) and
 //! CBS put-token with a Rust AMQP client (fe2o3-amqp's own client side): a device token
 //! accepted, a wrong one refused with 401, and device links only for a client the connection
-//! holds a token for. Real device code over AMQP is covered by `__test__/devices-amqp.test.mjs`.
+//! holds a token for; a policy token for the service's links (cloud-to-device sends queued or
+//! refused). Real device code over AMQP is covered by `__test__/devices-amqp.test.mjs`.
 
 use std::time::Duration;
 
@@ -115,11 +116,16 @@ impl Cbs {
         }
     }
 
-    /// Puts `token` for `id`'s audience; the status of the answer.
+    /// Puts `token` for device `id`'s audience; the status of the answer.
     async fn put(&mut self, hub: &Hub, id: &str, token: String) -> i32 {
         let audience = format!("{}/devices/{id}", hub.host_name);
+        self.put_for(&audience, id, token).await
+    }
+
+    /// Puts `token` for `audience` as request `id`; the status of the answer.
+    async fn put_for(&mut self, audience: &str, id: &str, token: String) -> i32 {
         self.requests
-            .send(put_token(&audience, &token, id))
+            .send(put_token(audience, &token, id))
             .await
             .unwrap()
             .accepted_or("put-token not accepted")
@@ -408,6 +414,84 @@ async fn desired_notifications_carry_the_version_in_body_and_annotation() {
         Some(Value::Long(patch["$version"].as_i64().unwrap()))
     );
     let _ = session.end().await;
+    let _ = connection.close().await;
+    hub.stop().await;
+}
+
+/// A cloud-to-device message as azure-iothub's `Client.send` makes one.
+fn cloud_message(to: &str, id: &str) -> Message<AmqpValue<String>> {
+    Message::builder()
+        .properties(
+            Properties::builder()
+                .message_id(id.to_string())
+                .to(to)
+                .build(),
+        )
+        .application_properties(
+            ApplicationProperties::builder()
+                .insert("iothub-ack", "full")
+                .build(),
+        )
+        .value("hi".to_string())
+        .build()
+}
+
+#[tokio::test]
+async fn the_service_links_need_a_policy_token_and_sends_are_queued_or_refused() {
+    let hub = start("2").await;
+    let mut connection = open(tls(&hub).await, None).await;
+    let mut session = Session::begin(&mut connection).await.unwrap();
+    let mut cbs = Cbs::attach(&mut session).await;
+    let host = hub.host_name.clone();
+    let wrong = hub.service_token(&[7u8; 32]);
+    assert_eq!(cbs.put_for(&host, "1", wrong).await, 401);
+    let refused = match Sender::attach(&mut session, "early", "/messages/devicebound").await {
+        Err(_) => true,
+        Ok(mut link) => link
+            .send(cloud_message(
+                "/devices/device-0000/messages/devicebound",
+                "x",
+            ))
+            .await
+            .is_err(),
+    };
+    assert!(refused, "no service link without a policy token");
+    assert_eq!(cbs.put_for(&host, "2", hub.hub_token()).await, 200);
+
+    let mut sends = Sender::attach(&mut session, "c2d", "/messages/devicebound")
+        .await
+        .unwrap();
+    let queued = sends
+        .send(cloud_message(
+            "/devices/device-0001/messages/devicebound",
+            "m1",
+        ))
+        .await
+        .unwrap();
+    assert!(queued.is_accepted(), "{queued:?}");
+    let unknown = sends
+        .send(cloud_message("/devices/nobody/messages/devicebound", "m2"))
+        .await
+        .unwrap();
+    assert!(format!("{unknown:?}").contains("NotFound"), "{unknown:?}");
+    let module = sends
+        .send(cloud_message(
+            "/devices/device-0001/modules/m/messages/devicebound",
+            "m3",
+        ))
+        .await
+        .unwrap();
+    assert!(
+        format!("{module:?}").contains("argument-error"),
+        "{module:?}"
+    );
+    // The feedback receiver attaches (and waits: nothing was settled yet).
+    let mut feedback = Receiver::attach(&mut session, "fb", "/messages/serviceBound/feedback")
+        .await
+        .unwrap();
+    let nothing =
+        tokio::time::timeout(Duration::from_millis(200), feedback.recv::<Body<Value>>()).await;
+    assert!(nothing.is_err(), "no feedback before a device settles");
     let _ = connection.close().await;
     hub.stop().await;
 }

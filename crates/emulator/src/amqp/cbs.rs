@@ -1,10 +1,12 @@
 //! Claims-based security on `$cbs`: a `put-token` request carries a SAS token for a device or
-//! module (`name` = the token's `sr`, the token as the body); the hub's own SAS rules
-//! (`Hub::authenticate_device`, as for MQTT) decide, and the answer carries `status-code` 200 or
-//! 401 with a `status-description`, as IoT Hub's does (the SDKs turn any other status than 200
-//! into `UnauthorizedError`). A connection may then attach the links of the clients it holds
-//! tokens for, until a token expires. [`authorize`] is the one rule every AMQP login path uses
-//! (put-token, SASL PLAIN, an x509 device's TLS certificate).
+//! module (`name` = the token's `sr`, the token as the body), or a shared access policy's token
+//! for the hub itself (`sr` = the host, as azure-iothub's `Client` sends). The hub's own SAS
+//! rules decide (`Hub::authenticate_device` as for MQTT, the REST API's policy check), and the
+//! answer carries `status-code` 200 or 401 with a `status-description`, as IoT Hub's does (the
+//! SDKs turn any other status than 200 into `UnauthorizedError`). A connection may then attach
+//! the links of the clients it holds tokens for, or the service's links, until a token expires.
+//! [`authorize`] is the one rule every device login path uses (put-token, SASL PLAIN, an x509
+//! device's TLS certificate).
 
 use fe2o3_amqp::types::messaging::{ApplicationProperties, MessageId};
 use fe2o3_amqp::types::primitives::SimpleValue;
@@ -14,6 +16,7 @@ use tokio_rustls::rustls::pki_types::CertificateDer;
 use super::device::{body_bytes, correlated, data_message, id_text};
 use super::AmqpMessage;
 use crate::auth::parse_sas;
+use crate::clock::wall_secs;
 use crate::devices::DeviceAuthError;
 use crate::hub::Hub;
 
@@ -37,12 +40,28 @@ pub fn audience_client(audience: &str) -> Option<String> {
     }
 }
 
-/// What a connection may do for a client after a login: act for it, until `expires_secs` (the
-/// token's `se`; none for a certificate).
+/// Whom a login lets a connection act for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Grantee {
+    /// A device or module (`{deviceId}` or `{deviceId}/{moduleId}`): its links.
+    Client(String),
+    /// A shared access policy: the service's links (the emulator's one policy, `iothubowner`,
+    /// holds every permission, ServiceConnect included).
+    Service,
+}
+
+/// What a connection may do after a login: act for `to`, until `expires_secs` (the token's
+/// `se`; none for a certificate).
 #[derive(Debug, PartialEq)]
 pub struct Grant {
-    pub client: String,
+    pub to: Grantee,
     pub expires_secs: Option<u64>,
+}
+
+/// True when a token audience names the hub itself (`{host}`, no path): a policy token.
+fn names_hub(audience: &str) -> bool {
+    let audience = percent_decode_str(audience).decode_utf8_lossy();
+    !audience.trim_end_matches('/').contains('/')
 }
 
 /// Why a login was not granted.
@@ -74,7 +93,19 @@ pub fn authorize(
         })
     })?;
     Ok(Grant {
-        client: client.to_string(),
+        to: Grantee::Client(client.to_string()),
+        expires_secs: parse_sas(token).ok().map(|t| t.se),
+    })
+}
+
+/// The REST API's rule for a policy token: it names this hub and one of its policies, and is
+/// signed with that policy's key (the refusal never names the token).
+fn authorize_service(hub: &Hub, token: &str) -> Result<Grant, String> {
+    hub.auth
+        .check(Some(token), wall_secs())
+        .map_err(|e| e.message)?;
+    Ok(Grant {
+        to: Grantee::Service,
         expires_secs: parse_sas(token).ok().map(|t| t.se),
     })
 }
@@ -103,23 +134,30 @@ pub fn put_token(
             ));
         }
         let audience = prop("name").ok_or((400, "the request names no audience"))?;
-        let client = audience_client(&audience)
-            .ok_or((401, "the audience names no device or module of this hub"))?;
         Ok((
-            client,
+            audience,
             String::from_utf8_lossy(&body_bytes(request)).into_owned(),
         ))
     };
-    let checked = match parsed() {
-        Ok((client, token)) => match authorize(hub, &client, &token, chain) {
-            Ok(grant) => Ok(grant),
-            Err(Refusal::Unauthorized(why)) => Err((401, why)),
-            Err(Refusal::Unavailable) => return Err(Refusal::Unavailable),
+    let checked: Result<Grant, (i32, String)> = match parsed() {
+        Err((status, why)) => Err((status, why.into())),
+        Ok((audience, token)) if names_hub(&audience) => {
+            authorize_service(hub, &token).map_err(|why| (401, why))
+        }
+        Ok((audience, token)) => match audience_client(&audience) {
+            None => Err((
+                401,
+                "the audience names no device or module of this hub".into(),
+            )),
+            Some(client) => match authorize(hub, &client, &token, chain) {
+                Ok(grant) => Ok(grant),
+                Err(Refusal::Unauthorized(why)) => Err((401, why.into())),
+                Err(Refusal::Unavailable) => return Err(Refusal::Unavailable),
+            },
         },
-        Err(refused) => Err(refused),
     };
     let (grant, status, description) = match checked {
-        Ok(grant) => (Some(grant), 200, "OK"),
+        Ok(grant) => (Some(grant), 200, "OK".to_string()),
         Err((status, why)) => {
             eprintln!("iothub-emulator: AMQP put-token refused: {why}");
             (None, status, why)
@@ -135,10 +173,7 @@ pub fn put_token(
     reply.application_properties = Some(
         ApplicationProperties::builder()
             .insert("status-code", SimpleValue::Int(status))
-            .insert(
-                "status-description",
-                SimpleValue::String(description.to_string()),
-            )
+            .insert("status-description", SimpleValue::String(description))
             .build(),
     );
     Ok((grant, reply))

@@ -1,21 +1,24 @@
 //! What travels on the device links: the hub's `Outgoing` encoded as AMQP messages (method
 //! calls, twin answers, desired notifications), and what devices send decoded into hub calls
-//! (telemetry, method answers, twin requests). The message shapes are those of Microsoft's
-//! device SDKs (`azure-iot-device-amqp`: `IoThub-methodname`/`IoThub-status` application
-//! properties, `operation`/`resource`/`status`/`version` message annotations, correlation ids).
+//! (telemetry, method answers, twin requests); cloud-to-device messages go out unsettled and
+//! the device's disposition settles them (accepted: complete, rejected: reject, released or
+//! modified: abandon). The message shapes are those of Microsoft's device SDKs
+//! (`azure-iot-device-amqp`: `IoThub-methodname`/`IoThub-status` application properties,
+//! `operation`/`resource`/`status`/`version` message annotations, correlation ids).
 
 use std::sync::Arc;
 
 use fe2o3_amqp::link::delivery::Sendable;
 use fe2o3_amqp::types::messaging::annotations::OwnedKey;
 use fe2o3_amqp::types::messaging::{
-    ApplicationProperties, Body, Data, Message, MessageAnnotations, MessageId, Properties,
+    ApplicationProperties, Body, Data, Message, MessageAnnotations, MessageId, Outcome, Properties,
 };
-use fe2o3_amqp::types::primitives::{Binary, SimpleValue, Symbol, Value};
+use fe2o3_amqp::types::primitives::{Binary, SimpleValue, Symbol, Timestamp, Value};
 use fe2o3_amqp::{Receiver, Sender};
 use tokio::sync::mpsc;
 
 use super::{cbs, Address, AmqpMessage, Conn, Link};
+use crate::devices::cloud_to_device::{Delivery, Settle};
 use crate::devices::{Outgoing, TwinAnswer, TwinRequest};
 
 /// A message with `body` as one data section (how the SDKs expect JSON).
@@ -44,11 +47,23 @@ pub(super) fn body_bytes(message: &AmqpMessage) -> Vec<u8> {
     }
 }
 
-/// A message id or correlation id as text (the SDKs send strings; numbers are accepted).
+/// A message id or correlation id as text (the SDKs send strings, and azure-iothub a UUID
+/// for an id that looks like one; numbers are accepted).
 pub(super) fn id_text(id: &MessageId) -> Option<String> {
     match id {
         MessageId::String(s) => Some(s.clone()),
         MessageId::Ulong(n) => Some(n.to_string()),
+        MessageId::Uuid(u) => {
+            let hex: String = u.as_inner().iter().map(|b| format!("{b:02x}")).collect();
+            Some(format!(
+                "{}-{}-{}-{}-{}",
+                &hex[..8],
+                &hex[8..12],
+                &hex[12..16],
+                &hex[16..20],
+                &hex[20..]
+            ))
+        }
         _ => None,
     }
 }
@@ -134,6 +149,10 @@ fn encode(out: Outgoing) -> Option<(Link, AmqpMessage)> {
         Outgoing::TwinAnswer { request_id, answer } => {
             (Link::Twin, twin_answer(request_id, answer))
         }
+        Outgoing::CloudToDevice(delivery) => (
+            Link::CloudToDevice(delivery.lock_token),
+            cloud_to_device_message(delivery),
+        ),
         Outgoing::Close => return None,
     })
 }
@@ -165,6 +184,76 @@ pub(super) async fn pump(mut sender: Sender, mut outbox: mpsc::UnboundedReceiver
             break;
         }
     }
+    let _ = sender.close().await;
+}
+
+/// A cloud-to-device message as IoT Hub delivers it: the system properties in the
+/// properties section, the sender's application properties, the body as one data section.
+fn cloud_to_device_message(d: Delivery) -> AmqpMessage {
+    let m = d.message;
+    let mut message = data_message(m.body);
+    message.properties = Some(Properties {
+        message_id: m.message_id.map(MessageId::String),
+        user_id: m.user_id.map(|u| Binary::from(u.into_bytes())),
+        to: Some(d.to),
+        correlation_id: m.correlation_id.map(MessageId::String),
+        content_type: m.content_type.map(Symbol::from),
+        content_encoding: m.content_encoding.map(Symbol::from),
+        absolute_expiry_time: m.expiry_ms.map(Timestamp::from_milliseconds),
+        creation_time: Some(Timestamp::from_milliseconds(d.enqueued_ms)),
+        ..Default::default()
+    });
+    if !m.properties.is_empty() {
+        let mut props = ApplicationProperties::builder();
+        for (k, v) in m.properties {
+            props = props.insert(k, SimpleValue::String(v));
+        }
+        message.application_properties = Some(props.build());
+    }
+    message
+}
+
+/// Sends a device its cloud-to-device messages unsettled; each disposition settles its
+/// message in the hub. The device listens while the link is attached; a message whose
+/// disposition never comes stays locked until its lock times out.
+pub(super) async fn pump_cloud_to_device(
+    conn: Arc<Conn>,
+    client: String,
+    serial: u64,
+    mut sender: Sender,
+    mut outbox: mpsc::UnboundedReceiver<(u64, AmqpMessage)>,
+) {
+    let hub = conn.hub.clone();
+    hub.devices
+        .listen_cloud_to_device(&client, serial, hub.clock.now_ms());
+    loop {
+        // A device that stops listening detaches the link and stays connected.
+        let next = tokio::select! {
+            next = outbox.recv() => next,
+            _ = sender.on_detach() => None,
+        };
+        let Some((token, message)) = next else {
+            break;
+        };
+        let sendable = Sendable::builder().message(message).settled(false).build();
+        let Ok(outcome) = sender.send_batchable(sendable).await else {
+            break;
+        };
+        let (hub, client) = (hub.clone(), client.clone());
+        tokio::spawn(async move {
+            let how = match outcome.await {
+                Ok(Outcome::Accepted(_)) => Settle::Complete,
+                Ok(Outcome::Rejected(_)) => Settle::Reject,
+                Ok(Outcome::Released(_) | Outcome::Modified(_)) => Settle::Abandon,
+                Err(_) => return,
+            };
+            let now = hub.clock.now_ms();
+            hub.devices.settle_cloud_to_device(&client, token, how, now);
+        });
+    }
+    hub.devices
+        .sessions
+        .set_cloud_to_device(&client, serial, false);
     let _ = sender.close().await;
 }
 
@@ -212,7 +301,7 @@ pub(super) async fn receive(
             }
             Address::Methods(client) => method_answer(&conn, client, message),
             Address::Twin(client) => twin_request(&conn, client, message),
-            Address::CloudToDevice(_) | Address::Unknown => {}
+            _ => {}
         }
         if receiver.accept(&delivery).await.is_err() {
             break;

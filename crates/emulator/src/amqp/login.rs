@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use fe2o3_amqp::types::definitions::{AmqpError, Error as AmqpErrorBody};
 
-use super::cbs::{self, Grant, Refusal};
-use super::{lock, Conn};
+use super::cbs::{self, Grant, Grantee, Refusal};
+use super::{lock, Address, Conn};
 use crate::clock::wall_secs;
 
 /// IoT Hub's refusal of a login or link: `amqp:unauthorized-access`, which the SDKs surface
@@ -31,13 +31,16 @@ impl Conn {
         self.closed.notify_one();
     }
 
-    /// Lets this connection act for a grant's client. When its token expires without a newer
-    /// put-token for the client (the SDKs renew theirs ahead), the connection is closed with
-    /// `amqp:unauthorized-access`, as IoT Hub closes one whose token lapsed.
+    /// Lets this connection act for a grant's client (or use the service's links). When its
+    /// token expires without a newer put-token (the SDKs renew theirs ahead), the connection is
+    /// closed with `amqp:unauthorized-access`, as IoT Hub closes one whose token lapsed.
     pub(super) fn grant(self: &Arc<Self>, grant: Grant) {
         let expiry = grant.expires_secs.map(|se| {
             let conn = Arc::downgrade(self);
-            let text = format!("the token for {} expired", grant.client);
+            let text = match &grant.to {
+                Grantee::Client(client) => format!("the token for {client} expired"),
+                Grantee::Service => "the service's token expired".to_string(),
+            };
             tokio::spawn(async move {
                 let left = se.saturating_sub(wall_secs());
                 tokio::time::sleep(Duration::from_secs(left)).await;
@@ -48,16 +51,28 @@ impl Conn {
             })
             .abort_handle()
         });
-        let renewed = lock(&self.authorized).insert(grant.client, expiry);
+        let renewed = lock(&self.authorized).insert(grant.to, expiry);
         if let Some(Some(previous)) = renewed {
             previous.abort();
         }
     }
 
+    /// Admits a link to `address`: a client's needs that client's login ([`Conn::admit`]), the
+    /// service's a policy token; `$cbs` needs nothing.
+    pub(super) fn admit_link(self: &Arc<Self>, address: &Address) -> Result<(), AmqpErrorBody> {
+        if address.is_service() {
+            return match lock(&self.authorized).contains_key(&Grantee::Service) {
+                true => Ok(()),
+                false => Err(refusal("no valid policy token")),
+            };
+        }
+        address.client().map_or(Ok(()), |client| self.admit(client))
+    }
+
     /// Admits the links of `client` when the connection is logged in for it, or when its TLS
     /// certificate authenticates an x509 device (which puts no token); the refusal otherwise.
     pub(super) fn admit(self: &Arc<Self>, client: &str) -> Result<(), AmqpErrorBody> {
-        if lock(&self.authorized).contains_key(client) {
+        if lock(&self.authorized).contains_key(&Grantee::Client(client.to_string())) {
             return Ok(());
         }
         if self.client_chain.is_empty() {

@@ -10,14 +10,17 @@
 //! Links served: `$cbs` (put-token), `/devices/{id}/messages/events` (telemetry),
 //! `/devices/{id}/methods/devicebound` (direct methods, a sender and a receiver),
 //! `/devices/{id}/twin` (twin GET, reported PATCH, desired notifications) and
-//! `/devices/{id}/messages/devicebound` (attached; no cloud-to-device message is sent yet);
-//! modules under `/devices/{id}/modules/{mid}/…`. Addresses match case-insensitively and may
-//! be absolute (`amqps://{host}/devices/…`).
+//! `/devices/{id}/messages/devicebound` (cloud-to-device messages, settled by the device);
+//! modules under `/devices/{id}/modules/{mid}/…`. The service's links (`service.rs`, with a
+//! policy token): `/messages/devicebound` (azure-iothub's `Client.send`),
+//! `/messages/serviceBound/feedback` and `/messages/serviceBound/filenotifications`.
+//! Addresses match case-insensitively and may be absolute (`amqps://{host}/devices/…`).
 
 mod cbs;
 mod device;
 mod login;
 mod sasl;
+mod service;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -37,6 +40,7 @@ use tokio::task::AbortHandle;
 
 use crate::hub::Hub;
 use crate::x509::CertChain;
+use cbs::Grantee;
 
 /// The first byte of every AMQP protocol header (`AMQP…`); no HTTP method or MQTT packet
 /// starts with it.
@@ -77,12 +81,12 @@ type AmqpMessage = Message<Body<Value>>;
 /// What the hub sends on one link. It exists before the link attaches, so a message sent in
 /// between (a CBS reply or twin answer racing the attach of the client's receiver) waits for it
 /// instead of being lost.
-struct Outbox {
-    tx: mpsc::UnboundedSender<AmqpMessage>,
-    waiting: Option<mpsc::UnboundedReceiver<AmqpMessage>>,
+struct Outbox<T = AmqpMessage> {
+    tx: mpsc::UnboundedSender<T>,
+    waiting: Option<mpsc::UnboundedReceiver<T>>,
 }
 
-impl Outbox {
+impl<T> Outbox<T> {
     fn new() -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         Outbox {
@@ -92,7 +96,7 @@ impl Outbox {
     }
 
     /// The receiving end for a link that attaches (a fresh one when a link had it before).
-    fn attach(&mut self) -> mpsc::UnboundedReceiver<AmqpMessage> {
+    fn attach(&mut self) -> mpsc::UnboundedReceiver<T> {
         self.waiting.take().unwrap_or_else(|| {
             let (tx, rx) = mpsc::unbounded_channel();
             self.tx = tx;
@@ -100,7 +104,7 @@ impl Outbox {
         })
     }
 
-    fn send(&self, message: AmqpMessage) {
+    fn send(&self, message: T) {
         let _ = self.tx.send(message);
     }
 }
@@ -187,6 +191,11 @@ pub enum Address {
     Methods(String),
     Twin(String),
     CloudToDevice(String),
+    /// The service's side: it sends cloud-to-device messages here.
+    ServiceCloudToDevice,
+    /// The service's side: delivery feedback and file-upload notifications come from here.
+    Feedback,
+    FileNotifications,
     Unknown,
 }
 
@@ -203,6 +212,16 @@ pub fn parse_address(address: &str) -> Address {
     let segments: Vec<&str> = path.split('/').collect();
     let is = |s: &str, name: &str| s.eq_ignore_ascii_case(name);
     let (client, rest) = match segments.as_slice() {
+        [a, b] if is(a, "messages") && is(b, "devicebound") => {
+            return Address::ServiceCloudToDevice
+        }
+        [a, b, c] if is(a, "messages") && is(b, "serviceBound") => {
+            return match *c {
+                c if is(c, "feedback") => Address::Feedback,
+                c if is(c, "filenotifications") => Address::FileNotifications,
+                _ => Address::Unknown,
+            };
+        }
         [devices, d, modules, m, rest @ ..] if is(devices, "devices") && is(modules, "modules") => {
             (format!("{d}/{m}"), rest)
         }
@@ -232,6 +251,14 @@ impl Address {
             _ => None,
         }
     }
+
+    /// A link of the service's (a policy token's): cloud-to-device sends and their feedback.
+    fn is_service(&self) -> bool {
+        matches!(
+            self,
+            Address::ServiceCloudToDevice | Address::Feedback | Address::FileNotifications
+        )
+    }
 }
 
 /// The links the hub sends a client messages on.
@@ -239,6 +266,8 @@ impl Address {
 enum Link {
     Methods,
     Twin,
+    /// A cloud-to-device message and the lock token its disposition settles.
+    CloudToDevice(u64),
 }
 
 /// The outboxes of one client's links on this connection, and its hub session.
@@ -246,8 +275,8 @@ struct Client {
     serial: u64,
     methods: Outbox,
     twin: Outbox,
-    /// Kept open so the device's message receiver stays attached; nothing is sent yet.
-    cloud_to_device: Outbox,
+    /// Cloud-to-device messages with their lock tokens.
+    cloud_to_device: Outbox<(u64, AmqpMessage)>,
 }
 
 /// One AMQP connection: the clients it may act for, and their links.
@@ -255,9 +284,9 @@ struct Conn {
     hub: Arc<Hub>,
     /// What the client sent in the TLS handshake (empty unless it is an x509 device).
     client_chain: CertChain,
-    /// The clients logged in on this connection, each with the task that closes the
-    /// connection when its token expires (none for a certificate).
-    authorized: Mutex<HashMap<String, Option<AbortHandle>>>,
+    /// The clients (or the service) logged in on this connection, each with the task that
+    /// closes the connection when its token expires (none for a certificate).
+    authorized: Mutex<HashMap<Grantee, Option<AbortHandle>>>,
     cbs_replies: Mutex<Outbox>,
     clients: Mutex<HashMap<String, Client>>,
     /// Signalled when the hub closes a session of this connection (takeover, fault, reset).
@@ -313,7 +342,7 @@ impl Conn {
             .and_then(|s| s.address.clone())
             .unwrap_or_default();
         let source = parse_address(&address);
-        if let Err(refused) = source.client().map_or(Ok(()), |c| self.admit(c)) {
+        if let Err(refused) = self.admit_link(&source) {
             let _ = sender.close_with_error(refused).await;
             return;
         }
@@ -328,9 +357,26 @@ impl Conn {
             }
             Address::Twin(client) => self.with_client(&client, |c| c.twin.attach()),
             Address::CloudToDevice(client) => {
-                self.with_client(&client, |c| c.cloud_to_device.attach())
+                let (outbox, serial) =
+                    self.with_client(&client, |c| (c.cloud_to_device.attach(), c.serial));
+                tokio::spawn(device::pump_cloud_to_device(
+                    self.clone(),
+                    client,
+                    serial,
+                    sender,
+                    outbox,
+                ));
+                return;
             }
-            Address::Telemetry(_) | Address::Unknown => {
+            Address::Feedback => {
+                tokio::spawn(service::feedback(self.hub.clone(), sender));
+                return;
+            }
+            Address::FileNotifications => {
+                tokio::spawn(service::hold(sender));
+                return;
+            }
+            Address::Telemetry(_) | Address::ServiceCloudToDevice | Address::Unknown => {
                 let text = format!("no such node to receive from: {address}");
                 let err = AmqpErrorBody::new(AmqpError::NotFound, Some(text), None);
                 let _ = sender.close_with_error(err).await;
@@ -349,7 +395,7 @@ impl Conn {
             .and_then(|t| t.address.clone())
             .unwrap_or_default();
         let target = parse_address(&address);
-        if let Err(refused) = target.client().map_or(Ok(()), |c| self.admit(c)) {
+        if let Err(refused) = self.admit_link(&target) {
             let _ = receiver.close_with_error(refused).await;
             return;
         }
@@ -358,7 +404,14 @@ impl Conn {
             Address::Telemetry(client) | Address::Methods(client) | Address::Twin(client) => {
                 self.with_client(client, |_| ());
             }
-            Address::CloudToDevice(_) | Address::Unknown => {
+            Address::ServiceCloudToDevice => {
+                tokio::spawn(service::receive(self.hub.clone(), receiver));
+                return;
+            }
+            Address::CloudToDevice(_)
+            | Address::Feedback
+            | Address::FileNotifications
+            | Address::Unknown => {
                 let text = format!("no such node to send to: {address}");
                 let err = AmqpErrorBody::new(AmqpError::NotFound, Some(text), None);
                 let _ = receiver.close_with_error(err).await;
@@ -400,6 +453,7 @@ impl Conn {
             match link {
                 Link::Methods => c.methods.send(message),
                 Link::Twin => c.twin.send(message),
+                Link::CloudToDevice(token) => c.cloud_to_device.send((token, message)),
             }
         }
     }
@@ -458,8 +512,21 @@ mod tests {
             parse_address("/devices/d1/messages/deviceBound"),
             Address::CloudToDevice("d1".into())
         );
+        assert_eq!(
+            parse_address("/messages/devicebound"),
+            Address::ServiceCloudToDevice
+        );
+        assert_eq!(
+            parse_address("amqps://h/messages/serviceBound/feedback"),
+            Address::Feedback
+        );
+        assert_eq!(
+            parse_address("/messages/servicebound/fileNotifications"),
+            Address::FileNotifications
+        );
         for unknown in [
             "",
+            "/messages/serviceBound/other",
             "/devices",
             "/devices//twin",
             "/devices/d1/other",

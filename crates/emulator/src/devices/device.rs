@@ -325,6 +325,10 @@ impl Device {
         [&self.primary_key, &self.secondary_key]
     }
 
+    pub fn generation_id(&self) -> u64 {
+        self.generation_id
+    }
+
     pub fn is_enabled(&self) -> bool {
         self.enabled
     }

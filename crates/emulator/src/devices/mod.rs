@@ -4,6 +4,7 @@
 
 mod authentication;
 mod bulk;
+pub mod cloud_to_device;
 mod device;
 mod identity;
 mod module;
@@ -36,6 +37,8 @@ pub struct Registry {
     devices: RwLock<BTreeMap<String, Device>>,
     /// Live sessions (MQTT or AMQP) of connected devices (separate: only they cost memory).
     pub sessions: Sessions,
+    /// Cloud-to-device queues and their feedback.
+    pub cloud_to_device: cloud_to_device::CloudToDevice,
     /// Where every change is written before it is answered (the hub's one store: the job
     /// engine writes its jobs through it too). Written under the map's lock, so the store
     /// sees the changes of a device in the order they were made.
@@ -168,6 +171,8 @@ impl Registry {
             let mut map = self.write();
             let saved = if replace {
                 map.clear();
+                // The store drops the queues with the devices they belong to.
+                self.cloud_to_device.clear();
                 self.store.replace_devices(&devices)
             } else {
                 self.store.put_devices(&devices)
@@ -322,6 +327,7 @@ impl Registry {
             drop(map);
             // The device's modules go with it, and so do their connections and what they kept.
             self.sessions.forget(id);
+            self.forget_cloud_to_device(id);
             for module in d.modules.keys() {
                 self.sessions.forget(&client_key(id, Some(module)));
             }

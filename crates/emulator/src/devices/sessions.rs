@@ -15,6 +15,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot, Notify};
 
+use super::cloud_to_device::Delivery;
 use crate::clock::{iso, wall_ms, Clock};
 use crate::errors::ErrorCode;
 
@@ -35,6 +36,9 @@ pub enum Outgoing {
         request_id: String,
         answer: TwinAnswer,
     },
+    /// A cloud-to-device message, locked for this device until it settles it by its lock
+    /// token (`Registry::settle_cloud_to_device`).
+    CloudToDevice(Delivery),
     /// Another connection took over, a fault dropped it, or the hub was reset.
     Close,
 }
@@ -44,6 +48,8 @@ pub enum Outgoing {
 pub struct Subscriptions {
     pub methods: bool,
     pub desired: bool,
+    /// Cloud-to-device messages (MQTT `devices/{id}/messages/devicebound/#`, the AMQP link).
+    pub cloud_to_device: bool,
 }
 
 struct Session {
@@ -194,6 +200,20 @@ impl Sessions {
         if methods == Some(true) {
             self.subscribed.notify_waiters();
         }
+    }
+
+    /// Records whether the session listens for cloud-to-device messages.
+    pub fn set_cloud_to_device(&self, id: &str, serial: u64, on: bool) {
+        if let Some(s) = lock(&self.live).get_mut(id).filter(|s| s.serial == serial) {
+            s.subscriptions.cloud_to_device = on;
+        }
+    }
+
+    /// True when the device is connected and listens for cloud-to-device messages.
+    pub fn listens_cloud_to_device(&self, id: &str) -> bool {
+        lock(&self.live)
+            .get(id)
+            .is_some_and(|s| s.subscriptions.cloud_to_device)
     }
 
     /// Sends a message to the session, if there is one.

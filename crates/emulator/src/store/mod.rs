@@ -14,6 +14,7 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
+use crate::devices::cloud_to_device::Queue;
 use crate::devices::Device;
 use crate::errors::{ApiError, ErrorCode};
 use crate::jobs::model::{DeviceRow, Job};
@@ -38,6 +39,8 @@ pub mod meta {
 pub struct Stored {
     pub devices: Vec<Device>,
     pub jobs: Vec<(u64, Job)>,
+    /// The devices' cloud-to-device queues that hold messages.
+    pub queues: Vec<Queue>,
     pub configurations: Vec<serde_json::Value>,
 }
 
@@ -283,6 +286,15 @@ impl Store {
                 changes.push(Change::PutJob(JobRecord::of(seq, job, false)));
             }
             changes
+        })
+    }
+
+    /// Writes a device's cloud-to-device queue (an empty one is removed).
+    pub fn put_queue(&self, device: &str, queue: &Queue) -> Pending {
+        self.write(|| {
+            // A derived Serialize of strings and numbers cannot fail.
+            let doc = (!queue.is_empty()).then(|| serde_json::to_string(queue).unwrap_or_default());
+            vec![Change::PutQueue(device.into(), doc)]
         })
     }
 

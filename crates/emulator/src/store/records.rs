@@ -25,6 +25,8 @@ pub enum Change {
     DeleteConfiguration(String),
     ClearConfigurations,
     Meta(String, String),
+    /// A device's cloud-to-device queue (its JSON document), or `None`: it is empty.
+    PutQueue(String, Option<String>),
 }
 
 pub struct DeviceDoc {

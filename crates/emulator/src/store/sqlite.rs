@@ -7,6 +7,8 @@
 //!   array of the device ids it runs on, fixed when it starts running.
 //! - `device_jobs(job_seq, idx, device_id, status, …, outcome)`: a job's device row, written
 //!   when it ends; a target without a row is pending.
+//! - `cloud_to_device(id, doc)`: a device's cloud-to-device queue, one JSON document (its
+//!   messages, their state, delivery counts and locks), while it holds messages (version 3).
 //!
 //! Durability: WAL journal with `synchronous=NORMAL`. A commit is in the WAL file (the OS has
 //! it) before the call returns, so a killed process (SIGKILL, a crash) loses nothing that was
@@ -31,12 +33,14 @@ use crate::jobs::NewJob;
 
 /// The layout this emulator reads and writes. An older data dir is brought up to it by
 /// [`MIGRATIONS`]; a newer one (or not a store) is refused untouched.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// What takes a store of version `n + 1` to `n + 2`, each applied in one transaction.
-const MIGRATIONS: [&str; 1] = [
+const MIGRATIONS: [&str; 2] = [
     // 2: automatic device management configurations.
     "CREATE TABLE configurations (id TEXT PRIMARY KEY, doc TEXT NOT NULL) WITHOUT ROWID;",
+    // 3: cloud-to-device queues.
+    "CREATE TABLE cloud_to_device (id TEXT PRIMARY KEY, doc TEXT NOT NULL) WITHOUT ROWID;",
 ];
 
 const SCHEMA: &str = "
@@ -66,6 +70,7 @@ CREATE TABLE device_jobs (
     PRIMARY KEY (job_seq, idx)
 ) WITHOUT ROWID;
 CREATE TABLE configurations (id TEXT PRIMARY KEY, doc TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE cloud_to_device (id TEXT PRIMARY KEY, doc TEXT NOT NULL) WITHOUT ROWID;
 ";
 
 pub struct Db {
@@ -222,14 +227,16 @@ impl Db {
         let devices = self.load_docs("devices", "device")?;
         let jobs = self.load_jobs()?;
         let configurations = self.load_docs("configurations", "configuration")?;
+        let queues = self.load_docs("cloud_to_device", "cloud-to-device queue")?;
         Ok(Some(Stored {
             devices,
             jobs,
             configurations,
+            queues,
         }))
     }
 
-    /// Every `(id, doc)` row of `table` (`devices`, `configurations`), its JSON document read
+    /// Every `(id, doc)` row of `table` (`devices`, `configurations`, `cloud_to_device`), its JSON document read
     /// as `T`; `what` names one in errors.
     fn load_docs<T: serde::de::DeserializeOwned>(
         &self,
@@ -342,10 +349,11 @@ fn apply(tx: &rusqlite::Transaction<'_>, change: &Change) -> rusqlite::Result<()
         Change::PutDevices(docs) => insert_devices(tx, docs),
         Change::DeleteDevice(id) => tx
             .execute("DELETE FROM devices WHERE id = ?1", [id])
+            .and_then(|_| tx.execute("DELETE FROM cloud_to_device WHERE id = ?1", [id]))
             .map(drop),
         // Not seeded until the new set is complete: a start after a crash midway seeds again.
         Change::ClearDevices => {
-            tx.execute_batch("DELETE FROM devices; DELETE FROM meta WHERE key = 'seeded';")
+            tx.execute_batch("DELETE FROM devices; DELETE FROM cloud_to_device; DELETE FROM meta WHERE key = 'seeded';")
         }
         Change::Seeded => tx
             .execute("INSERT OR REPLACE INTO meta VALUES ('seeded', '1')", [])
@@ -353,6 +361,13 @@ fn apply(tx: &rusqlite::Transaction<'_>, change: &Change) -> rusqlite::Result<()
         Change::PutJob(job) => upsert_job(tx, job),
         Change::PutRows(seq, rows) => insert_rows(tx, *seq, rows),
         Change::ClearJobs => tx.execute_batch("DELETE FROM device_jobs; DELETE FROM jobs;"),
+        Change::PutQueue(id, Some(doc)) => tx
+            .prepare_cached("INSERT OR REPLACE INTO cloud_to_device (id, doc) VALUES (?1, ?2)")?
+            .execute([id, doc])
+            .map(drop),
+        Change::PutQueue(id, None) => tx
+            .execute("DELETE FROM cloud_to_device WHERE id = ?1", [id])
+            .map(drop),
         Change::PutConfiguration(id, doc) => tx
             .execute(
                 "INSERT OR REPLACE INTO configurations (id, doc) VALUES (?1, ?2)",

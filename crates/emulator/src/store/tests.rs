@@ -361,12 +361,12 @@ fn a_first_version_store_is_brought_up_to_date() {
     {
         let db = rusqlite::Connection::open(dir.path().join("hub.db")).unwrap();
         db.execute_batch(
-            "DROP TABLE configurations; UPDATE meta SET value = '1' WHERE key = 'schema_version';",
+            "DROP TABLE configurations; DROP TABLE cloud_to_device; UPDATE meta SET value = '1' WHERE key = 'schema_version';",
         )
         .unwrap();
     }
     let store = Store::open(dir.path()).unwrap();
-    assert_eq!(store.meta("schema_version").unwrap().as_deref(), Some("2"));
+    assert_eq!(store.meta("schema_version").unwrap().as_deref(), Some("3"));
     let doc = json!({"id": "c1", "priority": 3});
     store.put_configuration("c1", &doc).wait().unwrap();
     drop(store);
@@ -382,4 +382,45 @@ fn memory_store_keeps_nothing() {
     store.set_meta(meta::HUB_KEY, "k").unwrap();
     assert_eq!(store.meta(meta::HUB_KEY).unwrap(), None);
     assert!(store.load().unwrap().is_none());
+}
+
+#[test]
+fn cloud_to_device_queues_are_stored_and_a_version_2_store_gains_them() {
+    use crate::devices::cloud_to_device::{CloudMessage, Queue};
+    let dir = Dir::new();
+    let store = Store::open(dir.path()).unwrap();
+    store.replace_devices([]).wait().unwrap();
+    drop(store);
+    // What a version-2 emulator left: no queue table.
+    let db = rusqlite::Connection::open(dir.path().join("hub.db")).unwrap();
+    db.execute_batch(
+        "DROP TABLE cloud_to_device; UPDATE meta SET value = '2' WHERE key = 'schema_version';",
+    )
+    .unwrap();
+    drop(db);
+
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.meta("schema_version").unwrap().as_deref(), Some("3"));
+    let mut queue = Queue::new("d1", "42");
+    let message = CloudMessage {
+        message_id: Some("m1".into()),
+        body: b"on".to_vec(),
+        ..Default::default()
+    };
+    queue.push(7, message, 0, &mut Vec::new()).unwrap();
+    store.put_queue("d1", &queue).wait().unwrap();
+    store.put_queue("d2", &queue).wait().unwrap();
+    // An empty queue is removed, and so is a deleted device's.
+    store
+        .put_queue("d2", &Queue::new("d2", "1"))
+        .wait()
+        .unwrap();
+    drop(store);
+
+    let store = Store::open(dir.path()).unwrap();
+    let queues = store.load().unwrap().unwrap().queues;
+    assert_eq!(queues.len(), 1);
+    assert_eq!((queues[0].device_id(), queues[0].last_token()), ("d1", 7));
+    store.delete_device("d1").wait().unwrap();
+    assert!(store.load().unwrap().unwrap().queues.is_empty());
 }

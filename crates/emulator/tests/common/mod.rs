@@ -87,7 +87,13 @@ impl Hub {
 
     /// The service's token for the whole hub (policy `iothubowner`).
     pub fn hub_token(&self) -> String {
-        self.sign(&self.host_name.replace(':', "%3A"), &self.policy_key)
+        self.service_token(&self.policy_key)
+    }
+
+    /// A token for the hub itself (`sr` = the host) signed with `key`, as azure-iothub's
+    /// `Client` makes one.
+    pub fn service_token(&self, key: &[u8]) -> String {
+        self.sign(&self.host_name.replace(':', "%3A"), key)
     }
 
     /// A SAS token for the url-encoded resource `sr`, valid for an hour.
