@@ -6,6 +6,8 @@
 // `Amqp` (amqps://host, 5671) and `AmqpWs` (wss://host:443/$iothub/websocket, subprotocol
 // AMQPWSB10, the same fixed :443). Each takes a method job, a
 // twin job's desired patch and reports a property seen by a query; a wrong key is refused.
+// azure-iothub's service `Client` over `AmqpWs` (wss://host:443/$iothub/websocket) sends a
+// cloud-to-device message and reads its feedback.
 //
 // Ports below 1024 need root: CI runs as root; elsewhere the suite says why it skips.
 import { execFile } from 'node:child_process'
@@ -19,7 +21,8 @@ import { createSasDevice, nodeDeviceScenario, refusal, shimAzureIothub } from '.
 
 const require = createRequire(import.meta.url)
 const { JobClient } = require('..')
-const { Client: DeviceClient } = require('azure-iot-device')
+const iothub = require('azure-iothub')
+const { Client: DeviceClient, Message } = require('azure-iot-device')
 const { Mqtt, MqttWs } = require('azure-iot-device-mqtt')
 const { Amqp, AmqpWs } = require('azure-iot-device-amqp')
 
@@ -70,6 +73,36 @@ for (const [name, Transport] of [['Mqtt (8883)', Mqtt], ['MqttWs (443, /$iothub/
     assert.equal(err.constructor.name, 'UnauthorizedError', String(err))
   })
 }
+
+test("azure-iothub's Client over AmqpWs (443) sends a cloud-to-device message an AmqpWs device completes, with Success feedback", { skip }, async () => {
+  const call = (fn) => new Promise((resolve, reject) => fn((e, r) => (e ? reject(e) : resolve(r))))
+  const service = iothub.Client.fromConnectionString(hub.connectionString, iothub.AmqpWs)
+  await call((cb) => service.open(cb))
+  const device = DeviceClient.fromConnectionString(await createSasDevice(hub, 'c2d-amqpws'), AmqpWs)
+  await device.setOptions({ ca })
+  try {
+    const feedback = new Promise((resolve) => {
+      service.getFeedbackReceiver((err, receiver) => {
+        assert.ifError(err)
+        receiver.on('message', (msg) => resolve(JSON.parse(msg.data.toString())))
+      })
+    })
+    const received = new Promise((resolve) => device.on('message', (msg) => device.complete(msg, () => resolve(msg))))
+    await device.open()
+    const message = new Message('over websockets')
+    message.messageId = 'ws-1'
+    message.ack = 'full'
+    await call((cb) => service.send('c2d-amqpws', message, cb))
+    const got = await received
+    assert.equal(got.data.toString(), 'over websockets')
+    const [record] = await feedback
+    assert.equal(record.originalMessageId, 'ws-1')
+    assert.equal(record.statusCode, 'Success')
+  } finally {
+    await device.close()
+    await call((cb) => service.close(cb))
+  }
+})
 
 /** Runs the emulator (optionally through another command) until it exits: {code, stderr}. */
 function runToExit(command, args) {

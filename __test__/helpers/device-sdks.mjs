@@ -15,17 +15,22 @@ const iothub = require('azure-iothub')
 /**
  * azure-iothub (and azure-iot-device-http) pass HostName straight to https.request as `host` and
  * have no CA option: this (harness only) splits a port off the host and adds the emulator's CA,
- * when given, to every request that names none. node_modules is never modified.
+ * when given, to every request that names none — also the WebSocket upgrades of azure-iothub's
+ * `AmqpWs` (the `ws` package, through https.get, on port 443). node_modules is never modified.
  */
 export function shimAzureIothub(caPem) {
-  const original = https.request
+  const withPortAndCa = (options) => {
+    if (!options || typeof options !== 'object' || typeof options.host !== 'string') return options
+    const m = options.port === undefined && /^(.*):(\d+)$/.exec(options.host)
+    if (m && !m[1].includes(':')) options = { ...options, host: m[1], port: Number(m[2]) }
+    return !options.ca && caPem ? { ...options, ca: caPem } : options
+  }
+  const { request, get } = https
   https.request = function requestWithPort(options, ...rest) {
-    if (options && typeof options === 'object' && typeof options.host === 'string' && options.port === undefined) {
-      const m = /^(.*):(\d+)$/.exec(options.host)
-      if (m && !m[1].includes(':')) options = { ...options, host: m[1], port: Number(m[2]), ...(caPem && { ca: caPem }) }
-      else if (!options.ca && caPem) options = { ...options, ca: caPem }
-    }
-    return original.call(this, options, ...rest)
+    return request.call(this, withPortAndCa(options), ...rest)
+  }
+  https.get = function getWithPort(options, ...rest) {
+    return get.call(this, withPortAndCa(options), ...rest)
   }
 }
 
