@@ -25,7 +25,7 @@ const ADDRESS = process.env.E2E_ADDRESS ?? '127.0.0.3'
 const DEFAULT_FILES = [
   'job_client.js', 'device_method.js', 'twin_e2e_tests.js', 'registry.js', 'service.js',
   'authentication.js', 'module_crud.js', 'module_twin.js', 'module_methods.js', 'configurations.js',
-  'server_validation.js',
+  'server_validation.js', 'device_acknowledge_tests.js',
 ]
 
 const [suite, ...requested] = process.argv.slice(2)

@@ -91,10 +91,14 @@ pub fn handle(
             "The requested resource does not exist on this hub",
         ));
     };
+    // An x509 device is known by its TLS certificate and sends no Authorization header.
     let token = headers
         .get(hyper::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| unauthorized("the request has no Authorization header"))?;
+        .unwrap_or_default();
+    if token.is_empty() && client_chain.is_empty() {
+        return Err(unauthorized("the request has no Authorization header"));
+    }
     match hub.authenticate_device(id, token, client_chain) {
         Ok(()) => {}
         // Over HTTP an unknown device is reported as such (MQTT refuses the CONNECT instead).
