@@ -15,7 +15,7 @@ use percent_encoding::percent_decode_str;
 use serde_json::Value as Json;
 
 use super::device::{body_bytes, data_message, id_text};
-use super::AmqpMessage;
+use super::{parse_address, Address, AmqpMessage};
 use crate::devices::cloud_to_device::{Ack, CloudMessage, SendRefusal, MAX_QUEUE_DEPTH};
 use crate::hub::Hub;
 
@@ -32,26 +32,22 @@ fn custom(condition: &str) -> ErrorCondition {
 }
 
 /// The device a message's `to` names: `/devices/{id}/messages/devicebound` (the id
-/// percent-encoded, as azure-iothub writes it), or `{device}/{module}` for a module's path.
+/// percent-encoded, as azure-iothub writes it), or `{device}/{module}` for a module's path;
+/// read as a link address is ([`parse_address`]).
 fn target(to: &str) -> Option<String> {
-    let path = to.strip_prefix("/devices/")?;
-    let segments: Vec<&str> = path.split('/').collect();
-    let decode = |s: &str| {
-        percent_decode_str(s)
-            .decode_utf8()
-            .ok()
-            .map(|c| c.into_owned())
+    let Address::CloudToDevice(client) = parse_address(to) else {
+        return None;
     };
-    let is = |s: &str, name: &str| s.eq_ignore_ascii_case(name);
-    match segments.as_slice() {
-        [d, m, b] if is(m, "messages") && is(b, "devicebound") && !d.is_empty() => decode(d),
-        [d, modules, m, msg, b]
-            if is(modules, "modules") && is(msg, "messages") && is(b, "devicebound") =>
-        {
-            Some(format!("{}/{}", decode(d)?, decode(m)?))
-        }
-        _ => None,
-    }
+    let decoded: Option<Vec<String>> = client
+        .split('/')
+        .map(|s| {
+            percent_decode_str(s)
+                .decode_utf8()
+                .ok()
+                .map(|c| c.into_owned())
+        })
+        .collect();
+    decoded.map(|parts| parts.join("/"))
 }
 
 fn text(value: &SimpleValue) -> Option<String> {

@@ -251,12 +251,13 @@ impl Registry {
     /// condition), as (device, module): modules for `FROM devices.modules WHERE …`
     /// (Azure/iotedge#719), devices for anything else.
     pub fn targets(&self, condition: &Condition) -> Vec<(String, Option<String>)> {
-        let selects = |twin: Value| condition.is_all() || condition.matches(&twin);
+        // `*` selects every twin without building one (a job over a whole fleet starts at once).
+        let selects = |twin: &dyn Fn() -> Value| condition.is_all() || condition.matches(&twin());
         let map = self.read();
         if !condition.over_modules() {
             return map
                 .values()
-                .filter(|d| selects(d.twin()))
+                .filter(|d| selects(&|| d.twin()))
                 .map(|d| (d.id.clone(), None))
                 .collect();
         }
@@ -264,7 +265,7 @@ impl Registry {
             .flat_map(|(id, d)| {
                 d.modules
                     .iter()
-                    .filter(|(_, m)| selects(m.twin(id, d.is_enabled())))
+                    .filter(|(_, m)| selects(&|| m.twin(id, d.is_enabled())))
                     .map(|(mid, _)| (id.clone(), Some(mid.clone())))
             })
             .collect()

@@ -219,6 +219,7 @@ impl Queue {
         self.messages.is_empty()
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.messages.len()
     }
@@ -294,13 +295,15 @@ impl Queue {
         changed || self.messages.len() != before
     }
 
-    /// Delivers every Enqueued message: each is locked and its delivery counted; one that
-    /// was delivered `MAX_DELIVERY_COUNT` times already is dead-lettered instead.
+    /// Delivers every Enqueued message (`deliver_up_to` without a bound).
+    #[cfg(test)]
     pub fn deliver(&mut self, now_ms: i64, feedback: &mut Vec<Feedback>) -> Vec<Delivery> {
         self.deliver_up_to(usize::MAX, now_ms, feedback)
     }
 
-    /// Like `deliver`, for at most `max` messages (an HTTP poll takes one).
+    /// Delivers up to `max` Enqueued messages (an HTTP poll takes one): each is locked and its
+    /// delivery counted; one that was delivered `MAX_DELIVERY_COUNT` times already is
+    /// dead-lettered instead.
     pub fn deliver_up_to(
         &mut self,
         max: usize,
