@@ -14,7 +14,7 @@ use serde_json::{json, Map, Value};
 use crate::clock::iso;
 use crate::devices::Registry;
 use crate::errors::{ApiError, ErrorCode};
-use crate::query::{parse_condition, parse_counted, Condition};
+use crate::query::{parse_condition, parse_counted, Condition, SelectQuery};
 use crate::store::{store_error, Store};
 use crate::twin::{device_etag, if_match};
 
@@ -295,14 +295,14 @@ impl Configurations {
             .get(id)
             .cloned()
             .ok_or_else(|| not_found(id))?;
-        Ok(with_metrics(devices, doc))
+        Ok(with_metrics(devices, vec![doc]).remove(0))
     }
 
     /// `GET /configurations[?top=n]`: the first `top` configurations by id (the service does
     /// not page them).
     pub fn list(&self, devices: &Registry, top: usize) -> Vec<Value> {
         let docs: Vec<Value> = lock(&self.map).values().take(top).cloned().collect();
-        docs.into_iter().map(|d| with_metrics(devices, d)).collect()
+        with_metrics(devices, docs)
     }
 
     /// `DELETE /configurations/{id}` with an optional `If-Match`.
@@ -338,43 +338,59 @@ pub fn test_queries(body: &Value) -> Result<Value, ApiError> {
     }))
 }
 
-/// The document with its metrics counted: `targetedCount` (twins the target condition selects),
-/// `appliedCount` (0: content is not applied, see the module doc) and each custom query's count.
-fn with_metrics(devices: &Registry, mut doc: Value) -> Value {
-    let target = doc["targetCondition"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let targeted = match target_condition(&target) {
-        Ok(Some(condition)) => devices.targets(&condition).len(),
-        _ => 0,
-    };
-    let custom: Map<String, Value> = doc["metrics"]["queries"]
+/// What a configuration's metrics count: the twins its target condition selects (none when it
+/// is empty), and the rows of each named custom query.
+fn metric_queries(doc: &Value) -> (Option<SelectQuery>, Vec<(String, SelectQuery)>) {
+    let target = doc["targetCondition"].as_str().unwrap_or_default();
+    let target = target_condition(target)
+        .ok()
+        .flatten()
+        .map(SelectQuery::of_condition);
+    let custom = doc["metrics"]["queries"]
         .as_object()
-        .map(|queries| {
-            queries
-                .iter()
-                .filter_map(|(name, q)| {
-                    let query = parse_counted(q.as_str()?).ok()?;
-                    Some((name.clone(), devices.count_matching(&query).into()))
-                })
-                .collect()
+        .into_iter()
+        .flatten()
+        .filter_map(|(name, q)| Some((name.clone(), parse_counted(q.as_str()?).ok()?)))
+        .collect();
+    (target, custom)
+}
+
+/// The documents with their metrics counted, the twins read once for all of them:
+/// `targetedCount` (twins the target condition selects), `appliedCount` (0: content is not
+/// applied, see the module doc) and each custom query's count.
+fn with_metrics(devices: &Registry, docs: Vec<Value>) -> Vec<Value> {
+    let plans: Vec<_> = docs.iter().map(metric_queries).collect();
+    let queries: Vec<SelectQuery> = plans
+        .iter()
+        .flat_map(|(target, custom)| target.iter().chain(custom.iter().map(|(_, q)| q)))
+        .cloned()
+        .collect();
+    let mut counts = devices.count_matching(&queries).into_iter();
+    let mut next = || counts.next().unwrap_or_default();
+    docs.into_iter()
+        .zip(plans)
+        .map(|(mut doc, (target, custom))| {
+            let targeted = target.map_or(0, |_| next());
+            let custom: Map<String, Value> = custom
+                .into_iter()
+                .map(|(name, _)| (name, next().into()))
+                .collect();
+            doc["metrics"]["results"] = Value::Object(custom);
+            let target = doc["targetCondition"].as_str().unwrap_or_default();
+            let where_clause = match target.trim() {
+                "" | "*" => String::new(),
+                _ => format!(" where {target}"),
+            };
+            doc["systemMetrics"] = json!({
+                "results": {"targetedCount": targeted, "appliedCount": 0},
+                "queries": {
+                    "targetedCount": format!("select deviceId from devices{where_clause}"),
+                    "appliedCount": format!("select deviceId from devices where configurations.[[{}]].status = 'Applied'", doc["id"].as_str().unwrap_or_default()),
+                },
+            });
+            doc
         })
-        .unwrap_or_default();
-    doc["metrics"]["results"] = Value::Object(custom);
-    let where_clause = if target.trim().is_empty() || target.trim() == "*" {
-        String::new()
-    } else {
-        format!(" where {target}")
-    };
-    doc["systemMetrics"] = json!({
-        "results": {"targetedCount": targeted, "appliedCount": 0},
-        "queries": {
-            "targetedCount": format!("select deviceId from devices{where_clause}"),
-            "appliedCount": format!("select deviceId from devices where configurations.[[{}]].status = 'Applied'", doc["id"].as_str().unwrap_or_default()),
-        },
-    });
-    doc
+        .collect()
 }
 
 #[cfg(test)]

@@ -271,19 +271,31 @@ impl Registry {
             .collect()
     }
 
-    /// How many device or module twins a `SELECT … FROM devices[.modules]` query selects (a
-    /// configuration's metric); `devices.jobs` rows are not twins and count 0.
-    pub fn count_matching(&self, query: &SelectQuery) -> usize {
-        let map = self.read();
-        match query.source {
-            Source::Devices => map.values().filter(|d| query.matches(&d.twin())).count(),
-            Source::DevicesModules => map
-                .iter()
-                .flat_map(|(id, d)| d.modules.values().map(move |m| m.twin(id, d.is_enabled())))
-                .filter(|twin| query.matches(twin))
-                .count(),
-            Source::DevicesJobs => 0,
+    /// How many twins each `SELECT … FROM devices[.modules]` query selects (a configuration's
+    /// metrics), with the registry read once and each twin built once for all of them;
+    /// `devices.jobs` rows are not twins and count 0.
+    pub fn count_matching(&self, queries: &[SelectQuery]) -> Vec<usize> {
+        let mut counts = vec![0; queries.len()];
+        let wants = |source| queries.iter().any(|q| q.source == source);
+        let (devices, modules) = (wants(Source::Devices), wants(Source::DevicesModules));
+        let mut count = |twin: &Value, source| {
+            for (query, n) in queries.iter().zip(counts.iter_mut()) {
+                if query.source == source && query.matches(twin) {
+                    *n += 1;
+                }
+            }
+        };
+        for (id, d) in self.read().iter() {
+            if devices {
+                count(&d.twin(), Source::Devices);
+            }
+            if modules {
+                for m in d.modules.values() {
+                    count(&m.twin(id, d.is_enabled()), Source::DevicesModules);
+                }
+            }
         }
+        counts
     }
 
     /// What a client's login is checked against, when the client may connect at all: its

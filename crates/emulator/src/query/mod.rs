@@ -119,6 +119,19 @@ pub struct SelectQuery {
 }
 
 impl SelectQuery {
+    /// The twins a WHERE condition selects, as a query: module twins for
+    /// `FROM devices.modules WHERE …`, device twins otherwise (a configuration's target).
+    pub fn of_condition(condition: Condition) -> Self {
+        SelectQuery {
+            source: if condition.over_modules() {
+                Source::DevicesModules
+            } else {
+                Source::Devices
+            },
+            condition: (!condition.is_all()).then_some(condition),
+        }
+    }
+
     /// Whether `doc` is selected (always, without a WHERE clause).
     pub fn matches(&self, doc: &serde_json::Value) -> bool {
         self.condition.as_ref().is_none_or(|c| c.matches(doc))
