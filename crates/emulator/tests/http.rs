@@ -1,31 +1,31 @@
 //! The emulator over real HTTPS: ready line, auth, api-version, jobs, queries and paging,
 //! twins and devices, faults and tiers. Each test starts its own hub on port 0.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
-use iothub_emulator::cli::{self, Args, Parsed};
 use serde_json::{json, Value};
 use sha2::Sha256;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::oneshot;
-use tokio_rustls::rustls::pki_types::pem::PemObject;
-use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
-use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
+use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::TlsConnector;
 
+mod common;
+
+/// The in-process hub of `common`, with a TLS connector for raw HTTPS requests.
 struct TestHub {
-    port: u16,
-    host_name: String,
-    line: Value,
-    key: Vec<u8>,
+    hub: common::Hub,
     connector: TlsConnector,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<Result<(), String>>,
+}
+
+impl std::ops::Deref for TestHub {
+    type Target = common::Hub;
+    fn deref(&self) -> &common::Hub {
+        &self.hub
+    }
 }
 
 #[derive(Debug)]
@@ -50,55 +50,10 @@ impl Resp {
     }
 }
 
-fn args(extra: &[&str]) -> Args {
-    match cli::parse(extra.iter().map(|s| s.to_string())).unwrap() {
-        Parsed::Run(a) => *a,
-        Parsed::Print(_) => unreachable!(),
-    }
-}
-
 async fn start(extra: &[&str]) -> TestHub {
-    let (ready_tx, ready_rx) = oneshot::channel();
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let args = args(extra);
-    let task = tokio::spawn(async move {
-        iothub_emulator::run_until(
-            args,
-            move |ready| {
-                let _ = ready_tx.send((ready.line(), ready.ca_pem.clone()));
-            },
-            async {
-                let _ = stop_rx.await;
-            },
-        )
-        .await
-    });
-    let (line, ca_pem) = ready_rx.await.expect("emulator did not become ready");
-    let line: Value = serde_json::from_str(&line).unwrap();
-    let mut roots = RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())
-        .unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let cs = line["connectionString"].as_str().unwrap().to_string();
-    let key = cs
-        .split(';')
-        .find_map(|p| p.strip_prefix("SharedAccessKey="))
-        .unwrap();
-    TestHub {
-        port: line["port"].as_u64().unwrap() as u16,
-        host_name: line["hostName"].as_str().unwrap().to_string(),
-        key: STANDARD.decode(key).unwrap(),
-        line,
-        connector: TlsConnector::from(Arc::new(config)),
-        stop: Some(stop_tx),
-        task,
-    }
+    let hub = common::start_with(extra).await;
+    let connector = TlsConnector::from(hub.tls.clone());
+    TestHub { hub, connector }
 }
 
 impl TestHub {
@@ -123,7 +78,7 @@ impl TestHub {
             .unwrap()
             .as_secs()
             + 3600;
-        self.token_with(&self.key, "iothubowner", se)
+        self.token_with(&self.policy_key, "iothubowner", se)
     }
 
     async fn raw(
@@ -191,9 +146,8 @@ impl TestHub {
         resp.json()
     }
 
-    async fn stop(mut self) {
-        self.stop.take().unwrap().send(()).unwrap();
-        self.task.await.unwrap().unwrap();
+    async fn stop(self) {
+        self.hub.stop().await;
     }
 }
 
@@ -279,7 +233,7 @@ async fn ready_line_follows_the_contract() {
         "HostName=127.0.0.1:{};SharedAccessKeyName=iothubowner;SharedAccessKey=",
         hub.port
     )));
-    assert_eq!(hub.key.len(), 32);
+    assert_eq!(hub.policy_key.len(), 32);
     let ca_path = std::path::PathBuf::from(hub.line["caPath"].as_str().unwrap());
     assert!(ca_path.is_absolute() && ca_path.exists());
     hub.stop().await;
@@ -327,7 +281,7 @@ async fn api_version_and_authorization_are_required() {
         .unwrap();
     assert_eq!(r.status, 401);
     assert!(!r.body.contains("sig="), "the token is never echoed");
-    let expired = hub.token_with(&hub.key, "iothubowner", 1_000_000);
+    let expired = hub.token_with(&hub.policy_key, "iothubowner", 1_000_000);
     let r = hub
         .raw(
             "GET",
@@ -338,7 +292,7 @@ async fn api_version_and_authorization_are_required() {
         .await
         .unwrap();
     assert_eq!(r.status, 401);
-    let unknown = hub.token_with(&hub.key, "registryRead", 4_000_000_000);
+    let unknown = hub.token_with(&hub.policy_key, "registryRead", 4_000_000_000);
     let r = hub
         .raw(
             "GET",
