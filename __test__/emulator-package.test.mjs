@@ -221,8 +221,8 @@ describe('iothub-emulator installed from the tarballs', { skip: skipAll }, () =>
   });
 
   test("the README's Jest recipe, as written: globalSetup starts a hub, a test file schedules a job on it, globalTeardown stops it, Jest exits", { skip: existsSync(JEST) ? false : 'jest is not installed (a devDependency: npm ci)' }, async () => {
-    // The recipe's files, cut from emulator/README.md at their `// <file>.js` lines.
-    const readme = readFileSync(path.join(ROOT, 'emulator', 'README.md'), 'utf8');
+    // The recipe's files, cut from packages/iothub-emulator/README.md at their `// <file>.js` lines.
+    const readme = readFileSync(path.join(ROOT, 'packages', 'iothub-emulator', 'README.md'), 'utf8');
     const block = /\*\*Jest\*\*[^\n]*\n\n```js\n([\s\S]*?)```/.exec(readme)[1];
     const files = block.split(/^\/\/ ([\w.-]+\.js)\n/m).slice(1);
     assert.deepEqual(files.filter((_, i) => i % 2 === 0), ['jest.config.js', 'iothub-setup.js', 'iothub-teardown.js']);

@@ -1,5 +1,5 @@
 // The repository's launcher of `iothub-emulator` for the tests, the benchmarks, the demo and
-// `npm run emulator`: the published package's startEmulator() (emulator/lib/index.js) pointed at
+// `npm run emulator`: the published package's startEmulator() (packages/iothub-emulator/lib/index.js) pointed at
 // this checkout's binary, built when absent. Everything else — free port, ready line, control API,
 // `stderr()`, stop() — is the package's, so the tests exercise the API users get.
 //
@@ -13,7 +13,7 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
-const packaged = createRequire(import.meta.url)('../emulator/lib/index.js')
+const packaged = createRequire(import.meta.url)('../packages/iothub-emulator/lib/index.js')
 
 /** The emulator binary: release first (what `npm run build` makes), then debug; built when absent. */
 export function emulatorBinary() {
@@ -27,9 +27,9 @@ export function emulatorBinary() {
 }
 
 /**
- * The package's startEmulator (options and result in emulator/index.d.ts) on the checkout's binary.
- * @param {import('../emulator/index').EmulatorOptions} [options]
- * @returns {Promise<import('../emulator/index').Emulator>}
+ * The package's startEmulator (options and result in packages/iothub-emulator/index.d.ts) on the checkout's binary.
+ * @param {import('../packages/iothub-emulator/index').EmulatorOptions} [options]
+ * @returns {Promise<import('../packages/iothub-emulator/index').Emulator>}
  */
 export function startEmulator(options = {}) {
   return packaged.startEmulator({ binary: emulatorBinary(), ...options })

@@ -1,6 +1,6 @@
 // `npm run pack:all [-- --out DIR]`: `npm pack` of every package buildable here, into
 // target/packages/ (or DIR): iothub-jobs, its platform packages in npm/*/ that hold their addon,
-// iothub-emulator, and its platform packages in emulator/npm/*/ that hold their binary (the others
+// iothub-emulator, and its platform packages in packages/iothub-emulator/npm/*/ that hold their binary (the others
 // are listed as skipped, with what builds them). Prints one line per package; `--json` prints the
 // list of {name, tarball} instead. Tarballs are what a registry would get: versions as in the
 // manifests (optionalDependencies at the same version, not files).
@@ -22,8 +22,8 @@ function packageDirs() {
   return [
     { dir: ROOT },
     ...platformDirs(path.join(ROOT, 'npm')).map((dir) => ({ dir, needs: path.join(dir, manifest(dir).main), builtBy: 'npm run build:platforms' })),
-    { dir: path.join(ROOT, 'emulator') },
-    ...platformDirs(path.join(ROOT, 'emulator', 'npm')).map((dir) => ({
+    { dir: path.join(ROOT, 'packages', 'iothub-emulator') },
+    ...platformDirs(path.join(ROOT, 'packages', 'iothub-emulator', 'npm')).map((dir) => ({
       dir,
       needs: path.join(dir, manifest(dir).files[0]),
       builtBy: dir.endsWith('win32-x64') ? 'npm run build:platforms win32-x64-msvc emulator-win32-x64, or the hosted workflow' : 'npm run build:platforms',

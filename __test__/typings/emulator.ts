@@ -1,4 +1,4 @@
-// iothub-emulator's typings (emulator/index.d.ts), compiled by tsconfig.json: the options, the hub
+// iothub-emulator's typings (packages/iothub-emulator/index.d.ts), compiled by tsconfig.json: the options, the hub
 // object a test uses, and what they refuse.
 import { startEmulator, binaryPath, EmulatorNotFoundError } from 'iothub-emulator';
 import type { Emulator, EmulatorOptions, CreatedDevice } from 'iothub-emulator';

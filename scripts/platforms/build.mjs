@@ -3,7 +3,7 @@
 // stubs, or for Windows cargo with Debian's MinGW-w64 linker (windows.mjs) — writes each into
 // npm/<name>/ and checks it. For Windows it also builds the emulator, to
 // target/platforms/x86_64-pc-windows-gnu/release/iothub-emulator.exe. Then the emulator's
-// binaries, into emulator/npm/<name>/bin/ (named emulator-<name> on the command line).
+// binaries, into packages/iothub-emulator/npm/<name>/bin/ (named emulator-<name> on the command line).
 // Needs `scripts/platforms/setup.sh` once. Builds run at the lowest priority on two jobs.
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, symlinkSync, existsSync } from 'node:fs';

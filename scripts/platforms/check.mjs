@@ -12,7 +12,7 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '.
 
 export const binaryPath = (platform) => path.join(ROOT, 'npm', platform.name, binaryName(platform));
 
-export const emulatorBinaryPath = (platform) => path.join(ROOT, 'emulator', 'npm', platform.name, 'bin', emulatorExe(platform));
+export const emulatorBinaryPath = (platform) => path.join(ROOT, 'packages', 'iothub-emulator', 'npm', platform.name, 'bin', emulatorExe(platform));
 
 /** The emulator's binary: format and architecture; on Linux a static executable (no program
  * interpreter, no shared library), on macOS only the system's libraries. Throws like checkPlatform. */
@@ -78,7 +78,7 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   ];
   const named = process.argv.slice(2);
   const platforms = named.length ? named.map((name) => all.find((p) => p.label === name) ?? { label: name }) : all.filter((p) => existsSync(p.file));
-  if (platforms.length === 0) throw new Error('no platform binary in npm/*/ or emulator/npm/*/bin/: run `npm run build:platforms` first');
+  if (platforms.length === 0) throw new Error('no platform binary in npm/*/ or packages/iothub-emulator/npm/*/bin/: run `npm run build:platforms` first');
   let failed = 0;
   for (const platform of platforms) {
     try {

@@ -38,7 +38,7 @@ export const ALLOWED_LIBRARIES = {
 
 export const binaryName = (platform) => `iothub-jobs.${platform.name}.node`;
 
-/** The emulator's platform packages, `emulator/npm/<name>/` holding `bin/iothub-emulator[.exe]`:
+/** The emulator's platform packages, `packages/iothub-emulator/npm/<name>/` holding `bin/iothub-emulator[.exe]`:
  * an executable, so Linux gets one static musl binary per architecture that runs on any glibc and
  * on Alpine alike (no `libc` field: it fits both). `os`/`cpu` are npm's names for the package.
  * win32-x64 is the .exe the win32-x64-msvc addon build makes with MinGW-w64 (windows.mjs). */
