@@ -41,8 +41,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::time::Instant;
 
-use crate::credential::{AccessToken, CredentialError, TokenCredential, TokenFuture};
-use crate::error::{error_chain_message, Error};
+use crate::credential::{AccessToken, TokenCredential, TokenFuture};
+use crate::error::{error_chain_message, CredentialError, Error};
 use crate::http::connector::{extra_roots, tls_config, HttpsConnector, ProxySetting};
 use crate::jobs::JobClient;
 use crate::log::{redact, LogLevel, Logger};

@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::OnceCell;
 
-use crate::error::Error;
+use crate::error::{CredentialError, Error};
 use crate::options::Clock;
 use crate::sas::{create_token_with_key, decode_base64_lenient};
 use crate::shared_access_signature::SharedAccessSignature;
@@ -46,35 +46,6 @@ impl fmt::Debug for AccessToken {
             .field("token", &"<redacted>")
             .field("expires_on", &self.expires_on)
             .finish()
-    }
-}
-
-/// An opaque credential failure, handed back to the caller unchanged (the binding stores the
-/// original JS error inside and downcasts it back).
-#[derive(Clone)]
-pub struct CredentialError(pub Arc<dyn std::error::Error + Send + Sync>);
-
-impl CredentialError {
-    pub fn new(err: impl std::error::Error + Send + Sync + 'static) -> Self {
-        CredentialError(Arc::new(err))
-    }
-}
-
-impl fmt::Debug for CredentialError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("CredentialError").field(&self.0).finish()
-    }
-}
-
-impl fmt::Display for CredentialError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.0, f)
-    }
-}
-
-impl std::error::Error for CredentialError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&*self.0)
     }
 }
 

@@ -6,10 +6,10 @@
 //! `ErrorCode:<Code>;` is kept whole.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::credential::CredentialError;
 use crate::response::Response;
 
 /// Largest response body we accept.
@@ -94,6 +94,37 @@ impl ErrorClass {
 impl fmt::Display for ErrorClass {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+/// An opaque failure of a token credential (`TokenCredential::get_token`), handed back to the
+/// caller unchanged (the binding stores the original JS error inside and downcasts it back).
+/// It lives here, beside [`Error::Credential`] that carries it, so that the error module needs
+/// nothing from the credential providers.
+#[derive(Clone)]
+pub struct CredentialError(pub Arc<dyn std::error::Error + Send + Sync>);
+
+impl CredentialError {
+    pub fn new(err: impl std::error::Error + Send + Sync + 'static) -> Self {
+        CredentialError(Arc::new(err))
+    }
+}
+
+impl fmt::Debug for CredentialError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("CredentialError").field(&self.0).finish()
+    }
+}
+
+impl fmt::Display for CredentialError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for CredentialError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
     }
 }
 

@@ -23,9 +23,9 @@ pub mod sas;
 pub mod shared_access_signature;
 pub mod time;
 
-pub use credential::{AccessToken, CredentialError, TokenCredential, IOTHUB_TOKEN_SCOPE};
+pub use credential::{AccessToken, TokenCredential, IOTHUB_TOKEN_SCOPE};
 pub use devices::PageRequest;
-pub use error::{Error, ErrorClass};
+pub use error::{CredentialError, Error, ErrorClass};
 pub use jobs::JobClient;
 pub use monitor::{WaitError, WaitOptions};
 pub use options::{ClientOptions, Clock, RetryOptions, SystemClock};
