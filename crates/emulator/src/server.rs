@@ -193,8 +193,8 @@ async fn handle(
     client_chain: CertChain,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Box<dyn std::error::Error + Send + Sync>> {
-    if req.uri().path() == websocket::PATH {
-        // A device's MQTT session; it authenticates in its CONNECT, like over TCP.
+    if websocket::serves(req.uri().path()) {
+        // An MQTT session or AMQP connection; it authenticates itself, like over TCP.
         return Ok(websocket::upgrade(hub, req, client_chain));
     }
     let (parts, body) = req.into_parts();

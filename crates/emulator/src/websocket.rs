@@ -1,6 +1,8 @@
 //! MQTT and AMQP over WebSockets: `GET /$iothub/websocket` on the HTTPS port, as every device
 //! SDK's WebSocket transport dials it (`wss://{host}:443/$iothub/websocket`), subprotocol `mqtt`
-//! for MQTT and `AMQPWSB10` for AMQP (device SDKs' `AmqpWs`, azure-iothub's `AmqpWs`).
+//! for MQTT and `AMQPWSB10` for AMQP (device SDKs' `AmqpWs`, azure-iothub's `AmqpWs`); and
+//! `/$servicebus/websocket`, the path uamqp-based clients (Python's azure-iot-hub with
+//! `AmqpOverWebsocket`) open, which serves AMQP alike.
 //!
 //! hyper answers the upgrade request; frames are then read and written by `tokio-tungstenite`
 //! (a kept WebSocket codec: masking, fragmentation, ping/pong, close), and `ByteStream` turns the
@@ -34,6 +36,14 @@ use crate::{amqp, mqtt};
 
 /// The path device SDKs open their WebSocket on.
 pub const PATH: &str = "/$iothub/websocket";
+/// The path uamqp opens its WebSocket on (with a trailing slash).
+const SERVICEBUS_PATH: &str = "/$servicebus/websocket";
+
+/// True when a request's path is one of the hub's WebSocket endpoints.
+pub fn serves(path: &str) -> bool {
+    let path = path.trim_end_matches('/');
+    path == PATH || path == SERVICEBUS_PATH
+}
 
 /// The subprotocol of MQTT over WebSockets (the C SDK spells it `MQTT`).
 const MQTT_SUBPROTOCOL: &str = "mqtt";
@@ -79,7 +89,7 @@ fn bad_request(text: &str) -> Response<Body> {
     json_response(StatusCode::BAD_REQUEST, body.into_bytes())
 }
 
-/// Answers a request on [`PATH`]: `101 Switching Protocols` for a WebSocket handshake offering
+/// Answers a request on a WebSocket endpoint ([`serves`]): `101 Switching Protocols` for a WebSocket handshake offering
 /// the `mqtt` or the `AMQPWSB10` subprotocol (then the connection becomes an MQTT session or an
 /// AMQP connection), otherwise `400 Bad Request`, which is what IoT Hub answers a plain GET or a
 /// handshake without the subprotocol (MicrosoftDocs/azure-docs#21306).

@@ -13,7 +13,7 @@ use fe2o3_amqp::types::primitives::SimpleValue;
 use percent_encoding::percent_decode_str;
 use tokio_rustls::rustls::pki_types::CertificateDer;
 
-use super::device::{body_bytes, correlated, data_message, id_text};
+use super::device::{body_bytes, correlated, data_message};
 use super::AmqpMessage;
 use crate::auth::parse_sas;
 use crate::clock::wall_secs;
@@ -26,11 +26,21 @@ const TOKEN_TYPES: [&str; 2] = [
     "azure-devices.net:sastoken",
 ];
 
-/// The client id (`{deviceId}` or `{deviceId}/{moduleId}`) a token audience names:
-/// `{host}/devices/{id}` or `{host}/devices/{id}/modules/{mid}`, percent-encoded as the
-/// token's `sr` (what the SDKs send) or not.
-pub fn audience_client(audience: &str) -> Option<String> {
+/// An audience without its percent-encoding and its scheme: the SDKs name the hub as the
+/// token's `sr` (`{host}/devices/{id}`, percent-encoded or not), and uamqp-based clients
+/// (Python's azure-iot-hub) as a URL (`https://{host}`), which the service accepts alike.
+fn audience_path(audience: &str) -> Option<String> {
     let audience = percent_decode_str(audience).decode_utf8().ok()?;
+    Some(match audience.split_once("://") {
+        Some((_, rest)) => rest.to_string(),
+        None => audience.into_owned(),
+    })
+}
+
+/// The client id (`{deviceId}` or `{deviceId}/{moduleId}`) a token audience names:
+/// `{host}/devices/{id}` or `{host}/devices/{id}/modules/{mid}`.
+pub fn audience_client(audience: &str) -> Option<String> {
+    let audience = audience_path(audience)?;
     let (_, path) = audience.split_once('/')?;
     let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
     match segments.as_slice() {
@@ -60,8 +70,7 @@ pub struct Grant {
 
 /// True when a token audience names the hub itself (`{host}`, no path): a policy token.
 fn names_hub(audience: &str) -> bool {
-    let audience = percent_decode_str(audience).decode_utf8_lossy();
-    !audience.trim_end_matches('/').contains('/')
+    audience_path(audience).is_some_and(|a| !a.trim_end_matches('/').contains('/'))
 }
 
 /// Why a login was not granted.
@@ -163,13 +172,14 @@ pub fn put_token(
             (None, status, why)
         }
     };
+    // The reply correlates with the request's message id as it was sent: uamqp (the C library
+    // under Python's SDKs) sends a ulong and matches only a ulong back.
     let message_id = request
         .properties
         .as_ref()
-        .and_then(|p| p.message_id.as_ref())
-        .and_then(id_text)
-        .unwrap_or_default();
-    let mut reply = correlated(data_message(Vec::new()), MessageId::String(message_id));
+        .and_then(|p| p.message_id.clone())
+        .unwrap_or(MessageId::String(String::new()));
+    let mut reply = correlated(data_message(Vec::new()), message_id);
     reply.application_properties = Some(
         ApplicationProperties::builder()
             .insert("status-code", SimpleValue::Int(status))
@@ -177,4 +187,36 @@ pub fn put_token(
             .build(),
     );
     Ok((grant, reply))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{audience_client, names_hub};
+
+    #[test]
+    fn a_policy_audience_names_the_hub_with_or_without_a_scheme() {
+        assert!(names_hub("hub.example.net"));
+        assert!(names_hub("hub.example.net/"));
+        // uamqp (Python's azure-iot-hub) names the hub as a URL.
+        assert!(names_hub("https://hub.example.net"));
+        assert!(names_hub("amqps%3A%2F%2Fhub.example.net"));
+        assert!(!names_hub("hub.example.net/devices/d1"));
+        assert!(!names_hub("https://hub.example.net/devices/d1"));
+    }
+
+    #[test]
+    fn a_client_audience_names_its_device_or_module() {
+        assert_eq!(audience_client("hub/devices/d1").as_deref(), Some("d1"));
+        assert_eq!(
+            audience_client("hub%2Fdevices%2Fd1%2Fmodules%2Fm1").as_deref(),
+            Some("d1/m1")
+        );
+        assert_eq!(
+            audience_client("https://hub/devices/d1").as_deref(),
+            Some("d1")
+        );
+        assert_eq!(audience_client("hub"), None);
+        assert_eq!(audience_client("https://hub"), None);
+        assert_eq!(audience_client("hub/devices/"), None);
+    }
 }

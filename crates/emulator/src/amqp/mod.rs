@@ -29,8 +29,9 @@ use std::time::Duration;
 use fe2o3_amqp::acceptor::error::AcceptorAttachError;
 use fe2o3_amqp::acceptor::{
     ConnectionAcceptor, LinkAcceptor, LinkEndpoint, ListenerSessionHandle, SessionAcceptor,
+    SupportedReceiverSettleModes,
 };
-use fe2o3_amqp::types::definitions::{AmqpError, Error as AmqpErrorBody};
+use fe2o3_amqp::types::definitions::{AmqpError, Error as AmqpErrorBody, ReceiverSettleMode};
 use fe2o3_amqp::types::messaging::{Body, Message};
 use fe2o3_amqp::types::primitives::Value;
 use fe2o3_amqp::{Receiver, Sender};
@@ -312,7 +313,13 @@ impl Conn {
     }
 
     async fn serve_session(self: Arc<Self>, mut session: ListenerSessionHandle) {
-        let links = LinkAcceptor::new();
+        // The hub settles what it receives in the first mode, whatever the sender asks: uamqp
+        // (Python's azure-iot-hub) attaches its sender asking for the second mode and waits
+        // for a settled disposition, which a receiver in the second mode never sends first.
+        let links = LinkAcceptor::builder()
+            .supported_receiver_settle_modes(SupportedReceiverSettleModes::First)
+            .fallback_receiver_settle_mode(ReceiverSettleMode::First)
+            .build();
         let mut closing = self.closing.subscribe();
         loop {
             let accepted = tokio::select! {
