@@ -10,8 +10,11 @@
 //
 // Needs root (ports 443 and 8883) and `openssl` (the device CA). Prints one line per file:
 // passing/failing/pending and the failing titles; the mocha JSON reports stay in the output dir.
+// Only what ran now is reported: a file's previous report is removed before it runs, mocha's exit
+// code must agree with its report, and the runner exits 1 when a file did not run, disagreed or
+// failed.
 import { execFileSync, spawn } from 'node:child_process'
-import { mkdirSync, readFileSync, existsSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, existsSync, rmSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { startEmulator } from '../emulator-process.mjs'
@@ -68,6 +71,7 @@ const rows = []
 try {
   for (const file of files) {
     const report = path.join(outDir, file.replace(/\.js$/, '.json'))
+    rmSync(report, { force: true })
     const code = await new Promise((resolve) => {
       const child = spawn(process.execPath, [mocha, '--exit', '--reporter', 'json',
         '--reporter-option', `output=${report}`, path.join('test', file)],
@@ -80,10 +84,14 @@ try {
       const r = JSON.parse(readFileSync(report, 'utf8'))
       stats = r.stats
       failing = r.failures.map((f) => `${f.fullTitle}: ${String(f.err?.message ?? '').split('\n')[0].slice(0, 160)}`)
+      // mocha exits with the number of failures (at most 255); anything else means the report
+      // does not tell the whole run (a crash after the reporter wrote, a signal).
+      if (code !== Math.min(stats.failures, 255)) failing.push(`mocha exited ${code} with ${stats.failures} failures reported`)
     } else {
-      failing = [`did not start (exit ${code})`]
+      failing = [`did not run (exit ${code})`]
     }
-    rows.push({ file, passing: stats.passes, failing: stats.failures, pending: stats.pending, failures: failing })
+    const ok = existsSync(report) && failing.length === 0 && stats.failures === 0
+    rows.push({ file, ok, passing: stats.passes, failing: stats.failures, pending: stats.pending, failures: failing })
     console.log(`${file}: ${stats.passes} passing, ${stats.failures} failing, ${stats.pending} pending`)
     for (const f of failing) console.log(`    ✗ ${f}`)
   }
@@ -91,6 +99,9 @@ try {
   await Promise.all([hub.stop(), untrusted.stop()])
 }
 writeFileSync(path.join(outDir, 'summary.json'), JSON.stringify(rows, null, 2))
+const bad = rows.filter((r) => !r.ok).map((r) => r.file)
+console.log(bad.length ? `not passing in full: ${bad.join(', ')}` : `all ${rows.length} files passed in full`)
+process.exitCode = bad.length ? 1 : 0
 
 /** A self-signed CA (certificate and key, PEM) in `dir`, valid two days; exits on a missing openssl. */
 function makeDeviceCa(dir) {
