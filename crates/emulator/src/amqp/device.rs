@@ -248,7 +248,8 @@ pub(super) async fn pump_cloud_to_device(
                 Err(_) => return,
             };
             let now = hub.clock.now_ms();
-            hub.devices.settle_cloud_to_device(&client, token, how, now);
+            // A failed write is logged by the store (the device's outcome is already sent).
+            let _ = hub.devices.settle_cloud_to_device(&client, token, how, now);
         });
     }
     hub.devices

@@ -177,34 +177,36 @@ impl Registry {
         deliveries
     }
 
-    /// A device settles a delivered message; false when its lock was lost. An abandoned
-    /// message is delivered again.
+    /// A device settles a delivered message: `Ok(false)` when its lock was lost. Stored before
+    /// it is answered (the HTTP 204) and before anything follows from it (the feedback, the
+    /// redelivery of an abandoned message): a settled message never comes back after a crash.
     pub fn settle_cloud_to_device(
         &self,
         device: &str,
         lock_token: u64,
         how: Settle,
         now_ms: i64,
-    ) -> bool {
+    ) -> Result<bool, ApiError> {
         let c2d = &self.cloud_to_device;
         let mut feedback = Vec::new();
-        let settled = {
+        let (settled, saved) = {
             let mut queues = lock(&c2d.queues);
             let Some(queue) = queues.get_mut(device) else {
-                return false;
+                return Ok(false);
             };
             let settled = queue.settle(lock_token, how, now_ms, &mut feedback);
-            drop(self.store.put_queue(device, queue));
+            let saved = self.store.put_queue(device, queue);
             if queue.is_empty() {
                 queues.remove(device);
             }
-            settled
+            (settled, saved)
         };
+        saved.wait().map_err(store_error)?;
         c2d.add_feedback(feedback);
         if settled && how == Settle::Abandon {
             self.deliver_cloud_to_device(device, now_ms);
         }
-        settled
+        Ok(settled)
     }
 
     /// Empties a device's queue (`DELETE /devices/{id}/commands`): how many were removed,
