@@ -16,6 +16,7 @@ pub mod hub;
 pub mod jobs;
 pub mod limits;
 pub mod listeners;
+pub mod locks;
 pub mod mqtt;
 pub mod paging;
 pub mod query;

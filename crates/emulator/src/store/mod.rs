@@ -12,7 +12,7 @@ mod sqlite;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -20,6 +20,7 @@ use crate::devices::cloud_to_device::Queue;
 use crate::devices::Device;
 use crate::errors::{ApiError, ErrorCode};
 use crate::jobs::model::{DeviceRow, Job};
+use crate::locks::lock;
 
 use records::{Change, JobRecord};
 pub use sqlite::SCHEMA_VERSION;
@@ -141,10 +142,6 @@ impl Default for Store {
     fn default() -> Self {
         Self::memory()
     }
-}
-
-fn lock(db: &Mutex<sqlite::Db>) -> MutexGuard<'_, sqlite::Db> {
-    db.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The writer thread: applies batches in order, as many as are queued in one transaction.

@@ -9,7 +9,7 @@ mod queue;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -22,6 +22,7 @@ pub use queue::{
 use super::{not_found, split_client, Outgoing, Registry};
 use crate::clock::Clock;
 use crate::errors::ApiError;
+use crate::locks::lock;
 use crate::store::store_error;
 
 /// Feedback records kept for a feedback receiver at most (oldest dropped first).
@@ -38,10 +39,6 @@ pub struct CloudToDevice {
     /// Woken when a deadline may have moved earlier (a send, a delivery).
     deadlines: Arc<Notify>,
     last_token: AtomicU64,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl CloudToDevice {
