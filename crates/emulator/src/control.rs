@@ -11,7 +11,7 @@ use crate::clock::iso;
 use crate::devices::{BehaviourPatch, DeviceFaults, Seed};
 use crate::faults::FaultSpec;
 use crate::hub::Hub;
-use crate::server::{json_response, Body};
+use crate::response::{json_response, Body};
 
 type Answer = Result<Value, (StatusCode, String)>;
 

@@ -21,6 +21,7 @@ pub mod mqtt;
 pub mod paging;
 pub mod query;
 pub mod record;
+pub mod response;
 mod run;
 pub mod server;
 pub mod store;

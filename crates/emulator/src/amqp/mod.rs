@@ -19,6 +19,7 @@
 mod cbs;
 mod device;
 mod login;
+mod message;
 mod sasl;
 mod service;
 
