@@ -11,6 +11,7 @@ mod module;
 mod modules;
 mod seed;
 mod sessions;
+mod shared;
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
