@@ -25,6 +25,9 @@ const { Mqtt } = require('azure-iot-device-mqtt')
 const { Amqp } = require('azure-iot-device-amqp')
 const { Http } = require('azure-iot-device-http')
 
+// A host of this suite's own: a SIGKILLed hub restarts on the same port, which nothing else
+// on 127.0.0.1 may take meanwhile.
+const HOST = '127.0.0.72'
 const dirs = []
 const running = new Set()
 /** The CAs of the hubs started here (each data dir has its own), for the clients' shims. */
@@ -46,7 +49,7 @@ const call = (fn) => new Promise((resolve, reject) => fn((e, r) => (e ? reject(e
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 
 async function start(dir, port = 0) {
-  const hub = await startEmulator({ devices: 0, args: ['--port', String(port), '--data-dir', dir] })
+  const hub = await startEmulator({ devices: 0, args: ['--host', HOST, '--port', String(port), '--data-dir', dir] })
   running.add(hub)
   trusted.push(readFileSync(hub.caPath, 'utf8'))
   return hub
@@ -78,7 +81,7 @@ async function sasDevice(hub, deviceId) {
 /** A connected device whose received messages land in `received`, settled by the test. */
 async function listeningDevice(hub, deviceId, transport, gatewayPort) {
   const cs = await sasDevice(hub, deviceId)
-  const client = DeviceClient.fromConnectionString(gatewayPort ? `${cs};GatewayHostName=127.0.0.1:${gatewayPort}` : cs, transport)
+  const client = DeviceClient.fromConnectionString(gatewayPort ? `${cs};GatewayHostName=${HOST}:${gatewayPort}` : cs, transport)
   await client.setOptions({ ca: trusted.at(-1), ...(transport === Http && { http: { receivePolicy: { interval: 1 } } }) })
   const received = []
   client.on('message', (m) => received.push(m))
@@ -97,7 +100,7 @@ async function gatedRelay(port) {
   let upstream = null
   let open = true
   const server = net.createServer((device) => {
-    upstream = net.connect(port, '127.0.0.1')
+    upstream = net.connect(port, HOST)
     const to = upstream
     device.on('data', (chunk) => (open ? to.write(chunk) : held.push(chunk)))
     to.pipe(device)
@@ -109,7 +112,7 @@ async function gatedRelay(port) {
       })
     }
   })
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
+  await new Promise((resolve) => server.listen(0, HOST, resolve))
   return {
     port: server.address().port,
     hold() {
