@@ -241,12 +241,7 @@ impl Authenticator {
                 Err(unauthorized("the bearer token is not accepted by this hub"))
             };
         }
-        let cached = self
-            .verified
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(header)
-            .copied();
+        let cached = crate::locks::read(&self.verified).get(header).copied();
         if cached.is_some_and(|se| se > now_secs) {
             return Ok(());
         }
@@ -279,7 +274,7 @@ impl Authenticator {
                 "the SharedAccessSignature signature does not match",
             ));
         }
-        let mut verified = self.verified.write().unwrap_or_else(|e| e.into_inner());
+        let mut verified = crate::locks::write(&self.verified);
         if verified.len() >= VERIFIED_CACHE {
             verified.clear();
         }

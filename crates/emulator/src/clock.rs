@@ -46,7 +46,7 @@ impl Clock {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Anchor> {
-        self.anchor.lock().unwrap_or_else(|e| e.into_inner())
+        crate::locks::lock(&self.anchor)
     }
 
     /// Emulated milliseconds since the Unix epoch.

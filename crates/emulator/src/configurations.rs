@@ -7,13 +7,14 @@
 //! twins' `configurations` section). `appliedCount` is therefore always 0, and the README says so.
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 
 use serde_json::{json, Map, Value};
 
 use crate::clock::iso;
 use crate::devices::Registry;
 use crate::errors::{ApiError, ErrorCode};
+use crate::locks::lock;
 use crate::query::{parse_condition, parse_counted, Condition, SelectQuery};
 use crate::store::{store_error, Store};
 use crate::twin::{device_etag, if_match};
@@ -197,10 +198,6 @@ fn checked(id: &str, body: &Value) -> Result<Map<String, Value>, ApiError> {
         json!({"results": {}, "queries": queries.cloned().unwrap_or_else(|| json!({}))}),
     );
     Ok(doc)
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Configurations {

@@ -11,7 +11,7 @@ use crate::clock::iso;
 use crate::devices::{BehaviourPatch, DeviceFaults, Seed};
 use crate::faults::FaultSpec;
 use crate::hub::Hub;
-use crate::server::{json_response, Body};
+use crate::response::{json_response, Body};
 
 type Answer = Result<Value, (StatusCode, String)>;
 
@@ -103,6 +103,29 @@ pub fn handle(
             Ok(json!({"requests": [], "dropped": 0}))
         }
         (&Method::GET, ["jobs"]) => Ok(hub.engine.control_view()),
+        (&Method::GET, ["store"]) => Ok(store_view(hub)),
+        (&Method::PUT, ["store"]) => {
+            #[derive(Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct SetStore {
+                writer: String,
+            }
+            parse::<SetStore>(body).and_then(|b| {
+                let held = match b.writer.as_str() {
+                    "held" => true,
+                    "running" => false,
+                    other => {
+                        return Err(bad(format!(
+                            "writer must be \"held\" or \"running\", not \"{other}\""
+                        )))
+                    }
+                };
+                if !hub.devices.store.hold_writer(held) {
+                    return Err(bad("the hub keeps no data dir: there is no writer to hold"));
+                }
+                Ok(store_view(hub))
+            })
+        }
         (&Method::GET, ["time"]) => Ok(time_view(hub)),
         (&Method::PUT, ["time"]) => {
             #[derive(Deserialize)]
@@ -177,6 +200,17 @@ fn device_faults_view(f: &DeviceFaults) -> Value {
         "methodResponseDelayMs": f.method_response_delay_ms,
         "swallowMethodResponses": f.swallow_method_responses,
     })
+}
+
+fn store_view(hub: &Hub) -> Value {
+    match hub.devices.store.writer_state() {
+        Some(w) => json!({
+            "persistent": true,
+            "writer": if w.held { "held" } else { "running" },
+            "queued": w.queued,
+        }),
+        None => json!({"persistent": false}),
+    }
 }
 
 fn time_view(hub: &Hub) -> Value {

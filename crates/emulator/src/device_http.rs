@@ -180,10 +180,10 @@ fn message_reply(d: Delivery) -> Reply {
 /// message expired or was settled already).
 fn settle(hub: &Hub, id: &str, token: &str, how: Settle) -> Result<Reply, ApiError> {
     let now = hub.clock.now_ms();
-    let settled = token
-        .trim_matches('"')
-        .parse::<u64>()
-        .is_ok_and(|t| hub.devices.settle_cloud_to_device(id, t, how, now));
+    let settled = match token.trim_matches('"').parse::<u64>() {
+        Ok(t) => hub.devices.settle_cloud_to_device(id, t, how, now)?,
+        Err(_) => false,
+    };
     if !settled {
         return Err(ApiError::new(
             ErrorCode::PreconditionFailed,

@@ -99,7 +99,7 @@ impl Hub {
     }
 
     pub fn decide_fault(&self) -> Decision {
-        let faults = self.faults.read().unwrap_or_else(|e| e.into_inner());
+        let faults = crate::locks::read(&self.faults);
         if faults.is_empty() {
             Decision {
                 latency_ms: 0,
@@ -111,14 +111,11 @@ impl Hub {
     }
 
     pub fn faults(&self) -> FaultSpec {
-        self.faults
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        crate::locks::read(&self.faults).clone()
     }
 
     pub fn set_faults(&self, spec: FaultSpec) {
-        *self.faults.write().unwrap_or_else(|e| e.into_inner()) = spec;
+        *crate::locks::write(&self.faults) = spec;
     }
 
     /// Checks a device-side client's login (a device, or a module `{deviceId}/{moduleId}`) for

@@ -76,7 +76,7 @@ impl RateLimiter {
     }
 
     fn try_acquire_at(&self, now: Instant) -> bool {
-        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut s = crate::locks::lock(&self.state);
         let elapsed = now.saturating_duration_since(s.1).as_secs_f64();
         s.0 = (s.0 + elapsed * self.per_minute / 60.0).min(self.per_minute);
         s.1 = now;
@@ -106,7 +106,7 @@ impl DevicePacer {
 
     /// Reserves a slot; returns the emulated time at which the operation may run.
     pub fn reserve(&self, now_ms: i64) -> i64 {
-        let mut next = self.next_ms.lock().unwrap_or_else(|e| e.into_inner());
+        let mut next = crate::locks::lock(&self.next_ms);
         let slot = next.max(now_ms as f64);
         *next = slot + self.interval_ms;
         slot as i64

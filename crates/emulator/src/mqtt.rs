@@ -156,7 +156,9 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 if let Packet::PubAck(ack) = &packet {
                     if let Some(token) = in_flight.remove(&ack.pkid) {
                         let now = hub.clock.now_ms();
-                        hub.devices.settle_cloud_to_device(&id, token, Settle::Complete, now);
+                        // Stored before this device's next packet is read; a failed write is
+                        // logged by the store (MQTT has no way to refuse a PUBACK).
+                        let _ = hub.devices.settle_cloud_to_device(&id, token, Settle::Complete, now);
                     }
                     continue;
                 }

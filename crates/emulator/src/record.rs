@@ -40,7 +40,7 @@ pub struct Recorder {
 
 impl Recorder {
     fn lock(&self) -> std::sync::MutexGuard<'_, Ring> {
-        self.ring.lock().unwrap_or_else(|e| e.into_inner())
+        crate::locks::lock(&self.ring)
     }
 
     pub fn push(&self, mut r: RecordedRequest) {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::header::HeaderValue;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
@@ -29,13 +29,12 @@ use crate::faults::FaultKind;
 use crate::hub::Hub;
 use crate::listeners::Front;
 use crate::record::RecordedRequest;
+use crate::response::{json_response, Body};
 use crate::x509::CertChain;
 use crate::{amqp, mqtt, websocket};
 
 /// Largest request body accepted (a method payload is at most 128 KB; twins are small).
 const MAX_REQUEST_BODY: usize = 4 * 1024 * 1024;
-
-pub type Body = Full<Bytes>;
 
 /// The first byte of an MQTT CONNECT packet.
 const MQTT_CONNECT: u8 = 0x10;
@@ -51,16 +50,6 @@ impl fmt::Display for CloseConnection {
 }
 
 impl std::error::Error for CloseConnection {}
-
-pub fn json_response(status: StatusCode, body: Vec<u8>) -> Response<Body> {
-    let mut res = Response::new(Full::new(Bytes::from(body)));
-    *res.status_mut() = status;
-    res.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("application/json; charset=utf-8"),
-    );
-    res
-}
 
 fn error_response(hub: &Hub, err: &ApiError) -> Response<Body> {
     let mut res = json_response(err.status(), err.envelope(hub.clock.now()).into_bytes());

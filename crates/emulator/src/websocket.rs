@@ -30,7 +30,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
 use crate::hub::Hub;
-use crate::server::{json_response, Body};
+use crate::response::{json_response, Body};
 use crate::x509::CertChain;
 use crate::{amqp, mqtt};
 

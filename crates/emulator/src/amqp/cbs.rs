@@ -13,7 +13,7 @@ use fe2o3_amqp::types::primitives::SimpleValue;
 use percent_encoding::percent_decode_str;
 use tokio_rustls::rustls::pki_types::CertificateDer;
 
-use super::device::{body_bytes, correlated, data_message};
+use super::message::{body_bytes, correlated, data_message};
 use super::AmqpMessage;
 use crate::auth::parse_sas;
 use crate::clock::wall_secs;

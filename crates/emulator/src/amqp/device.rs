@@ -11,70 +11,16 @@ use std::sync::Arc;
 use fe2o3_amqp::link::delivery::Sendable;
 use fe2o3_amqp::types::messaging::annotations::OwnedKey;
 use fe2o3_amqp::types::messaging::{
-    ApplicationProperties, Body, Data, Message, MessageAnnotations, MessageId, Outcome, Properties,
+    ApplicationProperties, Body, MessageAnnotations, MessageId, Outcome, Properties,
 };
 use fe2o3_amqp::types::primitives::{Binary, SimpleValue, Symbol, Timestamp, Value};
 use fe2o3_amqp::{Receiver, Sender};
 use tokio::sync::mpsc;
 
+use super::message::{body_bytes, correlated, data_message, id_text};
 use super::{cbs, Address, AmqpMessage, Conn, Link};
 use crate::devices::cloud_to_device::{Delivery, Settle};
 use crate::devices::{Outgoing, TwinAnswer, TwinRequest};
-
-/// A message with `body` as one data section (how the SDKs expect JSON).
-pub(super) fn data_message(body: Vec<u8>) -> AmqpMessage {
-    Message {
-        header: None,
-        delivery_annotations: None,
-        message_annotations: None,
-        properties: None,
-        application_properties: None,
-        body: Body::Data(vec![Data(Binary::from(body))].into()),
-        footer: None,
-    }
-}
-
-/// The bytes of a message body: its data sections, or an amqp-value string or binary.
-pub(super) fn body_bytes(message: &AmqpMessage) -> Vec<u8> {
-    match &message.body {
-        Body::Data(sections) => sections.iter().flat_map(|d| d.0.iter().copied()).collect(),
-        Body::Value(v) => match &v.0 {
-            Value::String(s) => s.clone().into_bytes(),
-            Value::Binary(b) => b.to_vec(),
-            _ => Vec::new(),
-        },
-        _ => Vec::new(),
-    }
-}
-
-/// A message id or correlation id as text (the SDKs send strings, and azure-iothub a UUID
-/// for an id that looks like one; numbers are accepted).
-pub(super) fn id_text(id: &MessageId) -> Option<String> {
-    match id {
-        MessageId::String(s) => Some(s.clone()),
-        MessageId::Ulong(n) => Some(n.to_string()),
-        MessageId::Uuid(u) => {
-            let hex: String = u.as_inner().iter().map(|b| format!("{b:02x}")).collect();
-            Some(format!(
-                "{}-{}-{}-{}-{}",
-                &hex[..8],
-                &hex[8..12],
-                &hex[12..16],
-                &hex[16..20],
-                &hex[20..]
-            ))
-        }
-        _ => None,
-    }
-}
-
-pub(super) fn correlated(mut message: AmqpMessage, id: MessageId) -> AmqpMessage {
-    message.properties = Some(Properties {
-        correlation_id: Some(id),
-        ..Default::default()
-    });
-    message
-}
 
 fn integer(v: &SimpleValue) -> Option<i64> {
     match v {
@@ -248,7 +194,8 @@ pub(super) async fn pump_cloud_to_device(
                 Err(_) => return,
             };
             let now = hub.clock.now_ms();
-            hub.devices.settle_cloud_to_device(&client, token, how, now);
+            // A failed write is logged by the store (the device's outcome is already sent).
+            let _ = hub.devices.settle_cloud_to_device(&client, token, how, now);
         });
     }
     hub.devices

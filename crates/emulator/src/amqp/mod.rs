@@ -19,11 +19,12 @@
 mod cbs;
 mod device;
 mod login;
+mod message;
 mod sasl;
 mod service;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fe2o3_amqp::acceptor::error::AcceptorAttachError;
@@ -40,6 +41,7 @@ use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::AbortHandle;
 
 use crate::hub::Hub;
+use crate::locks::lock;
 use crate::x509::CertChain;
 use cbs::Grantee;
 
@@ -108,10 +110,6 @@ impl<T> Outbox<T> {
     fn send(&self, message: T) {
         let _ = self.tx.send(message);
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Serves one TLS-terminated (or WebSocket-carried) connection whose first byte (`A`) has been

@@ -14,7 +14,7 @@ use fe2o3_amqp::{Receiver, Sender};
 use percent_encoding::percent_decode_str;
 use serde_json::Value as Json;
 
-use super::device::{body_bytes, data_message, id_text};
+use super::message::{body_bytes, data_message, id_text};
 use super::{parse_address, Address, AmqpMessage};
 use crate::devices::cloud_to_device::{Ack, CloudMessage, SendRefusal, MAX_QUEUE_DEPTH};
 use crate::hub::Hub;

@@ -5,17 +5,15 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{json, Map, Value};
 
 use super::authentication::{Authentication, Credentials};
-use crate::clock::iso;
 use crate::errors::ApiError;
 use crate::twin::{device_etag, TwinProperties};
 
 use super::module::Module;
+use super::shared::{random_key, time_or_never, TwinHead, NEVER};
 
 /// How a simulated device answers direct methods.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -150,23 +148,6 @@ pub struct Device {
 
 fn is_zero<T: Default + PartialEq>(n: &T) -> bool {
     *n == T::default()
-}
-
-/// What `0001-01-01T00:00:00Z` is on the service: "never".
-const NEVER: &str = "0001-01-01T00:00:00Z";
-
-pub(super) fn time_or_never(ms: i64) -> Value {
-    if ms == 0 {
-        json!(NEVER)
-    } else {
-        json!(iso(ms))
-    }
-}
-
-pub(super) fn random_key() -> String {
-    let mut bytes = [0u8; 32];
-    fastrand::fill(&mut bytes);
-    STANDARD.encode(bytes)
 }
 
 impl Device {
@@ -346,58 +327,6 @@ impl Device {
     pub fn record_method(&mut self, call: &MethodCallRecord) {
         self.method_calls += 1;
         self.last_method = Some(Box::new(call.clone()));
-    }
-}
-
-/// What a device twin and a module twin share above their tags and properties.
-pub(super) struct TwinHead<'a> {
-    pub device_id: &'a str,
-    /// A module twin's `moduleId`, right after `deviceId` as the service writes it.
-    pub module_id: Option<&'a str>,
-    pub etag: String,
-    pub identity_etag: String,
-    /// A module reports its device's status.
-    pub enabled: bool,
-    pub connection_state: &'static str,
-    pub connection_updated_ms: i64,
-    pub last_activity_ms: i64,
-    pub authentication: &'a Authentication,
-}
-
-impl TwinHead<'_> {
-    pub fn document(self, tags: &Map<String, Value>, props: &TwinProperties) -> Value {
-        let twin = json!({
-            "deviceId": self.device_id,
-            "etag": self.etag,
-            "deviceEtag": self.identity_etag,
-            "status": if self.enabled { "enabled" } else { "disabled" },
-            "statusUpdateTime": NEVER,
-            "connectionState": self.connection_state,
-            "connectionStateUpdatedTime": time_or_never(self.connection_updated_ms),
-            "lastActivityTime": time_or_never(self.last_activity_ms),
-            "cloudToDeviceMessageCount": 0,
-            "authenticationType": self.authentication.type_name(),
-            "x509Thumbprint": self.authentication.thumbprints_json(),
-            "modelId": "",
-            "version": props.version(),
-            "tags": tags,
-            "properties": props.to_json(),
-        });
-        match (self.module_id, twin) {
-            // Rebuilt only for modules, so device twins (queries over fleets) cost no more.
-            (Some(module_id), Value::Object(fields)) => {
-                let mut with_module = Map::with_capacity(fields.len() + 1);
-                for (key, value) in fields {
-                    let after_device = key == "deviceId";
-                    with_module.insert(key, value);
-                    if after_device {
-                        with_module.insert("moduleId".into(), json!(module_id));
-                    }
-                }
-                Value::Object(with_module)
-            }
-            (_, twin) => twin,
-        }
     }
 }
 

@@ -11,6 +11,7 @@ mod module;
 mod modules;
 mod seed;
 mod sessions;
+mod shared;
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -142,11 +143,11 @@ pub fn not_found(id: &str) -> ApiError {
 
 impl Registry {
     pub fn read(&self) -> RwLockReadGuard<'_, BTreeMap<String, Device>> {
-        self.devices.read().unwrap_or_else(|e| e.into_inner())
+        crate::locks::read(&self.devices)
     }
 
     pub fn write(&self) -> RwLockWriteGuard<'_, BTreeMap<String, Device>> {
-        self.devices.write().unwrap_or_else(|e| e.into_inner())
+        crate::locks::write(&self.devices)
     }
 
     /// A registry writing through `store`.

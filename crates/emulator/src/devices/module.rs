@@ -9,7 +9,7 @@ use serde_json::{json, Map, Value};
 use crate::twin::{device_etag, TwinProperties};
 
 use super::authentication::Authentication;
-use super::device::{random_key, time_or_never, TwinHead};
+use super::shared::{random_key, time_or_never, TwinHead};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Module {

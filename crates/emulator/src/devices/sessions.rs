@@ -8,7 +8,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 
 use bytes::Bytes;
 use serde::Deserialize;
@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use super::cloud_to_device::Delivery;
 use crate::clock::{iso, wall_ms, Clock};
 use crate::errors::ErrorCode;
+use crate::locks::lock;
 
 /// What a session task is asked to do by the rest of the hub.
 #[derive(Debug)]
@@ -98,10 +99,6 @@ pub struct Sessions {
     subscribed: Notify,
     faults: Mutex<HashMap<String, DeviceFaults>>,
     telemetry: Mutex<VecDeque<Value>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A failed direct-method call: the error code and its description.

@@ -54,7 +54,7 @@ impl JobEntry {
     }
 
     pub fn lock(&self) -> MutexGuard<'_, Job> {
-        self.job.lock().unwrap_or_else(|e| e.into_inner())
+        crate::locks::lock(&self.job)
     }
 
     /// Resolves once the job has been cancelled (or the store reset).
@@ -126,11 +126,11 @@ impl Engine {
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Index> {
-        self.index.read().unwrap_or_else(|e| e.into_inner())
+        crate::locks::read(&self.index)
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Index> {
-        self.index.write().unwrap_or_else(|e| e.into_inner())
+        crate::locks::write(&self.index)
     }
 
     /// Counts a PUT attempt for `id` (called before validation of the rest of the request).

@@ -214,7 +214,7 @@ impl Progress {
             return;
         }
         let due = {
-            let mut ended = self.ended.lock().unwrap_or_else(|e| e.into_inner());
+            let mut ended = crate::locks::lock(&self.ended);
             ended.push(i);
             ended.len() >= BATCH_ROWS
         };
@@ -230,7 +230,7 @@ impl Progress {
         if !store.is_persistent() {
             return;
         }
-        let indices = std::mem::take(&mut *self.ended.lock().unwrap_or_else(|e| e.into_inner()));
+        let indices = std::mem::take(&mut *crate::locks::lock(&self.ended));
         if indices.is_empty() && end.is_none() {
             return;
         }

@@ -10,14 +10,17 @@ mod records;
 mod sqlite;
 
 use std::path::Path;
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use crate::devices::cloud_to_device::Queue;
 use crate::devices::Device;
 use crate::errors::{ApiError, ErrorCode};
 use crate::jobs::model::{DeviceRow, Job};
+use crate::locks::lock;
 
 use records::{Change, JobRecord};
 pub use sqlite::SCHEMA_VERSION;
@@ -63,6 +66,27 @@ struct Disk {
     db: Arc<Mutex<sqlite::Db>>,
     queue: Option<SyncSender<Batch>>,
     writer: Option<JoinHandle<()>>,
+    gate: Arc<Gate>,
+}
+
+/// The writer's test hook (`PUT /_emulator/store`): while held, the writer keeps taking the
+/// queued batches but commits none, so a test can see that no write is answered before it is
+/// on disk; released, it commits them all in one transaction. Also counts the batches queued
+/// and not yet committed.
+#[derive(Default)]
+struct Gate {
+    held: AtomicBool,
+    queued: AtomicUsize,
+}
+
+/// How often a held writer looks whether it was released (a test hook: no need for a condvar).
+const HELD_POLL: Duration = Duration::from_millis(5);
+
+/// What `GET /_emulator/store` shows of the writer.
+pub struct WriterState {
+    pub held: bool,
+    /// Batches of changes queued and not yet committed.
+    pub queued: usize,
 }
 
 fn stopped() -> String {
@@ -76,9 +100,20 @@ pub struct Pending(Result<Option<Receiver<Result<(), String>>>, String>);
 impl Pending {
     pub fn wait(self) -> Result<(), String> {
         match self.0? {
-            Some(committed) => committed.recv().map_err(|_| stopped())?,
+            Some(committed) => blocking(|| committed.recv()).map_err(|_| stopped())?,
             None => Ok(()),
         }
+    }
+}
+
+/// Runs `f`, which blocks on the disk, without stalling the runtime's other tasks: on the
+/// multi-threaded runtime the worker hands its tasks over first (a slow or held writer must
+/// not stop other devices, or the control API that releases it).
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
     }
 }
 
@@ -109,14 +144,18 @@ impl Default for Store {
     }
 }
 
-fn lock(db: &Mutex<sqlite::Db>) -> MutexGuard<'_, sqlite::Db> {
-    db.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// The writer thread: applies batches in order, as many as are queued in one transaction.
-fn write_loop(db: Arc<Mutex<sqlite::Db>>, queue: Receiver<Batch>) {
+fn write_loop(db: Arc<Mutex<sqlite::Db>>, queue: Receiver<Batch>, gate: Arc<Gate>) {
     while let Ok(first) = queue.recv() {
         let mut batches = vec![first];
+        // Held: take what comes (no sender blocks on a full queue), commit nothing.
+        while gate.held.load(Ordering::Acquire) {
+            match queue.recv_timeout(HELD_POLL) {
+                Ok(b) => batches.push(b),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
         while batches.len() < QUEUE {
             match queue.try_recv() {
                 Ok(b) => batches.push(b),
@@ -128,6 +167,7 @@ fn write_loop(db: Arc<Mutex<sqlite::Db>>, queue: Receiver<Batch>) {
             .flat_map(|b| std::mem::take(&mut b.changes))
             .collect();
         let result = lock(&db).apply(&changes);
+        gate.queued.fetch_sub(batches.len(), Ordering::AcqRel);
         if let Err(e) = &result {
             eprintln!("iothub-emulator: a change was not saved: {e}");
         }
@@ -150,11 +190,12 @@ impl Store {
     pub fn open(dir: &Path) -> Result<Self, String> {
         let db = Arc::new(Mutex::new(sqlite::Db::open(dir)?));
         let (queue, receiver) = sync_channel(QUEUE);
+        let gate = Arc::new(Gate::default());
         let writer = {
-            let db = db.clone();
+            let (db, gate) = (db.clone(), gate.clone());
             std::thread::Builder::new()
                 .name("iothub-store".into())
-                .spawn(move || write_loop(db, receiver))
+                .spawn(move || write_loop(db, receiver, gate))
                 .map_err(|e| format!("cannot start the store's writer: {e}"))?
         };
         Ok(Self {
@@ -162,6 +203,7 @@ impl Store {
                 db,
                 queue: Some(queue),
                 writer: Some(writer),
+                gate,
             }),
         })
     }
@@ -170,11 +212,41 @@ impl Store {
         self.disk.is_some()
     }
 
+    /// The writer's state, with a data dir (`None` in memory).
+    pub fn writer_state(&self) -> Option<WriterState> {
+        self.disk.as_ref().map(|d| WriterState {
+            held: d.gate.held.load(Ordering::Acquire),
+            queued: d.gate.queued.load(Ordering::Acquire),
+        })
+    }
+
+    /// Holds the writer paused, or releases it (a test hook, see [`Gate`]). False in memory:
+    /// there is no writer.
+    pub fn hold_writer(&self, held: bool) -> bool {
+        match &self.disk {
+            Some(d) => {
+                d.gate.held.store(held, Ordering::Release);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Queues a batch, counted until the writer commits it.
+    fn send(disk: &Disk, batch: Batch) -> Result<(), String> {
+        let queue = disk.queue.as_ref().ok_or_else(stopped)?;
+        disk.gate.queued.fetch_add(1, Ordering::AcqRel);
+        queue.send(batch).map_err(|_| {
+            disk.gate.queued.fetch_sub(1, Ordering::AcqRel);
+            stopped()
+        })
+    }
+
     /// Queues `changes` (built only with a data dir); the answer tells when they are committed.
     /// Call it while holding the lock of what changed (the queue keeps the hub's order), and
     /// wait after letting go of it (so other writers queue meanwhile and share the commit).
     fn write(&self, changes: impl FnOnce() -> Vec<Change>) -> Pending {
-        let Some(queue) = self.disk.as_ref().and_then(|d| d.queue.as_ref()) else {
+        let Some(disk) = &self.disk else {
             return Pending(Ok(None));
         };
         let (done, committed) = sync_channel(1);
@@ -182,24 +254,19 @@ impl Store {
             changes: changes(),
             done: Some(done),
         };
-        Pending(
-            queue
-                .send(batch)
-                .map(|_| Some(committed))
-                .map_err(|_| stopped()),
-        )
+        Pending(Self::send(disk, batch).map(|_| Some(committed)))
     }
 
     /// Queues `changes` without a way to wait for them (a running job's progress).
     fn write_behind(&self, changes: impl FnOnce() -> Vec<Change>) -> Result<(), String> {
-        let Some(queue) = self.disk.as_ref().and_then(|d| d.queue.as_ref()) else {
+        let Some(disk) = &self.disk else {
             return Ok(());
         };
         let batch = Batch {
             changes: changes(),
             done: None,
         };
-        queue.send(batch).map_err(|_| stopped())
+        Self::send(disk, batch)
     }
 
     /// Everything stored, or `None` when the store is new (or in memory): then the hub
@@ -320,6 +387,7 @@ impl Store {
 /// Stopping: the writer applies what is queued, then the database closes and the lock goes.
 impl Drop for Disk {
     fn drop(&mut self) {
+        self.gate.held.store(false, Ordering::Release);
         drop(self.queue.take());
         if let Some(writer) = self.writer.take() {
             let _ = writer.join();

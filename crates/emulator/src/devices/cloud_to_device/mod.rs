@@ -9,7 +9,7 @@ mod queue;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -22,6 +22,7 @@ pub use queue::{
 use super::{not_found, split_client, Outgoing, Registry};
 use crate::clock::Clock;
 use crate::errors::ApiError;
+use crate::locks::lock;
 use crate::store::store_error;
 
 /// Feedback records kept for a feedback receiver at most (oldest dropped first).
@@ -38,10 +39,6 @@ pub struct CloudToDevice {
     /// Woken when a deadline may have moved earlier (a send, a delivery).
     deadlines: Arc<Notify>,
     last_token: AtomicU64,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl CloudToDevice {
@@ -177,34 +174,36 @@ impl Registry {
         deliveries
     }
 
-    /// A device settles a delivered message; false when its lock was lost. An abandoned
-    /// message is delivered again.
+    /// A device settles a delivered message: `Ok(false)` when its lock was lost. Stored before
+    /// it is answered (the HTTP 204) and before anything follows from it (the feedback, the
+    /// redelivery of an abandoned message): a settled message never comes back after a crash.
     pub fn settle_cloud_to_device(
         &self,
         device: &str,
         lock_token: u64,
         how: Settle,
         now_ms: i64,
-    ) -> bool {
+    ) -> Result<bool, ApiError> {
         let c2d = &self.cloud_to_device;
         let mut feedback = Vec::new();
-        let settled = {
+        let (settled, saved) = {
             let mut queues = lock(&c2d.queues);
             let Some(queue) = queues.get_mut(device) else {
-                return false;
+                return Ok(false);
             };
             let settled = queue.settle(lock_token, how, now_ms, &mut feedback);
-            drop(self.store.put_queue(device, queue));
+            let saved = self.store.put_queue(device, queue);
             if queue.is_empty() {
                 queues.remove(device);
             }
-            settled
+            (settled, saved)
         };
+        saved.wait().map_err(store_error)?;
         c2d.add_feedback(feedback);
         if settled && how == Settle::Abandon {
             self.deliver_cloud_to_device(device, now_ms);
         }
-        settled
+        Ok(settled)
     }
 
     /// Empties a device's queue (`DELETE /devices/{id}/commands`): how many were removed,
