@@ -56,7 +56,7 @@ impl Mode {
 
 fn rejected_promise(env: napi_env, error: napi::Error) -> Result<napi_value> {
     let (deferred, promise) = Deferred::new(env)?;
-    deferred.reject(env, error_value(env, error))?;
+    deferred.reject(env, errors::error_value(env, error))?;
     Ok(promise)
 }
 
@@ -133,7 +133,7 @@ impl Caller {
                 let _ = match outcome {
                     Ok((result, response)) => match packed(env, pack, result, response) {
                         Ok(value) => deferred.resolve(env, value),
-                        Err(e) => deferred.reject(env, error_value(env, e)),
+                        Err(e) => deferred.reject(env, errors::error_value(env, e)),
                     },
                     Err((error, _)) => deferred.reject(env, error),
                 };
@@ -183,11 +183,6 @@ const JOB_STATUS_RESPONSE: &str =
     "(function jobStatusResponse(jobStatus, response) { return { jobStatus, response }; })";
 const RESULT_WITH_INCOMING_MESSAGE: &str =
     "(function resultWithIncomingMessage(result, message) { return { result, message }; })";
-
-/// Converts an internal `napi::Error` raised while building an outcome into an error value.
-pub(crate) fn error_value(env: napi_env, error: napi::Error) -> napi_value {
-    js::error_value(env, error).unwrap_or_else(|_| errors::internal(env, "conversion failed"))
-}
 
 /// A panic inside the request future.
 struct Panicked;

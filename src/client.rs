@@ -38,11 +38,11 @@ fn job_outcome(
     };
     let message = match response::response_object(env, &response) {
         Ok(m) => m,
-        Err(e) => return Err((callback::error_value(env, e), None)),
+        Err(e) => return Err((errors::error_value(env, e), None)),
     };
     match response::result_value(env, &response) {
         Ok(job) => Ok((job, message)),
-        Err(e) => Err((callback::error_value(env, e), Some(message))),
+        Err(e) => Err((errors::error_value(env, e), Some(message))),
     }
 }
 
