@@ -342,23 +342,6 @@ pub(crate) fn element(env: napi_env, array: napi_value, index: u32) -> Result<na
     Ok(out)
 }
 
-/// A new array of strings.
-pub(crate) fn string_array(env: napi_env, values: &[&str]) -> Result<napi_value> {
-    let mut array = ptr::null_mut();
-    // SAFETY: `array` is a valid out-pointer.
-    check(env, unsafe {
-        sys::napi_create_array_with_length(env, values.len(), &mut array)
-    })?;
-    for (i, v) in values.iter().enumerate() {
-        let item = string(env, v)?;
-        // SAFETY: `array` and `item` were just created in `env`'s current scope.
-        check(env, unsafe {
-            sys::napi_set_element(env, array, i as u32, item)
-        })?;
-    }
-    Ok(array)
-}
-
 /// `new Error(message)` (the realm's own `Error`, whatever `globalThis.Error` is now).
 pub(crate) fn error(env: napi_env, message: napi_value) -> Result<napi_value> {
     let mut out = ptr::null_mut();
@@ -729,13 +712,21 @@ fn json_functions(env: napi_env) -> Result<(napi_value, napi_value, napi_value)>
     ))
 }
 
+/// The real `JSON.parse` (as it was when the environment's state was made).
+pub(crate) fn json_parse_function(env: napi_env) -> Result<napi_value> {
+    let parse = with_instance(env, |i| i.json[1])?;
+    dereference(env, parse)
+}
+
 /// The function `source` (a JavaScript function expression, a `'static` constant) evaluates
 /// to, compiled once per environment.
 pub(crate) fn compiled(env: napi_env, source: &'static str) -> Result<napi_value> {
     let cached = with_instance(env, |i| {
         i.compiled
             .iter()
-            .find(|(s, _)| *s == source)
+            // The same constant is usually the same pointer: compared first, the text only
+            // when it is not.
+            .find(|(s, _)| ptr::eq(*s, source) || *s == source)
             .map(|(_, r)| *r)
     })?;
     if let Some(r) = cached {
