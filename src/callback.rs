@@ -46,6 +46,11 @@ impl Mode {
         }
     }
 
+    /// Whether the caller gets a promise (so a conversion may hand over [`Converted::Packed`]).
+    pub(crate) fn is_promise(self) -> bool {
+        matches!(self, Mode::Promise)
+    }
+
     /// Delivers a validation failure: thrown with a callback, a rejected promise without.
     pub(crate) fn fail(self, env: napi_env, error: napi::Error) -> Result<napi_value> {
         match self {
@@ -89,13 +94,6 @@ pub(crate) enum Converted {
 impl From<Outcome> for Converted {
     fn from(outcome: Outcome) -> Self {
         Converted::Outcome(outcome)
-    }
-}
-
-impl Mode {
-    /// Whether the caller gets a promise (so a conversion may hand over [`Converted::Packed`]).
-    pub(crate) fn is_promise(self) -> bool {
-        matches!(self, Mode::Promise)
     }
 }
 
