@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs, promisify } from 'node:util'
 import {
-  ROOT, BENCH, PACKAGES, alternate, median, ratio, machineInfo, packageModule, runJsonChild, runWorker,
+  ROOT, BENCH, PACKAGES, PEERS, alternate, median, ratio, machineInfo, packageModule, runJsonChild, runWorker,
   startHub, log, firstErrorLine, trackChild, addonFingerprint, snapshotOurs,
 } from './lib/common.mjs'
 import { runFaults } from './faults.mjs'
@@ -214,7 +214,8 @@ async function footprint() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// 3 + 6. Throughput, client CPU, latency (getJob at c = 1, 16, 256), with the Rust ceiling at 256.
+// 3 + 6. Throughput, client CPU, latency (getJob at c = 1, 16, 256), with the hand-written undici and
+// fetch peers and the Rust ceiling at 16 and 256.
 /**
  * Builds crates/core/examples/ceiling.rs in the background (release profile, workspace feature set,
  * so the artifacts of `cargo test --workspace --release` are reused). Resolves with the binary path.
@@ -253,6 +254,8 @@ async function measureCeiling(exe, hub, jobIds, total, concurrency) {
 }
 
 const LOAD_KEYS = ['callsPerSec', 'cpuPerCallUs', 'p50Ms', 'p99Ms', 'maxRssKb', 'wallMs']
+// The concurrencies at which the Rust ceiling and the hand-written peers run beside the packages.
+const COMPARED = [16, 256]
 
 async function throughput({ withThroughput, withCeiling }) {
   let exe = null
@@ -267,15 +270,17 @@ async function throughput({ withThroughput, withCeiling }) {
   const hub = await startHub([])
   try {
     const jobIds = await seedJobs(hub, 'bench-get-', CFG.seedJobs)
-    const out = { throughput: [], ceiling: null }
-    const levels = withThroughput ? CFG.getConcurrency : [256]
+    const out = { throughput: [], ceiling: [] }
+    const levels = withThroughput ? CFG.getConcurrency : COMPARED
     for (const concurrency of levels) {
-      const runs = { ours: [], reference: [] }
+      const compared = COMPARED.includes(concurrency)
+      const runs = Object.fromEntries([...PACKAGES, ...PEERS].map((p) => [p, []]))
       const ceilingRuns = []
-      const withPackages = withThroughput
       for (let round = 0; round < RUNS; round++) {
-        const order = withPackages ? [...alternate(round)] : []
-        if (withCeiling && concurrency === 256) order.splice(round % (order.length + 1), 0, 'ceiling')
+        // Every client of this level in one round, each at a different place from round to round.
+        const order = withThroughput ? [...alternate(round)] : []
+        if (withThroughput && compared) PEERS.forEach((peer, k) => order.splice((round + k) % (order.length + 1), 0, peer))
+        if (withCeiling && compared) order.splice(round % (order.length + 1), 0, 'ceiling')
         for (const pkg of order) {
           if (pkg === 'ceiling') {
             ceilingRuns.push(await measureCeiling(exe, hub, jobIds, CFG.getTotal, concurrency))
@@ -286,22 +291,34 @@ async function throughput({ withThroughput, withCeiling }) {
         }
         log(`getJob c=${concurrency} round ${round + 1}/${RUNS} done`)
       }
-      if (withPackages) {
+      let ours = null
+      if (withThroughput) {
         const med = Object.fromEntries(PACKAGES.map((p) => [p, summarize(runs[p], LOAD_KEYS)]))
+        ours = med.ours
+        const measured = compared ? runs : Object.fromEntries(PACKAGES.map((p) => [p, runs[p]]))
         out.throughput.push({
-          concurrency, total: CFG.getTotal, runs, median: med,
+          concurrency, total: CFG.getTotal,
+          runs: Object.fromEntries(PACKAGES.map((p) => [p, runs[p]])),
+          median: med,
           ratio: Object.fromEntries(LOAD_KEYS.map((k) => [k, ratio(med.ours[k], med.reference[k])])),
-          failed: completedAll(runs, CFG.getTotal),
+          // The hand-written getJob peers: their runs and medians, and ours / theirs.
+          peers: compared
+            ? Object.fromEntries(PEERS.map((peer) => {
+                const m = summarize(runs[peer], LOAD_KEYS)
+                return [peer, { runs: runs[peer], median: m, oursRatio: Object.fromEntries(LOAD_KEYS.map((k) => [k, ratio(med.ours[k], m[k])])) }]
+              }))
+            : null,
+          failed: completedAll(measured, CFG.getTotal),
         })
       }
-      if (withCeiling && concurrency === 256) {
+      if (withCeiling && compared) {
         const med = summarize(ceilingRuns, LOAD_KEYS)
-        const addon = withPackages ? out.throughput.at(-1).median.ours.callsPerSec : null
-        out.ceiling = {
+        out.ceiling.push({
           concurrency, total: CFG.getTotal, runs: ceilingRuns, median: med,
-          addonPercentOfCeiling: addon !== null && med.callsPerSec ? (100 * addon) / med.callsPerSec : null,
+          addonPercentOfCeiling: ours && med.callsPerSec ? (100 * ours.callsPerSec) / med.callsPerSec : null,
+          addonCpuRatio: ratio(ours?.cpuPerCallUs, med.cpuPerCallUs),
           failed: ceilingBuildError ?? completedAll({ ceiling: ceilingRuns }, CFG.getTotal),
-        }
+        })
       }
     }
     return out

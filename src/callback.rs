@@ -36,13 +36,19 @@ impl Mode {
     /// The reference's rule: a truthy callback must be a function (always a synchronous
     /// `TypeError`); a falsy one means "return a promise".
     pub(crate) fn from_callback(env: napi_env, done: napi_value) -> Result<Mode> {
-        if !js::truthy(env, done) {
+        // `undefined` (no callback, the usual promise call) is told by one type check.
+        if js::kind(env, done) == js::Kind::Undefined || !js::truthy(env, done) {
             Ok(Mode::Promise)
         } else if js::is_function(env, done) {
             Ok(Mode::Callback(done))
         } else {
             Err(errors::type_error(env, "Callback has to be a Function"))
         }
+    }
+
+    /// Whether the caller gets a promise (so a conversion may hand over [`Converted::Packed`]).
+    pub(crate) fn is_promise(self) -> bool {
+        matches!(self, Mode::Promise)
     }
 
     /// Delivers a validation failure: thrown with a callback, a rejected promise without.
@@ -56,7 +62,7 @@ impl Mode {
 
 fn rejected_promise(env: napi_env, error: napi::Error) -> Result<napi_value> {
     let (deferred, promise) = Deferred::new(env)?;
-    deferred.reject(env, error_value(env, error))?;
+    deferred.reject(env, errors::error_value(env, error))?;
     Ok(promise)
 }
 
@@ -77,10 +83,24 @@ pub(crate) enum Pack {
 pub(crate) type Outcome =
     std::result::Result<(napi_value, napi_value), (napi_value, Option<napi_value>)>;
 
+/// What a conversion hands to [`spawn`]: an [`Outcome`], or, in the promise form only, the
+/// promise's value already packed (`Ok`) or its rejection (`Err`), made in one step (see
+/// `response::job_status_response`).
+pub(crate) enum Converted {
+    Outcome(Outcome),
+    Packed(std::result::Result<napi_value, napi_value>),
+}
+
+impl From<Outcome> for Converted {
+    fn from(outcome: Outcome) -> Self {
+        Converted::Outcome(outcome)
+    }
+}
+
 /// Runs the future `request()` builds on the runtime (see [`completion::run`]) and settles the
 /// caller with `convert`'s outcome, computed on the JavaScript thread. Returns the promise, or
 /// `undefined` in callback mode.
-pub(crate) fn spawn<T, R, F, C>(
+pub(crate) fn spawn<T, R, F, C, O>(
     env: napi_env,
     mode: Mode,
     pack: Pack,
@@ -91,7 +111,8 @@ where
     T: Send + 'static,
     R: FnOnce() -> F + Send + 'static,
     F: Future<Output = std::result::Result<T, CoreError>> + Send + 'static,
-    C: FnOnce(napi_env, std::result::Result<T, CoreError>) -> Outcome + Send + 'static,
+    C: FnOnce(napi_env, std::result::Result<T, CoreError>) -> O + Send + 'static,
+    O: Into<Converted>,
 {
     let (caller, out) = match mode {
         Mode::Promise => {
@@ -109,10 +130,10 @@ where
     };
     completion::run(env, request, move |env, done| {
         let outcome = catch_unwind(AssertUnwindSafe(|| match done {
-            Ok(result) => convert(env, result),
-            Err(Panicked) => Err((errors::internal(env, "panic in request"), None)),
+            Ok(result) => convert(env, result).into(),
+            Err(Panicked) => Err((errors::internal(env, "panic in request"), None)).into(),
         }))
-        .unwrap_or_else(|_| Err((errors::internal(env, "panic while settling"), None)));
+        .unwrap_or_else(|_| Err((errors::internal(env, "panic while settling"), None)).into());
         caller.settle(env, pack, outcome);
     })?;
     Ok(out)
@@ -126,14 +147,29 @@ enum Caller {
 }
 
 impl Caller {
-    fn settle(self, env: napi_env, pack: Pack, outcome: Outcome) {
-        match self {
+    fn settle(self, env: napi_env, pack: Pack, converted: Converted) {
+        let (outcome, caller) = match (converted, self) {
+            (Converted::Outcome(outcome), caller) => (outcome, caller),
+            (Converted::Packed(settled), Caller::Promise(deferred)) => {
+                // Settling fails only when the environment is going away.
+                let _ = match settled {
+                    Ok(value) => deferred.resolve(env, value),
+                    Err(error) => deferred.reject(env, error),
+                };
+                return;
+            }
+            (Converted::Packed(_), caller) => (
+                Err((errors::internal(env, "packed outcome for a callback"), None)),
+                caller,
+            ),
+        };
+        match caller {
             Caller::Promise(deferred) => {
                 // Settling fails only when the environment is going away.
                 let _ = match outcome {
                     Ok((result, response)) => match packed(env, pack, result, response) {
                         Ok(value) => deferred.resolve(env, value),
-                        Err(e) => deferred.reject(env, error_value(env, e)),
+                        Err(e) => deferred.reject(env, errors::error_value(env, e)),
                     },
                     Err((error, _)) => deferred.reject(env, error),
                 };
@@ -183,11 +219,6 @@ const JOB_STATUS_RESPONSE: &str =
     "(function jobStatusResponse(jobStatus, response) { return { jobStatus, response }; })";
 const RESULT_WITH_INCOMING_MESSAGE: &str =
     "(function resultWithIncomingMessage(result, message) { return { result, message }; })";
-
-/// Converts an internal `napi::Error` raised while building an outcome into an error value.
-pub(crate) fn error_value(env: napi_env, error: napi::Error) -> napi_value {
-    js::error_value(env, error).unwrap_or_else(|_| errors::internal(env, "conversion failed"))
-}
 
 /// A panic inside the request future.
 struct Panicked;

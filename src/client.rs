@@ -12,7 +12,7 @@ use napi::Result;
 use napi_derive::napi;
 
 use crate::args;
-use crate::callback::{self, Mode, Outcome, Pack};
+use crate::callback::{self, Converted, Mode, Outcome, Pack};
 use crate::credential::JsTokenCredential;
 use crate::errors;
 use crate::job_request::{self, Schedule, ScheduleArgs};
@@ -38,11 +38,35 @@ fn job_outcome(
     };
     let message = match response::response_object(env, &response) {
         Ok(m) => m,
-        Err(e) => return Err((callback::error_value(env, e), None)),
+        Err(e) => return Err((errors::error_value(env, e), None)),
     };
     match response::result_value(env, &response) {
         Ok(job) => Ok((job, message)),
-        Err(e) => Err((callback::error_value(env, e), Some(message))),
+        Err(e) => Err((errors::error_value(env, e), Some(message))),
+    }
+}
+
+/// [`job_outcome`] in the promise form: the promise's `{ jobStatus, response }` made in one step.
+fn job_status_response(
+    env: napi_env,
+    result: std::result::Result<Recycled<Response>, iothub_jobs_core::Error>,
+) -> Converted {
+    Converted::Packed(match result {
+        Ok(response) => {
+            response::job_status_response(env, &response).map_err(|e| errors::error_value(env, e))
+        }
+        Err(e) => Err(errors::core_error_value(env, e)),
+    })
+}
+
+/// How a job operation's result is converted for `mode`.
+fn job_conversion(
+    mode: Mode,
+) -> fn(napi_env, std::result::Result<Recycled<Response>, iothub_jobs_core::Error>) -> Converted {
+    if mode.is_promise() {
+        job_status_response
+    } else {
+        |env, result| job_outcome(env, result).into()
     }
 }
 
@@ -103,7 +127,7 @@ impl JobClient {
         };
         let client = self.inner.clone();
         let request = move || async move { op(client, id).await.map(Recycled::new) };
-        let out = callback::spawn(raw, mode, Pack::Job, request, job_outcome)?;
+        let out = callback::spawn(raw, mode, Pack::Job, request, job_conversion(mode))?;
         Ok(unknown(env, out))
     }
 
@@ -116,7 +140,7 @@ impl JobClient {
         };
         let client = self.inner.clone();
         let work = move || async move { client.schedule_job(&request).await.map(Recycled::new) };
-        let out = callback::spawn(raw, mode, Pack::Job, work, job_outcome)?;
+        let out = callback::spawn(raw, mode, Pack::Job, work, job_conversion(mode))?;
         Ok(unknown(env, out))
     }
 }

@@ -96,7 +96,7 @@ impl Queue {
 /// queue and how many calls are waiting on it. The function itself is read from the queue, so
 /// once the finalizer has cleared it nothing here can touch the freed function, whatever order
 /// Node tears the environment down in.
-pub(crate) struct Completion {
+struct Completion {
     queue: Arc<Queue>,
     pending: usize,
 }
@@ -138,7 +138,7 @@ where
     });
     // Counted only once spawned (a spawn that panics must not keep the loop alive forever); the
     // output cannot be delivered before this function returns to the event loop anyway.
-    js::with_completion(env, |completion| {
+    js::with_slot(env, |completion: &mut Option<Completion>| {
         if let Some(c) = completion {
             if c.pending == 0 {
                 if let Some(Tsfn(tsfn)) = c.queue.current() {
@@ -155,7 +155,9 @@ where
 
 /// The environment's queue, creating its thread-safe function on first use.
 fn queue(env: napi_env) -> Result<Arc<Queue>> {
-    let existing = js::with_completion(env, |c| c.as_ref().map(|c| c.queue.clone()))?;
+    let existing = js::with_slot(env, |c: &mut Option<Completion>| {
+        c.as_ref().map(|c| c.queue.clone())
+    })?;
     if let Some(queue) = existing {
         return Ok(queue);
     }
@@ -191,7 +193,7 @@ fn queue(env: napi_env) -> Result<Arc<Queue>> {
     // SAFETY: just created on this thread for `env`.
     unsafe { sys::napi_unref_threadsafe_function(env, tsfn) };
     *queue.tsfn.write().unwrap_or_else(|e| e.into_inner()) = Some(Tsfn(tsfn));
-    js::with_completion(env, |c| {
+    js::with_slot(env, |c: &mut Option<Completion>| {
         *c = Some(Completion {
             queue: queue.clone(),
             pending: 0,
@@ -213,7 +215,7 @@ unsafe extern "C" fn call_js(
     if !env.is_null() {
         // A live `env` means a normal delivery on its JavaScript thread, so its instance data is
         // alive too (teardown passes a null `env`).
-        let _ = js::with_completion(env, |completion| {
+        let _ = js::with_slot(env, |completion: &mut Option<Completion>| {
             if let Some(c) = completion {
                 c.pending = c.pending.saturating_sub(1);
                 if let (0, Some(Tsfn(tsfn))) = (c.pending, c.queue.current()) {

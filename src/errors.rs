@@ -106,7 +106,12 @@ pub(crate) fn core_error(env: napi_env, error: CoreError) -> Result<napi_value> 
 
 /// [`core_error`] for a settlement: a failure to build the error becomes an error value too.
 pub(crate) fn core_error_value(env: napi_env, error: CoreError) -> napi_value {
-    core_error(env, error).unwrap_or_else(|e| crate::callback::error_value(env, e))
+    core_error(env, error).unwrap_or_else(|e| error_value(env, e))
+}
+
+/// Converts an internal `napi::Error` raised while building an outcome into an error value.
+pub(crate) fn error_value(env: napi_env, error: napi::Error) -> napi_value {
+    js::error_value(env, error).unwrap_or_else(|_| internal(env, "conversion failed"))
 }
 
 /// A panic or an internal failure, reported as a plain `Error` rather than aborting.

@@ -15,7 +15,7 @@ use napi::{Result, Status};
 use napi_derive::napi;
 
 use crate::abort;
-use crate::callback::{self, Mode, Outcome};
+use crate::callback::{Mode, Outcome};
 use crate::client::JobClient;
 use crate::errors;
 use crate::js::{self, Js, Kind, ToJs};
@@ -134,14 +134,14 @@ impl JobClient {
                     Ok(outcome) => js::json_parse(env, outcome.to_json().as_bytes()),
                     Err(e) => {
                         return Err((
-                            fleet_error(env, e).unwrap_or_else(|e| callback::error_value(env, e)),
+                            fleet_error(env, e).unwrap_or_else(|e| errors::error_value(env, e)),
                             None,
                         ))
                     }
                 };
                 match value {
                     Ok(v) => Ok((v, js::undefined(env))),
-                    Err(e) => Err((callback::error_value(env, e), None)),
+                    Err(e) => Err((errors::error_value(env, e), None)),
                 }
             };
         let out = modern::run(raw, signal, work, convert)?;

@@ -13,6 +13,7 @@
 //! A JavaScript exception is captured as a [`napi::Error`] that retains the thrown value
 //! itself (whatever it is), so it can be re-thrown or used to reject a promise unchanged.
 
+use std::any::Any;
 use std::cell::RefCell;
 use std::ffi::{c_void, CStr};
 use std::ptr;
@@ -341,23 +342,6 @@ pub(crate) fn element(env: napi_env, array: napi_value, index: u32) -> Result<na
     Ok(out)
 }
 
-/// A new array of strings.
-pub(crate) fn string_array(env: napi_env, values: &[&str]) -> Result<napi_value> {
-    let mut array = ptr::null_mut();
-    // SAFETY: `array` is a valid out-pointer.
-    check(env, unsafe {
-        sys::napi_create_array_with_length(env, values.len(), &mut array)
-    })?;
-    for (i, v) in values.iter().enumerate() {
-        let item = string(env, v)?;
-        // SAFETY: `array` and `item` were just created in `env`'s current scope.
-        check(env, unsafe {
-            sys::napi_set_element(env, array, i as u32, item)
-        })?;
-    }
-    Ok(array)
-}
-
 /// `new Error(message)` (the realm's own `Error`, whatever `globalThis.Error` is now).
 pub(crate) fn error(env: napi_env, message: napi_value) -> Result<napi_value> {
     let mut out = ptr::null_mut();
@@ -585,8 +569,10 @@ struct Instance {
     compiled: Vec<(&'static str, sys::napi_ref)>,
     /// The package entry's modules, handed over by [`init`].
     entry: Option<Entry>,
-    /// The completion queue's side of this environment (`src/completion.rs`), made on first use.
-    completion: Option<crate::completion::Completion>,
+    /// State other modules keep per environment (the completion queue's side,
+    /// `src/completion.rs`), one value per type, made on first use. Typed by its owner, so this
+    /// module depends on none of them.
+    slots: Vec<Box<dyn Any>>,
 }
 
 /// The hand-written modules of `lib/` the binding calls into.
@@ -643,7 +629,7 @@ fn instance(env: napi_env) -> Result<&'static RefCell<Instance>> {
         ],
         compiled: Vec::new(),
         entry: None,
-        completion: None,
+        slots: Vec::new(),
     }));
     let raw = Box::into_raw(created);
     // SAFETY: hands the box to the environment, which calls `free_instance` on it at teardown.
@@ -664,13 +650,24 @@ fn with_instance<T>(env: napi_env, f: impl FnOnce(&mut Instance) -> T) -> Result
     Ok(f(&mut instance(env)?.borrow_mut()))
 }
 
-/// Runs `f` on this environment's completion-queue state (see `src/completion.rs`); `f` must
-/// not run JavaScript.
-pub(crate) fn with_completion<T>(
+/// Runs `f` on this environment's value of type `S` (`S::default()` the first time); `f` must not
+/// run JavaScript.
+pub(crate) fn with_slot<S: Default + 'static, T>(
     env: napi_env,
-    f: impl FnOnce(&mut Option<crate::completion::Completion>) -> T,
+    f: impl FnOnce(&mut S) -> T,
 ) -> Result<T> {
-    with_instance(env, |i| f(&mut i.completion))
+    with_instance(env, |i| {
+        let index = match i.slots.iter().position(|s| s.is::<S>()) {
+            Some(index) => index,
+            None => {
+                i.slots.push(Box::new(S::default()));
+                i.slots.len() - 1
+            }
+        };
+        // The slot at `index` holds an `S`: found by its type or just pushed.
+        let slot = i.slots[index].downcast_mut::<S>().expect("slot of type S");
+        f(slot)
+    })
 }
 
 /// Remembers the package entry's modules (`lib/errors.js`, `lib/paging.js`) for this
@@ -715,13 +712,21 @@ fn json_functions(env: napi_env) -> Result<(napi_value, napi_value, napi_value)>
     ))
 }
 
+/// The real `JSON.parse` (as it was when the environment's state was made).
+pub(crate) fn json_parse_function(env: napi_env) -> Result<napi_value> {
+    let parse = with_instance(env, |i| i.json[1])?;
+    dereference(env, parse)
+}
+
 /// The function `source` (a JavaScript function expression, a `'static` constant) evaluates
 /// to, compiled once per environment.
 pub(crate) fn compiled(env: napi_env, source: &'static str) -> Result<napi_value> {
     let cached = with_instance(env, |i| {
         i.compiled
             .iter()
-            .find(|(s, _)| *s == source)
+            // The same constant is usually the same pointer: compared first, the text only
+            // when it is not.
+            .find(|(s, _)| ptr::eq(*s, source) || *s == source)
             .map(|(_, r)| *r)
     })?;
     if let Some(r) = cached {

@@ -158,7 +158,7 @@ where
     let settle = move |env: napi_env, result: std::result::Result<Raced<T>, _>| -> Outcome {
         let signal = match watch.map(|w| w.detach(env)).transpose() {
             Ok(signal) => signal,
-            Err(e) => return Err((callback::error_value(env, e), None)),
+            Err(e) => return Err((errors::error_value(env, e), None)),
         };
         match result {
             Ok(Raced::Done(value)) => convert(env, value),
@@ -166,7 +166,7 @@ where
                 let signal = signal.unwrap_or_else(|| js::undefined(env));
                 Err((
                     errors::abort_error(env, signal)
-                        .unwrap_or_else(|e| callback::error_value(env, e)),
+                        .unwrap_or_else(|e| errors::error_value(env, e)),
                     None,
                 ))
             }
@@ -206,7 +206,7 @@ fn page_outcome(
     let response = result.map_err(|e| (errors::core_error_value(env, e), None))?;
     match page_value(env, &response) {
         Ok(page) => Ok((page, js::undefined(env))),
-        Err(e) => Err((callback::error_value(env, e), None)),
+        Err(e) => Err((errors::error_value(env, e), None)),
     }
 }
 
@@ -449,14 +449,14 @@ impl JobClient {
                 Err(e) => {
                     return Err((
                         errors::wait_error(env, e, &id)
-                            .unwrap_or_else(|e| callback::error_value(env, e)),
+                            .unwrap_or_else(|e| errors::error_value(env, e)),
                         None,
                     ))
                 }
             };
             match value {
                 Ok(job) => Ok((job, js::undefined(env))),
-                Err(e) => Err((callback::error_value(env, e), None)),
+                Err(e) => Err((errors::error_value(env, e), None)),
             }
         };
         let out = run(raw, signal, work, convert)?;

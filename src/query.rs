@@ -68,14 +68,14 @@ impl Query {
         let convert = move |env: napi_env, result: Fetched| -> Outcome {
             let this = match this_ref.release(env) {
                 Ok(this) => this,
-                Err(e) => return Err((callback::error_value(env, e), None)),
+                Err(e) => return Err((errors::error_value(env, e), None)),
             };
             let response = match result {
                 Ok(response) => response,
                 Err(e) => return Err((errors::core_error_value(env, e), None)),
             };
             page_outcome(env, this, &response, as_twin)
-                .unwrap_or_else(|e| Err((callback::error_value(env, e), None)))
+                .unwrap_or_else(|e| Err((errors::error_value(env, e), None)))
         };
         let out = callback::spawn(raw, mode, Pack::Query, request, convert)?;
         Ok(js::unknown(env, out))
@@ -96,7 +96,7 @@ fn page_outcome(
     let result = match response::result_value(env, response) {
         Ok(result) => result,
         // The reference's query callback gets only the error (state unchanged).
-        Err(e) => return Ok(Err((callback::error_value(env, e), None))),
+        Err(e) => return Ok(Err((errors::error_value(env, e), None))),
     };
     let headers = js::get(env, message, c"headers")?;
     let token = js::get(env, headers, c"x-ms-continuation")?;
@@ -106,7 +106,7 @@ fn page_outcome(
     if as_twin {
         return Ok(match twin_result(env, result) {
             Ok(result) => Ok((result, message)),
-            Err(e) => Err((callback::error_value(env, e), None)),
+            Err(e) => Err((errors::error_value(env, e), None)),
         });
     }
     Ok(Ok((result, message)))

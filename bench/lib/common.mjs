@@ -14,6 +14,11 @@ export const WORKERS = join(BENCH, 'workers')
 /** Preload that lets azure-iothub reach `HostName=127.0.0.1:PORT` (harness only; see the file). */
 export const REFERENCE_SHIM = join(WORKERS, 'reference-host-port.cjs')
 
+/**
+ * Hand-written getJob without any SDK (bench/workers/peer-client.mjs), measured beside the packages at
+ * the throughput workload's concurrencies 16 and 256: undici 7 (the devDependency) and Node's `fetch`.
+ */
+export const PEERS = ['undici', 'fetch']
 /** The two packages under test, in a fixed order; `alternate(r)` flips it on odd rounds. */
 export const PACKAGES = ['ours', 'reference']
 export const alternate = (round) => (round % 2 === 0 ? PACKAGES : [...PACKAGES].reverse())
@@ -105,6 +110,14 @@ export function packageLaunch(pkg, caPath) {
     delete env.NODE_EXTRA_CA_CERTS
     return { nodeArgs: [], env }
   }
+  if (PEERS.includes(pkg)) {
+    const env = { ...process.env }
+    delete env.NODE_OPTIONS
+    // `fetch` takes no CA option: like the reference, it trusts the emulator through Node's convention.
+    if (pkg === 'fetch' && caPath) env.NODE_EXTRA_CA_CERTS = caPath
+    else delete env.NODE_EXTRA_CA_CERTS
+    return { nodeArgs: [], env }
+  }
   throw new Error(`unknown package ${pkg}`)
 }
 
@@ -112,6 +125,8 @@ export function packageLaunch(pkg, caPath) {
 export function packageModule(pkg) {
   if (pkg === 'ours') return oursDir
   if (pkg === 'reference') return createRequire(join(ROOT, 'package.json')).resolve('azure-iothub')
+  if (pkg === 'undici') return createRequire(join(ROOT, 'package.json')).resolve('undici')
+  if (pkg === 'fetch') return null // Node's global fetch
   throw new Error(`unknown package ${pkg}`)
 }
 

@@ -1,7 +1,8 @@
 // One load measurement in a fresh process, so CPU and RSS are this client's alone. Parameters come
 // in BENCH_PARAMS (JSON, set by bench/lib/common.mjs runWorker); one JSON line goes to stdout.
 //
-//   op 'get':      `total` getJob calls over `jobIds` (round robin) with `concurrency` lanes
+//   op 'get':      `total` getJob calls over `jobIds` (round robin) with `concurrency` lanes (every
+//                  package, and the hand-written peers 'undici' and 'fetch')
 //   op 'schedule': `total` scheduleDeviceMethod calls, ids `${idPrefix}${i}`, with `concurrency` lanes
 //
 // `warmup` calls (same op, not recorded) run first so connections and lazy initialisation are paid
@@ -12,12 +13,12 @@ import { createRequire } from 'node:module'
 
 const p = JSON.parse(process.env.BENCH_PARAMS)
 const require = createRequire(import.meta.url)
-const { JobClient } = require(p.module)
-
-const client =
-  p.pkg === 'ours'
-    ? JobClient.fromConnectionString(p.connectionString, { ca: readFileSync(p.caPath, 'utf8') })
-    : JobClient.fromConnectionString(p.connectionString) // trusts the CA through NODE_EXTRA_CA_CERTS
+const PEERS = ['undici', 'fetch'] // hand-written getJob without an SDK (bench/workers/peer-client.mjs)
+const client = PEERS.includes(p.pkg)
+  ? (await import('./peer-client.mjs')).peerClient(p.pkg, p)
+  : p.pkg === 'ours'
+    ? require(p.module).JobClient.fromConnectionString(p.connectionString, { ca: readFileSync(p.caPath, 'utf8') })
+    : require(p.module).JobClient.fromConnectionString(p.connectionString) // trusts the CA through NODE_EXTRA_CA_CERTS
 
 const deadline = Date.now() + (p.timeoutMs ?? 120_000)
 const methodParams = { methodName: p.methodName ?? 'bench', payload: { run: p.idPrefix ?? null }, responseTimeoutInSeconds: 30 }

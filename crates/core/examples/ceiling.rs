@@ -1,6 +1,6 @@
 //! The pure-Rust ceiling of the side-by-side benchmark (bench/run.mjs, workload 6): the same getJob
 //! load the Node workers issue, sent through `iothub-jobs-core` directly, with no N-API boundary.
-//! The addon's calls/s at concurrency 256 is reported as a percentage of this figure.
+//! The addon's calls/s and CPU per call at concurrency 16 and 256 are reported against this figure.
 //!
 //! Run by the harness (one process per measurement); by hand:
 //!
