@@ -231,7 +231,8 @@ class Emulator:
         return Device(device_id, keys["primaryKey"], keys["secondaryKey"], self.device_connection_string(device_id, keys["primaryKey"]))
 
     def reset(self) -> None:
-        """Empties the hub (devices, jobs, sessions) without a restart."""
+        """Back to the start without a restart: jobs, sessions, counters, recorded requests and
+        faults cleared, the initial devices recreated (twins reset), the clock real again."""
         self.control("POST", "reset")
 
     def health(self) -> Json:
