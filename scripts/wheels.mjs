@@ -20,7 +20,7 @@ import { fileURLToPath } from 'node:url';
 import { EMULATOR_PLATFORMS, emulatorExe } from './platforms/targets.mjs';
 import { checkEmulator, emulatorBinaryPath } from './platforms/check.mjs';
 import { inspectExecutable } from './platforms/inspect.mjs';
-import { pythonBuild } from './python-sdk.mjs';
+import { hasPython3, pythonBuild } from './python-sdk.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const PACKAGE = path.join(ROOT, 'packages', 'python');
@@ -101,23 +101,27 @@ function packWheel(platform, project, version, out) {
 /** Packs every platform's wheel whose binary is built into `out`; returns [{name, tarball}] and
  * [{name, why}] (the shape of pack-all.mjs's lists). */
 export function packWheels(out = path.join(ROOT, 'target', 'packages'), platforms = EMULATOR_PLATFORMS) {
-  mkdirSync(out, { recursive: true });
-  const project = pyproject();
-  const version = wheelVersion(project);
-  const packed = [];
+  const name = (platform) => `iothub-emulator (Python wheel, ${platform.name})`;
   const skipped = [];
-  for (const platform of platforms) {
-    const name = `${project.name} (Python wheel, ${platform.name})`;
+  const built = platforms.filter((platform) => {
     const binary = emulatorBinaryPath(platform);
-    if (!existsSync(binary)) {
-      const builtBy = platform.os === 'win32' ? 'npm run build:platforms win32-x64-msvc emulator-win32-x64, or the hosted workflow' : `npm run build:platforms emulator-${platform.name}`;
-      skipped.push({ name, why: `no ${path.relative(ROOT, binary)} (${builtBy})` });
-      continue;
-    }
+    if (existsSync(binary)) return true;
+    const builtBy = platform.os === 'win32' ? 'npm run build:platforms win32-x64-msvc emulator-win32-x64, or the hosted workflow' : `npm run build:platforms emulator-${platform.name}`;
+    skipped.push({ name: name(platform), why: `no ${path.relative(ROOT, binary)} (${builtBy})` });
+    return false;
+  });
+  if (built.length && !hasPython3()) {
+    return { packed: [], skipped: [...skipped, ...built.map((platform) => ({ name: name(platform), why: 'python3 is not installed (it packs the wheels)' }))] };
+  }
+  mkdirSync(out, { recursive: true });
+  const packed = [];
+  const project = built.length ? pyproject() : null;
+  const version = project && wheelVersion(project);
+  for (const platform of built) {
     checkEmulator(platform); // the binary is what its platform runs, or no wheel
     const wheel = packWheel(platform, project, version, out);
     checkWheel(wheel);
-    packed.push({ name, tarball: wheel });
+    packed.push({ name: name(platform), tarball: wheel });
   }
   return { packed, skipped };
 }
