@@ -26,7 +26,7 @@ import { checkWheel, packWheels, pyproject } from '../scripts/wheels.mjs';
 import { hasPython3, makeVenv, pythonWheelhouse, PYTHON_REQUIREMENTS } from '../scripts/python-sdk.mjs';
 import { EMULATOR_PLATFORMS } from '../scripts/platforms/targets.mjs';
 import { emulatorBinaryPath } from '../scripts/platforms/check.mjs';
-import { cleanEnv, lastJson, run } from './helpers/packages.mjs';
+import { cleanEnv, gone, lastJson, run, runIn } from './helpers/packages.mjs';
 
 const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 const PYTESTS = path.join(ROOT, '__test__', 'python');
@@ -43,38 +43,8 @@ let venv;
 let wheels;
 const bin = (name) => path.join(venv, 'bin', name);
 
-/** Spawns a command; resolves {code, signal, stdout, stderr} when it exits. */
-function runIn(command, args, { env = cleanEnv(), timeoutMs = 120_000, onStdout } = {}) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { cwd: work, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d) => {
-      stdout += d;
-      onStdout?.(stdout, child);
-    });
-    child.stderr.setEncoding('utf8').on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`${command} ${args.join(' ')} did not exit within ${timeoutMs} ms\n${stderr}\n${stdout}`));
-    }, timeoutMs);
-    child.on('error', reject);
-    child.on('exit', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr });
-    });
-  });
-}
-
-const gone = (pid) => {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return true;
-  }
-  // A zombie (exited, not yet reaped by whoever inherited it) is not running either.
-  return /^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-};
+/** Runs a command of the venv in the work folder (see runIn). */
+const runHere = (command, args, options) => runIn(work, command, args, { timeoutMs: 120_000, ...options });
 
 async function allGone(pids, ms = 10_000) {
   const deadline = Date.now() + ms;
@@ -115,7 +85,7 @@ describe('the iothub-emulator wheels', { skip: skipAll }, () => {
 
   test('`iothub-emulator --devices 3` (on PATH in the venv) prints its ready line, running the wheel\'s binary', async () => {
     let pid;
-    const r = await runIn(bin('iothub-emulator'), ['--devices', '3'], {
+    const r = await runHere(bin('iothub-emulator'), ['--devices', '3'], {
       onStdout: (out, child) => {
         if (!out.includes('\n') || pid) return;
         pid = child.pid;
@@ -127,30 +97,30 @@ describe('the iothub-emulator wheels', { skip: skipAll }, () => {
     assert.match(r.stderr, /\(3 devices/);
     assert.ok(r.code === 0 || r.signal === 'SIGTERM', `exit ${r.code ?? r.signal}\n${r.stderr}`);
 
-    const which = await runIn(bin('python'), ['-c', 'import iothub_emulator; print(iothub_emulator.binary_path())']);
+    const which = await runHere(bin('python'), ['-c', 'import iothub_emulator; print(iothub_emulator.binary_path())']);
     assert.ok(which.stdout.trim().startsWith(venv) && which.stdout.trim().endsWith('/site-packages/iothub_emulator/bin/iothub-emulator'), which.stdout);
     assert.deepEqual(readFileSync(which.stdout.trim()), readFileSync(emulatorBinaryPath(x64)), 'the npm package\'s binary, byte for byte');
   });
 
   test('`iothub-emulator exec`: the command gets the hub, its exit code is ours, the hub is stopped after', async () => {
     const script = 'import json, os, sys; print(json.dumps({"cs": os.environ["IOTHUB_CONNECTION_STRING"], "ca": os.environ["IOTHUB_CA_FILE"], "node": os.environ["NODE_EXTRA_CA_CERTS"], "argv": sys.argv[1:]})); sys.exit(7)';
-    const r = await runIn(bin('iothub-emulator'), ['exec', '--devices', '2', '--', bin('python'), '-c', script, 'arg 1']);
+    const r = await runHere(bin('iothub-emulator'), ['exec', '--devices', '2', '--', bin('python'), '-c', script, 'arg 1']);
     assert.equal(r.code, 7, r.stderr);
     const seen = lastJson(r.stdout);
     assert.match(seen.cs, /^HostName=127\.0\.0\.1:\d+;SharedAccessKeyName=iothubowner;/);
     assert.equal(seen.ca, seen.node);
     assert.deepEqual(seen.argv, ['arg 1']);
     assert.equal(existsSync(seen.ca), false, 'the hub stopped (its CA directory is gone)');
-    const killed = await runIn(bin('iothub-emulator'), ['exec', '--', bin('python'), '-c', 'import os, signal; os.kill(os.getpid(), signal.SIGTERM)']);
+    const killed = await runHere(bin('iothub-emulator'), ['exec', '--', bin('python'), '-c', 'import os, signal; os.kill(os.getpid(), signal.SIGTERM)']);
     assert.equal(killed.code, 128 + os.constants.signals.SIGTERM, 'killed by a signal: 128 + its number');
-    const usage = await runIn(bin('iothub-emulator'), ['exec', '--devices', '1']);
+    const usage = await runHere(bin('iothub-emulator'), ['exec', '--devices', '1']);
     assert.equal(usage.code, 2);
     assert.match(usage.stderr, /^iothub-emulator: usage: iothub-emulator exec /);
   });
 
   test('pytest with the plugin: the iothub fixture serves azure-iot-device (MQTT, WebSockets) and azure-iot-hub; no emulator is left running', async () => {
     const pids = path.join(work, 'pids-hub');
-    const r = await runIn(bin('pytest'), ['-p', 'no:cacheprovider', '-rxXs', '--iothub-devices', '3', path.join(PYTESTS, 'test_package_hub.py')], {
+    const r = await runHere(bin('pytest'), ['-p', 'no:cacheprovider', '-rxXs', '--iothub-devices', '3', path.join(PYTESTS, 'test_package_hub.py')], {
       env: cleanEnv({ IOTHUB_TEST_PIDS: pids }),
       timeoutMs: 240_000,
     });
