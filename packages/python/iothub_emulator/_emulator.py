@@ -264,7 +264,8 @@ class Emulator:
         return self.control("PUT", "time", {"scale": scale})
 
     def telemetry(self, *, clear: bool = False) -> List[Json]:
-        return self.control("GET", "telemetry?clear=true" if clear else "telemetry")["messages"]
+        messages: List[Json] = self.control("GET", "telemetry?clear=true" if clear else "telemetry")["messages"]
+        return messages
 
     def requests(self, *, clear: bool = False) -> Json:
         return self.control("GET", "requests?clear=true" if clear else "requests")

@@ -53,7 +53,7 @@ def _options(config: pytest.Config) -> Dict[str, Any]:
 
 
 def _scope(config: pytest.Config) -> str:
-    scope = config.getoption("iothub_scope") or config.getini("iothub_scope")
+    scope = str(config.getoption("iothub_scope") or config.getini("iothub_scope"))
     if scope not in ("session", "function"):
         raise pytest.UsageError(f"iothub_scope must be session or function, not {scope!r}")
     return scope
