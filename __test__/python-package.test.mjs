@@ -52,6 +52,22 @@ async function allGone(pids, ms = 10_000) {
   return pids.filter((pid) => !gone(pid));
 }
 
+// Rewrites a wheel with another binary in iothub_emulator/bin/, its RECORD row made to match.
+const SWAP_BINARY = `
+import base64, hashlib, sys, zipfile
+source, binary, target = sys.argv[1:]
+data = open(binary, 'rb').read()
+digest = 'sha256=' + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b'=').decode()
+with zipfile.ZipFile(source) as z, zipfile.ZipFile(target, 'w', zipfile.ZIP_DEFLATED) as out:
+    for info in z.infolist():
+        body = z.read(info)
+        if info.filename.startswith('iothub_emulator/bin/'):
+            body = data
+        elif info.filename.endswith('.dist-info/RECORD'):
+            body = '\\n'.join(f'{r.split(",")[0]},{digest},{len(data)}' if r.startswith('iothub_emulator/bin/') else r for r in body.decode().splitlines()).encode()
+        out.writestr(info, body)
+`;
+
 const pidsIn = async (file) => (existsSync(file) ? (await readFile(file, 'utf8')).split('\n').filter(Boolean).map(Number) : []);
 
 before(async () => {
@@ -81,6 +97,13 @@ describe('the iothub-emulator wheels', { skip: skipAll }, () => {
       assert.ok(tags.every((tag) => tag.endsWith(`_${binary.arch}`)), `${tags} for ${binary.arch}`);
       for (const file of ['iothub_emulator/py.typed', 'iothub_emulator/pytest_plugin.py', `iothub_emulator-${version}.dist-info/entry_points.txt`]) assert.ok(files.includes(file), file);
     }
+  });
+
+  test('a wheel whose binary does not fit its tags is refused by the check', { skip: !existsSync(emulatorBinaryPath(arm64)) && BUILD_FIRST }, async () => {
+    // The x64 wheel with the arm64 binary in it (RECORD updated, so only the tags can tell).
+    const swapped = path.join(work, path.basename(wheels['linux-x64']).replace('iothub_emulator-', 'iothub_emulator-swapped-'));
+    await run(bin('python'), ['-c', SWAP_BINARY, wheels['linux-x64'], emulatorBinaryPath(arm64), swapped]);
+    assert.throws(() => checkWheel(swapped), /manylinux_2_17_x86_64: the binary is elf aarch64/);
   });
 
   test('`iothub-emulator --devices 3` (on PATH in the venv) prints its ready line, running the wheel\'s binary', async () => {
