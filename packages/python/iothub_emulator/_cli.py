@@ -36,8 +36,15 @@ def _fail(message: str, code: int = 1) -> NoReturn:
 
 
 def _forward_signals(child: subprocess.Popen[bytes]) -> None:
+    def forward(signum: int, _frame: object) -> None:
+        if sys.platform != "win32":
+            child.send_signal(signum)
+        elif signum == signal.SIGTERM:
+            child.terminate()
+        # Windows: Ctrl-C reaches every process of the console, the child included
+
     for name in FORWARDED:
-        signal.signal(getattr(signal, name), lambda signum, _frame: child.send_signal(signum))
+        signal.signal(getattr(signal, name), forward)
 
 
 def _exit_like(returncode: int) -> NoReturn:
