@@ -17,7 +17,7 @@ import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, realpathSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile, chmod } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -101,7 +101,8 @@ describe('the iothub-emulator wheels', { skip: skipAll }, () => {
 
   test('a wheel whose binary does not fit its tags is refused by the check', { skip: !existsSync(emulatorBinaryPath(arm64)) && BUILD_FIRST }, async () => {
     // The x64 wheel with the arm64 binary in it (RECORD updated, so only the tags can tell).
-    const swapped = path.join(work, path.basename(wheels['linux-x64']).replace('iothub_emulator-', 'iothub_emulator-swapped-'));
+    const swapped = path.join(work, 'swapped', path.basename(wheels['linux-x64']));
+    await mkdir(path.dirname(swapped));
     await run(bin('python'), ['-c', SWAP_BINARY, wheels['linux-x64'], emulatorBinaryPath(arm64), swapped]);
     assert.throws(() => checkWheel(swapped), /manylinux_2_17_x86_64: the binary is elf aarch64/);
   });
