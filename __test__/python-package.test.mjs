@@ -10,6 +10,7 @@
 //     azure-iot-device (MQTT and WebSockets: a direct method, a twin patch) and azure-iot-hub
 //     (test_package_hub.py), and no emulator is left running once pytest has exited — nor
 //     when pytest is SIGKILLed;
+//   - the README's Python recipes pass as written;
 //   - the linux-arm64 wheel's binary, under qemu-aarch64, driven by the Python API.
 // Needs the musl builds (`node scripts/platforms/ci.mjs build` makes them as root) and python3;
 // skipped, saying so, without them.
@@ -157,6 +158,21 @@ describe('the iothub-emulator wheels', { skip: skipAll }, () => {
     const started = await pidsIn(pids);
     assert.equal(started.length, root ? 5 : 2, `hubs recorded: ${started}`);
     assert.deepEqual(await allGone(started, 1000), [], 'every hub stopped with pytest');
+  });
+
+  test('the README\'s Python recipes (a device test with azure-iot-device, a back-end test with azure-iot-hub) pass as written', { skip: process.getuid?.() !== 0 && 'the device recipe takes ports 443 and 8883, which need root' }, async () => {
+    const readme = readFileSync(path.join(ROOT, 'packages', 'iothub-emulator', 'README.md'), 'utf8');
+    const recipe = (title) => {
+      const at = readme.indexOf(title);
+      assert.ok(at >= 0, `the README has ${title}`);
+      return /```python\n([\s\S]*?)```/.exec(readme.slice(at))[1];
+    };
+    // The back-end recipe defines the `registry` fixture the device recipe uses.
+    const file = path.join(work, 'test_readme.py');
+    await writeFile(file, `${recipe('**A back-end test with azure-iot-hub.**')}\n${recipe('**A device test with azure-iot-device.**')}`);
+    const r = await runHere(bin('pytest'), ['-p', 'no:cacheprovider', file], { timeoutMs: 120_000 });
+    assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+    assert.match(r.stdout, /\b2 passed\b/);
   });
 
   test('a SIGKILLed pytest leaves no emulator running (stdin pipe, --exit-on-stdin-eof)', async () => {
