@@ -175,6 +175,19 @@ describe('the iothub-emulator wheels', { skip: skipAll }, () => {
     assert.match(r.stdout, /\b2 passed\b/);
   });
 
+  test('--iothub-scope=function: a hub per test, each stopped after it', async () => {
+    const pids = path.join(work, 'pids-scope');
+    const r = await runHere(bin('pytest'), ['-p', 'no:cacheprovider', '--iothub-scope=function', path.join(PYTESTS, 'test_package_scope.py')], { env: cleanEnv({ IOTHUB_TEST_PIDS: pids }) });
+    assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+    assert.match(r.stdout, /\b2 passed\b/);
+    const started = await pidsIn(pids);
+    assert.equal(new Set(started).size, 2);
+    assert.deepEqual(await allGone(started, 1000), []);
+    const bad = await runHere(bin('pytest'), ['-p', 'no:cacheprovider', '--iothub-scope=module', path.join(PYTESTS, 'test_package_scope.py')]);
+    assert.equal(bad.code, 4, 'a usage error');
+    assert.match(bad.stderr, /--iothub-scope: invalid choice: 'module'/);
+  });
+
   test('a SIGKILLed pytest leaves no emulator running (stdin pipe, --exit-on-stdin-eof)', async () => {
     const pids = path.join(work, 'pids-killed');
     const child = spawn(bin('pytest'), ['-p', 'no:cacheprovider', path.join(PYTESTS, 'test_package_killed.py')], {
