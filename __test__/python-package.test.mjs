@@ -213,7 +213,9 @@ describe('the iothub-emulator wheels', { skip: skipAll }, () => {
 describe('the linux-arm64 wheel', { skip: skipAll || (!existsSync(emulatorBinaryPath(arm64)) ? BUILD_FIRST : !hasQemu ? 'no qemu-aarch64 (npm run setup:platforms)' : false) }, () => {
   test('its binary, under qemu-aarch64, serves the Python API: a device created, a reset, stop() returns 0', async () => {
     const unpacked = path.join(work, 'arm64');
-    await run(bin('python'), ['-c', 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])', wheels['linux-arm64'], unpacked]);
+    // Unpacked as pip installs it: with the modes the wheel records (zipfile alone drops them).
+    const unzip = 'import os, sys, zipfile\nz = zipfile.ZipFile(sys.argv[1])\nfor i in z.infolist():\n    os.chmod(z.extract(i, sys.argv[2]), (i.external_attr >> 16) or (0o755 if i.is_dir() else 0o644))';
+    await run(bin('python'), ['-c', unzip, wheels['linux-arm64'], unpacked]);
     const binary = path.join(unpacked, 'iothub_emulator', 'bin', 'iothub-emulator');
     const wrapper = path.join(work, 'qemu-emulator.sh');
     await writeFile(wrapper, `#!/bin/sh\nexec qemu-aarch64 ${JSON.stringify(binary)} "$@"\n`);
