@@ -25,7 +25,7 @@ import { fileURLToPath } from 'node:url';
 import { packAll } from '../scripts/pack-all.mjs';
 import { EMULATOR_PLATFORMS } from '../scripts/platforms/targets.mjs';
 import { checkEmulator, emulatorBinaryPath } from '../scripts/platforms/check.mjs';
-import { NPM_CLI, cleanEnv, lastJson, run } from './helpers/packages.mjs';
+import { NPM_CLI, cleanEnv, gone, lastJson, run, runIn } from './helpers/packages.mjs';
 
 const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 const x64 = EMULATOR_PLATFORMS.find((p) => p.name === 'linux-x64');
@@ -39,29 +39,6 @@ const hasQemu = spawnSync('qemu-aarch64', ['--version'], { stdio: 'ignore' }).st
 let work;
 let app; // the consumer folder with iothub-jobs + iothub-emulator installed
 
-/** Spawns a command in the consumer; resolves {code, signal, stdout, stderr} when it exits. */
-function runIn(cwd, command, args, { env = cleanEnv(), timeoutMs = 60_000, onStdout } = {}) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d) => {
-      stdout += d;
-      onStdout?.(stdout, child);
-    });
-    child.stderr.setEncoding('utf8').on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`${command} ${args.join(' ')} did not exit within ${timeoutMs} ms\n${stderr}\n${stdout}`));
-    }, timeoutMs);
-    child.on('error', reject);
-    child.on('exit', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr });
-    });
-  });
-}
-
 /** Runs a consumer script with node; it must end by itself with exit 0 and a JSON last line. */
 async function consumer(file, env) {
   const r = await runIn(app, process.execPath, [file], { env: cleanEnv({ SDK_FROM: path.join(ROOT, 'package.json'), ...env }) });
@@ -69,15 +46,6 @@ async function consumer(file, env) {
   return lastJson(r.stdout);
 }
 
-const gone = (pid) => {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return true;
-  }
-  // A zombie (exited, not yet reaped by whoever inherited it) is not running either.
-  return /^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-};
 
 before(async () => {
   if (skipAll) return;

@@ -3,11 +3,13 @@
 // iothub-emulator, and its platform packages in packages/iothub-emulator/npm/*/ that hold their binary (the others
 // are listed as skipped, with what builds them). Prints one line per package; `--json` prints the
 // list of {name, tarball} instead. Tarballs are what a registry would get: versions as in the
-// manifests (optionalDependencies at the same version, not files).
+// manifests (optionalDependencies at the same version, not files). The command also writes the
+// Python wheels (scripts/wheels.mjs) there.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { packWheels } from './wheels.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 /** npm's own CLI next to the running node, so no npm lifecycle state or shim is involved. */
@@ -50,7 +52,12 @@ export function packAll(out = path.join(ROOT, 'target', 'packages')) {
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const at = process.argv.indexOf('--out');
-  const { packed, skipped } = packAll(at > 0 ? path.resolve(process.argv[at + 1]) : undefined);
+  const out = at > 0 ? path.resolve(process.argv[at + 1]) : undefined;
+  const { packed, skipped } = packAll(out);
+  // The Python wheels beside the tarballs (scripts/wheels.mjs: same binaries, same version).
+  const wheels = packWheels(out);
+  packed.push(...wheels.packed);
+  skipped.push(...wheels.skipped);
   if (process.argv.includes('--json')) console.log(JSON.stringify(packed));
   else {
     for (const p of packed) console.log(`packed  ${p.name}: ${path.relative(process.cwd(), p.tarball)}`);

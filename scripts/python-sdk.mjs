@@ -1,39 +1,78 @@
-// Makes the venv of Microsoft's Python device SDK for the tests: target/python-sdk, with
-// __test__/python/requirements.txt (pinned) installed from PyPI. Idempotent: a stamp holding the
-// requirements' text skips the install when nothing changed.
+// The Python environments of the tests and of the wheels, each from a pinned requirements file
+// installed from PyPI. Idempotent: a stamp holding the requirements' text skips the install when
+// nothing changed.
+//   target/python-sdk        __test__/python/requirements.txt: Microsoft's Python device SDK
+//   target/python-build      packages/python/requirements-build.txt: `wheel` (packs and reads wheels)
+//   target/python-wheelhouse packages/python/requirements-test.txt built as wheels (pytest,
+//                            azure-iot-device, azure-iot-hub …): what a test venv installs with no network
 //
-//   node scripts/python-sdk.mjs      → prints the venv's python path
+//   node scripts/python-sdk.mjs      → prints the device SDK venv's python path
 import { execFileSync } from 'node:child_process'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
-const VENV = path.join(ROOT, 'target', 'python-sdk')
-const REQUIREMENTS = path.join(ROOT, '__test__', 'python', 'requirements.txt')
-const STAMP = path.join(VENV, 'requirements.installed')
+const TARGET = path.join(ROOT, 'target')
+export const PYTHON_REQUIREMENTS = {
+  sdk: path.join(ROOT, '__test__', 'python', 'requirements.txt'),
+  build: path.join(ROOT, 'packages', 'python', 'requirements-build.txt'),
+  test: path.join(ROOT, 'packages', 'python', 'requirements-test.txt'),
+}
+const run = (cmd, args) => execFileSync(cmd, args, { stdio: ['ignore', 'ignore', 'inherit'] })
 
-/** The venv's python, made (or brought up to date) first. Throws when python3 cannot do it. */
-export function pythonSdk() {
-  const bin = process.platform === 'win32' ? path.join(VENV, 'Scripts', 'python.exe') : path.join(VENV, 'bin', 'python')
-  const wanted = readFileSync(REQUIREMENTS, 'utf8')
-  if (existsSync(bin) && existsSync(STAMP) && readFileSync(STAMP, 'utf8') === wanted) return bin
-  const run = (cmd, args) => execFileSync(cmd, args, { stdio: ['ignore', 'ignore', 'inherit'] })
-  if (!existsSync(bin)) {
-    try {
-      run('python3', ['-m', 'venv', VENV])
-    } catch (err) {
-      // Debian ships venv's pip bootstrap separately (python3-venv); as root, install it.
-      if (process.getuid?.() !== 0 || !existsSync('/usr/bin/apt-get')) throw err
-      const apt = { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } }
-      execFileSync('apt-get', ['update', '-q'], apt)
-      execFileSync('apt-get', ['install', '-y', '-q', '--no-install-recommends', '--no-remove', 'python3-venv'], apt)
-      run('python3', ['-m', 'venv', '--clear', VENV])
-    }
+/** A venv's python. */
+export const venvPython = (venv) => (process.platform === 'win32' ? path.join(venv, 'Scripts', 'python.exe') : path.join(venv, 'bin', 'python'))
+
+/** Makes a venv at `venv` (python3's, with Debian's python3-venv installed first when root needs it). */
+export function makeVenv(venv) {
+  try {
+    run('python3', ['-m', 'venv', venv])
+  } catch (err) {
+    // Debian ships venv's pip bootstrap separately (python3-venv); as root, install it.
+    if (process.getuid?.() !== 0 || !existsSync('/usr/bin/apt-get')) throw err
+    const apt = { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } }
+    execFileSync('apt-get', ['update', '-q'], apt)
+    execFileSync('apt-get', ['install', '-y', '-q', '--no-install-recommends', '--no-remove', 'python3-venv'], apt)
+    run('python3', ['-m', 'venv', '--clear', venv])
   }
-  run(bin, ['-m', 'pip', 'install', '--quiet', '--disable-pip-version-check', '-r', REQUIREMENTS])
-  writeFileSync(STAMP, wanted)
+  return venvPython(venv)
+}
+
+/** Runs `make()` unless `stamp` holds `requirements`' current text; then writes the stamp. */
+function once(stamp, requirements, make) {
+  const wanted = readFileSync(requirements, 'utf8')
+  if (existsSync(stamp) && readFileSync(stamp, 'utf8') === wanted) return
+  make()
+  writeFileSync(stamp, wanted)
+}
+
+/** target/<name>, a venv with `requirements` installed; returns its python. */
+function venvWith(name, requirements) {
+  const venv = path.join(TARGET, name)
+  const bin = venvPython(venv)
+  once(path.join(venv, 'requirements.installed'), requirements, () => {
+    if (!existsSync(bin)) makeVenv(venv)
+    run(bin, ['-m', 'pip', 'install', '--quiet', '--disable-pip-version-check', '-r', requirements])
+  })
   return bin
+}
+
+/** The device SDK venv's python, made (or brought up to date) first. Throws when python3 cannot do it. */
+export const pythonSdk = () => venvWith('python-sdk', PYTHON_REQUIREMENTS.sdk)
+
+/** The python of the venv with `wheel`, which packs the iothub-emulator wheels (scripts/wheels.mjs). */
+export const pythonBuild = () => venvWith('python-build', PYTHON_REQUIREMENTS.build)
+
+/** target/python-wheelhouse: the test requirements as wheels (built by pip where PyPI has only a
+ * source archive), for `pip install --no-index --find-links` in a fresh venv. Returns its path. */
+export function pythonWheelhouse() {
+  const dir = path.join(TARGET, 'python-wheelhouse')
+  const python = pythonBuild()
+  once(path.join(dir, 'requirements.built'), PYTHON_REQUIREMENTS.test, () => {
+    run(python, ['-m', 'pip', 'wheel', '--quiet', '--disable-pip-version-check', '--wheel-dir', dir, '-r', PYTHON_REQUIREMENTS.test])
+  })
+  return dir
 }
 
 /** True when python3 is on PATH. */
