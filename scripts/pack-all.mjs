@@ -16,7 +16,7 @@ import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync,
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { checkPackage } from './package-check.mjs';
-import { EMULATOR_PLATFORMS, PLATFORMS } from './platforms/targets.mjs';
+import { EMULATOR_PLATFORMS, PLATFORMS, npmSystem } from './platforms/targets.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 /** npm's own CLI next to the running node, so no npm lifecycle state or shim is involved. */
@@ -33,12 +33,6 @@ const npmJson = (args, cwd) => {
 function platformPackages(parent, table) {
   const dirs = readdirSync(parent).sort();
   return dirs.map((folder) => ({ folder, dir: path.join(parent, folder), platform: table.find((p) => p.name === folder) }));
-}
-
-/** npm's names for the addon's platform (`linux-x64-gnu` → linux, x64, glibc). */
-function addonSystem(platform) {
-  const [os, cpu, abi] = platform.name.split('-');
-  return { os, cpu, libc: os === 'linux' ? (abi === 'musl' ? 'musl' : 'glibc') : null };
 }
 
 /** Every package: its folder, how its manifest is published, what its check expects, and for a
@@ -61,7 +55,7 @@ function packageList() {
     main(ROOT, addons),
     ...addons.map(({ folder, dir, platform }) => ({
       dir,
-      ...(platform ? { expect: { version, ...addonSystem(platform) }, needs: readManifest(dir).main, builtBy: 'npm run build:platforms' } : unknown(folder, 'PLATFORMS')),
+      ...(platform ? { expect: { version, ...npmSystem(platform) }, needs: readManifest(dir).main, builtBy: 'npm run build:platforms' } : unknown(folder, 'PLATFORMS')),
     })),
     main(emulatorDir, emulators),
     ...emulators.map(({ folder, dir, platform }) => ({

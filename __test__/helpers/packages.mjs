@@ -1,7 +1,10 @@
 // Running npm and packaged commands from the tests, isolated from the `npm test` that runs them.
 import { execFile } from 'node:child_process';
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { NPM_CLI } from '../../scripts/pack-all.mjs';
 
-export { NPM_CLI } from '../../scripts/pack-all.mjs';
+export { NPM_CLI };
 
 /** An environment with no npm lifecycle variables, proxies, binding or emulator override from
  * our caller, so the npm and node we start read no settings from the run that started us. */
@@ -24,3 +27,18 @@ export function run(command, args, { cwd, env = cleanEnv(), timeout = 180_000 } 
 
 /** The last line of a command's output, parsed as JSON. */
 export const lastJson = (stdout) => JSON.parse(stdout.trim().split('\n').pop());
+
+/**
+ * Installs `tarballs` (paths) into the fresh folder `consumer` with no network and no registry:
+ * every dependency of theirs in `offered` ({name, tarball}) is served from its tarball, as a registry would
+ * serve that name (the consumer's `overrides` with `file:` specs), so the packages' own manifests
+ * (optionalDependencies at a version) are installed unmodified. `npmArgs` e.g. `--os=win32`.
+ * Returns the names of the packages npm put in node_modules.
+ */
+export async function installFromTarballs(consumer, tarballs, offered, { npmArgs = [], timeout } = {}) {
+  await mkdir(consumer, { recursive: true });
+  const overrides = Object.fromEntries(offered.map(({ name, tarball }) => [name, `file:${tarball}`]));
+  await writeFile(path.join(consumer, 'package.json'), JSON.stringify({ name: 'consumer', private: true, overrides }, null, 2));
+  await run(process.execPath, [NPM_CLI, 'install', '--offline', '--no-audit', '--no-fund', ...npmArgs, ...tarballs], { cwd: consumer, timeout });
+  return (await readdir(path.join(consumer, 'node_modules'))).filter((name) => !name.startsWith('.')).sort();
+}
