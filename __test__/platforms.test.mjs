@@ -11,14 +11,14 @@
 // Parts whose binaries or arm64 `node` are absent are skipped, saying what to run.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { copyFile, mkdtemp, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { startEmulator } from './helpers/emulator.mjs';
-import { NPM_CLI, cleanEnv, installFromTarballs, lastJson, run } from './helpers/packages.mjs';
+import { cleanEnv, installFromTarballs, lastJson, packStandIn, run } from './helpers/packages.mjs';
 import { packAll } from '../scripts/pack-all.mjs';
 import { EMULATOR_PLATFORMS, PLATFORMS, binaryName, emulatorExe, npmSystem } from '../scripts/platforms/targets.mjs';
 import { binaryPath, checkPlatform } from '../scripts/platforms/check.mjs';
@@ -132,21 +132,6 @@ async function binariesIn(nodeModules) {
   return files.filter((f) => !f.startsWith('.bin') && (f.endsWith('.node') || /(^|\/)bin\/iothub-emulator(\.exe)?$/.test(f))).sort();
 }
 
-/** A tarball of the platform package `name` with a placeholder where its binary goes. */
-async function standIn(name, out) {
-  const parents = [path.join(ROOT, 'npm'), path.join(ROOT, 'packages', 'iothub-emulator', 'npm')];
-  const dirs = parents.flatMap((parent) => readdirSync(parent).map((folder) => path.join(parent, folder)));
-  const dir = dirs.find((d) => JSON.parse(readFileSync(path.join(d, 'package.json'), 'utf8')).name === name);
-  const manifest = JSON.parse(readFileSync(path.join(dir, 'package.json'), 'utf8'));
-  const stage = path.join(out, name);
-  const binary = path.join(stage, manifest.main ?? manifest.files[0]);
-  await mkdir(path.dirname(binary), { recursive: true });
-  await writeFile(binary, 'a stand-in: this platform was not built here\n', { mode: 0o755 });
-  for (const file of ['package.json', 'README.md']) await copyFile(path.join(dir, file), path.join(stage, file));
-  await copyFile(path.join(ROOT, 'LICENSE'), path.join(stage, 'LICENSE'));
-  return { name, tarball: path.join(out, JSON.parse(await run(process.execPath, [NPM_CLI, 'pack', '--json', '--pack-destination', out], { cwd: stage }))[0].filename) };
-}
-
 // From the install: start a hub with iothub-emulator's startEmulator(), run a method job on it
 // with iothub-jobs, stop it. Which addon was loaded and which emulator binary the install resolves.
 const INSTALLED_FLOW = `'use strict';
@@ -181,9 +166,8 @@ describe("pack:all's tarballs, installed for each of the 7 targets", () => {
     const optional = [];
     for (const tarball of mainTarballs) optional.push(...Object.keys(JSON.parse(await run('tar', ['-xzOf', tarball, 'package/package.json'])).optionalDependencies));
     const missing = optional.filter((name) => !packed.some((p) => p.name === name));
-    await mkdir(path.join(work, 'stand-ins'));
     standIns = [];
-    for (const name of missing) standIns.push(await standIn(name, path.join(work, 'stand-ins')));
+    for (const name of missing) standIns.push(await packStandIn(name, path.join(work, 'packages')));
     offered = [...packed.filter((p) => !mains.includes(p.name)), ...standIns];
   });
 
