@@ -225,7 +225,6 @@ let hub;
 
 before(async () => {
   tmp = realpathSync(await mkdtemp(path.join(os.tmpdir(), 'iothub-jobs-pack-')));
-  await mkdir(path.join(tmp, 'pack'));
   hub = await startEmulator({ devices: 3 });
   const out = path.join(tmp, 'pack');
   const all = packAll(out).packed;
