@@ -113,15 +113,15 @@ describe('the manifest check', () => {
     });
     assert.deepEqual(problems, [
       `broken-pkg: version 0.0.9, expected ${VERSION} (all packages are versioned together)`,
-      'broken-pkg: `files` lists lib/, which matches no file',
-      'broken-pkg: `main` names lib/index.js, which is not in the package',
-      'broken-pkg: bin/cli.js is not executable (chmod +x, and commit the mode)',
       'broken-pkg: no `license` field',
-      'broken-pkg: no LICENSE file',
-      'broken-pkg: no README',
       'broken-pkg: `cpu` is arm64, expected x64',
       'broken-pkg: `libc` is not set, expected glibc',
       `broken-pkg: optionalDependencies [["broken-pkg-linux-x64","0.0.8"]], expected one per platform package at its version: {"broken-pkg-linux-x64":"${VERSION}"}`,
+      'broken-pkg: `files` lists lib/, which matches no file',
+      'broken-pkg: `main` names lib/index.js, which is not in the package',
+      'broken-pkg: bin/cli.js is not executable (chmod +x, and commit the mode)',
+      'broken-pkg: no LICENSE file',
+      'broken-pkg: no README',
     ]);
     await chmod(path.join(dir, 'bin', 'cli.js'), 0o755);
     assert.ok(checkPackage(dir, ['bin/cli.js', 'package.json'], { version: VERSION }).includes('broken-pkg: bin/cli.js has no `#!/usr/bin/env node` line'));

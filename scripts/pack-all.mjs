@@ -9,13 +9,14 @@
 // the main packages get what `napi prepublish` writes: no addon of their own (the checkout's
 // iothub-jobs.*.node stays behind) and one optionalDependencies entry per platform package at the
 // same version. Every staged package is checked (package-check.mjs) before anything is packed:
-// one line per problem, naming the package. Prints one line per package; `--json` prints the list
+// one line per problem, naming the package (a platform package that cannot be packed here has its
+// manifest checked all the same). Prints one line per package; `--json` prints the list
 // of {name, tarball} instead.
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { checkPackage } from './package-check.mjs';
+import { checkManifest, checkPackage } from './package-check.mjs';
 import { EMULATOR_PLATFORMS, PLATFORMS, npmSystem } from './platforms/targets.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -114,6 +115,7 @@ export function packAll(out = path.join(ROOT, 'target', 'packages'), { requireAl
       const why = `no ${path.relative(ROOT, path.join(p.dir, p.needs))} (${p.builtBy})`;
       if (requireAll) problems.push(`${p.name}: ${why}`);
       else skipped.push({ name: p.name, why });
+      problems.push(...checkManifest(readManifest(p.dir), p.expect));
       continue;
     }
     const stage = path.join(out, 'stage', p.name);

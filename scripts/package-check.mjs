@@ -25,7 +25,6 @@ export function checkPackage(dir, files, expect) {
   const packed = new Set(files);
   const has = (file) => packed.has(path.posix.normalize(file.replace(/^\.\//, '')));
 
-  if (manifest.version !== expect.version) problem(`version ${manifest.version}, expected ${expect.version} (all packages are versioned together)`);
   if (!Array.isArray(manifest.files) || manifest.files.length === 0) problem('no `files` list: the package would ship whatever its folder holds');
   for (const entry of manifest.files ?? []) {
     if (!files.some((file) => globRegExp(entry).test(file))) problem(`\`files\` lists ${entry}, which matches no file`);
@@ -46,9 +45,18 @@ export function checkPackage(dir, files, expect) {
       if (!readFileSync(full, 'utf8').startsWith('#!/usr/bin/env node')) problem(`${file} has no \`#!/usr/bin/env node\` line`);
     }
   }
-  if (!manifest.license) problem('no `license` field');
   if (!files.some((file) => /^licen[cs]e(\.\w+)?$/i.test(file))) problem('no LICENSE file');
   if (!files.some((file) => /^readme(\.\w+)?$/i.test(file))) problem('no README');
+  return [...checkManifest(manifest, expect), ...problems];
+}
+
+/** The problems of a manifest alone (a platform package not built here is still checked so):
+ * version, licence, os/cpu/libc, optionalDependencies. One-line messages. */
+export function checkManifest(manifest, expect) {
+  const problems = [];
+  const problem = (what) => problems.push(`${manifest.name}: ${what}`);
+  if (manifest.version !== expect.version) problem(`version ${manifest.version}, expected ${expect.version} (all packages are versioned together)`);
+  if (!manifest.license) problem('no `license` field');
 
   const list = (field) => (manifest[field] ? [manifest[field]].flat().join(',') : null);
   for (const field of ['os', 'cpu', 'libc']) {
