@@ -21,7 +21,7 @@ import { startEmulator } from './helpers/emulator.mjs';
 import { cleanEnv, installFromTarballs, lastJson, packStandIn, run } from './helpers/packages.mjs';
 import { packAll } from '../scripts/pack-all.mjs';
 import { EMULATOR_PLATFORMS, PLATFORMS, binaryName, emulatorExe, npmSystem } from '../scripts/platforms/targets.mjs';
-import { binaryPath, checkPlatform } from '../scripts/platforms/check.mjs';
+import { binaryPath, checkPlatform, emulatorBinaryPath } from '../scripts/platforms/check.mjs';
 import { runWindowsNode, wineReady, winePath } from '../scripts/platforms/wine.mjs';
 
 const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -184,6 +184,9 @@ describe("pack:all's tarballs, installed for each of the 7 targets", () => {
     });
   }
 
+  // The runs need the real binaries of both platform packages (stand-ins only resolve).
+  const emulatorBuilt = (name) => existsSync(emulatorBinaryPath(EMULATOR_PLATFORMS.find((e) => e.name === name)));
+  const runnable = (ready, emulator) => (!ready ? BUILD_FIRST : emulatorBuilt(emulator) ? false : `no iothub-emulator-${emulator} binary: ${BUILD_FIRST}`);
   const installedFor = (name) => {
     assert.ok(consumers[name], `the ${name} install (with its real binaries) of the test above`);
     return consumers[name];
@@ -195,7 +198,7 @@ describe("pack:all's tarballs, installed for each of the 7 targets", () => {
     );
   };
 
-  test('linux-x64-gnu: startEmulator() and a jobs call from that install', { skip: existsSync(binaryPath(x64Gnu)) ? false : BUILD_FIRST }, async () => {
+  test('linux-x64-gnu: startEmulator() and a jobs call from that install', { skip: runnable(existsSync(binaryPath(x64Gnu)), 'linux-x64') }, async () => {
     const consumer = installedFor('linux-x64-gnu');
     await writeFile(path.join(consumer, 'flow.cjs'), INSTALLED_FLOW);
     const result = lastJson(await run(process.execPath, ['flow.cjs'], { cwd: consumer }));
@@ -206,7 +209,7 @@ describe("pack:all's tarballs, installed for each of the 7 targets", () => {
 
   // No binfmt_misc here: the arm64 node (under qemu) runs the installed arm64 emulator through a
   // wrapper (IOTHUB_EMULATOR) that starts it under qemu-aarch64; the resolution is checked apart.
-  test('linux-arm64-gnu (node and emulator under qemu): startEmulator() and a jobs call from that install', { skip: canRunArm64 ? false : BUILD_FIRST, timeout: 600_000 }, async () => {
+  test('linux-arm64-gnu (node and emulator under qemu): startEmulator() and a jobs call from that install', { skip: runnable(canRunArm64, 'linux-arm64'), timeout: 600_000 }, async () => {
     const consumer = installedFor('linux-arm64-gnu');
     const binary = path.join(consumer, 'node_modules', 'iothub-emulator-linux-arm64', 'bin', 'iothub-emulator');
     const wrapper = path.join(consumer, 'emulator-under-qemu.sh');
@@ -219,7 +222,7 @@ describe("pack:all's tarballs, installed for each of the 7 targets", () => {
     assert.equal(result.installedBinary, binary);
   });
 
-  test('win32-x64-msvc (node.exe under Wine): startEmulator() and a jobs call from that install', { skip: canRunWin32 ? false : BUILD_FIRST, timeout: 300_000 }, async () => {
+  test('win32-x64-msvc (node.exe under Wine): startEmulator() and a jobs call from that install', { skip: runnable(canRunWin32, 'win32-x64'), timeout: 300_000 }, async () => {
     const consumer = installedFor('win32-x64-msvc');
     await writeFile(path.join(consumer, 'flow.cjs'), INSTALLED_FLOW);
     const ran = await runWindowsNode([winePath(path.join(consumer, 'flow.cjs'))], { cwd: consumer, env: {}, baseEnv: cleanEnv(), timeout: 240_000 });
