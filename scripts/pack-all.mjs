@@ -30,7 +30,7 @@ const npmJson = (args, cwd) => {
   return JSON.parse(text.slice(text.indexOf('[')))[0];
 };
 
-/** The platform packages under `parent` (one folder each), in the order of `table`. */
+/** The platform packages under `parent` (one folder each, sorted), each with its entry of `table`. */
 function platformPackages(parent, table) {
   const dirs = readdirSync(parent).sort();
   return dirs.map((folder) => ({ folder, dir: path.join(parent, folder), platform: table.find((p) => p.name === folder) }));
