@@ -1,7 +1,7 @@
 // The `iothub-emulator` npm package as its users get it: `npm run pack:all`'s tarballs (here into a
-// temporary folder) of iothub-jobs, iothub-emulator and the emulator's platform packages, installed
-// with no network into a fresh folder (the emulator's optionalDependencies pointed at the local
-// tarballs, as a registry would serve them), then used there:
+// temporary folder) of iothub-jobs and iothub-emulator, unmodified, installed with no network into
+// a fresh folder, their platform packages served from pack:all's tarballs as a registry would
+// serve them (helpers/packages.mjs installFromTarballs), then used there:
 //   - npm installs only the linux-x64 platform package (static musl) and its binary is the one run;
 //   - the bin prints its ready line; `exec` passes the hub to a command and its exit code back;
 //   - startEmulator() from CommonJS and from ESM: a job from iothub-jobs served to a device SDK
@@ -25,7 +25,7 @@ import { fileURLToPath } from 'node:url';
 import { packAll } from '../scripts/pack-all.mjs';
 import { EMULATOR_PLATFORMS } from '../scripts/platforms/targets.mjs';
 import { checkEmulator, emulatorBinaryPath } from '../scripts/platforms/check.mjs';
-import { NPM_CLI, cleanEnv, gone, lastJson, run, runIn } from './helpers/packages.mjs';
+import { cleanEnv, gone, installFromTarballs, lastJson, packStandIn, run, runIn } from './helpers/packages.mjs';
 
 const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 const x64 = EMULATOR_PLATFORMS.find((p) => p.name === 'linux-x64');
@@ -51,26 +51,16 @@ before(async () => {
   if (skipAll) return;
   work = realpathSync(await mkdtemp(path.join(os.tmpdir(), 'iothub-emulator-package-')));
   const { packed } = packAll(path.join(work, 'packages'));
-  const tarball = (name) => packed.find((p) => p.name === name)?.tarball;
-
-  // The emulator package as published, but its optionalDependencies served from the local
-  // tarballs: every platform package packed here (npm must pick the one that fits).
-  const stage = path.join(work, 'stage');
-  await mkdir(stage);
-  await run('tar', ['-xzf', tarball('iothub-emulator'), '-C', stage, '--strip-components=1']);
-  const manifest = JSON.parse(readFileSync(path.join(stage, 'package.json'), 'utf8'));
-  const local = Object.keys(manifest.optionalDependencies).filter(tarball);
-  assert.ok(local.includes('iothub-emulator-linux-x64'));
-  manifest.optionalDependencies = Object.fromEntries(local.map((name) => [name, `file:${tarball(name)}`]));
-  await writeFile(path.join(stage, 'package.json'), JSON.stringify(manifest, null, 2));
-  const staged = path.join(work, 'packages', 'staged');
-  await mkdir(staged);
-  const emulatorTarball = path.join(staged, JSON.parse(await run(process.execPath, [NPM_CLI, 'pack', '--json', '--pack-destination', staged], { cwd: stage }))[0].filename);
-
+  const mains = ['iothub-jobs', 'iothub-emulator'];
+  const tarballs = mains.map((name) => packed.find((p) => p.name === name).tarball);
+  assert.ok(packed.some((p) => p.name === 'iothub-emulator-linux-x64'));
+  // The tarballs as pack:all wrote them; the platform packages served from theirs, as a registry
+  // would serve them (npm must pick the one that fits). iothub-jobs's linux-x64-gnu addon, when
+  // build:platforms did not make it, is the checkout's own build in that package.
+  const offered = packed.filter((p) => !mains.includes(p.name));
+  if (!offered.some((p) => p.name === 'iothub-jobs-linux-x64-gnu')) offered.push(await packStandIn('iothub-jobs-linux-x64-gnu', path.join(work, 'packages'), path.join(ROOT, 'iothub-jobs.linux-x64-gnu.node')));
   app = path.join(work, 'app');
-  await mkdir(app);
-  await writeFile(path.join(app, 'package.json'), JSON.stringify({ name: 'consumer', private: true }));
-  await run(process.execPath, [NPM_CLI, 'install', '--offline', '--no-audit', '--no-fund', tarball('iothub-jobs'), emulatorTarball], { cwd: app });
+  await installFromTarballs(app, tarballs, offered);
 });
 
 after(async () => {
@@ -80,7 +70,7 @@ after(async () => {
 describe('iothub-emulator installed from the tarballs', { skip: skipAll }, () => {
   test('npm installs only the linux-x64 platform package; its static binary is the one resolved', async () => {
     const installed = (await readdir(path.join(app, 'node_modules'))).filter((d) => d.startsWith('iothub-')).sort();
-    assert.deepEqual(installed, ['iothub-emulator', 'iothub-emulator-linux-x64', 'iothub-jobs']);
+    assert.deepEqual(installed, ['iothub-emulator', 'iothub-emulator-linux-x64', 'iothub-jobs', 'iothub-jobs-linux-x64-gnu']);
     const binary = path.join(app, 'node_modules', 'iothub-emulator-linux-x64', 'bin', 'iothub-emulator');
     assert.ok(statSync(binary).mode & 0o111, 'the binary is executable as installed');
     assert.match(checkEmulator(x64, binary).summary, /^elf x86_64, static /);

@@ -1,5 +1,7 @@
-// The published shape: `npm pack` of the repo, installed from the tarball into a fresh folder
-// with no network (`npm install --offline`), then used there by a CommonJS consumer, an ESM
+// The published shape: `npm run pack:all`'s iothub-jobs tarball, unmodified, installed into a
+// fresh folder with no network (`npm install --offline`) with its platform package for this
+// machine served from its tarball (pack:all's, or when build:platforms did not make it, the
+// platform package holding the checkout's own build), then used there by a CommonJS consumer, an ESM
 // consumer (both make real calls to the emulator) and a TypeScript consumer compiled with the
 // repo's tsc (`--strict --noEmit`, types from the installed package only).
 //
@@ -16,12 +18,13 @@ import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 
 import { startEmulator } from './helpers/emulator.mjs';
+import { installFromTarballs, packStandIn } from './helpers/packages.mjs';
+import { packAll } from '../scripts/pack-all.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.join(here, '..');
 const rootPkg = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8'));
 const TSC = path.join(root, 'node_modules', '.bin', process.platform === 'win32' ? 'tsc.cmd' : 'tsc');
-const NPM = process.platform === 'win32' ? 'npm.cmd' : 'npm';
 
 /** The file name of the addon built for this machine, as the napi loader looks for it. */
 function hostBinaryName() {
@@ -32,6 +35,7 @@ function hostBinaryName() {
   return `${rootPkg.napi?.binaryName ?? rootPkg.name}.${platform}-${arch}${abi}.node`;
 }
 const HOST_NODE = hostBinaryName();
+const HOST_PACKAGE = `iothub-jobs-${HOST_NODE.split('.')[1]}`;
 
 /** An environment without npm's lifecycle variables (npm_config_*, …) and proxies, so the npm
  * we start reads no settings from the `npm test` that may be running us. */
@@ -75,22 +79,6 @@ function runNode(cwd, file, env) {
       }
     });
   });
-}
-
-async function packInto(cwd, destination) {
-  const { stdout } = ok(await run(NPM, ['pack', '--json', '--pack-destination', destination], { cwd }), 'npm pack');
-  const [info] = JSON.parse(stdout.slice(stdout.indexOf('[')));
-  return { tarball: path.join(destination, info.filename), files: info.files.map((f) => f.path).sort(), info };
-}
-
-async function freshConsumer(dir) {
-  await mkdir(dir, { recursive: true });
-  await writeFile(path.join(dir, 'package.json'), JSON.stringify({ name: 'consumer', version: '1.0.0', private: true }, null, 2));
-  return dir;
-}
-
-async function installOffline(dir, tarball) {
-  return ok(await run(NPM, ['install', '--offline', '--no-audit', '--no-fund', '--prefix', dir, tarball], { cwd: dir }), 'npm install --offline');
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -230,14 +218,21 @@ const TS_CONFIG = {
 // ---------------------------------------------------------------------------------------------
 
 let tmp;
-let packed;
+let packed; // {tarball, files, manifest} of iothub-jobs
+let platform; // {name, tarball} of this machine's platform package
 let app; // the consumer folder, once the install succeeded
 let hub;
 
 before(async () => {
   tmp = realpathSync(await mkdtemp(path.join(os.tmpdir(), 'iothub-jobs-pack-')));
-  await mkdir(path.join(tmp, 'pack'));
-  [packed, hub] = await Promise.all([packInto(root, path.join(tmp, 'pack')), startEmulator({ devices: 3 })]);
+  hub = await startEmulator({ devices: 3 });
+  const out = path.join(tmp, 'pack');
+  const all = packAll(out).packed;
+  const tarball = all.find((p) => p.name === 'iothub-jobs').tarball;
+  const files = (await run('tar', ['-tzf', tarball])).stdout.trim().split('\n').map((f) => f.replace(/^package\//, '')).sort();
+  const manifest = JSON.parse((await run('tar', ['-xzOf', tarball, 'package/package.json'])).stdout);
+  platform = all.find((p) => p.name === HOST_PACKAGE) ?? (await packStandIn(HOST_PACKAGE, out, path.join(root, HOST_NODE)));
+  packed = { tarball, files, manifest };
 });
 
 after(async () => {
@@ -246,19 +241,23 @@ after(async () => {
 });
 
 describe('npm pack', () => {
-  test('ships the loader, lib/ (entry, errors, paging, fleet, cli), the typings and the host .node; no sources or build output', async () => {
+  test('ships the loader, lib/ (entry, errors, paging, fleet, cli), the typings, README and LICENSE; no addon, sources or build output', async () => {
     const files = packed.files;
-    for (const required of ['package.json', 'lib/main.js', 'lib/main.mjs', 'lib/paging.js', 'lib/fleet.js', 'index.js', 'lib/errors.js', 'index.d.ts', 'lib/cli/main.mjs', HOST_NODE]) {
+    for (const required of ['package.json', 'lib/main.js', 'lib/main.mjs', 'lib/paging.js', 'lib/fleet.js', 'index.js', 'lib/errors.js', 'index.d.ts', 'lib/cli/main.mjs', 'README.md', 'LICENSE']) {
       assert.ok(files.includes(required), `${required} is in the package: ${files.join(', ')}`);
     }
-    const allowed = /^(package\.json|lib\/(main\.m?js|paging\.js|fleet\.js|errors\.js|cli\/[\w-]+\.mjs)|index\.js|index\.d\.ts|README\.md|LICENSE(\.\w+)?|[\w-]+\.[\w-]+\.node)$/;
+    const allowed = /^(package\.json|lib\/(main\.m?js|paging\.js|fleet\.js|errors\.js|cli\/[\w-]+\.mjs)|index\.js|index\.d\.ts|README\.md|LICENSE)$/;
     for (const f of files) {
       assert.match(f, allowed, `unexpected file in the package: ${f}`);
       assert.doesNotMatch(f, /^(src|crates|target|__test__|npm|node_modules|bench|scripts|examples|\.ci|\.github)\//);
       assert.doesNotMatch(f, /\.(rs|toml|lock|tgz|ts(?<!\.d\.ts)|map)$/);
     }
-    // The entry and the typings the manifest names are the ones shipped.
-    const manifest = JSON.parse(await readFile(path.join(root, 'package.json'), 'utf8'));
+    // The entry and the typings the manifest names are the ones shipped; the addon comes from one
+    // platform package per npm/ folder, at the same version (what `napi prepublish` writes).
+    const { manifest } = packed;
+    const platformPackages = readdirSync(path.join(root, 'npm')).map((d) => JSON.parse(readFileSync(path.join(root, 'npm', d, 'package.json'), 'utf8')).name);
+    assert.equal(platformPackages.length, 7);
+    assert.deepEqual(manifest.optionalDependencies, Object.fromEntries(platformPackages.map((name) => [name, rootPkg.version])));
     assert.ok(files.includes(manifest.main), `main ${manifest.main} is shipped`);
     assert.ok(files.includes(manifest.types), `types ${manifest.types} is shipped`);
     assert.deepEqual(manifest.bin, { 'iothub-jobs': 'lib/cli/main.mjs' });
@@ -268,24 +267,23 @@ describe('npm pack', () => {
     assert.equal(manifest.bundleDependencies ?? manifest.bundledDependencies, undefined);
   });
 
-  test('installs from the tarball into a fresh folder with no network (npm install --offline)', async () => {
-    const dir = await freshConsumer(path.join(tmp, 'app'));
-    await installOffline(dir, packed.tarball);
+  test("installs from the tarball into a fresh folder with no network (npm install --offline), with this machine's platform package", async () => {
+    const dir = path.join(tmp, 'app');
+    const present = await installFromTarballs(dir, [packed.tarball], [platform]);
     const installed = (await readdir(path.join(dir, 'node_modules', 'iothub-jobs'))).sort();
     assert.deepEqual(installed, [...new Set(packed.files.map((f) => f.split('/')[0]))].sort(), 'the installed package is the tarball');
-    const present = (await readdir(path.join(dir, 'node_modules'))).filter((n) => !n.startsWith('.'));
-    assert.deepEqual(present, ['iothub-jobs'], 'no dependency came with it');
+    assert.deepEqual(present, ['iothub-jobs', HOST_PACKAGE], 'only its platform package came with it');
     app = dir;
   });
 
-  test('a CommonJS consumer: require("iothub-jobs") loads the .node inside the package and schedules a job', async () => {
+  test("a CommonJS consumer: require(\"iothub-jobs\") loads the platform package's .node and schedules a job", async () => {
     assert.ok(app, 'needs the install of the previous test');
     await writeFile(path.join(app, 'consumer.cjs'), CJS_CONSUMER);
     const out = await runNode(app, 'consumer.cjs', { HUB_CS: hub.connectionString, HUB_CA: hub.caPath });
     const pkgDir = path.join(app, 'node_modules', 'iothub-jobs');
     assert.deepEqual(out.exports, ['JobClient', 'Query', '__napiBindingTarget', 'errors']);
     assert.equal(out.resolved, path.join(pkgDir, 'lib', 'main.js'));
-    assert.deepEqual(out.natives, [path.join(pkgDir, HOST_NODE)], 'the host .node of the main package, nothing from elsewhere');
+    assert.deepEqual(out.natives, [path.join(app, 'node_modules', HOST_PACKAGE, HOST_NODE)], 'the platform package\'s .node, nothing from elsewhere');
     assert.equal(out.errorClasses, 33);
     assert.equal(out.throttlingIsError, true);
     assert.equal(out.queryIsFunction, true);
@@ -336,38 +334,6 @@ describe('npm pack', () => {
     const wrong = await run(TSC, ['-p', path.join('wrong', 'tsconfig.json')], { cwd: app });
     assert.notEqual(wrong.code, 0, 'a type error must fail the compile');
     assert.match(wrong.stdout + wrong.stderr, /wrong\.mts[^\n]*error TS2322/);
-  });
-
-  test('per-platform optionalDependencies (as `napi prepublish` adds them) do not break an offline install; the .node inside the main package is used', async () => {
-    // Repack the tarball with the optionalDependencies napi prepublish writes: one per npm/ folder,
-    // at the package's version. They are not in any cache, so an offline install must skip them.
-    const stage = path.join(tmp, 'stage');
-    await mkdir(stage);
-    ok(await run('tar', ['xzf', packed.tarball, '-C', stage]), 'tar');
-    const pkgDir = path.join(stage, 'package');
-    const manifest = JSON.parse(await readFile(path.join(pkgDir, 'package.json'), 'utf8'));
-    const platformPackages = (await readdir(path.join(root, 'npm'))).map(
-      (d) => JSON.parse(readFileSync(path.join(root, 'npm', d, 'package.json'), 'utf8')).name,
-    );
-    assert.ok(platformPackages.length >= 6);
-    manifest.optionalDependencies = Object.fromEntries(platformPackages.map((name) => [name, manifest.version]));
-    await writeFile(path.join(pkgDir, 'package.json'), JSON.stringify(manifest, null, 2));
-    await mkdir(path.join(tmp, 'pack2'));
-    const repacked = await packInto(pkgDir, path.join(tmp, 'pack2'));
-    const dir = await freshConsumer(path.join(tmp, 'app-optional'));
-    await installOffline(dir, repacked.tarball);
-    const present = (await readdir(path.join(dir, 'node_modules'))).filter((n) => !n.startsWith('.'));
-    assert.deepEqual(present, ['iothub-jobs'], 'the platform packages were skipped');
-    await writeFile(
-      path.join(dir, 'check.cjs'),
-      "const m = require('iothub-jobs'); process.stdout.write(JSON.stringify({ exports: Object.keys(m).sort(), natives: Object.keys(require.cache).filter((k) => k.endsWith('.node')), client: typeof m.JobClient.fromConnectionString('HostName=h;SharedAccessKeyName=k;SharedAccessKey=a2V5').getJob }) + '\\n');\n",
-    );
-    const out = await runNode(dir, 'check.cjs');
-    assert.deepEqual(out, {
-      exports: ['JobClient', 'Query', '__napiBindingTarget', 'errors'],
-      natives: [path.join(dir, 'node_modules', 'iothub-jobs', HOST_NODE)],
-      client: 'function',
-    });
   });
 
   test(

@@ -3,23 +3,25 @@
 //   - every binary in npm/*/ passes the loader check (format, architecture, libraries, glibc);
 //   - the arm64 glibc addon, loaded by an arm64 `node` under qemu, runs a jobs flow against the
 //     emulator (which runs natively);
-//   - `npm pack` of the main package and of the platform packages, installed offline from the
-//     tarballs into a fresh folder, by x64 npm natively, by arm64 npm under qemu and by x64 npm
-//     told `--os=win32` (then run by the Windows node.exe under Wine): the main package's
-//     optionalDependencies pull in exactly the platform's binary, and a call works.
+//   - `npm run pack:all`'s tarballs of iothub-jobs and iothub-emulator, unmodified, installed
+//     offline for each of the 7 targets (npm's --os/--cpu/--libc): their optionalDependencies pull
+//     in exactly that target's platform packages; on linux-x64-gnu (natively), linux-arm64-gnu
+//     (node under qemu) and win32-x64 (node.exe under Wine) startEmulator() and a jobs call work
+//     from that install.
 // Parts whose binaries or arm64 `node` are absent are skipped, saying what to run.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdtemp, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { startEmulator } from './helpers/emulator.mjs';
-import { NPM_CLI, cleanEnv, lastJson, run } from './helpers/packages.mjs';
-import { PLATFORMS, binaryName } from '../scripts/platforms/targets.mjs';
-import { binaryPath, checkPlatform } from '../scripts/platforms/check.mjs';
+import { cleanEnv, installFromTarballs, lastJson, packStandIn, run } from './helpers/packages.mjs';
+import { packAll } from '../scripts/pack-all.mjs';
+import { EMULATOR_PLATFORMS, PLATFORMS, binaryName, emulatorExe, npmSystem } from '../scripts/platforms/targets.mjs';
+import { binaryPath, checkPlatform, emulatorBinaryPath } from '../scripts/platforms/check.mjs';
 import { runWindowsNode, wineReady, winePath } from '../scripts/platforms/wine.mjs';
 
 const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -107,67 +109,128 @@ describe('arm64 under qemu', { skip: canRunArm64 ? false : BUILD_FIRST }, () => 
   });
 });
 
-describe('npm pack, installed from the tarballs', { skip: existsSync(binaryPath(x64Gnu)) ? false : BUILD_FIRST }, () => {
-  let mainTarball;
+
+// `npm run pack:all`'s tarballs of iothub-jobs and iothub-emulator, unmodified, installed by npm
+// told each target's os/cpu/libc, with every platform package offered from its tarball (the
+// consumer's overrides stand in for a registry). A platform package whose binary was not built
+// here (CI builds the Linux gnu and Windows addons and the Linux and Windows emulators: see
+// scripts/platforms/ci.mjs) is offered as a stand-in made from its manifest, so the resolution
+// is still checked for all 7 targets; the test says which packages were stand-ins.
+const TARGETS = PLATFORMS.map((platform) => {
+  const system = npmSystem(platform);
+  return { platform, ...system, emulator: EMULATOR_PLATFORMS.find((e) => e.os === system.os && e.cpu === system.cpu) };
+});
+const npmFlags = (target) => [`--os=${target.os}`, `--cpu=${target.cpu}`, ...(target.libc ? [`--libc=${target.libc}`] : [])];
+const expectedBinaries = (target) => [
+  path.join(`iothub-emulator-${target.emulator.name}`, 'bin', emulatorExe(target.emulator)),
+  path.join(`iothub-jobs-${target.platform.name}`, binaryName(target.platform)),
+];
+
+/** Every addon and emulator binary in a node_modules tree (paths relative to it). */
+async function binariesIn(nodeModules) {
+  const files = await readdir(nodeModules, { recursive: true });
+  return files.filter((f) => !f.startsWith('.bin') && (f.endsWith('.node') || /(^|\/)bin\/iothub-emulator(\.exe)?$/.test(f))).sort();
+}
+
+// From the install: start a hub with iothub-emulator's startEmulator(), run a method job on it
+// with iothub-jobs, stop it. Which addon was loaded and which emulator binary the install resolves.
+const INSTALLED_FLOW = `'use strict';
+const emulator = require('iothub-emulator');
+const { JobClient } = require('iothub-jobs');
+(async () => {
+  const installedBinary = emulator.binaryPath({});
+  const hub = await emulator.startEmulator({ devices: 3 });
+  const client = JobClient.fromConnectionString(hub.connectionString, { ca: hub.ca });
+  const jobId = 'installed-' + process.platform + '-' + process.arch;
+  const scheduled = await client.scheduleDeviceMethod(jobId, '*', { methodName: 'reboot' });
+  const done = await client.waitForJob(jobId, { pollIntervalMs: 100, timeoutMs: 120000 });
+  const jobs = (await hub.health()).jobs;
+  const stopped = await hub.stop();
+  process.stdout.write(JSON.stringify({
+    platform: process.platform, arch: process.arch, installedBinary,
+    natives: Object.keys(require.cache).filter((k) => k.endsWith('.node')),
+    scheduled: scheduled.response.statusCode, status: done.status, succeeded: done.deviceJobStatistics.succeededCount, jobs, stopped,
+  }) + '\\n');
+})().catch((err) => { console.error(err); process.exit(1); });
+`;
+
+describe("pack:all's tarballs, installed for each of the 7 targets", () => {
+  let mainTarballs;
+  let offered;
+  let standIns;
+  const consumers = {};
   before(async () => {
-    const tarballs = path.join(work, 'tarballs');
-    await mkdir(tarballs);
-    const pack = async (cwd) => path.join(tarballs, JSON.parse(await run(process.execPath, [NPM_CLI, 'pack', '--json', '--pack-destination', tarballs], { cwd }))[0].filename);
-    const platformTarballs = {};
-    for (const platform of built) platformTarballs[`iothub-jobs-${platform.name}`] = `file:${await pack(path.join(ROOT, 'npm', platform.name))}`;
-
-    // The main package as `napi prepublish` publishes it: no binary of its own, one optional
-    // dependency per platform (here the local tarballs instead of registry versions).
-    const stage = path.join(work, 'main');
-    await mkdir(stage);
-    await run('tar', ['-xzf', await pack(ROOT), '-C', stage, '--strip-components=1']);
-    for (const file of await readdir(stage)) if (file.endsWith('.node')) await rm(path.join(stage, file));
-    const manifest = JSON.parse(await readFile(path.join(stage, 'package.json'), 'utf8'));
-    manifest.optionalDependencies = platformTarballs;
-    await writeFile(path.join(stage, 'package.json'), JSON.stringify(manifest, null, 2));
-    mainTarball = await pack(stage);
+    const { packed } = packAll(path.join(work, 'packages'));
+    const mains = ['iothub-jobs', 'iothub-emulator'];
+    mainTarballs = mains.map((name) => packed.find((p) => p.name === name).tarball);
+    const optional = [];
+    for (const tarball of mainTarballs) optional.push(...Object.keys(JSON.parse(await run('tar', ['-xzOf', tarball, 'package/package.json'])).optionalDependencies));
+    const missing = optional.filter((name) => !packed.some((p) => p.name === name));
+    standIns = [];
+    for (const name of missing) standIns.push(await packStandIn(name, path.join(work, 'packages')));
+    offered = [...packed.filter((p) => !mains.includes(p.name)), ...standIns];
   });
 
-  async function install(arch, npmArgs = []) {
-    const consumer = path.join(work, `consumer-${arch}`);
-    await mkdir(consumer);
-    await writeFile(path.join(consumer, 'package.json'), JSON.stringify({ name: 'consumer', private: true }));
-    const [command, args] = nodeCommand(arch, [NPM_CLI, 'install', '--offline', '--no-audit', '--no-fund', ...npmArgs, mainTarball]);
-    await run(command, args, { cwd: consumer, timeout: 600_000 });
-    const installed = (await readdir(path.join(consumer, 'node_modules'))).filter((d) => d.startsWith('iothub-jobs')).sort();
-    return { consumer, installed };
+  for (const target of TARGETS) {
+    const name = target.platform.name;
+    test(`${name} (npm ${npmFlags(target).join(' ')}): exactly iothub-jobs-${name} and iothub-emulator-${target.emulator.name}, no other binary in the tree`, async (t) => {
+      const consumer = path.join(work, `installed-${name}`);
+      const installed = await installFromTarballs(consumer, mainTarballs, offered, { npmArgs: npmFlags(target) });
+      assert.deepEqual(installed, ['iothub-emulator', `iothub-emulator-${target.emulator.name}`, 'iothub-jobs', `iothub-jobs-${name}`]);
+      assert.deepEqual(await binariesIn(path.join(consumer, 'node_modules')), expectedBinaries(target));
+      const stood = standIns.filter((s) => installed.includes(s.name)).map((s) => s.name);
+      if (stood.length) t.diagnostic(`resolution only: ${stood.join(', ')} not built here, offered as stand-ins`);
+      else consumers[name] = consumer;
+    });
   }
 
-  async function installAndRun(arch) {
-    const { consumer, installed } = await install(arch);
-    const result = await runFlow(arch, consumer, { PACKAGE: 'iothub-jobs' });
-    return { installed, natives: result.natives.map((f) => path.relative(consumer, f)) };
-  }
+  // The runs need the real binaries of both platform packages (stand-ins only resolve).
+  const emulatorBuilt = (name) => existsSync(emulatorBinaryPath(EMULATOR_PLATFORMS.find((e) => e.name === name)));
+  const runnable = (ready, emulator) => (!ready ? BUILD_FIRST : emulatorBuilt(emulator) ? false : `no iothub-emulator-${emulator} binary: ${BUILD_FIRST}`);
+  const installedFor = (name) => {
+    assert.ok(consumers[name], `the ${name} install (with its real binaries) of the test above`);
+    return consumers[name];
+  };
+  const checkFlow = (result, platform, arch) => {
+    assert.deepEqual(
+      { platform: result.platform, arch: result.arch, scheduled: result.scheduled, status: result.status, succeeded: result.succeeded, jobs: result.jobs, stopped: result.stopped },
+      { platform, arch, scheduled: 200, status: 'completed', succeeded: 3, jobs: 1, stopped: 0 },
+    );
+  };
 
-  test('x64 (native): only linux-x64-gnu is installed, and it is the binary loaded', async () => {
-    const { installed, natives } = await installAndRun('x64');
-    assert.deepEqual(installed, ['iothub-jobs', 'iothub-jobs-linux-x64-gnu']);
-    assert.deepEqual(natives, [path.join('node_modules', 'iothub-jobs-linux-x64-gnu', binaryName(x64Gnu))]);
+  test('linux-x64-gnu: startEmulator() and a jobs call from that install', { skip: runnable(existsSync(binaryPath(x64Gnu)), 'linux-x64') }, async () => {
+    const consumer = installedFor('linux-x64-gnu');
+    await writeFile(path.join(consumer, 'flow.cjs'), INSTALLED_FLOW);
+    const result = lastJson(await run(process.execPath, ['flow.cjs'], { cwd: consumer }));
+    checkFlow(result, 'linux', 'x64');
+    assert.deepEqual(result.natives, [path.join(consumer, 'node_modules', 'iothub-jobs-linux-x64-gnu', binaryName(x64Gnu))]);
+    assert.equal(result.installedBinary, path.join(consumer, 'node_modules', 'iothub-emulator-linux-x64', 'bin', 'iothub-emulator'));
   });
 
-  // What npm installs on Windows, laid out by this machine's npm told the platform, then run by
-  // the official node.exe under Wine (its output goes to files: see scripts/platforms/wine.mjs).
-  test('win32 (npm --os=win32 --cpu=x64, node.exe under Wine): only win32-x64-msvc is installed and loaded', { skip: canRunWin32 ? false : BUILD_FIRST, timeout: 300_000 }, async () => {
-    const { consumer, installed } = await install('win32', ['--os=win32', '--cpu=x64']);
-    assert.deepEqual(installed, ['iothub-jobs', 'iothub-jobs-win32-x64-msvc']);
-    const env = { HUB_CS: hub.connectionString, HUB_CA: winePath(hub.caPath), PACKAGE: 'iothub-jobs' };
-    const ran = await runWindowsNode([winePath(path.join(work, 'flow.cjs'))], { cwd: consumer, env, baseEnv: cleanEnv() });
+  // No binfmt_misc here: the arm64 node (under qemu) runs the installed arm64 emulator through a
+  // wrapper (IOTHUB_EMULATOR) that starts it under qemu-aarch64; the resolution is checked apart.
+  test('linux-arm64-gnu (node and emulator under qemu): startEmulator() and a jobs call from that install', { skip: runnable(canRunArm64, 'linux-arm64'), timeout: 600_000 }, async () => {
+    const consumer = installedFor('linux-arm64-gnu');
+    const binary = path.join(consumer, 'node_modules', 'iothub-emulator-linux-arm64', 'bin', 'iothub-emulator');
+    const wrapper = path.join(consumer, 'emulator-under-qemu.sh');
+    await writeFile(wrapper, `#!/bin/sh\nexec qemu-aarch64 ${JSON.stringify(binary)} "$@"\n`, { mode: 0o755 });
+    await writeFile(path.join(consumer, 'flow.cjs'), INSTALLED_FLOW);
+    const [command, args] = nodeCommand('arm64', ['flow.cjs']);
+    const result = lastJson(await run(command, args, { cwd: consumer, env: cleanEnv({ IOTHUB_EMULATOR: wrapper }), timeout: 540_000 }));
+    checkFlow(result, 'linux', 'arm64');
+    assert.deepEqual(result.natives, [path.join(consumer, 'node_modules', 'iothub-jobs-linux-arm64-gnu', binaryName(arm64Gnu))]);
+    assert.equal(result.installedBinary, binary);
+  });
+
+  test('win32-x64-msvc (node.exe under Wine): startEmulator() and a jobs call from that install', { skip: runnable(canRunWin32, 'win32-x64'), timeout: 300_000 }, async () => {
+    const consumer = installedFor('win32-x64-msvc');
+    await writeFile(path.join(consumer, 'flow.cjs'), INSTALLED_FLOW);
+    const ran = await runWindowsNode([winePath(path.join(consumer, 'flow.cjs'))], { cwd: consumer, env: {}, baseEnv: cleanEnv(), timeout: 240_000 });
     assert.equal(ran.code, 0, `${ran.stderr}\n${ran.stdout}`);
     const result = lastJson(ran.stdout);
-    assert.equal(result.arch, 'x64');
-    assert.equal(result.status, 'completed');
-    assert.equal(result.succeeded, DEVICES);
-    assert.deepEqual(result.natives, [`${winePath(consumer)}\\node_modules\\iothub-jobs-win32-x64-msvc\\${binaryName(win32)}`]);
-  });
-
-  test('arm64 (npm and node under qemu): only linux-arm64-gnu is installed and loaded', { skip: canRunArm64 ? false : BUILD_FIRST, timeout: 900_000 }, async () => {
-    const { installed, natives } = await installAndRun('arm64');
-    assert.deepEqual(installed, ['iothub-jobs', 'iothub-jobs-linux-arm64-gnu']);
-    assert.deepEqual(natives, [path.join('node_modules', 'iothub-jobs-linux-arm64-gnu', binaryName(arm64Gnu))]);
+    checkFlow(result, 'win32', 'x64');
+    const modules = `${winePath(consumer)}\\node_modules`;
+    assert.deepEqual(result.natives, [`${modules}\\iothub-jobs-win32-x64-msvc\\${binaryName(win32)}`]);
+    assert.equal(result.installedBinary, `${modules}\\iothub-emulator-win32-x64\\bin\\iothub-emulator.exe`);
   });
 });

@@ -47,9 +47,9 @@ function once(stamp, requirements, make) {
   writeFileSync(stamp, wanted)
 }
 
-/** target/<name>, a venv with `requirements` installed; returns its python. */
-function venvWith(name, requirements) {
-  const venv = path.join(TARGET, name)
+/** The python of the venv `venv` with the pinned `requirements` installed (made, or brought up
+ * to date, first; a stamp holding the requirements' text skips the install when nothing changed). */
+export function pinnedVenv(venv, requirements) {
   const bin = venvPython(venv)
   once(path.join(venv, 'requirements.installed'), requirements, () => {
     if (!existsSync(bin)) makeVenv(venv)
@@ -59,10 +59,10 @@ function venvWith(name, requirements) {
 }
 
 /** The device SDK venv's python, made (or brought up to date) first. Throws when python3 cannot do it. */
-export const pythonSdk = () => venvWith('python-sdk', PYTHON_REQUIREMENTS.sdk)
+export const pythonSdk = () => pinnedVenv(path.join(TARGET, 'python-sdk'), PYTHON_REQUIREMENTS.sdk)
 
 /** The python of the venv with `wheel`, which packs the iothub-emulator wheels (scripts/wheels.mjs). */
-export const pythonBuild = () => venvWith('python-build', PYTHON_REQUIREMENTS.build)
+export const pythonBuild = () => pinnedVenv(path.join(TARGET, 'python-build'), PYTHON_REQUIREMENTS.build)
 
 /** target/python-wheelhouse: the test requirements as wheels (built by pip where PyPI has only a
  * source archive), for `pip install --no-index --find-links` in a fresh venv. Returns its path. */

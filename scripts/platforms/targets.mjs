@@ -36,6 +36,13 @@ export const ALLOWED_LIBRARIES = {
   windows: /^(kernel32|ntdll|msvcrt|ws2_32|bcrypt|bcryptprimitives|advapi32|userenv|secur32|crypt32|ncrypt|ole32|oleaut32|shell32|user32|iphlpapi|api-ms-win-[a-z0-9-]+)\.dll$/i,
 };
 
+/** npm's names for an addon platform (`linux-x64-gnu` → os linux, cpu x64, libc glibc; libc null
+ * off Linux): what its package's manifest says and what `npm install --os/--cpu/--libc` matches. */
+export function npmSystem(platform) {
+  const [os, cpu, abi] = platform.name.split('-');
+  return { os, cpu, libc: os === 'linux' ? (abi === 'musl' ? 'musl' : 'glibc') : null };
+}
+
 export const binaryName = (platform) => `iothub-jobs.${platform.name}.node`;
 
 /** The emulator's platform packages, `packages/iothub-emulator/npm/<name>/` holding `bin/iothub-emulator[.exe]`:
