@@ -88,3 +88,19 @@ for (const runtime of RUNTIMES) {
     assert.ok(existsSync(runtimeBinary(runtime)))
   })
 }
+
+// A runtime the addon cannot load in (no Node-API, or older than 8) is told so at load, in one line
+// naming it: here Node pretends to be such a runtime (process.versions replaced before the load).
+for (const [what, versions, message] of [
+  ['an old Bun (Node-API 7)', { bun: '1.0.0', napi: '7' }, 'iothub-jobs: Bun 1.0.0 provides Node-API 7, the addon needs 8 or later; see "Supported runtimes" in the README'],
+  ['a runtime without Node-API', { deno: '1.30.0', napi: undefined }, 'iothub-jobs: Deno 1.30.0 has no Node-API (process.versions.napi is missing), so its native addon cannot load there; see "Supported runtimes" in the README'],
+]) {
+  test(`${what}: require and import fail at load with one line naming the runtime`, async () => {
+    const pretend = `Object.defineProperty(process, 'versions', { value: { ...process.versions, ...${JSON.stringify(versions)}, ${versions.napi === undefined ? 'napi: undefined' : ''} } });`
+    for (const load of [`require(${JSON.stringify(ROOT)})`, `await import(${JSON.stringify(path.join(ROOT, 'lib', 'main.mjs'))})`]) {
+      const code = `${pretend} try { ${load}; console.log('loaded') } catch (err) { console.log(err.message) }`
+      const out = await run(process.execPath, ['--input-type=module', '-e', code.replace('require(', 'createRequire(import.meta.url)(').replace(/^/, "import { createRequire } from 'node:module'; ")])
+      assert.equal(out.trim(), message)
+    }
+  })
+}
