@@ -6,6 +6,7 @@
 import { execFileSync, spawnSync } from 'node:child_process'
 import { mkdirSync, readdirSync, rmSync } from 'node:fs'
 import path from 'node:path'
+import { pathToFileURL } from 'node:url'
 import { RUNTIMES, runtimeBinary, runtimeDir } from './runtimes.mjs'
 
 /** The version the runtime's binary reports, or null when it does not run. */
@@ -39,4 +40,4 @@ export function setup(names = []) {
   return wanted
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) setup(process.argv.slice(2))
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) setup(process.argv.slice(2))
