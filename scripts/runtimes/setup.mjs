@@ -40,4 +40,11 @@ export function setup(names = []) {
   return wanted
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) setup(process.argv.slice(2))
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  try {
+    setup(process.argv.slice(2))
+  } catch (err) {
+    console.error(err.message.split('\n')[0])
+    process.exit(1)
+  }
+}
