@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 
 import { JobClient } from '../lib/main.mjs';
 import { startEmulator } from './helpers/emulator.mjs';
+import { prerequisiteMissing } from './helpers/prerequisite.mjs';
 
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 const MAIN = path.join(root, 'lib', 'cli', 'main.mjs');
@@ -458,7 +459,6 @@ describe('terminal (tmux)', () => {
     );
     if (!ensure.ok) {
       tmuxMissing = `tmux unavailable: ${ensure.reason}`;
-      console.log(`# skipping the terminal test: ${tmuxMissing}`);
       return;
     }
     // Four devices answering after 1.0, 1.6, 2.2 and 2.8 s: the bar has time to move.
@@ -472,7 +472,7 @@ describe('terminal (tmux)', () => {
   });
 
   test('wait on a terminal: one progress bar redrawn in place with device counts, then the job', async (t) => {
-    if (tmuxMissing) return t.skip(tmuxMissing);
+    if (tmuxMissing) return prerequisiteMissing(t, tmuxMissing);
     const slowClient = JobClient.fromConnectionString(slowHub.connectionString, { ca: readFileSync(slowHub.caPath, 'utf8') });
     await slowClient.scheduleDeviceMethod('cli-slow', '*', { methodName: 'reboot' });
     const command = `'${process.execPath}' '${MAIN}' wait cli-slow --poll-interval 0.1; echo "EXIT=$?"; sleep 60`;

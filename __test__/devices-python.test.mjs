@@ -18,15 +18,16 @@ import assert from 'node:assert/strict'
 import { startEmulator } from './helpers/emulator.mjs'
 import { createSasDevice, serviceScenario, shimAzureIothub } from './helpers/device-sdks.mjs'
 import { hasPython3, pythonSdk } from '../scripts/python-sdk.mjs'
+import { prerequisite } from './helpers/prerequisite.mjs'
 
 const require = createRequire(import.meta.url)
 const { JobClient } = require('..')
 
 const DEVICE_PY = path.join(path.dirname(fileURLToPath(import.meta.url)), 'python', 'device.py')
 const HOST = '127.0.0.44'
-const skip = process.getuid?.() !== 0
+const skip = prerequisite(process.getuid?.() !== 0
   ? 'the Python SDK dials ports 443 and 8883, which need root (CI runs as root)'
-  : !hasPython3() ? 'python3 is not installed' : false
+  : !hasPython3() && 'python3 is not installed')
 
 let python
 let hub

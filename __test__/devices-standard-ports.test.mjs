@@ -11,12 +11,15 @@
 //
 // Ports below 1024 need root: CI runs as root; elsewhere the suite says why it skips.
 import { execFile } from 'node:child_process'
-import { existsSync, readFileSync } from 'node:fs'
+import { chmodSync, copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
 import { createRequire } from 'node:module'
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 
 import { emulatorBinary, startEmulator } from './helpers/emulator.mjs'
+import { prerequisite } from './helpers/prerequisite.mjs'
 import { createSasDevice, nodeDeviceScenario, refusal, shimAzureIothub } from './helpers/device-sdks.mjs'
 
 const require = createRequire(import.meta.url)
@@ -27,7 +30,7 @@ const { Mqtt, MqttWs } = require('azure-iot-device-mqtt')
 const { Amqp, AmqpWs } = require('azure-iot-device-amqp')
 
 const HOST = '127.0.0.41'
-const skip = process.getuid?.() === 0 ? false : 'ports 443, 8883 and 5671 need root (CI runs as root)'
+const skip = prerequisite(process.getuid?.() !== 0 && 'ports 443, 8883 and 5671 need root (CI runs as root)')
 
 let hub
 let ca
@@ -118,12 +121,16 @@ test('a second hub on the same standard ports fails with one line', { skip }, as
 })
 
 const setpriv = ['/usr/bin/setpriv', '/bin/setpriv'].find((p) => existsSync(p))
-test('without root, the standard ports are a one-line error', { skip: skip || (!setpriv && 'setpriv (util-linux) is needed to drop root') }, async (t) => {
+test('without root, the standard ports are a one-line error', { skip: skip || prerequisite(!setpriv && 'setpriv (util-linux) is needed to drop root') }, async (t) => {
   const drop = ['--reuid=65534', '--regid=65534', '--clear-groups']
-  if ((await runToExit(setpriv, [...drop, emulatorBinary(), '--version'])).code !== undefined) {
-    return t.skip('the emulator binary is not readable by an unprivileged user here (e.g. a checkout under /root)')
-  }
-  const { code, stderr } = await runToExit(setpriv, [...drop, emulatorBinary(), '--standard-ports', '--host', '127.0.0.45'])
+  // A copy any user can reach: the checkout may be under a directory they cannot enter (/root).
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'iothub-unprivileged-'))
+  t.after(() => rmSync(dir, { recursive: true, force: true }))
+  chmodSync(dir, 0o755)
+  const binary = path.join(dir, 'iothub-emulator')
+  copyFileSync(emulatorBinary(), binary)
+  chmodSync(binary, 0o755)
+  const { code, stderr } = await runToExit(setpriv, [...drop, binary, '--standard-ports', '--host', '127.0.0.45'])
   assert.equal(code, 1)
   assert.equal(stderr, 'iothub-emulator: cannot listen on 127.0.0.45:443: port 443 needs root (or CAP_NET_BIND_SERVICE)\n')
 })

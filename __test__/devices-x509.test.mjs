@@ -17,6 +17,7 @@ import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 
 import { startEmulator } from './helpers/emulator.mjs'
+import { prerequisite } from './helpers/prerequisite.mjs'
 import { createIdentity, nodeDeviceScenario, refusal, shimAzureIothub, until } from './helpers/device-sdks.mjs'
 
 const require = createRequire(import.meta.url)
@@ -35,7 +36,7 @@ function hasOpenssl() {
     return false
   }
 }
-const skip = hasOpenssl() ? false : 'the openssl command line is needed to make device certificates'
+const skip = prerequisite(!hasOpenssl() && 'the openssl command line is needed to make device certificates')
 
 let dir
 let hub

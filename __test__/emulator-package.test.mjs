@@ -26,13 +26,14 @@ import { packAll } from '../scripts/pack-all.mjs';
 import { EMULATOR_PLATFORMS } from '../scripts/platforms/targets.mjs';
 import { checkEmulator, emulatorBinaryPath } from '../scripts/platforms/check.mjs';
 import { cleanEnv, gone, installFromTarballs, lastJson, packStandIn, run, runIn } from './helpers/packages.mjs';
+import { prerequisite } from './helpers/prerequisite.mjs';
 
 const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 const x64 = EMULATOR_PLATFORMS.find((p) => p.name === 'linux-x64');
 const arm64 = EMULATOR_PLATFORMS.find((p) => p.name === 'linux-arm64');
 const BUILD_FIRST = 'run `npm run setup:platforms && npm run build:platforms emulator-linux-x64 emulator-linux-arm64` first';
 const onLinuxX64 = process.platform === 'linux' && process.arch === 'x64';
-const skipAll = !onLinuxX64 ? 'the installed package is checked on linux-x64' : existsSync(emulatorBinaryPath(x64)) ? false : BUILD_FIRST;
+const skipAll = !onLinuxX64 ? 'the installed package is checked on linux-x64' : prerequisite(!existsSync(emulatorBinaryPath(x64)) && BUILD_FIRST);
 const JEST = path.join(ROOT, 'node_modules', 'jest', 'bin', 'jest.js');
 const hasQemu = spawnSync('qemu-aarch64', ['--version'], { stdio: 'ignore' }).status === 0;
 
@@ -178,7 +179,7 @@ describe('iothub-emulator installed from the tarballs', { skip: skipAll }, () =>
     }
   });
 
-  test("the README's Jest recipe, as written: globalSetup starts a hub, a test file schedules a job on it, globalTeardown stops it, Jest exits", { skip: existsSync(JEST) ? false : 'jest is not installed (a devDependency: npm ci)' }, async () => {
+  test("the README's Jest recipe, as written: globalSetup starts a hub, a test file schedules a job on it, globalTeardown stops it, Jest exits", { skip: prerequisite(!existsSync(JEST) && 'jest is not installed (a devDependency: npm ci)') }, async () => {
     // The recipe's files, cut from packages/iothub-emulator/README.md at their `// <file>.js` lines.
     const readme = readFileSync(path.join(ROOT, 'packages', 'iothub-emulator', 'README.md'), 'utf8');
     const block = /\*\*Jest\*\*[^\n]*\n\n```js\n([\s\S]*?)```/.exec(readme)[1];
@@ -219,7 +220,7 @@ describe('iothub-emulator installed from the tarballs', { skip: skipAll }, () =>
   });
 });
 
-describe('the linux-arm64 binary', { skip: skipAll || (!existsSync(emulatorBinaryPath(arm64)) ? BUILD_FIRST : !hasQemu ? 'no qemu-aarch64 (npm run setup:platforms)' : false) }, () => {
+describe('the linux-arm64 binary', { skip: skipAll || prerequisite(!existsSync(emulatorBinaryPath(arm64)) ? BUILD_FIRST : !hasQemu && 'no qemu-aarch64 (npm run setup:platforms)') }, () => {
   test('is a static aarch64 ELF and, under qemu-aarch64, serves a job from iothub-jobs; stops at stdin EOF', async () => {
     assert.match(checkEmulator(arm64).summary, /^elf aarch64, static /);
     await writeFile(path.join(app, 'arm64.cjs'), ARM64_FLOW);

@@ -27,9 +27,10 @@ import {
   assertSideHeaders,
   runBoth,
 } from './parity/harness.mjs';
+import { prerequisite } from './helpers/prerequisite.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const NOT_LOADED = ours ? false : `iothub-jobs did not load from the package root: ${oursLoadFailure && oursLoadFailure.message}`;
+const NOT_LOADED = prerequisite(!ours && `iothub-jobs did not load from the package root: ${oursLoadFailure && oursLoadFailure.message}`);
 
 let server;
 let pair;

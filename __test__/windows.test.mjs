@@ -23,14 +23,15 @@ import { PLATFORMS, binaryName } from '../scripts/platforms/targets.mjs';
 import { binaryPath, checkPlatform } from '../scripts/platforms/check.mjs';
 import { NODE_EXE, WINEPREFIX, runWindowsNode, spawnWine, wineReady, winePath } from '../scripts/platforms/wine.mjs';
 import { EMULATOR_EXE, MINGW } from '../scripts/platforms/windows.mjs';
+import { prerequisite } from './helpers/prerequisite.mjs';
 
 const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(import.meta.url);
 const win32 = PLATFORMS.find((p) => p.name === 'win32-x64-msvc');
 const SETUP_FIRST = 'no Wine or Windows node.exe: run `npm run setup:platforms` (root) first';
 const BUILD_FIRST = 'no Windows build: run `npm run build:platforms win32-x64-msvc` first';
-const addonSkip = !wineReady() ? SETUP_FIRST : !existsSync(binaryPath(win32)) ? BUILD_FIRST : false;
-const emulatorSkip = !wineReady() ? SETUP_FIRST : !existsSync(EMULATOR_EXE) ? BUILD_FIRST : false;
+const addonSkip = prerequisite(!wineReady() ? SETUP_FIRST : !existsSync(binaryPath(win32)) && BUILD_FIRST);
+const emulatorSkip = prerequisite(!wineReady() ? SETUP_FIRST : !existsSync(EMULATOR_EXE) && BUILD_FIRST);
 const DEVICES = 3;
 
 let work;
@@ -44,7 +45,7 @@ after(async () => {
 const lastJson = (stdout) => JSON.parse(stdout.trim().split('\n').pop());
 const explain = (result) => `exit ${result.code ?? result.signal}\nstdout: ${result.stdout}\nstderr: ${result.stderr}`;
 
-test('check:platforms rejects a DLL that is no addon and needs the MinGW libwinpthread DLL', { skip: spawnSync(`${MINGW}-gcc`, ['--version']).status === 0 ? false : SETUP_FIRST }, () => {
+test('check:platforms rejects a DLL that is no addon and needs the MinGW libwinpthread DLL', { skip: prerequisite(spawnSync(`${MINGW}-gcc`, ['--version']).status !== 0 && SETUP_FIRST) }, () => {
   const source = path.join(work, 'not-an-addon.c');
   writeFileSync(source, '#include <pthread.h>\n__declspec(dllexport) unsigned long long self(void) { return (unsigned long long)pthread_self(); }\n');
   const dll = path.join(work, 'not-an-addon.dll');

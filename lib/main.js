@@ -1,6 +1,7 @@
 'use strict';
 // Package entry: the native JobClient and Query (loaded by the generated index.js) plus the
 // error classes, which the addon uses for every hub error it reports.
+require('./runtime.js').checkRuntime(); // one line, naming the runtime, where the addon cannot load
 const native = require('../index.js');
 const errors = require('./errors.js');
 

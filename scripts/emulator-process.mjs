@@ -15,8 +15,12 @@ import { fileURLToPath } from 'node:url'
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const packaged = createRequire(import.meta.url)('../packages/iothub-emulator/lib/index.js')
 
-/** The emulator binary: release first (what `npm run build` makes), then debug; built when absent. */
+/**
+ * The emulator binary: $IOTHUB_EMULATOR when set (`npm run test:quick` points it at the debug
+ * build it just made), else release first (what `npm run build` makes), then debug; built when absent.
+ */
 export function emulatorBinary() {
+  if (process.env.IOTHUB_EMULATOR) return process.env.IOTHUB_EMULATOR
   const exe = process.platform === 'win32' ? 'iothub-emulator.exe' : 'iothub-emulator'
   for (const profile of ['release', 'debug']) {
     const candidate = path.join(ROOT, 'target', profile, exe)

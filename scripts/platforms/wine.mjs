@@ -1,5 +1,5 @@
 // Runs Windows programs here under Wine (Debian's wine64, installed by setup.sh): the official
-// Windows node.exe of the host's version, and the win32 builds of the addon and the emulator.
+// Windows node.exe (an LTS line, pinned in setup.sh), and the win32 builds of the addon and the emulator.
 //
 // node.exe dies with EBADF when its stdout or stderr is a pipe (libuv cannot make a Windows stream
 // of a Unix pipe under Wine), so its output goes to files, read when it exits.

@@ -127,7 +127,8 @@ async function startEmulator(options = {}) {
     seed.remove();
   }
   child.on('error', () => {}); // a failed kill() later on: stop()'s timer and `exited` tell the rest
-  if (unref) for (const handle of [child, child.stdin, child.stdout, child.stderr]) handle?.unref();
+  // Bun's child-process streams have no unref(): there child.unref() alone lets the process exit.
+  if (unref) for (const handle of [child, child.stdin, child.stdout, child.stderr]) handle?.unref?.();
 
   const ca = readFileSync(ready.caPath, 'utf8');
   const agent = new https.Agent({ keepAlive: true, maxSockets: 8 });
