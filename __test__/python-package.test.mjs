@@ -28,6 +28,7 @@ import { hasPython3, makeVenv, pythonWheelhouse, PYTHON_REQUIREMENTS } from '../
 import { EMULATOR_PLATFORMS } from '../scripts/platforms/targets.mjs';
 import { emulatorBinaryPath } from '../scripts/platforms/check.mjs';
 import { cleanEnv, gone, lastJson, run, runIn } from './helpers/packages.mjs';
+import { prerequisite } from './helpers/prerequisite.mjs';
 
 const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 const PYTESTS = path.join(ROOT, '__test__', 'python');
@@ -37,7 +38,7 @@ const BUILD_FIRST = 'run `npm run setup:platforms && npm run build:platforms emu
 const hasQemu = spawnSync('qemu-aarch64', ['--version'], { stdio: 'ignore' }).status === 0;
 const skipAll = !(process.platform === 'linux' && process.arch === 'x64')
   ? 'the installed wheel is checked on linux-x64'
-  : !existsSync(emulatorBinaryPath(x64)) ? BUILD_FIRST : !hasPython3() ? 'python3 is not installed' : false;
+  : prerequisite(!existsSync(emulatorBinaryPath(x64)) ? BUILD_FIRST : !hasPython3() && 'python3 is not installed');
 
 let work;
 let venv;
@@ -100,7 +101,7 @@ describe('the iothub-emulator wheels', { skip: skipAll }, () => {
     }
   });
 
-  test('a wheel whose binary does not fit its tags is refused by the check', { skip: !existsSync(emulatorBinaryPath(arm64)) && BUILD_FIRST }, async () => {
+  test('a wheel whose binary does not fit its tags is refused by the check', { skip: prerequisite(!existsSync(emulatorBinaryPath(arm64)) && BUILD_FIRST) }, async () => {
     // The x64 wheel with the arm64 binary in it (RECORD updated, so only the tags can tell).
     const swapped = path.join(work, 'swapped', path.basename(wheels['linux-x64']));
     await mkdir(path.dirname(swapped));
@@ -159,7 +160,7 @@ describe('the iothub-emulator wheels', { skip: skipAll }, () => {
     assert.deepEqual(await allGone(started, 1000), [], 'every hub stopped with pytest');
   });
 
-  test('the README\'s Python recipes (a device test with azure-iot-device, a back-end test with azure-iot-hub) pass as written', { skip: process.getuid?.() !== 0 && 'the device recipe takes ports 443 and 8883, which need root' }, async () => {
+  test('the README\'s Python recipes (a device test with azure-iot-device, a back-end test with azure-iot-hub) pass as written', { skip: prerequisite(process.getuid?.() !== 0 && 'the device recipe takes ports 443 and 8883, which need root') }, async () => {
     const readme = readFileSync(path.join(ROOT, 'packages', 'iothub-emulator', 'README.md'), 'utf8');
     const recipe = (title) => {
       const at = readme.indexOf(title);
@@ -209,7 +210,7 @@ describe('the iothub-emulator wheels', { skip: skipAll }, () => {
   });
 });
 
-describe('the linux-arm64 wheel', { skip: skipAll || (!existsSync(emulatorBinaryPath(arm64)) ? BUILD_FIRST : !hasQemu ? 'no qemu-aarch64 (npm run setup:platforms)' : false) }, () => {
+describe('the linux-arm64 wheel', { skip: skipAll || prerequisite(!existsSync(emulatorBinaryPath(arm64)) ? BUILD_FIRST : !hasQemu && 'no qemu-aarch64 (npm run setup:platforms)') }, () => {
   test('its binary, under qemu-aarch64, serves the Python API: a device created, a reset, stop() returns 0', async () => {
     const unpacked = path.join(work, 'arm64');
     // Unpacked as pip installs it: with the modes the wheel records (zipfile alone drops them).

@@ -23,6 +23,7 @@ import { checkPackage } from '../scripts/package-check.mjs';
 import { lintWorkflows, WORKFLOWS } from '../scripts/actionlint.mjs';
 import { hasPython3 } from '../scripts/python-sdk.mjs';
 import { cleanEnv, run } from './helpers/packages.mjs';
+import { prerequisite } from './helpers/prerequisite.mjs';
 
 const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 const VERSION = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')).version;
@@ -181,7 +182,7 @@ describe('the release workflow', () => {
   });
 });
 
-describe('actionlint', { skip: hasPython3() ? false : 'no python3 (actionlint comes from PyPI into a venv)' }, () => {
+describe('actionlint', { skip: prerequisite(!hasPython3() && 'no python3 (actionlint comes from PyPI into a venv)') }, () => {
   test('the workflows pass', { timeout: 300_000 }, () => {
     const { code, output } = lintWorkflows();
     assert.equal(code, 0, output);

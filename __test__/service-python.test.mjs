@@ -6,7 +6,7 @@
 // received by a Node azure-iot-device client, and a wrong service key is refused.
 //
 // The SDK dials the standard ports with no port setting, so this needs root (CI runs as root) and
-// python3; otherwise it says why it skips.
+// python3; otherwise it says why it skips (in CI, it fails saying so).
 import { spawn } from 'node:child_process'
 import { createInterface } from 'node:readline'
 import { randomBytes } from 'node:crypto'
@@ -18,6 +18,7 @@ import assert from 'node:assert/strict'
 
 import { startEmulator } from './helpers/emulator.mjs'
 import { hasPython3, pythonSdk } from '../scripts/python-sdk.mjs'
+import { prerequisite } from './helpers/prerequisite.mjs'
 
 const require = createRequire(import.meta.url)
 const { Client: DeviceClient } = require('azure-iot-device')
@@ -25,9 +26,9 @@ const { Mqtt } = require('azure-iot-device-mqtt')
 
 const SERVICE_PY = path.join(path.dirname(fileURLToPath(import.meta.url)), 'python', 'service.py')
 const HOST = '127.0.0.47'
-const skip = process.getuid?.() !== 0
+const skip = prerequisite(process.getuid?.() !== 0
   ? 'the Python service SDK dials ports 443 and 5671, which need root (CI runs as root)'
-  : !hasPython3() ? 'python3 is not installed' : false
+  : !hasPython3() && 'python3 is not installed')
 
 let python
 let hub
