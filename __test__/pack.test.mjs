@@ -241,12 +241,12 @@ after(async () => {
 });
 
 describe('npm pack', () => {
-  test('ships the loader, lib/ (entry, errors, paging, fleet, cli), the typings, README and LICENSE; no addon, sources or build output', async () => {
+  test('ships the loader, lib/ (entry, runtime check, errors, paging, fleet, cli), the typings, README and LICENSE; no addon, sources or build output', async () => {
     const files = packed.files;
-    for (const required of ['package.json', 'lib/main.js', 'lib/main.mjs', 'lib/paging.js', 'lib/fleet.js', 'index.js', 'lib/errors.js', 'index.d.ts', 'lib/cli/main.mjs', 'README.md', 'LICENSE']) {
+    for (const required of ['package.json', 'lib/main.js', 'lib/main.mjs', 'lib/runtime.js', 'lib/paging.js', 'lib/fleet.js', 'index.js', 'lib/errors.js', 'index.d.ts', 'lib/cli/main.mjs', 'README.md', 'LICENSE']) {
       assert.ok(files.includes(required), `${required} is in the package: ${files.join(', ')}`);
     }
-    const allowed = /^(package\.json|lib\/(main\.m?js|paging\.js|fleet\.js|errors\.js|cli\/[\w-]+\.mjs)|index\.js|index\.d\.ts|README\.md|LICENSE)$/;
+    const allowed = /^(package\.json|lib\/(main\.m?js|runtime\.js|paging\.js|fleet\.js|errors\.js|cli\/[\w-]+\.mjs)|index\.js|index\.d\.ts|README\.md|LICENSE)$/;
     for (const f of files) {
       assert.match(f, allowed, `unexpected file in the package: ${f}`);
       assert.doesNotMatch(f, /^(src|crates|target|__test__|npm|node_modules|bench|scripts|examples|\.ci|\.github)\//);
