@@ -1,7 +1,8 @@
 // The platform steps of `npm test` (CI runs it as root on a clean machine):
 //   node scripts/platforms/ci.mjs build  installs the toolchain (setup.sh, idempotent; root only),
 //                                        then builds linux-x64-gnu (glibc 2.17), linux-arm64-gnu and
-//                                        win32-x64-msvc (addon + iothub-emulator.exe), so that
+//                                        win32-x64-msvc (addon + iothub-emulator.exe, also put in its
+//                                        platform package), so that
 //                                        __test__/platforms.test.mjs and windows.test.mjs run in full,
 //                                        and the emulator's static musl x64 and arm64 binaries, for
 //                                        __test__/emulator-package.test.mjs;
@@ -42,7 +43,8 @@ if (step === 'build') {
   if (!toolchainReady()) {
     skip('the cross toolchain is not installed and installing it needs root: run `sudo npm run setup:platforms` once');
   } else {
-    const platforms = windowsReady() ? [...BUILT_IN_CI, WINDOWS] : BUILT_IN_CI;
+    // emulator-win32-x64 packages the .exe the win32 build makes (no build of its own).
+    const platforms = windowsReady() ? [...BUILT_IN_CI, WINDOWS, 'emulator-win32-x64'] : BUILT_IN_CI;
     if (!windowsReady()) skip(`${WINDOWS}: MinGW-w64, Wine or the Windows node.exe is missing (\`sudo npm run setup:platforms\`)`);
     const started = Date.now();
     // The quick profile (no fat LTO, parallel codegen) keeps CI within its time; the x64 gnu
