@@ -1,12 +1,12 @@
 // The Python environments of the tests and of the wheels, each from a pinned requirements file
 // installed from PyPI. Idempotent: a stamp holding the requirements' text skips the install when
 // nothing changed.
-//   target/python-sdk        __test__/python/requirements.txt: Microsoft's Python device SDK
+//   target/python-sdk        __test__/python/requirements.txt: Microsoft's Python device and service SDKs
 //   target/python-build      packages/python/requirements-build.txt: `wheel` (packs and reads wheels)
 //   target/python-wheelhouse packages/python/requirements-test.txt built as wheels (pytest,
 //                            azure-iot-device, azure-iot-hub …): what a test venv installs with no network
 //
-//   node scripts/python-sdk.mjs      → prints the device SDK venv's python path
+//   node scripts/python-sdk.mjs      → prints the SDKs' venv's python path
 import { execFileSync } from 'node:child_process'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
@@ -58,7 +58,7 @@ export function pinnedVenv(venv, requirements) {
   return bin
 }
 
-/** The device SDK venv's python, made (or brought up to date) first. Throws when python3 cannot do it. */
+/** The Python SDKs' venv's python (azure-iot-device, azure-iot-hub), made (or brought up to date) first. Throws when python3 cannot do it. */
 export const pythonSdk = () => pinnedVenv(path.join(TARGET, 'python-sdk'), PYTHON_REQUIREMENTS.sdk)
 
 /** The python of the venv with `wheel`, which packs the iothub-emulator wheels (scripts/wheels.mjs). */
