@@ -17,6 +17,7 @@ use serde_json::Value;
 
 use crate::api::Reply;
 use crate::clock::iso;
+use crate::device_message::DeviceMessage;
 use crate::devices::cloud_to_device::{Delivery, Settle};
 use crate::devices::not_found;
 use crate::devices::DeviceAuthError;
@@ -204,8 +205,13 @@ fn record_telemetry(
         .get(hyper::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|t| t.starts_with(BATCH_CONTENT_TYPE));
+    let message = |body: Bytes| DeviceMessage {
+        client: id.to_string(),
+        via: topic.clone(),
+        body,
+    };
     if !batch {
-        hub.devices.sessions.record_telemetry(id, &topic, body);
+        hub.device_message(message(body.clone()));
         return Ok(());
     }
     let bad = || {
@@ -225,7 +231,7 @@ fn record_telemetry(
         })
         .collect::<Result<Vec<_>, _>>()?;
     for b in bodies {
-        hub.devices.sessions.record_telemetry(id, &topic, &b);
+        hub.device_message(message(b.into()));
     }
     Ok(())
 }

@@ -8,6 +8,7 @@ use crate::auth::Authenticator;
 use crate::cli::UnknownJob;
 use crate::clock::{wall_secs, Clock};
 use crate::configurations::Configurations;
+use crate::device_message::DeviceMessage;
 use crate::devices::{split_client, Credentials, Device, DeviceAuthError, Registry, Seed};
 use crate::faults::{Decision, FaultSpec};
 use crate::jobs::{Engine, EngineLimits};
@@ -145,6 +146,11 @@ impl Hub {
                     DeviceAuthError::Certificate(why)
                 }
             })
+    }
+
+    /// Every device-to-cloud message, from every transport, enters the hub here.
+    pub fn device_message(&self, message: DeviceMessage) {
+        self.devices.sessions.record_telemetry(&message);
     }
 
     /// Back to the state of a new hub: initial devices, no jobs, records or faults, real time.

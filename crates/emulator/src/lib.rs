@@ -9,6 +9,7 @@ pub mod clock;
 pub mod configurations;
 pub mod control;
 pub mod device_http;
+pub mod device_message;
 pub mod devices;
 pub mod errors;
 pub mod faults;

@@ -28,6 +28,7 @@ use tokio::time::Instant;
 
 use crate::auth::URI_COMPONENT;
 use crate::clock::iso;
+use crate::device_message::DeviceMessage;
 use crate::devices::cloud_to_device::{Delivery, Settle};
 use crate::devices::{split_client, DeviceAuthError, Outgoing, TwinRequest};
 use crate::hub::Hub;
@@ -427,10 +428,11 @@ impl Session<'_> {
         } else if topic.starts_with("$iothub/twin/PATCH/properties/reported/") {
             self.twin(topic_param(topic, "$rid"), TwinRequest::Report(&p.payload))
         } else if topic.starts_with(&format!("{}/messages/events/", topic_root(self.id))) {
-            self.hub
-                .devices
-                .sessions
-                .record_telemetry(self.id, topic, &p.payload);
+            self.hub.device_message(DeviceMessage {
+                client: self.id.to_string(),
+                via: topic.to_string(),
+                body: p.payload.clone(),
+            });
             true
         } else {
             false

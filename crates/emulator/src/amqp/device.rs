@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 
 use super::message::{body_bytes, correlated, data_message, id_text};
 use super::{cbs, Address, AmqpMessage, Conn, Link};
+use crate::device_message::DeviceMessage;
 use crate::devices::cloud_to_device::{Delivery, Settle};
 use crate::devices::{Outgoing, TwinAnswer, TwinRequest};
 
@@ -242,9 +243,11 @@ pub(super) async fn receive(
             Address::Telemetry(client) => {
                 let hub = &conn.hub;
                 hub.devices.touch(client, hub.clock.now_ms());
-                hub.devices
-                    .sessions
-                    .record_telemetry(client, &address, &body_bytes(message));
+                hub.device_message(DeviceMessage {
+                    client: client.to_string(),
+                    via: address.to_string(),
+                    body: body_bytes(message).into(),
+                });
             }
             Address::Methods(client) => method_answer(&conn, client, message),
             Address::Twin(client) => twin_request(&conn, client, message),

@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 
 use super::cloud_to_device::Delivery;
 use crate::clock::{iso, wall_ms, Clock};
+use crate::device_message::DeviceMessage;
 use crate::errors::ErrorCode;
 use crate::locks::lock;
 
@@ -344,18 +345,18 @@ impl Sessions {
         }
     }
 
-    pub fn record_telemetry(&self, id: &str, topic: &str, payload: &[u8]) {
+    pub fn record_telemetry(&self, message: &DeviceMessage) {
         let mut ring = lock(&self.telemetry);
         if ring.len() >= TELEMETRY_KEPT {
             ring.pop_front();
         }
-        let (device, module) = super::split_client(id);
+        let (device, module) = super::split_client(&message.client);
         ring.push_back(json!({
             "deviceId": device,
             "moduleId": module,
-            "topic": topic,
+            "topic": message.via,
             "time": iso(wall_ms()),
-            "body": String::from_utf8_lossy(payload),
+            "body": String::from_utf8_lossy(&message.body),
         }));
     }
 
