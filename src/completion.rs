@@ -5,20 +5,30 @@
 //! spawns a second task per call to watch the first for panics. At thousands of calls per second
 //! that bookkeeping cost more CPU than the JavaScript values the call produces. Here each
 //! environment keeps a single thread-safe function for its whole life, and a finished request
-//! queues its output on it for the JavaScript thread.
+//! queues its output for the JavaScript thread.
 //!
-//! Node runs each queued item in its own callback scope, so microtasks (promise reactions) still
-//! run between two completions as they did with one function per call, and it drains up to 1000
-//! queued items per wake-up, so a busy JavaScript thread takes completions in batches instead of
-//! one event-loop turn each.
+//! Finished requests wait in the environment's own queue, and the thread-safe function is called
+//! once per item but only ever has one call outstanding: a runtime thread calls it only when the
+//! queue was idle, and the JavaScript thread, taking one item, calls it again itself while more
+//! wait (Node then loops in the same wake-up, without a system call). Node's own queue holds its
+//! mutex while it wakes the event loop (a `write`), so when every runtime thread pushed there the
+//! JavaScript thread and the workers blocked on that mutex (`futex`) about once every four calls.
+//!
+//! Node runs each call of the function in its own callback scope, so microtasks (promise
+//! reactions) and `process.nextTick` callbacks still run between two completions, as they did
+//! with one function per call, and it runs up to 1000 calls per wake-up, so a busy JavaScript
+//! thread takes completions in batches instead of one event-loop turn each.
 //!
 //! The function keeps the event loop alive only while calls are pending, as the per-call functions
 //! did: pending calls hold the process open, an idle client never does.
 
+use std::collections::VecDeque;
 use std::ffi::c_void;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::ptr;
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use napi::sys::{self, napi_env, napi_value};
 use napi::Result;
@@ -63,32 +73,107 @@ struct Tsfn(sys::napi_threadsafe_function);
 unsafe impl Send for Tsfn {}
 unsafe impl Sync for Tsfn {}
 
+/// A queued `Box<Delivery<D, O>>`, leaked; its first field says how to run and free it.
+struct Item(*mut c_void);
+
+// SAFETY: a delivery is `Send` (its `D` and `O` are), and an item is run or freed exactly once,
+// by whichever thread takes it from the queue.
+unsafe impl Send for Item {}
+
+impl Item {
+    /// Runs the delivery with `env` (or frees it unrun when `env` is null).
+    ///
+    /// # Safety
+    /// `env` is null or the live environment of the current JavaScript thread.
+    unsafe fn run(self, env: napi_env) {
+        // SAFETY: every item is a `repr(C)` `Delivery`, whose first field is its `run`, which
+        // takes it back; it runs once, here, as `self` is consumed.
+        unsafe {
+            let run = *self.0.cast::<unsafe fn(*mut c_void, napi_env)>();
+            run(self.0, env)
+        }
+    }
+}
+
 /// The runtime threads' side of an environment's thread-safe function.
 struct Queue {
     /// Cleared by the finalizer when the environment tears down, after which Node frees the
     /// function. Read-locked across each call, so the finalizer cannot free it mid-call.
     tsfn: RwLock<Option<Tsfn>>,
+    /// Finished requests, oldest first, waiting for the JavaScript thread.
+    ready: Mutex<VecDeque<Item>>,
+    /// Whether a call of the function is outstanding (queued in Node or running) for `ready`: at
+    /// most one is, so runtime threads call the function only when the queue was idle.
+    scheduled: AtomicBool,
 }
 
 impl Queue {
-    /// Queues a `Delivery` for the JavaScript thread; frees it unrun if the environment is gone.
-    fn push(&self, data: *mut c_void, run: unsafe fn(*mut c_void, napi_env)) {
+    fn ready(&self) -> MutexGuard<'_, VecDeque<Item>> {
+        self.ready.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues a `Delivery` for the JavaScript thread (a runtime thread's side).
+    fn push(&self, item: Item) {
+        self.ready().push_back(item);
+        if !self.scheduled.swap(true, Ordering::SeqCst) {
+            self.notify();
+        }
+    }
+
+    /// Asks Node for one more `call_js`; when the environment is closing nothing will run
+    /// again, so what is queued is freed unrun.
+    fn notify(&self) {
         let status = match self.tsfn.read().as_deref() {
             // SAFETY: the read lock keeps the finalizer from freeing the function during the call.
             Ok(Some(Tsfn(tsfn))) => unsafe {
                 sys::napi_call_threadsafe_function(
                     *tsfn,
-                    data,
+                    ptr::null_mut(),
                     sys::ThreadsafeFunctionCallMode::nonblocking,
                 )
             },
             _ => sys::Status::napi_closing,
         };
         if status != sys::Status::napi_ok {
-            // The environment is closing: nothing is left to deliver the output to.
-            // SAFETY: `data` was not queued, so it is still ours, and `run` is its own function.
-            unsafe { run(data, ptr::null_mut()) };
+            self.discard();
         }
+    }
+
+    /// Frees every queued delivery unrun (the environment is gone).
+    fn discard(&self) {
+        // Taken one at a time: dropping a delivery must not run with the lock held.
+        while let Some(item) = self.ready().pop_front() {
+            // SAFETY: a null `env` frees the delivery without running it.
+            unsafe { item.run(ptr::null_mut()) };
+        }
+    }
+
+    /// The next delivery, on the JavaScript thread in `call_js`, which the outstanding call is
+    /// for: keeps one call outstanding while more wait, else marks the queue idle.
+    fn take(&self) -> Option<Item> {
+        let (item, more) = {
+            let mut ready = self.ready();
+            let item = ready.pop_front();
+            (item, !ready.is_empty())
+        };
+        if more {
+            self.notify();
+        } else {
+            self.scheduled.swap(false, Ordering::SeqCst);
+            // A runtime thread that pushed before the flag was cleared saw it set and left the
+            // call to us.
+            if !self.ready().is_empty() && !self.scheduled.swap(true, Ordering::SeqCst) {
+                self.notify();
+            }
+        }
+        item
+    }
+}
+
+impl Drop for Queue {
+    /// Deliveries still queued when the last holder lets go have no environment left.
+    fn drop(&mut self) {
+        self.discard();
     }
 }
 
@@ -125,16 +210,15 @@ where
     D: FnOnce(napi_env, F::Output) + Send + 'static,
 {
     let queue = queue(env)?;
-    let run = run_delivery::<D, F::Output>;
     let mut delivery = Box::new(Delivery {
-        run,
+        run: run_delivery::<D, F::Output>,
         deliver,
         output: None,
     });
     napi::bindgen_prelude::spawn(async move {
         delivery.output = Some(Box::pin(work()).await);
         recycle::empty();
-        queue.push(Box::into_raw(delivery).cast(), run);
+        queue.push(Item(Box::into_raw(delivery).cast()));
     });
     // Counted only once spawned (a spawn that panics must not keep the loop alive forever); the
     // output cannot be delivered before this function returns to the event loop anyway.
@@ -163,12 +247,16 @@ fn queue(env: napi_env) -> Result<Arc<Queue>> {
     }
     let queue = Arc::new(Queue {
         tsfn: RwLock::new(None),
+        ready: Mutex::new(VecDeque::new()),
+        scheduled: AtomicBool::new(false),
     });
     let name = js::string(env, "iothub-jobs")?;
     let finalize_data = Arc::into_raw(queue.clone()).cast_mut().cast::<c_void>();
     let mut tsfn = ptr::null_mut();
     // SAFETY: `name` belongs to `env`'s current scope; `finalize_data` is an `Arc<Queue>` that
-    // `finalize` (or the failure branch below) takes back exactly once; `tsfn` is a local.
+    // `finalize` (or the failure branch below) takes back exactly once, and is also the context
+    // `call_js` reads the queue through (it is called with a live `env` only before `finalize`);
+    // `tsfn` is a local.
     let status = unsafe {
         sys::napi_create_threadsafe_function(
             env,
@@ -179,7 +267,7 @@ fn queue(env: napi_env) -> Result<Arc<Queue>> {
             1,
             finalize_data,
             Some(finalize),
-            ptr::null_mut(),
+            finalize_data,
             Some(call_js),
             &mut tsfn,
         )
@@ -202,32 +290,35 @@ fn queue(env: napi_env) -> Result<Arc<Queue>> {
     Ok(queue)
 }
 
-/// Runs one queued delivery on the JavaScript thread (`env` is null when Node drops the queue
-/// at teardown).
+/// Runs the next queued delivery on the JavaScript thread. A null `env` means Node is dropping its
+/// own queue at teardown, after `finalize`, which already freed what was waiting.
 unsafe extern "C" fn call_js(
     env: napi_env,
     _js_callback: napi_value,
-    _context: *mut c_void,
-    data: *mut c_void,
+    context: *mut c_void,
+    _data: *mut c_void,
 ) {
-    // SAFETY: every item queued is a `repr(C)` `Delivery`, whose first field is its `run`.
-    let run = unsafe { *data.cast::<unsafe fn(*mut c_void, napi_env)>() };
-    if !env.is_null() {
-        // A live `env` means a normal delivery on its JavaScript thread, so its instance data is
-        // alive too (teardown passes a null `env`).
-        let _ = js::with_slot(env, |completion: &mut Option<Completion>| {
-            if let Some(c) = completion {
-                c.pending = c.pending.saturating_sub(1);
-                if let (0, Some(Tsfn(tsfn))) = (c.pending, c.queue.current()) {
-                    // SAFETY: on `env`'s JavaScript thread, with its live function (see `run`).
-                    unsafe { sys::napi_unref_threadsafe_function(env, tsfn) };
-                }
-            }
-        });
+    if env.is_null() {
+        return;
     }
+    // SAFETY: `context` is the `Arc<Queue>` that `finalize` takes back; with a live `env`,
+    // `finalize` has not run, so the queue is alive.
+    let queue = unsafe { &*context.cast::<Queue>() };
+    let Some(item) = queue.take() else { return };
+    // A live `env` means a normal delivery on its JavaScript thread, so its instance data is
+    // alive too.
+    let _ = js::with_slot(env, |completion: &mut Option<Completion>| {
+        if let Some(c) = completion {
+            c.pending = c.pending.saturating_sub(1);
+            if let (0, Some(Tsfn(tsfn))) = (c.pending, c.queue.current()) {
+                // SAFETY: on `env`'s JavaScript thread, with its live function (see `run`).
+                unsafe { sys::napi_unref_threadsafe_function(env, tsfn) };
+            }
+        }
+    });
     // Deliveries catch their own panics; this only keeps one from unwinding into Node.
-    // SAFETY: `data` is a queued `Delivery` and `run` its own function; it runs once, here.
-    let _ = std::panic::catch_unwind(|| unsafe { run(data, env) });
+    // SAFETY: a live `env` on its JavaScript thread; the item runs once, here.
+    let _ = std::panic::catch_unwind(AssertUnwindSafe(|| unsafe { item.run(env) }));
 }
 
 /// Called by Node when the environment tears down, just before it frees the function. It
@@ -237,4 +328,8 @@ unsafe extern "C" fn finalize(_env: napi_env, data: *mut c_void, _hint: *mut c_v
     // finalizer once.
     let queue = unsafe { Arc::from_raw(data.cast::<Queue>()) };
     *queue.tsfn.write().unwrap_or_else(|e| e.into_inner()) = None;
+    // Nothing will run `call_js` again: what waits is freed, and a runtime thread that pushes
+    // from now on finds the queue idle, calls the (gone) function and frees its own delivery.
+    queue.scheduled.swap(false, Ordering::SeqCst);
+    queue.discard();
 }
