@@ -1,4 +1,8 @@
-//! The hub's shared state: everything a request handler or a job runner can reach.
+//! The hub's shared state: everything a request handler or a job runner can reach, and the
+//! rules a transport or handler calls (`link.rs`: a connected device's link).
+
+mod cloud_to_device;
+mod link;
 
 use std::sync::{Arc, RwLock};
 
@@ -10,11 +14,26 @@ use crate::clock::{wall_secs, Clock};
 use crate::configurations::Configurations;
 use crate::device_message::DeviceMessage;
 use crate::devices::{split_client, Credentials, Device, DeviceAuthError, Registry, Seed};
+use crate::errors::ApiError;
 use crate::faults::{Decision, FaultSpec};
 use crate::jobs::{Engine, EngineLimits};
 use crate::limits::{DevicePacer, RateLimiter, Tier};
 use crate::record::Recorder;
 use crate::store::Store;
+
+pub use link::{ConnectOptions, DeviceLink, Downlink, Incoming, SubscriptionChange, TwinOp};
+
+/// Why `Hub::admit` turned a device's login away.
+#[derive(Debug)]
+pub enum ConnectError {
+    /// The control API's `refuseConnects` fault: refused as if the hub were unavailable, so
+    /// the SDK retries.
+    Unavailable,
+    /// The client sent no login, or one that names another client.
+    NoLogin,
+    /// The device or module is unknown or disabled, or its credentials do not admit it.
+    Refused(DeviceAuthError),
+}
 
 pub struct HubConfig {
     /// `host:port` as printed in the ready line.
@@ -146,6 +165,35 @@ impl Hub {
                     DeviceAuthError::Certificate(why)
                 }
             })
+    }
+
+    /// Checks a service request's `Authorization` (a policy's SAS token or a bearer token);
+    /// the error never names the token.
+    pub fn authorize_service(&self, authorization: Option<&str>) -> Result<(), ApiError> {
+        self.auth.check(authorization, wall_secs())
+    }
+
+    /// Admits a device-side login (an MQTT CONNECT, an AMQP put-token, SASL PLAIN or TLS
+    /// certificate) of `client` before `Hub::connect`: the control API's `refuseConnects`
+    /// fault is counted first, then its SAS `token` (`None`: the client sent no usable login)
+    /// or certificate chain is checked.
+    pub fn admit(
+        &self,
+        client: &str,
+        token: Option<&str>,
+        client_chain: &[CertificateDer<'_>],
+    ) -> Result<(), ConnectError> {
+        if self.devices.sessions.take_refusal(client) {
+            return Err(ConnectError::Unavailable);
+        }
+        let token = token.ok_or(ConnectError::NoLogin)?;
+        self.authenticate_device(client, token, client_chain)
+            .map_err(ConnectError::Refused)
+    }
+
+    /// A device-side client was heard from (its last activity time).
+    pub fn touch(&self, client: &str) {
+        self.devices.touch(client, self.clock.now_ms());
     }
 
     /// Every device-to-cloud message, from every transport, enters the hub here.

@@ -21,7 +21,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
 use crate::api::{self, ApiRequest, Reply};
-use crate::clock::{wall_ms, wall_secs};
+use crate::clock::wall_ms;
 use crate::control;
 use crate::device_http;
 use crate::errors::{ApiError, ErrorCode};
@@ -309,7 +309,7 @@ async fn process(
         .headers
         .get(hyper::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    hub.auth.check(auth, wall_secs())?;
+    hub.authorize_service(auth)?;
     let req = ApiRequest {
         method: &parts.method,
         segments,
