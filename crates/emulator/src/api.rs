@@ -12,9 +12,7 @@ use crate::cli::UnknownJob;
 use crate::configurations;
 use crate::errors::{ApiError, ErrorCode};
 use crate::hub::Hub;
-use crate::jobs::{
-    call_method, job_not_found, method_record, parse_job_request, parse_method, validate_job_id,
-};
+use crate::jobs::{job_not_found, method_record, parse_job_request, parse_method, validate_job_id};
 use crate::paging;
 use crate::query::{parse_select, Source};
 
@@ -414,7 +412,9 @@ pub async fn invoke_method(
         )
     })?;
     let spec = parse_method(spec)?;
-    let (status, payload) = call_method(&hub.engine, id, module, &spec, &method_record(&spec))
+    let record = method_record(&spec);
+    let (status, payload) = hub
+        .invoke_method(id, module, &spec.call(&record))
         .await
         .map_err(|(code, text)| ApiError::new(code, text))?;
     Ok(Reply::json(

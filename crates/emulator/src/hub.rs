@@ -6,6 +6,8 @@ mod link;
 
 use std::sync::{Arc, RwLock};
 
+use serde_json::Value;
+
 use tokio_rustls::rustls::pki_types::CertificateDer;
 
 use crate::auth::Authenticator;
@@ -13,7 +15,9 @@ use crate::cli::UnknownJob;
 use crate::clock::{wall_secs, Clock};
 use crate::configurations::Configurations;
 use crate::device_message::DeviceMessage;
-use crate::devices::{split_client, Credentials, Device, DeviceAuthError, Registry, Seed};
+use crate::devices::{
+    split_client, Credentials, Device, DeviceAuthError, MethodCall, MethodFailure, Registry, Seed,
+};
 use crate::errors::ApiError;
 use crate::faults::{Decision, FaultSpec};
 use crate::jobs::{Engine, EngineLimits};
@@ -189,6 +193,19 @@ impl Hub {
         let token = token.ok_or(ConnectError::NoLogin)?;
         self.authenticate_device(client, token, client_chain)
             .map_err(ConnectError::Refused)
+    }
+
+    /// Calls a direct method on a device or module (`POST /twins/{id}[/modules/{mid}]/methods`;
+    /// a job's devices take the same rule, `Registry::invoke_method`).
+    pub async fn invoke_method(
+        &self,
+        device_id: &str,
+        module: Option<&str>,
+        call: &MethodCall<'_>,
+    ) -> Result<(i64, Arc<Value>), MethodFailure> {
+        self.devices
+            .invoke_method(&self.clock, device_id, module, call)
+            .await
     }
 
     /// A device-side client was heard from (its last activity time).
