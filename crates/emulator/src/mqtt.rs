@@ -41,21 +41,41 @@ const MAX_PACKET: usize = 512 * 1024;
 /// A client must send CONNECT this soon after the TLS handshake.
 const CONNECT_WAIT: Duration = Duration::from_secs(10);
 
+/// Why no packet could be read; the connection ends either way.
+#[derive(Debug)]
+enum ReadError {
+    Closed,
+    Malformed(CodecError),
+    Io(std::io::Error),
+}
+
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadError::Closed => f.write_str("connection closed"),
+            ReadError::Malformed(e) => write!(f, "bad packet: {e}"),
+            ReadError::Io(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for ReadError {}
+
 /// Reads one packet; the bytes already read stay in `buf`, so this is cancel-safe.
 async fn read_packet<R: AsyncRead + Unpin>(
     rd: &mut R,
     buf: &mut BytesMut,
-) -> Result<Packet, String> {
+) -> Result<Packet, ReadError> {
     loop {
         match Packet::read(buf, MAX_PACKET) {
             Ok(p) => return Ok(p),
             Err(CodecError::InsufficientBytes(_)) => {}
-            Err(e) => return Err(format!("bad packet: {e}")),
+            Err(e) => return Err(ReadError::Malformed(e)),
         }
         match rd.read_buf(buf).await {
-            Ok(0) => return Err("connection closed".into()),
+            Ok(0) => return Err(ReadError::Closed),
             Ok(_) => {}
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(ReadError::Io(e)),
         }
     }
 }

@@ -17,6 +17,7 @@ use super::message::{body_bytes, correlated, data_message};
 use super::AmqpMessage;
 use crate::auth::parse_sas;
 use crate::devices::DeviceAuthError;
+use crate::errors::ApiError;
 use crate::hub::{ConnectError, Hub};
 
 /// The token types IoT Hub accepts on `put-token`.
@@ -107,8 +108,8 @@ pub fn authorize(
 
 /// The REST API's rule for a policy token: it names this hub and one of its policies, and is
 /// signed with that policy's key (the refusal never names the token).
-fn authorize_service(hub: &Hub, token: &str) -> Result<Grant, String> {
-    hub.authorize_service(Some(token)).map_err(|e| e.message)?;
+fn authorize_service(hub: &Hub, token: &str) -> Result<Grant, ApiError> {
+    hub.authorize_service(Some(token))?;
     Ok(Grant {
         to: Grantee::Service,
         expires_secs: parse_sas(token).ok().map(|t| t.se),
@@ -147,7 +148,7 @@ pub fn put_token(
     let checked: Result<Grant, (i32, String)> = match parsed() {
         Err((status, why)) => Err((status, why.into())),
         Ok((audience, token)) if names_hub(&audience) => {
-            authorize_service(hub, &token).map_err(|why| (401, why))
+            authorize_service(hub, &token).map_err(|e| (401, e.message))
         }
         Ok((audience, token)) => match audience_client(&audience) {
             None => Err((
