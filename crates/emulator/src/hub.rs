@@ -3,6 +3,7 @@
 
 mod cloud_to_device;
 mod link;
+mod service;
 
 use std::sync::{Arc, RwLock};
 
@@ -48,17 +49,19 @@ pub struct HubConfig {
     pub initial_devices: Seed,
 }
 
+/// The hub: its state lives behind its methods (here, `service.rs` for the REST and control
+/// APIs, `cloud_to_device.rs`, and `link.rs` for connected devices).
 pub struct Hub {
-    pub config: HubConfig,
+    config: HubConfig,
     pub clock: Arc<Clock>,
-    pub devices: Arc<Registry>,
-    pub engine: Arc<Engine>,
-    pub configurations: Configurations,
-    pub auth: Authenticator,
+    devices: Arc<Registry>,
+    engine: Arc<Engine>,
+    configurations: Configurations,
+    auth: Authenticator,
     faults: RwLock<FaultSpec>,
-    pub recorder: Recorder,
-    pub job_ops: Option<RateLimiter>,
-    pub queries: Option<RateLimiter>,
+    recorder: Recorder,
+    job_ops: Option<RateLimiter>,
+    queries: Option<RateLimiter>,
 }
 
 impl Hub {

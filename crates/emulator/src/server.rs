@@ -242,7 +242,7 @@ async fn handle(
 
     let injected = match decision.fault {
         Some(FaultKind::Reset) => {
-            hub.recorder.push(record);
+            hub.recorder().push(record);
             return Err(Box::new(CloseConnection("reset")));
         }
         Some(FaultKind::Throttle429) => Some(ApiError::new(
@@ -268,7 +268,7 @@ async fn handle(
         Err(err) => error_response(&hub, &err),
     };
     record.status = Some(response.status().as_u16());
-    hub.recorder.push(record);
+    hub.recorder().push(record);
     if decision.fault == Some(FaultKind::Drop) {
         // The operation is committed; the answer is lost.
         return Err(Box::new(CloseConnection("drop")));
