@@ -10,6 +10,9 @@
 //! (`devices/{id}/messages/devicebound/{properties}` out at QoS 1; the PUBACK completes).
 //! A module (`ModuleClient`, client id `{deviceId}/{moduleId}`) uses the same topics, with `devices/{id}/modules/{mid}/…` for its
 //! own; which identity a session speaks for is the hub's business (`devices/modules.rs`).
+//! Admission is `Hub::admit`; the connection's `DeviceLink` (`Hub::connect`) takes what the
+//! device sends and its `Downlink` carries what the hub sends; leaving `serve` drops the link,
+//! which disconnects the device.
 //! The session never knows whether TLS or WebSocket frames carry it (`websocket::ByteStream`).
 
 use std::collections::HashMap;

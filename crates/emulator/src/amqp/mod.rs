@@ -5,7 +5,8 @@
 //! the device links; an x509 device puts no token, its TLS certificate admits its links.
 //! `fe2o3-amqp`'s acceptors run the connection, sessions and links; what a link address means,
 //! who may attach it (`cbs.rs`, `login.rs`), and what travels on it (`device.rs`) are this
-//! module's; hub rules stay in `devices/` and `Hub::authenticate_device`.
+//! module's; hub rules stay behind `Hub::admit` and each client's `DeviceLink` (opened when its
+//! first link attaches, dropped when the connection ends).
 //!
 //! Links served: `$cbs` (put-token), `/devices/{id}/messages/events` (telemetry),
 //! `/devices/{id}/methods/devicebound` (direct methods, a sender and a receiver),
