@@ -124,7 +124,7 @@ pub fn handle(
                 if !(b.scale.is_finite() && b.scale >= 0.0) {
                     return Err(bad("scale must be a finite number >= 0"));
                 }
-                hub.clock.set_scale(b.scale);
+                hub.clock().set_scale(b.scale);
                 Ok(time_view(hub))
             })
         }
@@ -140,7 +140,7 @@ pub fn handle(
                         "seconds must be a finite number >= 0 (time never goes back)",
                     ));
                 }
-                hub.clock.advance(b.seconds);
+                hub.clock().advance(b.seconds);
                 Ok(time_view(hub))
             })
         }
@@ -199,6 +199,6 @@ fn store_view(hub: &Hub) -> Value {
 }
 
 fn time_view(hub: &Hub) -> Value {
-    let now = hub.clock.now_ms();
-    json!({"now": iso(now), "nowMs": now, "scale": hub.clock.scale()})
+    let now = hub.clock().now_ms();
+    json!({"now": iso(now), "nowMs": now, "scale": hub.clock().scale()})
 }

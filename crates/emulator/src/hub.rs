@@ -53,7 +53,7 @@ pub struct HubConfig {
 /// APIs, `cloud_to_device.rs`, and `link.rs` for connected devices).
 pub struct Hub {
     config: HubConfig,
-    pub clock: Arc<Clock>,
+    clock: Arc<Clock>,
     devices: Arc<Registry>,
     engine: Arc<Engine>,
     configurations: Configurations,
@@ -123,6 +123,11 @@ impl Hub {
             queries: limits.map(|l| RateLimiter::per_minute(l.queries_per_minute)),
             config,
         }))
+    }
+
+    /// The emulated clock (the control API scales and advances it).
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     pub fn decide_fault(&self) -> Decision {

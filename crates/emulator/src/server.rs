@@ -52,7 +52,7 @@ impl fmt::Display for CloseConnection {
 impl std::error::Error for CloseConnection {}
 
 fn error_response(hub: &Hub, err: &ApiError) -> Response<Body> {
-    let mut res = json_response(err.status(), err.envelope(hub.clock.now()).into_bytes());
+    let mut res = json_response(err.status(), err.envelope(hub.clock().now()).into_bytes());
     if let Ok(v) = HeaderValue::from_str(err.code.name()) {
         res.headers_mut().insert("iothub-errorcode", v);
     }
