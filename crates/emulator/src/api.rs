@@ -12,9 +12,7 @@ use crate::cli::UnknownJob;
 use crate::configurations;
 use crate::errors::{ApiError, ErrorCode};
 use crate::hub::Hub;
-use crate::jobs::{
-    call_method, job_not_found, method_record, parse_job_request, parse_method, validate_job_id,
-};
+use crate::jobs::{job_not_found, method_record, parse_method, validate_job_id};
 use crate::paging;
 use crate::query::{parse_select, Source};
 
@@ -96,16 +94,6 @@ fn method_not_allowed(method: &Method) -> ApiError {
     )
 }
 
-fn throttle(limiter: &Option<crate::limits::RateLimiter>, what: &str) -> Result<(), ApiError> {
-    match limiter {
-        Some(l) if !l.try_acquire() => Err(ApiError::new(
-            ErrorCode::ThrottlingException,
-            format!("Throttling: too many {what} for this hub's tier"),
-        )),
-        _ => Ok(()),
-    }
-}
-
 /// Routes one request. Only the path decides the resource; the method picks the operation.
 pub fn route(hub: &Hub, req: &ApiRequest<'_>) -> Result<Reply, ApiError> {
     let seg: Vec<&str> = req.segments.iter().map(String::as_str).collect();
@@ -115,35 +103,28 @@ pub fn route(hub: &Hub, req: &ApiRequest<'_>) -> Result<Reply, ApiError> {
         (&Method::PUT, ["jobs", "v2", id]) => create_job(hub, req, id),
         (&Method::GET, ["jobs", "v2", id]) => get_job(hub, id),
         (&Method::POST, ["jobs", "v2", id, "cancel"]) => {
-            throttle(&hub.job_ops, "job operations")?;
-            hub.engine.cancel(id).map(|j| Reply::json(&j))
+            hub.cancel_job(id).map(|j| Reply::json(&j))
         }
         (_, ["jobs", "v2", _]) | (_, ["jobs", "v2", _, "cancel"]) => {
             Err(method_not_allowed(req.method))
         }
         (&Method::POST, ["devices", "query"]) => query_devices(hub, req),
         (_, ["devices", "query"]) => Err(method_not_allowed(req.method)),
-        (&Method::GET, ["twins", id]) => hub.devices.twin(id).map(|t| Reply::json(&t)),
+        (&Method::GET, ["twins", id]) => hub.twin(id).map(|t| Reply::json(&t)),
         (&Method::PATCH, ["twins", id]) | (&Method::PUT, ["twins", id]) => {
             let body = req.json_body()?;
             let replace = req.method == Method::PUT;
-            let twin = hub.devices.update_twin(
-                id,
-                &body,
-                req.header("if-match"),
-                replace,
-                hub.clock.now_ms(),
-            )?;
+            let twin = hub.update_twin(id, &body, req.header("if-match"), replace)?;
             Ok(Reply::json(&twin))
         }
         (_, ["twins", _]) => Err(method_not_allowed(req.method)),
         // `/devices` and `/devices/` (azure-iothub's `list` sends the latter).
         (&Method::GET, ["devices"] | ["devices", ""]) => {
             let top = list_top(req.query_param("top"))?;
-            Ok(Reply::json(&Value::Array(hub.devices.list_identities(top))))
+            Ok(Reply::json(&Value::Array(hub.list_identities(top))))
         }
         (&Method::POST, ["devices"] | ["devices", ""]) => {
-            let (ok, result) = hub.devices.bulk(&req.json_body()?, hub.clock.now_ms())?;
+            let (ok, result) = hub.bulk(&req.json_body()?)?;
             let mut reply = Reply::json(&result);
             if !ok {
                 reply.status = StatusCode::BAD_REQUEST;
@@ -151,22 +132,20 @@ pub fn route(hub: &Hub, req: &ApiRequest<'_>) -> Result<Reply, ApiError> {
             Ok(reply)
         }
         (_, ["devices"] | ["devices", ""]) => Err(method_not_allowed(req.method)),
-        (&Method::GET, ["devices", id]) => hub.devices.identity(id).map(|d| Reply::json(&d)),
+        (&Method::GET, ["devices", id]) => hub.identity(id).map(|d| Reply::json(&d)),
         (&Method::PUT, ["devices", id]) => {
             let body = req.json_body()?;
-            let device =
-                hub.devices
-                    .put_identity(id, &body, req.header("if-match"), hub.clock.now_ms())?;
+            let device = hub.put_identity(id, &body, req.header("if-match"))?;
             Ok(Reply::json(&device))
         }
         (&Method::DELETE, ["devices", id]) => {
-            hub.devices.delete(id, req.header("if-match"))?;
+            hub.delete_device(id, req.header("if-match"))?;
             Ok(Reply::empty(StatusCode::NO_CONTENT))
         }
         (_, ["devices", _]) => Err(method_not_allowed(req.method)),
         // Purge the device's cloud-to-device queue.
         (&Method::DELETE, ["devices", id, "commands"]) => {
-            let purged = hub.devices.purge_cloud_to_device(id)?;
+            let purged = hub.purge_cloud_to_device(id)?;
             Ok(Reply::json(
                 &serde_json::json!({ "totalMessagesPurged": purged, "deviceId": id }),
             ))
@@ -182,36 +161,33 @@ pub fn route(hub: &Hub, req: &ApiRequest<'_>) -> Result<Reply, ApiError> {
 /// Module identities (`/devices/{id}/modules[/{mid}]`) and module twins
 /// (`/twins/{id}/modules/{mid}`): the device routes, one level down.
 fn route_modules(hub: &Hub, req: &ApiRequest<'_>, seg: &[&str]) -> Result<Reply, ApiError> {
-    let devices = &hub.devices;
     match (req.method, seg) {
-        (&Method::GET, ["devices", id, "modules"]) => devices
-            .modules_of(id)
-            .map(|m| Reply::json(&Value::Array(m))),
+        (&Method::GET, ["devices", id, "modules"]) => {
+            hub.modules_of(id).map(|m| Reply::json(&Value::Array(m)))
+        }
         (&Method::GET, ["devices", id, "modules", mid]) => {
-            devices.module_identity(id, mid).map(|m| Reply::json(&m))
+            hub.module_identity(id, mid).map(|m| Reply::json(&m))
         }
         (&Method::PUT, ["devices", id, "modules", mid]) => {
             let body = req.json_body()?;
-            let now = hub.clock.now_ms();
-            let module = devices.put_module(id, mid, &body, req.header("if-match"), now)?;
+            let module = hub.put_module(id, mid, &body, req.header("if-match"))?;
             Ok(Reply::json(&module))
         }
         (&Method::DELETE, ["devices", id, "modules", mid]) => {
-            devices.delete_module(id, mid, req.header("if-match"))?;
+            hub.delete_module(id, mid, req.header("if-match"))?;
             Ok(Reply::empty(StatusCode::NO_CONTENT))
         }
         (_, ["devices", _, "modules"] | ["devices", _, "modules", _]) => {
             Err(method_not_allowed(req.method))
         }
         (&Method::GET, ["twins", id, "modules", mid]) => {
-            devices.module_twin(id, mid).map(|t| Reply::json(&t))
+            hub.module_twin(id, mid).map(|t| Reply::json(&t))
         }
         (&Method::PATCH | &Method::PUT, ["twins", id, "modules", mid]) => {
             let body = req.json_body()?;
             let replace = req.method == Method::PUT;
             let etag = req.header("if-match");
-            let twin =
-                devices.update_module_twin(id, mid, &body, etag, replace, hub.clock.now_ms())?;
+            let twin = hub.update_module_twin(id, mid, &body, etag, replace)?;
             Ok(Reply::json(&twin))
         }
         (_, ["twins", _, "modules", _] | ["twins", _, "modules", _, "methods"]) => {
@@ -223,26 +199,22 @@ fn route_modules(hub: &Hub, req: &ApiRequest<'_>, seg: &[&str]) -> Result<Reply,
 
 /// Automatic device management configurations (`configurations.rs`).
 fn route_configurations(hub: &Hub, req: &ApiRequest<'_>, seg: &[&str]) -> Result<Reply, ApiError> {
-    let (configs, store) = (&hub.configurations, &hub.devices.store);
     match (req.method, seg) {
         (&Method::GET, ["configurations"] | ["configurations", ""]) => {
             let top = list_top(req.query_param("top"))?;
-            Ok(Reply::json(&Value::Array(configs.list(&hub.devices, top))))
+            Ok(Reply::json(&Value::Array(hub.list_configurations(top))))
         }
         (&Method::POST, ["configurations", "testQueries"]) => {
             configurations::test_queries(&req.json_body()?).map(|r| Reply::json(&r))
         }
-        (&Method::GET, ["configurations", id]) => {
-            configs.get(&hub.devices, id).map(|c| Reply::json(&c))
-        }
+        (&Method::GET, ["configurations", id]) => hub.configuration(id).map(|c| Reply::json(&c)),
         (&Method::PUT, ["configurations", id]) => {
             let body = req.json_body()?;
-            let now = hub.clock.now_ms();
-            let config = configs.put(store, id, &body, req.header("if-match"), now)?;
+            let config = hub.put_configuration(id, &body, req.header("if-match"))?;
             Ok(Reply::json(&config))
         }
         (&Method::DELETE, ["configurations", id]) => {
-            configs.delete(store, id, req.header("if-match"))?;
+            hub.delete_configuration(id, req.header("if-match"))?;
             Ok(Reply::empty(StatusCode::NO_CONTENT))
         }
         (_, ["configurations"] | ["configurations", _]) => Err(method_not_allowed(req.method)),
@@ -267,23 +239,19 @@ fn list_top(top: Option<&str>) -> Result<usize, ApiError> {
 }
 
 fn create_job(hub: &Hub, req: &ApiRequest<'_>, id: &str) -> Result<Reply, ApiError> {
-    hub.engine.count_attempt(id);
-    throttle(&hub.job_ops, "job operations")?;
     let body = req.json_body()?;
-    let spec = parse_job_request(id, &body, hub.clock.now_ms())?;
-    hub.engine.create(spec).map(|j| Reply::json(&j))
+    hub.create_job(id, &body).map(|j| Reply::json(&j))
 }
 
 fn get_job(hub: &Hub, id: &str) -> Result<Reply, ApiError> {
-    throttle(&hub.job_ops, "job operations")?;
-    if let Some(body) = hub.engine.get_bytes(id) {
+    if let Some(body) = hub.job(id)? {
         return Ok(Reply {
             status: StatusCode::OK,
             body: Some(body),
             headers: Vec::new(),
         });
     }
-    match hub.config.unknown_job {
+    match hub.unknown_job() {
         UnknownJob::NotFound => Err(job_not_found(id)),
         // Some hubs answer 200 with status "unknown" for a job they do not know.
         UnknownJob::StatusUnknown => Ok(Reply::json(&json!({
@@ -329,7 +297,6 @@ fn paged(items: Vec<Value>, item_type: &str, next: Option<String>) -> Reply {
 }
 
 fn query_jobs(hub: &Hub, req: &ApiRequest<'_>) -> Result<Reply, ApiError> {
-    throttle(&hub.job_ops, "job operations")?;
     let (job_type, job_status) = (req.query_param("jobType"), req.query_param("jobStatus"));
     let hash = paging::query_hash(&[job_type.unwrap_or(""), job_status.unwrap_or("")]);
     let kind = paging::Kind::Jobs;
@@ -339,15 +306,13 @@ fn query_jobs(hub: &Hub, req: &ApiRequest<'_>) -> Result<Reply, ApiError> {
         .as_deref()
         .map(paging::parse_job_position)
         .transpose()?;
-    let (jobs, next) = hub
-        .engine
-        .jobs_page(job_type, job_status, after, page.size)?;
+    let (jobs, next) = hub.jobs_page(job_type, job_status, after, page.size)?;
     let next = next.map(|seq| paging::encode_token(kind, hash, &seq.to_string()));
     Ok(paged(jobs, "jobResponse", next))
 }
 
 fn query_devices(hub: &Hub, req: &ApiRequest<'_>) -> Result<Reply, ApiError> {
-    throttle(&hub.queries, "queries")?;
+    hub.throttle_query()?;
     let body = req.json_body()?;
     let text = body.get("query").and_then(Value::as_str).ok_or_else(|| {
         ApiError::new(
@@ -366,18 +331,14 @@ fn query_devices(hub: &Hub, req: &ApiRequest<'_>) -> Result<Reply, ApiError> {
         Source::Devices => {
             let kind = paging::Kind::Devices;
             let page = page_request(req, kind, hash)?;
-            let (twins, next) = hub
-                .devices
-                .twins_page(&query, page.after.as_deref(), page.size);
+            let (twins, next) = hub.twins_page(&query, page.after.as_deref(), page.size);
             let next = next.map(|id| paging::encode_token(kind, hash, &id));
             Ok(paged(twins, "twin", next))
         }
         Source::DevicesModules => {
             let kind = paging::Kind::Modules;
             let page = page_request(req, kind, hash)?;
-            let (twins, next) =
-                hub.devices
-                    .module_twins_page(&query, page.after.as_deref(), page.size);
+            let (twins, next) = hub.module_twins_page(&query, page.after.as_deref(), page.size);
             let next = next.map(|key| paging::encode_token(kind, hash, &key));
             Ok(paged(twins, "twin", next))
         }
@@ -389,7 +350,7 @@ fn query_devices(hub: &Hub, req: &ApiRequest<'_>) -> Result<Reply, ApiError> {
                 .as_deref()
                 .map(paging::parse_row_position)
                 .transpose()?;
-            let (rows, next) = hub.engine.device_rows_page(&query, after, page.size)?;
+            let (rows, next) = hub.device_job_rows_page(&query, after, page.size)?;
             let next =
                 next.map(|(seq, row)| paging::encode_token(kind, hash, &format!("{seq}:{row}")));
             Ok(paged(rows, "deviceJob", next))
@@ -414,7 +375,9 @@ pub async fn invoke_method(
         )
     })?;
     let spec = parse_method(spec)?;
-    let (status, payload) = call_method(&hub.engine, id, module, &spec, &method_record(&spec))
+    let record = method_record(&spec);
+    let (status, payload) = hub
+        .invoke_method(id, module, &spec.call(&record))
         .await
         .map_err(|(code, text)| ApiError::new(code, text))?;
     Ok(Reply::json(

@@ -40,46 +40,33 @@ pub fn handle(
     let answer: Answer = match (method, seg.as_slice()) {
         (&Method::GET, ["health"]) => Ok(json!({
             "status": "ok",
-            "hostName": hub.config.host_name,
-            "devices": hub.devices.len(),
-            "connectedDevices": hub.devices.sessions.connected_count(),
-            "jobs": hub.engine.len(),
+            "hostName": hub.host_name(),
+            "devices": hub.device_count(),
+            "connectedDevices": hub.connected_count(),
+            "jobs": hub.job_count(),
             "time": time_view(hub),
         })),
         (&Method::POST, ["reset"]) => hub.reset().map(|_| json!({"status": "reset"})).map_err(bad),
-        (&Method::GET, ["devices"]) => {
-            let devices: Vec<Value> = hub
-                .devices
-                .read()
-                .values()
-                .map(|d| d.control_view())
-                .collect();
-            Ok(json!({"devices": devices}))
-        }
+        (&Method::GET, ["devices"]) => Ok(json!({"devices": hub.devices_control_view()})),
         (&Method::PUT, ["devices"]) | (&Method::POST, ["devices"]) => {
             load_devices(hub, body, method == Method::PUT)
         }
         (&Method::PUT, ["devices", id, "method"]) | (&Method::PATCH, ["devices", id, "method"]) => {
             parse::<BehaviourPatch>(body).and_then(|patch| {
-                hub.devices
-                    .set_behaviour(id, &patch)
+                hub.set_behaviour(id, &patch)
                     .map(|n| json!({"updated": n}))
                     .map_err(|e| (StatusCode::NOT_FOUND, e.message))
             })
         }
         (&Method::DELETE, ["devices", id, "connection"]) => {
-            Ok(json!({"dropped": hub.devices.sessions.drop_connection(id)}))
+            Ok(json!({"dropped": hub.drop_connection(id)}))
         }
-        (&Method::GET, ["devices", id, "faults"]) => {
-            Ok(device_faults_view(&hub.devices.sessions.faults_of(id)))
-        }
+        (&Method::GET, ["devices", id, "faults"]) => Ok(device_faults_view(&hub.device_faults(id))),
         (&Method::PUT, ["devices", id, "faults"]) => parse::<DeviceFaults>(body).map(|f| {
-            hub.devices.sessions.set_faults(id, f.clone());
+            hub.set_device_faults(id, f.clone());
             device_faults_view(&f)
         }),
-        (&Method::GET, ["telemetry"]) => {
-            Ok(json!({"messages": hub.devices.sessions.telemetry(flag("clear"))}))
-        }
+        (&Method::GET, ["telemetry"]) => Ok(json!({"messages": hub.telemetry(flag("clear"))})),
         (&Method::GET, ["faults"]) => Ok(faults_view(&hub.faults())),
         (&Method::PUT, ["faults"]) => {
             #[derive(Deserialize)]
@@ -97,12 +84,12 @@ pub fn handle(
             hub.set_faults(FaultSpec::default());
             Ok(faults_view(&FaultSpec::default()))
         }
-        (&Method::GET, ["requests"]) => Ok(hub.recorder.snapshot(flag("clear"))),
+        (&Method::GET, ["requests"]) => Ok(hub.recorder().snapshot(flag("clear"))),
         (&Method::DELETE, ["requests"]) => {
-            hub.recorder.clear();
+            hub.recorder().clear();
             Ok(json!({"requests": [], "dropped": 0}))
         }
-        (&Method::GET, ["jobs"]) => Ok(hub.engine.control_view()),
+        (&Method::GET, ["jobs"]) => Ok(hub.jobs_control_view()),
         (&Method::GET, ["store"]) => Ok(store_view(hub)),
         (&Method::PUT, ["store"]) => {
             #[derive(Deserialize)]
@@ -120,7 +107,7 @@ pub fn handle(
                         )))
                     }
                 };
-                if !hub.devices.store.hold_writer(held) {
+                if !hub.hold_writer(held) {
                     return Err(bad("the hub keeps no data dir: there is no writer to hold"));
                 }
                 Ok(store_view(hub))
@@ -137,7 +124,7 @@ pub fn handle(
                 if !(b.scale.is_finite() && b.scale >= 0.0) {
                     return Err(bad("scale must be a finite number >= 0"));
                 }
-                hub.clock.set_scale(b.scale);
+                hub.clock().set_scale(b.scale);
                 Ok(time_view(hub))
             })
         }
@@ -153,7 +140,7 @@ pub fn handle(
                         "seconds must be a finite number >= 0 (time never goes back)",
                     ));
                 }
-                hub.clock.advance(b.seconds);
+                hub.clock().advance(b.seconds);
                 Ok(time_view(hub))
             })
         }
@@ -173,12 +160,10 @@ pub fn handle(
 fn load_devices(hub: &Hub, body: &Bytes, replace: bool) -> Answer {
     let value: Value = parse(body)?;
     let seed = Seed::from_json(value).map_err(bad)?;
-    let devices = seed.build(hub.clock.now_ms()).map_err(bad)?;
-    let loaded = devices.len();
-    hub.devices
-        .load(devices, replace)
+    let loaded = hub
+        .load_devices(&seed, replace)
         .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e))?;
-    Ok(json!({"loaded": loaded, "devices": hub.devices.len()}))
+    Ok(json!({"loaded": loaded, "devices": hub.device_count()}))
 }
 
 fn faults_view(spec: &FaultSpec) -> Value {
@@ -203,7 +188,7 @@ fn device_faults_view(f: &DeviceFaults) -> Value {
 }
 
 fn store_view(hub: &Hub) -> Value {
-    match hub.devices.store.writer_state() {
+    match hub.writer_state() {
         Some(w) => json!({
             "persistent": true,
             "writer": if w.held { "held" } else { "running" },
@@ -214,6 +199,6 @@ fn store_view(hub: &Hub) -> Value {
 }
 
 fn time_view(hub: &Hub) -> Value {
-    let now = hub.clock.now_ms();
-    json!({"now": iso(now), "nowMs": now, "scale": hub.clock.scale()})
+    let now = hub.clock().now_ms();
+    json!({"now": iso(now), "nowMs": now, "scale": hub.clock().scale()})
 }

@@ -109,19 +109,16 @@ pub fn handle(
             return Err(unauthorized(why))
         }
     }
-    hub.devices.touch(id, hub.clock.now_ms());
+    hub.touch(id);
     match (endpoint, method) {
         (Endpoint::Telemetry, &Method::POST) => {
             record_telemetry(hub, id, headers, body)?;
             Ok(Reply::empty(StatusCode::NO_CONTENT))
         }
-        (Endpoint::CloudToDevice, &Method::GET) => {
-            let now = hub.clock.now_ms();
-            Ok(match hub.devices.receive_cloud_to_device(id, now) {
-                Some(delivery) => message_reply(delivery),
-                None => Reply::empty(StatusCode::NO_CONTENT),
-            })
-        }
+        (Endpoint::CloudToDevice, &Method::GET) => Ok(match hub.receive_cloud_to_device(id) {
+            Some(delivery) => message_reply(delivery),
+            None => Reply::empty(StatusCode::NO_CONTENT),
+        }),
         (Endpoint::Lock(token), &Method::DELETE) => {
             let reject = query.iter().any(|(k, _)| k == "reject");
             let how = if reject {
@@ -180,9 +177,8 @@ fn message_reply(d: Delivery) -> Reply {
 /// Settles a polled message by its lock token; 412 when the lock was lost (it timed out, the
 /// message expired or was settled already).
 fn settle(hub: &Hub, id: &str, token: &str, how: Settle) -> Result<Reply, ApiError> {
-    let now = hub.clock.now_ms();
     let settled = match token.trim_matches('"').parse::<u64>() {
-        Ok(t) => hub.devices.settle_cloud_to_device(id, t, how, now)?,
+        Ok(t) => hub.settle_cloud_to_device(id, t, how)?,
         Err(_) => false,
     };
     if !settled {

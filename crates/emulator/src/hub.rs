@@ -1,6 +1,13 @@
-//! The hub's shared state: everything a request handler or a job runner can reach.
+//! The hub's shared state: everything a request handler or a job runner can reach, and the
+//! rules a transport or handler calls (`link.rs`: a connected device's link).
+
+mod cloud_to_device;
+mod link;
+mod service;
 
 use std::sync::{Arc, RwLock};
+
+use serde_json::Value;
 
 use tokio_rustls::rustls::pki_types::CertificateDer;
 
@@ -9,12 +16,29 @@ use crate::cli::UnknownJob;
 use crate::clock::{wall_secs, Clock};
 use crate::configurations::Configurations;
 use crate::device_message::DeviceMessage;
-use crate::devices::{split_client, Credentials, Device, DeviceAuthError, Registry, Seed};
+use crate::devices::{
+    split_client, Credentials, Device, DeviceAuthError, MethodCall, MethodFailure, Registry, Seed,
+};
+use crate::errors::ApiError;
 use crate::faults::{Decision, FaultSpec};
 use crate::jobs::{Engine, EngineLimits};
 use crate::limits::{DevicePacer, RateLimiter, Tier};
 use crate::record::Recorder;
 use crate::store::Store;
+
+pub use link::{ConnectOptions, DeviceLink, Downlink, Incoming, SubscriptionChange, TwinOp};
+
+/// Why `Hub::admit` turned a device's login away.
+#[derive(Debug)]
+pub enum ConnectError {
+    /// The control API's `refuseConnects` fault: refused as if the hub were unavailable, so
+    /// the SDK retries.
+    Unavailable,
+    /// The client sent no login, or one that names another client.
+    NoLogin,
+    /// The device or module is unknown or disabled, or its credentials do not admit it.
+    Refused(DeviceAuthError),
+}
 
 pub struct HubConfig {
     /// `host:port` as printed in the ready line.
@@ -25,17 +49,19 @@ pub struct HubConfig {
     pub initial_devices: Seed,
 }
 
+/// The hub: its state lives behind its methods (here, `service.rs` for the REST and control
+/// APIs, `cloud_to_device.rs`, and `link.rs` for connected devices).
 pub struct Hub {
-    pub config: HubConfig,
-    pub clock: Arc<Clock>,
-    pub devices: Arc<Registry>,
-    pub engine: Arc<Engine>,
-    pub configurations: Configurations,
-    pub auth: Authenticator,
+    config: HubConfig,
+    clock: Arc<Clock>,
+    devices: Arc<Registry>,
+    engine: Arc<Engine>,
+    configurations: Configurations,
+    auth: Authenticator,
     faults: RwLock<FaultSpec>,
-    pub recorder: Recorder,
-    pub job_ops: Option<RateLimiter>,
-    pub queries: Option<RateLimiter>,
+    recorder: Recorder,
+    job_ops: Option<RateLimiter>,
+    queries: Option<RateLimiter>,
 }
 
 impl Hub {
@@ -99,6 +125,11 @@ impl Hub {
         }))
     }
 
+    /// The emulated clock (the control API scales and advances it).
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
     pub fn decide_fault(&self) -> Decision {
         let faults = crate::locks::read(&self.faults);
         if faults.is_empty() {
@@ -146,6 +177,48 @@ impl Hub {
                     DeviceAuthError::Certificate(why)
                 }
             })
+    }
+
+    /// Checks a service request's `Authorization` (a policy's SAS token or a bearer token);
+    /// the error never names the token.
+    pub fn authorize_service(&self, authorization: Option<&str>) -> Result<(), ApiError> {
+        self.auth.check(authorization, wall_secs())
+    }
+
+    /// Admits a device-side login (an MQTT CONNECT, an AMQP put-token, SASL PLAIN or TLS
+    /// certificate) of `client` before `Hub::connect`: the control API's `refuseConnects`
+    /// fault is counted first, then its SAS `token` (`None`: the client sent no usable login)
+    /// or certificate chain is checked.
+    pub fn admit(
+        &self,
+        client: &str,
+        token: Option<&str>,
+        client_chain: &[CertificateDer<'_>],
+    ) -> Result<(), ConnectError> {
+        if self.devices.sessions.take_refusal(client) {
+            return Err(ConnectError::Unavailable);
+        }
+        let token = token.ok_or(ConnectError::NoLogin)?;
+        self.authenticate_device(client, token, client_chain)
+            .map_err(ConnectError::Refused)
+    }
+
+    /// Calls a direct method on a device or module (`POST /twins/{id}[/modules/{mid}]/methods`;
+    /// a job's devices take the same rule, `Registry::invoke_method`).
+    pub async fn invoke_method(
+        &self,
+        device_id: &str,
+        module: Option<&str>,
+        call: &MethodCall<'_>,
+    ) -> Result<(i64, Arc<Value>), MethodFailure> {
+        self.devices
+            .invoke_method(&self.clock, device_id, module, call)
+            .await
+    }
+
+    /// A device-side client was heard from (its last activity time).
+    pub fn touch(&self, client: &str) {
+        self.devices.touch(client, self.clock.now_ms());
     }
 
     /// Every device-to-cloud message, from every transport, enters the hub here.

@@ -10,6 +10,9 @@
 //! (`devices/{id}/messages/devicebound/{properties}` out at QoS 1; the PUBACK completes).
 //! A module (`ModuleClient`, client id `{deviceId}/{moduleId}`) uses the same topics, with `devices/{id}/modules/{mid}/…` for its
 //! own; which identity a session speaks for is the hub's business (`devices/modules.rs`).
+//! Admission is `Hub::admit`; the connection's `DeviceLink` (`Hub::connect`) takes what the
+//! device sends and its `Downlink` carries what the hub sends; leaving `serve` drops the link,
+//! which disconnects the device.
 //! The session never knows whether TLS or WebSocket frames carry it (`websocket::ByteStream`).
 
 use std::collections::HashMap;
@@ -30,8 +33,10 @@ use crate::auth::URI_COMPONENT;
 use crate::clock::iso;
 use crate::device_message::DeviceMessage;
 use crate::devices::cloud_to_device::{Delivery, Settle};
-use crate::devices::{split_client, DeviceAuthError, Outgoing, TwinRequest};
-use crate::hub::Hub;
+use crate::devices::{split_client, DeviceAuthError, Outgoing};
+use crate::hub::{
+    ConnectError, ConnectOptions, DeviceLink, Hub, Incoming, SubscriptionChange, TwinOp,
+};
 use crate::x509::CertChain;
 
 /// Largest packet accepted or sent (IoT Hub's message limit is 256 KB; twins are smaller).
@@ -39,21 +44,41 @@ const MAX_PACKET: usize = 512 * 1024;
 /// A client must send CONNECT this soon after the TLS handshake.
 const CONNECT_WAIT: Duration = Duration::from_secs(10);
 
+/// Why no packet could be read; the connection ends either way.
+#[derive(Debug)]
+enum ReadError {
+    Closed,
+    Malformed(CodecError),
+    Io(std::io::Error),
+}
+
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadError::Closed => f.write_str("connection closed"),
+            ReadError::Malformed(e) => write!(f, "bad packet: {e}"),
+            ReadError::Io(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for ReadError {}
+
 /// Reads one packet; the bytes already read stay in `buf`, so this is cancel-safe.
 async fn read_packet<R: AsyncRead + Unpin>(
     rd: &mut R,
     buf: &mut BytesMut,
-) -> Result<Packet, String> {
+) -> Result<Packet, ReadError> {
     loop {
         match Packet::read(buf, MAX_PACKET) {
             Ok(p) => return Ok(p),
             Err(CodecError::InsufficientBytes(_)) => {}
-            Err(e) => return Err(format!("bad packet: {e}")),
+            Err(e) => return Err(ReadError::Malformed(e)),
         }
         match rd.read_buf(buf).await {
-            Ok(0) => return Err("connection closed".into()),
+            Ok(0) => return Err(ReadError::Closed),
             Ok(_) => {}
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(ReadError::Io(e)),
         }
     }
 }
@@ -70,26 +95,24 @@ async fn write_packet<W: AsyncWrite + Unpin>(wr: &mut W, packet: Packet) -> bool
 /// what the SDK turns into `UnauthorizedError`.
 fn admit(hub: &Hub, connect: &Connect, client_chain: &CertChain) -> ConnectReturnCode {
     let id = connect.client_id.as_str();
-    if hub.devices.sessions.take_refusal(id) {
-        return ConnectReturnCode::ServiceUnavailable;
-    }
-    let Some(login) = &connect.login else {
-        return ConnectReturnCode::BadUserNamePassword;
-    };
-    if !username_names(&login.username, id) {
-        return ConnectReturnCode::BadUserNamePassword;
-    }
-    match hub.authenticate_device(id, &login.password, client_chain) {
+    let password = connect
+        .login
+        .as_ref()
+        .filter(|login| username_names(&login.username, id))
+        .map(|login| login.password.as_str());
+    match hub.admit(id, password, client_chain) {
         Ok(()) => ConnectReturnCode::Success,
-        Err(DeviceAuthError::Unknown | DeviceAuthError::Disabled) => {
+        Err(ConnectError::Unavailable) => ConnectReturnCode::ServiceUnavailable,
+        Err(ConnectError::NoLogin) => ConnectReturnCode::BadUserNamePassword,
+        Err(ConnectError::Refused(DeviceAuthError::Unknown | DeviceAuthError::Disabled)) => {
             ConnectReturnCode::NotAuthorized
         }
         // A refused token is "bad credentials"; a refused certificate, "not authorized".
-        Err(DeviceAuthError::Token(why)) => {
+        Err(ConnectError::Refused(DeviceAuthError::Token(why))) => {
             eprintln!("iothub-emulator: device {id} refused: {why}");
             ConnectReturnCode::BadUserNamePassword
         }
-        Err(DeviceAuthError::Certificate(why)) => {
+        Err(ConnectError::Refused(DeviceAuthError::Certificate(why))) => {
             eprintln!("iothub-emulator: device {id} refused: {why}");
             ConnectReturnCode::NotAuthorized
         }
@@ -125,24 +148,20 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         return;
     }
     let id = connect.client_id.clone();
-    let sessions = &hub.devices.sessions;
-    let (serial, mut outgoing, present) = sessions.open(&id, connect.clean_session);
-    if !write_packet(&mut wr, Packet::ConnAck(ConnAck::new(code, present))).await {
-        sessions.close(&id, serial);
+    let options = ConnectOptions {
+        clean_session: connect.clean_session,
+    };
+    // Dropping the link (any way out of this function) disconnects the device.
+    let (link, mut downlink) = hub.connect(&id, options);
+    let connack = ConnAck::new(code, link.session_present());
+    if !write_packet(&mut wr, Packet::ConnAck(connack)).await {
         return;
     }
-    hub.devices.set_connected(&id, true, hub.clock.now_ms());
-    // A persistent session that listened for messages gets what waited meanwhile.
-    hub.devices.deliver_cloud_to_device(&id, hub.clock.now_ms());
     // Cloud-to-device messages published at QoS 1 and not yet acknowledged: packet id → lock
     // token (the PUBACK completes the message; MQTT has no reject or abandon).
     let mut in_flight: HashMap<u16, u64> = HashMap::new();
     let mut next_pkid: u16 = 0;
-    let session = Session {
-        hub: &hub,
-        id: &id,
-        serial,
-    };
+    let session = Session { link: &link };
     // Keep-alive: the client must send something within 1.5 × its interval (MQTT 3.1.1 §3.1.2.10).
     let keep_alive =
         (connect.keep_alive > 0).then(|| Duration::from_millis(connect.keep_alive as u64 * 1500));
@@ -153,13 +172,11 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             packet = read_packet(&mut rd, &mut buf) => {
                 let Ok(packet) = packet else { break };
                 last_heard = Instant::now();
-                hub.devices.touch(&id, hub.clock.now_ms());
+                link.incoming(Incoming::Activity);
                 if let Packet::PubAck(ack) = &packet {
-                    if let Some(token) = in_flight.remove(&ack.pkid) {
-                        let now = hub.clock.now_ms();
-                        // Stored before this device's next packet is read; a failed write is
-                        // logged by the store (MQTT has no way to refuse a PUBACK).
-                        let _ = hub.devices.settle_cloud_to_device(&id, token, Settle::Complete, now);
+                    if let Some(lock_token) = in_flight.remove(&ack.pkid) {
+                        // Stored before this device's next packet is read.
+                        link.incoming(Incoming::Settled { lock_token, how: Settle::Complete });
                     }
                     continue;
                 }
@@ -169,7 +186,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                     Step::Close => break,
                 }
             }
-            out = outgoing.recv() => match out.and_then(encode) {
+            out = downlink.recv() => match out.and_then(encode) {
                 None => break,
                 Some(Encoded::CloudToDevice(delivery)) => {
                     // Packet ids 1..=65535, skipping those still in flight (at most 50 are:
@@ -193,9 +210,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             _ = tokio::time::sleep_until(expiry.unwrap_or_else(Instant::now)), if expiry.is_some() => break,
         }
     }
-    if sessions.close(&id, serial) {
-        hub.devices.set_connected(&id, false, hub.clock.now_ms());
-    }
+    drop(link);
     let _ = wr.shutdown().await;
 }
 
@@ -275,9 +290,7 @@ enum Step {
 }
 
 struct Session<'a> {
-    hub: &'a Hub,
-    id: &'a str,
-    serial: u64,
+    link: &'a DeviceLink,
 }
 
 /// What a subscription filter is, for the topics this hub serves.
@@ -336,6 +349,10 @@ fn topic_param<'t>(topic: &'t str, name: &str) -> Option<&'t str> {
 }
 
 impl Session<'_> {
+    fn id(&self) -> &str {
+        self.link.client()
+    }
+
     fn handle(&self, packet: Packet) -> Step {
         match packet {
             Packet::PingReq => Step::Reply(Packet::PingResp),
@@ -344,19 +361,15 @@ impl Session<'_> {
                 let off = |f: fn(&Filter) -> bool| {
                     u.topics
                         .iter()
-                        .any(|t| classify(t, self.id).as_ref().is_some_and(f))
+                        .any(|t| classify(t, self.id()).as_ref().is_some_and(f))
                         .then_some(false)
                 };
-                self.hub.devices.sessions.set_subscriptions(
-                    self.id,
-                    self.serial,
-                    off(|f| matches!(f, Filter::Methods)),
-                    off(|f| matches!(f, Filter::Desired)),
-                );
-                if off(|f| matches!(f, Filter::CloudToDevice)).is_some() {
-                    let sessions = &self.hub.devices.sessions;
-                    sessions.set_cloud_to_device(self.id, self.serial, false);
-                }
+                self.link
+                    .incoming(Incoming::Subscriptions(SubscriptionChange {
+                        methods: off(|f| matches!(f, Filter::Methods)),
+                        desired: off(|f| matches!(f, Filter::Desired)),
+                        cloud_to_device: off(|f| matches!(f, Filter::CloudToDevice)),
+                    }));
                 Step::Reply(Packet::UnsubAck(UnsubAck::new(u.pkid)))
             }
             Packet::Publish(p) => self.publish(p),
@@ -371,7 +384,7 @@ impl Session<'_> {
         let codes = s
             .filters
             .iter()
-            .map(|f| match classify(&f.path, self.id) {
+            .map(|f| match classify(&f.path, self.id()) {
                 Some(kind) => {
                     match kind {
                         Filter::Methods => methods = Some(true),
@@ -390,17 +403,14 @@ impl Session<'_> {
                 None => SubscribeReasonCode::Failure,
             })
             .collect();
-        self.hub
-            .devices
-            .sessions
-            .set_subscriptions(self.id, self.serial, methods, desired);
-        if messages {
-            // Queued messages follow the SUBACK (they are published from the session's queue).
-            let now = self.hub.clock.now_ms();
-            self.hub
-                .devices
-                .listen_cloud_to_device(self.id, self.serial, now);
-        }
+        // Queued cloud-to-device messages follow the SUBACK (they are published from the
+        // downlink).
+        self.link
+            .incoming(Incoming::Subscriptions(SubscriptionChange {
+                methods,
+                desired,
+                cloud_to_device: messages.then_some(true),
+            }));
         SubAck::new(s.pkid, codes)
     }
 
@@ -413,26 +423,26 @@ impl Session<'_> {
         let handled = if let Some(rest) = topic.strip_prefix("$iothub/methods/res/") {
             let status = rest.split('/').next().and_then(|s| s.parse::<i64>().ok());
             match (status, topic_param(topic, "$rid")) {
-                (Some(status), Some(rid)) => {
-                    let body = p.payload.clone();
-                    self.hub
-                        .devices
-                        .sessions
-                        .method_answered(self.id, rid, status, body);
+                (Some(status), Some(request_id)) => {
+                    self.link.incoming(Incoming::MethodAnswer {
+                        request_id,
+                        status,
+                        body: p.payload.clone(),
+                    });
                     true
                 }
                 _ => false,
             }
         } else if topic.starts_with("$iothub/twin/GET/") {
-            self.twin(topic_param(topic, "$rid"), TwinRequest::Get)
+            self.twin(topic_param(topic, "$rid"), TwinOp::Get)
         } else if topic.starts_with("$iothub/twin/PATCH/properties/reported/") {
-            self.twin(topic_param(topic, "$rid"), TwinRequest::Report(&p.payload))
-        } else if topic.starts_with(&format!("{}/messages/events/", topic_root(self.id))) {
-            self.hub.device_message(DeviceMessage {
-                client: self.id.to_string(),
+            self.twin(topic_param(topic, "$rid"), TwinOp::Report(&p.payload))
+        } else if topic.starts_with(&format!("{}/messages/events/", topic_root(self.id()))) {
+            self.link.incoming(Incoming::Telemetry(DeviceMessage {
+                client: self.id().to_string(),
                 via: topic.to_string(),
                 body: p.payload.clone(),
-            });
+            }));
             true
         } else {
             false
@@ -448,20 +458,13 @@ impl Session<'_> {
         }
     }
 
-    /// Answers a twin request (`$rid` required) through the session, after its PUBACK.
-    fn twin(&self, rid: Option<&str>, request: TwinRequest) -> bool {
+    /// Answers a twin request (`$rid` required) on the downlink, after its PUBACK.
+    fn twin(&self, rid: Option<&str>, op: TwinOp) -> bool {
         let Some(rid) = rid else { return false };
-        let answer = self
-            .hub
-            .devices
-            .answer_twin(self.id, request, self.hub.clock.now_ms());
-        self.hub.devices.sessions.send(
-            self.id,
-            Outgoing::TwinAnswer {
-                request_id: rid.to_string(),
-                answer,
-            },
-        );
+        self.link.incoming(Incoming::Twin {
+            request_id: rid.to_string(),
+            op,
+        });
         true
     }
 }

@@ -240,7 +240,7 @@ pub async fn run_until(
         ready.host_name,
         mqtt_port.map_or(String::new(), |p| format!(" and mqtts://{host}:{p}")),
         amqp_port.map_or(String::new(), |p| format!(" and amqps://{host}:{p}")),
-        hub.devices.len(),
+        hub.device_count(),
         args.tier
             .map(|t| format!("{t:?}"))
             .unwrap_or_else(|| "unlimited".into()),

@@ -21,7 +21,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
 use crate::api::{self, ApiRequest, Reply};
-use crate::clock::{wall_ms, wall_secs};
+use crate::clock::wall_ms;
 use crate::control;
 use crate::device_http;
 use crate::errors::{ApiError, ErrorCode};
@@ -52,7 +52,7 @@ impl fmt::Display for CloseConnection {
 impl std::error::Error for CloseConnection {}
 
 fn error_response(hub: &Hub, err: &ApiError) -> Response<Body> {
-    let mut res = json_response(err.status(), err.envelope(hub.clock.now()).into_bytes());
+    let mut res = json_response(err.status(), err.envelope(hub.clock().now()).into_bytes());
     if let Ok(v) = HeaderValue::from_str(err.code.name()) {
         res.headers_mut().insert("iothub-errorcode", v);
     }
@@ -242,7 +242,7 @@ async fn handle(
 
     let injected = match decision.fault {
         Some(FaultKind::Reset) => {
-            hub.recorder.push(record);
+            hub.recorder().push(record);
             return Err(Box::new(CloseConnection("reset")));
         }
         Some(FaultKind::Throttle429) => Some(ApiError::new(
@@ -268,7 +268,7 @@ async fn handle(
         Err(err) => error_response(&hub, &err),
     };
     record.status = Some(response.status().as_u16());
-    hub.recorder.push(record);
+    hub.recorder().push(record);
     if decision.fault == Some(FaultKind::Drop) {
         // The operation is committed; the answer is lost.
         return Err(Box::new(CloseConnection("drop")));
@@ -309,7 +309,7 @@ async fn process(
         .headers
         .get(hyper::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    hub.auth.check(auth, wall_secs())?;
+    hub.authorize_service(auth)?;
     let req = ApiRequest {
         method: &parts.method,
         segments,

@@ -16,9 +16,9 @@ use tokio_rustls::rustls::pki_types::CertificateDer;
 use super::message::{body_bytes, correlated, data_message};
 use super::AmqpMessage;
 use crate::auth::parse_sas;
-use crate::clock::wall_secs;
 use crate::devices::DeviceAuthError;
-use crate::hub::Hub;
+use crate::errors::ApiError;
+use crate::hub::{ConnectError, Hub};
 
 /// The token types IoT Hub accepts on `put-token`.
 const TOKEN_TYPES: [&str; 2] = [
@@ -91,15 +91,14 @@ pub fn authorize(
     token: &str,
     chain: &[CertificateDer<'_>],
 ) -> Result<Grant, Refusal> {
-    if hub.devices.sessions.take_refusal(client) {
-        return Err(Refusal::Unavailable);
-    }
-    hub.authenticate_device(client, token, chain).map_err(|e| {
-        Refusal::Unauthorized(match e {
+    hub.admit(client, Some(token), chain).map_err(|e| match e {
+        ConnectError::Unavailable => Refusal::Unavailable,
+        ConnectError::NoLogin => Refusal::Unauthorized("no token for this device"),
+        ConnectError::Refused(e) => Refusal::Unauthorized(match e {
             DeviceAuthError::Unknown => "the device or module is unknown",
             DeviceAuthError::Disabled => "the device is disabled",
             DeviceAuthError::Token(why) | DeviceAuthError::Certificate(why) => why,
-        })
+        }),
     })?;
     Ok(Grant {
         to: Grantee::Client(client.to_string()),
@@ -109,10 +108,8 @@ pub fn authorize(
 
 /// The REST API's rule for a policy token: it names this hub and one of its policies, and is
 /// signed with that policy's key (the refusal never names the token).
-fn authorize_service(hub: &Hub, token: &str) -> Result<Grant, String> {
-    hub.auth
-        .check(Some(token), wall_secs())
-        .map_err(|e| e.message)?;
+fn authorize_service(hub: &Hub, token: &str) -> Result<Grant, ApiError> {
+    hub.authorize_service(Some(token))?;
     Ok(Grant {
         to: Grantee::Service,
         expires_secs: parse_sas(token).ok().map(|t| t.se),
@@ -151,7 +148,7 @@ pub fn put_token(
     let checked: Result<Grant, (i32, String)> = match parsed() {
         Err((status, why)) => Err((status, why.into())),
         Ok((audience, token)) if names_hub(&audience) => {
-            authorize_service(hub, &token).map_err(|why| (401, why))
+            authorize_service(hub, &token).map_err(|e| (401, e.message))
         }
         Ok((audience, token)) => match audience_client(&audience) {
             None => Err((

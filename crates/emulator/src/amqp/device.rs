@@ -21,7 +21,8 @@ use super::message::{body_bytes, correlated, data_message, id_text};
 use super::{cbs, Address, AmqpMessage, Conn, Link};
 use crate::device_message::DeviceMessage;
 use crate::devices::cloud_to_device::{Delivery, Settle};
-use crate::devices::{Outgoing, TwinAnswer, TwinRequest};
+use crate::devices::{Outgoing, TwinAnswer};
+use crate::hub::{DeviceLink, Downlink, Incoming, SubscriptionChange, TwinOp};
 
 fn integer(v: &SimpleValue) -> Option<i64> {
     match v {
@@ -107,12 +108,8 @@ fn encode(out: Outgoing) -> Option<(Link, AmqpMessage)> {
 impl Conn {
     /// Carries what the hub sends a client to its links, until the hub closes the session
     /// (then the whole connection closes, as IoT Hub drops a replaced connection).
-    pub(super) async fn deliver(
-        self: Arc<Self>,
-        client: String,
-        mut outgoing: mpsc::UnboundedReceiver<Outgoing>,
-    ) {
-        while let Some(out) = outgoing.recv().await {
+    pub(super) async fn deliver(self: Arc<Self>, client: String, mut downlink: Downlink) {
+        while let Some(out) = downlink.recv().await {
             let Some((link, message)) = encode(out) else {
                 break;
             };
@@ -164,29 +161,31 @@ fn cloud_to_device_message(d: Delivery) -> AmqpMessage {
 /// message in the hub. The device listens while the link is attached; a message whose
 /// disposition never comes stays locked until its lock times out.
 pub(super) async fn pump_cloud_to_device(
-    conn: Arc<Conn>,
-    client: String,
-    serial: u64,
+    link: Arc<DeviceLink>,
     mut sender: Sender,
     mut outbox: mpsc::UnboundedReceiver<(u64, AmqpMessage)>,
 ) {
-    let hub = conn.hub.clone();
-    hub.devices
-        .listen_cloud_to_device(&client, serial, hub.clock.now_ms());
+    let listen = |on| {
+        Incoming::Subscriptions(SubscriptionChange {
+            cloud_to_device: Some(on),
+            ..Default::default()
+        })
+    };
+    link.incoming(listen(true));
     loop {
         // A device that stops listening detaches the link and stays connected.
         let next = tokio::select! {
             next = outbox.recv() => next,
             _ = sender.on_detach() => None,
         };
-        let Some((token, message)) = next else {
+        let Some((lock_token, message)) = next else {
             break;
         };
         let sendable = Sendable::builder().message(message).settled(false).build();
         let Ok(outcome) = sender.send_batchable(sendable).await else {
             break;
         };
-        let (hub, client) = (hub.clone(), client.clone());
+        let link = link.clone();
         tokio::spawn(async move {
             let how = match outcome.await {
                 Ok(Outcome::Accepted(_)) => Settle::Complete,
@@ -194,14 +193,10 @@ pub(super) async fn pump_cloud_to_device(
                 Ok(Outcome::Released(_) | Outcome::Modified(_)) => Settle::Abandon,
                 Err(_) => return,
             };
-            let now = hub.clock.now_ms();
-            // A failed write is logged by the store (the device's outcome is already sent).
-            let _ = hub.devices.settle_cloud_to_device(&client, token, how, now);
+            link.incoming(Incoming::Settled { lock_token, how });
         });
     }
-    hub.devices
-        .sessions
-        .set_cloud_to_device(&client, serial, false);
+    link.incoming(listen(false));
     let _ = sender.close().await;
 }
 
@@ -241,13 +236,14 @@ pub(super) async fn receive(
                 }
             },
             Address::Telemetry(client) => {
-                let hub = &conn.hub;
-                hub.devices.touch(client, hub.clock.now_ms());
-                hub.device_message(DeviceMessage {
-                    client: client.to_string(),
-                    via: address.to_string(),
-                    body: body_bytes(message).into(),
-                });
+                if let Some(link) = conn.link_of(client) {
+                    link.incoming(Incoming::Activity);
+                    link.incoming(Incoming::Telemetry(DeviceMessage {
+                        client: client.to_string(),
+                        via: address.to_string(),
+                        body: body_bytes(message).into(),
+                    }));
+                }
             }
             Address::Methods(client) => method_answer(&conn, client, message),
             Address::Twin(client) => twin_request(&conn, client, message),
@@ -269,15 +265,6 @@ fn correlation(message: &AmqpMessage) -> Option<String> {
         .and_then(id_text)
 }
 
-/// A twin answer without a body or version.
-fn bare(status: u16) -> TwinAnswer {
-    TwinAnswer {
-        status,
-        version: None,
-        body: Vec::new(),
-    }
-}
-
 /// A device's answer to a method call: its correlation id is the request id.
 fn method_answer(conn: &Conn, client: &str, message: &AmqpMessage) {
     let rid = correlation(message);
@@ -286,47 +273,30 @@ fn method_answer(conn: &Conn, client: &str, message: &AmqpMessage) {
         .as_ref()
         .and_then(|a| a.0.get("IoThub-status"))
         .and_then(integer);
-    if let (Some(rid), Some(status)) = (rid, status) {
-        let body = body_bytes(message).into();
-        conn.hub
-            .devices
-            .sessions
-            .method_answered(client, &rid, status, body);
+    if let (Some(rid), Some(status), Some(link)) = (rid, status, conn.link_of(client)) {
+        link.incoming(Incoming::MethodAnswer {
+            request_id: &rid,
+            status,
+            body: body_bytes(message).into(),
+        });
     }
 }
 
 /// A twin request (`operation` GET, PATCH of `/properties/reported`, PUT or DELETE of the
 /// desired-notification subscription), answered on the twin link with its correlation id.
 fn twin_request(conn: &Conn, client: &str, message: &AmqpMessage) {
-    let Some(rid) = correlation(message) else {
+    let (Some(request_id), Some(link)) = (correlation(message), conn.link_of(client)) else {
         return;
     };
-    let devices = &conn.hub.devices;
-    let now = conn.hub.clock.now_ms();
     let body = body_bytes(message);
     let resource = annotation(message, "resource").unwrap_or("");
-    let subscribe = |on: bool| {
-        let serial = conn.serial_of(client);
-        devices
-            .sessions
-            .set_subscriptions(client, serial, None, Some(on));
-        bare(200)
-    };
     let desired = resource.eq_ignore_ascii_case("/notifications/twin/properties/desired");
-    let answer = match annotation(message, "operation").unwrap_or("") {
-        "GET" => devices.answer_twin(client, TwinRequest::Get, now),
-        "PATCH" if resource.eq_ignore_ascii_case("/properties/reported") => {
-            devices.answer_twin(client, TwinRequest::Report(&body), now)
-        }
-        "PUT" if desired => subscribe(true),
-        "DELETE" if desired => subscribe(false),
-        _ => bare(400),
+    let op = match annotation(message, "operation").unwrap_or("") {
+        "GET" => TwinOp::Get,
+        "PATCH" if resource.eq_ignore_ascii_case("/properties/reported") => TwinOp::Report(&body),
+        "PUT" if desired => TwinOp::NotifyDesired(true),
+        "DELETE" if desired => TwinOp::NotifyDesired(false),
+        _ => TwinOp::Unsupported,
     };
-    devices.sessions.send(
-        client,
-        Outgoing::TwinAnswer {
-            request_id: rid,
-            answer,
-        },
-    );
+    link.incoming(Incoming::Twin { request_id, op });
 }

@@ -5,7 +5,8 @@
 //! the device links; an x509 device puts no token, its TLS certificate admits its links.
 //! `fe2o3-amqp`'s acceptors run the connection, sessions and links; what a link address means,
 //! who may attach it (`cbs.rs`, `login.rs`), and what travels on it (`device.rs`) are this
-//! module's; hub rules stay in `devices/` and `Hub::authenticate_device`.
+//! module's; hub rules stay behind `Hub::admit` and each client's `DeviceLink` (opened when its
+//! first link attaches, dropped when the connection ends).
 //!
 //! Links served: `$cbs` (put-token), `/devices/{id}/messages/events` (telemetry),
 //! `/devices/{id}/methods/devicebound` (direct methods, a sender and a receiver),
@@ -40,7 +41,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::AbortHandle;
 
-use crate::hub::Hub;
+use crate::hub::{ConnectOptions, DeviceLink, Hub, Incoming, SubscriptionChange};
 use crate::locks::lock;
 use crate::x509::CertChain;
 use cbs::Grantee;
@@ -269,9 +270,10 @@ enum Link {
     CloudToDevice(u64),
 }
 
-/// The outboxes of one client's links on this connection, and its hub session.
+/// The outboxes of one client's links on this connection, and its link to the hub (dropped
+/// with the entry: the client is disconnected).
 struct Client {
-    serial: u64,
+    link: Arc<DeviceLink>,
     methods: Outbox,
     twin: Outbox,
     /// Cloud-to-device messages with their lock tokens.
@@ -354,23 +356,19 @@ impl Conn {
         let outbox = match source {
             Address::Cbs => lock(&self.cbs_replies).attach(),
             Address::Methods(client) => {
-                let (outbox, serial) =
-                    self.with_client(&client, |c| (c.methods.attach(), c.serial));
-                let sessions = &self.hub.devices.sessions;
-                sessions.set_subscriptions(&client, serial, Some(true), None);
+                let (outbox, link) =
+                    self.with_client(&client, |c| (c.methods.attach(), c.link.clone()));
+                link.incoming(Incoming::Subscriptions(SubscriptionChange {
+                    methods: Some(true),
+                    ..Default::default()
+                }));
                 outbox
             }
             Address::Twin(client) => self.with_client(&client, |c| c.twin.attach()),
             Address::CloudToDevice(client) => {
-                let (outbox, serial) =
-                    self.with_client(&client, |c| (c.cloud_to_device.attach(), c.serial));
-                tokio::spawn(device::pump_cloud_to_device(
-                    self.clone(),
-                    client,
-                    serial,
-                    sender,
-                    outbox,
-                ));
+                let (outbox, link) =
+                    self.with_client(&client, |c| (c.cloud_to_device.attach(), c.link.clone()));
+                tokio::spawn(device::pump_cloud_to_device(link, sender, outbox));
                 return;
             }
             Address::Feedback => {
@@ -426,19 +424,19 @@ impl Conn {
         tokio::spawn(device::receive(self, receiver, target, address));
     }
 
-    /// Runs `f` on the client's entry, opening its hub session (the device is connected from
+    /// Runs `f` on the client's entry, connecting it to the hub (the device is connected from
     /// its first link on) when this connection has none yet.
     fn with_client<T>(self: &Arc<Self>, client: &str, f: impl FnOnce(&mut Client) -> T) -> T {
         let mut clients = lock(&self.clients);
         let entry = clients.entry(client.to_string()).or_insert_with(|| {
             // AMQP has no persistent sessions: every connection starts clean.
-            let (serial, outgoing, _) = self.hub.devices.sessions.open(client, true);
-            self.hub
-                .devices
-                .set_connected(client, true, self.hub.clock.now_ms());
-            tokio::spawn(self.clone().deliver(client.to_string(), outgoing));
+            let options = ConnectOptions {
+                clean_session: true,
+            };
+            let (link, downlink) = self.hub.connect(client, options);
+            tokio::spawn(self.clone().deliver(client.to_string(), downlink));
             Client {
-                serial,
+                link: Arc::new(link),
                 methods: Outbox::new(),
                 twin: Outbox::new(),
                 cloud_to_device: Outbox::new(),
@@ -447,9 +445,9 @@ impl Conn {
         f(entry)
     }
 
-    /// The serial of the client's hub session on this connection (0: none).
-    fn serial_of(&self, client: &str) -> u64 {
-        lock(&self.clients).get(client).map_or(0, |c| c.serial)
+    /// The client's link to the hub on this connection, if its first link attached.
+    fn link_of(&self, client: &str) -> Option<Arc<DeviceLink>> {
+        lock(&self.clients).get(client).map(|c| c.link.clone())
     }
 
     /// Queues a message on a client's link (sent once the link is attached).
@@ -463,18 +461,13 @@ impl Conn {
         }
     }
 
-    /// Ends the hub sessions this connection held (the devices are disconnected) and the
-    /// watches of its tokens.
+    /// Drops the links this connection held (the devices are disconnected once their last
+    /// link task lets go) and the watches of its tokens.
     fn release(&self) {
         for expiry in lock(&self.authorized).drain().filter_map(|(_, e)| e) {
             expiry.abort();
         }
-        for (client, c) in lock(&self.clients).drain() {
-            if self.hub.devices.sessions.close(&client, c.serial) {
-                let now = self.hub.clock.now_ms();
-                self.hub.devices.set_connected(&client, false, now);
-            }
-        }
+        lock(&self.clients).clear();
     }
 }
 

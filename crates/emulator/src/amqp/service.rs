@@ -134,9 +134,7 @@ fn refusal(target: &str, why: SendRefusal) -> AmqpErrorBody {
 pub(super) async fn receive(hub: Arc<Hub>, mut receiver: Receiver) {
     while let Ok(delivery) = receiver.recv::<Body<Value>>().await {
         let queued = read(delivery.message()).and_then(|(target, message)| {
-            let now = hub.clock.now_ms();
-            hub.devices
-                .send_cloud_to_device(&target, message, now)
+            hub.send_cloud_to_device(&target, message)
                 .map_err(|why| refusal(&target, why))
         });
         let answered = match queued {
@@ -169,10 +167,9 @@ fn feedback_message(records: &[Json]) -> AmqpMessage {
 /// Sends the hub's delivery feedback, one batch of whatever waits at a time, until the
 /// service detaches. A batch that cannot be sent goes back to wait for the next receiver.
 pub(super) async fn feedback(hub: Arc<Hub>, mut sender: Sender) {
-    let c2d = &hub.devices.cloud_to_device;
     loop {
-        let ready = c2d.feedback_ready.notified();
-        let batch = c2d.take_feedback();
+        let ready = hub.feedback_ready();
+        let batch = hub.take_feedback();
         if batch.is_empty() {
             tokio::select! {
                 _ = ready => continue,
@@ -186,7 +183,7 @@ pub(super) async fn feedback(hub: Arc<Hub>, mut sender: Sender) {
             .build();
         // The service completes the batch; the hub does not wait for it.
         if sender.send_batchable(sendable).await.is_err() {
-            c2d.return_feedback(batch);
+            hub.return_feedback(batch);
             break;
         }
     }

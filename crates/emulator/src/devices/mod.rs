@@ -7,6 +7,7 @@ mod bulk;
 pub mod cloud_to_device;
 mod device;
 mod identity;
+mod methods;
 mod module;
 mod modules;
 mod seed;
@@ -28,6 +29,7 @@ use identity::{write_identity, IdentitySpec, Write};
 
 pub use authentication::{Authentication, Credentials, DeviceAuthError, Grants};
 pub use device::{BehaviourPatch, Device, MethodBehaviour, MethodCallRecord};
+pub use methods::{MethodCall, MethodFailure, MAX_METHOD_PAYLOAD};
 pub use module::Module;
 pub use modules::{client_key, split_client};
 pub use seed::{validate_device_id, Seed, SeedDevice, SeedProperties};

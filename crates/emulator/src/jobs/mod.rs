@@ -8,7 +8,7 @@
 pub mod model;
 pub mod request;
 mod runner;
-pub use runner::{call_method, method_record};
+pub use runner::method_record;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -4,14 +4,12 @@ use chrono::DateTime;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::devices::{MethodCall, MethodCallRecord};
 use crate::errors::{ApiError, ErrorCode};
 
 /// The longest `queryCondition` accepted. The service refuses queries above about 8,200
 /// characters with 412 `PreconditionFailed`; this is the emulator's rounding of that.
 pub const MAX_QUERY_CONDITION_BYTES: usize = 8192;
-
-/// Direct-method size limit: payloads above it fail per device with 413.
-pub const MAX_METHOD_PAYLOAD: usize = 128 * 1024;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MethodSpec {
@@ -21,6 +19,20 @@ pub struct MethodSpec {
     pub connect_timeout_s: u64,
     /// Serialized payload size, computed once per job.
     pub payload_bytes: usize,
+}
+
+impl MethodSpec {
+    /// The call of this method, with what the device remembers of it.
+    pub fn call<'a>(&'a self, record: &'a MethodCallRecord) -> MethodCall<'a> {
+        MethodCall {
+            name: &self.method_name,
+            payload: &self.payload,
+            payload_bytes: self.payload_bytes,
+            connect_timeout_s: self.connect_timeout_s,
+            response_timeout_s: self.response_timeout_s,
+            record,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -10,9 +10,9 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::model::{DeviceOutcome, DeviceRow, Job, JobStatus};
-use super::request::{JobKind, MethodSpec, MAX_METHOD_PAYLOAD};
+use super::request::{JobKind, MethodSpec};
 use super::{Engine, JobEntry};
-use crate::devices::{client_key, MethodCallRecord};
+use crate::devices::MethodCallRecord;
 use crate::errors::ErrorCode;
 use crate::query::parse_condition;
 use crate::store::EndedRow;
@@ -338,7 +338,12 @@ async fn invoke_method(
     m: &MethodSpec,
     record: &MethodCallRecord,
 ) -> DeviceOutcome {
-    match call_method(engine, device_id, module, m, record).await {
+    let call = m.call(record);
+    let answer = engine
+        .devices
+        .invoke_method(&engine.clock, device_id, module, &call)
+        .await;
+    match answer {
         Ok((status, payload)) => DeviceOutcome::Succeeded {
             status,
             payload: Some(payload),
@@ -353,92 +358,6 @@ pub fn method_record(m: &MethodSpec) -> MethodCallRecord {
         Arc::from(m.method_name.as_str()),
         Arc::new(m.payload.clone()),
     )
-}
-
-/// One direct-method call, for a job's device or module or `POST /twins/{id}[/modules/{mid}]/methods`:
-/// a simulated device answers from its behaviour; a real one, and every module, through its
-/// live MQTT session.
-pub async fn call_method(
-    engine: &Engine,
-    device_id: &str,
-    module: Option<&str>,
-    m: &MethodSpec,
-    record: &MethodCallRecord,
-) -> Result<(i64, Arc<Value>), (ErrorCode, String)> {
-    if m.payload_bytes > MAX_METHOD_PAYLOAD {
-        return Err((
-            ErrorCode::MessageTooLarge,
-            format!(
-                "The method payload is {} bytes; the limit is {MAX_METHOD_PAYLOAD}",
-                m.payload_bytes
-            ),
-        ));
-    }
-    let simulated = {
-        let mut devices = engine.devices.write();
-        let Some(device) = devices.get_mut(device_id) else {
-            return Err((
-                ErrorCode::DeviceNotFound,
-                format!("Device {device_id} not registered"),
-            ));
-        };
-        if let Some(module) = module {
-            if !device.modules.contains_key(module) {
-                return Err((
-                    ErrorCode::ModuleNotFound,
-                    format!("Module {module} on device {device_id} not registered"),
-                ));
-            }
-            None
-        } else {
-            if device.simulated && !device.behaviour.offline {
-                device.record_method(record);
-            }
-            device.simulated.then(|| device.behaviour.clone())
-        }
-    };
-    let connect_ms = m.connect_timeout_s as i64 * 1000;
-    let response_ms = m.response_timeout_s as i64 * 1000;
-    let Some(behaviour) = simulated else {
-        let answer = engine
-            .devices
-            .sessions
-            .call_method(
-                &engine.clock,
-                &client_key(device_id, module),
-                &m.method_name,
-                &m.payload,
-                connect_ms,
-                response_ms,
-            )
-            .await;
-        if answer.is_ok() && module.is_none() {
-            if let Some(device) = engine.devices.write().get_mut(device_id) {
-                device.record_method(record);
-            }
-        }
-        return answer
-            .map(|(status, payload)| (status, Arc::new(payload)))
-            .map_err(|(code, text)| (code, text.to_string()));
-    };
-    if behaviour.offline {
-        engine.clock.sleep_ms(connect_ms).await;
-        return Err((
-            ErrorCode::DeviceNotOnline,
-            "Timed out waiting for device to connect.".into(),
-        ));
-    }
-    if behaviour.delay_ms as i64 > response_ms {
-        engine.clock.sleep_ms(response_ms).await;
-        return Err((
-            ErrorCode::GatewayTimeout,
-            "Timed out waiting for the response from device.".into(),
-        ));
-    }
-    if behaviour.delay_ms > 0 {
-        engine.clock.sleep_ms(behaviour.delay_ms as i64).await;
-    }
-    Ok((behaviour.status, behaviour.payload))
 }
 
 fn update_twin(
