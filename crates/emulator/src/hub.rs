@@ -149,7 +149,10 @@ impl Hub {
     }
 
     /// Every device-to-cloud message, from every transport, enters the hub here.
-    pub fn device_message(&self, message: DeviceMessage) {
+    pub fn device_message(&self, mut message: DeviceMessage) {
+        if message.auth.is_none() {
+            message.auth = self.devices.client_auth(&message.client);
+        }
         self.devices.sessions.record_telemetry(&message);
     }
 

@@ -28,7 +28,7 @@ use tokio::time::Instant;
 
 use crate::auth::URI_COMPONENT;
 use crate::clock::iso;
-use crate::device_message::DeviceMessage;
+use crate::device_message::{from_property_bag, DeviceMessage};
 use crate::devices::cloud_to_device::{Delivery, Settle};
 use crate::devices::{split_client, DeviceAuthError, Outgoing, TwinRequest};
 use crate::hub::Hub;
@@ -427,11 +427,17 @@ impl Session<'_> {
             self.twin(topic_param(topic, "$rid"), TwinRequest::Get)
         } else if topic.starts_with("$iothub/twin/PATCH/properties/reported/") {
             self.twin(topic_param(topic, "$rid"), TwinRequest::Report(&p.payload))
-        } else if topic.starts_with(&format!("{}/messages/events/", topic_root(self.id))) {
+        } else if let Some(bag) =
+            topic.strip_prefix(&format!("{}/messages/events/", topic_root(self.id)))
+        {
+            let (properties, system) = from_property_bag(bag);
             self.hub.device_message(DeviceMessage {
                 client: self.id.to_string(),
                 via: topic.to_string(),
                 body: p.payload.clone(),
+                properties,
+                system,
+                auth: None,
             });
             true
         } else {

@@ -9,6 +9,7 @@ use std::ops::Bound;
 
 use serde_json::{Map, Value};
 
+use crate::device_message::ClientAuth;
 use crate::errors::{ApiError, ErrorCode};
 use crate::paging::{Collected, Page};
 use crate::query::{Condition, SelectQuery, Source};
@@ -296,6 +297,30 @@ impl Registry {
             }
         }
         counts
+    }
+
+    /// How a client authenticates (`sas`, `selfSigned`, `certificateAuthority`) and its
+    /// generation id, as IoT Hub stamps them on the client's messages; none when unknown.
+    pub fn client_auth(&self, client: &str) -> Option<ClientAuth> {
+        let (device, module) = split_client(client);
+        let map = self.read();
+        let d = map.get(device)?;
+        Some(match module {
+            None => ClientAuth {
+                method: match d.credentials() {
+                    Credentials::Keys(_) => "sas",
+                    Credentials::Thumbprints(_) => "selfSigned",
+                    Credentials::CertificateAuthority => "certificateAuthority",
+                },
+                scope: "device",
+                generation_id: d.generation_id().to_string(),
+            },
+            Some(module) => ClientAuth {
+                method: "sas",
+                scope: "module",
+                generation_id: d.modules.get(module)?.generation_id().to_string(),
+            },
+        })
     }
 
     /// What a client's login is checked against, when the client may connect at all: its
