@@ -87,6 +87,12 @@ export interface TelemetryMessage {
 export interface Emulator {
   /** `HostName=<host:port>;SharedAccessKeyName=iothubowner;SharedAccessKey=…` */
   readonly connectionString: string;
+  /**
+   * The built-in Event Hubs-compatible endpoint's, as the portal shows it:
+   * `Endpoint=sb://<host:port>/;SharedAccessKeyName=iothubowner;SharedAccessKey=…;EntityPath=<name>`
+   * (a plain host with `--standard-ports`), for `@azure/event-hubs`' `EventHubConsumerClient`.
+   */
+  readonly eventHubConnectionString: string;
   /** `host:port`, what connection strings carry. */
   readonly hostName: string;
   readonly host: string;

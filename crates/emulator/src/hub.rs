@@ -10,6 +10,7 @@ use crate::clock::{wall_secs, Clock};
 use crate::configurations::Configurations;
 use crate::device_message::DeviceMessage;
 use crate::devices::{split_client, Credentials, Device, DeviceAuthError, Registry, Seed};
+use crate::events::{Events, EventsConfig};
 use crate::faults::{Decision, FaultSpec};
 use crate::jobs::{Engine, EngineLimits};
 use crate::limits::{DevicePacer, RateLimiter, Tier};
@@ -23,6 +24,8 @@ pub struct HubConfig {
     pub tier: Option<Tier>,
     /// The devices `reset` recreates (from `--devices` and `--seed`).
     pub initial_devices: Seed,
+    /// The built-in `events` endpoint's settings.
+    pub events: EventsConfig,
 }
 
 pub struct Hub {
@@ -31,6 +34,8 @@ pub struct Hub {
     pub devices: Arc<Registry>,
     pub engine: Arc<Engine>,
     pub configurations: Configurations,
+    /// The built-in Event Hubs-compatible endpoint's log.
+    pub events: Events,
     pub auth: Authenticator,
     faults: RwLock<FaultSpec>,
     pub recorder: Recorder,
@@ -56,6 +61,7 @@ impl Hub {
         store: Store,
     ) -> Result<Arc<Self>, String> {
         let clock = Arc::new(Clock::new());
+        let events = Events::new(config.events.clone(), clock.now_ms())?;
         let stored = store.load()?;
         let devices = Arc::new(Registry::with_store(store));
         let configurations = Configurations::default();
@@ -90,6 +96,7 @@ impl Hub {
             devices,
             engine,
             configurations,
+            events,
             auth,
             faults: RwLock::new(faults),
             recorder: Recorder::default(),
@@ -154,6 +161,7 @@ impl Hub {
             message.auth = self.devices.client_auth(&message.client);
         }
         self.devices.sessions.record_telemetry(&message);
+        self.events.append(message, self.clock.now_ms());
     }
 
     /// Back to the state of a new hub: initial devices, no jobs, records or faults, real time.
@@ -167,6 +175,7 @@ impl Hub {
         let devices: Vec<Device> = self.config.initial_devices.build(self.clock.now_ms())?;
         self.devices.load(devices, true)?;
         self.recorder.clear();
+        self.events.clear();
         self.set_faults(FaultSpec::default());
         Ok(())
     }

@@ -190,6 +190,7 @@ async function startEmulator(options = {}) {
     port: ready.port,
     hostName: ready.hostName,
     connectionString: ready.connectionString,
+    eventHubConnectionString: ready.eventHubConnectionString,
     ca,
     caPath: ready.caPath,
     pid: child.pid,

@@ -73,6 +73,15 @@ fn names_hub(audience: &str) -> bool {
     audience_path(audience).is_some_and(|a| !a.trim_end_matches('/').contains('/'))
 }
 
+/// True when a token audience names the events endpoint (`{host}/{name}` and below).
+fn names_events(hub: &Hub, audience: &str) -> bool {
+    audience_path(audience).is_some_and(|a| {
+        a.split('/')
+            .nth(1)
+            .is_some_and(|entity| entity.eq_ignore_ascii_case(&hub.events.config.name))
+    })
+}
+
 /// Why a login was not granted.
 #[derive(Debug, PartialEq)]
 pub enum Refusal {
@@ -153,6 +162,16 @@ pub fn put_token(
         Ok((audience, token)) if names_hub(&audience) => {
             authorize_service(hub, &token).map_err(|why| (401, why))
         }
+        // A policy token for the events endpoint (`sb://{host}/{name}…`), signed as Event
+        // Hubs clients sign.
+        Ok((audience, token)) if names_events(hub, &audience) => hub
+            .auth
+            .check_events_token(&token, wall_secs())
+            .map(|_| Grant {
+                to: Grantee::Service,
+                expires_secs: parse_sas(&token).ok().map(|t| t.se),
+            })
+            .map_err(|why| (401, why)),
         Ok((audience, token)) => match audience_client(&audience) {
             None => Err((
                 401,
