@@ -1,0 +1,269 @@
+// The built-in Event Hubs-compatible endpoint (`events`) read with the real client,
+// @azure/event-hubs 6 (pinned, unmodified): telemetry that Node devices send over MQTT, AMQP and
+// HTTPS, and a module's, arrives on its device's partition with its body, application
+// properties and IoT Hub's annotations; every start position; two consumer groups; the
+// management node; epoch receivers; refusals. The client connects with the emulator's
+// `eventHubConnectionString` as printed; the one harness addition is the emulator's CA, which
+// rhea's TLS gets through `tls.connect` here (a user sets NODE_EXTRA_CA_CERTS, as the last test
+// does in a child process through `iothub-emulator exec`).
+import tls from 'node:tls'
+import { execFile } from 'node:child_process'
+import { createRequire } from 'node:module'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { test, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+
+import { emulatorBinary, startEmulator } from './helpers/emulator.mjs'
+import { createSasDevice, shimAzureIothub, until } from './helpers/device-sdks.mjs'
+
+const require = createRequire(import.meta.url)
+const { EventHubConsumerClient, earliestEventPosition, latestEventPosition } = require('@azure/event-hubs')
+const iothub = require('azure-iothub')
+const { Client: DeviceClient, ModuleClient, Message } = require('azure-iot-device')
+const { Mqtt } = require('azure-iot-device-mqtt')
+const { Amqp } = require('azure-iot-device-amqp')
+const { Http } = require('azure-iot-device-http')
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
+
+let hub
+let ca
+const consumers = []
+
+before(async () => {
+  hub = await startEmulator({ devices: 0, args: ['--consumer-group', 'analytics'] })
+  ca = hub.ca
+  shimAzureIothub(ca)
+  const connect = tls.connect
+  tls.connect = function connectTrustingTheHub(...args) {
+    const options = args.find((a) => a && typeof a === 'object')
+    if (options && !options.ca) options.ca = ca
+    return connect.apply(this, args)
+  }
+})
+
+after(async () => {
+  await Promise.all(consumers.map((c) => c.close()))
+  assert.equal(await hub.stop(), 0, 'the emulator exits 0 on SIGTERM')
+})
+
+function consumer(group = '$Default', connectionString = hub.eventHubConnectionString) {
+  const client = new EventHubConsumerClient(group, connectionString, { retryOptions: { maxRetries: 0, timeoutInMs: 10_000 } })
+  consumers.push(client)
+  return client
+}
+
+const bodyOf = (event) => (Buffer.isBuffer(event.body) ? JSON.parse(event.body) : event.body)
+
+/** Sends one message per entry from a Node device client on `Transport`, then closes it. */
+async function send(connectionString, Transport, messages, Client = DeviceClient) {
+  const client = Client.fromConnectionString(connectionString, Transport)
+  // The Http transport answers setOptions only with a receive policy; its HTTPS gets the CA
+  // from shimAzureIothub.
+  if (Transport !== Http) await client.setOptions({ ca })
+  await client.open()
+  try {
+    for (const m of messages) await client.sendEvent(m)
+  } finally {
+    await client.close()
+  }
+}
+
+function message(body, { props = {}, messageId, correlationId } = {}) {
+  const m = new Message(JSON.stringify(body))
+  for (const [k, v] of Object.entries(props)) m.properties.add(k, v)
+  if (messageId) m.messageId = messageId
+  if (correlationId) m.correlationId = correlationId
+  m.contentType = 'application/json'
+  m.contentEncoding = 'utf-8'
+  return m
+}
+
+/**
+ * Reads events of one partition (or of every partition when `partitionId` is undefined) from
+ * `startPosition` until `done(events)` holds; `onReady` runs once the receivers are live (the
+ * first, possibly empty, batch).
+ */
+function read(client, { partitionId, startPosition = earliestEventPosition, done, onReady, ownerLevel, timeoutMs = 20_000 }) {
+  return new Promise((resolve, reject) => {
+    const events = []
+    const errors = []
+    let ready = false
+    let subscription
+    const timer = setTimeout(() => finish(new Error(`timed out with ${events.length} events, errors: ${errors.map((e) => e.code ?? e.message)}`)), timeoutMs)
+    const finish = (err) => {
+      clearTimeout(timer)
+      subscription.close().then(() => (err ? reject(err) : resolve({ events, errors })), reject)
+    }
+    const handlers = {
+      async processEvents(batch, context) {
+        for (const e of batch) events.push({ ...e, partitionId: context.partitionId })
+        if (!ready) {
+          ready = true
+          await onReady?.()
+        }
+        if (done(events, errors)) finish()
+      },
+      async processError(err) {
+        errors.push(err)
+        if (done(events, errors)) finish()
+      },
+    }
+    const options = { startPosition, maxBatchSize: 50, maxWaitTimeInSeconds: 1, ownerLevel }
+    subscription = partitionId === undefined ? client.subscribe(handlers, options) : client.subscribe(partitionId, handlers, options)
+  })
+}
+
+const sentBy = (deviceId) => (e) => e.systemProperties['iothub-connection-device-id'] === deviceId
+
+test('telemetry from MQTT, AMQP and HTTPS devices and from a module arrives with its body, properties and IoT Hub annotations, each device on one partition', async () => {
+  const mqtt = await createSasDevice(hub, 'ev-mqtt')
+  const amqp = await createSasDevice(hub, 'ev-amqp')
+  const http = await createSasDevice(hub, 'ev-http')
+  const registry = iothub.Registry.fromConnectionString(hub.connectionString)
+  await registry.create({ deviceId: 'ev-edge' })
+  const { responseBody: mod } = await registry.addModule({ deviceId: 'ev-edge', moduleId: 'filter' })
+  const moduleCs = `HostName=${hub.hostName};DeviceId=ev-edge;ModuleId=filter;SharedAccessKey=${mod.authentication.symmetricKey.primaryKey}`
+
+  const opts = (t) => ({ props: { transport: t, level: 'high' }, messageId: `mid-${t}`, correlationId: `cid-${t}` })
+  await send(mqtt, Mqtt, [message({ n: 1, t: 'mqtt' }, opts('mqtt')), message({ n: 2, t: 'mqtt' }, opts('mqtt'))])
+  await send(amqp, Amqp, [message({ n: 1, t: 'amqp' }, opts('amqp'))])
+  await send(http, Http, [message({ n: 1, t: 'http' }, opts('http'))])
+  await send(moduleCs, Mqtt, [message({ n: 1, t: 'module' }, opts('module'))], ModuleClient)
+
+  const client = consumer()
+  const { events } = await read(client, { done: (evs) => ['ev-mqtt', 'ev-amqp', 'ev-http', 'ev-edge'].every((d) => evs.some(sentBy(d))) && evs.filter(sentBy('ev-mqtt')).length === 2 })
+  for (const [deviceId, t] of [['ev-mqtt', 'mqtt'], ['ev-amqp', 'amqp'], ['ev-http', 'http'], ['ev-edge', 'module']]) {
+    const mine = events.filter(sentBy(deviceId))
+    const e = mine[0]
+    assert.deepEqual(bodyOf(e), { n: 1, t }, `${t}: the body as sent`)
+    assert.equal(e.properties.transport, t, `${t}: application properties`)
+    assert.equal(e.properties.level, 'high')
+    assert.equal(e.messageId, `mid-${t}`, `${t}: message id`)
+    assert.equal(e.correlationId, `cid-${t}`, `${t}: correlation id`)
+    assert.equal(e.contentType, 'application/json', `${t}: content type`)
+    assert.equal(e.systemProperties['iothub-message-source'], 'Telemetry')
+    const auth = JSON.parse(e.systemProperties['iothub-connection-auth-method'])
+    assert.equal(auth.type, 'sas')
+    assert.equal(auth.scope, t === 'module' ? 'module' : 'device')
+    assert.match(e.systemProperties['iothub-connection-auth-generation-id'], /^\d+$/)
+    assert.ok(Math.abs(new Date(e.systemProperties['iothub-enqueuedtime']).getTime() - e.enqueuedTimeUtc.getTime()) < 1000, 'iothub-enqueuedtime')
+    assert.equal(e.systemProperties['iothub-connection-module-id'], t === 'module' ? 'filter' : undefined)
+    assert.equal(typeof e.sequenceNumber, 'number')
+    assert.match(String(e.offset), /^\d+$/)
+    assert.ok(Math.abs(e.enqueuedTimeUtc.getTime() - Date.now()) < 60_000, 'enqueued now, on the emulator clock')
+    assert.equal(new Set(mine.map((m) => m.partitionId)).size, 1, `${deviceId}: one partition`)
+  }
+  const mqttEvents = events.filter(sentBy('ev-mqtt'))
+  assert.deepEqual(mqttEvents.map(bodyOf).map((b) => b.n), [1, 2], 'in order')
+  assert.equal(mqttEvents[1].sequenceNumber, mqttEvents[0].sequenceNumber + 1)
+  // The same device lands in the same partition again, from another transport.
+  await send(mqtt, Amqp, [message({ n: 3, t: 'mqtt-device-over-amqp' })])
+  const { events: again } = await read(consumer(), { partitionId: mqttEvents[0].partitionId, done: (evs) => evs.some((e) => bodyOf(e).n === 3 && sentBy('ev-mqtt')(e)) })
+  assert.equal(again.filter(sentBy('ev-mqtt')).length, 3)
+})
+
+test('every start position: earliest, latest, offset and sequence number inclusive and exclusive, enqueued time', async () => {
+  const cs = await createSasDevice(hub, 'ev-positions')
+  await send(cs, Mqtt, [0, 1, 2, 3, 4].map((n) => message({ n })))
+  const client = consumer()
+  const { events: all } = await read(client, { done: (evs) => evs.filter(sentBy('ev-positions')).length === 5 })
+  const mine = all.filter(sentBy('ev-positions'))
+  const partitionId = mine[0].partitionId
+  const ns = (evs) => evs.filter(sentBy('ev-positions')).map((e) => bodyOf(e).n)
+  const from = async (startPosition, expected) => {
+    const { events } = await read(client, { partitionId, startPosition, done: (evs) => ns(evs).length >= expected.length, timeoutMs: 10_000 })
+    assert.deepEqual(ns(events), expected, JSON.stringify(startPosition))
+  }
+  await from(earliestEventPosition, [0, 1, 2, 3, 4])
+  await from({ sequenceNumber: mine[2].sequenceNumber, isInclusive: true }, [2, 3, 4])
+  await from({ sequenceNumber: mine[2].sequenceNumber }, [3, 4])
+  await from({ offset: mine[3].offset, isInclusive: true }, [3, 4])
+  await from({ offset: mine[3].offset }, [4])
+  await from({ enqueuedOn: new Date(mine[0].enqueuedTimeUtc.getTime() - 1) }, [0, 1, 2, 3, 4])
+  // Latest: only what is sent once the receiver is live.
+  const { events: latest } = await read(client, {
+    partitionId,
+    startPosition: latestEventPosition,
+    onReady: () => send(cs, Mqtt, [message({ n: 5 })]),
+    done: (evs) => ns(evs).includes(5),
+  })
+  assert.deepEqual(ns(latest), [5])
+})
+
+test('two consumer groups read the same events independently; getEventHubProperties and getPartitionProperties', async () => {
+  const cs = await createSasDevice(hub, 'ev-groups')
+  await send(cs, Http, [message({ g: 1 }), message({ g: 2 })])
+  const main = consumer('$Default')
+  const analytics = consumer('analytics')
+  const props = await main.getEventHubProperties()
+  assert.equal(props.name, hub.ready.eventHubConnectionString.match(/EntityPath=([^;]+)/)[1])
+  assert.deepEqual(props.partitionIds, ['0', '1', '2', '3'])
+  const done = (evs) => evs.filter(sentBy('ev-groups')).length === 2
+  const [a, b] = await Promise.all([read(main, { done }), read(analytics, { done })])
+  const seqs = (r) => r.events.filter(sentBy('ev-groups')).map((e) => e.sequenceNumber)
+  assert.deepEqual(seqs(a), seqs(b))
+  const partitionId = a.events.find(sentBy('ev-groups')).partitionId
+  const p = await analytics.getPartitionProperties(partitionId)
+  assert.equal(p.partitionId, partitionId)
+  assert.equal(p.isEmpty, false)
+  assert.ok(p.lastEnqueuedSequenceNumber >= seqs(a)[1])
+  assert.ok(p.lastEnqueuedOnUtc instanceof Date && p.lastEnqueuedOnUtc.getTime() > 0)
+  assert.equal(typeof p.lastEnqueuedOffset, 'string')
+})
+
+test('an epoch (ownerLevel) receiver takes a partition over from a lower one; a lower one is refused', async () => {
+  const cs = await createSasDevice(hub, 'ev-epoch')
+  await send(cs, Mqtt, [message({ e: 1 })])
+  const client = consumer()
+  const { events } = await read(client, { done: (evs) => evs.some(sentBy('ev-epoch')) })
+  const partitionId = events.find(sentBy('ev-epoch')).partitionId
+  // Epoch 1 reads; epoch 2 takes over (epoch 1 is detached); while epoch 2 reads, epoch 1 is refused again (@azure/event-hubs sends no epoch for ownerLevel 0).
+  let lower
+  let takeOver
+  const first = read(consumer(), {
+    partitionId,
+    ownerLevel: 1,
+    onReady: () => {
+      takeOver = read(consumer(), {
+        partitionId,
+        ownerLevel: 2,
+        onReady: async () => {
+          lower = await read(consumer(), { partitionId, ownerLevel: 1, done: (_evs, errs) => errs.length > 0, timeoutMs: 10_000 })
+        },
+        done: (evs) => evs.some(sentBy('ev-epoch')) && lower !== undefined,
+      })
+    },
+    done: (_evs, errors) => errors.some((e) => e.code === 'ReceiverDisconnectedError'),
+  })
+  const { errors } = await first
+  assert.match(errors.find((e) => e.code === 'ReceiverDisconnectedError').message, /higher epoch of '2'/)
+  const second = await takeOver
+  assert.ok(second.events.some(sentBy('ev-epoch')), 'the new owner reads the partition')
+  assert.equal(second.errors.length, 0)
+  assert.equal(lower.events.length, 0)
+  assert.equal(lower.errors[0].code, 'ReceiverDisconnectedError')
+  assert.match(lower.errors[0].message, /higher epoch of '2' already exists/)
+})
+
+test('refusals: a wrong key, an unknown consumer group, an unknown partition', async () => {
+  const wrongKey = hub.eventHubConnectionString.replace(/SharedAccessKey=[^;]+/, `SharedAccessKey=${Buffer.alloc(32, 7).toString('base64')}`)
+  await assert.rejects(consumer('$Default', wrongKey).getEventHubProperties(), (e) => e.code === 'UnauthorizedError')
+  const group = await read(consumer('no-such-group'), { partitionId: '0', done: (_e, errors) => errors.length > 0, timeoutMs: 15_000 })
+  assert.equal(group.errors[0].code, 'MessagingEntityNotFoundError', group.errors[0].message)
+  const partition = await read(consumer(), { partitionId: '4', done: (_e, errors) => errors.length > 0, timeoutMs: 15_000 })
+  assert.equal(partition.errors[0].code, 'ArgumentOutOfRangeError', partition.errors[0].message)
+})
+
+test('iothub-emulator exec gives EVENTHUB_CONNECTION_STRING, which @azure/event-hubs uses unmodified with NODE_EXTRA_CA_CERTS', async () => {
+  const script = `
+    const { EventHubConsumerClient } = require('@azure/event-hubs')
+    const c = new EventHubConsumerClient('$Default', process.env.EVENTHUB_CONNECTION_STRING)
+    c.getEventHubProperties().then(async (p) => { console.log(JSON.stringify(p.partitionIds)); await c.close() }, (e) => { console.error(e.code, e.message); process.exit(1) })`
+  const bin = path.join(ROOT, 'packages', 'iothub-emulator', 'bin', 'iothub-emulator.js')
+  const out = await new Promise((resolve, reject) =>
+    execFile(process.execPath, [bin, 'exec', '--partitions', '8', '--', process.execPath, '-e', script], { cwd: ROOT, env: { ...process.env, IOTHUB_EMULATOR: emulatorBinary() }, timeout: 60_000 }, (err, stdout, stderr) =>
+      err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout)))
+  assert.deepEqual(JSON.parse(out.trim().split('\n').pop()), ['0', '1', '2', '3', '4', '5', '6', '7'])
+})
