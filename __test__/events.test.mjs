@@ -8,6 +8,7 @@
 // does in a child process through `iothub-emulator exec`).
 import tls from 'node:tls'
 import { execFile } from 'node:child_process'
+import { createHmac } from 'node:crypto'
 import { createRequire } from 'node:module'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -266,4 +267,73 @@ test('iothub-emulator exec gives EVENTHUB_CONNECTION_STRING, which @azure/event-
     execFile(process.execPath, [bin, 'exec', '--partitions', '8', '--', process.execPath, '-e', script], { cwd: ROOT, env: { ...process.env, IOTHUB_EMULATOR: emulatorBinary() }, timeout: 60_000 }, (err, stdout, stderr) =>
       err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout)))
   assert.deepEqual(JSON.parse(out.trim().split('\n').pop()), ['0', '1', '2', '3', '4', '5', '6', '7'])
+})
+
+test('an expired token is refused; a consumer group created through the control API is read; runtime metrics carry the last enqueued event', async () => {
+  const fields = Object.fromEntries(hub.eventHubConnectionString.split(';').map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]))
+  const audience = encodeURIComponent(`${fields.Endpoint}${fields.EntityPath}`)
+  const se = Math.floor(Date.now() / 1000) - 60
+  const sig = encodeURIComponent(createHmac('sha256', fields.SharedAccessKey).update(`${audience}\n${se}`).digest('base64'))
+  const expired = `Endpoint=${fields.Endpoint};SharedAccessSignature=SharedAccessSignature sr=${audience}&sig=${sig}&se=${se}&skn=iothubowner;EntityPath=${fields.EntityPath}`
+  await assert.rejects(consumer('$Default', expired).getEventHubProperties(), (e) => e.code === 'UnauthorizedError' && /expired/.test(e.message))
+  // The same token, not expired, is accepted: the refusal is the expiry's.
+  const se2 = se + 3600
+  const sig2 = encodeURIComponent(createHmac('sha256', fields.SharedAccessKey).update(`${audience}\n${se2}`).digest('base64'))
+  const valid = expired.replace(`sig=${sig}&se=${se}`, `sig=${sig2}&se=${se2}`)
+  assert.equal((await consumer('$Default', valid).getEventHubProperties()).name, fields.EntityPath)
+
+  assert.deepEqual((await hub.control('PUT', 'events/consumerGroups/late-readers')).created, true)
+  assert.deepEqual((await hub.control('GET', 'events/consumerGroups')).consumerGroups, ['$Default', 'analytics', 'late-readers'])
+  const cs = await createSasDevice(hub, 'ev-late')
+  await send(cs, Http, [message({ late: 1 })])
+  const client = consumer('late-readers')
+  const { events } = await read(client, { done: (evs) => evs.some(sentBy('ev-late')) })
+  const partitionId = events.find(sentBy('ev-late')).partitionId
+  const tracked = await new Promise((resolve, reject) => {
+    const sub = client.subscribe(partitionId, {
+      async processEvents(batch, context) {
+        if (batch.some(sentBy('ev-late'))) sub.close().then(() => resolve(context.lastEnqueuedEventProperties), reject)
+      },
+      async processError(err) { reject(err) },
+    }, { startPosition: earliestEventPosition, trackLastEnqueuedEventProperties: true, maxWaitTimeInSeconds: 1 })
+  })
+  const p = await client.getPartitionProperties(partitionId)
+  assert.equal(tracked.sequenceNumber, p.lastEnqueuedSequenceNumber)
+  assert.equal(tracked.offset, p.lastEnqueuedOffset)
+  assert.equal(tracked.enqueuedOn.getTime(), p.lastEnqueuedOnUtc.getTime())
+  await hub.control('DELETE', 'events/consumerGroups/late-readers')
+  const gone = await read(consumer('late-readers'), { partitionId: '0', done: (_e, errors) => errors.length > 0, timeoutMs: 15_000 })
+  assert.equal(gone.errors[0].code, 'MessagingEntityNotFoundError')
+})
+
+test("a batch from an Http device keeps each message's properties; AMQP over WebSockets reads the endpoint too", async () => {
+  const cs = await createSasDevice(hub, 'ev-batch')
+  const client = DeviceClient.fromConnectionString(cs, Http)
+  await client.open()
+  await client.sendEventBatch([message({ b: 1 }, { props: { k: 'one' } }), message({ b: 2 }, { props: { k: 'two' } })])
+  await client.close()
+  const WebSocket = require('ws')
+  const urls = []
+  class CountedWebSocket extends WebSocket {
+    constructor(url, ...rest) {
+      super(url, ...rest)
+      urls.push(String(url))
+    }
+  }
+  const overWs = new EventHubConsumerClient('$Default', hub.eventHubConnectionString, { webSocketOptions: { webSocket: CountedWebSocket, webSocketConstructorOptions: { ca } } })
+  consumers.push(overWs)
+  const { events } = await read(overWs, { done: (evs) => evs.filter(sentBy('ev-batch')).length === 2 })
+  assert.deepEqual(events.filter(sentBy('ev-batch')).map((e) => [bodyOf(e).b, e.properties.k]), [[1, 'one'], [2, 'two']])
+  assert.deepEqual(urls, [`wss://127.0.0.1:${hub.port}/$servicebus/websocket`])
+})
+
+test("--partitions and --retention-hours outside IoT Hub's ranges are refused in one line", async () => {
+  for (const [flag, value] of [['--partitions', '1'], ['--partitions', '129'], ['--retention-hours', '169']]) {
+    const { code, stderr } = await new Promise((resolve) =>
+      execFile(emulatorBinary(), [flag, value], { timeout: 30_000 }, (err, _stdout, stderr) => resolve({ code: err?.code, stderr })))
+    assert.equal(code, 1, `${flag} ${value}`)
+    const lines = stderr.trim().split('\n')
+    assert.equal(lines.length, 1, stderr)
+    assert.match(lines[0], new RegExp(`^iothub-emulator: ${flag} must be between`))
+  }
 })
