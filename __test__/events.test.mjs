@@ -16,7 +16,8 @@ import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 
 import { emulatorBinary, startEmulator } from './helpers/emulator.mjs'
-import { createSasDevice, shimAzureIothub, until } from './helpers/device-sdks.mjs'
+import { createSasDevice, shimAzureIothub } from './helpers/device-sdks.mjs'
+import { prerequisite } from './helpers/prerequisite.mjs'
 
 const require = createRequire(import.meta.url)
 const { EventHubConsumerClient, earliestEventPosition, latestEventPosition } = require('@azure/event-hubs')
@@ -336,4 +337,53 @@ test("--partitions and --retention-hours outside IoT Hub's ranges are refused in
     assert.equal(lines.length, 1, stderr)
     assert.match(lines[0], new RegExp(`^iothub-emulator: ${flag} must be between`))
   }
+})
+
+// With --standard-ports (own loopback address, ports below 1024 need root) the Endpoint is the
+// plain host, which the client dials on 5671.
+const standardSkip = prerequisite(process.getuid?.() !== 0 && 'port 5671 with --standard-ports needs root (CI runs as root)')
+test('with --standard-ports the Endpoint is plain (sb://<host>/) and the client reads on 5671', { skip: standardSkip }, async () => {
+  const std = await startEmulator({ devices: 0, args: ['--standard-ports', '--host', '127.0.0.73', '--hostname', 'myhub.azure-devices.net'] })
+  try {
+    assert.match(std.eventHubConnectionString, /^Endpoint=sb:\/\/127\.0\.0\.73\/;SharedAccessKeyName=iothubowner;SharedAccessKey=[^;]+;EntityPath=myhub$/)
+    const connect = tls.connect
+    const dialed = []
+    tls.connect = function recordingPort(...args) {
+      const options = args.find((a) => a && typeof a === 'object')
+      dialed.push(options?.port)
+      if (options) options.ca = std.ca
+      return connect.apply(this, args)
+    }
+    try {
+      const client = new EventHubConsumerClient('$Default', std.eventHubConnectionString)
+      consumers.push(client)
+      const props = await client.getEventHubProperties()
+      assert.equal(props.name, 'myhub')
+    } finally {
+      tls.connect = connect
+    }
+    assert.deepEqual([...new Set(dialed)], [5671])
+  } finally {
+    assert.equal(await std.stop(), 0)
+  }
+})
+
+// Last: it moves the hub's clock past every retained event.
+test('retention runs on the emulator clock: past --retention-hours every event is gone, and numbering goes on', async () => {
+  const client = consumer()
+  const before = await Promise.all(['0', '1', '2', '3'].map((id) => client.getPartitionProperties(id)))
+  assert.ok(before.some((p) => !p.isEmpty), 'earlier tests left events')
+  await hub.advanceTime(24 * 3600 + 1)
+  const after = await Promise.all(['0', '1', '2', '3'].map((id) => client.getPartitionProperties(id)))
+  for (const [i, p] of after.entries()) {
+    assert.equal(p.isEmpty, true, `partition ${i}`)
+    assert.equal(p.lastEnqueuedSequenceNumber, before[i].lastEnqueuedSequenceNumber, 'sequence numbers are not reused')
+    assert.equal(p.lastEnqueuedOffset, before[i].lastEnqueuedOffset, 'the last offset stays')
+  }
+  const cs = await createSasDevice(hub, 'ev-after-retention')
+  await send(cs, Mqtt, [message({ after: true })])
+  const { events } = await read(client, { done: (evs) => evs.some(sentBy('ev-after-retention')) })
+  assert.equal(events.length, 1, 'only the new event is kept')
+  const p = after[Number(events[0].partitionId)]
+  assert.equal(events[0].sequenceNumber, p.lastEnqueuedSequenceNumber + 1)
 })

@@ -271,7 +271,8 @@ fn message_properties(named: Vec<(String, String)>) -> (Vec<(String, String)>, S
             // The name as sent (headers arrive lower-cased, batch items as written).
             let app = name.get(name.len() - app.len()..).unwrap_or(app);
             properties.push((app.to_string(), value));
-        } else {
+        } else if lower.starts_with("iothub-") || lower.starts_with("dt-") {
+            // Only the message's headers: `Content-Type` and the like are the request's.
             system.set(&lower, value);
         }
     }
@@ -290,6 +291,7 @@ mod message_tests {
             ("iothub-contenttype", "application/json"),
             ("dt-subject", "s"),
             ("authorization", "not a property"),
+            ("content-type", "application/octet-stream"),
         ];
         let (props, sys) =
             message_properties(named.map(|(k, v)| (k.to_string(), v.to_string())).to_vec());

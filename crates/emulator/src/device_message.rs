@@ -71,15 +71,15 @@ impl ClientAuth {
 }
 
 impl SystemProperties {
-    /// Sets the system property a transport-level name (`$.mid`, `iothub-messageid`,
-    /// `message-id`, …) names; false when the name is no system property of a device's.
+    /// Sets the system property a transport-level name (MQTT's `$.mid`, HTTPS's
+    /// `iothub-messageid`, …) names; false when the name is no system property of a device's.
     pub fn set(&mut self, name: &str, value: String) -> bool {
         let slot = match name.to_ascii_lowercase().as_str() {
-            "$.mid" | "iothub-messageid" | "message-id" => &mut self.message_id,
-            "$.cid" | "iothub-correlationid" | "correlation-id" => &mut self.correlation_id,
-            "$.ct" | "iothub-contenttype" | "content-type" => &mut self.content_type,
-            "$.ce" | "iothub-contentencoding" | "content-encoding" => &mut self.content_encoding,
-            "$.uid" | "iothub-userid" | "user-id" => &mut self.user_id,
+            "$.mid" | "iothub-messageid" => &mut self.message_id,
+            "$.cid" | "iothub-correlationid" => &mut self.correlation_id,
+            "$.ct" | "iothub-contenttype" => &mut self.content_type,
+            "$.ce" | "iothub-contentencoding" => &mut self.content_encoding,
+            "$.uid" | "iothub-userid" => &mut self.user_id,
             "$.schema" | "dt-dataschema" | "iothub-dataschema" => &mut self.data_schema,
             "$.sub" | "dt-subject" | "iothub-subject" => &mut self.subject,
             "$.ctime" | "iothub-creation-time-utc" => &mut self.creation_time,

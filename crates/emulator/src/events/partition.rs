@@ -67,6 +67,9 @@ pub struct Partition {
     next_offset: i64,
     /// The newest event's sequence number (-1: none yet): readers wait on it.
     newest: watch::Sender<i64>,
+    /// The newest event's offset and enqueued time, kept when it leaves (as Event Hubs reports
+    /// them for an emptied partition).
+    last_offset: i64,
     last_enqueued_ms: i64,
 }
 
@@ -78,6 +81,7 @@ impl Default for Partition {
             next_sequence_number: 0,
             next_offset: 0,
             newest: watch::Sender::new(-1),
+            last_offset: -1,
             last_enqueued_ms: 0,
         }
     }
@@ -97,6 +101,7 @@ impl Partition {
         self.next_offset += event.message.body.len().max(1) as i64;
         self.bytes += event.size();
         let sequence_number = event.sequence_number;
+        self.last_offset = event.offset;
         self.last_enqueued_ms = now_ms;
         self.events.push_back(event);
         self.expire(now_ms, limits);
@@ -127,6 +132,7 @@ impl Partition {
         self.bytes = 0;
         self.next_sequence_number = 0;
         self.next_offset = 0;
+        self.last_offset = -1;
         self.last_enqueued_ms = 0;
         self.newest.send_replace(-1);
     }
@@ -191,11 +197,10 @@ impl Partition {
     }
 
     pub fn info(&self) -> PartitionInfo {
-        let last = self.events.back();
         PartitionInfo {
             begin_sequence_number: self.begin_sequence_number(),
             last_sequence_number: self.next_sequence_number - 1,
-            last_offset: last.map_or(-1, |e| e.offset),
+            last_offset: self.last_offset,
             last_enqueued_ms: self.last_enqueued_ms,
             is_empty: self.events.is_empty(),
         }
@@ -272,6 +277,7 @@ mod tests {
         p.expire(100 + 4 + 1000, &LIMITS);
         assert!(p.info().is_empty, "all older than the retention");
         assert_eq!(p.info().last_sequence_number, 4);
+        assert_eq!(p.info().last_offset, 4, "the last offset stays");
         assert_eq!(p.append(message("y"), 5000, &LIMITS), 5);
     }
 }
