@@ -35,7 +35,7 @@ pub struct Hub {
     pub engine: Arc<Engine>,
     pub configurations: Configurations,
     /// The built-in Event Hubs-compatible endpoint's log.
-    pub events: Events,
+    pub events: Arc<Events>,
     pub auth: Authenticator,
     faults: RwLock<FaultSpec>,
     pub recorder: Recorder,
@@ -61,7 +61,7 @@ impl Hub {
         store: Store,
     ) -> Result<Arc<Self>, String> {
         let clock = Arc::new(Clock::new());
-        let events = Events::new(config.events.clone(), clock.now_ms())?;
+        let events = Arc::new(Events::new(config.events.clone(), clock.clone())?);
         let stored = store.load()?;
         let devices = Arc::new(Registry::with_store(store));
         let configurations = Configurations::default();

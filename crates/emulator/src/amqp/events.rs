@@ -39,16 +39,18 @@ impl Conn {
                 .await;
             return;
         }
-        let hub = self.hub.clone();
+        let events = self.hub.events.clone();
         match node {
             Err(refused) => {
                 let _ = sender.close_with_error(refused).await;
             }
             Ok(Node::Partition { group, partition }) => {
-                tokio::spawn(link::serve_partition(hub, sender, group, partition, epoch));
+                tokio::spawn(link::serve_partition(
+                    events, sender, group, partition, epoch,
+                ));
             }
             Ok(Node::Management) => {
-                tokio::spawn(async move { management::serve_replies(&hub.events, sender).await });
+                tokio::spawn(async move { management::serve_replies(&events, sender).await });
             }
         }
     }
@@ -61,11 +63,11 @@ impl Conn {
     ) {
         match node {
             Ok(Node::Management) => {
-                let hub = self.hub.clone();
+                let events = self.hub.events.clone();
                 let conn = Arc::downgrade(&self);
                 tokio::spawn(async move {
                     let authorized = || conn.upgrade().is_some_and(|c| c.holds_policy_token());
-                    management::serve_requests(&hub, receiver, authorized).await
+                    management::serve_requests(&events, receiver, authorized).await
                 });
             }
             Ok(Node::Partition { .. }) => {

@@ -18,7 +18,6 @@ use percent_encoding::percent_decode_str;
 use super::message::{event_message, runtime_metric};
 use super::partition::Start;
 use super::Events;
-use crate::hub::Hub;
 
 /// What an address under the endpoint's name names.
 #[derive(Debug, PartialEq)]
@@ -170,13 +169,12 @@ const READ_BATCH: usize = 64;
 /// a higher epoch takes the partition over (then it is detached with `amqp:link:stolen`, which
 /// the clients surface as `ReceiverDisconnectedError`).
 pub async fn serve_partition(
-    hub: Arc<Hub>,
+    events: Arc<Events>,
     mut sender: Sender,
     group: String,
     partition: u32,
     epoch: Option<i64>,
 ) {
-    let events = &hub.events;
     let start = match start_position(sender.source().as_ref().and_then(|s| s.filter.as_ref())) {
         Ok(start) => start,
         Err(why) => {
@@ -196,10 +194,10 @@ pub async fn serve_partition(
     let Some(mut newest) = events.watch(partition) else {
         return;
     };
-    let mut next = events.resolve(partition, &start, hub.clock.now_ms());
+    let mut next = events.resolve(partition, &start, events.clock.now_ms());
     let kicked = 'serve: loop {
         newest.borrow_and_update();
-        let batch = events.read(partition, next, READ_BATCH, hub.clock.now_ms());
+        let batch = events.read(partition, next, READ_BATCH, events.clock.now_ms());
         if batch.is_empty() {
             tokio::select! {
                 changed = newest.changed() => if changed.is_err() { break 'serve None },
@@ -209,7 +207,7 @@ pub async fn serve_partition(
             continue;
         }
         for event in batch {
-            let now = hub.clock.now_ms();
+            let now = events.clock.now_ms();
             let mut message = event_message(&event);
             if let Some(info) = events.info(partition, now) {
                 message.delivery_annotations = Some(runtime_metric(&info, now));
@@ -265,7 +263,8 @@ mod tests {
 
     #[test]
     fn addresses_under_the_endpoint_name_its_nodes() {
-        let events = Events::new(EventsConfig::default(), 0).unwrap();
+        let clock = Arc::new(crate::clock::Clock::new());
+        let events = Events::new(EventsConfig::default(), clock).unwrap();
         let n = |a: &str| node(&events, "h", a);
         assert_eq!(
             n("iothub-emulator/ConsumerGroups/$default/Partitions/3"),

@@ -18,7 +18,6 @@ use tokio::sync::mpsc;
 
 use super::message::EventMessage;
 use super::Events;
-use crate::hub::Hub;
 use crate::locks::lock;
 
 /// The reply links attached, by their address (the requests' `reply-to`).
@@ -63,7 +62,11 @@ pub async fn serve_replies(events: &Events, mut sender: Sender) {
 /// Serves the request link: each request is answered on its `reply-to` link; `authorized`
 /// says whether the connection holds a policy token for the endpoint (checked per request: the
 /// clients may put it just before asking).
-pub async fn serve_requests(hub: &Hub, mut receiver: Receiver, authorized: impl Fn() -> bool) {
+pub async fn serve_requests(
+    events: &Events,
+    mut receiver: Receiver,
+    authorized: impl Fn() -> bool,
+) {
     while let Ok(delivery) = receiver.recv::<Body<Value>>().await {
         let request = delivery.message();
         let reply_to = request
@@ -71,10 +74,10 @@ pub async fn serve_requests(hub: &Hub, mut receiver: Receiver, authorized: impl 
             .as_ref()
             .and_then(|p| p.reply_to.clone())
             .unwrap_or_default();
-        let reply = answer(hub, request, authorized());
+        let reply = answer(events, request, authorized());
         let deadline = tokio::time::Instant::now() + REPLY_LINK_WAIT;
         let link = loop {
-            match hub.events.replies.sender(&reply_to) {
+            match events.replies.sender(&reply_to) {
                 Some(link) => break Some(link),
                 None if tokio::time::Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(20)).await
@@ -111,9 +114,8 @@ fn map(entries: Vec<(&str, Value)>) -> Value {
 /// The reply to one request: status 200 with the information, or the status Event Hubs
 /// gives (401 without a policy token, 404 for another entity or an unknown partition, 400
 /// for an operation it does not serve).
-fn answer(hub: &Hub, request: &Message<Body<Value>>, authorized: bool) -> EventMessage {
-    let events = &hub.events;
-    let now = hub.clock.now_ms();
+fn answer(events: &Events, request: &Message<Body<Value>>, authorized: bool) -> EventMessage {
+    let now = events.clock.now_ms();
     let name = &events.config.name;
     let result: Result<Value, (i32, String)> = (|| {
         if !authorized {

@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
+use crate::clock::Clock;
 use crate::device_message::DeviceMessage;
 use crate::devices::split_client;
 use crate::locks::lock;
@@ -82,6 +83,8 @@ impl EventsConfig {
 /// The endpoint's log.
 pub struct Events {
     pub config: EventsConfig,
+    /// The hub's clock: enqueued times and retention.
+    pub clock: Arc<Clock>,
     /// When the endpoint was created (ms, emulator's clock): `created_at`.
     pub created_ms: i64,
     pub groups: ConsumerGroups,
@@ -102,7 +105,8 @@ fn stable_hash(text: &str) -> u64 {
 }
 
 impl Events {
-    pub fn new(config: EventsConfig, now_ms: i64) -> Result<Self, String> {
+    pub fn new(config: EventsConfig, clock: Arc<Clock>) -> Result<Self, String> {
+        let now_ms = clock.now_ms();
         config.check()?;
         let groups = ConsumerGroups::new(&config.consumer_groups)?;
         let limits = Limits {
@@ -113,6 +117,7 @@ impl Events {
         Ok(Events {
             partitions: (0..config.partitions).map(|_| Mutex::default()).collect(),
             created_ms: now_ms,
+            clock,
             groups,
             limits,
             owners: owners::Owners::default(),
@@ -246,7 +251,7 @@ mod tests {
                 partitions,
                 ..Default::default()
             },
-            0,
+            Arc::new(Clock::new()),
         )
         .unwrap()
     }
@@ -277,7 +282,7 @@ mod tests {
                     partitions: n,
                     ..Default::default()
                 },
-                0,
+                Arc::new(Clock::new()),
             )
             .err()
             .unwrap();
