@@ -34,7 +34,7 @@ let ca
 const consumers = []
 
 before(async () => {
-  hub = await startEmulator({ devices: 0, args: ['--consumer-group', 'analytics'] })
+  hub = await startEmulator({ devices: 0, consumerGroups: ['analytics'] })
   ca = hub.ca
   shimAzureIothub(ca)
   const connect = tls.connect
@@ -284,6 +284,10 @@ test('an expired token is refused; a consumer group created through the control 
   assert.equal((await consumer('$Default', valid).getEventHubProperties()).name, fields.EntityPath)
 
   assert.deepEqual((await hub.control('PUT', 'events/consumerGroups/late-readers')).created, true)
+  const view = await hub.control('GET', 'events')
+  assert.equal(view.partitionCount, 4)
+  assert.equal(view.partitions.length, 4)
+  assert.deepEqual(view.consumerGroups, ['$Default', 'analytics', 'late-readers'])
   assert.deepEqual((await hub.control('GET', 'events/consumerGroups')).consumerGroups, ['$Default', 'analytics', 'late-readers'])
   const cs = await createSasDevice(hub, 'ev-late')
   await send(cs, Http, [message({ late: 1 })])
@@ -386,4 +390,25 @@ test('retention runs on the emulator clock: past --retention-hours every event i
   assert.equal(events.length, 1, 'only the new event is kept')
   const p = after[Number(events[0].partitionId)]
   assert.equal(events[0].sequenceNumber, p.lastEnqueuedSequenceNumber + 1)
+})
+
+test('a hub reset empties the endpoint: an attached reader gets the next event, numbered from 0 again', async () => {
+  const cs = await createSasDevice(hub, 'ev-reset')
+  await send(cs, Mqtt, [message({ r: 1 })])
+  const client = consumer()
+  const { events } = await read(client, { done: (evs) => evs.some(sentBy('ev-reset')) })
+  const partitionId = events.find(sentBy('ev-reset')).partitionId
+  const { events: after } = await read(client, {
+    partitionId,
+    startPosition: latestEventPosition,
+    onReady: async () => {
+      await hub.reset()
+      await send(await createSasDevice(hub, 'ev-reset'), Mqtt, [message({ r: 2 })])
+    },
+    done: (evs) => evs.some(sentBy('ev-reset')),
+  })
+  const e = after.find(sentBy('ev-reset'))
+  assert.deepEqual(bodyOf(e), { r: 2 })
+  assert.equal(e.sequenceNumber, 0)
+  assert.equal((await client.getPartitionProperties(partitionId)).lastEnqueuedSequenceNumber, 0)
 })

@@ -4,7 +4,7 @@ import { startEmulator, binaryPath, EmulatorNotFoundError } from 'iothub-emulato
 import type { Emulator, EmulatorOptions, CreatedDevice } from 'iothub-emulator';
 
 async function main(): Promise<void> {
-  const options: EmulatorOptions = { devices: 3, tier: 'S1', faults: '429:0.1', bearerTokens: ['t'], dataDir: '/tmp/hub', seed: { generate: 2 }, args: ['--mqtt-port', '0'], stderr: 'inherit' };
+  const options: EmulatorOptions = { devices: 3, tier: 'S1', faults: '429:0.1', bearerTokens: ['t'], dataDir: '/tmp/hub', seed: { generate: 2 }, args: ['--mqtt-port', '0'], stderr: 'inherit', partitions: 8, retentionHours: 48, consumerGroups: ['analytics'] };
   const hub: Emulator = await startEmulator(options);
   const cs: string = hub.connectionString;
   const eventHubCs: string = hub.eventHubConnectionString;

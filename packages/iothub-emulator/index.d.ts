@@ -25,6 +25,13 @@ export interface EmulatorOptions {
   /** Your own CA certificate and key, PEM files (`--ca-cert`, `--ca-key`). */
   caCert?: string;
   caKey?: string;
+  /** Partitions of the built-in events endpoint, 2 to 128 (`--partitions`, default 4). */
+  partitions?: number;
+  /** How long the events endpoint keeps a message, 1 to 168 hours of the hub's clock
+   * (`--retention-hours`, default 24). */
+  retentionHours?: number;
+  /** Consumer groups of the events endpoint besides `$Default` (`--consumer-group`, repeated). */
+  consumerGroups?: string[];
   /** More command-line flags, passed as they are (e.g. `['--mqtt-port', '0']`). */
   args?: string[];
   /** Environment variables for the emulator, on top of this process's. */
@@ -43,6 +50,8 @@ export interface EmulatorOptions {
 /** A seed file's content (the emulator README's "Seed file"). */
 export interface SeedFile {
   generate?: number;
+  /** Consumer groups of the events endpoint besides `$Default`. */
+  consumerGroups?: string[];
   devices?: Array<{ deviceId: string; tags?: Record<string, unknown>; properties?: { desired?: Record<string, unknown>; reported?: Record<string, unknown> }; method?: MethodBehaviour } & Record<string, unknown>>;
   [key: string]: unknown;
 }

@@ -196,7 +196,10 @@ pub async fn serve_partition(
     };
     let mut next = events.resolve(partition, &start, events.clock.now_ms());
     let kicked = 'serve: loop {
-        newest.borrow_and_update();
+        // A hub reset empties the log and numbers from 0 again: a reader ahead of it starts over.
+        if *newest.borrow_and_update() + 1 < next {
+            next = 0;
+        }
         let batch = events.read(partition, next, READ_BATCH, events.clock.now_ms());
         if batch.is_empty() {
             tokio::select! {
