@@ -270,7 +270,7 @@ test('iothub-emulator exec gives EVENTHUB_CONNECTION_STRING, which @azure/event-
   assert.deepEqual(JSON.parse(out.trim().split('\n').pop()), ['0', '1', '2', '3', '4', '5', '6', '7'])
 })
 
-test('an expired token is refused; a consumer group created through the control API is read; runtime metrics carry the last enqueued event', async () => {
+test('an expired token and a token for another entity are refused; a consumer group created through the control API is read; runtime metrics carry the last enqueued event', async () => {
   const fields = Object.fromEntries(hub.eventHubConnectionString.split(';').map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]))
   const audience = encodeURIComponent(`${fields.Endpoint}${fields.EntityPath}`)
   const se = Math.floor(Date.now() / 1000) - 60
@@ -282,6 +282,11 @@ test('an expired token is refused; a consumer group created through the control 
   const sig2 = encodeURIComponent(createHmac('sha256', fields.SharedAccessKey).update(`${audience}\n${se2}`).digest('base64'))
   const valid = expired.replace(`sig=${sig}&se=${se}`, `sig=${sig2}&se=${se2}`)
   assert.equal((await consumer('$Default', valid).getEventHubProperties()).name, fields.EntityPath)
+  // A valid signature for another entity's resource does not cover this one.
+  const otherAudience = encodeURIComponent(`${fields.Endpoint}other-hub`)
+  const sig3 = encodeURIComponent(createHmac('sha256', fields.SharedAccessKey).update(`${otherAudience}\n${se2}`).digest('base64'))
+  const other = `Endpoint=${fields.Endpoint};SharedAccessSignature=SharedAccessSignature sr=${otherAudience}&sig=${sig3}&se=${se2}&skn=iothubowner;EntityPath=${fields.EntityPath}`
+  await assert.rejects(consumer('$Default', other).getEventHubProperties(), (e) => e.code === 'UnauthorizedError' && /does not cover/.test(e.message))
 
   assert.deepEqual((await hub.control('PUT', 'events/consumerGroups/late-readers')).created, true)
   const view = await hub.control('GET', 'events')

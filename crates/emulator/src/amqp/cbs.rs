@@ -82,6 +82,24 @@ fn names_events(hub: &Hub, audience: &str) -> bool {
     })
 }
 
+/// True when a token's resource (`sr`) covers an audience, as Event Hubs checks it: its path
+/// (after the host) is the audience's or one of its ancestors, segment by segment.
+fn covers(sr: &str, audience: &str) -> bool {
+    let path = |a: &str| {
+        audience_path(a).map(|p| {
+            p.trim_end_matches('/')
+                .split('/')
+                .skip(1)
+                .map(str::to_ascii_lowercase)
+                .collect::<Vec<_>>()
+        })
+    };
+    match (path(sr), path(audience)) {
+        (Some(sr), Some(audience)) => audience.starts_with(&sr),
+        _ => false,
+    }
+}
+
 /// Why a login was not granted.
 #[derive(Debug, PartialEq)]
 pub enum Refusal {
@@ -167,9 +185,19 @@ pub fn put_token(
         Ok((audience, token)) if names_events(hub, &audience) => hub
             .auth
             .check_events_token(&token, wall_secs())
-            .map(|_| Grant {
-                to: Grantee::Service,
-                expires_secs: parse_sas(&token).ok().map(|t| t.se),
+            .and_then(|_| {
+                let sr = parse_sas(&token).map(|t| t.sr).unwrap_or_default();
+                if covers(&sr, &audience) {
+                    Ok(Grant {
+                        to: Grantee::Service,
+                        expires_secs: parse_sas(&token).ok().map(|t| t.se),
+                    })
+                } else {
+                    Err(
+                        "Unauthorized: the token's resource (sr) does not cover the audience"
+                            .into(),
+                    )
+                }
             })
             .map_err(|why| (401, why)),
         Ok((audience, token)) => match audience_client(&audience) {
@@ -221,6 +249,18 @@ mod tests {
         assert!(names_hub("amqps%3A%2F%2Fhub.example.net"));
         assert!(!names_hub("hub.example.net/devices/d1"));
         assert!(!names_hub("https://hub.example.net/devices/d1"));
+    }
+
+    #[test]
+    fn an_events_token_covers_its_entity_and_below() {
+        use super::covers;
+        let audience = "sb://h:1/hub/ConsumerGroups/$default/Partitions/0";
+        assert!(covers("sb://h:1/hub", audience));
+        assert!(covers("sb://h:1/HUB/consumergroups", audience));
+        assert!(covers("h:1", audience), "a token for the whole namespace");
+        assert!(!covers("sb://h:1/other", audience));
+        assert!(!covers("sb://h:1/hub/ConsumerGroups/x", audience));
+        assert!(!covers("sb://h:1/hu", audience), "whole segments only");
     }
 
     #[test]
