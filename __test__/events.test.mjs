@@ -7,8 +7,10 @@
 // rhea's TLS gets through `tls.connect` here (a user sets NODE_EXTRA_CA_CERTS, as the last test
 // does in a child process through `iothub-emulator exec`).
 import tls from 'node:tls'
-import { execFile } from 'node:child_process'
-import { createHmac } from 'node:crypto'
+import { execFile, execFileSync } from 'node:child_process'
+import { createHmac, X509Certificate } from 'node:crypto'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { createRequire } from 'node:module'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -377,7 +379,7 @@ test('with --standard-ports the Endpoint is plain (sb://<host>/) and the client 
   }
 })
 
-// Last: it moves the hub's clock past every retained event.
+// It moves the hub's clock past every retained event (the reset test after it sets it back).
 test('retention runs on the emulator clock: past --retention-hours every event is gone, and numbering goes on', async () => {
   const client = consumer()
   const before = await Promise.all(['0', '1', '2', '3'].map((id) => client.getPartitionProperties(id)))
@@ -416,4 +418,33 @@ test('a hub reset empties the endpoint: an attached reader gets the next event, 
   assert.deepEqual(bodyOf(e), { r: 2 })
   assert.equal(e.sequenceNumber, 0)
   assert.equal((await client.getPartitionProperties(partitionId)).lastEnqueuedSequenceNumber, 0)
+})
+
+const noOpenssl = prerequisite((() => {
+  try {
+    execFileSync('openssl', ['version'], { stdio: 'ignore' })
+    return false
+  } catch {
+    return 'the openssl command line is needed to make a device certificate'
+  }
+})())
+test('an x509 (self-signed) device\'s telemetry says so in iothub-connection-auth-method', { skip: noOpenssl }, async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'iothub-events-x509-'))
+  try {
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', 'd.key', '-out', 'd.pem', '-days', '2', '-subj', '/CN=ev-x509'], { cwd: dir, stdio: 'ignore' })
+    const cert = readFileSync(path.join(dir, 'd.pem'), 'utf8')
+    const key = readFileSync(path.join(dir, 'd.key'), 'utf8')
+    const thumbprint = new X509Certificate(cert).fingerprint.replaceAll(':', '')
+    await iothub.Registry.fromConnectionString(hub.connectionString).create({ deviceId: 'ev-x509', authentication: { x509Thumbprint: { primaryThumbprint: thumbprint } } })
+    const client = DeviceClient.fromConnectionString(`HostName=${hub.hostName};DeviceId=ev-x509;x509=true`, Mqtt)
+    await client.setOptions({ cert, key, ca })
+    await client.open()
+    await client.sendEvent(message({ x: 1 }))
+    await client.close()
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+  const { events } = await read(consumer(), { done: (evs) => evs.some(sentBy('ev-x509')) })
+  const auth = JSON.parse(events.find(sentBy('ev-x509')).systemProperties['iothub-connection-auth-method'])
+  assert.deepEqual(auth, { scope: 'device', type: 'x509Certificate', issuer: 'iothub', acceptingIpFilterRule: null })
 })

@@ -50,8 +50,11 @@ pub struct SystemProperties {
 /// How the sending client authenticated, as IoT Hub stamps it on every message.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ClientAuth {
-    /// `sas`, `selfSigned` or `certificateAuthority`.
+    /// `sas` or `x509Certificate`.
     pub method: &'static str,
+    /// `iothub` (its keys, or thumbprints registered with it) or `external` (a CA's
+    /// certificate), as the service's connection logs show it.
+    pub issuer: &'static str,
     /// `device` or `module`.
     pub scope: &'static str,
     pub generation_id: String,
@@ -63,7 +66,7 @@ impl ClientAuth {
         serde_json::json!({
             "scope": self.scope,
             "type": self.method,
-            "issuer": "iothub",
+            "issuer": self.issuer,
             "acceptingIpFilterRule": null,
         })
         .to_string()
@@ -145,6 +148,7 @@ mod tests {
     fn auth_method_is_the_services_json() {
         let auth = ClientAuth {
             method: "sas",
+            issuer: "iothub",
             scope: "device",
             generation_id: "1".into(),
         };
