@@ -284,6 +284,10 @@ pub async fn run_until(
             .unwrap_or_else(|| "unlimited".into()),
         args.faults
     );
+    eprintln!(
+        "iothub-emulator: events endpoint {} ({} partitions, {} h retention, in memory)",
+        hub.events.config.name, hub.events.config.partitions, hub.events.config.retention_hours
+    );
     on_ready(&ready);
     server::serve(
         hub,
