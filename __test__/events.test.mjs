@@ -348,6 +348,18 @@ test("--partitions and --retention-hours outside IoT Hub's ranges are refused in
     assert.equal(lines.length, 1, stderr)
     assert.match(lines[0], new RegExp(`^iothub-emulator: ${flag} must be between`))
   }
+  const badGroup = await new Promise((resolve) =>
+    execFile(emulatorBinary(), ['--consumer-group', 'no spaces'], { timeout: 30_000 }, (err, _stdout, stderr) => resolve({ code: err?.code, stderr })))
+  assert.equal(badGroup.code, 1)
+  assert.match(badGroup.stderr.trim(), /^iothub-emulator: consumer group name "no spaces" is not valid[^\n]*$/)
+  // The seed's consumerGroups and the partitions option reach the endpoint.
+  const seeded = await startEmulator({ devices: 0, partitions: 8, retentionHours: 48, seed: { consumerGroups: ['from-seed'] } })
+  try {
+    const view = await seeded.control('GET', 'events')
+    assert.deepEqual([view.partitionCount, view.retentionHours, view.consumerGroups], [8, 48, ['$Default', 'from-seed']])
+  } finally {
+    await seeded.stop()
+  }
 })
 
 // With --standard-ports (own loopback address, ports below 1024 need root) the Endpoint is the
