@@ -1,10 +1,11 @@
 //! The hub's built-in Event Hubs-compatible endpoint (`events`): every device-to-cloud message
 //! (from `Hub::device_message`) lands in one partition of an in-memory log, chosen by a stable
-//! hash of its device id, and Event Hubs clients (`@azure/event-hubs`, `azure-eventhub`) read
-//! it over AMQP (`link.rs`, `management.rs`) on the hub's AMQP listeners.
+//! hash of its device id, and Event Hubs clients (`@azure/event-hubs`) read it over AMQP
+//! (`link.rs`, `management.rs`) on the hub's AMQP listeners (`amqp/events.rs` attaches the links).
 //!
 //! `partition.rs` keeps a partition's events (sequence numbers, offsets, retention, the memory
-//! bound); `groups.rs` the consumer groups; `message.rs` builds the AMQP message a reader gets.
+//! bound); `groups.rs` the consumer groups; `owners.rs` the epoch readers; `message.rs` builds
+//! the AMQP message a reader gets.
 //! The log lives in memory only, bounded per partition (`Limits`): the oldest events leave
 //! first, as with retention.
 

@@ -191,7 +191,7 @@ impl Partition {
             .collect()
     }
 
-    /// Resolves when an event at or after `from` exists.
+    /// The newest event's sequence number (-1: none), changing with every append.
     pub fn watch(&self) -> watch::Receiver<i64> {
         self.newest.subscribe()
     }
