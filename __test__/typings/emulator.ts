@@ -4,9 +4,10 @@ import { startEmulator, binaryPath, EmulatorNotFoundError } from 'iothub-emulato
 import type { Emulator, EmulatorOptions, CreatedDevice } from 'iothub-emulator';
 
 async function main(): Promise<void> {
-  const options: EmulatorOptions = { devices: 3, tier: 'S1', faults: '429:0.1', bearerTokens: ['t'], dataDir: '/tmp/hub', seed: { generate: 2 }, args: ['--mqtt-port', '0'], stderr: 'inherit' };
+  const options: EmulatorOptions = { devices: 3, tier: 'S1', faults: '429:0.1', bearerTokens: ['t'], dataDir: '/tmp/hub', seed: { generate: 2 }, args: ['--mqtt-port', '0'], stderr: 'inherit', partitions: 8, retentionHours: 48, consumerGroups: ['analytics'] };
   const hub: Emulator = await startEmulator(options);
   const cs: string = hub.connectionString;
+  const eventHubCs: string = hub.eventHubConnectionString;
   const port: number = hub.port;
   const pem: string = hub.ca;
   const device: CreatedDevice = await hub.createDevice('d1', { primaryKey: 'a2V5' });
@@ -22,7 +23,7 @@ async function main(): Promise<void> {
   const path: string = binaryPath();
   const notFound = new EmulatorNotFoundError('x');
   const errorCode: 'IOTHUB_EMULATOR_NOT_FOUND' = notFound.code;
-  void [cs, port, pem, deviceCs, nowMs, devices, code, path, errorCode, killed];
+  void [cs, eventHubCs, port, pem, deviceCs, nowMs, devices, code, path, errorCode, killed];
   // @ts-expect-error not a tier
   await startEmulator({ tier: 'F1' });
   // @ts-expect-error devices is a count

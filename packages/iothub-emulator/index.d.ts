@@ -25,6 +25,13 @@ export interface EmulatorOptions {
   /** Your own CA certificate and key, PEM files (`--ca-cert`, `--ca-key`). */
   caCert?: string;
   caKey?: string;
+  /** Partitions of the built-in events endpoint, 2 to 128 (`--partitions`, default 4). */
+  partitions?: number;
+  /** How long the events endpoint keeps a message, 1 to 168 hours of the hub's clock
+   * (`--retention-hours`, default 24). */
+  retentionHours?: number;
+  /** Consumer groups of the events endpoint besides `$Default` (`--consumer-group`, repeated). */
+  consumerGroups?: string[];
   /** More command-line flags, passed as they are (e.g. `['--mqtt-port', '0']`). */
   args?: string[];
   /** Environment variables for the emulator, on top of this process's. */
@@ -43,6 +50,8 @@ export interface EmulatorOptions {
 /** A seed file's content (the emulator README's "Seed file"). */
 export interface SeedFile {
   generate?: number;
+  /** Consumer groups of the events endpoint besides `$Default`. */
+  consumerGroups?: string[];
   devices?: Array<{ deviceId: string; tags?: Record<string, unknown>; properties?: { desired?: Record<string, unknown>; reported?: Record<string, unknown> }; method?: MethodBehaviour } & Record<string, unknown>>;
   [key: string]: unknown;
 }
@@ -87,6 +96,12 @@ export interface TelemetryMessage {
 export interface Emulator {
   /** `HostName=<host:port>;SharedAccessKeyName=iothubowner;SharedAccessKey=…` */
   readonly connectionString: string;
+  /**
+   * The built-in Event Hubs-compatible endpoint's, as the portal shows it:
+   * `Endpoint=sb://<host:port>/;SharedAccessKeyName=iothubowner;SharedAccessKey=…;EntityPath=<name>`
+   * (a plain host with `--standard-ports`), for `@azure/event-hubs`' `EventHubConsumerClient`.
+   */
+  readonly eventHubConnectionString: string;
   /** `host:port`, what connection strings carry. */
   readonly hostName: string;
   readonly host: string;

@@ -108,6 +108,15 @@ pub struct Args {
     /// The private key (PKCS#8 PEM) of --ca-cert
     #[arg(long, value_name = "PEM", requires = "ca_cert")]
     pub ca_key: Option<PathBuf>,
+    /// Partitions of the built-in events endpoint (2 to 128)
+    #[arg(long, default_value_t = crate::events::DEFAULT_PARTITIONS, value_name = "N")]
+    pub partitions: u32,
+    /// How long the events endpoint keeps a message, in hours of the emulator's clock (1 to 168)
+    #[arg(long, default_value_t = crate::events::DEFAULT_RETENTION_HOURS, value_name = "HOURS")]
+    pub retention_hours: u32,
+    /// A consumer group of the events endpoint besides $Default (repeatable)
+    #[arg(long = "consumer-group", value_name = "NAME")]
+    pub consumer_groups: Vec<String>,
 }
 
 // Bearer tokens are secrets: never print them.
@@ -134,6 +143,9 @@ impl fmt::Debug for Args {
             .field("data_dir", &self.data_dir)
             .field("ca_cert", &self.ca_cert)
             .field("ca_key", &self.ca_key)
+            .field("partitions", &self.partitions)
+            .field("retention_hours", &self.retention_hours)
+            .field("consumer_groups", &self.consumer_groups)
             .finish()
     }
 }

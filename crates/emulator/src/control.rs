@@ -1,5 +1,6 @@
 //! The control API under `/_emulator/` (loopback only, no auth, never faulted): devices and
-//! their method behaviour, faults, recorded requests, jobs with create counters, time, reset.
+//! their method behaviour, faults, recorded requests, jobs with create counters, time, reset,
+//! the events endpoint's partitions and consumer groups.
 //! Every endpoint takes and returns plain JSON; errors are `{"error": "..."}`.
 
 use bytes::Bytes;
@@ -67,6 +68,25 @@ pub fn handle(
             device_faults_view(&f)
         }),
         (&Method::GET, ["telemetry"]) => Ok(json!({"messages": hub.telemetry(flag("clear"))})),
+        (&Method::GET, ["events"]) => Ok(hub.events().view(hub.clock().now_ms())),
+        (&Method::GET, ["events", "consumerGroups"]) => {
+            Ok(json!({"consumerGroups": hub.events().groups.list()}))
+        }
+        (&Method::PUT, ["events", "consumerGroups", name]) => hub
+            .events()
+            .groups
+            .create(name)
+            .map(
+                |created| json!({"created": created, "consumerGroups": hub.events().groups.list()}),
+            )
+            .map_err(bad),
+        (&Method::DELETE, ["events", "consumerGroups", name]) => {
+            match hub.events().groups.delete(name) {
+                Ok(true) => Ok(json!({"consumerGroups": hub.events().groups.list()})),
+                Ok(false) => Err((StatusCode::NOT_FOUND, format!("no consumer group {name:?}"))),
+                Err(why) => Err(bad(why)),
+            }
+        }
         (&Method::GET, ["faults"]) => Ok(faults_view(&hub.faults())),
         (&Method::PUT, ["faults"]) => {
             #[derive(Deserialize)]

@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use crate::api::Reply;
 use crate::clock::iso;
-use crate::device_message::DeviceMessage;
+use crate::device_message::{DeviceMessage, SystemProperties};
 use crate::devices::cloud_to_device::{Delivery, Settle};
 use crate::devices::not_found;
 use crate::devices::DeviceAuthError;
@@ -201,33 +201,99 @@ fn record_telemetry(
         .get(hyper::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|t| t.starts_with(BATCH_CONTENT_TYPE));
-    let message = |body: Bytes| DeviceMessage {
-        client: id.to_string(),
-        via: topic.clone(),
-        body,
+    let message = |body: Bytes, named: Vec<(String, String)>| {
+        let (properties, system) = message_properties(named);
+        DeviceMessage {
+            client: id.to_string(),
+            via: topic.clone(),
+            body,
+            properties,
+            system,
+            auth: None,
+        }
     };
     if !batch {
-        hub.device_message(message(body.clone()));
+        let named = headers
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+            .collect();
+        hub.device_message(message(body.clone(), named));
         return Ok(());
     }
     let bad = || {
         ApiError::new(
             ErrorCode::IotHubFormatError,
-            "a message batch must be a JSON array of {\"body\": base64}",
+            "a message batch must be a JSON array of {\"body\": base64, \"properties\": {…}}",
         )
     };
     let items: Vec<Value> = serde_json::from_slice(body).map_err(|_| bad())?;
-    let bodies = items
+    let decoded = items
         .iter()
         .map(|m| {
-            m.get("body")
+            let body = m
+                .get("body")
                 .and_then(Value::as_str)
                 .and_then(|b| STANDARD.decode(b).ok())
-                .ok_or_else(bad)
+                .ok_or_else(bad)?;
+            let named = match m.get("properties") {
+                None | Some(Value::Null) => Vec::new(),
+                Some(Value::Object(p)) => p
+                    .iter()
+                    .map(|(k, v)| match v {
+                        Value::String(s) => Ok((k.clone(), s.clone())),
+                        _ => Err(bad()),
+                    })
+                    .collect::<Result<_, _>>()?,
+                Some(_) => return Err(bad()),
+            };
+            Ok((body, named))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    for b in bodies {
-        hub.device_message(message(b.into()));
+    for (b, named) in decoded {
+        hub.device_message(message(b.into(), named));
     }
     Ok(())
+}
+
+/// A message's properties from HTTPS header names (or a batch item's `properties`):
+/// `iothub-app-{name}` are application properties, `iothub-messageid` … and `dt-subject` /
+/// `dt-dataschema` system properties; other headers are the request's, not the message's.
+fn message_properties(named: Vec<(String, String)>) -> (Vec<(String, String)>, SystemProperties) {
+    let mut properties = Vec::new();
+    let mut system = SystemProperties::default();
+    for (name, value) in named {
+        let lower = name.to_ascii_lowercase();
+        if let Some(app) = lower.strip_prefix("iothub-app-") {
+            // The name as sent (headers arrive lower-cased, batch items as written).
+            let app = name.get(name.len() - app.len()..).unwrap_or(app);
+            properties.push((app.to_string(), value));
+        } else if lower.starts_with("iothub-") || lower.starts_with("dt-") {
+            // Only the message's headers: `Content-Type` and the like are the request's.
+            system.set(&lower, value);
+        }
+    }
+    (properties, system)
+}
+
+#[cfg(test)]
+mod message_tests {
+    use super::message_properties;
+
+    #[test]
+    fn app_headers_and_system_headers_are_told_apart() {
+        let named = [
+            ("iothub-app-Temp", "21"),
+            ("IoTHub-MessageId", "m1"),
+            ("iothub-contenttype", "application/json"),
+            ("dt-subject", "s"),
+            ("authorization", "not a property"),
+            ("content-type", "application/octet-stream"),
+        ];
+        let (props, sys) =
+            message_properties(named.map(|(k, v)| (k.to_string(), v.to_string())).to_vec());
+        assert_eq!(props, vec![("Temp".to_string(), "21".to_string())]);
+        assert_eq!(sys.message_id.as_deref(), Some("m1"));
+        assert_eq!(sys.content_type.as_deref(), Some("application/json"));
+        assert_eq!(sys.subject.as_deref(), Some("s"));
+    }
 }

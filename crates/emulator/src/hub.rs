@@ -20,6 +20,7 @@ use crate::devices::{
     split_client, Credentials, Device, DeviceAuthError, MethodCall, MethodFailure, Registry, Seed,
 };
 use crate::errors::ApiError;
+use crate::events::{Events, EventsConfig};
 use crate::faults::{Decision, FaultSpec};
 use crate::jobs::{Engine, EngineLimits};
 use crate::limits::{DevicePacer, RateLimiter, Tier};
@@ -47,6 +48,8 @@ pub struct HubConfig {
     pub tier: Option<Tier>,
     /// The devices `reset` recreates (from `--devices` and `--seed`).
     pub initial_devices: Seed,
+    /// The built-in `events` endpoint's settings.
+    pub events: EventsConfig,
 }
 
 /// The hub: its state lives behind its methods (here, `service.rs` for the REST and control
@@ -57,6 +60,8 @@ pub struct Hub {
     devices: Arc<Registry>,
     engine: Arc<Engine>,
     configurations: Configurations,
+    /// The built-in Event Hubs-compatible endpoint's log.
+    events: Arc<Events>,
     auth: Authenticator,
     faults: RwLock<FaultSpec>,
     recorder: Recorder,
@@ -82,6 +87,7 @@ impl Hub {
         store: Store,
     ) -> Result<Arc<Self>, String> {
         let clock = Arc::new(Clock::new());
+        let events = Arc::new(Events::new(config.events.clone(), clock.clone())?);
         let stored = store.load()?;
         let devices = Arc::new(Registry::with_store(store));
         let configurations = Configurations::default();
@@ -116,6 +122,7 @@ impl Hub {
             devices,
             engine,
             configurations,
+            events,
             auth,
             faults: RwLock::new(faults),
             recorder: Recorder::default(),
@@ -128,6 +135,12 @@ impl Hub {
     /// The emulated clock (the control API scales and advances it).
     pub fn clock(&self) -> &Clock {
         &self.clock
+    }
+
+    /// The built-in Event Hubs-compatible endpoint (its log, consumer groups and settings),
+    /// which the AMQP listeners serve and the control API shows.
+    pub fn events(&self) -> &Arc<Events> {
+        &self.events
     }
 
     pub fn decide_fault(&self) -> Decision {
@@ -185,6 +198,12 @@ impl Hub {
         self.auth.check(authorization, wall_secs())
     }
 
+    /// Checks a policy's SAS token for the `events` endpoint, signed as Event Hubs clients sign
+    /// it; the error never names the token.
+    pub fn authorize_events(&self, token: &str) -> Result<(), String> {
+        self.auth.check_events_token(token, wall_secs())
+    }
+
     /// Admits a device-side login (an MQTT CONNECT, an AMQP put-token, SASL PLAIN or TLS
     /// certificate) of `client` before `Hub::connect`: the control API's `refuseConnects`
     /// fault is counted first, then its SAS `token` (`None`: the client sent no usable login)
@@ -222,8 +241,12 @@ impl Hub {
     }
 
     /// Every device-to-cloud message, from every transport, enters the hub here.
-    pub fn device_message(&self, message: DeviceMessage) {
+    pub fn device_message(&self, mut message: DeviceMessage) {
+        if message.auth.is_none() {
+            message.auth = self.devices.client_auth(&message.client);
+        }
         self.devices.sessions.record_telemetry(&message);
+        self.events.append(message, self.clock.now_ms());
     }
 
     /// Back to the state of a new hub: initial devices, no jobs, records or faults, real time.
@@ -237,6 +260,7 @@ impl Hub {
         let devices: Vec<Device> = self.config.initial_devices.build(self.clock.now_ms())?;
         self.devices.load(devices, true)?;
         self.recorder.clear();
+        self.events.clear();
         self.set_faults(FaultSpec::default());
         Ok(())
     }

@@ -12,6 +12,7 @@ pub mod device_http;
 pub mod device_message;
 pub mod devices;
 pub mod errors;
+pub mod events;
 pub mod faults;
 pub mod hub;
 pub mod jobs;

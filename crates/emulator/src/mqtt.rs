@@ -31,7 +31,7 @@ use tokio::time::Instant;
 
 use crate::auth::URI_COMPONENT;
 use crate::clock::iso;
-use crate::device_message::DeviceMessage;
+use crate::device_message::{from_property_bag, DeviceMessage};
 use crate::devices::cloud_to_device::{Delivery, Settle};
 use crate::devices::{split_client, DeviceAuthError, Outgoing};
 use crate::hub::{
@@ -437,12 +437,19 @@ impl Session<'_> {
             self.twin(topic_param(topic, "$rid"), TwinOp::Get)
         } else if topic.starts_with("$iothub/twin/PATCH/properties/reported/") {
             self.twin(topic_param(topic, "$rid"), TwinOp::Report(&p.payload))
-        } else if topic.starts_with(&format!("{}/messages/events/", topic_root(self.id()))) {
-            self.link.incoming(Incoming::Telemetry(DeviceMessage {
-                client: self.id().to_string(),
-                via: topic.to_string(),
-                body: p.payload.clone(),
-            }));
+        } else if let Some(bag) =
+            topic.strip_prefix(&format!("{}/messages/events/", topic_root(self.id())))
+        {
+            let (properties, system) = from_property_bag(bag);
+            self.link
+                .incoming(Incoming::Telemetry(Box::new(DeviceMessage {
+                    client: self.id().to_string(),
+                    via: topic.to_string(),
+                    body: p.payload.clone(),
+                    properties,
+                    system,
+                    auth: None,
+                })));
             true
         } else {
             false

@@ -12,8 +12,9 @@ use tokio_rustls::TlsAcceptor;
 use crate::auth::{Authenticator, Policy};
 use crate::cli::Args;
 use crate::devices::Seed;
+use crate::events::EventsConfig;
 use crate::hub::{Hub, HubConfig};
-use crate::listeners::{Listeners, STANDARD_HTTPS_PORT};
+use crate::listeners::{Listeners, STANDARD_AMQP_PORT, STANDARD_HTTPS_PORT};
 use crate::store::{meta, Store};
 use crate::tls::{Ca, CaFile};
 use crate::x509::DeviceCas;
@@ -29,6 +30,8 @@ pub struct Ready {
     pub amqp_port: Option<u16>,
     pub host_name: String,
     pub connection_string: String,
+    /// The built-in events endpoint's, as the portal shows it (`Endpoint=sb://…;EntityPath=…`).
+    pub event_hub_connection_string: String,
     pub ca_path: PathBuf,
     pub ca_pem: String,
 }
@@ -40,6 +43,7 @@ impl Ready {
             "port": self.port,
             "hostName": self.host_name,
             "connectionString": self.connection_string,
+            "eventHubConnectionString": self.event_hub_connection_string,
             "caPath": self.ca_path.to_string_lossy(),
             // MQTT is always served on `port` too; a port of its own when one was asked for.
             "mqttPort": self.mqtt_port.unwrap_or(self.port),
@@ -62,6 +66,16 @@ impl Ready {
         let _ = writeln!(out, "{}", self.line());
         let _ = out.flush();
     }
+}
+
+/// The Event Hub-compatible name (`EntityPath`): the hub's name, the first label of
+/// `--hostname` (`myhub` for `myhub.azure-devices.net`), else `iothub-emulator`.
+fn event_hub_name(hostname: Option<&str>) -> String {
+    hostname
+        .filter(|h| h.parse::<std::net::IpAddr>().is_err())
+        .and_then(|h| h.split('.').next())
+        .filter(|label| !label.is_empty())
+        .map_or_else(|| "iothub-emulator".to_string(), str::to_ascii_lowercase)
 }
 
 fn initial_seed(args: &Args) -> Result<Seed, String> {
@@ -215,11 +229,34 @@ pub async fn run_until(
         args.bearer_tokens.clone(),
     )
     .with_device_cas(device_cas);
+    let events = EventsConfig {
+        name: event_hub_name(args.hostname.as_deref()),
+        partitions: args.partitions,
+        retention_hours: args.retention_hours,
+        consumer_groups: args
+            .consumer_groups
+            .iter()
+            .chain(&seed.consumer_groups)
+            .cloned()
+            .collect(),
+    };
+    events.check()?;
+    let event_hub_connection_string = format!(
+        "Endpoint=sb://{}/;SharedAccessKeyName=iothubowner;SharedAccessKey={key};EntityPath={}",
+        // 5671 is what Event Hubs clients dial by default: a plain host then, as a real hub's.
+        if amqp_port == Some(STANDARD_AMQP_PORT) {
+            host.clone()
+        } else {
+            host_name.clone()
+        },
+        events.name
+    );
     let config = HubConfig {
         host_name: host_name.clone(),
         unknown_job: args.unknown_job,
         tier: args.tier,
         initial_devices: seed,
+        events,
     };
     let hub: Arc<Hub> = Hub::with_store(config, auth, args.faults.clone(), store)?;
 
@@ -231,6 +268,7 @@ pub async fn run_until(
         connection_string: format!(
             "HostName={host_name};SharedAccessKeyName=iothubowner;SharedAccessKey={key}"
         ),
+        event_hub_connection_string,
         host_name,
         ca_path: tls.ca_path.clone(),
         ca_pem: tls.ca_pem.clone(),
@@ -245,6 +283,12 @@ pub async fn run_until(
             .map(|t| format!("{t:?}"))
             .unwrap_or_else(|| "unlimited".into()),
         args.faults
+    );
+    eprintln!(
+        "iothub-emulator: events endpoint {} ({} partitions, {} h retention, in memory)",
+        hub.events().config.name,
+        hub.events().config.partitions,
+        hub.events().config.retention_hours
     );
     on_ready(&ready);
     server::serve(

@@ -207,6 +207,7 @@ async fn ready_line_follows_the_contract() {
             "port",
             "hostName",
             "connectionString",
+            "eventHubConnectionString",
             "caPath",
             "mqttPort",
             "amqpPort",
@@ -234,6 +235,15 @@ async fn ready_line_follows_the_contract() {
         hub.port
     )));
     assert_eq!(hub.policy_key.len(), 32);
+    // The events endpoint's, as the portal shows it: the same policy and key, the hub's port.
+    let key = cs.split("SharedAccessKey=").nth(1).unwrap();
+    assert_eq!(
+        hub.line["eventHubConnectionString"],
+        format!(
+            "Endpoint=sb://127.0.0.1:{}/;SharedAccessKeyName=iothubowner;SharedAccessKey={key};EntityPath=iothub-emulator",
+            hub.port
+        )
+    );
     let ca_path = std::path::PathBuf::from(hub.line["caPath"].as_str().unwrap());
     assert!(ca_path.is_absolute() && ca_path.exists());
     hub.stop().await;

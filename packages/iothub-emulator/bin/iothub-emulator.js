@@ -52,8 +52,9 @@ function run(argv) {
 
 const EXEC_HELP = `
 Or: iothub-emulator exec [FLAGS...] -- COMMAND [ARG...]
-  starts a hub with FLAGS, runs COMMAND with IOTHUB_CONNECTION_STRING, IOTHUB_CA_FILE and
-  NODE_EXTRA_CA_CERTS (the hub's CA added), stops the hub and exits with COMMAND's exit code
+  starts a hub with FLAGS, runs COMMAND with IOTHUB_CONNECTION_STRING, EVENTHUB_CONNECTION_STRING
+  (the built-in events endpoint), IOTHUB_CA_FILE and NODE_EXTRA_CA_CERTS (the hub's CA added),
+  stops the hub and exits with COMMAND's exit code
 `;
 
 // Node reads one extra CA file, at start: the hub's CA, or when the caller already names a file,
@@ -83,7 +84,12 @@ async function exec(argv) {
   } catch (err) {
     fail(err.message);
   }
-  const env = { ...process.env, IOTHUB_CONNECTION_STRING: hub.connectionString, IOTHUB_CA_FILE: hub.caPath };
+  const env = {
+    ...process.env,
+    IOTHUB_CONNECTION_STRING: hub.connectionString,
+    EVENTHUB_CONNECTION_STRING: hub.eventHubConnectionString,
+    IOTHUB_CA_FILE: hub.caPath,
+  };
   const extraCa = extraCaFile(hub);
   env.NODE_EXTRA_CA_CERTS = extraCa.path;
   // Windows finds npm.cmd, npx.cmd … only through a shell.

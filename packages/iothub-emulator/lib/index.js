@@ -23,7 +23,7 @@ const asyncDispose = Symbol.asyncDispose ?? Symbol.for('nodejs.asyncDispose');
 // Options of the Node API only; every other option is a flag: `fooBar: v` → `--foo-bar v`,
 // `true` → `--foo-bar`, an array → the flag once per item.
 const NODE_ONLY = new Set(['args', 'env', 'stderr', 'binary', 'readyTimeoutMs', 'seed', 'unref']);
-const FLAG_NAMES = { bearerTokens: 'bearer-token' };
+const FLAG_NAMES = { bearerTokens: 'bearer-token', consumerGroups: 'consumer-group' };
 
 function flags(options) {
   const argv = ['--exit-on-stdin-eof'];
@@ -190,6 +190,7 @@ async function startEmulator(options = {}) {
     port: ready.port,
     hostName: ready.hostName,
     connectionString: ready.connectionString,
+    eventHubConnectionString: ready.eventHubConnectionString,
     ca,
     caPath: ready.caPath,
     pid: child.pid,

@@ -73,6 +73,33 @@ fn names_hub(audience: &str) -> bool {
     audience_path(audience).is_some_and(|a| !a.trim_end_matches('/').contains('/'))
 }
 
+/// True when a token audience names the events endpoint (`{host}/{name}` and below).
+fn names_events(hub: &Hub, audience: &str) -> bool {
+    audience_path(audience).is_some_and(|a| {
+        a.split('/')
+            .nth(1)
+            .is_some_and(|entity| entity.eq_ignore_ascii_case(&hub.events().config.name))
+    })
+}
+
+/// True when a token's resource (`sr`) covers an audience, as Event Hubs checks it: its path
+/// (after the host) is the audience's or one of its ancestors, segment by segment.
+fn covers(sr: &str, audience: &str) -> bool {
+    let path = |a: &str| {
+        audience_path(a).map(|p| {
+            p.trim_end_matches('/')
+                .split('/')
+                .skip(1)
+                .map(str::to_ascii_lowercase)
+                .collect::<Vec<_>>()
+        })
+    };
+    match (path(sr), path(audience)) {
+        (Some(sr), Some(audience)) => audience.starts_with(&sr),
+        _ => false,
+    }
+}
+
 /// Why a login was not granted.
 #[derive(Debug, PartialEq)]
 pub enum Refusal {
@@ -150,6 +177,25 @@ pub fn put_token(
         Ok((audience, token)) if names_hub(&audience) => {
             authorize_service(hub, &token).map_err(|e| (401, e.message))
         }
+        // A policy token for the events endpoint (`sb://{host}/{name}…`), signed as Event
+        // Hubs clients sign.
+        Ok((audience, token)) if names_events(hub, &audience) => hub
+            .authorize_events(&token)
+            .and_then(|_| {
+                let sr = parse_sas(&token).map(|t| t.sr).unwrap_or_default();
+                if covers(&sr, &audience) {
+                    Ok(Grant {
+                        to: Grantee::Service,
+                        expires_secs: parse_sas(&token).ok().map(|t| t.se),
+                    })
+                } else {
+                    Err(
+                        "Unauthorized: the token's resource (sr) does not cover the audience"
+                            .into(),
+                    )
+                }
+            })
+            .map_err(|why| (401, why)),
         Ok((audience, token)) => match audience_client(&audience) {
             None => Err((
                 401,
@@ -199,6 +245,18 @@ mod tests {
         assert!(names_hub("amqps%3A%2F%2Fhub.example.net"));
         assert!(!names_hub("hub.example.net/devices/d1"));
         assert!(!names_hub("https://hub.example.net/devices/d1"));
+    }
+
+    #[test]
+    fn an_events_token_covers_its_entity_and_below() {
+        use super::covers;
+        let audience = "sb://h:1/hub/ConsumerGroups/$default/Partitions/0";
+        assert!(covers("sb://h:1/hub", audience));
+        assert!(covers("sb://h:1/HUB/consumergroups", audience));
+        assert!(covers("h:1", audience), "a token for the whole namespace");
+        assert!(!covers("sb://h:1/other", audience));
+        assert!(!covers("sb://h:1/hub/ConsumerGroups/x", audience));
+        assert!(!covers("sb://h:1/hu", audience), "whole segments only");
     }
 
     #[test]

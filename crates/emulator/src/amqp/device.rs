@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 
 use super::message::{body_bytes, correlated, data_message, id_text};
 use super::{cbs, Address, AmqpMessage, Conn, Link};
-use crate::device_message::DeviceMessage;
+use crate::device_message::{DeviceMessage, SystemProperties};
 use crate::devices::cloud_to_device::{Delivery, Settle};
 use crate::devices::{Outgoing, TwinAnswer};
 use crate::hub::{DeviceLink, Downlink, Incoming, SubscriptionChange, TwinOp};
@@ -238,11 +238,15 @@ pub(super) async fn receive(
             Address::Telemetry(client) => {
                 if let Some(link) = conn.link_of(client) {
                     link.incoming(Incoming::Activity);
-                    link.incoming(Incoming::Telemetry(DeviceMessage {
+                    let (properties, system) = telemetry_properties(message);
+                    link.incoming(Incoming::Telemetry(Box::new(DeviceMessage {
                         client: client.to_string(),
                         via: address.to_string(),
                         body: body_bytes(message).into(),
-                    }));
+                        properties,
+                        system,
+                        auth: None,
+                    })));
                 }
             }
             Address::Methods(client) => method_answer(&conn, client, message),
@@ -254,6 +258,54 @@ pub(super) async fn receive(
         }
     }
     let _ = receiver.close().await;
+}
+
+/// A telemetry message's properties: the properties section's system properties, the
+/// application properties as text, and `dt-subject` / `dt-dataschema` from the message
+/// annotations (where the device SDKs put them).
+fn telemetry_properties(message: &AmqpMessage) -> (Vec<(String, String)>, SystemProperties) {
+    let mut system = SystemProperties::default();
+    if let Some(p) = &message.properties {
+        system.message_id = p.message_id.as_ref().and_then(id_text);
+        system.correlation_id = p.correlation_id.as_ref().and_then(id_text);
+        system.content_type = p.content_type.as_ref().map(|s| s.as_str().to_string());
+        system.content_encoding = p.content_encoding.as_ref().map(|s| s.as_str().to_string());
+        system.user_id = p
+            .user_id
+            .as_ref()
+            .map(|u| String::from_utf8_lossy(u).into_owned());
+        system.creation_time = p
+            .creation_time
+            .as_ref()
+            .map(|t| crate::clock::iso(t.milliseconds()));
+    }
+    for name in ["dt-subject", "dt-dataschema"] {
+        if let Some(value) = annotation(message, name) {
+            system.set(name, value.to_string());
+        }
+    }
+    let properties = message
+        .application_properties
+        .as_ref()
+        .map(|a| {
+            a.0.iter()
+                .filter_map(|(k, v)| Some((k.clone(), simple_text(v)?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    (properties, system)
+}
+
+/// An application property's value as text (IoT Hub carries them as strings).
+fn simple_text(v: &SimpleValue) -> Option<String> {
+    Some(match v {
+        SimpleValue::String(s) => s.clone(),
+        SimpleValue::Symbol(s) => s.as_str().to_string(),
+        SimpleValue::Bool(b) => b.to_string(),
+        SimpleValue::Double(d) => d.to_string(),
+        SimpleValue::Float(f) => f.to_string(),
+        other => integer(other)?.to_string(),
+    })
 }
 
 /// The correlation id of a device's message (the request it answers) as text.

@@ -19,6 +19,7 @@
 
 mod cbs;
 mod device;
+mod events;
 mod login;
 mod message;
 mod sasl;
@@ -322,16 +323,22 @@ impl Conn {
             .build();
         let mut closing = self.closing.subscribe();
         loop {
-            let accepted = tokio::select! {
-                accepted = links.accept(&mut session) => Some(accepted),
+            let attach = tokio::select! {
+                attach = session.next_incoming_attach() => Some(attach),
                 _ = closing.wait_for(|c| *c) => None,
             };
-            let Some(accepted) = accepted else {
+            let Some(attach) = attach else {
                 let _ = session.end().await;
                 break;
             };
-            match accepted {
-                Ok(LinkEndpoint::Sender(sender)) => self.clone().sender_attached(sender).await,
+            let Some(attach) = attach else { break };
+            // The events endpoint's receivers ask for an epoch in the link properties, which
+            // only the client's attach carries.
+            let epoch = crate::events::link::epoch(attach.properties.as_ref());
+            match links.accept_incoming_attach(attach, &mut session).await {
+                Ok(LinkEndpoint::Sender(sender)) => {
+                    self.clone().sender_attached(sender, epoch).await
+                }
                 Ok(LinkEndpoint::Receiver(receiver)) => {
                     self.clone().receiver_attached(receiver).await
                 }
@@ -342,12 +349,15 @@ impl Conn {
     }
 
     /// A link the client receives on (ours sends): `$cbs` replies, methods, twin, C2D.
-    async fn sender_attached(self: Arc<Self>, sender: Sender) {
+    async fn sender_attached(self: Arc<Self>, sender: Sender, epoch: Option<i64>) {
         let address = sender
             .source()
             .as_ref()
             .and_then(|s| s.address.clone())
             .unwrap_or_default();
+        if let Some(node) = self.events_node(&address) {
+            return self.events_sender(sender, node, epoch).await;
+        }
         let source = parse_address(&address);
         if let Err(refused) = self.admit_link(&source) {
             let _ = sender.close_with_error(refused).await;
@@ -397,6 +407,9 @@ impl Conn {
             .as_ref()
             .and_then(|t| t.address.clone())
             .unwrap_or_default();
+        if let Some(node) = self.events_node(&address) {
+            return self.events_receiver(receiver, node).await;
+        }
         let target = parse_address(&address);
         if let Err(refused) = self.admit_link(&target) {
             let _ = receiver.close_with_error(refused).await;

@@ -64,6 +64,10 @@ impl Module {
     }
 
     /// The keys a module SAS token may be signed with.
+    pub fn generation_id(&self) -> u64 {
+        self.generation_id
+    }
+
     pub fn keys(&self) -> [&str; 2] {
         [&self.primary_key, &self.secondary_key]
     }

@@ -9,6 +9,7 @@ use std::ops::Bound;
 
 use serde_json::{Map, Value};
 
+use crate::device_message::ClientAuth;
 use crate::errors::{ApiError, ErrorCode};
 use crate::paging::{Collected, Page};
 use crate::query::{Condition, SelectQuery, Source};
@@ -296,6 +297,36 @@ impl Registry {
             }
         }
         counts
+    }
+
+    /// How a client authenticates (`sas`, or `x509Certificate` from IoT Hub's thumbprints or an
+    /// external CA) and its
+    /// generation id, as IoT Hub stamps them on the client's messages; none when unknown.
+    pub fn client_auth(&self, client: &str) -> Option<ClientAuth> {
+        let (device, module) = split_client(client);
+        let map = self.read();
+        let d = map.get(device)?;
+        Some(match module {
+            None => {
+                let (method, issuer) = match d.credentials() {
+                    Credentials::Keys(_) => ("sas", "iothub"),
+                    Credentials::Thumbprints(_) => ("x509Certificate", "iothub"),
+                    Credentials::CertificateAuthority => ("x509Certificate", "external"),
+                };
+                ClientAuth {
+                    method,
+                    issuer,
+                    scope: "device",
+                    generation_id: d.generation_id().to_string(),
+                }
+            }
+            Some(module) => ClientAuth {
+                method: "sas",
+                issuer: "iothub",
+                scope: "module",
+                generation_id: d.modules.get(module)?.generation_id().to_string(),
+            },
+        })
     }
 
     /// What a client's login is checked against, when the client may connect at all: its

@@ -38,6 +38,9 @@ pub struct Seed {
     pub generate: usize,
     #[serde(default)]
     pub devices: Vec<SeedDevice>,
+    /// Consumer groups of the events endpoint besides `$Default`.
+    #[serde(default, rename = "consumerGroups")]
+    pub consumer_groups: Vec<String>,
 }
 
 impl Seed {
@@ -46,8 +49,8 @@ impl Seed {
         if v.is_array() {
             let devices = serde_json::from_value(v).map_err(|e| format!("invalid seed: {e}"))?;
             return Ok(Seed {
-                generate: 0,
                 devices,
+                ..Seed::default()
             });
         }
         serde_json::from_value(v).map_err(|e| format!("invalid seed: {e}"))
@@ -56,7 +59,7 @@ impl Seed {
     pub fn generated(n: usize) -> Seed {
         Seed {
             generate: n,
-            devices: Vec::new(),
+            ..Seed::default()
         }
     }
 

@@ -56,7 +56,7 @@ pub struct SubscriptionChange {
 /// What a connected device sends the hub, decoded by its transport.
 pub enum Incoming<'a> {
     /// Device-to-cloud telemetry (`Hub::device_message`); its activity is `Activity`.
-    Telemetry(DeviceMessage),
+    Telemetry(Box<DeviceMessage>),
     /// The answer to a direct method call, by the call's request id.
     MethodAnswer {
         request_id: &'a str,
@@ -127,7 +127,7 @@ impl DeviceLink {
         let hub = &self.hub;
         let id = self.client.as_str();
         match incoming {
-            Incoming::Telemetry(message) => hub.device_message(message),
+            Incoming::Telemetry(message) => hub.device_message(*message),
             Incoming::MethodAnswer {
                 request_id,
                 status,
@@ -226,6 +226,7 @@ mod tests {
                 json!([{"deviceId": "d1", "method": {"offline": true}}]),
             )
             .unwrap(),
+            events: Default::default(),
         };
         let auth = Authenticator::new(vec!["hub.test:1".into()], vec![], vec![]);
         Hub::new(config, auth, FaultSpec::default()).unwrap()

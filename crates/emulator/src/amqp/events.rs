@@ -1,0 +1,83 @@
+//! The events endpoint's links on an AMQP connection (the endpoint itself is `crate::events`):
+//! a link under the Event Hub-compatible name needs a policy token for the endpoint (a CBS
+//! put-token for `sb://{host}/{name}…`, see `cbs.rs`), then a receiver reads a partition and
+//! `$management` answers requests.
+
+use std::sync::Arc;
+
+use fe2o3_amqp::types::definitions::{AmqpError, Error as AmqpErrorBody};
+use fe2o3_amqp::{Receiver, Sender};
+
+use super::cbs::Grantee;
+use super::login::refusal;
+use super::{lock, Conn};
+use crate::events::link::{self, Node};
+use crate::events::management;
+
+impl Conn {
+    /// What `address` names on the events endpoint (`None`: not the endpoint's).
+    pub(super) fn events_node(&self, address: &str) -> Option<Result<Node, AmqpErrorBody>> {
+        link::node(self.hub.events(), self.hub.host_name(), address)
+    }
+
+    fn holds_policy_token(&self) -> bool {
+        lock(&self.authorized).contains_key(&Grantee::Service)
+    }
+
+    /// A link the client receives on: a partition's events or `$management`'s replies.
+    pub(super) async fn events_sender(
+        self: Arc<Self>,
+        sender: Sender,
+        node: Result<Node, AmqpErrorBody>,
+        epoch: Option<i64>,
+    ) {
+        if !self.holds_policy_token() {
+            let _ = sender
+                .close_with_error(refusal(
+                    "Unauthorized: put a token for the endpoint on $cbs first",
+                ))
+                .await;
+            return;
+        }
+        let events = self.hub.events().clone();
+        match node {
+            Err(refused) => {
+                let _ = sender.close_with_error(refused).await;
+            }
+            Ok(Node::Partition { group, partition }) => {
+                tokio::spawn(link::serve_partition(
+                    events, sender, group, partition, epoch,
+                ));
+            }
+            Ok(Node::Management) => {
+                tokio::spawn(async move { management::serve_replies(&events, sender).await });
+            }
+        }
+    }
+
+    /// A link the client sends on: `$management`'s requests (the endpoint takes no events).
+    pub(super) async fn events_receiver(
+        self: Arc<Self>,
+        receiver: Receiver,
+        node: Result<Node, AmqpErrorBody>,
+    ) {
+        match node {
+            Ok(Node::Management) => {
+                let events = self.hub.events().clone();
+                let conn = Arc::downgrade(&self);
+                tokio::spawn(async move {
+                    let authorized = || conn.upgrade().is_some_and(|c| c.holds_policy_token());
+                    management::serve_requests(&events, receiver, authorized).await
+                });
+            }
+            Ok(Node::Partition { .. }) => {
+                let text = "a consumer group's partition is read, not written".to_string();
+                let error = AmqpErrorBody::new(AmqpError::NotAllowed, Some(text), None);
+                let _ = receiver.close_with_error(error).await;
+            }
+            Err(refused) => {
+                let _ = receiver.close_with_error(refused).await;
+            }
+        }
+    }
+}
