@@ -177,7 +177,7 @@ fn load_devices(hub: &Hub, body: &Bytes, replace: bool) -> Answer {
     let loaded = devices.len();
     hub.devices
         .load(devices, replace)
-        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e))?;
+        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     Ok(json!({"loaded": loaded, "devices": hub.devices.len()}))
 }
 

@@ -9,6 +9,7 @@ use crate::cli::UnknownJob;
 use crate::clock::{wall_secs, Clock};
 use crate::configurations::Configurations;
 use crate::device_message::DeviceMessage;
+use crate::devices::cloud_to_device::Queue;
 use crate::devices::{split_client, Credentials, Device, DeviceAuthError, Registry, Seed};
 use crate::faults::{Decision, FaultSpec};
 use crate::jobs::{Engine, EngineLimits};
@@ -56,7 +57,7 @@ impl Hub {
         store: Store,
     ) -> Result<Arc<Self>, String> {
         let clock = Arc::new(Clock::new());
-        let stored = store.load()?;
+        let stored = store.load::<Device, Queue, serde_json::Value>()?;
         let devices = Arc::new(Registry::with_store(store));
         let configurations = Configurations::default();
         let stored_jobs = match stored {
@@ -67,7 +68,11 @@ impl Hub {
                 devices.restore(stored.devices);
                 devices.cloud_to_device.restore(stored.queues);
                 configurations.restore(stored.configurations);
-                stored.jobs
+                stored
+                    .jobs
+                    .into_iter()
+                    .map(crate::jobs::from_stored)
+                    .collect::<Result<Vec<_>, _>>()?
             }
             None => {
                 devices.load(config.initial_devices.build(clock.now_ms())?, true)?;
@@ -157,8 +162,7 @@ impl Hub {
     /// With a data dir, the store is emptied the same way (the hub's keys and CA stay).
     pub fn reset(&self) -> Result<(), String> {
         self.engine.reset()?;
-        self.configurations.clear();
-        self.devices.store.clear_configurations().wait()?;
+        self.configurations.clear(&self.devices.store)?;
         self.devices.sessions.drop_all();
         self.clock.reset();
         let devices: Vec<Device> = self.config.initial_devices.build(self.clock.now_ms())?;

@@ -22,7 +22,7 @@ use serde_json::Value;
 use crate::errors::{ApiError, ErrorCode};
 use crate::paging::{Collected, Page};
 use crate::query::SelectQuery;
-use crate::store::{store_error, Store};
+use crate::store::{Change, Document, Store, StoreError};
 use crate::twin::if_match;
 use identity::{write_identity, IdentitySpec, Write};
 
@@ -134,6 +134,11 @@ fn may_update(
     Ok(())
 }
 
+/// The change that writes `device` (everything it has, its modules too).
+fn put_device(device: &Device) -> Change {
+    Change::PutDevices(vec![Document::from(device)])
+}
+
 pub fn not_found(id: &str) -> ApiError {
     ApiError::new(
         ErrorCode::DeviceNotFound,
@@ -167,20 +172,24 @@ impl Registry {
     }
 
     /// Adds (or overwrites) devices; with `replace`, removes every other device first.
-    pub fn load(&self, devices: Vec<Device>, replace: bool) -> Result<(), String> {
-        let saved = {
-            let mut map = self.write();
-            let saved = if replace {
-                map.clear();
-                // The store drops the queues with the devices they belong to.
-                self.cloud_to_device.clear();
-                self.store.replace_devices(&devices)
-            } else {
-                self.store.put_devices(&devices)
-            };
-            map.extend(devices.into_iter().map(|d| (d.id.clone(), d)));
-            saved
-        };
+    pub fn load(&self, devices: Vec<Device>, replace: bool) -> Result<(), StoreError> {
+        let map = self.write();
+        if !replace {
+            return self.store.commit(map, |map, changes| {
+                changes.push(|| Change::PutDevices(devices.iter().map(Document::from).collect()));
+                map.extend(devices.into_iter().map(|d| (d.id.clone(), d)));
+                Ok::<_, StoreError>(())
+            });
+        }
+        // A whole fleet: written in slices as the store takes them (`Store::replace_devices`),
+        // never all serialized at once, so not one `Changes` unit.
+        let mut map = map;
+        map.clear();
+        // The store drops the queues with the devices they belong to.
+        self.cloud_to_device.clear();
+        map.extend(devices.into_iter().map(|d| (d.id.clone(), d)));
+        let saved = self.store.replace_devices(map.values().map(Document::from));
+        drop(map);
         saved.wait()
     }
 
@@ -231,13 +240,12 @@ impl Registry {
         replace: bool,
         now_ms: i64,
     ) -> Result<Value, ApiError> {
-        let (note, twin, saved) = {
-            let mut map = self.write();
+        let (note, twin) = self.store.commit(self.write(), |map, changes| {
             let d = map.get_mut(id).ok_or_else(|| not_found(id))?;
             let note = write_twin(d, body, etag, replace, now_ms, id)?;
-            (note, d.twin(), self.store.put_device(d))
-        };
-        saved.wait().map_err(store_error)?;
+            changes.push(|| put_device(d));
+            Ok::<_, ApiError>((note, d.twin()))
+        })?;
         if let Some(note) = note {
             self.sessions.desired_changed(id, &note);
         }
@@ -296,13 +304,12 @@ impl Registry {
         write: impl FnOnce(bool) -> Write<'e>,
         now_ms: i64,
     ) -> Result<Value, ApiError> {
-        let mut map = self.write();
-        let write = write(map.contains_key(id));
-        let doc = write_identity(&mut map, id, spec, write, now_ms)?;
-        let saved = self.store.put_device(&map[id]);
-        drop(map);
-        saved.wait().map_err(store_error)?;
-        Ok(doc)
+        self.store.commit(self.write(), |map, changes| {
+            let write = write(map.contains_key(id));
+            let doc = write_identity(map, id, spec, write, now_ms)?;
+            changes.push(|| put_device(&map[id]));
+            Ok(doc)
+        })
     }
 
     /// `GET /devices?top=N`: the first `top` identities in id order.
@@ -315,41 +322,43 @@ impl Registry {
     }
 
     pub fn delete(&self, id: &str, etag: Option<&str>) -> Result<(), ApiError> {
-        let mut map = self.write();
-        let d = map.get(id).ok_or_else(|| not_found(id))?;
-        if !if_match(etag, &d.device_etag()) {
-            return Err(ApiError::new(
-                ErrorCode::PreconditionFailed,
-                format!("Precondition failed: the etag of device {id} does not match"),
-            ));
-        }
-        let saved = self.store.delete_device(id);
-        if let Some(d) = map.remove(id) {
-            drop(map);
-            // The device's modules go with it, and so do their connections and what they kept.
+        let (removed, saved) = self.store.stage(self.write(), |map, changes| {
+            let d = map.get(id).ok_or_else(|| not_found(id))?;
+            if !if_match(etag, &d.device_etag()) {
+                return Err(ApiError::new(
+                    ErrorCode::PreconditionFailed,
+                    format!("Precondition failed: the etag of device {id} does not match"),
+                ));
+            }
+            changes.push(|| Change::DeleteDevice(id.into()));
+            Ok(map.remove(id))
+        })?;
+        // The device's modules go with it, and so do their connections and what they kept
+        // (before the commit: a device that is gone takes no new connection meanwhile).
+        if let Some(d) = removed {
             self.sessions.forget(id);
             self.forget_cloud_to_device(id);
             for module in d.modules.keys() {
                 self.sessions.forget(&client_key(id, Some(module)));
             }
         }
-        saved.wait().map_err(store_error)
+        Ok(saved.wait()?)
     }
 
     /// Updates the method behaviour of one device, or of all devices when `id` is `*`.
     pub fn set_behaviour(&self, id: &str, patch: &BehaviourPatch) -> Result<usize, ApiError> {
-        let mut map = self.write();
-        let (count, saved) = if id == "*" {
-            map.values_mut().for_each(|d| d.behaviour.apply(patch));
-            (map.len(), self.store.put_devices(map.values()))
-        } else {
-            let d = map.get_mut(id).ok_or_else(|| not_found(id))?;
-            d.behaviour.apply(patch);
-            (1, self.store.put_device(d))
-        };
-        drop(map);
-        saved.wait().map_err(store_error)?;
-        Ok(count)
+        self.store.commit(self.write(), |map, changes| {
+            if id == "*" {
+                map.values_mut().for_each(|d| d.behaviour.apply(patch));
+                changes.push(|| Change::PutDevices(map.values().map(Document::from).collect()));
+                Ok(map.len())
+            } else {
+                let d = map.get_mut(id).ok_or_else(|| not_found(id))?;
+                d.behaviour.apply(patch);
+                changes.push(|| put_device(d));
+                Ok(1)
+            }
+        })
     }
 }
 

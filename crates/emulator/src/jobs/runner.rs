@@ -10,12 +10,13 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::model::{DeviceOutcome, DeviceRow, Job, JobStatus};
+use super::records::{ended, job_changes, job_record, row_records, EndedRow};
 use super::request::{JobKind, MethodSpec, MAX_METHOD_PAYLOAD};
 use super::{Engine, JobEntry};
 use crate::devices::{client_key, MethodCallRecord};
 use crate::errors::ErrorCode;
 use crate::query::parse_condition;
-use crate::store::EndedRow;
+use crate::store::{Change, Document};
 
 /// Device operations in flight per job. Enough that slow devices overlap the way they do on
 /// the service, few enough that a 100k-device job does not spawn 100k tasks at once.
@@ -172,7 +173,10 @@ type Targets = Vec<(usize, Target)>;
 /// failed one), and the job goes on in memory.
 fn save(engine: &Engine, entry: &JobEntry, job: &Job, targets: bool, rows: &[EndedRow<'_>]) {
     if entry.stored() {
-        let _queued = engine.devices.store.put_job(entry.seq, job, targets, rows);
+        let _queued = engine
+            .devices
+            .store
+            .write_behind(|| job_changes(entry.seq, job, targets, rows));
     }
 }
 
@@ -254,15 +258,18 @@ impl Progress {
         } else {
             &indices
         };
-        let rows: Vec<EndedRow<'_>> = indices
-            .iter()
-            .map(|&index| EndedRow {
-                index,
-                row: &job.rows[index],
-            })
-            .collect();
+        let rows = ended(&job, indices.iter().copied());
         let state = end.is_some().then_some(&*job);
-        let result = store.put_progress(entry.seq, state, &rows, changed);
+        let result = store.write_behind(|| {
+            let mut changes = vec![
+                Change::PutRows(entry.seq, row_records(&rows)),
+                Change::PutDevices(changed.map(Document::from).collect()),
+            ];
+            if let Some(job) = state {
+                changes.push(Change::PutJob(job_record(entry.seq, job, false)));
+            }
+            changes
+        });
         if let Err(e) = result {
             eprintln!(
                 "iothub-emulator: progress of job {} was not saved: {e}",
