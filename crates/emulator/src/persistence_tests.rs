@@ -382,3 +382,39 @@ fn cloud_to_device_queues_are_stored_and_a_version_2_store_gains_them() {
         .unwrap();
     assert!(load(&store).unwrap().queues.is_empty());
 }
+
+/// A twin job writes its devices through the registry's twin write: a batch's twins are
+/// committed before its rows count as done, so with the writer held no row ends; released,
+/// every twin is on disk by the time the job completes.
+#[test]
+fn a_twin_jobs_rows_end_only_once_its_twins_are_committed() {
+    let dir = Dir::new();
+    run(async {
+        let e = start(dir.path(), 20);
+        let start_time = crate::clock::iso(e.clock.now_ms() + 500);
+        let mut body = json!({"type": "scheduleUpdateTwin", "queryCondition": "*", "startTime": start_time,
+               "updateTwin": {"etag": "*", "tags": {"patched": true}}});
+        body["jobId"] = json!("twin");
+        e.create(parse_job_request("twin", &body, e.clock.now_ms()).unwrap())
+            .unwrap();
+        assert!(e.devices.store.hold_writer(true));
+        let running = wait_for(&e, "twin", |j| j["status"] == "running").await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let held = e.get("twin").unwrap();
+        assert_eq!(
+            held["deviceJobStatistics"]["succeededCount"], 0,
+            "{running}"
+        );
+        e.devices.store.hold_writer(false);
+        wait_for(&e, "twin", |j| j["status"] == "completed").await;
+        let db = rusqlite::Connection::open(dir.path().join("hub.db")).unwrap();
+        let patched: i64 = db
+            .query_row(
+                "SELECT count(*) FROM devices WHERE json_extract(doc, '$.tags.patched') = 1",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(patched, 20);
+    });
+}

@@ -134,6 +134,45 @@ fn may_update(
     Ok(())
 }
 
+/// A twin write's request: `PATCH` (merge) or `PUT` (`replace`) with `body` under `If-Match`.
+struct TwinWrite<'a> {
+    body: &'a Value,
+    etag: Option<&'a str>,
+    replace: bool,
+    now_ms: i64,
+}
+
+/// The hub's one twin write, for the REST twin endpoints and twin jobs alike: the twin of a
+/// device or of one of its modules written under the registry's lock. Gives the desired
+/// notification for its session (when desired changed) and the device, whose document is
+/// what the store writes.
+fn write_client_twin<'m>(
+    map: &'m mut BTreeMap<String, Device>,
+    device: &str,
+    module: Option<&str>,
+    write: &TwinWrite<'_>,
+) -> Result<(Option<Value>, &'m Device), ApiError> {
+    let d = map.get_mut(device).ok_or_else(|| not_found(device))?;
+    let TwinWrite {
+        body,
+        etag,
+        replace,
+        now_ms,
+    } = *write;
+    let note = match module {
+        None => write_twin(d, body, etag, replace, now_ms, device)?,
+        Some(module) => {
+            let m = d
+                .modules
+                .get_mut(module)
+                .ok_or_else(|| modules::module_not_found(device, module))?;
+            let what = format!("module {module} on device {device}");
+            write_twin(m, body, etag, replace, now_ms, &what)?
+        }
+    };
+    Ok((note, d))
+}
+
 /// The change that writes `device` (everything it has, its modules too).
 fn put_device(device: &Device) -> Change {
     Change::PutDevices(vec![Document::from(device)])
@@ -232,6 +271,8 @@ impl Registry {
         (twins, next.cloned())
     }
 
+    /// `PATCH` (merge) or `PUT` (`replace`) `/twins/{id}`: the twin written (the hub's one
+    /// twin write, [`write_client_twin`]), stored, then the desired change sent to the device.
     pub fn update_twin(
         &self,
         id: &str,
@@ -240,9 +281,14 @@ impl Registry {
         replace: bool,
         now_ms: i64,
     ) -> Result<Value, ApiError> {
+        let write = TwinWrite {
+            body,
+            etag,
+            replace,
+            now_ms,
+        };
         let (note, twin) = self.store.commit(self.write(), |map, changes| {
-            let d = map.get_mut(id).ok_or_else(|| not_found(id))?;
-            let note = write_twin(d, body, etag, replace, now_ms, id)?;
+            let (note, d) = write_client_twin(map, id, None, &write)?;
             changes.push(|| put_device(d));
             Ok::<_, ApiError>((note, d.twin()))
         })?;
@@ -250,6 +296,63 @@ impl Registry {
             self.sessions.desired_changed(id, &note);
         }
         Ok(twin)
+    }
+
+    /// A twin job's batch: `patch` merged into the twin of each target (a device, or a module
+    /// of one), with the same twin write as the REST handlers, all committed as one unit
+    /// before it returns; then each desired change is sent. One result per target.
+    pub fn patch_twins(
+        &self,
+        targets: &[(&str, Option<&str>)],
+        patch: &Value,
+        now_ms: i64,
+    ) -> Vec<Result<(), ApiError>> {
+        let write = TwinWrite {
+            body: patch,
+            etag: None,
+            replace: false,
+            now_ms,
+        };
+        let committed = self.store.commit(self.write(), |map, changes| {
+            let mut results = Vec::with_capacity(targets.len());
+            let mut notes = Vec::new();
+            let mut written: Vec<&str> = Vec::new();
+            for &(device, module) in targets {
+                results.push(
+                    write_client_twin(map, device, module, &write).map(|(note, _)| {
+                        if let Some(note) = note {
+                            notes.push((client_key(device, module), note));
+                        }
+                        // A device's modules are in its document: written once per batch.
+                        if written.last() != Some(&device) {
+                            written.push(device);
+                        }
+                    }),
+                );
+            }
+            changes.push(|| {
+                Change::PutDevices(
+                    written
+                        .iter()
+                        .filter_map(|id| map.get(*id))
+                        .map(Document::from)
+                        .collect(),
+                )
+            });
+            Ok::<_, StoreError>((results, notes))
+        });
+        match committed {
+            Ok((results, notes)) => {
+                for (client, note) in notes {
+                    self.sessions.desired_changed(&client, &note);
+                }
+                results
+            }
+            Err(e) => {
+                let e = ApiError::from(e);
+                targets.iter().map(|_| Err(e.clone())).collect()
+            }
+        }
     }
 
     pub fn identity(&self, id: &str) -> Result<Value, ApiError> {

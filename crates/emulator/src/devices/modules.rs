@@ -16,8 +16,8 @@ use crate::store::StoreError;
 use crate::twin::if_match;
 
 use super::{
-    may_update, not_found, put_device, symmetric_keys, validate_device_id, write_twin,
-    Authentication, Credentials, Device, DeviceAuthError, Module, Registry,
+    may_update, not_found, put_device, symmetric_keys, validate_device_id, write_client_twin,
+    Authentication, Credentials, Device, DeviceAuthError, Module, Registry, TwinWrite,
 };
 
 /// `{deviceId}` → (device, None); `{deviceId}/{moduleId}` → (device, Some(module)).
@@ -36,7 +36,7 @@ pub fn client_key<'a>(device: &'a str, module: Option<&str>) -> Cow<'a, str> {
     }
 }
 
-fn module_not_found(device: &str, module: &str) -> ApiError {
+pub(super) fn module_not_found(device: &str, module: &str) -> ApiError {
     ApiError::new(
         ErrorCode::ModuleNotFound,
         format!("Module {module} on device {device} not registered"),
@@ -193,18 +193,16 @@ impl Registry {
         replace: bool,
         now_ms: i64,
     ) -> Result<Value, ApiError> {
+        let write = TwinWrite {
+            body,
+            etag,
+            replace,
+            now_ms,
+        };
         let (note, twin) = self.store.commit(self.write(), |map, changes| {
-            let d = map.get_mut(device).ok_or_else(|| not_found(device))?;
-            let enabled = d.is_enabled();
-            let m = d
-                .modules
-                .get_mut(module)
-                .ok_or_else(|| module_not_found(device, module))?;
-            let what = format!("module {module} on device {device}");
-            let note = write_twin(m, body, etag, replace, now_ms, &what)?;
-            let twin = m.twin(device, enabled);
+            let (note, d) = write_client_twin(map, device, Some(module), &write)?;
             changes.push(|| put_device(d));
-            Ok::<_, ApiError>((note, twin))
+            Ok::<_, ApiError>((note, d.modules[module].twin(device, d.is_enabled())))
         })?;
         if let Some(note) = note {
             self.sessions

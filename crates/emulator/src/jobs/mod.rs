@@ -136,6 +136,17 @@ impl Engine {
         crate::locks::write(&self.index)
     }
 
+    /// Whether jobs are kept in a data dir.
+    fn is_persistent(&self) -> bool {
+        self.devices.store.is_persistent()
+    }
+
+    /// Queues a running job's own records (its state, its rows), without waiting for the
+    /// commit: no client waits for a runner.
+    fn write_behind(&self, changes: impl FnOnce() -> Vec<Change>) -> Result<(), StoreError> {
+        self.devices.store.write_behind(changes)
+    }
+
     /// Counts a PUT attempt for `id` (called before validation of the rest of the request).
     pub fn count_attempt(&self, id: &str) {
         self.write()
