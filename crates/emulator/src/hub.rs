@@ -11,6 +11,7 @@ use crate::configurations::Configurations;
 use crate::device_message::DeviceMessage;
 use crate::devices::cloud_to_device::Queue;
 use crate::devices::{split_client, Credentials, Device, DeviceAuthError, Registry, Seed};
+use crate::errors::StartError;
 use crate::faults::{Decision, FaultSpec};
 use crate::jobs::{Engine, EngineLimits};
 use crate::limits::{DevicePacer, RateLimiter, Tier};
@@ -44,7 +45,7 @@ impl Hub {
         config: HubConfig,
         auth: Authenticator,
         faults: FaultSpec,
-    ) -> Result<Arc<Self>, String> {
+    ) -> Result<Arc<Self>, StartError> {
         Self::with_store(config, auth, faults, Store::memory())
     }
 
@@ -55,7 +56,7 @@ impl Hub {
         auth: Authenticator,
         faults: FaultSpec,
         store: Store,
-    ) -> Result<Arc<Self>, String> {
+    ) -> Result<Arc<Self>, StartError> {
         let clock = Arc::new(Clock::new());
         let stored = store.load::<Device, Queue, serde_json::Value>()?;
         let devices = Arc::new(Registry::with_store(store));
@@ -160,7 +161,7 @@ impl Hub {
 
     /// Back to the state of a new hub: initial devices, no jobs, records or faults, real time.
     /// With a data dir, the store is emptied the same way (the hub's keys and CA stay).
-    pub fn reset(&self) -> Result<(), String> {
+    pub fn reset(&self) -> Result<(), StartError> {
         self.engine.reset()?;
         self.configurations.clear(&self.devices.store)?;
         self.devices.sessions.drop_all();

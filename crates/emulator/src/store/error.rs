@@ -2,7 +2,7 @@
 //! opened or read. Its text says what and where (a path, a device id), never a document's
 //! content (a device's document holds its keys).
 
-use crate::errors::{ApiError, ErrorCode};
+use crate::errors::{ApiError, ErrorCode, StartError};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoreError(String);
@@ -32,9 +32,9 @@ impl From<StoreError> for ApiError {
     }
 }
 
-/// Start-up and reset paths that still speak in text.
-impl From<StoreError> for String {
+/// A data dir that cannot be opened or read stops the start (or a reset).
+impl From<StoreError> for StartError {
     fn from(e: StoreError) -> Self {
-        e.0
+        StartError::new(e.0)
     }
 }
