@@ -22,7 +22,7 @@ use serde_json::Value;
 use crate::errors::{ApiError, ErrorCode};
 use crate::paging::{Collected, Page};
 use crate::query::SelectQuery;
-use crate::store::{Change, Document, Store, StoreError};
+use crate::store::{Change, Document, Pending, Store, StoreError};
 use crate::twin::if_match;
 use identity::{write_identity, IdentitySpec, Write};
 
@@ -132,6 +132,30 @@ fn may_update(
         ));
     }
     Ok(())
+}
+
+/// Twin patches written and queued to the store, not yet committed.
+#[must_use = "a twin write counts only once committed"]
+pub struct StagedTwins {
+    results: Vec<Result<(), ApiError>>,
+    /// Desired changes for the clients' sessions, sent once committed.
+    notes: Vec<(String, Value)>,
+    pending: Option<Pending>,
+}
+
+impl StagedTwins {
+    /// Waits until the patches are on disk, then sends the desired changes: one result per
+    /// target (every one an error when the commit failed).
+    pub fn commit(self, registry: &Registry) -> Vec<Result<(), ApiError>> {
+        if let Some(Err(e)) = self.pending.map(Pending::wait) {
+            let e = ApiError::from(e);
+            return self.results.iter().map(|_| Err(e.clone())).collect();
+        }
+        for (client, note) in self.notes {
+            registry.sessions.desired_changed(&client, &note);
+        }
+        self.results
+    }
 }
 
 /// A twin write's request: `PATCH` (merge) or `PUT` (`replace`) with `body` under `If-Match`.
@@ -299,21 +323,23 @@ impl Registry {
     }
 
     /// A twin job's batch: `patch` merged into the twin of each target (a device, or a module
-    /// of one), with the same twin write as the REST handlers, all committed as one unit
-    /// before it returns; then each desired change is sent. One result per target.
-    pub fn patch_twins(
+    /// of one) with the same twin write as the REST handlers, and queued to the store as one
+    /// unit; [`StagedTwins::commit`] waits for it and sends the desired changes. Staged
+    /// rather than committed at once so that a job writes its next batch while the store
+    /// commits this one.
+    pub fn stage_twin_patches(
         &self,
         targets: &[(&str, Option<&str>)],
         patch: &Value,
         now_ms: i64,
-    ) -> Vec<Result<(), ApiError>> {
+    ) -> StagedTwins {
         let write = TwinWrite {
             body: patch,
             etag: None,
             replace: false,
             now_ms,
         };
-        let committed = self.store.commit(self.write(), |map, changes| {
+        let staged = self.store.stage(self.write(), |map, changes| {
             let mut results = Vec::with_capacity(targets.len());
             let mut notes = Vec::new();
             let mut written: Vec<&str> = Vec::new();
@@ -321,7 +347,7 @@ impl Registry {
                 results.push(
                     write_client_twin(map, device, module, &write).map(|(note, _)| {
                         if let Some(note) = note {
-                            notes.push((client_key(device, module), note));
+                            notes.push((client_key(device, module).into_owned(), note));
                         }
                         // A device's modules are in its document: written once per batch.
                         if written.last() != Some(&device) {
@@ -341,17 +367,17 @@ impl Registry {
             });
             Ok::<_, StoreError>((results, notes))
         });
-        match committed {
-            Ok((results, notes)) => {
-                for (client, note) in notes {
-                    self.sessions.desired_changed(&client, &note);
-                }
-                results
-            }
-            Err(e) => {
-                let e = ApiError::from(e);
-                targets.iter().map(|_| Err(e.clone())).collect()
-            }
+        match staged {
+            Ok(((results, notes), pending)) => StagedTwins {
+                results,
+                notes,
+                pending: Some(pending),
+            },
+            Err(e) => StagedTwins {
+                results: targets.iter().map(|_| Err(e.clone().into())).collect(),
+                notes: Vec::new(),
+                pending: None,
+            },
         }
     }
 

@@ -13,7 +13,7 @@ use super::model::{DeviceOutcome, DeviceRow, Job, JobStatus};
 use super::records::{ended, job_changes, job_record, row_records, EndedRow};
 use super::request::{JobKind, MethodSpec, MAX_METHOD_PAYLOAD};
 use super::{Engine, JobEntry};
-use crate::devices::{client_key, MethodCallRecord};
+use crate::devices::{client_key, MethodCallRecord, StagedTwins};
 use crate::errors::ErrorCode;
 use crate::query::parse_condition;
 use crate::store::Change;
@@ -328,8 +328,9 @@ async fn pace(engine: &Engine, devices: usize) {
 }
 
 /// A twin job: its targets patched in batches through the registry's twin write (the one the
-/// REST handlers use), each batch committed before its rows end. Paced (`--tier`), a batch is
-/// one device, so each waits for its own slot as a method job's devices do.
+/// REST handlers use), each batch committed before its rows end. The next batch is written
+/// while the store commits the one before. Paced (`--tier`), a batch is one device, so each
+/// waits for its own slot as a method job's devices do.
 async fn run_twins(
     engine: &Arc<Engine>,
     entry: &Arc<JobEntry>,
@@ -342,6 +343,7 @@ async fn run_twins(
     } else {
         TWIN_BATCH
     };
+    let mut in_flight: Option<InFlight<'_>> = None;
     for chunk in targets.chunks(batch) {
         pace(engine, chunk.len()).await;
         let now = engine.clock.now_ms();
@@ -355,11 +357,41 @@ async fn run_twins(
             .iter()
             .map(|(_, (device, module))| (device.as_str(), module.as_deref()))
             .collect();
-        let results = engine.devices.patch_twins(&writes, patch, now);
-        let now = engine.clock.now_ms();
+        let staged = engine.devices.stage_twin_patches(&writes, patch, now);
+        // The batch before ends (once committed) while this one is queued behind it.
+        drop(in_flight.replace(InFlight {
+            engine,
+            entry,
+            progress,
+            rows: chunk.iter().map(|(i, _)| *i).collect(),
+            staged: Some(staged),
+        }));
+        // A cancel or the deadline is seen between batches.
+        tokio::task::yield_now().await;
+    }
+}
+
+/// A twin job's batch written and queued to the store: its rows end once it is committed,
+/// when the next batch is queued, at the job's end, or when a cancel or the deadline drops the
+/// job's loop meanwhile (its twins are written: their rows say so).
+struct InFlight<'a> {
+    engine: &'a Engine,
+    entry: &'a JobEntry,
+    progress: &'a Progress,
+    rows: Vec<usize>,
+    staged: Option<StagedTwins>,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let Some(staged) = self.staged.take() else {
+            return;
+        };
+        let results = staged.commit(&self.engine.devices);
+        let now = self.engine.clock.now_ms();
         {
-            let mut job = entry.lock();
-            for ((i, _), result) in chunk.iter().zip(results) {
+            let mut job = self.entry.lock();
+            for (&i, result) in self.rows.iter().zip(results) {
                 let outcome = match result {
                     Ok(()) => DeviceOutcome::Succeeded {
                         status: 200,
@@ -367,14 +399,12 @@ async fn run_twins(
                     },
                     Err(e) => failed(e.code, e.message),
                 };
-                job.end_row(*i, outcome, now);
+                job.end_row(i, outcome, now);
             }
         }
-        for (i, _) in chunk {
-            progress.row_ended(engine, entry, *i);
+        for &i in &self.rows {
+            self.progress.row_ended(self.engine, self.entry, i);
         }
-        // A cancel or the deadline is seen between batches.
-        tokio::task::yield_now().await;
     }
 }
 
