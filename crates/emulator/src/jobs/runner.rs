@@ -2,6 +2,7 @@
 //! operations (bounded parallelism, optional tier pacing), and finish as completed, failed
 //! or cancelled. `maxExecutionTimeInSeconds` is a deadline on the emulator clock.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,6 +26,10 @@ const PARALLEL_DEVICE_OPS: usize = 256;
 /// Twins a twin job writes in one batch: one write of the registry and one commit for all of
 /// them (a commit per device would make a fleet's job wait on the disk 100,000 times).
 const TWIN_BATCH: usize = 512;
+
+/// Twin batches queued to the store and not yet waited for: the job writes the next ones while
+/// the store commits these, and waits only when the writer is this far behind.
+const TWIN_BATCHES_IN_FLIGHT: usize = 8;
 
 enum Ending {
     Done,
@@ -328,8 +333,8 @@ async fn pace(engine: &Engine, devices: usize) {
 }
 
 /// A twin job: its targets patched in batches through the registry's twin write (the one the
-/// REST handlers use), each batch committed before its rows end. The next batch is written
-/// while the store commits the one before. Paced (`--tier`), a batch is one device, so each
+/// REST handlers use), each batch committed before its rows end. The next batches are written
+/// while the store commits the ones before. Paced (`--tier`), a batch is one device, so each
 /// waits for its own slot as a method job's devices do.
 async fn run_twins(
     engine: &Arc<Engine>,
@@ -343,7 +348,7 @@ async fn run_twins(
     } else {
         TWIN_BATCH
     };
-    let mut in_flight: Option<InFlight<'_>> = None;
+    let mut in_flight: VecDeque<InFlight<'_>> = VecDeque::new();
     for chunk in targets.chunks(batch) {
         pace(engine, chunk.len()).await;
         let now = engine.clock.now_ms();
@@ -358,14 +363,17 @@ async fn run_twins(
             .map(|(_, (device, module))| (device.as_str(), module.as_deref()))
             .collect();
         let staged = engine.devices.stage_twin_patches(&writes, patch, now);
-        // The batch before ends (once committed) while this one is queued behind it.
-        drop(in_flight.replace(InFlight {
+        in_flight.push_back(InFlight {
             engine,
             entry,
             progress,
             rows: chunk.iter().map(|(i, _)| *i).collect(),
             staged: Some(staged),
-        }));
+        });
+        // The oldest batches end (once committed) while the newer ones are queued behind.
+        while in_flight.len() > TWIN_BATCHES_IN_FLIGHT {
+            drop(in_flight.pop_front());
+        }
         // A cancel or the deadline is seen between batches.
         tokio::task::yield_now().await;
     }
