@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use clap::error::ErrorKind;
 use clap::Parser;
 
+use crate::errors::StartError;
 use crate::faults::FaultSpec;
 use crate::limits::Tier;
 
@@ -165,14 +166,14 @@ pub enum Parsed {
 
 /// Parses the arguments (without the program name). A bad command line is one line, without
 /// clap's usage block: the caller prints it as `iothub-emulator: {line}` and exits 2.
-pub fn parse<I: IntoIterator<Item = String>>(argv: I) -> Result<Parsed, String> {
+pub fn parse<I: IntoIterator<Item = String>>(argv: I) -> Result<Parsed, StartError> {
     let argv = std::iter::once("iothub-emulator".to_string()).chain(argv);
     match Args::try_parse_from(argv) {
         Ok(args) => Ok(Parsed::Run(Box::new(args))),
         Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
             Ok(Parsed::Print(e.render().to_string()))
         }
-        Err(e) => Err(one_line(&e)),
+        Err(e) => Err(StartError::new(one_line(&e))),
     }
 }
 
@@ -205,7 +206,9 @@ mod tests {
     }
 
     fn error(v: &[&str]) -> String {
-        parse(v.iter().map(|s| s.to_string())).unwrap_err()
+        parse(v.iter().map(|s| s.to_string()))
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]

@@ -16,7 +16,7 @@ use crate::devices::Registry;
 use crate::errors::{ApiError, ErrorCode};
 use crate::locks::lock;
 use crate::query::{parse_condition, parse_counted, Condition, SelectQuery};
-use crate::store::{store_error, Store};
+use crate::store::{Change, Document, Store, StoreError};
 use crate::twin::{device_etag, if_match};
 
 /// Configurations a hub holds at most (IoT Hub's limit for paid tiers: 100; free: 10).
@@ -212,9 +212,13 @@ impl Configurations {
         *lock(&self.writes) = map.len() as u64;
     }
 
-    /// Forgets every configuration (a reset; the store is emptied by the caller).
-    pub fn clear(&self) {
-        lock(&self.map).clear();
+    /// Forgets every configuration (a reset), in the store too.
+    pub fn clear(&self, store: &Store) -> Result<(), StoreError> {
+        store.commit(lock(&self.map), |map, changes| {
+            map.clear();
+            changes.push(|| Change::ClearConfigurations);
+            Ok(())
+        })
     }
 
     fn next_etag(&self) -> String {
@@ -236,8 +240,7 @@ impl Configurations {
     ) -> Result<Value, ApiError> {
         validate_id(id)?;
         let mut doc = checked(id, body)?;
-        let saved = {
-            let mut map = lock(&self.map);
+        store.commit(lock(&self.map), |map, changes| {
             let created = match (map.get(id), etag) {
                 (Some(_), None) => {
                     return Err(invalid(
@@ -278,12 +281,10 @@ impl Configurations {
             doc.insert("lastUpdatedTimeUtc".into(), iso(now_ms).into());
             doc.insert("etag".into(), self.next_etag().into());
             let doc = Value::Object(doc);
-            let saved = store.put_configuration(id, &doc);
-            map.insert(id.to_string(), doc);
-            saved
-        };
-        saved.wait().map_err(store_error)?;
-        Ok(lock(&self.map)[id].clone())
+            changes.push(|| Change::PutConfiguration(Document::of(id, &doc)));
+            map.insert(id.to_string(), doc.clone());
+            Ok(doc)
+        })
     }
 
     /// `GET /configurations/{id}`, its metrics counted against the twins now.
@@ -304,8 +305,7 @@ impl Configurations {
 
     /// `DELETE /configurations/{id}` with an optional `If-Match`.
     pub fn delete(&self, store: &Store, id: &str, etag: Option<&str>) -> Result<(), ApiError> {
-        let saved = {
-            let mut map = lock(&self.map);
+        store.commit(lock(&self.map), |map, changes| {
             let old = map.get(id).ok_or_else(|| not_found(id))?;
             if !if_match(etag, old["etag"].as_str().unwrap_or_default()) {
                 return Err(invalid(
@@ -314,9 +314,9 @@ impl Configurations {
                 ));
             }
             map.remove(id);
-            store.delete_configuration(id)
-        };
-        saved.wait().map_err(store_error)
+            changes.push(|| Change::DeleteConfiguration(id.into()));
+            Ok(())
+        })
     }
 }
 

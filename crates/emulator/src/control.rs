@@ -180,9 +180,12 @@ pub fn handle(
 fn load_devices(hub: &Hub, body: &Bytes, replace: bool) -> Answer {
     let value: Value = parse(body)?;
     let seed = Seed::from_json(value).map_err(bad)?;
-    let loaded = hub
-        .load_devices(&seed, replace)
-        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    let devices = seed
+        .build(hub.clock().now_ms())
+        .map_err(|e| bad(e.to_string()))?;
+    let loaded = devices.len();
+    hub.load_devices(devices, replace)
+        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     Ok(json!({"loaded": loaded, "devices": hub.device_count()}))
 }
 

@@ -236,3 +236,43 @@ mod tests {
         assert_eq!(body.as_object().unwrap().len(), 2);
     }
 }
+
+/// Why the emulator cannot start, or cannot rebuild its hub (a reset): bad configuration or
+/// arguments, a file that cannot be read, a port in use, a data dir that cannot be opened.
+/// One line that says what and why, never a secret (a key, a token).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StartError(String);
+
+impl StartError {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// A message built where it happens (`format!`).
+impl From<String> for StartError {
+    fn from(message: String) -> Self {
+        Self(message)
+    }
+}
+
+impl From<&str> for StartError {
+    fn from(message: &str) -> Self {
+        Self(message.to_string())
+    }
+}
+
+/// Its text, for an answer that carries one (the control API's 400).
+impl From<StartError> for String {
+    fn from(e: StartError) -> Self {
+        e.0
+    }
+}

@@ -16,10 +16,11 @@ use crate::cli::UnknownJob;
 use crate::clock::{wall_secs, Clock};
 use crate::configurations::Configurations;
 use crate::device_message::DeviceMessage;
+use crate::devices::cloud_to_device::Queue;
 use crate::devices::{
     split_client, Credentials, Device, DeviceAuthError, MethodCall, MethodFailure, Registry, Seed,
 };
-use crate::errors::ApiError;
+use crate::errors::{ApiError, StartError};
 use crate::events::{Events, EventsConfig};
 use crate::faults::{Decision, FaultSpec};
 use crate::jobs::{Engine, EngineLimits};
@@ -74,7 +75,7 @@ impl Hub {
         config: HubConfig,
         auth: Authenticator,
         faults: FaultSpec,
-    ) -> Result<Arc<Self>, String> {
+    ) -> Result<Arc<Self>, StartError> {
         Self::with_store(config, auth, faults, Store::memory())
     }
 
@@ -85,10 +86,10 @@ impl Hub {
         auth: Authenticator,
         faults: FaultSpec,
         store: Store,
-    ) -> Result<Arc<Self>, String> {
+    ) -> Result<Arc<Self>, StartError> {
         let clock = Arc::new(Clock::new());
         let events = Arc::new(Events::new(config.events.clone(), clock.clone())?);
-        let stored = store.load()?;
+        let stored = store.load::<Device, Queue, serde_json::Value>()?;
         let devices = Arc::new(Registry::with_store(store));
         let configurations = Configurations::default();
         let stored_jobs = match stored {
@@ -99,7 +100,11 @@ impl Hub {
                 devices.restore(stored.devices);
                 devices.cloud_to_device.restore(stored.queues);
                 configurations.restore(stored.configurations);
-                stored.jobs
+                stored
+                    .jobs
+                    .into_iter()
+                    .map(crate::jobs::from_stored)
+                    .collect::<Result<Vec<_>, _>>()?
             }
             None => {
                 devices.load(config.initial_devices.build(clock.now_ms())?, true)?;
@@ -251,10 +256,9 @@ impl Hub {
 
     /// Back to the state of a new hub: initial devices, no jobs, records or faults, real time.
     /// With a data dir, the store is emptied the same way (the hub's keys and CA stay).
-    pub fn reset(&self) -> Result<(), String> {
+    pub fn reset(&self) -> Result<(), StartError> {
         self.engine.reset()?;
-        self.configurations.clear();
-        self.devices.store.clear_configurations().wait()?;
+        self.configurations.clear(&self.devices.store)?;
         self.devices.sessions.drop_all();
         self.clock.reset();
         let devices: Vec<Device> = self.config.initial_devices.build(self.clock.now_ms())?;

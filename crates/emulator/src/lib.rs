@@ -33,3 +33,6 @@ pub mod websocket;
 pub mod x509;
 
 pub use run::{run, run_until, Ready};
+
+#[cfg(test)]
+mod persistence_tests;

@@ -11,6 +11,7 @@ use std::io::ErrorKind;
 use tokio::net::TcpListener;
 
 use crate::cli::Args;
+use crate::errors::StartError;
 
 /// The hub's standard HTTPS (and WebSocket) port.
 pub const STANDARD_HTTPS_PORT: u16 = 443;
@@ -38,7 +39,7 @@ pub struct Listeners {
 
 impl Listeners {
     /// Binds the ports `args` ask for; a port that is taken or needs root is a one-line error.
-    pub async fn bind(args: &Args) -> Result<Self, String> {
+    pub async fn bind(args: &Args) -> Result<Self, StartError> {
         let (https_port, mqtt_port, amqp_port) = if args.standard_ports {
             let standard = (STANDARD_MQTT_PORT, STANDARD_AMQP_PORT);
             (STANDARD_HTTPS_PORT, Some(standard.0), Some(standard.1))
@@ -82,7 +83,7 @@ fn port_of(listener: &TcpListener) -> u16 {
     listener.local_addr().map(|a| a.port()).unwrap_or(0)
 }
 
-async fn bind(host: &str, port: u16) -> Result<TcpListener, String> {
+async fn bind(host: &str, port: u16) -> Result<TcpListener, StartError> {
     TcpListener::bind((host, port)).await.map_err(|e| {
         let why = match e.kind() {
             ErrorKind::AddrInUse => "the port is already in use".to_string(),
@@ -91,7 +92,7 @@ async fn bind(host: &str, port: u16) -> Result<TcpListener, String> {
             }
             _ => e.to_string(),
         };
-        format!("cannot listen on {host}:{port}: {why}")
+        StartError::new(format!("cannot listen on {host}:{port}: {why}"))
     })
 }
 
@@ -116,7 +117,8 @@ mod tests {
         let e = Listeners::bind(&args(&["--port", &taken]))
             .await
             .err()
-            .unwrap();
+            .unwrap()
+            .to_string();
         assert_eq!(
             e,
             format!("cannot listen on 127.0.0.1:{taken}: the port is already in use")
@@ -124,7 +126,8 @@ mod tests {
         let e = Listeners::bind(&args(&["--mqtt-port", &taken]))
             .await
             .err()
-            .unwrap();
+            .unwrap()
+            .to_string();
         assert!(e.ends_with("the port is already in use"), "{e}");
         let both = Listeners::bind(&args(&["--mqtt-port", "0"])).await.unwrap();
         let mqtt = both.mqtt_port().unwrap();

@@ -12,6 +12,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::auth::{Authenticator, Policy};
 use crate::cli::Args;
 use crate::devices::Seed;
+use crate::errors::StartError;
 use crate::events::EventsConfig;
 use crate::hub::{Hub, HubConfig};
 use crate::listeners::{Listeners, STANDARD_AMQP_PORT, STANDARD_HTTPS_PORT};
@@ -78,7 +79,7 @@ fn event_hub_name(hostname: Option<&str>) -> String {
         .map_or_else(|| "iothub-emulator".to_string(), str::to_ascii_lowercase)
 }
 
-fn initial_seed(args: &Args) -> Result<Seed, String> {
+fn initial_seed(args: &Args) -> Result<Seed, StartError> {
     let mut seed = match &args.seed {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -93,7 +94,7 @@ fn initial_seed(args: &Args) -> Result<Seed, String> {
     Ok(seed)
 }
 
-fn random_key() -> Result<String, String> {
+fn random_key() -> Result<String, StartError> {
     let mut key = [0u8; 32];
     getrandom::fill(&mut key).map_err(|e| format!("no randomness for the hub key: {e}"))?;
     Ok(STANDARD.encode(key))
@@ -103,8 +104,8 @@ fn random_key() -> Result<String, String> {
 fn kept(
     store: &Store,
     key: &str,
-    new: impl FnOnce() -> Result<String, String>,
-) -> Result<String, String> {
+    new: impl FnOnce() -> Result<String, StartError>,
+) -> Result<String, StartError> {
     if let Some(value) = store.meta(key)? {
         return Ok(value);
     }
@@ -115,7 +116,7 @@ fn kept(
 
 /// The TLS setup: `--ca-cert/--ca-key` when given, else the data dir's CA (created once), else
 /// a CA for this run. With a data dir the server key is kept too, and `ca.pem` is in the dir.
-fn tls_for(args: &Args, store: &Store) -> Result<tls::Tls, String> {
+fn tls_for(args: &Args, store: &Store) -> Result<tls::Tls, StartError> {
     let alias = args.hostname.as_deref();
     let brought = match (&args.ca_cert, &args.ca_key) {
         (Some(cert), Some(key)) => Some((Ca::read(cert, key)?, cert.clone())),
@@ -157,7 +158,7 @@ fn tls_for(args: &Args, store: &Store) -> Result<tls::Tls, String> {
 }
 
 /// Serves until SIGTERM or SIGINT (or, with `--exit-on-stdin-eof`, the end of stdin).
-pub async fn run(args: Args, on_ready: impl FnOnce(&Ready)) -> Result<(), String> {
+pub async fn run(args: Args, on_ready: impl FnOnce(&Ready)) -> Result<(), StartError> {
     let signals = shutdown_signal(); // registered now, before the ready line
     let watch_stdin = args.exit_on_stdin_eof;
     let shutdown = async move {
@@ -179,7 +180,7 @@ pub async fn run_until(
     args: Args,
     on_ready: impl FnOnce(&Ready),
     shutdown: impl std::future::Future<Output = ()>,
-) -> Result<(), String> {
+) -> Result<(), StartError> {
     let seed = initial_seed(&args)?;
     let store = match &args.data_dir {
         Some(dir) => Store::open(dir)?,

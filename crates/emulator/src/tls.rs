@@ -14,6 +14,7 @@ use rcgen::{
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio_rustls::rustls::{self, ServerConfig};
 
+use crate::errors::StartError;
 use crate::x509::AnyClientCert;
 
 /// Removes the temporary directory holding `ca.pem` on drop.
@@ -69,7 +70,7 @@ fn generation_error(e: rcgen::Error) -> String {
 }
 
 impl Ca {
-    pub fn generate() -> Result<Self, String> {
+    pub fn generate() -> Result<Self, StartError> {
         let err = generation_error;
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -90,7 +91,7 @@ impl Ca {
     }
 
     /// Reads `--ca-cert` and `--ca-key`: a CA certificate and the key it was issued for.
-    pub fn read(cert_path: &Path, key_path: &Path) -> Result<Self, String> {
+    pub fn read(cert_path: &Path, key_path: &Path) -> Result<Self, StartError> {
         let read = |p: &Path| {
             std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
         };
@@ -110,7 +111,7 @@ impl Ca {
 
     /// A usable pair: a CA certificate (PEM), a private key (PKCS#8 PEM), and the key is the
     /// certificate's.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), StartError> {
         let (_, pem) = x509_parser::pem::parse_x509_pem(self.cert_pem.as_bytes())
             .ok()
             .filter(|(_, pem)| pem.label == "CERTIFICATE")
@@ -130,9 +131,9 @@ impl Ca {
         Ok(())
     }
 
-    fn key_pair(&self) -> Result<KeyPair, String> {
+    fn key_pair(&self) -> Result<KeyPair, StartError> {
         KeyPair::from_pem(&self.key_pem).map_err(|_| {
-            "the key is not a PEM private key (PKCS#8) rcgen can sign with".to_string()
+            StartError::new("the key is not a PEM private key (PKCS#8) rcgen can sign with")
         })
     }
 }
@@ -154,7 +155,7 @@ fn is_self_signed(der: &[u8]) -> bool {
 }
 
 /// A fresh CA and a server certificate, `ca.pem` in a temporary directory.
-pub fn generate(host: &str, alias: Option<&str>) -> Result<Tls, String> {
+pub fn generate(host: &str, alias: Option<&str>) -> Result<Tls, StartError> {
     serve(host, alias, &Ca::generate()?, None, CaFile::Temporary)
 }
 
@@ -167,7 +168,7 @@ pub fn serve(
     ca: &Ca,
     server_key_pem: Option<&str>,
     ca_file: CaFile,
-) -> Result<Tls, String> {
+) -> Result<Tls, StartError> {
     let err = generation_error;
 
     let mut names = vec![

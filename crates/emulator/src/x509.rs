@@ -10,6 +10,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::errors::StartError;
 use sha1::{Digest as _, Sha1};
 use sha2::{Digest as _, Sha256};
 use tokio_rustls::rustls::client::danger::HandshakeSignatureValid;
@@ -136,7 +137,7 @@ pub struct DeviceCas {
 
 impl DeviceCas {
     /// Loads every certificate of every PEM file; errors are one line naming the file.
-    pub fn load(paths: &[PathBuf], provider: Arc<CryptoProvider>) -> Result<Self, String> {
+    pub fn load(paths: &[PathBuf], provider: Arc<CryptoProvider>) -> Result<Self, StartError> {
         if paths.is_empty() {
             return Ok(Self::default());
         }
@@ -149,7 +150,9 @@ impl DeviceCas {
                 .collect::<Result<_, _>>()
                 .map_err(|e| format!("--device-ca {name}: not a PEM certificate file ({e})"))?;
             if certs.is_empty() {
-                return Err(format!("--device-ca {name}: no certificate in the file"));
+                return Err(StartError::new(format!(
+                    "--device-ca {name}: no certificate in the file"
+                )));
             }
             for cert in certs {
                 roots
@@ -436,7 +439,10 @@ mod tests {
         let empty = dir.path().join("empty.pem");
         std::fs::write(&empty, "nothing here").unwrap();
         for bad in [dir.path().join("missing.pem"), empty] {
-            let e = DeviceCas::load(&[bad], provider()).err().unwrap();
+            let e = DeviceCas::load(&[bad], provider())
+                .err()
+                .unwrap()
+                .to_string();
             assert!(e.starts_with("--device-ca ") && !e.contains('\n'), "{e}");
         }
     }

@@ -349,3 +349,10 @@ fn generated_tags(i: u32) -> Map<String, Value> {
     tags.insert("index".into(), json!(i));
     tags
 }
+
+/// How the store keeps a device: one JSON document of everything it has, under its id.
+impl From<&Device> for crate::store::Document {
+    fn from(device: &Device) -> Self {
+        Self::of(&device.id, device)
+    }
+}

@@ -23,7 +23,7 @@ use serde_json::Value;
 use crate::errors::{ApiError, ErrorCode};
 use crate::paging::{Collected, Page};
 use crate::query::SelectQuery;
-use crate::store::{store_error, Store};
+use crate::store::{Change, Document, Pending, Store, StoreError};
 use crate::twin::if_match;
 use identity::{write_identity, IdentitySpec, Write};
 
@@ -136,6 +136,74 @@ fn may_update(
     Ok(())
 }
 
+/// Twin patches written and queued to the store, not yet committed.
+#[must_use = "a twin write counts only once committed"]
+pub struct StagedTwins {
+    results: Vec<Result<(), ApiError>>,
+    /// Desired changes for the clients' sessions, sent once committed.
+    notes: Vec<(String, Value)>,
+    pending: Option<Pending>,
+}
+
+impl StagedTwins {
+    /// Waits until the patches are on disk, then sends the desired changes: one result per
+    /// target (every one an error when the commit failed).
+    pub fn commit(self, registry: &Registry) -> Vec<Result<(), ApiError>> {
+        if let Some(Err(e)) = self.pending.map(Pending::wait) {
+            let e = ApiError::from(e);
+            return self.results.iter().map(|_| Err(e.clone())).collect();
+        }
+        for (client, note) in self.notes {
+            registry.sessions.desired_changed(&client, &note);
+        }
+        self.results
+    }
+}
+
+/// A twin write's request: `PATCH` (merge) or `PUT` (`replace`) with `body` under `If-Match`.
+struct TwinWrite<'a> {
+    body: &'a Value,
+    etag: Option<&'a str>,
+    replace: bool,
+    now_ms: i64,
+}
+
+/// The hub's one twin write, for the REST twin endpoints and twin jobs alike: the twin of a
+/// device or of one of its modules written under the registry's lock. Gives the desired
+/// notification for its session (when desired changed) and the device, whose document is
+/// what the store writes.
+fn write_client_twin<'m>(
+    map: &'m mut BTreeMap<String, Device>,
+    device: &str,
+    module: Option<&str>,
+    write: &TwinWrite<'_>,
+) -> Result<(Option<Value>, &'m Device), ApiError> {
+    let d = map.get_mut(device).ok_or_else(|| not_found(device))?;
+    let TwinWrite {
+        body,
+        etag,
+        replace,
+        now_ms,
+    } = *write;
+    let note = match module {
+        None => write_twin(d, body, etag, replace, now_ms, device)?,
+        Some(module) => {
+            let m = d
+                .modules
+                .get_mut(module)
+                .ok_or_else(|| modules::module_not_found(device, module))?;
+            let what = format!("module {module} on device {device}");
+            write_twin(m, body, etag, replace, now_ms, &what)?
+        }
+    };
+    Ok((note, d))
+}
+
+/// The change that writes `device` (everything it has, its modules too).
+fn put_device(device: &Device) -> Change {
+    Change::PutDevices(vec![Document::from(device)])
+}
+
 pub fn not_found(id: &str) -> ApiError {
     ApiError::new(
         ErrorCode::DeviceNotFound,
@@ -148,7 +216,7 @@ impl Registry {
         crate::locks::read(&self.devices)
     }
 
-    pub fn write(&self) -> RwLockWriteGuard<'_, BTreeMap<String, Device>> {
+    fn write(&self) -> RwLockWriteGuard<'_, BTreeMap<String, Device>> {
         crate::locks::write(&self.devices)
     }
 
@@ -169,20 +237,24 @@ impl Registry {
     }
 
     /// Adds (or overwrites) devices; with `replace`, removes every other device first.
-    pub fn load(&self, devices: Vec<Device>, replace: bool) -> Result<(), String> {
-        let saved = {
-            let mut map = self.write();
-            let saved = if replace {
-                map.clear();
-                // The store drops the queues with the devices they belong to.
-                self.cloud_to_device.clear();
-                self.store.replace_devices(&devices)
-            } else {
-                self.store.put_devices(&devices)
-            };
-            map.extend(devices.into_iter().map(|d| (d.id.clone(), d)));
-            saved
-        };
+    pub fn load(&self, devices: Vec<Device>, replace: bool) -> Result<(), StoreError> {
+        let map = self.write();
+        if !replace {
+            return self.store.commit(map, |map, changes| {
+                changes.push(|| Change::PutDevices(devices.iter().map(Document::from).collect()));
+                map.extend(devices.into_iter().map(|d| (d.id.clone(), d)));
+                Ok::<_, StoreError>(())
+            });
+        }
+        // A whole fleet: written in slices as the store takes them (`Store::replace_devices`),
+        // never all serialized at once, so not one `Changes` unit.
+        let mut map = map;
+        map.clear();
+        // The store drops the queues with the devices they belong to.
+        self.cloud_to_device.clear();
+        map.extend(devices.into_iter().map(|d| (d.id.clone(), d)));
+        let saved = self.store.replace_devices(map.values().map(Document::from));
+        drop(map);
         saved.wait()
     }
 
@@ -225,6 +297,8 @@ impl Registry {
         (twins, next.cloned())
     }
 
+    /// `PATCH` (merge) or `PUT` (`replace`) `/twins/{id}`: the twin written (the hub's one
+    /// twin write, [`write_client_twin`]), stored, then the desired change sent to the device.
     pub fn update_twin(
         &self,
         id: &str,
@@ -233,17 +307,80 @@ impl Registry {
         replace: bool,
         now_ms: i64,
     ) -> Result<Value, ApiError> {
-        let (note, twin, saved) = {
-            let mut map = self.write();
-            let d = map.get_mut(id).ok_or_else(|| not_found(id))?;
-            let note = write_twin(d, body, etag, replace, now_ms, id)?;
-            (note, d.twin(), self.store.put_device(d))
+        let write = TwinWrite {
+            body,
+            etag,
+            replace,
+            now_ms,
         };
-        saved.wait().map_err(store_error)?;
+        let (note, twin) = self.store.commit(self.write(), |map, changes| {
+            let (note, d) = write_client_twin(map, id, None, &write)?;
+            changes.push(|| put_device(d));
+            Ok::<_, ApiError>((note, d.twin()))
+        })?;
         if let Some(note) = note {
             self.sessions.desired_changed(id, &note);
         }
         Ok(twin)
+    }
+
+    /// A twin job's batch: `patch` merged into the twin of each target (a device, or a module
+    /// of one) with the same twin write as the REST handlers, and queued to the store as one
+    /// unit; [`StagedTwins::commit`] waits for it and sends the desired changes. Staged
+    /// rather than committed at once so that a job writes its next batch while the store
+    /// commits this one.
+    pub fn stage_twin_patches(
+        &self,
+        targets: &[(&str, Option<&str>)],
+        patch: &Value,
+        now_ms: i64,
+    ) -> StagedTwins {
+        let write = TwinWrite {
+            body: patch,
+            etag: None,
+            replace: false,
+            now_ms,
+        };
+        let staged = self.store.stage(self.write(), |map, changes| {
+            let mut results = Vec::with_capacity(targets.len());
+            let mut notes = Vec::new();
+            let mut written: Vec<&str> = Vec::new();
+            for &(device, module) in targets {
+                results.push(
+                    write_client_twin(map, device, module, &write).map(|(note, _)| {
+                        if let Some(note) = note {
+                            notes.push((client_key(device, module).into_owned(), note));
+                        }
+                        // A device's modules are in its document: written once per batch.
+                        if written.last() != Some(&device) {
+                            written.push(device);
+                        }
+                    }),
+                );
+            }
+            changes.push(|| {
+                Change::PutDevices(
+                    written
+                        .iter()
+                        .filter_map(|id| map.get(*id))
+                        .map(Document::from)
+                        .collect(),
+                )
+            });
+            Ok::<_, StoreError>((results, notes))
+        });
+        match staged {
+            Ok(((results, notes), pending)) => StagedTwins {
+                results,
+                notes,
+                pending: Some(pending),
+            },
+            Err(e) => StagedTwins {
+                results: targets.iter().map(|_| Err(e.clone().into())).collect(),
+                notes: Vec::new(),
+                pending: None,
+            },
+        }
     }
 
     pub fn identity(&self, id: &str) -> Result<Value, ApiError> {
@@ -298,13 +435,12 @@ impl Registry {
         write: impl FnOnce(bool) -> Write<'e>,
         now_ms: i64,
     ) -> Result<Value, ApiError> {
-        let mut map = self.write();
-        let write = write(map.contains_key(id));
-        let doc = write_identity(&mut map, id, spec, write, now_ms)?;
-        let saved = self.store.put_device(&map[id]);
-        drop(map);
-        saved.wait().map_err(store_error)?;
-        Ok(doc)
+        self.store.commit(self.write(), |map, changes| {
+            let write = write(map.contains_key(id));
+            let doc = write_identity(map, id, spec, write, now_ms)?;
+            changes.push(|| put_device(&map[id]));
+            Ok(doc)
+        })
     }
 
     /// `GET /devices?top=N`: the first `top` identities in id order.
@@ -317,41 +453,43 @@ impl Registry {
     }
 
     pub fn delete(&self, id: &str, etag: Option<&str>) -> Result<(), ApiError> {
-        let mut map = self.write();
-        let d = map.get(id).ok_or_else(|| not_found(id))?;
-        if !if_match(etag, &d.device_etag()) {
-            return Err(ApiError::new(
-                ErrorCode::PreconditionFailed,
-                format!("Precondition failed: the etag of device {id} does not match"),
-            ));
-        }
-        let saved = self.store.delete_device(id);
-        if let Some(d) = map.remove(id) {
-            drop(map);
-            // The device's modules go with it, and so do their connections and what they kept.
+        let (removed, saved) = self.store.stage(self.write(), |map, changes| {
+            let d = map.get(id).ok_or_else(|| not_found(id))?;
+            if !if_match(etag, &d.device_etag()) {
+                return Err(ApiError::new(
+                    ErrorCode::PreconditionFailed,
+                    format!("Precondition failed: the etag of device {id} does not match"),
+                ));
+            }
+            changes.push(|| Change::DeleteDevice(id.into()));
+            Ok(map.remove(id))
+        })?;
+        // The device's modules go with it, and so do their connections and what they kept
+        // (before the commit: a device that is gone takes no new connection meanwhile).
+        if let Some(d) = removed {
             self.sessions.forget(id);
             self.forget_cloud_to_device(id);
             for module in d.modules.keys() {
                 self.sessions.forget(&client_key(id, Some(module)));
             }
         }
-        saved.wait().map_err(store_error)
+        Ok(saved.wait()?)
     }
 
     /// Updates the method behaviour of one device, or of all devices when `id` is `*`.
     pub fn set_behaviour(&self, id: &str, patch: &BehaviourPatch) -> Result<usize, ApiError> {
-        let mut map = self.write();
-        let (count, saved) = if id == "*" {
-            map.values_mut().for_each(|d| d.behaviour.apply(patch));
-            (map.len(), self.store.put_devices(map.values()))
-        } else {
-            let d = map.get_mut(id).ok_or_else(|| not_found(id))?;
-            d.behaviour.apply(patch);
-            (1, self.store.put_device(d))
-        };
-        drop(map);
-        saved.wait().map_err(store_error)?;
-        Ok(count)
+        self.store.commit(self.write(), |map, changes| {
+            if id == "*" {
+                map.values_mut().for_each(|d| d.behaviour.apply(patch));
+                changes.push(|| Change::PutDevices(map.values().map(Document::from).collect()));
+                Ok(map.len())
+            } else {
+                let d = map.get_mut(id).ok_or_else(|| not_found(id))?;
+                d.behaviour.apply(patch);
+                changes.push(|| put_device(d));
+                Ok(1)
+            }
+        })
     }
 }
 

@@ -13,12 +13,12 @@ use crate::device_message::ClientAuth;
 use crate::errors::{ApiError, ErrorCode};
 use crate::paging::{Collected, Page};
 use crate::query::{Condition, SelectQuery, Source};
-use crate::store::store_error;
+use crate::store::StoreError;
 use crate::twin::if_match;
 
 use super::{
-    may_update, not_found, symmetric_keys, validate_device_id, write_twin, Authentication,
-    Credentials, Device, DeviceAuthError, Module, Registry,
+    may_update, not_found, put_device, symmetric_keys, validate_device_id, write_client_twin,
+    Authentication, Credentials, Device, DeviceAuthError, Module, Registry, TwinWrite,
 };
 
 /// `{deviceId}` → (device, None); `{deviceId}/{moduleId}` → (device, Some(module)).
@@ -37,7 +37,7 @@ pub fn client_key<'a>(device: &'a str, module: Option<&str>) -> Cow<'a, str> {
     }
 }
 
-fn module_not_found(device: &str, module: &str) -> ApiError {
+pub(super) fn module_not_found(device: &str, module: &str) -> ApiError {
     ApiError::new(
         ErrorCode::ModuleNotFound,
         format!("Module {module} on device {device} not registered"),
@@ -119,7 +119,7 @@ impl Registry {
             .and_then(Value::as_str)
             .map(str::to_string);
         // Modules live in their device's document: the device is what the store writes.
-        let mut map = self.write();
+        self.store.commit(self.write(), |map, changes| {
         let d = map.get_mut(device).ok_or_else(|| not_found(device))?;
         let doc = match d.modules.get_mut(module) {
             Some(m) => {
@@ -146,10 +146,9 @@ impl Registry {
                 doc
             }
         };
-        let saved = self.store.put_device(d);
-        drop(map);
-        saved.wait().map_err(store_error)?;
+        changes.push(|| put_device(d));
         Ok(doc)
+        })
     }
 
     /// `DELETE /devices/{id}/modules/{mid}`; a live session of the module is closed.
@@ -159,24 +158,25 @@ impl Registry {
         module: &str,
         etag: Option<&str>,
     ) -> Result<(), ApiError> {
-        let mut map = self.write();
-        let d = map.get_mut(device).ok_or_else(|| not_found(device))?;
-        let m = d
-            .modules
-            .get(module)
-            .ok_or_else(|| module_not_found(device, module))?;
-        if !if_match(etag, &m.identity_etag()) {
-            return Err(ApiError::new(
-                ErrorCode::PreconditionFailed,
-                format!("Precondition failed: the etag of module {module} on device {device} does not match"),
-            ));
-        }
-        d.modules.remove(module);
-        let saved = self.store.put_device(d);
-        drop(map);
+        let ((), saved) = self.store.stage(self.write(), |map, changes| {
+            let d = map.get_mut(device).ok_or_else(|| not_found(device))?;
+            let m = d
+                .modules
+                .get(module)
+                .ok_or_else(|| module_not_found(device, module))?;
+            if !if_match(etag, &m.identity_etag()) {
+                return Err(ApiError::new(
+                    ErrorCode::PreconditionFailed,
+                    format!("Precondition failed: the etag of module {module} on device {device} does not match"),
+                ));
+            }
+            d.modules.remove(module);
+            changes.push(|| put_device(d));
+            Ok(())
+        })?;
         self.sessions
             .drop_connection(&client_key(device, Some(module)));
-        saved.wait().map_err(store_error)
+        Ok(saved.wait()?)
     }
 
     pub fn module_twin(&self, device: &str, module: &str) -> Result<Value, ApiError> {
@@ -194,19 +194,17 @@ impl Registry {
         replace: bool,
         now_ms: i64,
     ) -> Result<Value, ApiError> {
-        let mut map = self.write();
-        let d = map.get_mut(device).ok_or_else(|| not_found(device))?;
-        let enabled = d.is_enabled();
-        let m = d
-            .modules
-            .get_mut(module)
-            .ok_or_else(|| module_not_found(device, module))?;
-        let what = format!("module {module} on device {device}");
-        let note = write_twin(m, body, etag, replace, now_ms, &what)?;
-        let twin = m.twin(device, enabled);
-        let saved = self.store.put_device(d);
-        drop(map);
-        saved.wait().map_err(store_error)?;
+        let write = TwinWrite {
+            body,
+            etag,
+            replace,
+            now_ms,
+        };
+        let (note, twin) = self.store.commit(self.write(), |map, changes| {
+            let (note, d) = write_client_twin(map, device, Some(module), &write)?;
+            changes.push(|| put_device(d));
+            Ok::<_, ApiError>((note, d.modules[module].twin(device, d.is_enabled())))
+        })?;
         if let Some(note) = note {
             self.sessions
                 .desired_changed(&client_key(device, Some(module)), &note);
@@ -355,20 +353,23 @@ impl Registry {
     /// Connection state kept by the MQTT sessions (no-op for an identity deleted meanwhile).
     pub fn set_connected(&self, client: &str, connected: bool, now_ms: i64) {
         let (device, module) = split_client(client);
-        let mut map = self.write();
-        let Some(d) = map.get_mut(device) else { return };
-        match module {
-            None => d.set_connected(connected, now_ms),
-            Some(m) => {
-                if let Some(m) = d.modules.get_mut(m) {
-                    m.set_connected(connected, now_ms);
+        let saved = self.store.commit(self.write(), |map, changes| {
+            let Some(d) = map.get_mut(device) else {
+                return Ok(());
+            };
+            match module {
+                None => d.set_connected(connected, now_ms),
+                Some(m) => {
+                    if let Some(m) = d.modules.get_mut(m) {
+                        m.set_connected(connected, now_ms);
+                    }
                 }
             }
-        }
-        // Kept for the next start: a device a client spoke for stays a real one.
-        let saved = self.store.put_device(d);
-        drop(map);
-        if let Err(e) = saved.wait() {
+            // Kept for the next start: a device a client spoke for stays a real one.
+            changes.push(|| put_device(d));
+            Ok::<_, StoreError>(())
+        });
+        if let Err(e) = saved {
             eprintln!("iothub-emulator: the connection state of {client} was not saved: {e}");
         }
     }
@@ -408,16 +409,22 @@ impl Registry {
         now_ms: i64,
     ) -> Option<Result<u64, ApiError>> {
         let (device, module) = split_client(client);
-        let mut map = self.write();
-        let d = map.get_mut(device)?;
-        let props = match module {
-            None => &mut d.props,
-            Some(m) => &mut d.modules.get_mut(m)?.props,
-        };
-        let version = props.patch_reported(patch, now_ms);
-        let saved = self.store.put_device(d);
-        drop(map);
-        Some(saved.wait().map(|_| version).map_err(store_error))
+        let found = self.store.commit(self.write(), |map, changes| {
+            let Some(d) = map.get_mut(device) else {
+                return Ok(None);
+            };
+            let props = match module {
+                None => &mut d.props,
+                Some(m) => match d.modules.get_mut(m) {
+                    Some(m) => &mut m.props,
+                    None => return Ok(None),
+                },
+            };
+            let version = props.patch_reported(patch, now_ms);
+            changes.push(|| put_device(d));
+            Ok::<_, ApiError>(Some(version))
+        });
+        found.transpose()
     }
 }
 

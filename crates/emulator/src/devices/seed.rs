@@ -4,7 +4,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::device::{BehaviourPatch, Device};
-use crate::errors::{ApiError, ErrorCode};
+use crate::errors::{ApiError, ErrorCode, StartError};
 
 /// One device in a seed file or control-API body (format documented in the README).
 #[derive(Clone, Debug, Deserialize)]
@@ -45,7 +45,7 @@ pub struct Seed {
 
 impl Seed {
     /// Accepts `{"generate": N, "devices": [...]}` or a bare array of devices.
-    pub fn from_json(v: Value) -> Result<Seed, String> {
+    pub fn from_json(v: Value) -> Result<Seed, StartError> {
         if v.is_array() {
             let devices = serde_json::from_value(v).map_err(|e| format!("invalid seed: {e}"))?;
             return Ok(Seed {
@@ -53,7 +53,7 @@ impl Seed {
                 ..Seed::default()
             });
         }
-        serde_json::from_value(v).map_err(|e| format!("invalid seed: {e}"))
+        serde_json::from_value(v).map_err(|e| StartError::new(format!("invalid seed: {e}")))
     }
 
     pub fn generated(n: usize) -> Seed {
@@ -69,7 +69,7 @@ impl Seed {
         self.generate == 0 && self.devices.is_empty()
     }
 
-    pub fn build(&self, now_ms: i64) -> Result<Vec<Device>, String> {
+    pub fn build(&self, now_ms: i64) -> Result<Vec<Device>, StartError> {
         let generate = u32::try_from(self.generate)
             .map_err(|_| format!("cannot generate {} devices", self.generate))?;
         let mut out: Vec<Device> = (0..generate)
@@ -83,10 +83,10 @@ impl Seed {
                 None | Some("enabled") => true,
                 Some("disabled") => false,
                 Some(other) => {
-                    return Err(format!(
+                    return Err(StartError::new(format!(
                         "device {}: status must be enabled or disabled, not {other:?}",
                         s.device_id
-                    ))
+                    )))
                 }
             };
             d.set_tags(s.tags.clone());

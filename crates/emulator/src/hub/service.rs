@@ -6,14 +6,14 @@ use serde_json::Value;
 
 use super::Hub;
 use crate::cli::UnknownJob;
-use crate::devices::{BehaviourPatch, DeviceFaults, Seed};
+use crate::devices::{BehaviourPatch, Device, DeviceFaults};
 use crate::errors::{ApiError, ErrorCode};
 use crate::jobs::parse_job_request;
 use crate::limits::RateLimiter;
 use crate::paging::{Page, RowPosition};
 use crate::query::SelectQuery;
 use crate::record::Recorder;
-use crate::store::WriterState;
+use crate::store::{StoreError, WriterState};
 
 fn throttle(limiter: &Option<RateLimiter>, what: &str) -> Result<(), ApiError> {
     match limiter {
@@ -253,12 +253,9 @@ impl Hub {
             .collect()
     }
 
-    /// Adds (or, with `replace`, replaces every device by) the devices of a seed: how many.
-    pub fn load_devices(&self, seed: &Seed, replace: bool) -> Result<usize, String> {
-        let devices = seed.build(self.clock.now_ms())?;
-        let loaded = devices.len();
-        self.devices.load(devices, replace)?;
-        Ok(loaded)
+    /// Adds (or, with `replace`, replaces every device by) `devices`, built from a seed.
+    pub fn load_devices(&self, devices: Vec<Device>, replace: bool) -> Result<(), StoreError> {
+        self.devices.load(devices, replace)
     }
 
     pub fn set_behaviour(&self, id: &str, patch: &BehaviourPatch) -> Result<usize, ApiError> {

@@ -6,8 +6,10 @@
 //! lock, clones one `Arc`, and serializes under the job's own lock.
 
 pub mod model;
+mod records;
 pub mod request;
 mod runner;
+pub use records::from_stored;
 pub use runner::method_record;
 
 use std::collections::{BTreeMap, HashMap};
@@ -23,8 +25,9 @@ use crate::errors::{ApiError, ErrorCode};
 use crate::limits::DevicePacer;
 use crate::paging::{stale_token, Collected, Page, RowPosition};
 use crate::query::SelectQuery;
-use crate::store::{store_error, EndedRow};
+use crate::store::{Change, StoreError};
 use model::{DeviceOutcome, Job, JobStatus, RowStatus};
+use records::{ended, job_changes};
 pub use request::{parse_job_request, parse_method, validate_job_id, NewJob};
 
 pub struct JobEntry {
@@ -133,6 +136,17 @@ impl Engine {
         crate::locks::write(&self.index)
     }
 
+    /// Whether jobs are kept in a data dir.
+    fn is_persistent(&self) -> bool {
+        self.devices.store.is_persistent()
+    }
+
+    /// Queues a running job's own records (its state, its rows), without waiting for the
+    /// commit: no client waits for a runner.
+    fn write_behind(&self, changes: impl FnOnce() -> Vec<Change>) -> Result<(), StoreError> {
+        self.devices.store.write_behind(changes)
+    }
+
     /// Counts a PUT attempt for `id` (called before validation of the rest of the request).
     pub fn count_attempt(&self, id: &str) {
         self.write()
@@ -145,8 +159,8 @@ impl Engine {
     /// Creates the job and starts its runner. Must be called inside the tokio runtime.
     pub fn create(self: &Arc<Self>, spec: NewJob) -> Result<Value, ApiError> {
         let now = self.clock.now_ms();
-        let (entry, saved) = {
-            let mut index = self.write();
+        // Queued under the index lock (in creation order), saved before it is answered.
+        let (entry, saved) = self.devices.store.stage(self.write(), |index, changes| {
             if index.by_id.contains_key(&spec.id) {
                 return Err(ApiError::new(
                     ErrorCode::JobAlreadyExists,
@@ -170,17 +184,17 @@ impl Engine {
             }
             let job = Job::new(spec.clone(), now);
             let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
-            // Queued under the index lock (in creation order), saved before it is answered.
-            let saved = self.devices.store.put_job(seq, &job, false, &[]);
+            changes.extend(|| job_changes(seq, &job, false, &[]));
             let entry = Arc::new(JobEntry::new(seq, job));
             index.by_id.insert(spec.id.clone(), entry.clone());
             index.order.push(entry.clone());
             index.counters.entry(spec.id.clone()).or_default().creates += 1;
-            (entry, saved)
-        };
+            Ok(entry)
+        })?;
         let body = entry.lock().to_json();
+        // The job exists (in memory) whether or not its commit succeeds: it runs either way.
         tokio::spawn(runner::run(self.clone(), entry));
-        saved.wait().map_err(store_error)?;
+        saved.wait()?;
         Ok(body)
     }
 
@@ -206,9 +220,7 @@ impl Engine {
             .cloned()
             .ok_or_else(|| job_not_found(id))?;
         let now = self.clock.now_ms();
-        let mut saved = None;
-        let body = {
-            let mut job = entry.lock();
+        let (body, saved) = self.devices.store.stage(entry.lock(), |job, changes| {
             if !job.status.is_terminal() {
                 job.finish(JobStatus::Cancelled, now);
                 // Devices not reached yet are never touched.
@@ -218,21 +230,15 @@ impl Engine {
                     }
                 }
                 // Every ended row with the state: rows the runner has not written yet too.
-                let ended: Vec<EndedRow<'_>> = (0..job.rows.len())
-                    .filter(|&i| job.rows[i].status.is_terminal())
-                    .map(|index| EndedRow {
-                        index,
-                        row: &job.rows[index],
-                    })
-                    .collect();
-                saved = Some(self.devices.store.put_job(entry.seq, &job, false, &ended));
+                changes.extend(|| {
+                    let rows = (0..job.rows.len()).filter(|&i| job.rows[i].status.is_terminal());
+                    job_changes(entry.seq, job, false, &ended(job, rows))
+                });
             }
-            job.to_json()
-        };
+            Ok::<_, ApiError>(job.to_json())
+        })?;
         entry.cancel.send_replace(true);
-        if let Some(saved) = saved {
-            saved.wait().map_err(store_error)?;
-        }
+        saved.wait()?;
         Ok(body)
     }
 
@@ -373,15 +379,17 @@ impl Engine {
     }
 
     /// Stops every runner and forgets every job and counter (in the store too).
-    pub fn reset(&self) -> Result<(), String> {
-        let old = std::mem::take(&mut *self.write());
-        for e in old.order {
-            // Under the job's lock: a runner writing its progress finishes first.
-            let _job = e.lock();
-            e.forgotten.store(true, Ordering::Relaxed);
-            e.cancel.send_replace(true);
-        }
-        self.devices.store.clear_jobs().wait()
+    pub fn reset(&self) -> Result<(), StoreError> {
+        self.devices.store.commit(self.write(), |index, changes| {
+            for e in std::mem::take(&mut **index).order {
+                // Under the job's lock: a runner writing its progress finishes first.
+                let _job = e.lock();
+                e.forgotten.store(true, Ordering::Relaxed);
+                e.cancel.send_replace(true);
+            }
+            changes.push(|| Change::ClearJobs);
+            Ok(())
+        })
     }
 
     /// Takes back the jobs read from the store, in creation order: a job that was queued,

@@ -2,6 +2,7 @@
 //! operations (bounded parallelism, optional tier pacing), and finish as completed, failed
 //! or cancelled. `maxExecutionTimeInSeconds` is a deadline on the emulator clock.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -10,16 +11,25 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::model::{DeviceOutcome, DeviceRow, Job, JobStatus};
+use super::records::{ended, job_changes, job_record, row_records, EndedRow};
 use super::request::{JobKind, MethodSpec};
 use super::{Engine, JobEntry};
-use crate::devices::MethodCallRecord;
+use crate::devices::{MethodCallRecord, StagedTwins};
 use crate::errors::ErrorCode;
 use crate::query::parse_condition;
-use crate::store::EndedRow;
+use crate::store::Change;
 
 /// Device operations in flight per job. Enough that slow devices overlap the way they do on
 /// the service, few enough that a 100k-device job does not spawn 100k tasks at once.
 const PARALLEL_DEVICE_OPS: usize = 256;
+
+/// Twins a twin job writes in one batch: one write of the registry and one commit for all of
+/// them (a commit per device would make a fleet's job wait on the disk 100,000 times).
+const TWIN_BATCH: usize = 512;
+
+/// Twin batches queued to the store and not yet waited for: the job writes the next ones while
+/// the store commits these, and waits only when the writer is this far behind.
+const TWIN_BATCHES_IN_FLIGHT: usize = 8;
 
 enum Ending {
     Done,
@@ -71,8 +81,7 @@ pub(super) async fn run(engine: Arc<Engine>, entry: Arc<JobEntry>) {
 
     let deadline = max_s.map(|s| started_ms.saturating_add((s as i64).saturating_mul(1000)));
     let progress = Arc::new(Progress::default());
-    let twin = matches!(kind, JobKind::Twin(_));
-    let writer = progress.writer(&engine, &entry, twin);
+    let writer = progress.writer(&engine, &entry);
     let ending = tokio::select! {
         _ = run_devices(&engine, &entry, &kind, targets, &progress) => Ending::Done,
         _ = async { clock.sleep_until(deadline.unwrap_or(i64::MAX)).await }, if deadline.is_some() => Ending::Deadline,
@@ -125,7 +134,7 @@ pub(super) async fn run(engine: Arc<Engine>, entry: Arc<JobEntry>) {
     if let Some(writer) = writer {
         writer.abort();
     }
-    progress.flush(&engine, &entry, twin, Some(every_row));
+    progress.flush(&engine, &entry, Some(every_row));
 }
 
 /// Evaluates the condition (once, at start: devices added later are not part of the job),
@@ -172,7 +181,7 @@ type Targets = Vec<(usize, Target)>;
 /// failed one), and the job goes on in memory.
 fn save(engine: &Engine, entry: &JobEntry, job: &Job, targets: bool, rows: &[EndedRow<'_>]) {
     if entry.stored() {
-        let _queued = engine.devices.store.put_job(entry.seq, job, targets, rows);
+        let _queued = engine.write_behind(|| job_changes(entry.seq, job, targets, rows));
     }
 }
 
@@ -195,22 +204,21 @@ impl Progress {
         self: &Arc<Self>,
         engine: &Arc<Engine>,
         entry: &Arc<JobEntry>,
-        twin: bool,
     ) -> Option<tokio::task::JoinHandle<()>> {
-        if !engine.devices.store.is_persistent() {
+        if !engine.is_persistent() {
             return None;
         }
         let (progress, engine, entry) = (self.clone(), engine.clone(), entry.clone());
         Some(tokio::spawn(async move {
             loop {
                 tokio::time::sleep(BATCH_INTERVAL).await;
-                progress.flush(&engine, &entry, twin, None);
+                progress.flush(&engine, &entry, None);
             }
         }))
     }
 
-    fn row_ended(&self, engine: &Engine, entry: &JobEntry, twin: bool, i: usize) {
-        if !engine.devices.store.is_persistent() {
+    fn row_ended(&self, engine: &Engine, entry: &JobEntry, i: usize) {
+        if !engine.is_persistent() {
             return;
         }
         let due = {
@@ -219,32 +227,25 @@ impl Progress {
             ended.len() >= BATCH_ROWS
         };
         if due {
-            self.flush(engine, entry, twin, None);
+            self.flush(engine, entry, None);
         }
     }
 
-    /// Writes the ended rows and, for a `twin` job, the devices it changed. At the job's end
-    /// (`end` is `Some(every_row)`) the job's state too, and with `every_row` all its rows.
-    fn flush(&self, engine: &Engine, entry: &JobEntry, twin: bool, end: Option<bool>) {
-        let store = &engine.devices.store;
-        if !store.is_persistent() {
+    /// Writes the ended rows (what they did to devices is already stored: a twin job's
+    /// writes are committed before their rows end). At the job's end (`end` is
+    /// `Some(every_row)`) the job's state too, and with `every_row` all its rows.
+    fn flush(&self, engine: &Engine, entry: &JobEntry, end: Option<bool>) {
+        if !engine.is_persistent() {
             return;
         }
         let indices = std::mem::take(&mut *crate::locks::lock(&self.ended));
         if indices.is_empty() && end.is_none() {
             return;
         }
-        // Lock order: the registry, then the job. The registry stays read-locked until the
-        // commit, so no newer write of these devices can reach the store before this one.
-        let devices = engine.devices.read();
         let job = entry.lock();
         if !entry.stored() {
             return;
         }
-        let changed = indices
-            .iter()
-            .filter(|_| twin)
-            .filter_map(|&i| devices.get(&job.rows[i].device_id));
         let every_row: Vec<usize>;
         let indices = if end == Some(true) {
             every_row = (0..job.rows.len())
@@ -254,15 +255,15 @@ impl Progress {
         } else {
             &indices
         };
-        let rows: Vec<EndedRow<'_>> = indices
-            .iter()
-            .map(|&index| EndedRow {
-                index,
-                row: &job.rows[index],
-            })
-            .collect();
+        let rows: Vec<EndedRow<'_>> = ended(&job, indices.iter().copied());
         let state = end.is_some().then_some(&*job);
-        let result = store.put_progress(entry.seq, state, &rows, changed);
+        let result = engine.write_behind(|| {
+            let mut changes = vec![Change::PutRows(entry.seq, row_records(&rows))];
+            if let Some(job) = state {
+                changes.push(Change::PutJob(job_record(entry.seq, job, false)));
+            }
+            changes
+        });
         if let Err(e) = result {
             eprintln!(
                 "iothub-emulator: progress of job {} was not saved: {e}",
@@ -275,12 +276,6 @@ impl Progress {
 /// What a job works on: a device, or one module of a device.
 type Target = (String, Option<String>);
 
-/// What a job does on each device.
-enum DeviceOp {
-    Method(MethodSpec, MethodCallRecord),
-    Twin(Value),
-}
-
 async fn run_devices(
     engine: &Arc<Engine>,
     entry: &Arc<JobEntry>,
@@ -288,40 +283,137 @@ async fn run_devices(
     targets: Targets,
     progress: &Arc<Progress>,
 ) {
+    match kind {
+        JobKind::Method(m) => run_methods(engine, entry, m, targets, progress).await,
+        JobKind::Twin(patch) => run_twins(engine, entry, patch, targets, progress).await,
+    }
+}
+
+/// A method job: each device called in its own task, at most `PARALLEL_DEVICE_OPS` at once.
+async fn run_methods(
+    engine: &Arc<Engine>,
+    entry: &Arc<JobEntry>,
+    m: &MethodSpec,
+    targets: Targets,
+    progress: &Arc<Progress>,
+) {
     let permits = Arc::new(Semaphore::new(PARALLEL_DEVICE_OPS));
     let mut tasks = JoinSet::new();
     // One record of the call for the whole job: every device keeps a pointer to it.
-    let op = Arc::new(match kind {
-        JobKind::Method(m) => DeviceOp::Method(m.clone(), method_record(m)),
-        JobKind::Twin(patch) => DeviceOp::Twin(patch.clone()),
-    });
+    let op = Arc::new((m.clone(), method_record(m)));
     for (i, (device_id, module_id)) in targets {
         let Ok(permit) = permits.clone().acquire_owned().await else {
             break;
         };
-        if let Some(pacer) = &engine.limits.pacer {
-            let slot = pacer.reserve(engine.clock.now_ms());
-            engine.clock.sleep_until(slot).await;
-        }
+        pace(engine, 1).await;
         let (engine, entry, op, progress) =
             (engine.clone(), entry.clone(), op.clone(), progress.clone());
         tasks.spawn(async move {
             entry.lock().start_row(i, engine.clock.now_ms());
-            let module = module_id.as_deref();
-            let outcome = match &*op {
-                DeviceOp::Method(m, record) => {
-                    invoke_method(&engine, &device_id, module, m, record).await
-                }
-                DeviceOp::Twin(patch) => update_twin(&engine, &device_id, module, patch),
-            };
+            let (m, record) = &*op;
+            let outcome = invoke_method(&engine, &device_id, module_id.as_deref(), m, record).await;
             entry.lock().end_row(i, outcome, engine.clock.now_ms());
-            progress.row_ended(&engine, &entry, matches!(*op, DeviceOp::Twin(_)), i);
+            progress.row_ended(&engine, &entry, i);
             drop(permit);
         });
         // Reap finished tasks as we go so the set stays small on big jobs.
         while tasks.try_join_next().is_some() {}
     }
     while tasks.join_next().await.is_some() {}
+}
+
+/// Waits for the tier's pace (`--tier`) to allow `devices` more device operations.
+async fn pace(engine: &Engine, devices: usize) {
+    if let Some(pacer) = &engine.limits.pacer {
+        for _ in 0..devices {
+            let slot = pacer.reserve(engine.clock.now_ms());
+            engine.clock.sleep_until(slot).await;
+        }
+    }
+}
+
+/// A twin job: its targets patched in batches through the registry's twin write (the one the
+/// REST handlers use), each batch committed before its rows end. The next batches are written
+/// while the store commits the ones before. Paced (`--tier`), a batch is one device, so each
+/// waits for its own slot as a method job's devices do.
+async fn run_twins(
+    engine: &Arc<Engine>,
+    entry: &Arc<JobEntry>,
+    patch: &Value,
+    targets: Targets,
+    progress: &Arc<Progress>,
+) {
+    let batch = if engine.limits.pacer.is_some() {
+        1
+    } else {
+        TWIN_BATCH
+    };
+    let mut in_flight: VecDeque<InFlight<'_>> = VecDeque::new();
+    for chunk in targets.chunks(batch) {
+        pace(engine, chunk.len()).await;
+        let now = engine.clock.now_ms();
+        {
+            let mut job = entry.lock();
+            for (i, _) in chunk {
+                job.start_row(*i, now);
+            }
+        }
+        let writes: Vec<(&str, Option<&str>)> = chunk
+            .iter()
+            .map(|(_, (device, module))| (device.as_str(), module.as_deref()))
+            .collect();
+        let staged = engine.devices.stage_twin_patches(&writes, patch, now);
+        in_flight.push_back(InFlight {
+            engine,
+            entry,
+            progress,
+            rows: chunk.iter().map(|(i, _)| *i).collect(),
+            staged: Some(staged),
+        });
+        // The oldest batches end (once committed) while the newer ones are queued behind.
+        while in_flight.len() > TWIN_BATCHES_IN_FLIGHT {
+            drop(in_flight.pop_front());
+        }
+        // A cancel or the deadline is seen between batches.
+        tokio::task::yield_now().await;
+    }
+}
+
+/// A twin job's batch written and queued to the store: its rows end once it is committed,
+/// when the next batch is queued, at the job's end, or when a cancel or the deadline drops the
+/// job's loop meanwhile (its twins are written: their rows say so).
+struct InFlight<'a> {
+    engine: &'a Engine,
+    entry: &'a JobEntry,
+    progress: &'a Progress,
+    rows: Vec<usize>,
+    staged: Option<StagedTwins>,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let Some(staged) = self.staged.take() else {
+            return;
+        };
+        let results = staged.commit(&self.engine.devices);
+        let now = self.engine.clock.now_ms();
+        {
+            let mut job = self.entry.lock();
+            for (&i, result) in self.rows.iter().zip(results) {
+                let outcome = match result {
+                    Ok(()) => DeviceOutcome::Succeeded {
+                        status: 200,
+                        payload: None,
+                    },
+                    Err(e) => failed(e.code, e.message),
+                };
+                job.end_row(i, outcome, now);
+            }
+        }
+        for &i in &self.rows {
+            self.progress.row_ended(self.engine, self.entry, i);
+        }
+    }
 }
 
 fn failed(code: ErrorCode, description: impl Into<String>) -> DeviceOutcome {
@@ -358,44 +450,4 @@ pub fn method_record(m: &MethodSpec) -> MethodCallRecord {
         Arc::from(m.method_name.as_str()),
         Arc::new(m.payload.clone()),
     )
-}
-
-fn update_twin(
-    engine: &Engine,
-    device_id: &str,
-    module: Option<&str>,
-    patch: &Value,
-) -> DeviceOutcome {
-    let now = engine.clock.now_ms();
-    if let Some(module) = module {
-        return match engine
-            .devices
-            .update_module_twin(device_id, module, patch, None, false, now)
-        {
-            Ok(_) => DeviceOutcome::Succeeded {
-                status: 200,
-                payload: None,
-            },
-            Err(e) => failed(e.code, e.message),
-        };
-    }
-    let mut devices = engine.devices.write();
-    let Some(device) = devices.get_mut(device_id) else {
-        return failed(
-            ErrorCode::DeviceNotFound,
-            format!("Device {device_id} not registered"),
-        );
-    };
-    match device.patch_twin(patch, now) {
-        Ok(note) => {
-            if let Some(note) = note {
-                engine.devices.sessions.desired_changed(device_id, &note);
-            }
-            DeviceOutcome::Succeeded {
-                status: 200,
-                payload: None,
-            }
-        }
-        Err(e) => failed(e.code, e.message),
-    }
 }

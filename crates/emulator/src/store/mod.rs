@@ -6,6 +6,7 @@
 //! `--data-dir` it is an SQLite transaction (see `sqlite.rs` for the schema and durability).
 //! At start, [`Store::load`] gives back everything a previous run wrote.
 
+mod error;
 mod records;
 mod sqlite;
 
@@ -16,13 +17,12 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::devices::cloud_to_device::Queue;
-use crate::devices::Device;
-use crate::errors::{ApiError, ErrorCode};
-use crate::jobs::model::{DeviceRow, Job};
+use serde::de::DeserializeOwned;
+
 use crate::locks::lock;
 
-use records::{Change, JobRecord};
+pub use error::StoreError;
+pub use records::{Change, Changes, Document, JobRecord, RowRecord, StoredJob};
 pub use sqlite::SCHEMA_VERSION;
 
 /// Hub-wide values kept in the `meta` table (secrets: never logged).
@@ -37,21 +37,14 @@ pub mod meta {
     pub const SERVER_KEY: &str = "server_key";
 }
 
-/// What a previous run left: devices, jobs with their creation number and rows, and
-/// configurations (their documents).
-pub struct Stored {
-    pub devices: Vec<Device>,
-    pub jobs: Vec<(u64, Job)>,
-    /// The devices' cloud-to-device queues that hold messages.
-    pub queues: Vec<Queue>,
-    pub configurations: Vec<serde_json::Value>,
-}
-
-/// A job's row that reached its end, to be written (rows are stored once they end: a row not
-/// in the store is pending, and runs again when a job resumes).
-pub struct EndedRow<'a> {
-    pub index: usize,
-    pub row: &'a DeviceRow,
+/// What a previous run left: the documents of the devices (`D`), of their cloud-to-device
+/// queues that hold messages (`Q`) and of the configurations (`C`), read as the caller's
+/// types, and the jobs' records with the rows that ended, in creation order.
+pub struct Stored<D, Q, C> {
+    pub devices: Vec<D>,
+    pub jobs: Vec<StoredJob>,
+    pub queues: Vec<Q>,
+    pub configurations: Vec<C>,
 }
 
 /// In memory: nothing. With a data dir: the database, and the writer thread that applies the
@@ -89,16 +82,16 @@ pub struct WriterState {
     pub queued: usize,
 }
 
-fn stopped() -> String {
-    "the store's writer has stopped".to_string()
+fn stopped() -> StoreError {
+    StoreError::new("the store's writer has stopped")
 }
 
 /// Queued changes; [`Pending::wait`] returns once they are on disk (at once in memory).
 #[must_use = "a write is durable only once waited for"]
-pub struct Pending(Result<Option<Receiver<Result<(), String>>>, String>);
+pub struct Pending(Result<Option<Receiver<Result<(), StoreError>>>, StoreError>);
 
 impl Pending {
-    pub fn wait(self) -> Result<(), String> {
+    pub fn wait(self) -> Result<(), StoreError> {
         match self.0? {
             Some(committed) => blocking(|| committed.recv()).map_err(|_| stopped())?,
             None => Ok(()),
@@ -120,7 +113,7 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
 /// Changes to apply together, and where to say that they are on disk.
 struct Batch {
     changes: Vec<Change>,
-    done: Option<SyncSender<Result<(), String>>>,
+    done: Option<SyncSender<Result<(), StoreError>>>,
 }
 
 /// Batches waiting for the writer; a job producing progress faster than the disk takes it
@@ -129,14 +122,6 @@ const QUEUE: usize = 64;
 
 /// Devices per batch when a whole fleet is written.
 const SLICE: usize = 4096;
-
-/// A write that did not reach the disk: the client gets a 500, never a false 200.
-pub fn store_error(e: String) -> ApiError {
-    ApiError::new(
-        ErrorCode::ServerError,
-        format!("the hub could not save the change: {e}"),
-    )
-}
 
 impl Default for Store {
     fn default() -> Self {
@@ -187,7 +172,7 @@ impl Store {
 
     /// Opens (or creates) the store in `dir`, locked for this process until dropped. A dir in
     /// use by another emulator, or written by another store version, is refused untouched.
-    pub fn open(dir: &Path) -> Result<Self, String> {
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let db = Arc::new(Mutex::new(sqlite::Db::open(dir)?));
         let (queue, receiver) = sync_channel(QUEUE);
         let gate = Arc::new(Gate::default());
@@ -196,7 +181,7 @@ impl Store {
             std::thread::Builder::new()
                 .name("iothub-store".into())
                 .spawn(move || write_loop(db, receiver, gate))
-                .map_err(|e| format!("cannot start the store's writer: {e}"))?
+                .map_err(|e| StoreError::new(format!("cannot start the store's writer: {e}")))?
         };
         Ok(Self {
             disk: Some(Disk {
@@ -233,7 +218,7 @@ impl Store {
     }
 
     /// Queues a batch, counted until the writer commits it.
-    fn send(disk: &Disk, batch: Batch) -> Result<(), String> {
+    fn send(disk: &Disk, batch: Batch) -> Result<(), StoreError> {
         let queue = disk.queue.as_ref().ok_or_else(stopped)?;
         disk.gate.queued.fetch_add(1, Ordering::AcqRel);
         queue.send(batch).map_err(|_| {
@@ -245,7 +230,8 @@ impl Store {
     /// Queues `changes` (built only with a data dir); the answer tells when they are committed.
     /// Call it while holding the lock of what changed (the queue keeps the hub's order), and
     /// wait after letting go of it (so other writers queue meanwhile and share the commit).
-    fn write(&self, changes: impl FnOnce() -> Vec<Change>) -> Pending {
+    /// [`Store::commit`] is that sequence.
+    pub fn write(&self, changes: impl FnOnce() -> Vec<Change>) -> Pending {
         let Some(disk) = &self.disk else {
             return Pending(Ok(None));
         };
@@ -257,8 +243,9 @@ impl Store {
         Pending(Self::send(disk, batch).map(|_| Some(committed)))
     }
 
-    /// Queues `changes` without a way to wait for them (a running job's progress).
-    fn write_behind(&self, changes: impl FnOnce() -> Vec<Change>) -> Result<(), String> {
+    /// Queues `changes` without a way to wait for them (what no client waits for: a running
+    /// job's progress, a delivery count).
+    pub fn write_behind(&self, changes: impl FnOnce() -> Vec<Change>) -> Result<(), StoreError> {
         let Some(disk) = &self.disk else {
             return Ok(());
         };
@@ -269,51 +256,80 @@ impl Store {
         Self::send(disk, batch)
     }
 
+    /// The first half of the hub's one write sequence: runs `mutate` on what `guard` holds
+    /// locked, which says what it changed in `changes` (built only with a data dir); queues
+    /// those changes as one unit while the lock is still held (the store sees the changes in
+    /// the order the hub made them), then lets go of the lock. Nothing is queued when `mutate`
+    /// fails. The caller waits for the commit before it answers.
+    pub fn stage<G, T, E>(
+        &self,
+        mut guard: G,
+        mutate: impl FnOnce(&mut G, &mut Changes) -> Result<T, E>,
+    ) -> Result<(T, Pending), E> {
+        let mut changes = Changes::new(self.is_persistent());
+        let value = mutate(&mut guard, &mut changes)?;
+        let pending = if changes.is_empty() {
+            Pending(Ok(None))
+        } else {
+            self.write(|| changes.into_list())
+        };
+        drop(guard);
+        Ok((value, pending))
+    }
+
+    /// The hub's one write sequence: lock (the caller, `guard`), mutate, queue the changes,
+    /// unlock ([`Store::stage`]), then wait until they are on disk; what follows from the write
+    /// (a notification, the answer) comes after, with the value `mutate` returned. A failed
+    /// commit is the caller's error (`E: From<StoreError>`: a 500 for a client).
+    pub fn commit<G, T, E: From<StoreError>>(
+        &self,
+        guard: G,
+        mutate: impl FnOnce(&mut G, &mut Changes) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let (value, pending) = self.stage(guard, mutate)?;
+        pending.wait()?;
+        Ok(value)
+    }
+
     /// Everything stored, or `None` when the store is new (or in memory): then the hub
-    /// starts from its seed and writes it with [`Store::replace_devices`].
-    pub fn load(&self) -> Result<Option<Stored>, String> {
+    /// starts from its seed and writes it with [`Store::replace_devices`]. The documents are
+    /// read as the caller's types (devices `D`, queues `Q`, configurations `C`).
+    pub fn load<D, Q, C>(&self) -> Result<Option<Stored<D, Q, C>>, StoreError>
+    where
+        D: DeserializeOwned,
+        Q: DeserializeOwned,
+        C: DeserializeOwned,
+    {
         match &self.disk {
             Some(d) => lock(&d.db).load(),
             None => Ok(None),
         }
     }
 
-    pub fn meta(&self, key: &str) -> Result<Option<String>, String> {
+    pub fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
         match &self.disk {
             Some(d) => lock(&d.db).meta(key),
             None => Ok(None),
         }
     }
 
-    pub fn set_meta(&self, key: &str, value: &str) -> Result<(), String> {
+    pub fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
         self.write(|| vec![Change::Meta(key.into(), value.into())])
             .wait()
     }
 
-    /// Writes (inserts or replaces) devices, in one transaction.
-    pub fn put_devices<'a>(&self, devices: impl IntoIterator<Item = &'a Device>) -> Pending {
-        self.write(|| vec![Change::PutDevices(records::devices(devices))])
-    }
-
-    pub fn put_device(&self, device: &Device) -> Pending {
-        self.put_devices([device])
-    }
-
-    pub fn delete_device(&self, id: &str) -> Pending {
-        self.write(|| vec![Change::DeleteDevice(id.into())])
-    }
-
     /// Every device replaced by `devices` (a seed, a reset, a control-API load with replace).
-    /// Queued in slices, so a million devices are never serialized all at once; the store
-    /// counts as seeded once the last slice is in (a start interrupted before seeds again).
-    pub fn replace_devices<'a>(&self, devices: impl IntoIterator<Item = &'a Device>) -> Pending {
+    /// Queued in slices, so a million devices are never serialized all at once (`devices` is
+    /// taken lazily, and not at all in memory); the store counts as seeded once the last
+    /// slice is in (a start interrupted before seeds again).
+    pub fn replace_devices(&self, devices: impl IntoIterator<Item = Document>) -> Pending {
         if !self.is_persistent() {
             return Pending(Ok(None));
         }
         let mut devices = devices.into_iter().peekable();
         let mut changes = vec![Change::ClearDevices];
         while devices.peek().is_some() {
-            let slice = records::devices(devices.by_ref().take(SLICE));
+            let slice = devices.by_ref().take(SLICE).collect();
             changes.push(Change::PutDevices(slice));
             if let Err(e) = self.write_behind(|| std::mem::take(&mut changes)) {
                 return Pending(Err(e));
@@ -321,66 +337,6 @@ impl Store {
         }
         changes.push(Change::Seeded);
         self.write(|| changes)
-    }
-
-    /// Writes a job (its spec and state; with `targets`, the devices it runs on) and the rows
-    /// that ended, in one transaction.
-    pub fn put_job(&self, seq: u64, job: &Job, targets: bool, rows: &[EndedRow<'_>]) -> Pending {
-        self.write(|| {
-            vec![
-                Change::PutJob(JobRecord::of(seq, job, targets)),
-                Change::PutRows(seq, records::rows(rows)),
-            ]
-        })
-    }
-
-    /// Rows that ended and the current documents of the devices they changed (and, at the
-    /// job's end, its state), in one transaction: how a running job writes its progress. It
-    /// does not wait for the commit (no client is waiting for it).
-    pub fn put_progress<'a>(
-        &self,
-        seq: u64,
-        state: Option<&Job>,
-        rows: &[EndedRow<'_>],
-        devices: impl IntoIterator<Item = &'a Device>,
-    ) -> Result<(), String> {
-        self.write_behind(|| {
-            let mut changes = vec![
-                Change::PutRows(seq, records::rows(rows)),
-                Change::PutDevices(records::devices(devices)),
-            ];
-            if let Some(job) = state {
-                changes.push(Change::PutJob(JobRecord::of(seq, job, false)));
-            }
-            changes
-        })
-    }
-
-    /// Writes a device's cloud-to-device queue (an empty one is removed).
-    pub fn put_queue(&self, device: &str, queue: &Queue) -> Pending {
-        self.write(|| {
-            // A derived Serialize of strings and numbers cannot fail.
-            let doc = (!queue.is_empty()).then(|| serde_json::to_string(queue).unwrap_or_default());
-            vec![Change::PutQueue(device.into(), doc)]
-        })
-    }
-
-    /// Forgets every job and row (a reset).
-    pub fn clear_jobs(&self) -> Pending {
-        self.write(|| vec![Change::ClearJobs])
-    }
-
-    /// Forgets every configuration (a reset).
-    pub fn clear_configurations(&self) -> Pending {
-        self.write(|| vec![Change::ClearConfigurations])
-    }
-
-    pub fn put_configuration(&self, id: &str, doc: &serde_json::Value) -> Pending {
-        self.write(|| vec![Change::PutConfiguration(id.into(), doc.to_string())])
-    }
-
-    pub fn delete_configuration(&self, id: &str) -> Pending {
-        self.write(|| vec![Change::DeleteConfiguration(id.into())])
     }
 }
 

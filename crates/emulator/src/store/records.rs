@@ -1,16 +1,11 @@
-//! What the store writes, taken from the hub's structures while their locks are held: owned
-//! rows of text and numbers, so the database work itself happens later, on the writer thread.
-
-use serde_json::{json, Value};
-
-use super::EndedRow;
-use crate::devices::client_key;
-use crate::devices::Device;
-use crate::jobs::model::{DeviceOutcome, DeviceRow, Job};
+//! What the store writes and reads back: its own records of text and numbers, made by the
+//! domain modules from their structures (while their locks are held) and turned back into
+//! them at start, so the database work itself happens later, on the writer thread, and the
+//! store knows nothing of devices, jobs or queues.
 
 /// One change, in the order the hub made it.
 pub enum Change {
-    PutDevices(Vec<DeviceDoc>),
+    PutDevices(Vec<Document>),
     DeleteDevice(String),
     /// Every device removed: the start of a replacement (a seed, a reset, a control-API load
     /// with replace), which ends with `Seeded`.
@@ -18,146 +13,107 @@ pub enum Change {
     /// A whole device set is written: the store holds a hub from now on.
     Seeded,
     PutJob(JobRecord),
+    /// A job's rows (by its creation number) that ended.
     PutRows(u64, Vec<RowRecord>),
     ClearJobs,
-    /// A configuration's id and document.
-    PutConfiguration(String, String),
+    PutConfiguration(Document),
     DeleteConfiguration(String),
     ClearConfigurations,
     Meta(String, String),
-    /// A device's cloud-to-device queue (its JSON document), or `None`: it is empty.
+    /// A device's cloud-to-device queue (its document), or, with `None`, that it is empty.
     PutQueue(String, Option<String>),
 }
 
-pub struct DeviceDoc {
+/// One JSON document and the id it is kept under: a device (everything it has, its modules
+/// too), a configuration, a cloud-to-device queue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Document {
     pub id: String,
     pub doc: String,
 }
 
-impl DeviceDoc {
-    pub fn of(device: &Device) -> Self {
+impl Document {
+    /// `value` serialized. A derived `Serialize` of maps, strings and numbers cannot fail.
+    pub fn of(id: impl Into<String>, value: &impl serde::Serialize) -> Self {
         Self {
-            id: device.id.clone(),
-            // A derived Serialize of maps and strings cannot fail.
-            doc: serde_json::to_string(device).unwrap_or_default(),
+            id: id.into(),
+            doc: serde_json::to_string(value).unwrap_or_default(),
         }
     }
 }
 
-pub fn devices<'a>(devices: impl IntoIterator<Item = &'a Device>) -> Vec<DeviceDoc> {
-    devices.into_iter().map(DeviceDoc::of).collect()
-}
-
+/// A job: its spec as a JSON document and its state.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JobRecord {
+    /// Creation number.
     pub seq: u64,
     pub job_id: String,
-    pub status: &'static str,
+    pub status: String,
     pub created_ms: i64,
     pub started_ms: Option<i64>,
     pub end_ms: Option<i64>,
     pub failure_reason: Option<String>,
     pub status_message: Option<String>,
     pub spec: String,
-    /// The JSON array of target device ids, when it is to be written.
+    /// The JSON array of the job's targets, once fixed (when it starts running); written only
+    /// when present (a write without it keeps the stored one).
     pub targets: Option<String>,
 }
 
-impl JobRecord {
-    pub fn of(seq: u64, job: &Job, targets: bool) -> Self {
-        Self {
-            seq,
-            job_id: job.spec.id.clone(),
-            status: job.status.as_str(),
-            created_ms: job.created_ms,
-            started_ms: job.started_ms,
-            end_ms: job.end_ms,
-            failure_reason: job.failure_reason.clone(),
-            status_message: job.status_message.clone(),
-            spec: serde_json::to_string(&job.spec).unwrap_or_default(),
-            // A module target as its client key, `{deviceId}/{moduleId}` (ids have no `/`).
-            targets: targets.then(|| {
-                Value::from_iter(job.rows.iter().map(|r| Value::from(target(r)))).to_string()
-            }),
-        }
-    }
-}
-
-fn target(row: &DeviceRow) -> String {
-    client_key(&row.device_id, row.module_id.as_deref()).into_owned()
-}
-
+/// A job's row that ended: its index among the job's targets, and how it ended (`outcome`, a
+/// JSON document; `None` for a cancelled row).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RowRecord {
     pub index: i64,
     pub device_id: String,
-    pub status: &'static str,
+    pub status: String,
     pub start_ms: Option<i64>,
     pub end_ms: Option<i64>,
     pub updated_ms: i64,
     pub outcome: Option<String>,
 }
 
-pub fn rows(rows: &[EndedRow<'_>]) -> Vec<RowRecord> {
-    // Consecutive rows mostly end the same way (a method job's devices answer with one shared
-    // payload): the outcome of the previous row is reused rather than serialized again.
-    let mut last: Option<(&DeviceOutcome, Option<String>)> = None;
-    rows.iter()
-        .map(|EndedRow { index, row }| {
-            let outcome = row.outcome.as_ref().and_then(|o| match &last {
-                Some((prev, text)) if same_outcome(prev, o) => text.clone(),
-                _ => {
-                    let text = outcome_to_json(o);
-                    last = Some((o, text.clone()));
-                    text
-                }
-            });
-            RowRecord {
-                index: *index as i64,
-                device_id: target(row),
-                status: row.status.as_str(),
-                start_ms: row.start_ms,
-                end_ms: row.end_ms,
-                updated_ms: row.updated_ms,
-                outcome,
-            }
-        })
-        .collect()
+/// A job read back: its record and the rows that ended (a target without a row is pending).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredJob {
+    pub job: JobRecord,
+    pub rows: Vec<RowRecord>,
 }
 
-/// Equal outcomes, the payload compared by pointer first (shared payloads are one `Arc`).
-fn same_outcome(a: &DeviceOutcome, b: &DeviceOutcome) -> bool {
-    match (a, b) {
-        (
-            DeviceOutcome::Succeeded {
-                status: s1,
-                payload: p1,
-            },
-            DeviceOutcome::Succeeded {
-                status: s2,
-                payload: p2,
-            },
-        ) => {
-            s1 == s2
-                && match (p1, p2) {
-                    (Some(p1), Some(p2)) => std::sync::Arc::ptr_eq(p1, p2) || p1 == p2,
-                    (None, None) => true,
-                    _ => false,
-                }
+/// What one hub operation changed, collected while its locks are held and queued as one unit
+/// ([`super::Store::stage`]). In memory nothing is built: `push` does not call its argument.
+pub struct Changes {
+    persistent: bool,
+    list: Vec<Change>,
+}
+
+impl Changes {
+    pub(super) fn new(persistent: bool) -> Self {
+        Self {
+            persistent,
+            list: Vec::new(),
         }
-        _ => a == b,
     }
-}
 
-/// `{"status", "payload"?}` for an answer, `{"code", "description"}` for a failure, none for
-/// a cancelled row.
-fn outcome_to_json(outcome: &DeviceOutcome) -> Option<String> {
-    match outcome {
-        DeviceOutcome::Succeeded { status, payload } => Some(match payload {
-            Some(p) => json!({"status": status, "payload": &**p}).to_string(),
-            None => json!({ "status": status }).to_string(),
-        }),
-        DeviceOutcome::Failed { code, description } => {
-            Some(json!({"code": code, "description": description}).to_string())
+    /// Adds the change `make` builds (only with a data dir).
+    pub fn push(&mut self, make: impl FnOnce() -> Change) {
+        if self.persistent {
+            self.list.push(make());
         }
-        DeviceOutcome::Canceled => None,
+    }
+
+    /// Adds the changes `make` builds (only with a data dir).
+    pub fn extend(&mut self, make: impl FnOnce() -> Vec<Change>) {
+        if self.persistent {
+            self.list.extend(make());
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    pub(super) fn into_list(self) -> Vec<Change> {
+        self.list
     }
 }

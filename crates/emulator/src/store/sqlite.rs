@@ -16,20 +16,15 @@
 //! file. `synchronous=FULL` would add an fsync to every answered write (milliseconds each on
 //! many disks) to guard against power loss, which a local emulator does not need.
 
-use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
-use serde_json::Value;
+use serde::de::DeserializeOwned;
 
-use super::records::{Change, DeviceDoc, JobRecord, RowRecord};
-use super::Stored;
-use crate::devices::split_client;
-use crate::jobs::model::{DeviceOutcome, DeviceRow, Job, JobStatus, RowStatus};
-use crate::jobs::NewJob;
+use super::records::{Change, Document, JobRecord, RowRecord, StoredJob};
+use super::{StoreError, Stored};
 
 /// The layout this emulator reads and writes. An older data dir is brought up to it by
 /// [`MIGRATIONS`]; a newer one (or not a store) is refused untouched.
@@ -80,12 +75,12 @@ pub struct Db {
     _lock: File,
 }
 
-fn sql_error(what: &str) -> impl Fn(rusqlite::Error) -> String + '_ {
-    move |e| format!("{what}: {e}")
+fn sql_error(what: &str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+    move |e| StoreError::new(format!("{what}: {e}"))
 }
 
 /// Takes `DIR/lock` for this process, or says who has it.
-fn lock_dir(dir: &Path) -> Result<File, String> {
+fn lock_dir(dir: &Path) -> Result<File, StoreError> {
     let path = dir.join("lock");
     let mut file = OpenOptions::new()
         .read(true)
@@ -93,7 +88,7 @@ fn lock_dir(dir: &Path) -> Result<File, String> {
         .create(true)
         .truncate(false)
         .open(&path)
-        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        .map_err(|e| StoreError::new(format!("cannot open {}: {e}", path.display())))?;
     match file.try_lock() {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
@@ -105,13 +100,16 @@ fn lock_dir(dir: &Path) -> Result<File, String> {
             } else {
                 format!(" (pid {pid})")
             };
-            return Err(format!(
+            return Err(StoreError::new(format!(
                 "the data dir {} is in use by another iothub-emulator{who}",
                 dir.display()
-            ));
+            )));
         }
         Err(std::fs::TryLockError::Error(e)) => {
-            return Err(format!("cannot lock {}: {e}", path.display()))
+            return Err(StoreError::new(format!(
+                "cannot lock {}: {e}",
+                path.display()
+            )))
         }
     }
     let _ = file.set_len(0);
@@ -121,18 +119,19 @@ fn lock_dir(dir: &Path) -> Result<File, String> {
 }
 
 impl Db {
-    pub fn open(dir: &Path) -> Result<Self, String> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create the data dir {}: {e}", dir.display()))?;
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            StoreError::new(format!("cannot create the data dir {}: {e}", dir.display()))
+        })?;
         let lock = lock_dir(dir)?;
         let path = dir.join("hub.db");
-        let conn =
-            Connection::open(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        let conn = Connection::open(&path)
+            .map_err(|e| StoreError::new(format!("cannot open {}: {e}", path.display())))?;
         let not_ours = |e: rusqlite::Error| {
-            format!(
+            StoreError::new(format!(
                 "{} is not an iothub-emulator store ({e}); use another --data-dir",
                 path.display()
-            )
+            ))
         };
         // Read before anything is written: a file of another version stays untouched.
         let tables: i64 = conn
@@ -160,10 +159,10 @@ impl Db {
                 .ok()
                 .filter(|v| (1..=SCHEMA_VERSION).contains(v));
             let Some(version) = known else {
-                return Err(format!(
+                return Err(StoreError::new(format!(
                     "the data dir {} was written by another iothub-emulator store version ({version}; this emulator reads 1 to {SCHEMA_VERSION}); use the emulator that wrote it or another --data-dir",
                     dir.display()
-                ));
+                )));
             };
             conn.pragma_update(None, "journal_mode", "WAL")
                 .map_err(sql_error("cannot open the store"))?;
@@ -190,11 +189,11 @@ impl Db {
         })
     }
 
-    fn error(&self, e: rusqlite::Error) -> String {
-        format!("{}: {e}", self.dir.join("hub.db").display())
+    fn error(&self, e: rusqlite::Error) -> StoreError {
+        StoreError::new(format!("{}: {e}", self.dir.join("hub.db").display()))
     }
 
-    pub fn meta(&self, key: &str) -> Result<Option<String>, String> {
+    pub fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
         self.conn
             .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
             .optional()
@@ -203,7 +202,7 @@ impl Db {
 
     /// Applies changes in one transaction, in their order. After a whole fleet was written,
     /// the WAL is folded into the database file rather than kept as big as the fleet.
-    pub fn apply(&mut self, changes: &[Change]) -> Result<(), String> {
+    pub fn apply(&mut self, changes: &[Change]) -> Result<(), StoreError> {
         let run = |conn: &mut Connection| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             for change in changes {
@@ -220,7 +219,12 @@ impl Db {
         Ok(())
     }
 
-    pub fn load(&self) -> Result<Option<Stored>, String> {
+    pub fn load<D, Q, C>(&self) -> Result<Option<Stored<D, Q, C>>, StoreError>
+    where
+        D: DeserializeOwned,
+        Q: DeserializeOwned,
+        C: DeserializeOwned,
+    {
         if self.meta("seeded")?.is_none() {
             return Ok(None);
         }
@@ -236,13 +240,14 @@ impl Db {
         }))
     }
 
-    /// Every `(id, doc)` row of `table` (`devices`, `configurations`, `cloud_to_device`), its JSON document read
-    /// as `T`; `what` names one in errors.
-    fn load_docs<T: serde::de::DeserializeOwned>(
+    /// Every `(id, doc)` row of `table` (`devices`, `configurations`, `cloud_to_device`), its
+    /// JSON document read as `T` (one at a time: a million devices are never all held as
+    /// text); `what` names one in errors.
+    fn load_docs<T: DeserializeOwned>(
         &self,
         table: &str,
         what: &str,
-    ) -> Result<Vec<T>, String> {
+    ) -> Result<Vec<T>, StoreError> {
         let mut stmt = self
             .conn
             .prepare(&format!("SELECT id, doc FROM {table} ORDER BY id"))
@@ -255,18 +260,18 @@ impl Db {
             let doc = doc.as_str().map_err(|e| self.error(e.into()))?;
             let doc = serde_json::from_str(doc).map_err(|e| {
                 // Where, not what: a device's document holds its keys.
-                format!(
+                StoreError::new(format!(
                     "{what} {id} in the store cannot be read ({:?} error at column {})",
                     e.classify(),
                     e.column()
-                )
+                ))
             })?;
             out.push(doc);
         }
         Ok(out)
     }
 
-    fn load_jobs(&self) -> Result<Vec<(u64, Job)>, String> {
+    fn load_jobs(&self) -> Result<Vec<StoredJob>, StoreError> {
         let mut stmt = self
             .conn
             .prepare(
@@ -279,68 +284,47 @@ impl Db {
         while let Some(r) = rows.next().map_err(|e| self.error(e))? {
             let get = |e| self.error(e);
             let seq: i64 = r.get(0).map_err(get)?;
-            let id: String = r.get(1).map_err(get)?;
-            let bad = |what: &str| format!("job {id} in the store cannot be read: {what}");
-            let status: String = r.get(2).map_err(get)?;
-            let status = JobStatus::parse(&status).ok_or_else(|| bad("unknown status"))?;
-            let spec: String = r.get(8).map_err(get)?;
-            let spec: NewJob = serde_json::from_str(&spec).map_err(|e| bad(&e.to_string()))?;
-            let targets: Option<String> = r.get(9).map_err(get)?;
-            let targets: Vec<String> = match targets {
-                Some(t) => serde_json::from_str(&t).map_err(|e| bad(&e.to_string()))?,
-                None => Vec::new(),
+            let job = JobRecord {
+                seq: seq as u64,
+                job_id: r.get(1).map_err(get)?,
+                status: r.get(2).map_err(get)?,
+                created_ms: r.get(3).map_err(get)?,
+                started_ms: r.get(4).map_err(get)?,
+                end_ms: r.get(5).map_err(get)?,
+                failure_reason: r.get(6).map_err(get)?,
+                status_message: r.get(7).map_err(get)?,
+                spec: r.get(8).map_err(get)?,
+                targets: r.get(9).map_err(get)?,
             };
-            let created_ms: i64 = r.get(3).map_err(get)?;
-            let mut job = Job::new(spec, created_ms);
-            job.status = status;
-            job.started_ms = r.get(4).map_err(get)?;
-            job.end_ms = r.get(5).map_err(get)?;
-            job.failure_reason = r.get(6).map_err(get)?;
-            job.status_message = r.get(7).map_err(get)?;
-            let started = job.started_ms.unwrap_or(created_ms);
-            job.rows = targets
-                .into_iter()
-                .map(|client| {
-                    let (device, module) = split_client(&client);
-                    DeviceRow::pending(device.into(), module.map(str::to_string), started)
-                })
-                .collect();
-            self.load_rows(seq, &mut job.rows).map_err(|e| bad(&e))?;
-            job.recount();
-            out.push((seq as u64, job));
+            let rows = self.load_rows(seq)?;
+            out.push(StoredJob { job, rows });
         }
         Ok(out)
     }
 
-    /// Fills in the rows that ended. Payloads are shared between rows with the same answer,
-    /// as they are in memory (a million-device method job answers with one payload).
-    fn load_rows(&self, seq: i64, rows: &mut [DeviceRow]) -> Result<(), String> {
+    /// The rows of job `seq` that ended.
+    fn load_rows(&self, seq: i64) -> Result<Vec<RowRecord>, StoreError> {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT idx, status, start_ms, end_ms, updated_ms, outcome FROM device_jobs WHERE job_seq = ?1",
+                "SELECT idx, device_id, status, start_ms, end_ms, updated_ms, outcome FROM device_jobs WHERE job_seq = ?1",
             )
             .map_err(|e| self.error(e))?;
         let mut result = stmt.query([seq]).map_err(|e| self.error(e))?;
-        let mut payloads: HashMap<String, Arc<Value>> = HashMap::new();
+        let mut out = Vec::new();
         while let Some(r) = result.next().map_err(|e| self.error(e))? {
             let get = |e| self.error(e);
-            let idx: i64 = r.get(0).map_err(get)?;
-            let Some(row) = usize::try_from(idx).ok().and_then(|i| rows.get_mut(i)) else {
-                return Err(format!("row {idx} is not one of the job's targets"));
-            };
-            let status: String = r.get(1).map_err(get)?;
-            row.status = RowStatus::parse(&status).ok_or("a row has an unknown status")?;
-            row.start_ms = r.get(2).map_err(get)?;
-            row.end_ms = r.get(3).map_err(get)?;
-            row.updated_ms = r.get(4).map_err(get)?;
-            let outcome: Option<String> = r.get(5).map_err(get)?;
-            row.outcome = Some(match outcome {
-                None => DeviceOutcome::Canceled,
-                Some(text) => outcome_from_json(&text, &mut payloads)?,
+            out.push(RowRecord {
+                index: r.get(0).map_err(get)?,
+                device_id: r.get(1).map_err(get)?,
+                status: r.get(2).map_err(get)?,
+                start_ms: r.get(3).map_err(get)?,
+                end_ms: r.get(4).map_err(get)?,
+                updated_ms: r.get(5).map_err(get)?,
+                outcome: r.get(6).map_err(get)?,
             });
         }
-        Ok(())
+        Ok(out)
     }
 }
 
@@ -368,10 +352,10 @@ fn apply(tx: &rusqlite::Transaction<'_>, change: &Change) -> rusqlite::Result<()
         Change::PutQueue(id, None) => tx
             .execute("DELETE FROM cloud_to_device WHERE id = ?1", [id])
             .map(drop),
-        Change::PutConfiguration(id, doc) => tx
+        Change::PutConfiguration(d) => tx
             .execute(
                 "INSERT OR REPLACE INTO configurations (id, doc) VALUES (?1, ?2)",
-                [id, doc],
+                [&d.id, &d.doc],
             )
             .map(drop),
         Change::DeleteConfiguration(id) => tx
@@ -412,7 +396,7 @@ fn upsert_job(tx: &rusqlite::Transaction<'_>, job: &JobRecord) -> rusqlite::Resu
     .map(drop)
 }
 
-fn insert_devices(tx: &rusqlite::Transaction<'_>, docs: &[DeviceDoc]) -> rusqlite::Result<()> {
+fn insert_devices(tx: &rusqlite::Transaction<'_>, docs: &[Document]) -> rusqlite::Result<()> {
     let mut stmt = tx.prepare_cached("INSERT OR REPLACE INTO devices (id, doc) VALUES (?1, ?2)")?;
     for d in docs {
         stmt.execute(params![d.id, d.doc])?;
@@ -442,26 +426,4 @@ fn insert_rows(
         ])?;
     }
     Ok(())
-}
-
-fn outcome_from_json(
-    text: &str,
-    payloads: &mut HashMap<String, Arc<Value>>,
-) -> Result<DeviceOutcome, String> {
-    let mut v: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
-    if let Some(code) = v.get("code").and_then(Value::as_str) {
-        return Ok(DeviceOutcome::Failed {
-            code: code.to_string(),
-            description: v["description"].as_str().unwrap_or_default().to_string(),
-        });
-    }
-    let status = v["status"].as_i64().ok_or("an outcome has no status")?;
-    let payload = v.get_mut("payload").map(|p| {
-        let p = p.take();
-        payloads
-            .entry(p.to_string())
-            .or_insert_with(|| Arc::new(p))
-            .clone()
-    });
-    Ok(DeviceOutcome::Succeeded { status, payload })
 }

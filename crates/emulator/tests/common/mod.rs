@@ -21,7 +21,7 @@ pub struct Hub {
     pub policy_key: Vec<u8>,
     pub tls: Arc<ClientConfig>,
     stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<Result<(), String>>,
+    task: tokio::task::JoinHandle<Result<(), iothub_emulator::errors::StartError>>,
 }
 
 pub async fn start(devices: &str) -> Hub {

@@ -23,7 +23,7 @@ use super::{not_found, split_client, Outgoing, Registry};
 use crate::clock::Clock;
 use crate::errors::ApiError;
 use crate::locks::lock;
-use crate::store::store_error;
+use crate::store::{Change, Document, StoreError};
 
 /// Feedback records kept for a feedback receiver at most (oldest dropped first).
 const FEEDBACK_KEPT: usize = 10_000;
@@ -92,6 +92,19 @@ impl CloudToDevice {
     }
 }
 
+/// The change that writes a device's queue (an empty one is removed from the store).
+fn put_queue(device: &str, queue: &Queue) -> Change {
+    let doc = (!queue.is_empty()).then(|| Document::of(device, queue).doc);
+    Change::PutQueue(device.into(), doc)
+}
+
+/// A send that did not reach the disk.
+impl From<StoreError> for SendRefusal {
+    fn from(e: StoreError) -> Self {
+        SendRefusal::NotSaved(format!("the hub could not save the message: {e}"))
+    }
+}
+
 impl Registry {
     /// Enqueues a message the service sends to `target` (a device id), stored before it is
     /// answered, then hands it to the device if it listens.
@@ -112,20 +125,18 @@ impl Registry {
             .ok_or(SendRefusal::DeviceNotFound)?;
         let c2d = &self.cloud_to_device;
         let mut feedback = Vec::new();
-        let (pushed, saved) = {
-            let mut queues = lock(&c2d.queues);
+        let (pushed, saved) = self.store.stage(lock(&c2d.queues), |queues, changes| {
             let queue = queues
                 .entry(device.to_string())
                 .or_insert_with(|| Queue::new(device, &generation));
             let token = c2d.last_token.fetch_add(1, Ordering::Relaxed) + 1;
             let pushed = queue.push(token, message, now_ms, &mut feedback);
-            (pushed, self.store.put_queue(device, queue))
-        };
+            changes.push(|| put_queue(device, queue));
+            Ok::<_, StoreError>(pushed)
+        })?;
         c2d.add_feedback(feedback);
         pushed?;
-        saved.wait().map_err(|e| {
-            SendRefusal::NotSaved(format!("the hub could not save the message: {e}"))
-        })?;
+        saved.wait()?;
         c2d.deadlines.notify_one();
         self.deliver_cloud_to_device(device, now_ms);
         Ok(())
@@ -164,7 +175,7 @@ impl Registry {
             };
             let deliveries = queue.deliver_up_to(max, now_ms, &mut feedback);
             // Delivery counts and locks are stored without waiting: nobody waits for them.
-            drop(self.store.put_queue(device, queue));
+            let _ = self.store.write_behind(|| vec![put_queue(device, queue)]);
             deliveries
         };
         c2d.add_feedback(feedback);
@@ -186,19 +197,17 @@ impl Registry {
     ) -> Result<bool, ApiError> {
         let c2d = &self.cloud_to_device;
         let mut feedback = Vec::new();
-        let (settled, saved) = {
-            let mut queues = lock(&c2d.queues);
+        let settled = self.store.commit(lock(&c2d.queues), |queues, changes| {
             let Some(queue) = queues.get_mut(device) else {
                 return Ok(false);
             };
             let settled = queue.settle(lock_token, how, now_ms, &mut feedback);
-            let saved = self.store.put_queue(device, queue);
+            changes.push(|| put_queue(device, queue));
             if queue.is_empty() {
                 queues.remove(device);
             }
-            (settled, saved)
-        };
-        saved.wait().map_err(store_error)?;
+            Ok::<_, ApiError>(settled)
+        })?;
         c2d.add_feedback(feedback);
         if settled && how == Settle::Abandon {
             self.deliver_cloud_to_device(device, now_ms);
@@ -212,14 +221,14 @@ impl Registry {
         self.read().get(device).ok_or_else(|| not_found(device))?;
         let c2d = &self.cloud_to_device;
         let mut feedback = Vec::new();
-        let (removed, saved) = {
-            let mut queues = lock(&c2d.queues);
+        let (removed, saved) = self.store.stage(lock(&c2d.queues), |queues, changes| {
             let mut queue = queues.remove(device).unwrap_or_default();
             let removed = queue.purge(&mut feedback);
-            (removed, self.store.put_queue(device, &queue))
-        };
+            changes.push(|| put_queue(device, &queue));
+            Ok::<_, ApiError>(removed)
+        })?;
         c2d.add_feedback(feedback);
-        saved.wait().map_err(store_error)?;
+        saved.wait()?;
         Ok(removed)
     }
 
@@ -238,7 +247,7 @@ impl Registry {
             let mut queues = lock(&c2d.queues);
             for (device, queue) in queues.iter_mut() {
                 if queue.sweep(now_ms, &mut feedback) {
-                    drop(self.store.put_queue(device, queue));
+                    let _ = self.store.write_behind(|| vec![put_queue(device, queue)]);
                 }
                 if queue.has_enqueued() {
                     ready.push(device.clone());
