@@ -36,3 +36,5 @@ pub use run::{run, run_until, Ready};
 
 #[cfg(test)]
 mod persistence_tests;
+#[cfg(test)]
+mod test_dir;

@@ -2,7 +2,7 @@
 //! restart, and a data dir of an older store version is brought up to date with what it
 //! held. (The store's own rules, without the domain, are tested in `store/tests.rs`.)
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,35 +13,13 @@ use crate::devices::cloud_to_device::Queue;
 use crate::devices::{BehaviourPatch, Device, Registry, Seed};
 use crate::jobs::{from_stored, parse_job_request, Engine, EngineLimits};
 use crate::store::{Change, Document, Store};
+use crate::test_dir::Dir;
 
 /// What a previous run left, read as the hub reads it.
 type Stored = crate::store::Stored<Device, Queue, Value>;
 
 fn load(store: &Store) -> Option<Stored> {
     store.load().unwrap()
-}
-
-/// A fresh directory under the system temp dir, removed on drop.
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new() -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "iothub-emulator-store-test-{}-{:016x}",
-            std::process::id(),
-            fastrand::u64(..)
-        ));
-        Dir(dir)
-    }
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// What a hub's start does with a store: its stored state, or `devices` generated ones.

@@ -297,11 +297,25 @@ impl Registry {
         (twins, next.cloned())
     }
 
-    /// `PATCH` (merge) or `PUT` (`replace`) `/twins/{id}`: the twin written (the hub's one
-    /// twin write, [`write_client_twin`]), stored, then the desired change sent to the device.
+    /// `PATCH` (merge) or `PUT` (`replace`) `/twins/{id}`.
     pub fn update_twin(
         &self,
         id: &str,
+        body: &Value,
+        etag: Option<&str>,
+        replace: bool,
+        now_ms: i64,
+    ) -> Result<Value, ApiError> {
+        self.write_twin(id, None, body, etag, replace, now_ms)
+    }
+
+    /// The REST twin write of a device or of one of its modules: the twin written (the hub's
+    /// one twin write, [`write_client_twin`]), stored, then the desired change sent to the
+    /// device's or module's session; the twin as written.
+    fn write_twin(
+        &self,
+        device: &str,
+        module: Option<&str>,
         body: &Value,
         etag: Option<&str>,
         replace: bool,
@@ -314,12 +328,17 @@ impl Registry {
             now_ms,
         };
         let (note, twin) = self.store.commit(self.write(), |map, changes| {
-            let (note, d) = write_client_twin(map, id, None, &write)?;
+            let (note, d) = write_client_twin(map, device, module, &write)?;
             changes.push(|| put_device(d));
-            Ok::<_, ApiError>((note, d.twin()))
+            let twin = match module {
+                Some(module) => d.modules[module].twin(device, d.is_enabled()),
+                None => d.twin(),
+            };
+            Ok::<_, ApiError>((note, twin))
         })?;
         if let Some(note) = note {
-            self.sessions.desired_changed(id, &note);
+            self.sessions
+                .desired_changed(&client_key(device, module), &note);
         }
         Ok(twin)
     }

@@ -17,8 +17,8 @@ use crate::store::StoreError;
 use crate::twin::if_match;
 
 use super::{
-    may_update, not_found, put_device, symmetric_keys, validate_device_id, write_client_twin,
-    Authentication, Credentials, Device, DeviceAuthError, Module, Registry, TwinWrite,
+    may_update, not_found, put_device, symmetric_keys, validate_device_id, Authentication,
+    Credentials, Device, DeviceAuthError, Module, Registry,
 };
 
 /// `{deviceId}` → (device, None); `{deviceId}/{moduleId}` → (device, Some(module)).
@@ -194,22 +194,7 @@ impl Registry {
         replace: bool,
         now_ms: i64,
     ) -> Result<Value, ApiError> {
-        let write = TwinWrite {
-            body,
-            etag,
-            replace,
-            now_ms,
-        };
-        let (note, twin) = self.store.commit(self.write(), |map, changes| {
-            let (note, d) = write_client_twin(map, device, Some(module), &write)?;
-            changes.push(|| put_device(d));
-            Ok::<_, ApiError>((note, d.modules[module].twin(device, d.is_enabled())))
-        })?;
-        if let Some(note) = note {
-            self.sessions
-                .desired_changed(&client_key(device, Some(module)), &note);
-        }
-        Ok(twin)
+        self.write_twin(device, Some(module), body, etag, replace, now_ms)
     }
 
     /// One page of `SELECT * FROM devices.modules [WHERE …]`: module twins in (device, module)

@@ -2,34 +2,13 @@
 //! dir written by an earlier build loads, and a dir in use or of another version is refused
 //! untouched. (The hub's state through the store: `persistence_tests.rs`.)
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::{json, Value};
 
+use crate::test_dir::Dir;
+
 use super::*;
-
-/// A fresh directory under the system temp dir, removed on drop.
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new() -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "iothub-emulator-store-test-{}-{:016x}",
-            std::process::id(),
-            fastrand::u64(..)
-        ));
-        Dir(dir)
-    }
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 type Plain = Stored<Value, Value, Value>;
 
