@@ -119,6 +119,9 @@ async fn connection(
     front: Front,
     acceptor: TlsAcceptor,
 ) {
+    if front == Front::PlainEvents {
+        return amqp::serve_plain_events(hub, tcp).await;
+    }
     let Ok(tls) = acceptor.accept(tcp).await else {
         return;
     };
@@ -133,6 +136,7 @@ async fn connection(
         Front::Mqtt => return mqtt::serve(hub, tls, client_chain).await,
         Front::Amqp => return amqp::serve(hub, tls, client_chain).await,
         Front::Https => {}
+        Front::PlainEvents => return, // served above, without TLS
     }
     // Devices speak MQTT and AMQP on the same port: an MQTT CONNECT starts with 0x10, an AMQP
     // header with `A`, and no HTTP request does either. The byte is only peeked, so every

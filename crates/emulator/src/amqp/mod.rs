@@ -21,6 +21,7 @@ mod device;
 mod events;
 mod login;
 mod message;
+mod padding;
 mod sasl;
 mod service;
 
@@ -120,6 +121,31 @@ pub async fn serve<S>(hub: Arc<Hub>, stream: S, client_chain: CertChain)
 where
     S: AsyncRead + AsyncWrite + std::fmt::Debug + Send + Unpin + 'static,
 {
+    serve_scoped(hub, stream, client_chain, Scope::Hub).await
+}
+
+/// Serves one connection of the events endpoint's plain AMQP port (`--events-port`): no TLS,
+/// and only the endpoint's links (and `$cbs`) are served on it.
+pub async fn serve_plain_events<S>(hub: Arc<Hub>, stream: S)
+where
+    S: AsyncRead + AsyncWrite + std::fmt::Debug + Send + Unpin + 'static,
+{
+    serve_scoped(hub, stream, CertChain::default(), Scope::EventsOnly).await
+}
+
+/// Which links a connection serves.
+#[derive(Clone, Copy, PartialEq)]
+enum Scope {
+    /// Every link: devices, the service, the events endpoint.
+    Hub,
+    /// The events endpoint's and `$cbs` (the plain port).
+    EventsOnly,
+}
+
+async fn serve_scoped<S>(hub: Arc<Hub>, stream: S, client_chain: CertChain, scope: Scope)
+where
+    S: AsyncRead + AsyncWrite + std::fmt::Debug + Send + Unpin + 'static,
+{
     let (mut rd, mut wr) = tokio::io::split(stream);
     let mut header = [0u8; 8];
     match tokio::time::timeout(HEADER_WAIT, rd.read_exact(&mut header)).await {
@@ -138,8 +164,12 @@ where
         return;
     }
     // fe2o3 reads the header itself: hand it back in front of the rest of the stream.
-    let io = tokio::io::join(std::io::Cursor::new(header).chain(rd), wr);
-    let conn = Arc::new(Conn::new(hub.clone(), client_chain));
+    // Every frame goes out with all its fields (`padding.rs`: Python's pyamqp needs them).
+    let io = tokio::io::join(
+        std::io::Cursor::new(header).chain(rd),
+        padding::PaddedWriter::new(wr),
+    );
+    let conn = Arc::new(Conn::new(hub.clone(), client_chain, scope));
     let acceptor = ConnectionAcceptor::builder().container_id("iothub-emulator");
     let opened = if kind == Header::Sasl {
         let mechanisms = sasl::Mechanisms::new(hub);
@@ -284,6 +314,9 @@ struct Conn {
     hub: Arc<Hub>,
     /// What the client sent in the TLS handshake (empty unless it is an x509 device).
     client_chain: CertChain,
+    scope: Scope,
+    /// This connection's number on the events endpoint (its `$management` reply links).
+    events_connection: u64,
     /// The clients (or the service) logged in on this connection, each with the task that
     /// closes the connection when its token expires (none for a certificate).
     authorized: Mutex<HashMap<Grantee, Option<AbortHandle>>>,
@@ -298,10 +331,12 @@ struct Conn {
 }
 
 impl Conn {
-    fn new(hub: Arc<Hub>, client_chain: CertChain) -> Self {
+    fn new(hub: Arc<Hub>, client_chain: CertChain, scope: Scope) -> Self {
         Conn {
+            events_connection: hub.events.replies.connection(),
             hub,
             client_chain,
+            scope,
             authorized: Mutex::default(),
             cbs_replies: Mutex::new(Outbox::new()),
             clients: Mutex::default(),
@@ -356,7 +391,7 @@ impl Conn {
         if let Some(node) = self.events_node(&address) {
             return self.events_sender(sender, node, epoch).await;
         }
-        let source = parse_address(&address);
+        let source = self.scoped(parse_address(&address));
         if let Err(refused) = self.admit_link(&source) {
             let _ = sender.close_with_error(refused).await;
             return;
@@ -412,7 +447,7 @@ impl Conn {
         if let Some(node) = self.events_node(&address) {
             return self.events_receiver(receiver, node).await;
         }
-        let target = parse_address(&address);
+        let target = self.scoped(parse_address(&address));
         if let Err(refused) = self.admit_link(&target) {
             let _ = receiver.close_with_error(refused).await;
             return;
@@ -437,6 +472,16 @@ impl Conn {
             }
         }
         tokio::spawn(device::receive(self, receiver, target, address));
+    }
+
+    /// What an address names on this connection: on the events endpoint's plain port, only
+    /// `$cbs` besides the endpoint's own links (which never reach here).
+    fn scoped(&self, address: Address) -> Address {
+        match (self.scope, address) {
+            (Scope::EventsOnly, Address::Cbs) => Address::Cbs,
+            (Scope::EventsOnly, _) => Address::Unknown,
+            (Scope::Hub, address) => address,
+        }
     }
 
     /// Runs `f` on the client's entry, opening its hub session (the device is connected from
