@@ -30,7 +30,8 @@ pub enum Front {
     Mqtt,
     /// AMQP only.
     Amqp,
-    /// The events endpoint over plain AMQP (no TLS).
+    /// The events endpoint over plain AMQP (no TLS), or, told apart by the first byte, all
+    /// that `Https` serves (Event Hubs clients over WebSockets dial `wss://` on this port).
     PlainEvents,
 }
 

@@ -32,9 +32,11 @@ use std::time::Duration;
 use fe2o3_amqp::acceptor::error::AcceptorAttachError;
 use fe2o3_amqp::acceptor::{
     ConnectionAcceptor, LinkAcceptor, LinkEndpoint, ListenerSessionHandle, SessionAcceptor,
-    SupportedReceiverSettleModes,
+    SupportedReceiverSettleModes, SupportedSenderSettleModes,
 };
-use fe2o3_amqp::types::definitions::{AmqpError, Error as AmqpErrorBody, ReceiverSettleMode};
+use fe2o3_amqp::types::definitions::{
+    AmqpError, Error as AmqpErrorBody, ReceiverSettleMode, Role, SenderSettleMode,
+};
 use fe2o3_amqp::types::messaging::{Body, Message};
 use fe2o3_amqp::types::primitives::Value;
 use fe2o3_amqp::{Receiver, Sender};
@@ -350,10 +352,19 @@ impl Conn {
         // The hub settles what it receives in the first mode, whatever the sender asks: uamqp
         // (Python's azure-iot-hub) attaches its sender asking for the second mode and waits
         // for a settled disposition, which a receiver in the second mode never sends first.
-        let links = LinkAcceptor::builder()
-            .supported_receiver_settle_modes(SupportedReceiverSettleModes::First)
-            .fallback_receiver_settle_mode(ReceiverSettleMode::First)
+        let links = || {
+            LinkAcceptor::builder()
+                .supported_receiver_settle_modes(SupportedReceiverSettleModes::First)
+                .fallback_receiver_settle_mode(ReceiverSettleMode::First)
+        };
+        // The events endpoint sends its events and `$management` replies settled, whatever the
+        // receiver asks: pyamqp (Python's azure-eventhub) asks for unsettled and never settles
+        // an event, so a sender that waits for its settlement would stop after the first.
+        let events_links = links()
+            .supported_sender_settle_modes(SupportedSenderSettleModes::Settled)
+            .fallback_sender_settle_mode(SenderSettleMode::Settled)
             .build();
+        let links = links().build();
         let mut closing = self.closing.subscribe();
         loop {
             let attach = tokio::select! {
@@ -368,7 +379,14 @@ impl Conn {
             // The events endpoint's receivers ask for an epoch in the link properties, which
             // only the client's attach carries.
             let epoch = crate::events::link::epoch(attach.properties.as_ref());
-            match links.accept_incoming_attach(attach, &mut session).await {
+            let source = attach.source.as_ref().and_then(|s| s.address.as_deref());
+            let acceptor = match (&attach.role, source) {
+                (&Role::Receiver, Some(source)) if self.events_node(source).is_some() => {
+                    &events_links
+                }
+                _ => &links,
+            };
+            match acceptor.accept_incoming_attach(attach, &mut session).await {
                 Ok(LinkEndpoint::Sender(sender)) => {
                     self.clone().sender_attached(sender, epoch).await
                 }
