@@ -271,7 +271,9 @@ async fn sasl_mssbcbs_then_cbs() {
 async fn the_events_port_is_plain_amqp_for_the_endpoint_only() {
     let hub = start("1").await;
     let events_port = hub.line["eventsPort"].as_u64().unwrap() as u16;
-    let tcp = TcpStream::connect(("127.0.0.1", events_port)).await.unwrap();
+    let tcp = TcpStream::connect(("127.0.0.1", events_port))
+        .await
+        .unwrap();
     let mut connection = open(tcp, None).await;
     let mut session = Session::begin(&mut connection).await.unwrap();
     let mut cbs = Cbs::attach(&mut session).await;
