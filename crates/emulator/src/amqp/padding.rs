@@ -13,7 +13,9 @@
 //! list's size and count and the frame's size; the rest of a frame (a transfer's payload)
 //! passes as it is. It never forks fe2o3 and costs one copy of the bytes it writes (into
 //! buffers it reuses): 0.12–0.29 µs per 200-byte transfer frame in a release build on a shared
-//! 2-core machine (`padding_cost` below). MQTT connections never pass through it.
+//! 2-core machine (`padding_cost` below); end to end, 20,000 telemetry messages from a Node
+//! `Amqp` device cost the hub 58–75 µs of CPU each with it and 57–67 µs without (release builds,
+//! alternating runs): no difference above the noise. MQTT connections never pass through it.
 
 use std::fmt;
 use std::io;
