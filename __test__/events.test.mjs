@@ -3,8 +3,10 @@
 // HTTPS, and a module's, arrives on its device's partition with its body, application
 // properties and IoT Hub's annotations; every start position; two consumer groups; the
 // management node; epoch receivers; refusals. The client connects with the emulator's
-// `eventHubConnectionString` as printed; the one harness addition is the emulator's CA, which
-// rhea's TLS gets through `tls.connect` here (a user sets NODE_EXTRA_CA_CERTS, as the last test
+// `eventHubConnectionString` as printed (plain AMQP on the events port, UseDevelopmentEmulator);
+// where a test reaches the endpoint over TLS (WebSockets, a connection string without
+// UseDevelopmentEmulator, --standard-ports) the one harness addition is the emulator's CA, which
+// rhea's TLS gets through `tls.connect` here (a user sets NODE_EXTRA_CA_CERTS, as a later test
 // does in a child process through `iothub-emulator exec`).
 import tls from 'node:tls'
 import { execFile, execFileSync } from 'node:child_process'
@@ -336,7 +338,10 @@ test("a batch from an Http device keeps each message's properties; AMQP over Web
   consumers.push(overWs)
   const { events } = await read(overWs, { done: (evs) => evs.filter(sentBy('ev-batch')).length === 2 })
   assert.deepEqual(events.filter(sentBy('ev-batch')).map((e) => [bodyOf(e).b, e.properties.k]), [[1, 'one'], [2, 'two']])
-  assert.deepEqual(urls, [`wss://127.0.0.1:${hub.port}/$servicebus/websocket`])
+  // Off the standard ports the Endpoint names the events port (plain AMQP with
+  // UseDevelopmentEmulator=true, TLS by its first byte): WebSockets dial wss:// there.
+  assert.match(hub.eventHubConnectionString, new RegExp(`^Endpoint=sb://127\\.0\\.0\\.1:${hub.ready.eventsPort}/;SharedAccessKeyName=iothubowner;SharedAccessKey=[^;]+;EntityPath=iothub-emulator;UseDevelopmentEmulator=true$`))
+  assert.deepEqual(urls, [`wss://127.0.0.1:${hub.ready.eventsPort}/$servicebus/websocket`])
 })
 
 test("--partitions and --retention-hours outside IoT Hub's ranges are refused in one line", async () => {

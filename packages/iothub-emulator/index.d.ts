@@ -97,9 +97,11 @@ export interface Emulator {
   /** `HostName=<host:port>;SharedAccessKeyName=iothubowner;SharedAccessKey=…` */
   readonly connectionString: string;
   /**
-   * The built-in Event Hubs-compatible endpoint's, as the portal shows it:
-   * `Endpoint=sb://<host:port>/;SharedAccessKeyName=iothubowner;SharedAccessKey=…;EntityPath=<name>`
-   * (a plain host with `--standard-ports`), for `@azure/event-hubs`' `EventHubConsumerClient`.
+   * The built-in Event Hubs-compatible endpoint's:
+   * `Endpoint=sb://<host:eventsPort>/;SharedAccessKeyName=iothubowner;SharedAccessKey=…;EntityPath=<name>;UseDevelopmentEmulator=true`
+   * (the events endpoint's plain AMQP port, which `@azure/event-hubs` 6 and Python's
+   * `azure-eventhub` 5 both dial as given), or with `--standard-ports` as the portal shows it,
+   * `Endpoint=sb://<host>/;…;EntityPath=<name>` (TLS on 5671).
    */
   readonly eventHubConnectionString: string;
   /** `host:port`, what connection strings carry. */

@@ -57,6 +57,11 @@ pub struct Args {
     /// Also serve AMQP over TLS (device side) on a port of its own, 0 = pick a free one
     #[arg(long, value_name = "PORT", conflicts_with = "standard_ports")]
     pub amqp_port: Option<u16>,
+    /// Serve the events endpoint also as plain AMQP (no TLS, for loopback and development, as
+    /// Microsoft's Event Hubs emulator does) on this port, 0 = pick a free one (the default
+    /// without --standard-ports); eventHubConnectionString then names it
+    #[arg(long, value_name = "PORT", conflicts_with = "standard_ports")]
+    pub events_port: Option<u16>,
     /// The hub's standard ports on --host: HTTPS and WebSockets on 443, MQTT on 8883, AMQP on 5671 (ports
     /// below 1024 need root); connection strings then carry a plain HostName
     #[arg(long, conflicts_with = "port")]
@@ -128,6 +133,7 @@ impl fmt::Debug for Args {
             .field("port", &self.port)
             .field("mqtt_port", &self.mqtt_port)
             .field("amqp_port", &self.amqp_port)
+            .field("events_port", &self.events_port)
             .field("standard_ports", &self.standard_ports)
             .field("hostname", &self.hostname)
             .field("device_cas", &self.device_cas)

@@ -4,7 +4,9 @@
 //! (`/$iothub/websocket`) and, told apart by the first byte, MQTT and AMQP themselves.
 //! `--mqtt-port` and `--amqp-port` add a port for MQTT or AMQP alone; `--standard-ports` puts
 //! HTTPS on 443, MQTT on 8883 and AMQP on 5671, where device SDKs dial them from a plain
-//! `HostName`. (AMQP over WebSockets, `AMQPWSB10`, is not served yet.)
+//! `HostName`. Without `--standard-ports`, the events endpoint is also served as plain AMQP on
+//! a port of its own (`--events-port`, a free one by default): Event Hubs clients keep a port
+//! only for a development emulator's plain AMQP (`UseDevelopmentEmulator=true`). (AMQP over WebSockets, `AMQPWSB10`, is not served yet.)
 
 use std::io::ErrorKind;
 
@@ -29,22 +31,32 @@ pub enum Front {
     Mqtt,
     /// AMQP only.
     Amqp,
+    /// The events endpoint over plain AMQP (no TLS), or, told apart by the first byte, all
+    /// that `Https` serves (Event Hubs clients over WebSockets dial `wss://` on this port).
+    PlainEvents,
 }
 
 pub struct Listeners {
     pub https: TcpListener,
     pub mqtt: Option<TcpListener>,
     pub amqp: Option<TcpListener>,
+    pub events: Option<TcpListener>,
 }
 
 impl Listeners {
     /// Binds the ports `args` ask for; a port that is taken or needs root is a one-line error.
     pub async fn bind(args: &Args) -> Result<Self, StartError> {
-        let (https_port, mqtt_port, amqp_port) = if args.standard_ports {
+        let (https_port, mqtt_port, amqp_port, events_port) = if args.standard_ports {
             let standard = (STANDARD_MQTT_PORT, STANDARD_AMQP_PORT);
-            (STANDARD_HTTPS_PORT, Some(standard.0), Some(standard.1))
+            (
+                STANDARD_HTTPS_PORT,
+                Some(standard.0),
+                Some(standard.1),
+                None,
+            )
         } else {
-            (args.port, args.mqtt_port, args.amqp_port)
+            let events = Some(args.events_port.unwrap_or(0));
+            (args.port, args.mqtt_port, args.amqp_port, events)
         };
         let https = bind(&args.host, https_port).await?;
         let mqtt = match mqtt_port {
@@ -55,7 +67,16 @@ impl Listeners {
             Some(port) => Some(bind(&args.host, port).await?),
             None => None,
         };
-        Ok(Self { https, mqtt, amqp })
+        let events = match events_port {
+            Some(port) => Some(bind(&args.host, port).await?),
+            None => None,
+        };
+        Ok(Self {
+            https,
+            mqtt,
+            amqp,
+            events,
+        })
     }
 
     pub fn https_port(&self) -> u16 {
@@ -70,11 +91,16 @@ impl Listeners {
         self.amqp.as_ref().map(port_of)
     }
 
+    pub fn events_port(&self) -> Option<u16> {
+        self.events.as_ref().map(port_of)
+    }
+
     /// Every listener with what it speaks.
     pub fn into_fronts(self) -> Vec<(TcpListener, Front)> {
         std::iter::once((self.https, Front::Https))
             .chain(self.mqtt.map(|l| (l, Front::Mqtt)))
             .chain(self.amqp.map(|l| (l, Front::Amqp)))
+            .chain(self.events.map(|l| (l, Front::PlainEvents)))
             .collect()
     }
 }
@@ -113,6 +139,14 @@ mod tests {
         let l = Listeners::bind(&args(&[])).await.unwrap();
         assert!(l.https_port() > 0);
         assert_eq!(l.mqtt_port(), None);
+        // The events endpoint's plain AMQP port is on by default, on a free port.
+        let events = l.events_port().unwrap();
+        assert!(events > 0 && events != l.https_port());
+        let e = Listeners::bind(&args(&["--events-port", &events.to_string()]))
+            .await
+            .err()
+            .unwrap();
+        assert!(e.to_string().ends_with("the port is already in use"), "{e}");
         let taken = l.https_port().to_string();
         let e = Listeners::bind(&args(&["--port", &taken]))
             .await
@@ -133,13 +167,16 @@ mod tests {
         let mqtt = both.mqtt_port().unwrap();
         assert!(mqtt > 0 && mqtt != both.https_port());
         let fronts: Vec<Front> = both.into_fronts().into_iter().map(|(_, f)| f).collect();
-        assert_eq!(fronts, [Front::Https, Front::Mqtt]);
+        assert_eq!(fronts, [Front::Https, Front::Mqtt, Front::PlainEvents]);
         let all = Listeners::bind(&args(&["--mqtt-port", "0", "--amqp-port", "0"]))
             .await
             .unwrap();
         let amqp = all.amqp_port().unwrap();
         assert!(amqp > 0 && amqp != all.https_port() && Some(amqp) != all.mqtt_port());
         let fronts: Vec<Front> = all.into_fronts().into_iter().map(|(_, f)| f).collect();
-        assert_eq!(fronts, [Front::Https, Front::Mqtt, Front::Amqp]);
+        assert_eq!(
+            fronts,
+            [Front::Https, Front::Mqtt, Front::Amqp, Front::PlainEvents]
+        );
     }
 }

@@ -29,6 +29,8 @@ pub struct Ready {
     pub mqtt_port: Option<u16>,
     /// The port of its own AMQP is served on (`--amqp-port`, `--standard-ports`), if any.
     pub amqp_port: Option<u16>,
+    /// The events endpoint's plain AMQP port (`--events-port`; none with `--standard-ports`).
+    pub events_port: Option<u16>,
     pub host_name: String,
     pub connection_string: String,
     /// The built-in events endpoint's, as the portal shows it (`Endpoint=sb://…;EntityPath=…`).
@@ -50,6 +52,8 @@ impl Ready {
             "mqttPort": self.mqtt_port.unwrap_or(self.port),
             // AMQP likewise: always on `port`, and on a port of its own when asked for.
             "amqpPort": self.amqp_port.unwrap_or(self.port),
+            // The events endpoint as plain AMQP (eventHubConnectionString names it), if served.
+            "eventsPort": self.events_port,
             // MQTT over WebSockets, on `port`.
             "websocketPath": websocket::PATH,
             // Devices connect over MQTT on this same port with a SAS token from their key.
@@ -77,6 +81,28 @@ fn event_hub_name(hostname: Option<&str>) -> String {
         .and_then(|h| h.split('.').next())
         .filter(|label| !label.is_empty())
         .map_or_else(|| "iothub-emulator".to_string(), str::to_ascii_lowercase)
+}
+
+/// The events endpoint's connection string. On 5671 (`--standard-ports`) the plain host, as a
+/// real hub's: the clients dial it there over TLS. Elsewhere the plain AMQP port with
+/// `UseDevelopmentEmulator=true`, the one form with a port that both `@azure/event-hubs` 6 and
+/// `azure-eventhub` 5 keep (over TLS, `azure-eventhub` dials 5671 whatever the port).
+fn event_hub_connection_string(
+    host: &str,
+    on_standard_port: bool,
+    events_port: Option<u16>,
+    key: &str,
+    name: &str,
+) -> String {
+    let (endpoint, emulator) = match events_port {
+        Some(port) if !on_standard_port => {
+            (format!("{host}:{port}"), ";UseDevelopmentEmulator=true")
+        }
+        _ => (host.to_string(), ""),
+    };
+    format!(
+        "Endpoint=sb://{endpoint}/;SharedAccessKeyName=iothubowner;SharedAccessKey={key};EntityPath={name}{emulator}"
+    )
 }
 
 fn initial_seed(args: &Args) -> Result<Seed, StartError> {
@@ -190,6 +216,7 @@ pub async fn run_until(
     let port = listeners.https_port();
     let mqtt_port = listeners.mqtt_port();
     let amqp_port = listeners.amqp_port();
+    let events_port = listeners.events_port();
     let host = if args.host.contains(':') {
         format!("[{}]", args.host)
     } else {
@@ -221,6 +248,7 @@ pub async fn run_until(
             std::iter::once(port)
                 .chain(mqtt_port)
                 .chain(amqp_port)
+                .chain(events_port)
                 .map(|p| format!("{name}:{p}")),
         );
     }
@@ -242,15 +270,12 @@ pub async fn run_until(
             .collect(),
     };
     events.check()?;
-    let event_hub_connection_string = format!(
-        "Endpoint=sb://{}/;SharedAccessKeyName=iothubowner;SharedAccessKey={key};EntityPath={}",
-        // 5671 is what Event Hubs clients dial by default: a plain host then, as a real hub's.
-        if amqp_port == Some(STANDARD_AMQP_PORT) {
-            host.clone()
-        } else {
-            host_name.clone()
-        },
-        events.name
+    let event_hub_connection_string = event_hub_connection_string(
+        &host,
+        amqp_port == Some(STANDARD_AMQP_PORT),
+        events_port,
+        &key,
+        &events.name,
     );
     let config = HubConfig {
         host_name: host_name.clone(),
@@ -266,6 +291,7 @@ pub async fn run_until(
         port,
         mqtt_port,
         amqp_port,
+        events_port,
         connection_string: format!(
             "HostName={host_name};SharedAccessKeyName=iothubowner;SharedAccessKey={key}"
         ),
@@ -286,10 +312,13 @@ pub async fn run_until(
         args.faults
     );
     eprintln!(
-        "iothub-emulator: events endpoint {} ({} partitions, {} h retention, in memory)",
+        "iothub-emulator: events endpoint {} ({} partitions, {} h retention, in memory){}",
         hub.events().config.name,
         hub.events().config.partitions,
-        hub.events().config.retention_hours
+        hub.events().config.retention_hours,
+        events_port.map_or(String::new(), |p| format!(
+            ", also plain AMQP on amqp://{host}:{p}"
+        ))
     );
     on_ready(&ready);
     server::serve(

@@ -38,6 +38,8 @@ const MAX_REQUEST_BODY: usize = 4 * 1024 * 1024;
 
 /// The first byte of an MQTT CONNECT packet.
 const MQTT_CONNECT: u8 = 0x10;
+/// A client of the events endpoint's plain port must send its first byte this soon.
+const FIRST_BYTE_WAIT: Duration = Duration::from_secs(10);
 
 /// Returned to hyper to make it close the connection without writing a response.
 #[derive(Debug)]
@@ -119,6 +121,18 @@ async fn connection(
     front: Front,
     acceptor: TlsAcceptor,
 ) {
+    if front == Front::PlainEvents {
+        // Plain AMQP (Event Hubs clients with `UseDevelopmentEmulator=true`), or TLS as on the
+        // HTTPS port: the same clients over WebSockets dial `wss://` on the `Endpoint`'s port.
+        let mut first = [0u8; 1];
+        match tokio::time::timeout(FIRST_BYTE_WAIT, tcp.peek(&mut first)).await {
+            Ok(Ok(1)) if first[0] == amqp::HEADER_START => {
+                return amqp::serve_plain_events(hub, tcp).await
+            }
+            Ok(Ok(1)) => {}
+            _ => return,
+        }
+    }
     let Ok(tls) = acceptor.accept(tcp).await else {
         return;
     };
@@ -132,7 +146,7 @@ async fn connection(
     match front {
         Front::Mqtt => return mqtt::serve(hub, tls, client_chain).await,
         Front::Amqp => return amqp::serve(hub, tls, client_chain).await,
-        Front::Https => {}
+        Front::Https | Front::PlainEvents => {}
     }
     // Devices speak MQTT and AMQP on the same port: an MQTT CONNECT starts with 0x10, an AMQP
     // header with `A`, and no HTTP request does either. The byte is only peeked, so every

@@ -4,7 +4,8 @@
 //! CBS put-token with a Rust AMQP client (fe2o3-amqp's own client side): a device token
 //! accepted, a wrong one refused with 401, and device links only for a client the connection
 //! holds a token for; a policy token for the service's links (cloud-to-device sends queued or
-//! refused). Real device code over AMQP is covered by `__test__/devices-amqp.test.mjs`.
+//! refused); the events endpoint's plain port serves no device link. Real device code over AMQP
+//! is covered by `__test__/devices-amqp.test.mjs`.
 
 use std::time::Duration;
 
@@ -263,6 +264,27 @@ async fn sasl_mssbcbs_then_cbs() {
     assert_eq!(mssbcbs(&mut stream).await, 0, "the outcome is ok");
     // After SASL, the client's AMQP header and Open: fe2o3 sends them on the same stream.
     cbs_round(open(stream, None).await, &hub).await;
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn the_events_port_is_plain_amqp_for_the_endpoint_only() {
+    let hub = start("1").await;
+    let events_port = hub.line["eventsPort"].as_u64().unwrap() as u16;
+    let tcp = TcpStream::connect(("127.0.0.1", events_port))
+        .await
+        .unwrap();
+    let mut connection = open(tcp, None).await;
+    let mut session = Session::begin(&mut connection).await.unwrap();
+    let mut cbs = Cbs::attach(&mut session).await;
+    let good = hub.device_token("device-0000", &hub.policy_key);
+    assert_eq!(cbs.put(&hub, "device-0000", good).await, 200);
+    assert!(
+        !telemetry_accepted(&mut session, "device-0000").await,
+        "a device link is not served on the events port"
+    );
+    let _ = session.end().await;
+    let _ = connection.close().await;
     hub.stop().await;
 }
 

@@ -211,6 +211,7 @@ async fn ready_line_follows_the_contract() {
             "caPath",
             "mqttPort",
             "amqpPort",
+            "eventsPort",
             "websocketPath",
             "deviceConnectionString"
         ]
@@ -235,13 +236,15 @@ async fn ready_line_follows_the_contract() {
         hub.port
     )));
     assert_eq!(hub.policy_key.len(), 32);
-    // The events endpoint's, as the portal shows it: the same policy and key, the hub's port.
+    // The events endpoint's: the same policy and key, the events endpoint's plain AMQP port
+    // (a port of its own), which Event Hubs clients keep with UseDevelopmentEmulator=true.
     let key = cs.split("SharedAccessKey=").nth(1).unwrap();
+    let events_port = hub.line["eventsPort"].as_u64().unwrap();
+    assert!(events_port > 0 && events_port != u64::from(hub.port));
     assert_eq!(
         hub.line["eventHubConnectionString"],
         format!(
-            "Endpoint=sb://127.0.0.1:{}/;SharedAccessKeyName=iothubowner;SharedAccessKey={key};EntityPath=iothub-emulator",
-            hub.port
+            "Endpoint=sb://127.0.0.1:{events_port}/;SharedAccessKeyName=iothubowner;SharedAccessKey={key};EntityPath=iothub-emulator;UseDevelopmentEmulator=true"
         )
     );
     let ca_path = std::path::PathBuf::from(hub.line["caPath"].as_str().unwrap());

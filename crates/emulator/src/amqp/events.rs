@@ -50,7 +50,10 @@ impl Conn {
                 ));
             }
             Ok(Node::Management) => {
-                tokio::spawn(async move { management::serve_replies(&events, sender).await });
+                let connection = self.events_connection;
+                tokio::spawn(async move {
+                    management::serve_replies(&events, sender, connection).await
+                });
             }
         }
     }
@@ -64,10 +67,11 @@ impl Conn {
         match node {
             Ok(Node::Management) => {
                 let events = self.hub.events().clone();
+                let connection = self.events_connection;
                 let conn = Arc::downgrade(&self);
                 tokio::spawn(async move {
                     let authorized = || conn.upgrade().is_some_and(|c| c.holds_policy_token());
-                    management::serve_requests(&events, receiver, authorized).await
+                    management::serve_requests(&events, receiver, connection, authorized).await
                 });
             }
             Ok(Node::Partition { .. }) => {

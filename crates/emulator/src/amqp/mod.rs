@@ -22,6 +22,7 @@ mod device;
 mod events;
 mod login;
 mod message;
+mod padding;
 mod sasl;
 mod service;
 
@@ -32,9 +33,11 @@ use std::time::Duration;
 use fe2o3_amqp::acceptor::error::AcceptorAttachError;
 use fe2o3_amqp::acceptor::{
     ConnectionAcceptor, LinkAcceptor, LinkEndpoint, ListenerSessionHandle, SessionAcceptor,
-    SupportedReceiverSettleModes,
+    SupportedReceiverSettleModes, SupportedSenderSettleModes,
 };
-use fe2o3_amqp::types::definitions::{AmqpError, Error as AmqpErrorBody, ReceiverSettleMode};
+use fe2o3_amqp::types::definitions::{
+    AmqpError, Error as AmqpErrorBody, ReceiverSettleMode, Role, SenderSettleMode,
+};
 use fe2o3_amqp::types::messaging::{Body, Message};
 use fe2o3_amqp::types::primitives::Value;
 use fe2o3_amqp::{Receiver, Sender};
@@ -121,6 +124,31 @@ pub async fn serve<S>(hub: Arc<Hub>, stream: S, client_chain: CertChain)
 where
     S: AsyncRead + AsyncWrite + std::fmt::Debug + Send + Unpin + 'static,
 {
+    serve_scoped(hub, stream, client_chain, Scope::Hub).await
+}
+
+/// Serves one connection of the events endpoint's plain AMQP port (`--events-port`): no TLS,
+/// and only the endpoint's links (and `$cbs`) are served on it.
+pub async fn serve_plain_events<S>(hub: Arc<Hub>, stream: S)
+where
+    S: AsyncRead + AsyncWrite + std::fmt::Debug + Send + Unpin + 'static,
+{
+    serve_scoped(hub, stream, CertChain::default(), Scope::EventsOnly).await
+}
+
+/// Which links a connection serves.
+#[derive(Clone, Copy, PartialEq)]
+enum Scope {
+    /// Every link: devices, the service, the events endpoint.
+    Hub,
+    /// The events endpoint's and `$cbs` (the plain port).
+    EventsOnly,
+}
+
+async fn serve_scoped<S>(hub: Arc<Hub>, stream: S, client_chain: CertChain, scope: Scope)
+where
+    S: AsyncRead + AsyncWrite + std::fmt::Debug + Send + Unpin + 'static,
+{
     let (mut rd, mut wr) = tokio::io::split(stream);
     let mut header = [0u8; 8];
     match tokio::time::timeout(HEADER_WAIT, rd.read_exact(&mut header)).await {
@@ -139,8 +167,12 @@ where
         return;
     }
     // fe2o3 reads the header itself: hand it back in front of the rest of the stream.
-    let io = tokio::io::join(std::io::Cursor::new(header).chain(rd), wr);
-    let conn = Arc::new(Conn::new(hub.clone(), client_chain));
+    // Every frame goes out with all its fields (`padding.rs`: Python's pyamqp needs them).
+    let io = tokio::io::join(
+        std::io::Cursor::new(header).chain(rd),
+        padding::PaddedWriter::new(wr),
+    );
+    let conn = Arc::new(Conn::new(hub.clone(), client_chain, scope));
     let acceptor = ConnectionAcceptor::builder().container_id("iothub-emulator");
     let opened = if kind == Header::Sasl {
         let mechanisms = sasl::Mechanisms::new(hub);
@@ -286,6 +318,9 @@ struct Conn {
     hub: Arc<Hub>,
     /// What the client sent in the TLS handshake (empty unless it is an x509 device).
     client_chain: CertChain,
+    scope: Scope,
+    /// This connection's number on the events endpoint (its `$management` reply links).
+    events_connection: u64,
     /// The clients (or the service) logged in on this connection, each with the task that
     /// closes the connection when its token expires (none for a certificate).
     authorized: Mutex<HashMap<Grantee, Option<AbortHandle>>>,
@@ -300,10 +335,12 @@ struct Conn {
 }
 
 impl Conn {
-    fn new(hub: Arc<Hub>, client_chain: CertChain) -> Self {
+    fn new(hub: Arc<Hub>, client_chain: CertChain, scope: Scope) -> Self {
         Conn {
+            events_connection: hub.events().replies.connection(),
             hub,
             client_chain,
+            scope,
             authorized: Mutex::default(),
             cbs_replies: Mutex::new(Outbox::new()),
             clients: Mutex::default(),
@@ -317,10 +354,19 @@ impl Conn {
         // The hub settles what it receives in the first mode, whatever the sender asks: uamqp
         // (Python's azure-iot-hub) attaches its sender asking for the second mode and waits
         // for a settled disposition, which a receiver in the second mode never sends first.
-        let links = LinkAcceptor::builder()
-            .supported_receiver_settle_modes(SupportedReceiverSettleModes::First)
-            .fallback_receiver_settle_mode(ReceiverSettleMode::First)
+        let links = || {
+            LinkAcceptor::builder()
+                .supported_receiver_settle_modes(SupportedReceiverSettleModes::First)
+                .fallback_receiver_settle_mode(ReceiverSettleMode::First)
+        };
+        // The events endpoint sends its events and `$management` replies settled, whatever the
+        // receiver asks: pyamqp (Python's azure-eventhub) asks for unsettled and never settles
+        // an event, so a sender that waits for its settlement would stop after the first.
+        let events_links = links()
+            .supported_sender_settle_modes(SupportedSenderSettleModes::Settled)
+            .fallback_sender_settle_mode(SenderSettleMode::Settled)
             .build();
+        let links = links().build();
         let mut closing = self.closing.subscribe();
         loop {
             let attach = tokio::select! {
@@ -335,7 +381,14 @@ impl Conn {
             // The events endpoint's receivers ask for an epoch in the link properties, which
             // only the client's attach carries.
             let epoch = crate::events::link::epoch(attach.properties.as_ref());
-            match links.accept_incoming_attach(attach, &mut session).await {
+            let source = attach.source.as_ref().and_then(|s| s.address.as_deref());
+            let acceptor = match (&attach.role, source) {
+                (&Role::Receiver, Some(source)) if self.events_node(source).is_some() => {
+                    &events_links
+                }
+                _ => &links,
+            };
+            match acceptor.accept_incoming_attach(attach, &mut session).await {
                 Ok(LinkEndpoint::Sender(sender)) => {
                     self.clone().sender_attached(sender, epoch).await
                 }
@@ -358,7 +411,7 @@ impl Conn {
         if let Some(node) = self.events_node(&address) {
             return self.events_sender(sender, node, epoch).await;
         }
-        let source = parse_address(&address);
+        let source = self.scoped(parse_address(&address));
         if let Err(refused) = self.admit_link(&source) {
             let _ = sender.close_with_error(refused).await;
             return;
@@ -410,7 +463,7 @@ impl Conn {
         if let Some(node) = self.events_node(&address) {
             return self.events_receiver(receiver, node).await;
         }
-        let target = parse_address(&address);
+        let target = self.scoped(parse_address(&address));
         if let Err(refused) = self.admit_link(&target) {
             let _ = receiver.close_with_error(refused).await;
             return;
@@ -435,6 +488,16 @@ impl Conn {
             }
         }
         tokio::spawn(device::receive(self, receiver, target, address));
+    }
+
+    /// What an address names on this connection: on the events endpoint's plain port, only
+    /// `$cbs` besides the endpoint's own links (which never reach here).
+    fn scoped(&self, address: Address) -> Address {
+        match (self.scope, address) {
+            (Scope::EventsOnly, Address::Cbs) => Address::Cbs,
+            (Scope::EventsOnly, _) => Address::Unknown,
+            (Scope::Hub, address) => address,
+        }
     }
 
     /// Runs `f` on the client's entry, connecting it to the hub (the device is connected from

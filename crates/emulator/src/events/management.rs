@@ -2,9 +2,12 @@
 //! and a partition's runtime information from (`READ` of `com.microsoft:eventhub`, answered
 //! with name, created_at, partition_count, partition_ids; of `com.microsoft:partition`, with
 //! begin/last sequence numbers, last offset, last enqueued time, is_partition_empty). A reply
-//! goes to the link the client attached at its request's `reply-to` address.
+//! goes to the link the client attached on the same connection at its request's `reply-to`
+//! address (`@azure/event-hubs`), or, for a request with none, at the request link's own
+//! address (pyamqp, under Python's `azure-eventhub`, pairs its two `$management` links so).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -20,30 +23,37 @@ use super::message::EventMessage;
 use super::Events;
 use crate::locks::lock;
 
-/// The reply links attached, by their address (the requests' `reply-to`).
+/// The reply links attached, by their connection (`Replies::connection`) and address.
 #[derive(Default)]
 pub struct Replies {
-    links: Mutex<HashMap<String, mpsc::UnboundedSender<EventMessage>>>,
+    links: Mutex<HashMap<(u64, String), mpsc::UnboundedSender<EventMessage>>>,
+    connections: AtomicU64,
 }
 
 /// How long a request waits for its reply link to attach (the clients attach it first).
 const REPLY_LINK_WAIT: Duration = Duration::from_secs(2);
 
 impl Replies {
-    fn sender(&self, address: &str) -> Option<mpsc::UnboundedSender<EventMessage>> {
-        lock(&self.links).get(address).cloned()
+    /// A new connection's number: its reply links are its own.
+    pub fn connection(&self) -> u64 {
+        self.connections.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn sender(&self, key: &(u64, String)) -> Option<mpsc::UnboundedSender<EventMessage>> {
+        lock(&self.links).get(key).cloned()
     }
 }
 
+fn address_of(terminus: Option<&String>) -> String {
+    terminus.cloned().unwrap_or_default()
+}
+
 /// Serves a reply link (the client receives on it) until it detaches.
-pub async fn serve_replies(events: &Events, mut sender: Sender) {
-    let address = sender
-        .target()
-        .as_ref()
-        .and_then(|t| t.address.clone())
-        .unwrap_or_default();
+pub async fn serve_replies(events: &Events, mut sender: Sender, connection: u64) {
+    let address = address_of(sender.target().as_ref().and_then(|t| t.address.as_ref()));
+    let key = (connection, address);
     let (tx, mut rx) = mpsc::unbounded_channel();
-    lock(&events.replies.links).insert(address.clone(), tx);
+    lock(&events.replies.links).insert(key.clone(), tx);
     loop {
         let next = tokio::select! {
             next = rx.recv() => next,
@@ -55,7 +65,7 @@ pub async fn serve_replies(events: &Events, mut sender: Sender) {
             break;
         }
     }
-    lock(&events.replies.links).remove(&address);
+    lock(&events.replies.links).remove(&key);
     let _ = sender.close().await;
 }
 
@@ -65,15 +75,14 @@ pub async fn serve_replies(events: &Events, mut sender: Sender) {
 pub async fn serve_requests(
     events: &Events,
     mut receiver: Receiver,
+    connection: u64,
     authorized: impl Fn() -> bool,
 ) {
+    let own = address_of(receiver.target().as_ref().and_then(|t| t.address.as_ref()));
     while let Ok(delivery) = receiver.recv::<Body<Value>>().await {
         let request = delivery.message();
-        let reply_to = request
-            .properties
-            .as_ref()
-            .and_then(|p| p.reply_to.clone())
-            .unwrap_or_default();
+        let reply_to = request.properties.as_ref().and_then(|p| p.reply_to.clone());
+        let reply_to = (connection, reply_to.unwrap_or_else(|| own.clone()));
         let reply = answer(events, request, authorized());
         let deadline = tokio::time::Instant::now() + REPLY_LINK_WAIT;
         let link = loop {
