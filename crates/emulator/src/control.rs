@@ -1,6 +1,6 @@
 //! The control API under `/_emulator/` (loopback only, no auth, never faulted): devices and
 //! their method behaviour, faults, recorded requests, jobs with create counters, time, reset,
-//! the events endpoint's partitions and consumer groups.
+//! the events endpoint's partitions and consumer groups, message routing.
 //! Every endpoint takes and returns plain JSON; errors are `{"error": "..."}`.
 
 use bytes::Bytes;
@@ -13,6 +13,7 @@ use crate::devices::{BehaviourPatch, DeviceFaults, Seed};
 use crate::faults::FaultSpec;
 use crate::hub::Hub;
 use crate::response::{json_response, Body};
+use crate::routing::RoutingSpec;
 
 type Answer = Result<Value, (StatusCode, String)>;
 
@@ -87,6 +88,11 @@ pub fn handle(
                 Err(why) => Err(bad(why)),
             }
         }
+        (&Method::GET, ["routing"]) => Ok(json!(hub.routing())),
+        (&Method::PUT, ["routing"]) => parse::<RoutingSpec>(body).and_then(|spec| {
+            hub.set_routing(spec).map_err(bad)?;
+            Ok(json!(hub.routing()))
+        }),
         (&Method::GET, ["faults"]) => Ok(faults_view(&hub.faults())),
         (&Method::PUT, ["faults"]) => {
             #[derive(Deserialize)]

@@ -3,6 +3,7 @@
 
 mod cloud_to_device;
 mod link;
+mod route;
 mod service;
 
 use std::sync::{Arc, RwLock};
@@ -26,9 +27,11 @@ use crate::faults::{Decision, FaultSpec};
 use crate::jobs::{Engine, EngineLimits};
 use crate::limits::{DevicePacer, RateLimiter, Tier};
 use crate::record::Recorder;
+use crate::routing::Router;
 use crate::store::Store;
 
 pub use link::{ConnectOptions, DeviceLink, Downlink, Incoming, SubscriptionChange, TwinOp};
+pub use route::TwinChange;
 
 /// Why `Hub::admit` turned a device's login away.
 #[derive(Debug)]
@@ -63,6 +66,8 @@ pub struct Hub {
     configurations: Configurations,
     /// The built-in Event Hubs-compatible endpoint's log.
     events: Arc<Events>,
+    /// Message routing: which messages reach `events` (`route.rs`).
+    router: Router,
     auth: Authenticator,
     faults: RwLock<FaultSpec>,
     recorder: Recorder,
@@ -128,6 +133,7 @@ impl Hub {
             engine,
             configurations,
             events,
+            router: Router::default(),
             auth,
             faults: RwLock::new(faults),
             recorder: Recorder::default(),
@@ -251,7 +257,7 @@ impl Hub {
             message.auth = self.devices.client_auth(&message.client);
         }
         self.devices.sessions.record_telemetry(&message);
-        self.events.append(message, self.clock.now_ms());
+        self.route(message);
     }
 
     /// Back to the state of a new hub: initial devices, no jobs, records or faults, real time.
@@ -265,6 +271,7 @@ impl Hub {
         self.devices.load(devices, true)?;
         self.recorder.clear();
         self.events.clear();
+        self.router.reset();
         self.set_faults(FaultSpec::default());
         Ok(())
     }

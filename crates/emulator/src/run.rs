@@ -16,6 +16,7 @@ use crate::errors::StartError;
 use crate::events::EventsConfig;
 use crate::hub::{Hub, HubConfig};
 use crate::listeners::{Listeners, STANDARD_AMQP_PORT, STANDARD_HTTPS_PORT};
+use crate::routing::Routing;
 use crate::store::{meta, Store};
 use crate::tls::{Ca, CaFile};
 use crate::x509::DeviceCas;
@@ -252,6 +253,8 @@ pub async fn run_until(
         },
         events.name
     );
+    let routing =
+        Routing::new(seed.routing.clone().unwrap_or_default()).map_err(|e| format!("seed: {e}"))?;
     let config = HubConfig {
         host_name: host_name.clone(),
         unknown_job: args.unknown_job,
@@ -260,6 +263,7 @@ pub async fn run_until(
         events,
     };
     let hub: Arc<Hub> = Hub::with_store(config, auth, args.faults.clone(), store)?;
+    hub.set_initial_routing(routing);
 
     let ready = Ready {
         host: args.host.clone(),

@@ -41,6 +41,9 @@ pub struct Seed {
     /// Consumer groups of the events endpoint besides `$Default`.
     #[serde(default, rename = "consumerGroups")]
     pub consumer_groups: Vec<String>,
+    /// Message routing, in the shape of IoT Hub's `properties.routing`.
+    #[serde(default)]
+    pub routing: Option<crate::routing::RoutingSpec>,
 }
 
 impl Seed {

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::Hub;
+use super::{Hub, TwinChange};
 use crate::cli::UnknownJob;
 use crate::devices::{BehaviourPatch, Device, DeviceFaults};
 use crate::errors::{ApiError, ErrorCode};
@@ -40,7 +40,9 @@ impl Hub {
         replace: bool,
     ) -> Result<Value, ApiError> {
         let now = self.clock.now_ms();
-        self.devices.update_twin(id, body, etag, replace, now)
+        let twin = self.devices.update_twin(id, body, etag, replace, now)?;
+        self.twin_changed(id, TwinChange::of(replace), body, &twin);
+        Ok(twin)
     }
 
     pub fn list_identities(&self, top: usize) -> Vec<Value> {
@@ -62,12 +64,27 @@ impl Hub {
         body: &Value,
         etag: Option<&str>,
     ) -> Result<Value, ApiError> {
-        self.devices
-            .put_identity(id, body, etag, self.clock.now_ms())
+        let created = self.devices.identity(id).is_err();
+        let identity = self
+            .devices
+            .put_identity(id, body, etag, self.clock.now_ms())?;
+        if created {
+            self.lifecycle_event(id, true, self.devices.twin(id));
+        }
+        Ok(identity)
     }
 
     pub fn delete_device(&self, id: &str, etag: Option<&str>) -> Result<(), ApiError> {
-        self.devices.delete(id, etag)
+        let twin = self.devices.twin(id);
+        self.devices.delete(id, etag)?;
+        self.lifecycle_event(id, false, twin);
+        Ok(())
+    }
+
+    fn lifecycle_event(&self, client: &str, created: bool, twin: Result<Value, ApiError>) {
+        if let Ok(twin) = twin {
+            self.identity_changed(client, created, twin);
+        }
     }
 
     /// Empties a device's cloud-to-device queue: how many messages were removed.
@@ -98,7 +115,13 @@ impl Hub {
         etag: Option<&str>,
     ) -> Result<Value, ApiError> {
         let now = self.clock.now_ms();
-        self.devices.put_module(device, module, body, etag, now)
+        let created = self.devices.module_identity(device, module).is_err();
+        let identity = self.devices.put_module(device, module, body, etag, now)?;
+        if created {
+            let twin = self.devices.module_twin(device, module);
+            self.lifecycle_event(&format!("{device}/{module}"), true, twin);
+        }
+        Ok(identity)
     }
 
     pub fn delete_module(
@@ -107,7 +130,10 @@ impl Hub {
         module: &str,
         etag: Option<&str>,
     ) -> Result<(), ApiError> {
-        self.devices.delete_module(device, module, etag)
+        let twin = self.devices.module_twin(device, module);
+        self.devices.delete_module(device, module, etag)?;
+        self.lifecycle_event(&format!("{device}/{module}"), false, twin);
+        Ok(())
     }
 
     pub fn module_twin(&self, device: &str, module: &str) -> Result<Value, ApiError> {
@@ -123,8 +149,12 @@ impl Hub {
         replace: bool,
     ) -> Result<Value, ApiError> {
         let now = self.clock.now_ms();
-        self.devices
-            .update_module_twin(device, module, body, etag, replace, now)
+        let twin = self
+            .devices
+            .update_module_twin(device, module, body, etag, replace, now)?;
+        let client = format!("{device}/{module}");
+        self.twin_changed(&client, TwinChange::of(replace), body, &twin);
+        Ok(twin)
     }
 }
 

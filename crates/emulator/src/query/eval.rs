@@ -20,6 +20,10 @@ pub(crate) enum Scope {
     /// A `devices.jobs` row: every name is a system name except below
     /// `outcome.deviceMethodResponse.payload`.
     DeviceJob,
+    /// A message for a routing condition: application property names are case-sensitive,
+    /// `$`-names (system properties, `$body`, `$twin`) are not; below `$body` every name is
+    /// the sender's, below `$twin` the twin's rules apply.
+    Message,
 }
 
 /// A value during evaluation. Objects and arrays are opaque: only type tests look at them.
@@ -163,7 +167,8 @@ fn from_json(v: &Value) -> Val<'_> {
 /// Follows `segments` from the document root.
 fn resolve<'a>(doc: &'a Value, segments: &[Segment], scope: Scope) -> Option<&'a Value> {
     let mut current = doc;
-    let mut case_sensitive = false;
+    let mut case_sensitive = scope == Scope::Message
+        && matches!(segments.first(), Some(Segment::Name(n)) if !n.starts_with('$'));
     for (i, segment) in segments.iter().enumerate() {
         current = match segment {
             Segment::Index(k) => current.as_array()?.get(*k)?,
@@ -197,6 +202,11 @@ fn user_content_below(segments: &[Segment], i: usize, scope: Scope) -> bool {
         Scope::Twin => (i == 0 && is(0, "tags")) || (i == 1 && is(0, "properties")),
         Scope::DeviceJob => {
             i == 2 && is(0, "outcome") && is(1, "deviceMethodResponse") && is(2, "payload")
+        }
+        Scope::Message => {
+            (i == 0 && is(0, "$body"))
+                || (is(0, "$twin")
+                    && ((i == 1 && is(1, "tags")) || (i == 2 && is(1, "properties"))))
         }
     }
 }

@@ -219,6 +219,21 @@ pub fn parse_condition(text: &str) -> Result<Condition, QueryError> {
     })
 }
 
+/// Parses a message route's condition (IoT Hub's routing query language: application
+/// properties by name, system properties as `$contentType`, …, `$body.…`, `$twin.…`), to be
+/// evaluated against the document `routing` builds for each message. An empty condition is
+/// `true`.
+pub fn parse_route_condition(text: &str) -> Result<Condition, QueryError> {
+    let mut parser = start(if text.trim().is_empty() { "true" } else { text })?;
+    let expr = parser.condition()?;
+    parser.expect_eof("an operator or end of input")?;
+    Ok(Condition {
+        expr: Some(expr),
+        scope: Scope::Message,
+        over_modules: false,
+    })
+}
+
 /// Parses `SELECT * FROM devices [WHERE …]` or `SELECT * FROM devices.jobs [WHERE …]`
 /// (keywords case-insensitive).
 pub fn parse_select(text: &str) -> Result<SelectQuery, QueryError> {
