@@ -187,7 +187,7 @@ impl DeviceLink {
         let hub = &self.hub;
         let (Ok(reported), Some(twin)) = (
             serde_json::from_slice::<serde_json::Value>(patch),
-            hub.devices.client_twin(&self.client),
+            hub.twin_of(&self.client),
         ) else {
             return;
         };

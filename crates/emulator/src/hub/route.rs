@@ -51,7 +51,7 @@ impl Hub {
         let now = self.clock.now_ms();
         let twin = routing
             .reads_twin()
-            .then(|| self.devices.client_twin(&message.client))
+            .then(|| self.twin_of(&message.client))
             .flatten();
         if !routing.delivers(&message, now, twin.as_ref()) {
             return;
@@ -61,6 +61,14 @@ impl Hub {
             message.properties.push((key, value));
         }
         self.events.append(message, now);
+    }
+
+    /// The twin of a device or module (`{deviceId}/{moduleId}`), as the service API shows it.
+    pub(crate) fn twin_of(&self, client: &str) -> Option<Value> {
+        match split_client(client) {
+            (device, Some(module)) => self.devices.module_twin(device, module).ok(),
+            (device, None) => self.devices.twin(device).ok(),
+        }
     }
 
     /// One of the hub's own events about `client`, as the service emits it: a JSON body, its
