@@ -244,11 +244,12 @@ test('conditions on an application property and on $body, enrichments, and the f
     telemetry({ n: 3, reading: { temperature: 10 } }, { level: 'info' }), // neither
     telemetry({ n: 4, reading: { temperature: 40 } }, {}, false), // not JSON by content type: no $body
     telemetry({ n: 5, reading: { temperature: 40 } }), // hot
-    telemetry({ n: 6 }, { Level: 'critical' }), // property names are case-sensitive
-    telemetry({ n: 7 }, { level: 'critical' }), // critical
+    telemetry({ n: 6 }, { Level: 'critical' }), // property names are not case-sensitive (IoT Hub's rule)
+    telemetry({ n: 7 }, { level: 'Critical' }), // values are
+    telemetry({ n: 8 }, { level: 'critical' }),
   ])
-  events = sent(await readDevice('rt-cond', (evs) => evs.some((e) => bodyOf(e).n === 7)))
-  assert.deepEqual(events.map((e) => bodyOf(e).n), [1, 2, 5, 7])
+  events = sent(await readDevice('rt-cond', (evs) => evs.some((e) => bodyOf(e).n === 8)))
+  assert.deepEqual(events.map((e) => bodyOf(e).n), [1, 2, 5, 6, 8])
   assert.equal(events[2].properties.env, undefined, 'enrichments removed with the routing')
 })
 

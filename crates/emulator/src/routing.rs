@@ -442,7 +442,9 @@ mod tests {
             0,
             None
         ));
-        assert!(!r.delivers(&telemetry(&[("Level", "critical")], "", false), 0, None));
+        // Property names are not case-sensitive, values are.
+        assert!(r.delivers(&telemetry(&[("Level", "critical")], "", false), 0, None));
+        assert!(!r.delivers(&telemetry(&[("level", "Critical")], "", false), 0, None));
     }
 
     #[test]

@@ -20,9 +20,9 @@ pub(crate) enum Scope {
     /// A `devices.jobs` row: every name is a system name except below
     /// `outcome.deviceMethodResponse.payload`.
     DeviceJob,
-    /// A message for a routing condition: application property names are case-sensitive,
-    /// `$`-names (system properties, `$body`, `$twin`) are not; below `$body` every name is
-    /// the sender's, below `$twin` the twin's rules apply.
+    /// A message for a routing condition: application and system property names match
+    /// case-insensitively (IoT Hub's device-to-cloud messages are not case-sensitive); below
+    /// `$body` every name is the sender's, below `$twin` the twin's rules apply.
     Message,
 }
 
@@ -167,8 +167,7 @@ fn from_json(v: &Value) -> Val<'_> {
 /// Follows `segments` from the document root.
 fn resolve<'a>(doc: &'a Value, segments: &[Segment], scope: Scope) -> Option<&'a Value> {
     let mut current = doc;
-    let mut case_sensitive = scope == Scope::Message
-        && matches!(segments.first(), Some(Segment::Name(n)) if !n.starts_with('$'));
+    let mut case_sensitive = false;
     for (i, segment) in segments.iter().enumerate() {
         current = match segment {
             Segment::Index(k) => current.as_array()?.get(*k)?,
