@@ -80,12 +80,12 @@ pub fn handle(
             .map(
                 |created| json!({"created": created, "consumerGroups": hub.events().groups.list()}),
             )
-            .map_err(bad),
+            .map_err(|e| bad(e.message)),
         (&Method::DELETE, ["events", "consumerGroups", name]) => {
             match hub.events().groups.delete(name) {
                 Ok(true) => Ok(json!({"consumerGroups": hub.events().groups.list()})),
                 Ok(false) => Err((StatusCode::NOT_FOUND, format!("no consumer group {name:?}"))),
-                Err(why) => Err(bad(why)),
+                Err(why) => Err(bad(why.message)),
             }
         }
         (&Method::GET, ["routing"]) => Ok(json!(hub.routing())),

@@ -22,7 +22,7 @@ use crate::devices::{
     split_client, Credentials, Device, DeviceAuthError, MethodCall, MethodFailure, Registry, Seed,
 };
 use crate::errors::{ApiError, StartError};
-use crate::events::{Events, EventsConfig};
+use crate::events::{Events, EventsConfig, EventsError};
 use crate::faults::{Decision, FaultSpec};
 use crate::jobs::{Engine, EngineLimits};
 use crate::limits::{DevicePacer, RateLimiter, Tier};
@@ -211,7 +211,7 @@ impl Hub {
 
     /// Checks a policy's SAS token for the `events` endpoint, signed as Event Hubs clients sign
     /// it; the error never names the token.
-    pub fn authorize_events(&self, token: &str) -> Result<(), String> {
+    pub fn authorize_events(&self, token: &str) -> Result<(), EventsError> {
         self.auth.check_events_token(token, wall_secs())
     }
 
