@@ -16,7 +16,7 @@ use crate::errors::StartError;
 use crate::events::EventsConfig;
 use crate::hub::{Hub, HubConfig};
 use crate::listeners::{Listeners, STANDARD_AMQP_PORT, STANDARD_HTTPS_PORT};
-use crate::routing::Routing;
+use crate::routing::{Routing, RoutingSpec};
 use crate::store::{meta, Store};
 use crate::tls::{Ca, CaFile};
 use crate::x509::DeviceCas;
@@ -253,8 +253,12 @@ pub async fn run_until(
         },
         events.name
     );
-    let routing =
-        Routing::new(seed.routing.clone().unwrap_or_default()).map_err(|e| format!("seed: {e}"))?;
+    let routing = match &seed.routing {
+        Some(spec) => serde_json::from_value::<RoutingSpec>(spec.clone())
+            .map_err(|e| format!("seed: routing: {e}"))?,
+        None => RoutingSpec::default(),
+    };
+    let routing = Routing::new(routing).map_err(|e| format!("seed: {e}"))?;
     let config = HubConfig {
         host_name: host_name.clone(),
         unknown_job: args.unknown_job,
