@@ -236,6 +236,11 @@ impl Routing {
         &self.spec
     }
 
+    /// Whether an enabled route reads `source` (the hub's own events are built only then).
+    pub fn reads_source(&self, source: MessageSource) -> bool {
+        self.routes.iter().any(|r| r.enabled && r.source == source)
+    }
+
     pub fn reads_twin(&self) -> bool {
         self.reads_twin
     }
@@ -250,22 +255,22 @@ impl Routing {
         twin: Option<&Value>,
     ) -> bool {
         let source = message.source;
-        let mut of_source = self
+        // The document is built only when a condition must be evaluated: with a new hub's
+        // routing (the fallback's `true`) a device message costs no copy.
+        let mut doc = None;
+        let mut matches = |c: &Condition| {
+            c.is_literal_true()
+                || c.matches(doc.get_or_insert_with(|| document(message, enqueued_ms, twin)))
+        };
+        if self
             .routes
             .iter()
             .filter(|r| r.enabled && r.source == source)
-            .peekable();
-        let needs_doc = of_source.peek().is_some()
-            || (source == MessageSource::Telemetry && self.fallback.is_some());
-        if !needs_doc {
-            return false;
-        }
-        let doc = document(message, enqueued_ms, twin);
-        if of_source.any(|r| r.condition.matches(&doc)) {
+            .any(|r| matches(&r.condition))
+        {
             return true;
         }
-        source == MessageSource::Telemetry
-            && self.fallback.as_ref().is_some_and(|c| c.matches(&doc))
+        source == MessageSource::Telemetry && self.fallback.as_ref().is_some_and(matches)
     }
 
     /// The enrichments for a delivered message: (key, value), a `$twin.…` value read from

@@ -71,6 +71,11 @@ impl Hub {
         }
     }
 
+    /// Whether a route reads `source`: the hub's own events are built only then.
+    fn routed(&self, source: MessageSource) -> bool {
+        self.router.current().reads_source(source)
+    }
+
     /// One of the hub's own events about `client`, as the service emits it: a JSON body, its
     /// `opType` and schema in the application properties.
     fn notify(
@@ -118,6 +123,9 @@ impl Hub {
         patch: &Value,
         twin: &Value,
     ) {
+        if !self.routed(MessageSource::TwinChangeEvents) {
+            return;
+        }
         let mut body = serde_json::Map::new();
         body.insert(
             "version".into(),
@@ -156,6 +164,9 @@ impl Hub {
     /// A device or module identity was created (`twin`: its new twin) or deleted (`twin`: the
     /// twin it had).
     pub(crate) fn identity_changed(&self, client: &str, created: bool, twin: Value) {
+        if !self.routed(MessageSource::DeviceLifecycleEvents) {
+            return;
+        }
         let op_type = if created {
             "createDeviceIdentity"
         } else {
@@ -172,6 +183,9 @@ impl Hub {
 
     /// A device or module connected or disconnected.
     pub(crate) fn connection_changed(&self, client: &str, connected: bool) {
+        if !self.routed(MessageSource::DeviceConnectionStateEvents) {
+            return;
+        }
         let op_type = if connected {
             "deviceConnected"
         } else {

@@ -63,6 +63,11 @@ impl Condition {
         }
     }
 
+    /// Whether the condition is the literal `true` (so nothing need be evaluated).
+    pub fn is_literal_true(&self) -> bool {
+        matches!(self.expr, Some(ast::Expr::Lit(ast::Literal::Bool(true))))
+    }
+
     /// Whether this is the `*` condition (every device).
     pub fn is_all(&self) -> bool {
         self.expr.is_none()
