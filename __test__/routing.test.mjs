@@ -205,6 +205,21 @@ test('routes on each source bring twin-change, lifecycle and connection-state ev
   assert.deepEqual(bodyOf(replace).tags, { a: 1 })
 })
 
+test("a twin job's writes raise twin-change events as REST writes do", async () => {
+  await hub.setRouting({ routes: [route('twins', 'TwinChangeEvents')] })
+  await registry.create({ deviceId: 'rt-job' })
+  const jobs = iothub.JobClient.fromConnectionString(hub.connectionString)
+  const patch = { etag: '*', tags: { fleet: 'b' }, properties: { desired: { mode: 'eco' } } }
+  await jobs.scheduleTwinUpdate('rt-twin-job', "deviceId = 'rt-job'", patch, new Date(), 60)
+  const [change] = await readDevice('rt-job', (evs) => evs.length >= 1)
+  assertEventOf(change, { deviceId: 'rt-job', messageSource: 'twinChangeEvents', schema: 'twinChangeNotification', opType: 'updateTwin' })
+  const body = bodyOf(change)
+  assert.deepEqual(body.tags, { fleet: 'b' })
+  assert.equal(body.properties.desired.mode, 'eco')
+  assert.equal(typeof body.properties.desired.$version, 'number')
+  assert.equal(body.etag, undefined)
+})
+
 test('conditions on an application property and on $body, enrichments, and the fallback route', async () => {
   await registry.create({ deviceId: 'rt-cond' })
   await registry.updateTwin('rt-cond', { tags: { site: 'harbour' } }, '*')

@@ -127,7 +127,7 @@ impl Hub {
         );
         engine.restore(stored_jobs);
         crate::devices::cloud_to_device::spawn_timer(&devices, clock.clone());
-        Ok(Arc::new(Self {
+        let hub = Arc::new(Self {
             clock,
             devices,
             engine,
@@ -140,7 +140,15 @@ impl Hub {
             job_ops: limits.map(|l| RateLimiter::per_minute(l.job_ops_per_minute)),
             queries: limits.map(|l| RateLimiter::per_minute(l.queries_per_minute)),
             config,
-        }))
+        });
+        // Twins a job writes raise twin-change events as REST writes do.
+        let weak = Arc::downgrade(&hub);
+        hub.engine.set_twin_listener(Box::new(move |client, patch| {
+            if let Some(hub) = weak.upgrade() {
+                hub.twin_patched(client, patch);
+            }
+        }));
+        Ok(hub)
     }
 
     /// The emulated clock (the control API scales and advances it).

@@ -161,6 +161,16 @@ impl Hub {
         );
     }
 
+    /// A twin job merged `patch` into the twin of `client`.
+    pub(crate) fn twin_patched(&self, client: &str, patch: &Value) {
+        if !self.routed(MessageSource::TwinChangeEvents) {
+            return;
+        }
+        if let Some(twin) = self.twin_of(client) {
+            self.twin_changed(client, TwinChange::Update, patch, &twin);
+        }
+    }
+
     /// A device or module identity was created (`twin`: its new twin) or deleted (`twin`: the
     /// twin it had).
     pub(crate) fn identity_changed(&self, client: &str, created: bool, twin: Value) {
