@@ -205,6 +205,19 @@ test('routes on each source bring twin-change, lifecycle and connection-state ev
   assert.deepEqual(bodyOf(replace).tags, { a: 1 })
 })
 
+test('bulk creates and deletes (Registry.addDevices, removeDevices) raise lifecycle events', async () => {
+  await hub.setRouting({ routes: [route('lifecycle', 'DeviceLifecycleEvents')] })
+  await registry.addDevices([{ deviceId: 'rt-bulk-1' }, { deviceId: 'rt-bulk-2' }])
+  await registry.removeDevices([{ deviceId: 'rt-bulk-1' }], true)
+  const lifecycle = { messageSource: 'deviceLifecycleEvents', schema: 'deviceLifecycleNotification' }
+  const one = await readDevice('rt-bulk-1', (evs) => evs.length >= 2)
+  assert.deepEqual(one.map((e) => e.properties.opType), ['createDeviceIdentity', 'deleteDeviceIdentity'])
+  assertEventOf(one[1], { deviceId: 'rt-bulk-1', ...lifecycle, opType: 'deleteDeviceIdentity' })
+  assert.equal(bodyOf(one[1]).deviceId, 'rt-bulk-1')
+  const two = await readDevice('rt-bulk-2', (evs) => evs.length >= 1)
+  assert.deepEqual(two.map((e) => e.properties.opType), ['createDeviceIdentity'])
+})
+
 test("a twin job's writes raise twin-change events as REST writes do", async () => {
   await hub.setRouting({ routes: [route('twins', 'TwinChangeEvents')] })
   await registry.create({ deviceId: 'rt-job' })

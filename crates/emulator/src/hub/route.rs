@@ -72,7 +72,7 @@ impl Hub {
     }
 
     /// Whether a route reads `source`: the hub's own events are built only then.
-    fn routed(&self, source: MessageSource) -> bool {
+    pub(super) fn routed(&self, source: MessageSource) -> bool {
         self.router.current().reads_source(source)
     }
 

@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use super::{Hub, TwinChange};
 use crate::cli::UnknownJob;
+use crate::device_message::MessageSource;
 use crate::devices::{BehaviourPatch, Device, DeviceFaults};
 use crate::errors::{ApiError, ErrorCode};
 use crate::jobs::parse_job_request;
@@ -51,7 +52,27 @@ impl Hub {
 
     /// `POST /devices`: bulk create/update/delete; `false` with the per-device errors.
     pub fn bulk(&self, body: &Value) -> Result<(bool, Value), ApiError> {
-        self.devices.bulk(body, self.clock.now_ms())
+        if !self.routed(MessageSource::DeviceLifecycleEvents) {
+            return self.devices.bulk(body, self.clock.now_ms());
+        }
+        // Which devices the operation created or deleted: their existence before and after
+        // (the twins before, for the deleted ones' events).
+        let ids: Vec<&str> = body
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|item| item.get("id")?.as_str())
+            .collect();
+        let before: Vec<Option<Value>> = ids.iter().map(|id| self.devices.twin(id).ok()).collect();
+        let answer = self.devices.bulk(body, self.clock.now_ms())?;
+        for (id, before) in ids.into_iter().zip(before) {
+            match (before, self.devices.twin(id)) {
+                (None, Ok(twin)) => self.identity_changed(id, true, twin),
+                (Some(twin), Err(_)) => self.identity_changed(id, false, twin),
+                _ => {}
+            }
+        }
+        Ok(answer)
     }
 
     pub fn identity(&self, id: &str) -> Result<Value, ApiError> {
