@@ -90,7 +90,7 @@ pub fn handle(
         }
         (&Method::GET, ["routing"]) => Ok(json!(hub.routing())),
         (&Method::PUT, ["routing"]) => parse::<RoutingSpec>(body).and_then(|spec| {
-            hub.set_routing(spec).map_err(bad)?;
+            hub.set_routing(spec).map_err(|e| bad(e.0))?;
             Ok(json!(hub.routing()))
         }),
         (&Method::GET, ["faults"]) => Ok(faults_view(&hub.faults())),

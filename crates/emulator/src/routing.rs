@@ -153,9 +153,25 @@ fn parse_condition(what: &str, text: Option<&str>) -> Result<Condition, String> 
     parse_route_condition(text).map_err(|e| format!("{what}: invalid condition: {e}"))
 }
 
+/// Why a routing configuration was refused: one line, as the service would say it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoutingError(pub String);
+
+impl std::fmt::Display for RoutingError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for RoutingError {}
+
 impl Routing {
     /// Checks `spec` as the service does; the error is one line.
-    pub fn new(spec: RoutingSpec) -> Result<Routing, String> {
+    pub fn new(spec: RoutingSpec) -> Result<Routing, RoutingError> {
+        Self::check(spec).map_err(RoutingError)
+    }
+
+    fn check(spec: RoutingSpec) -> Result<Routing, String> {
         if let Some(endpoints) = &spec.endpoints {
             let empty = |v: &Value| v.as_array().is_some_and(Vec::is_empty) || v.is_null();
             let none = match endpoints {
@@ -402,7 +418,7 @@ mod tests {
     use serde_json::json;
 
     fn routing(spec: Value) -> Result<Routing, String> {
-        Routing::new(serde_json::from_value(spec).unwrap())
+        Routing::new(serde_json::from_value(spec).unwrap()).map_err(|e| e.0)
     }
 
     fn telemetry(props: &[(&str, &str)], body: &str, json: bool) -> DeviceMessage {

@@ -8,7 +8,7 @@ use super::Hub;
 use crate::clock::iso;
 use crate::device_message::{DeviceMessage, MessageSource, SystemProperties};
 use crate::devices::split_client;
-use crate::routing::{Routing, RoutingSpec};
+use crate::routing::{Routing, RoutingError, RoutingSpec};
 
 /// Twin changes: a merge (`PATCH`, a reported patch) or a replacement (`PUT`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,7 +34,7 @@ impl Hub {
     }
 
     /// Replaces the routing; the one-line error says what the service would refuse.
-    pub fn set_routing(&self, spec: RoutingSpec) -> Result<(), String> {
+    pub fn set_routing(&self, spec: RoutingSpec) -> Result<(), RoutingError> {
         self.router.set(Routing::new(spec)?);
         Ok(())
     }
