@@ -1,7 +1,7 @@
 // iothub-emulator's typings (packages/iothub-emulator/index.d.ts), compiled by tsconfig.json: the options, the hub
 // object a test uses, and what they refuse.
 import { startEmulator, binaryPath, EmulatorNotFoundError } from 'iothub-emulator';
-import type { Emulator, EmulatorOptions, CreatedDevice } from 'iothub-emulator';
+import type { Emulator, EmulatorOptions, CreatedDevice, Routing, Route } from 'iothub-emulator';
 
 async function main(): Promise<void> {
   const options: EmulatorOptions = { devices: 3, tier: 'S1', faults: '429:0.1', bearerTokens: ['t'], dataDir: '/tmp/hub', seed: { generate: 2 }, args: ['--mqtt-port', '0'], stderr: 'inherit', partitions: 8, retentionHours: 48, consumerGroups: ['analytics'] };
@@ -16,6 +16,19 @@ async function main(): Promise<void> {
   await hub.setDeviceFaults('d1', { refuseConnects: 1 });
   const { nowMs } = await hub.advanceTime(3600);
   const { devices } = await hub.health();
+  const routing: Routing = {
+    routes: [{ name: 'hot', source: 'DeviceMessages', condition: '$body.t > 30', endpointNames: ['events'], isEnabled: true }],
+    fallbackRoute: { name: '$fallback', condition: 'true', endpointNames: ['events'], isEnabled: false },
+    enrichments: [{ key: 'site', value: '$twin.tags.site', endpointNames: ['events'] }],
+  };
+  const inForce: Routing = await hub.setRouting(routing);
+  const routes: Route[] | undefined = (await hub.routing()).routes;
+  await startEmulator({ routing });
+  void [inForce, routes];
+  // @ts-expect-error not a routing source
+  await hub.setRouting({ routes: [{ name: 'r', source: 'Telemetry', endpointNames: ['events'] }] });
+  // @ts-expect-error events is the one endpoint
+  await hub.setRouting({ routes: [{ name: 'r', source: 'DeviceMessages', endpointNames: ['queue'] }] });
   await hub.reset();
   const code: number | string | null = await hub.stop();
   await hub[Symbol.asyncDispose]();

@@ -32,6 +32,9 @@ export interface EmulatorOptions {
   retentionHours?: number;
   /** Consumer groups of the events endpoint besides `$Default` (`--consumer-group`, repeated). */
   consumerGroups?: string[];
+  /** Message routing in the shape of IoT Hub's `properties.routing` (put in the seed, over a
+   * seed file's own `routing`). */
+  routing?: Routing;
   /** More command-line flags, passed as they are (e.g. `['--mqtt-port', '0']`). */
   args?: string[];
   /** Environment variables for the emulator, on top of this process's. */
@@ -52,8 +55,46 @@ export interface SeedFile {
   generate?: number;
   /** Consumer groups of the events endpoint besides `$Default`. */
   consumerGroups?: string[];
+  /** Message routing, in the shape of IoT Hub's `properties.routing`. */
+  routing?: Routing;
   devices?: Array<{ deviceId: string; tags?: Record<string, unknown>; properties?: { desired?: Record<string, unknown>; reported?: Record<string, unknown> }; method?: MethodBehaviour } & Record<string, unknown>>;
   [key: string]: unknown;
+}
+
+/** The sources a route reads, as IoT Hub names them. */
+export type RoutingSource =
+  | 'DeviceMessages'
+  | 'TwinChangeEvents'
+  | 'DeviceLifecycleEvents'
+  | 'DeviceConnectionStateEvents'
+  | 'DeviceJobLifecycleEvents';
+
+/** A route: messages of `source` matching `condition` (routing query language; default `true`)
+ * go to the endpoint. `events` (the built-in endpoint) is the only one the emulator has. */
+export interface Route {
+  name: string;
+  source: RoutingSource;
+  condition?: string;
+  endpointNames: ['events'];
+  /** Default true. */
+  isEnabled?: boolean;
+}
+
+/** Adds an application property to routed messages: a static `value`, `$twin.tags.x`,
+ * `$twin.properties.desired.x` / `.reported.x` or `$iothubname`. */
+export interface Enrichment {
+  key: string;
+  value: string;
+  endpointNames: ['events'];
+}
+
+/** IoT Hub's `properties.routing`. Without `fallbackRoute` the fallback route is on (a new
+ * hub's): device messages no route took go to `events`. Custom `endpoints` are refused. */
+export interface Routing {
+  routes?: Route[];
+  fallbackRoute?: Omit<Route, 'source'> & { source?: 'DeviceMessages' };
+  enrichments?: Enrichment[];
+  endpoints?: never;
 }
 
 /** How a simulated device answers direct methods (absent fields are kept). */
@@ -145,6 +186,11 @@ export interface Emulator {
   requests(options?: { clear?: boolean }): Promise<{ requests: Array<{ method: string; path: string; status: number } & Record<string, unknown>>; dropped: number }>;
   /** Jobs with their create counters. */
   jobs(): Promise<unknown>;
+  /** The routing in force (`GET /_emulator/routing`). */
+  routing(): Promise<Routing>;
+  /** Replaces the routing (`PUT /_emulator/routing`); rejects with the one-line reason the
+   * service would give (a custom endpoint, a bad condition or source, …). */
+  setRouting(routing: Routing): Promise<Routing>;
   /** Any control endpoint: `control('GET', 'devices')` calls `GET /_emulator/devices`. */
   control(method: string, path: string, body?: unknown): Promise<any>;
   /** The tail of the emulator's log when `stderr` is `'pipe'`. */

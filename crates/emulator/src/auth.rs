@@ -18,6 +18,8 @@ use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_AL
 use sha2::Sha256;
 use subtle::{Choice, ConstantTimeEq};
 
+use crate::events::{EventsCondition, EventsError};
+
 use tokio_rustls::rustls::pki_types::CertificateDer;
 
 use crate::devices::Credentials;
@@ -304,10 +306,11 @@ impl Authenticator {
 
     /// A policy token for the events endpoint, signed as Event Hubs clients sign (with the
     /// key's text); the error names what is wrong, never the token.
-    pub fn check_events_token(&self, token: &str, now_secs: u64) -> Result<(), String> {
-        let token = parse_sas(token).map_err(|e| format!("Unauthorized: {e}"))?;
+    pub fn check_events_token(&self, token: &str, now_secs: u64) -> Result<(), EventsError> {
+        let unauthorized = |text: String| EventsError::new(EventsCondition::Unauthorized, text);
+        let token = parse_sas(token).map_err(|e| unauthorized(format!("Unauthorized: {e}")))?;
         self.verify_policy_token(&token, now_secs, |p| &p.text_key)
-            .map_err(|e| e.message)
+            .map_err(|e| unauthorized(e.message))
     }
 
     /// The hub's rule for a device login, whatever the transport: a SAS `password` for a `sas`

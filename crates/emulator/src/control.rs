@@ -1,6 +1,6 @@
 //! The control API under `/_emulator/` (loopback only, no auth, never faulted): devices and
 //! their method behaviour, faults, recorded requests, jobs with create counters, time, reset,
-//! the events endpoint's partitions and consumer groups.
+//! the events endpoint's partitions and consumer groups, message routing.
 //! Every endpoint takes and returns plain JSON; errors are `{"error": "..."}`.
 
 use bytes::Bytes;
@@ -13,6 +13,7 @@ use crate::devices::{BehaviourPatch, DeviceFaults, Seed};
 use crate::faults::FaultSpec;
 use crate::hub::Hub;
 use crate::response::{json_response, Body};
+use crate::routing::RoutingSpec;
 
 type Answer = Result<Value, (StatusCode, String)>;
 
@@ -79,14 +80,19 @@ pub fn handle(
             .map(
                 |created| json!({"created": created, "consumerGroups": hub.events().groups.list()}),
             )
-            .map_err(bad),
+            .map_err(|e| bad(e.message)),
         (&Method::DELETE, ["events", "consumerGroups", name]) => {
             match hub.events().groups.delete(name) {
                 Ok(true) => Ok(json!({"consumerGroups": hub.events().groups.list()})),
                 Ok(false) => Err((StatusCode::NOT_FOUND, format!("no consumer group {name:?}"))),
-                Err(why) => Err(bad(why)),
+                Err(why) => Err(bad(why.message)),
             }
         }
+        (&Method::GET, ["routing"]) => Ok(json!(hub.routing())),
+        (&Method::PUT, ["routing"]) => parse::<RoutingSpec>(body).and_then(|spec| {
+            hub.set_routing(spec).map_err(|e| bad(e.0))?;
+            Ok(json!(hub.routing()))
+        }),
         (&Method::GET, ["faults"]) => Ok(faults_view(&hub.faults())),
         (&Method::PUT, ["faults"]) => {
             #[derive(Deserialize)]

@@ -210,6 +210,7 @@ fn record_telemetry(
             properties,
             system,
             auth: None,
+            ..Default::default()
         }
     };
     if !batch {

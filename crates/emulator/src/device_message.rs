@@ -24,6 +24,52 @@ pub struct DeviceMessage {
     pub system: SystemProperties,
     /// `iothub-connection-auth-method` and `-auth-generation-id`: set by the hub.
     pub auth: Option<ClientAuth>,
+    /// What produced it: the device (telemetry), or the hub itself (a twin change, a
+    /// lifecycle or connection-state event), as `iothub-message-source` tells readers.
+    pub source: MessageSource,
+}
+
+/// The routing sources IoT Hub knows, each with the `iothub-message-source` its messages carry.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MessageSource {
+    #[default]
+    Telemetry,
+    TwinChangeEvents,
+    DeviceLifecycleEvents,
+    DeviceConnectionStateEvents,
+    DeviceJobLifecycleEvents,
+}
+
+impl MessageSource {
+    pub const ALL: [MessageSource; 5] = [
+        MessageSource::Telemetry,
+        MessageSource::TwinChangeEvents,
+        MessageSource::DeviceLifecycleEvents,
+        MessageSource::DeviceConnectionStateEvents,
+        MessageSource::DeviceJobLifecycleEvents,
+    ];
+
+    /// The name a route's `source` gives it.
+    pub fn route_name(self) -> &'static str {
+        match self {
+            MessageSource::Telemetry => "DeviceMessages",
+            MessageSource::TwinChangeEvents => "TwinChangeEvents",
+            MessageSource::DeviceLifecycleEvents => "DeviceLifecycleEvents",
+            MessageSource::DeviceConnectionStateEvents => "DeviceConnectionStateEvents",
+            MessageSource::DeviceJobLifecycleEvents => "DeviceJobLifecycleEvents",
+        }
+    }
+
+    /// `iothub-message-source` on its messages.
+    pub fn annotation(self) -> &'static str {
+        match self {
+            MessageSource::Telemetry => "Telemetry",
+            MessageSource::TwinChangeEvents => "twinChangeEvents",
+            MessageSource::DeviceLifecycleEvents => "deviceLifecycleEvents",
+            MessageSource::DeviceConnectionStateEvents => "deviceConnectionStateEvents",
+            MessageSource::DeviceJobLifecycleEvents => "deviceJobLifecycleEvents",
+        }
+    }
 }
 
 /// The system properties a device may set on a message (IoT Hub's names in comments).

@@ -3,6 +3,7 @@
 
 mod cloud_to_device;
 mod link;
+mod route;
 mod service;
 
 use std::sync::{Arc, RwLock};
@@ -21,14 +22,16 @@ use crate::devices::{
     split_client, Credentials, Device, DeviceAuthError, MethodCall, MethodFailure, Registry, Seed,
 };
 use crate::errors::{ApiError, StartError};
-use crate::events::{Events, EventsConfig};
+use crate::events::{Events, EventsConfig, EventsError};
 use crate::faults::{Decision, FaultSpec};
 use crate::jobs::{Engine, EngineLimits};
 use crate::limits::{DevicePacer, RateLimiter, Tier};
 use crate::record::Recorder;
+use crate::routing::Router;
 use crate::store::Store;
 
 pub use link::{ConnectOptions, DeviceLink, Downlink, Incoming, SubscriptionChange, TwinOp};
+pub use route::TwinChange;
 
 /// Why `Hub::admit` turned a device's login away.
 #[derive(Debug)]
@@ -63,6 +66,8 @@ pub struct Hub {
     configurations: Configurations,
     /// The built-in Event Hubs-compatible endpoint's log.
     events: Arc<Events>,
+    /// Message routing: which messages reach `events` (`route.rs`).
+    router: Router,
     auth: Authenticator,
     faults: RwLock<FaultSpec>,
     recorder: Recorder,
@@ -122,19 +127,28 @@ impl Hub {
         );
         engine.restore(stored_jobs);
         crate::devices::cloud_to_device::spawn_timer(&devices, clock.clone());
-        Ok(Arc::new(Self {
+        let hub = Arc::new(Self {
             clock,
             devices,
             engine,
             configurations,
             events,
+            router: Router::default(),
             auth,
             faults: RwLock::new(faults),
             recorder: Recorder::default(),
             job_ops: limits.map(|l| RateLimiter::per_minute(l.job_ops_per_minute)),
             queries: limits.map(|l| RateLimiter::per_minute(l.queries_per_minute)),
             config,
-        }))
+        });
+        // Twins a job writes raise twin-change events as REST writes do.
+        let weak = Arc::downgrade(&hub);
+        hub.engine.set_twin_listener(Box::new(move |client, patch| {
+            if let Some(hub) = weak.upgrade() {
+                hub.twin_patched(client, patch);
+            }
+        }));
+        Ok(hub)
     }
 
     /// The emulated clock (the control API scales and advances it).
@@ -205,7 +219,7 @@ impl Hub {
 
     /// Checks a policy's SAS token for the `events` endpoint, signed as Event Hubs clients sign
     /// it; the error never names the token.
-    pub fn authorize_events(&self, token: &str) -> Result<(), String> {
+    pub fn authorize_events(&self, token: &str) -> Result<(), EventsError> {
         self.auth.check_events_token(token, wall_secs())
     }
 
@@ -251,7 +265,7 @@ impl Hub {
             message.auth = self.devices.client_auth(&message.client);
         }
         self.devices.sessions.record_telemetry(&message);
-        self.events.append(message, self.clock.now_ms());
+        self.route(message);
     }
 
     /// Back to the state of a new hub: initial devices, no jobs, records or faults, real time.
@@ -265,6 +279,7 @@ impl Hub {
         self.devices.load(devices, true)?;
         self.recorder.clear();
         self.events.clear();
+        self.router.reset();
         self.set_faults(FaultSpec::default());
         Ok(())
     }

@@ -24,6 +24,7 @@ pub mod paging;
 pub mod query;
 pub mod record;
 pub mod response;
+pub mod routing;
 mod run;
 pub mod server;
 pub mod store;

@@ -449,6 +449,7 @@ impl Session<'_> {
                     properties,
                     system,
                     auth: None,
+                    ..Default::default()
                 })));
             true
         } else {

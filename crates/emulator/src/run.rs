@@ -16,6 +16,7 @@ use crate::errors::StartError;
 use crate::events::EventsConfig;
 use crate::hub::{Hub, HubConfig};
 use crate::listeners::{Listeners, STANDARD_AMQP_PORT, STANDARD_HTTPS_PORT};
+use crate::routing::{Routing, RoutingSpec};
 use crate::store::{meta, Store};
 use crate::tls::{Ca, CaFile};
 use crate::x509::DeviceCas;
@@ -277,6 +278,12 @@ pub async fn run_until(
         &key,
         &events.name,
     );
+    let routing = match &seed.routing {
+        Some(spec) => serde_json::from_value::<RoutingSpec>(spec.clone())
+            .map_err(|e| format!("seed: routing: {e}"))?,
+        None => RoutingSpec::default(),
+    };
+    let routing = Routing::new(routing).map_err(|e| format!("seed: {e}"))?;
     let config = HubConfig {
         host_name: host_name.clone(),
         unknown_job: args.unknown_job,
@@ -285,6 +292,7 @@ pub async fn run_until(
         events,
     };
     let hub: Arc<Hub> = Hub::with_store(config, auth, args.faults.clone(), store)?;
+    hub.set_initial_routing(routing);
 
     let ready = Ready {
         host: args.host.clone(),

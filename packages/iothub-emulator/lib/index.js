@@ -22,7 +22,7 @@ const asyncDispose = Symbol.asyncDispose ?? Symbol.for('nodejs.asyncDispose');
 
 // Options of the Node API only; every other option is a flag: `fooBar: v` → `--foo-bar v`,
 // `true` → `--foo-bar`, an array → the flag once per item.
-const NODE_ONLY = new Set(['args', 'env', 'stderr', 'binary', 'readyTimeoutMs', 'seed', 'unref']);
+const NODE_ONLY = new Set(['args', 'env', 'stderr', 'binary', 'readyTimeoutMs', 'seed', 'routing', 'unref']);
 const FLAG_NAMES = { bearerTokens: 'bearer-token', consumerGroups: 'consumer-group' };
 
 function flags(options) {
@@ -41,8 +41,15 @@ function flags(options) {
   return argv;
 }
 
-/** A seed object goes through a temporary file (the flag takes a file); a string is that file. */
-function seedFile(seed) {
+/**
+ * A seed object goes through a temporary file (the flag takes a file); a string is that file.
+ * `routing` (IoT Hub's `properties.routing`) goes in the seed, over a seed file's own.
+ */
+function seedFile(seed, routing) {
+  if (routing !== undefined && routing !== null) {
+    const base = typeof seed === 'string' ? JSON.parse(readFileSync(seed, 'utf8')) : seed ?? {};
+    seed = Array.isArray(base) ? { devices: base, routing } : { ...base, routing };
+  }
   if (seed === undefined || seed === null) return { args: [], remove() {} };
   if (typeof seed === 'string') return { args: ['--seed', seed], remove() {} };
   const dir = mkdtempSync(path.join(os.tmpdir(), 'iothub-emulator-seed-'));
@@ -101,7 +108,7 @@ function readyLine(child, timeoutMs, stderrTail) {
  */
 async function startEmulator(options = {}) {
   const { args = [], env = {}, stderr = 'pipe', binary, readyTimeoutMs = READY_TIMEOUT_MS, unref = true } = options;
-  const seed = seedFile(options.seed);
+  const seed = seedFile(options.seed, options.routing);
   let child;
   try {
     child = spawn(binary ?? binaryPath(), [...flags(options), ...seed.args, ...args], {
@@ -202,6 +209,8 @@ async function startEmulator(options = {}) {
     health: () => control('GET', 'health'),
     setFaults: (spec) => control('PUT', 'faults', { spec }),
     clearFaults: () => control('DELETE', 'faults'),
+    routing: () => control('GET', 'routing'),
+    setRouting: (routing) => control('PUT', 'routing', routing),
     setDeviceMethod: (deviceId, behaviour) => control('PATCH', `devices/${id(deviceId)}/method`, behaviour),
     setDeviceFaults: (deviceId, faults) => control('PUT', `devices/${id(deviceId)}/faults`, faults),
     dropConnection: (deviceId) => control('DELETE', `devices/${id(deviceId)}/connection`),

@@ -181,6 +181,8 @@ pub fn put_token(
         // Hubs clients sign.
         Ok((audience, token)) if names_events(hub, &audience) => hub
             .authorize_events(&token)
+            // CBS answers with a status and text (401), not an AMQP condition.
+            .map_err(|e| e.message)
             .and_then(|_| {
                 let sr = parse_sas(&token).map(|t| t.sr).unwrap_or_default();
                 if covers(&sr, &audience) {

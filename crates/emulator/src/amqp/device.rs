@@ -246,6 +246,7 @@ pub(super) async fn receive(
                         properties,
                         system,
                         auth: None,
+                        ..Default::default()
                     })));
                 }
             }

@@ -41,6 +41,10 @@ pub struct Seed {
     /// Consumer groups of the events endpoint besides `$Default`.
     #[serde(default, rename = "consumerGroups")]
     pub consumer_groups: Vec<String>,
+    /// Message routing, in the shape of IoT Hub's `properties.routing` (read by start-up as a
+    /// `routing::RoutingSpec`: devices do not depend on routing).
+    #[serde(default)]
+    pub routing: Option<Value>,
 }
 
 impl Seed {

@@ -2,6 +2,7 @@
 //! `--consumer-group`, the seed's `consumerGroups` or the control API, up to IoT Hub's limit.
 //! Names compare case-insensitively, as Event Hubs' do.
 
+use super::{EventsCondition, EventsError};
 use std::sync::Mutex;
 
 use crate::locks::lock;
@@ -17,7 +18,7 @@ pub struct ConsumerGroups {
 
 /// Event Hubs' rule for a consumer group name: 1 to 50 letters, digits, `.`, `_`, `-`,
 /// starting with a letter or digit.
-fn check_name(name: &str) -> Result<(), String> {
+fn check_name(name: &str) -> Result<(), EventsError> {
     let ok = (1..=50).contains(&name.len())
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())
         && name
@@ -26,12 +27,12 @@ fn check_name(name: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("consumer group name {name:?} is not valid: 1 to 50 letters, digits, '.', '_' or '-', starting with a letter or digit"))
+        Err(EventsError::new(EventsCondition::ArgumentError, format!("consumer group name {name:?} is not valid: 1 to 50 letters, digits, '.', '_' or '-', starting with a letter or digit")))
     }
 }
 
 impl ConsumerGroups {
-    pub fn new(initial: &[String]) -> Result<Self, String> {
+    pub fn new(initial: &[String]) -> Result<Self, EventsError> {
         let groups = ConsumerGroups {
             initial: initial.to_vec(),
             names: Mutex::new(vec![DEFAULT_GROUP.to_string()]),
@@ -55,15 +56,16 @@ impl ConsumerGroups {
     }
 
     /// Creates a group; true when it is new (an existing one is left as is).
-    pub fn create(&self, name: &str) -> Result<bool, String> {
+    pub fn create(&self, name: &str) -> Result<bool, EventsError> {
         check_name(name)?;
         let mut names = lock(&self.names);
         if names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
             return Ok(false);
         }
         if names.len() >= MAX_CONSUMER_GROUPS {
-            return Err(format!(
-                "the endpoint has {MAX_CONSUMER_GROUPS} consumer groups already, IoT Hub's limit"
+            return Err(EventsError::new(
+                EventsCondition::ResourceLimitExceeded,
+                format!("the endpoint has {MAX_CONSUMER_GROUPS} consumer groups already, IoT Hub's limit"),
             ));
         }
         names.push(name.to_string());
@@ -71,9 +73,12 @@ impl ConsumerGroups {
     }
 
     /// Deletes a group; `$Default` cannot be deleted.
-    pub fn delete(&self, name: &str) -> Result<bool, String> {
+    pub fn delete(&self, name: &str) -> Result<bool, EventsError> {
         if name.eq_ignore_ascii_case(DEFAULT_GROUP) {
-            return Err("the $Default consumer group cannot be deleted".into());
+            return Err(EventsError::new(
+                EventsCondition::ArgumentError,
+                "the $Default consumer group cannot be deleted",
+            ));
         }
         let mut names = lock(&self.names);
         let before = names.len();
@@ -104,7 +109,9 @@ mod tests {
         for i in 0..18 {
             assert_eq!(g.create(&format!("g{i}")), Ok(true));
         }
-        assert!(g.create("one-too-many").unwrap_err().contains("limit"));
+        let limit = g.create("one-too-many").unwrap_err();
+        assert!(limit.message.contains("limit"));
+        assert_eq!(limit.condition, EventsCondition::ResourceLimitExceeded);
         assert!(g.delete("$Default").is_err());
         assert_eq!(g.delete("g0"), Ok(true));
         g.reset();

@@ -7,9 +7,7 @@
 use std::sync::Arc;
 
 use fe2o3_amqp::link::delivery::Sendable;
-use fe2o3_amqp::types::definitions::{
-    AmqpError, Error as AmqpErrorBody, ErrorCondition, LinkError,
-};
+use fe2o3_amqp::types::definitions::{AmqpError, Error as AmqpErrorBody, LinkError};
 use fe2o3_amqp::types::messaging::FilterSet;
 use fe2o3_amqp::types::primitives::{Symbol, Value};
 use fe2o3_amqp::Sender;
@@ -17,7 +15,7 @@ use percent_encoding::percent_decode_str;
 
 use super::message::{event_message, runtime_metric};
 use super::partition::Start;
-use super::Events;
+use super::{Events, EventsCondition, EventsError};
 
 /// What an address under the endpoint's name names.
 #[derive(Debug, PartialEq)]
@@ -28,15 +26,6 @@ pub enum Node {
         group: String,
         partition: u32,
     },
-}
-
-/// An error with a condition of Event Hubs' own (`com.microsoft:…`).
-fn microsoft(condition: &str, text: String) -> AmqpErrorBody {
-    AmqpErrorBody::new(
-        ErrorCondition::Custom(Symbol::from(condition)),
-        Some(text),
-        None,
-    )
 }
 
 /// What `address` names on the endpoint: `None` when it is not under the endpoint's name
@@ -79,13 +68,14 @@ pub fn node(events: &Events, host: &str, address: &str) -> Option<Result<Node, A
             };
             match events.parse_partition(partition) {
                 Some(partition) => Ok(Node::Partition { group, partition }),
-                None => Err(microsoft(
-                    "com.microsoft:argument-out-of-range",
+                None => Err(EventsError::new(
+                    EventsCondition::ArgumentOutOfRange,
                     format!(
                         "The specified partition is invalid for an EventHub partition sender or receiver. It should be between 0 and {}.",
                         events.partition_count() - 1
                     ),
-                )),
+                )
+                .amqp()),
             }
         }
         [p, _] if is(p, "Partitions") => Err(AmqpErrorBody::new(
@@ -100,7 +90,7 @@ pub fn node(events: &Events, host: &str, address: &str) -> Option<Result<Node, A
 /// The start position a selector filter asks for (`amqp.annotation.x-opt-offset > '-1'`,
 /// `… x-opt-sequence-number >= '5'`, `… x-opt-enqueued-time > '1700000000000'`,
 /// `… x-opt-offset > '@latest'`); a link without a filter reads from the oldest event.
-pub fn start_position(filter: Option<&FilterSet>) -> Result<Start, String> {
+pub fn start_position(filter: Option<&FilterSet>) -> Result<Start, EventsError> {
     let Some(expression) = filter.and_then(|f| f.values().find_map(filter_text)) else {
         return Ok(Start::Offset {
             offset: -1,
@@ -118,8 +108,13 @@ fn filter_text(value: &Value) -> Option<String> {
     }
 }
 
-fn parse_selector(expression: &str) -> Result<Start, String> {
-    let bad = || format!("the selector filter {expression:?} is not one the endpoint supports");
+fn parse_selector(expression: &str) -> Result<Start, EventsError> {
+    let bad = || {
+        EventsError::new(
+            EventsCondition::ArgumentError,
+            format!("the selector filter {expression:?} is not one the endpoint supports"),
+        )
+    };
     let rest = expression
         .trim()
         .strip_prefix("amqp.annotation.")
@@ -178,16 +173,14 @@ pub async fn serve_partition(
     let start = match start_position(sender.source().as_ref().and_then(|s| s.filter.as_ref())) {
         Ok(start) => start,
         Err(why) => {
-            let error = microsoft("com.microsoft:argument-error", why);
-            let _ = sender.close_with_error(error).await;
+            let _ = sender.close_with_error(why.amqp()).await;
             return;
         }
     };
     let mut claim = match events.owners.claim(&group, partition, epoch) {
         Ok(claim) => claim,
         Err(why) => {
-            let error = AmqpErrorBody::new(LinkError::Stolen, Some(why), None);
-            let _ = sender.close_with_error(error).await;
+            let _ = sender.close_with_error(why.amqp()).await;
             return;
         }
     };

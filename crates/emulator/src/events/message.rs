@@ -31,7 +31,10 @@ pub fn event_message(event: &ReadEvent) -> EventMessage {
             key("iothub-enqueuedtime"),
             Value::Timestamp(enqueued.clone()),
         )
-        .insert(key("iothub-message-source"), Value::from("Telemetry"))
+        .insert(
+            key("iothub-message-source"),
+            Value::from(m.source.annotation()),
+        )
         .insert(
             key("x-opt-sequence-number"),
             Value::Long(event.sequence_number),

@@ -9,6 +9,7 @@
 //! The log lives in memory only, bounded per partition (`Limits`): the oldest events leave
 //! first, as with retention.
 
+mod error;
 mod groups;
 pub mod link;
 pub mod management;
@@ -24,6 +25,7 @@ use crate::clock::Clock;
 use crate::device_message::DeviceMessage;
 use crate::devices::split_client;
 use crate::locks::lock;
+pub use error::{EventsCondition, EventsError};
 pub use groups::{ConsumerGroups, MAX_CONSUMER_GROUPS};
 use partition::{Limits, Partition, PartitionInfo, Start};
 
@@ -62,20 +64,21 @@ impl Default for EventsConfig {
 
 impl EventsConfig {
     /// The one-line refusal of a setting outside IoT Hub's ranges.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), EventsError> {
+        let out_of_range = |text| EventsError::new(EventsCondition::ArgumentOutOfRange, text);
         if !PARTITIONS.contains(&self.partitions) {
-            return Err(format!(
+            return Err(out_of_range(format!(
                 "--partitions must be between {} and {} (IoT Hub's range), not {}",
                 PARTITIONS.start(),
                 PARTITIONS.end(),
                 self.partitions
-            ));
+            )));
         }
         if !(1..=MAX_RETENTION_HOURS).contains(&self.retention_hours) {
-            return Err(format!(
+            return Err(out_of_range(format!(
                 "--retention-hours must be between 1 and {MAX_RETENTION_HOURS} (7 days, IoT Hub's most), not {}",
                 self.retention_hours
-            ));
+            )));
         }
         Ok(())
     }
@@ -106,7 +109,7 @@ fn stable_hash(text: &str) -> u64 {
 }
 
 impl Events {
-    pub fn new(config: EventsConfig, clock: Arc<Clock>) -> Result<Self, String> {
+    pub fn new(config: EventsConfig, clock: Arc<Clock>) -> Result<Self, EventsError> {
         let now_ms = clock.now_ms();
         config.check()?;
         let groups = ConsumerGroups::new(&config.consumer_groups)?;
@@ -288,7 +291,9 @@ mod tests {
             .err()
             .unwrap();
             assert!(
-                err.starts_with("--partitions must be between 2 and 128"),
+                err.message
+                    .starts_with("--partitions must be between 2 and 128")
+                    && err.condition == EventsCondition::ArgumentOutOfRange,
                 "{err}"
             );
         }
@@ -298,6 +303,6 @@ mod tests {
         }
         .check()
         .unwrap_err();
-        assert!(err.contains("--retention-hours"), "{err}");
+        assert!(err.message.contains("--retention-hours"), "{err}");
     }
 }

@@ -3,6 +3,7 @@
 //! partition over from every receiver with a lower or no epoch, which are detached; one with
 //! a lower epoch than the owner's, or none while an owner exists, is refused.
 
+use super::{EventsCondition, EventsError};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -32,24 +33,34 @@ pub struct Claim {
     pub kicked: oneshot::Receiver<String>,
 }
 
+/// A reader refused because a higher epoch holds the partition (`amqp:link:stolen`).
+fn stolen(text: String) -> EventsError {
+    EventsError::new(EventsCondition::Stolen, text)
+}
+
 impl Owners {
     /// Lets a reader with `epoch` read `partition` of `group` (a lower-cased name), detaching
     /// those it takes over from; the refusal's text when it may not.
-    pub fn claim(&self, group: &str, partition: u32, epoch: Option<i64>) -> Result<Claim, String> {
+    pub fn claim(
+        &self,
+        group: &str,
+        partition: u32,
+        epoch: Option<i64>,
+    ) -> Result<Claim, EventsError> {
         let key = (group.to_ascii_lowercase(), partition);
         let mut readers = lock(&self.readers);
         let list = readers.entry(key.clone()).or_default();
         let owner = list.iter().filter_map(|r| r.epoch).max();
         match (epoch, owner) {
             (Some(e), Some(o)) if o > e => {
-                return Err(format!(
+                return Err(stolen(format!(
                     "Receiver 'nil' with higher epoch of '{o}' already exists. Receiver 'nil' with epoch {e} cannot be created. Make sure you are creating receiver with increasing epoch value to ensure connectivity, or ensure all old epoch receivers are closed or disconnected."
-                ))
+                )))
             }
             (None, Some(o)) => {
-                return Err(format!(
+                return Err(stolen(format!(
                     "At least one receiver for the endpoint is created with epoch of '{o}', and so non-epoch receiver is not allowed. Either reconnect with a higher epoch, or make sure all epoch receivers are closed or disconnected."
-                ))
+                )))
             }
             (Some(e), _) => {
                 for old in list.drain(..) {
@@ -95,10 +106,12 @@ mod tests {
         assert!(owners
             .claim("$Default", 0, None)
             .unwrap_err()
+            .message
             .contains("non-epoch"));
         assert!(owners
             .claim("$Default", 0, Some(0))
             .unwrap_err()
+            .message
             .contains("higher epoch of '1'"));
         assert!(
             owners.claim("$Default", 1, None).is_ok(),

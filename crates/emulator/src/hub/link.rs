@@ -101,6 +101,7 @@ impl Hub {
             self.devices.sessions.open(client, options.clean_session);
         let now = self.clock.now_ms();
         self.devices.set_connected(client, true, now);
+        self.connection_changed(client, true);
         self.devices.deliver_cloud_to_device(client, now);
         let link = DeviceLink {
             hub: self.clone(),
@@ -162,8 +163,13 @@ impl DeviceLink {
         match op {
             TwinOp::Get => hub.devices.answer_twin(&self.client, TwinRequest::Get, now),
             TwinOp::Report(patch) => {
-                hub.devices
-                    .answer_twin(&self.client, TwinRequest::Report(patch), now)
+                let answer = hub
+                    .devices
+                    .answer_twin(&self.client, TwinRequest::Report(patch), now);
+                if answer.status == 204 {
+                    self.reported_changed(patch);
+                }
+                answer
             }
             TwinOp::NotifyDesired(on) => {
                 self.subscribe(SubscriptionChange {
@@ -174,6 +180,19 @@ impl DeviceLink {
             }
             TwinOp::Unsupported => bare(400),
         }
+    }
+
+    /// A reported patch was stored: its twin-change event.
+    fn reported_changed(&self, patch: &[u8]) {
+        let hub = &self.hub;
+        let (Ok(reported), Some(twin)) = (
+            serde_json::from_slice::<serde_json::Value>(patch),
+            hub.twin_of(&self.client),
+        ) else {
+            return;
+        };
+        let change = serde_json::json!({ "properties": { "reported": reported } });
+        hub.twin_changed(&self.client, super::TwinChange::Update, &change, &twin);
     }
 
     fn subscribe(&self, change: SubscriptionChange) {
@@ -202,6 +221,7 @@ impl Drop for DeviceLink {
         if hub.devices.sessions.close(&self.client, self.serial) {
             hub.devices
                 .set_connected(&self.client, false, hub.clock.now_ms());
+            hub.connection_changed(&self.client, false);
         }
     }
 }

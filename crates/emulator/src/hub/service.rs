@@ -4,8 +4,9 @@
 
 use serde_json::Value;
 
-use super::Hub;
+use super::{Hub, TwinChange};
 use crate::cli::UnknownJob;
+use crate::device_message::MessageSource;
 use crate::devices::{BehaviourPatch, Device, DeviceFaults};
 use crate::errors::{ApiError, ErrorCode};
 use crate::jobs::parse_job_request;
@@ -40,7 +41,9 @@ impl Hub {
         replace: bool,
     ) -> Result<Value, ApiError> {
         let now = self.clock.now_ms();
-        self.devices.update_twin(id, body, etag, replace, now)
+        let twin = self.devices.update_twin(id, body, etag, replace, now)?;
+        self.twin_changed(id, TwinChange::of(replace), body, &twin);
+        Ok(twin)
     }
 
     pub fn list_identities(&self, top: usize) -> Vec<Value> {
@@ -49,7 +52,27 @@ impl Hub {
 
     /// `POST /devices`: bulk create/update/delete; `false` with the per-device errors.
     pub fn bulk(&self, body: &Value) -> Result<(bool, Value), ApiError> {
-        self.devices.bulk(body, self.clock.now_ms())
+        if !self.routed(MessageSource::DeviceLifecycleEvents) {
+            return self.devices.bulk(body, self.clock.now_ms());
+        }
+        // Which devices the operation created or deleted: their existence before and after
+        // (the twins before, for the deleted ones' events).
+        let ids: Vec<&str> = body
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|item| item.get("id")?.as_str())
+            .collect();
+        let before: Vec<Option<Value>> = ids.iter().map(|id| self.devices.twin(id).ok()).collect();
+        let answer = self.devices.bulk(body, self.clock.now_ms())?;
+        for (id, before) in ids.into_iter().zip(before) {
+            match (before, self.devices.twin(id)) {
+                (None, Ok(twin)) => self.identity_changed(id, true, twin),
+                (Some(twin), Err(_)) => self.identity_changed(id, false, twin),
+                _ => {}
+            }
+        }
+        Ok(answer)
     }
 
     pub fn identity(&self, id: &str) -> Result<Value, ApiError> {
@@ -62,12 +85,27 @@ impl Hub {
         body: &Value,
         etag: Option<&str>,
     ) -> Result<Value, ApiError> {
-        self.devices
-            .put_identity(id, body, etag, self.clock.now_ms())
+        let created = self.devices.identity(id).is_err();
+        let identity = self
+            .devices
+            .put_identity(id, body, etag, self.clock.now_ms())?;
+        if created {
+            self.lifecycle_event(id, true, self.devices.twin(id));
+        }
+        Ok(identity)
     }
 
     pub fn delete_device(&self, id: &str, etag: Option<&str>) -> Result<(), ApiError> {
-        self.devices.delete(id, etag)
+        let twin = self.devices.twin(id);
+        self.devices.delete(id, etag)?;
+        self.lifecycle_event(id, false, twin);
+        Ok(())
+    }
+
+    fn lifecycle_event(&self, client: &str, created: bool, twin: Result<Value, ApiError>) {
+        if let Ok(twin) = twin {
+            self.identity_changed(client, created, twin);
+        }
     }
 
     /// Empties a device's cloud-to-device queue: how many messages were removed.
@@ -98,7 +136,13 @@ impl Hub {
         etag: Option<&str>,
     ) -> Result<Value, ApiError> {
         let now = self.clock.now_ms();
-        self.devices.put_module(device, module, body, etag, now)
+        let created = self.devices.module_identity(device, module).is_err();
+        let identity = self.devices.put_module(device, module, body, etag, now)?;
+        if created {
+            let twin = self.devices.module_twin(device, module);
+            self.lifecycle_event(&format!("{device}/{module}"), true, twin);
+        }
+        Ok(identity)
     }
 
     pub fn delete_module(
@@ -107,7 +151,10 @@ impl Hub {
         module: &str,
         etag: Option<&str>,
     ) -> Result<(), ApiError> {
-        self.devices.delete_module(device, module, etag)
+        let twin = self.devices.module_twin(device, module);
+        self.devices.delete_module(device, module, etag)?;
+        self.lifecycle_event(&format!("{device}/{module}"), false, twin);
+        Ok(())
     }
 
     pub fn module_twin(&self, device: &str, module: &str) -> Result<Value, ApiError> {
@@ -123,8 +170,12 @@ impl Hub {
         replace: bool,
     ) -> Result<Value, ApiError> {
         let now = self.clock.now_ms();
-        self.devices
-            .update_module_twin(device, module, body, etag, replace, now)
+        let twin = self
+            .devices
+            .update_module_twin(device, module, body, etag, replace, now)?;
+        let client = format!("{device}/{module}");
+        self.twin_changed(&client, TwinChange::of(replace), body, &twin);
+        Ok(twin)
     }
 }
 

@@ -102,10 +102,15 @@ pub struct EngineLimits {
     pub pacer: Option<DevicePacer>,
 }
 
+/// Told of each twin a twin job wrote: the client (`{deviceId}[/{moduleId}]`) and the patch.
+pub type TwinListener = Box<dyn Fn(&str, &Value) + Send + Sync>;
+
 pub struct Engine {
     pub clock: Arc<Clock>,
     pub devices: Arc<Registry>,
     limits: EngineLimits,
+    /// The hub's twin-change events for twins a job wrote (set once the hub exists).
+    twin_listener: std::sync::OnceLock<TwinListener>,
     index: RwLock<Index>,
     next_seq: AtomicU64,
 }
@@ -123,9 +128,15 @@ impl Engine {
             clock,
             devices,
             limits,
+            twin_listener: std::sync::OnceLock::new(),
             index: RwLock::new(Index::default()),
             next_seq: AtomicU64::new(1),
         })
+    }
+
+    /// Who hears of the twins twin jobs write (the hub, for its twin-change events).
+    pub fn set_twin_listener(&self, listener: TwinListener) {
+        let _ = self.twin_listener.set(listener);
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Index> {

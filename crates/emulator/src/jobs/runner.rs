@@ -368,6 +368,14 @@ async fn run_twins(
             entry,
             progress,
             rows: chunk.iter().map(|(i, _)| *i).collect(),
+            clients: chunk
+                .iter()
+                .map(|(_, (device, module))| match module {
+                    Some(m) => format!("{device}/{m}"),
+                    None => device.clone(),
+                })
+                .collect(),
+            patch,
             staged: Some(staged),
         });
         // The oldest batches end (once committed) while the newer ones are queued behind.
@@ -387,6 +395,9 @@ struct InFlight<'a> {
     entry: &'a JobEntry,
     progress: &'a Progress,
     rows: Vec<usize>,
+    /// The rows' devices or modules (`{deviceId}[/{moduleId}]`), for the twin listener.
+    clients: Vec<String>,
+    patch: &'a Value,
     staged: Option<StagedTwins>,
 }
 
@@ -397,9 +408,13 @@ impl Drop for InFlight<'_> {
         };
         let results = staged.commit(&self.engine.devices);
         let now = self.engine.clock.now_ms();
+        let mut written = Vec::new();
         {
             let mut job = self.entry.lock();
-            for (&i, result) in self.rows.iter().zip(results) {
+            for ((&i, result), client) in self.rows.iter().zip(results).zip(&self.clients) {
+                if result.is_ok() {
+                    written.push(client);
+                }
                 let outcome = match result {
                     Ok(()) => DeviceOutcome::Succeeded {
                         status: 200,
@@ -408,6 +423,12 @@ impl Drop for InFlight<'_> {
                     Err(e) => failed(e.code, e.message),
                 };
                 job.end_row(i, outcome, now);
+            }
+        }
+        // Told outside the job's lock: the listener reads the registry.
+        if let Some(listener) = self.engine.twin_listener.get() {
+            for client in written {
+                listener(client, self.patch);
             }
         }
         for &i in &self.rows {

@@ -20,6 +20,10 @@ pub(crate) enum Scope {
     /// A `devices.jobs` row: every name is a system name except below
     /// `outcome.deviceMethodResponse.payload`.
     DeviceJob,
+    /// A message for a routing condition: application and system property names match
+    /// case-insensitively (IoT Hub's device-to-cloud messages are not case-sensitive); below
+    /// `$body` every name is the sender's, below `$twin` the twin's rules apply.
+    Message,
 }
 
 /// A value during evaluation. Objects and arrays are opaque: only type tests look at them.
@@ -197,6 +201,11 @@ fn user_content_below(segments: &[Segment], i: usize, scope: Scope) -> bool {
         Scope::Twin => (i == 0 && is(0, "tags")) || (i == 1 && is(0, "properties")),
         Scope::DeviceJob => {
             i == 2 && is(0, "outcome") && is(1, "deviceMethodResponse") && is(2, "payload")
+        }
+        Scope::Message => {
+            (i == 0 && is(0, "$body"))
+                || (is(0, "$twin")
+                    && ((i == 1 && is(1, "tags")) || (i == 2 && is(1, "properties"))))
         }
     }
 }

@@ -3,7 +3,7 @@
 //! All character-level work (whitespace, quoted strings and their escapes, numbers, identifiers,
 //! operators) happens here, so the parser above works on whole tokens only.
 
-use winnow::combinator::{alt, opt};
+use winnow::combinator::{alt, opt, repeat};
 use winnow::error::{ContextError, ErrMode};
 use winnow::prelude::*;
 use winnow::stream::{Location, Stream};
@@ -155,10 +155,27 @@ fn is_ident_continue(c: char) -> bool {
     c.is_alphanumeric() || c == '_' || c == '$'
 }
 
+/// A name; one starting with `$` may also hold `-` before a letter, as the routing query's
+/// system properties do (`$iothub-enqueuedtime`, `$dt-subject`), while `$version-1` stays a
+/// subtraction.
 fn identifier<'a>(input: &mut Input<'a>) -> LexResult<&'a str> {
-    (one_of(is_ident_start), take_while(0.., is_ident_continue))
-        .take()
-        .parse_next(input)
+    alt((
+        (
+            '$',
+            take_while(0.., is_ident_continue),
+            repeat::<_, _, (), _, _>(
+                0..,
+                (
+                    '-',
+                    one_of(char::is_alphabetic),
+                    take_while(0.., is_ident_continue),
+                ),
+            ),
+        )
+            .take(),
+        (one_of(is_ident_start), take_while(0.., is_ident_continue)).take(),
+    ))
+    .parse_next(input)
 }
 
 /// An unsigned number: `12`, `1.5`, `2e10`, `6.02E-23`. A sign is a unary operator.

@@ -63,6 +63,11 @@ impl Condition {
         }
     }
 
+    /// Whether the condition is the literal `true` (so nothing need be evaluated).
+    pub fn is_literal_true(&self) -> bool {
+        matches!(self.expr, Some(ast::Expr::Lit(ast::Literal::Bool(true))))
+    }
+
     /// Whether this is the `*` condition (every device).
     pub fn is_all(&self) -> bool {
         self.expr.is_none()
@@ -216,6 +221,21 @@ pub fn parse_condition(text: &str) -> Result<Condition, QueryError> {
         expr: Some(expr),
         scope: Scope::Twin,
         over_modules,
+    })
+}
+
+/// Parses a message route's condition (IoT Hub's routing query language: application
+/// properties by name, system properties as `$contentType`, …, `$body.…`, `$twin.…`), to be
+/// evaluated against the document `routing` builds for each message. An empty condition is
+/// `true`.
+pub fn parse_route_condition(text: &str) -> Result<Condition, QueryError> {
+    let mut parser = start(if text.trim().is_empty() { "true" } else { text })?;
+    let expr = parser.condition()?;
+    parser.expect_eof("an operator or end of input")?;
+    Ok(Condition {
+        expr: Some(expr),
+        scope: Scope::Message,
+        over_modules: false,
     })
 }
 

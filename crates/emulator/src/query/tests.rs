@@ -667,3 +667,25 @@ fn devices_modules_queries_and_module_job_conditions() {
         assert_eq!(parse_condition(text).unwrap_err().to_string(), expected, "{text}");
     }
 }
+
+#[test]
+fn a_dollar_name_may_hold_a_dash_before_a_letter_and_a_route_condition_reads_a_message() {
+    let message = json!({
+        "level": "critical",
+        "$iothub-enqueuedtime": "2026-01-01T00:00:00Z",
+        "$body": {"Temp": 31},
+        "$twin": {"tags": {"site": "north"}, "properties": {"reported": {"$version": 3}}}
+    });
+    let yes = |text: &str| parse_route_condition(text).unwrap().matches(&message);
+    assert!(yes("$iothub-enqueuedtime = '2026-01-01T00:00:00Z'"));
+    // A dash before a digit is a minus: `$version-1` subtracts.
+    assert!(yes("$twin.properties.reported.$version-1 = 2"));
+    // Property names match case-insensitively; below `$body` and `$twin.tags` names are exact.
+    assert!(yes(
+        "LEVEL = 'critical' AND $BODY.Temp > 30 AND $twin.tags.site = 'north'"
+    ));
+    assert!(!yes("$body.temp > 30"));
+    assert!(!yes("$twin.tags.Site = 'north'"));
+    assert!(yes("") && yes("true"));
+    assert!(parse_route_condition("level = ").is_err());
+}

@@ -1,0 +1,213 @@
+//! Where every message that may reach the `events` endpoint goes: device telemetry and the
+//! hub's own events (twin changes, lifecycle, connection state), built here as the service
+//! emits them and routed by `Hub::route`, the one place routing is applied.
+
+use serde_json::{json, Value};
+
+use super::Hub;
+use crate::clock::iso;
+use crate::device_message::{DeviceMessage, MessageSource, SystemProperties};
+use crate::devices::split_client;
+use crate::routing::{Routing, RoutingError, RoutingSpec};
+
+/// Twin changes: a merge (`PATCH`, a reported patch) or a replacement (`PUT`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TwinChange {
+    Update,
+    Replace,
+}
+
+impl TwinChange {
+    pub fn of(replace: bool) -> Self {
+        if replace {
+            TwinChange::Replace
+        } else {
+            TwinChange::Update
+        }
+    }
+}
+
+impl Hub {
+    /// The routing in force (`GET /_emulator/routing`).
+    pub fn routing(&self) -> RoutingSpec {
+        self.router.current().spec().clone()
+    }
+
+    /// Replaces the routing; the one-line error says what the service would refuse.
+    pub fn set_routing(&self, spec: RoutingSpec) -> Result<(), RoutingError> {
+        self.router.set(Routing::new(spec)?);
+        Ok(())
+    }
+
+    /// The routing a new hub starts with (the seed's); a reset goes back to it.
+    pub fn set_initial_routing(&self, routing: Routing) {
+        self.router.set_initial(routing);
+    }
+
+    /// Sends `message` to the `events` endpoint if a route (or the fallback route) takes it,
+    /// with the enrichments added.
+    pub fn route(&self, mut message: DeviceMessage) {
+        let routing = self.router.current();
+        let now = self.clock.now_ms();
+        let twin = routing
+            .reads_twin()
+            .then(|| self.twin_of(&message.client))
+            .flatten();
+        if !routing.delivers(&message, now, twin.as_ref()) {
+            return;
+        }
+        for (key, value) in routing.enrichments(&self.config.events.name, twin.as_ref()) {
+            message.properties.retain(|(k, _)| *k != key);
+            message.properties.push((key, value));
+        }
+        self.events.append(message, now);
+    }
+
+    /// The twin of a device or module (`{deviceId}/{moduleId}`), as the service API shows it.
+    pub(crate) fn twin_of(&self, client: &str) -> Option<Value> {
+        match split_client(client) {
+            (device, Some(module)) => self.devices.module_twin(device, module).ok(),
+            (device, None) => self.devices.twin(device).ok(),
+        }
+    }
+
+    /// Whether a route reads `source`: the hub's own events are built only then.
+    pub(super) fn routed(&self, source: MessageSource) -> bool {
+        self.router.current().reads_source(source)
+    }
+
+    /// One of the hub's own events about `client`, as the service emits it: a JSON body, its
+    /// `opType` and schema in the application properties.
+    fn notify(
+        &self,
+        client: &str,
+        source: MessageSource,
+        op_type: &str,
+        schema: &str,
+        body: Value,
+    ) {
+        let (device, module) = split_client(client);
+        let mut properties = vec![
+            ("hubName".to_string(), self.config.events.name.clone()),
+            ("deviceId".to_string(), device.to_string()),
+        ];
+        if let Some(module) = module {
+            properties.push(("moduleId".into(), module.to_string()));
+        }
+        properties.extend([
+            ("opType".to_string(), op_type.to_string()),
+            ("operationTimestamp".to_string(), iso(self.clock.now_ms())),
+            ("iothub-message-schema".to_string(), schema.to_string()),
+        ]);
+        self.route(DeviceMessage {
+            client: client.to_string(),
+            via: source.route_name().to_string(),
+            body: body.to_string().into_bytes().into(),
+            properties,
+            system: SystemProperties {
+                content_type: Some("application/json".into()),
+                content_encoding: Some("utf-8".into()),
+                ..Default::default()
+            },
+            auth: None,
+            source,
+        });
+    }
+
+    /// A twin's tags or desired or reported properties changed: the changed part (`patch`,
+    /// as written) with the twin's new version (`twin`, after the change).
+    pub(crate) fn twin_changed(
+        &self,
+        client: &str,
+        change: TwinChange,
+        patch: &Value,
+        twin: &Value,
+    ) {
+        if !self.routed(MessageSource::TwinChangeEvents) {
+            return;
+        }
+        let mut body = serde_json::Map::new();
+        body.insert(
+            "version".into(),
+            twin.get("version").cloned().unwrap_or(Value::Null),
+        );
+        if let Some(tags) = patch.get("tags") {
+            body.insert("tags".into(), tags.clone());
+        }
+        let mut properties = serde_json::Map::new();
+        for kind in ["desired", "reported"] {
+            let Some(Value::Object(changed)) = patch.pointer(&format!("/properties/{kind}")) else {
+                continue;
+            };
+            let mut changed = changed.clone();
+            if let Some(v) = twin.pointer(&format!("/properties/{kind}/$version")) {
+                changed.insert("$version".into(), v.clone());
+            }
+            properties.insert(kind.into(), Value::Object(changed));
+        }
+        if !properties.is_empty() {
+            body.insert("properties".into(), Value::Object(properties));
+        }
+        let op_type = match change {
+            TwinChange::Update => "updateTwin",
+            TwinChange::Replace => "replaceTwin",
+        };
+        self.notify(
+            client,
+            MessageSource::TwinChangeEvents,
+            op_type,
+            "twinChangeNotification",
+            Value::Object(body),
+        );
+    }
+
+    /// A twin job merged `patch` into the twin of `client`.
+    pub(crate) fn twin_patched(&self, client: &str, patch: &Value) {
+        if !self.routed(MessageSource::TwinChangeEvents) {
+            return;
+        }
+        if let Some(twin) = self.twin_of(client) {
+            self.twin_changed(client, TwinChange::Update, patch, &twin);
+        }
+    }
+
+    /// A device or module identity was created (`twin`: its new twin) or deleted (`twin`: the
+    /// twin it had).
+    pub(crate) fn identity_changed(&self, client: &str, created: bool, twin: Value) {
+        if !self.routed(MessageSource::DeviceLifecycleEvents) {
+            return;
+        }
+        let op_type = if created {
+            "createDeviceIdentity"
+        } else {
+            "deleteDeviceIdentity"
+        };
+        self.notify(
+            client,
+            MessageSource::DeviceLifecycleEvents,
+            op_type,
+            "deviceLifecycleNotification",
+            twin,
+        );
+    }
+
+    /// A device or module connected or disconnected.
+    pub(crate) fn connection_changed(&self, client: &str, connected: bool) {
+        if !self.routed(MessageSource::DeviceConnectionStateEvents) {
+            return;
+        }
+        let op_type = if connected {
+            "deviceConnected"
+        } else {
+            "deviceDisconnected"
+        };
+        let sequence = self.router.next_connection_sequence(self.clock.now_ms());
+        self.notify(
+            client,
+            MessageSource::DeviceConnectionStateEvents,
+            op_type,
+            "deviceConnectionStateNotification",
+            json!({ "sequenceNumber": sequence }),
+        );
+    }
+}
