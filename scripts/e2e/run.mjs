@@ -21,14 +21,14 @@ import { startEmulator } from '../emulator-process.mjs'
 
 const HERE = path.dirname(fileURLToPath(import.meta.url))
 const ADDRESS = process.env.E2E_ADDRESS ?? '127.0.0.3'
-// The files the measure covers: none of them needs Event Hubs, Storage or DPS. Left out:
-// sas_token_tests.js (its D2C test reads telemetry back with an Event Hubs consumer on
-// EVENTHUB_CONNECTION_STRING, its C2D test sends with the service Client over AMQP, and it runs
-// on Amqp, AmqpWs and Http only: MQTT is commented out in the suite).
+// The files the measure covers: none of them needs Storage or DPS. Those that read telemetry
+// (device_service.js, empty_messages.js, module_messaging.js, sas_token_tests.js) read it from
+// the emulator's built-in events endpoint on EVENTHUB_CONNECTION_STRING.
 const DEFAULT_FILES = [
   'job_client.js', 'device_method.js', 'twin_e2e_tests.js', 'registry.js', 'service.js',
   'authentication.js', 'module_crud.js', 'module_twin.js', 'module_methods.js', 'configurations.js',
   'server_validation.js', 'device_acknowledge_tests.js',
+  'device_service.js', 'empty_messages.js', 'module_messaging.js', 'sas_token_tests.js',
 ]
 
 const [suite, ...requested] = process.argv.slice(2)
@@ -57,6 +57,9 @@ const untrustedKey = /SharedAccessKey=([^;]+)/.exec(untrusted.connectionString)[
 const env = {
   ...process.env,
   IOTHUB_CONNECTION_STRING: `HostName=${ADDRESS};SharedAccessKeyName=iothubowner;SharedAccessKey=${key}`,
+  // The built-in events endpoint as the ready line names it (with --standard-ports a plain
+  // `Endpoint=sb://<address>/`: AMQPS on 5671), read by the files that check telemetry.
+  EVENTHUB_CONNECTION_STRING: hub.eventHubConnectionString,
   NODE_EXTRA_CA_CERTS: hub.caPath,
   // The suite reads both as base64 of the PEM text (Buffer.from(…, 'base64')).
   IOTHUB_CA_ROOT_CERT: readFileSync(deviceCa.certPath).toString('base64'),
