@@ -20,12 +20,14 @@
 mod cbs;
 mod device;
 mod events;
+mod fault;
 mod login;
 mod message;
 mod sasl;
 mod service;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -42,6 +44,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::AbortHandle;
 
+use crate::gateway_fault::FaultKind;
 use crate::hub::{ConnectOptions, DeviceLink, Hub, Incoming, SubscriptionChange};
 use crate::locks::lock;
 use crate::x509::CertChain;
@@ -139,8 +142,9 @@ where
         return;
     }
     // fe2o3 reads the header itself: hand it back in front of the rest of the stream.
-    let io = tokio::io::join(std::io::Cursor::new(header).chain(rd), wr);
     let conn = Arc::new(Conn::new(hub.clone(), client_chain));
+    let wr = fault::Severable::new(wr, conn.severed.clone());
+    let io = tokio::io::join(std::io::Cursor::new(header).chain(rd), wr);
     let acceptor = ConnectionAcceptor::builder().container_id("iothub-emulator");
     let opened = if kind == Header::Sasl {
         let mechanisms = sasl::Mechanisms::new(hub);
@@ -170,7 +174,7 @@ where
             _ = conn.closed.notified() => break true,
         }
     };
-    if closed_by_hub {
+    if closed_by_hub && !conn.abrupt.load(Ordering::Relaxed) {
         // Sessions end before the connection closes: the SDKs then drop their links at once
         // instead of waiting (up to 45 s in Node's) for detaches a closed connection never sends.
         conn.closing.send_replace(true);
@@ -295,8 +299,14 @@ struct Conn {
     closed: Notify,
     /// Set when the connection is closing: every session ends.
     closing: watch::Sender<bool>,
-    /// The error the hub closes the connection with (a token that expired).
+    /// The error the hub closes the connection with (a token that expired, a fault).
     close_error: Mutex<Option<AmqpErrorBody>>,
+    /// The session and link faults asked of this connection (`fault.rs`).
+    kills: watch::Sender<fault::Kills>,
+    /// Set by a `KillTcp` fault: the stream's writes fail, no AMQP close leaves.
+    severed: Arc<AtomicBool>,
+    /// The hub cuts the connection without ending its sessions first (`KillTcp`).
+    abrupt: AtomicBool,
 }
 
 impl Conn {
@@ -310,6 +320,26 @@ impl Conn {
             closed: Notify::new(),
             closing: watch::Sender::new(false),
             close_error: Mutex::default(),
+            kills: watch::Sender::default(),
+            severed: Arc::default(),
+            abrupt: AtomicBool::new(false),
+        }
+    }
+
+    /// Carries out a fault the hub sent `client`; true when the connection is to close.
+    fn carry_out(&self, client: &str, fault: crate::gateway_fault::GatewayFault) -> bool {
+        match fault::carry(&self.kills, client, fault) {
+            fault::Carry::CutTcp => {
+                self.severed.store(true, Ordering::Relaxed);
+                self.abrupt.store(true, Ordering::Relaxed);
+                true
+            }
+            // Sessions end first, as for any close by the hub (or the SDKs wait for detaches).
+            fault::Carry::Close(error) => {
+                *lock(&self.close_error) = error;
+                true
+            }
+            fault::Carry::Signalled | fault::Carry::Nothing => false,
         }
     }
 
@@ -322,14 +352,25 @@ impl Conn {
             .fallback_receiver_settle_mode(ReceiverSettleMode::First)
             .build();
         let mut closing = self.closing.subscribe();
+        let killed = fault::killed(&self.kills, None, FaultKind::KillAmqpSession);
+        tokio::pin!(killed);
         loop {
             let attach = tokio::select! {
-                attach = session.next_incoming_attach() => Some(attach),
-                _ = closing.wait_for(|c| *c) => None,
+                attach = session.next_incoming_attach() => Ok(attach),
+                _ = closing.wait_for(|c| *c) => Err(None),
+                error = &mut killed => Err(Some(error)),
             };
-            let Some(attach) = attach else {
-                let _ = session.end().await;
-                break;
+            let attach = match attach {
+                Ok(attach) => attach,
+                Err(None) => {
+                    let _ = session.end().await;
+                    break;
+                }
+                // A fault ends the session with its reason.
+                Err(Some(error)) => {
+                    let _ = session.end_with_error(error).await;
+                    break;
+                }
             };
             let Some(attach) = attach else { break };
             // The events endpoint's receivers ask for an epoch in the link properties, which
@@ -363,6 +404,7 @@ impl Conn {
             let _ = sender.close_with_error(refused).await;
             return;
         }
+        let killed = self.link_killed(&source, true);
         let outbox = match source {
             Address::Cbs => lock(&self.cbs_replies).attach(),
             Address::Methods(client) => {
@@ -378,7 +420,7 @@ impl Conn {
             Address::CloudToDevice(client) => {
                 let (outbox, link) =
                     self.with_client(&client, |c| (c.cloud_to_device.attach(), c.link.clone()));
-                tokio::spawn(device::pump_cloud_to_device(link, sender, outbox));
+                tokio::spawn(device::pump_cloud_to_device(link, sender, outbox, killed));
                 return;
             }
             Address::Feedback => {
@@ -396,7 +438,25 @@ impl Conn {
                 return;
             }
         };
-        tokio::spawn(device::pump(sender, outbox));
+        tokio::spawn(device::pump(sender, outbox, killed));
+    }
+
+    /// Resolves with the error a fault detaches the link at `address` with (the hub's side
+    /// sends on it when `sending`).
+    fn link_killed(
+        &self,
+        address: &Address,
+        sending: bool,
+    ) -> impl std::future::Future<Output = AmqpErrorBody> + Send + 'static {
+        let client = address.client().map(str::to_string);
+        let kind = address.fault_kind(sending);
+        let killed = kind.map(|kind| fault::killed(&self.kills, client, kind));
+        async move {
+            match killed {
+                Some(killed) => killed.await,
+                None => std::future::pending().await,
+            }
+        }
     }
 
     /// A link the client sends on (ours receives): `$cbs` requests, telemetry, method
@@ -434,7 +494,8 @@ impl Conn {
                 return;
             }
         }
-        tokio::spawn(device::receive(self, receiver, target, address));
+        let killed = self.link_killed(&target, false);
+        tokio::spawn(device::receive(self, receiver, target, address, killed));
     }
 
     /// Runs `f` on the client's entry, connecting it to the hub (the device is connected from
