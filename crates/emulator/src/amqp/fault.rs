@@ -10,9 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use fe2o3_amqp::types::definitions::{
-    AmqpError, ConnectionError, Error as AmqpErrorBody, LinkError,
-};
+use fe2o3_amqp::types::definitions::{AmqpError, Error as AmqpErrorBody, LinkError};
 use tokio::io::AsyncWrite;
 use tokio::sync::watch;
 
@@ -47,8 +45,11 @@ pub(super) fn carry(kills: &watch::Sender<Kills>, client: &str, fault: GatewayFa
     let description = Some(fault.reason.clone()).filter(|r| !r.is_empty());
     match fault.kind {
         FaultKind::KillTcp => Carry::CutTcp,
+        // `amqp:internal-error`, which the device SDKs retry (Node's turns it into an
+        // InternalServerError); `amqp:connection:forced` is a plain error there, never retried,
+        // and Microsoft's suite expects a retrying client not to see this fault.
         FaultKind::KillAmqpConnection => Carry::Close(Some(AmqpErrorBody::new(
-            ConnectionError::ConnectionForced,
+            AmqpError::InternalError,
             description,
             None,
         ))),
