@@ -66,6 +66,15 @@ function disconnected(client, timeoutMs) {
   })
 }
 
+/** A device client on `Transport` that reports a lost connection instead of retrying. */
+async function openWithoutRetry(connectionString, Transport) {
+  const client = DeviceClient.fromConnectionString(connectionString, Transport)
+  client.setRetryPolicy(new NoRetry())
+  await client.setOptions({ ca: hub.ca })
+  await client.open()
+  return client
+}
+
 /** Sends a message with a fresh id and waits until the events endpoint has it. */
 async function arrives(client) {
   const m = new Message(JSON.stringify({ after: 'fault' }))
@@ -80,10 +89,7 @@ async function arrives(client) {
  */
 async function faultAndRecover(deviceId, Transport, kind, prepare = async () => {}) {
   const cs = await createSasDevice(hub, deviceId)
-  const client = DeviceClient.fromConnectionString(cs, Transport)
-  client.setRetryPolicy(new NoRetry())
-  await client.setOptions({ ca: hub.ca })
-  await client.open()
+  const client = await openWithoutRetry(cs, Transport)
   try {
     await prepare(client, deviceId)
     await arrives(client)
@@ -141,10 +147,7 @@ for (const kind of ['KillTcp', 'ShutDownMqtt']) {
 
 test('the delay runs on the emulator clock; other messages and the other transport\'s faults leave the connection alone', async () => {
   const cs = await createSasDevice(hub, 'gf-delay')
-  const client = DeviceClient.fromConnectionString(cs, Mqtt)
-  client.setRetryPolicy(new NoRetry())
-  await client.setOptions({ ca: hub.ca })
-  await client.open()
+  const client = await openWithoutRetry(cs, Mqtt)
   let drops = 0
   client.on('disconnect', () => { drops += 1 })
   try {
@@ -171,10 +174,7 @@ test('the delay runs on the emulator clock; other messages and the other transpo
 
 test('a link fault names one link: a device that never opened its twin links keeps its connection', async () => {
   const cs = await createSasDevice(hub, 'gf-other-link')
-  const client = DeviceClient.fromConnectionString(cs, Amqp)
-  client.setRetryPolicy(new NoRetry())
-  await client.setOptions({ ca: hub.ca })
-  await client.open()
+  const client = await openWithoutRetry(cs, Amqp)
   let drops = 0
   client.on('disconnect', () => { drops += 1 })
   try {
