@@ -19,11 +19,13 @@ use crate::configurations::Configurations;
 use crate::device_message::DeviceMessage;
 use crate::devices::cloud_to_device::Queue;
 use crate::devices::{
-    split_client, Credentials, Device, DeviceAuthError, MethodCall, MethodFailure, Registry, Seed,
+    split_client, Credentials, Device, DeviceAuthError, MethodCall, MethodFailure, Outgoing,
+    Registry, Seed,
 };
 use crate::errors::{ApiError, StartError};
 use crate::events::{Events, EventsConfig, EventsError};
 use crate::faults::{Decision, FaultSpec};
+use crate::gateway_fault;
 use crate::jobs::{Engine, EngineLimits};
 use crate::limits::{DevicePacer, RateLimiter, Tier};
 use crate::record::Recorder;
@@ -264,8 +266,24 @@ impl Hub {
         if message.auth.is_none() {
             message.auth = self.devices.client_auth(&message.client);
         }
+        self.inject_gateway_fault(&message);
         self.devices.sessions.record_telemetry(&message);
         self.route(message);
+    }
+
+    /// A message asking for a fault (`AzIoTHub_FaultOperationType`) breaks its device's
+    /// connection after the delay it names, on the emulator's clock: the device's link is told
+    /// (`Outgoing::Fault`) and its transport carries it out. The message itself is telemetry.
+    fn inject_gateway_fault(&self, message: &DeviceMessage) {
+        let Some((fault, delay_secs)) = gateway_fault::requested(&message.properties) else {
+            return;
+        };
+        let (clock, devices) = (self.clock.clone(), self.devices.clone());
+        let client = message.client.clone();
+        tokio::spawn(async move {
+            clock.sleep_ms(delay_secs as i64 * 1000).await;
+            devices.sessions.send(&client, Outgoing::Fault(fault));
+        });
     }
 
     /// Back to the state of a new hub: initial devices, no jobs, records or faults, real time.

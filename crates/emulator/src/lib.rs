@@ -14,6 +14,7 @@ pub mod devices;
 pub mod errors;
 pub mod events;
 pub mod faults;
+pub mod gateway_fault;
 pub mod hub;
 pub mod jobs;
 pub mod limits;

@@ -34,6 +34,7 @@ use crate::clock::iso;
 use crate::device_message::{from_property_bag, DeviceMessage};
 use crate::devices::cloud_to_device::{Delivery, Settle};
 use crate::devices::{split_client, DeviceAuthError, Outgoing};
+use crate::gateway_fault::FaultKind;
 use crate::hub::{
     ConnectError, ConnectOptions, DeviceLink, Hub, Incoming, SubscriptionChange, TwinOp,
 };
@@ -188,6 +189,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             }
             out = downlink.recv() => match out.and_then(encode) {
                 None => break,
+                Some(Encoded::Nothing) => {}
                 Some(Encoded::CloudToDevice(delivery)) => {
                     // Packet ids 1..=65535, skipping those still in flight (at most 50 are:
                     // the queue's depth).
@@ -216,6 +218,8 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
 
 /// What the hub sends a device, as MQTT.
 enum Encoded {
+    /// Nothing to send (a fault that names another transport's connection).
+    Nothing,
     /// A topic and payload published at QoS 0.
     Publish(String, Vec<u8>),
     /// A cloud-to-device message, published at QoS 1 (its PUBACK completes it).
@@ -249,7 +253,9 @@ fn cloud_to_device_topic(device: &str, d: &Delivery) -> String {
     format!("devices/{device}/messages/devicebound/{}", bag.join("&"))
 }
 
-/// What the hub sends a device; `None` for `Close`.
+/// What the hub sends a device; `None` when the connection is to close (`Close`, or a fault
+/// for MQTT: `KillTcp` and `ShutDownMqtt` both end the connection with no packet, as MQTT 3.1.1
+/// has no server DISCONNECT; the AMQP kinds leave an MQTT connection alone).
 fn encode(message: Outgoing) -> Option<Encoded> {
     let encoded = match message {
         Outgoing::MethodCall {
@@ -279,6 +285,12 @@ fn encode(message: Outgoing) -> Option<Encoded> {
         }
         Outgoing::CloudToDevice(delivery) => return Some(Encoded::CloudToDevice(delivery)),
         Outgoing::Close => return None,
+        Outgoing::Fault(fault) => {
+            return match fault.kind {
+                FaultKind::KillTcp | FaultKind::ShutDownMqtt => None,
+                _ => Some(Encoded::Nothing),
+            }
+        }
     };
     Some(Encoded::Publish(encoded.0, encoded.1))
 }

@@ -6,9 +6,11 @@
 //! (`azure-iot-device-amqp`: `IoThub-methodname`/`IoThub-status` application properties,
 //! `operation`/`resource`/`status`/`version` message annotations, correlation ids).
 
+use std::future::Future;
 use std::sync::Arc;
 
 use fe2o3_amqp::link::delivery::Sendable;
+use fe2o3_amqp::types::definitions::Error as AmqpErrorBody;
 use fe2o3_amqp::types::messaging::annotations::OwnedKey;
 use fe2o3_amqp::types::messaging::{
     ApplicationProperties, Body, MessageAnnotations, MessageId, Outcome, Properties,
@@ -63,7 +65,8 @@ fn twin_answer(request_id: String, answer: TwinAnswer) -> AmqpMessage {
     message
 }
 
-/// The link and message for what the hub sends a client; `None` for `Close`.
+/// The link and message for what the hub sends a client; `None` for `Close` and `Fault`
+/// (which `deliver` carries out).
 fn encode(out: Outgoing) -> Option<(Link, AmqpMessage)> {
     Some(match out {
         Outgoing::MethodCall {
@@ -101,7 +104,7 @@ fn encode(out: Outgoing) -> Option<(Link, AmqpMessage)> {
             Link::CloudToDevice(delivery.lock_token),
             cloud_to_device_message(delivery),
         ),
-        Outgoing::Close => return None,
+        Outgoing::Close | Outgoing::Fault(_) => return None,
     })
 }
 
@@ -110,6 +113,12 @@ impl Conn {
     /// (then the whole connection closes, as IoT Hub drops a replaced connection).
     pub(super) async fn deliver(self: Arc<Self>, client: String, mut downlink: Downlink) {
         while let Some(out) = downlink.recv().await {
+            if let Outgoing::Fault(fault) = out {
+                if self.carry_out(&client, fault) {
+                    break;
+                }
+                continue;
+            }
             let Some((link, message)) = encode(out) else {
                 break;
             };
@@ -120,9 +129,22 @@ impl Conn {
 }
 
 /// Sends what a link's outbox holds, pre-settled (the hub never waits on a device's
-/// disposition), until the outbox or the link closes.
-pub(super) async fn pump(mut sender: Sender, mut outbox: mpsc::UnboundedReceiver<AmqpMessage>) {
-    while let Some(message) = outbox.recv().await {
+/// disposition), until the outbox or the link closes, or a fault detaches it (`killed`).
+pub(super) async fn pump(
+    mut sender: Sender,
+    mut outbox: mpsc::UnboundedReceiver<AmqpMessage>,
+    killed: impl Future<Output = AmqpErrorBody>,
+) {
+    tokio::pin!(killed);
+    loop {
+        let message = tokio::select! {
+            message = outbox.recv() => message,
+            error = &mut killed => {
+                let _ = sender.close_with_error(error).await;
+                return;
+            }
+        };
+        let Some(message) = message else { break };
         let sendable = Sendable::builder().message(message).settled(true).build();
         if sender.send(sendable).await.is_err() {
             break;
@@ -164,7 +186,9 @@ pub(super) async fn pump_cloud_to_device(
     link: Arc<DeviceLink>,
     mut sender: Sender,
     mut outbox: mpsc::UnboundedReceiver<(u64, AmqpMessage)>,
+    killed: impl Future<Output = AmqpErrorBody>,
 ) {
+    tokio::pin!(killed);
     let listen = |on| {
         Incoming::Subscriptions(SubscriptionChange {
             cloud_to_device: Some(on),
@@ -177,6 +201,11 @@ pub(super) async fn pump_cloud_to_device(
         let next = tokio::select! {
             next = outbox.recv() => next,
             _ = sender.on_detach() => None,
+            error = &mut killed => {
+                link.incoming(listen(false));
+                let _ = sender.close_with_error(error).await;
+                return;
+            }
         };
         let Some((lock_token, message)) = next else {
             break;
@@ -206,9 +235,18 @@ pub(super) async fn receive(
     mut receiver: Receiver,
     target: Address,
     address: String,
+    killed: impl Future<Output = AmqpErrorBody>,
 ) {
+    tokio::pin!(killed);
     loop {
-        let delivery = match receiver.recv::<Body<Value>>().await {
+        let received = tokio::select! {
+            received = receiver.recv::<Body<Value>>() => received,
+            error = &mut killed => {
+                let _ = receiver.close_with_error(error).await;
+                return;
+            }
+        };
+        let delivery = match received {
             Ok(d) => d,
             Err(_) => break,
         };

@@ -20,6 +20,7 @@
 mod cbs;
 mod device;
 mod events;
+mod fault;
 mod login;
 mod message;
 mod padding;
@@ -27,6 +28,7 @@ mod sasl;
 mod service;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -45,6 +47,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::AbortHandle;
 
+use crate::gateway_fault::FaultKind;
 use crate::hub::{ConnectOptions, DeviceLink, Hub, Incoming, SubscriptionChange};
 use crate::locks::lock;
 use crate::x509::CertChain;
@@ -167,12 +170,11 @@ where
         return;
     }
     // fe2o3 reads the header itself: hand it back in front of the rest of the stream.
-    // Every frame goes out with all its fields (`padding.rs`: Python's pyamqp needs them).
-    let io = tokio::io::join(
-        std::io::Cursor::new(header).chain(rd),
-        padding::PaddedWriter::new(wr),
-    );
+    // Every frame goes out with all its fields (`padding.rs`: Python's pyamqp needs them), and
+    // a gateway fault can sever the write half (`fault.rs`).
     let conn = Arc::new(Conn::new(hub.clone(), client_chain, scope));
+    let wr = fault::Severable::new(padding::PaddedWriter::new(wr), conn.severed.clone());
+    let io = tokio::io::join(std::io::Cursor::new(header).chain(rd), wr);
     let acceptor = ConnectionAcceptor::builder().container_id("iothub-emulator");
     let opened = if kind == Header::Sasl {
         let mechanisms = sasl::Mechanisms::new(hub);
@@ -202,7 +204,7 @@ where
             _ = conn.closed.notified() => break true,
         }
     };
-    if closed_by_hub {
+    if closed_by_hub && !conn.abrupt.load(Ordering::Relaxed) {
         // Sessions end before the connection closes: the SDKs then drop their links at once
         // instead of waiting (up to 45 s in Node's) for detaches a closed connection never sends.
         conn.closing.send_replace(true);
@@ -330,8 +332,14 @@ struct Conn {
     closed: Notify,
     /// Set when the connection is closing: every session ends.
     closing: watch::Sender<bool>,
-    /// The error the hub closes the connection with (a token that expired).
+    /// The error the hub closes the connection with (a token that expired, a fault).
     close_error: Mutex<Option<AmqpErrorBody>>,
+    /// The session and link faults asked of this connection (`fault.rs`).
+    kills: watch::Sender<fault::Kills>,
+    /// Set by a `KillTcp` fault: the stream's writes fail, no AMQP close leaves.
+    severed: Arc<AtomicBool>,
+    /// The hub cuts the connection without ending its sessions first (`KillTcp`).
+    abrupt: AtomicBool,
 }
 
 impl Conn {
@@ -347,6 +355,26 @@ impl Conn {
             closed: Notify::new(),
             closing: watch::Sender::new(false),
             close_error: Mutex::default(),
+            kills: watch::Sender::default(),
+            severed: Arc::default(),
+            abrupt: AtomicBool::new(false),
+        }
+    }
+
+    /// Carries out a fault the hub sent `client`; true when the connection is to close.
+    fn carry_out(&self, client: &str, fault: crate::gateway_fault::GatewayFault) -> bool {
+        match fault::carry(&self.kills, client, fault) {
+            fault::Carry::CutTcp => {
+                self.severed.store(true, Ordering::Relaxed);
+                self.abrupt.store(true, Ordering::Relaxed);
+                true
+            }
+            // Sessions end first, as for any close by the hub (or the SDKs wait for detaches).
+            fault::Carry::Close(error) => {
+                *lock(&self.close_error) = error;
+                true
+            }
+            fault::Carry::Signalled | fault::Carry::Nothing => false,
         }
     }
 
@@ -368,14 +396,25 @@ impl Conn {
             .build();
         let links = links().build();
         let mut closing = self.closing.subscribe();
+        let killed = fault::killed(&self.kills, None, FaultKind::KillAmqpSession);
+        tokio::pin!(killed);
         loop {
             let attach = tokio::select! {
-                attach = session.next_incoming_attach() => Some(attach),
-                _ = closing.wait_for(|c| *c) => None,
+                attach = session.next_incoming_attach() => Ok(attach),
+                _ = closing.wait_for(|c| *c) => Err(None),
+                error = &mut killed => Err(Some(error)),
             };
-            let Some(attach) = attach else {
-                let _ = session.end().await;
-                break;
+            let attach = match attach {
+                Ok(attach) => attach,
+                Err(None) => {
+                    let _ = session.end().await;
+                    break;
+                }
+                // A fault ends the session with its reason.
+                Err(Some(error)) => {
+                    let _ = session.end_with_error(error).await;
+                    break;
+                }
             };
             let Some(attach) = attach else { break };
             // The events endpoint's receivers ask for an epoch in the link properties, which
@@ -416,6 +455,7 @@ impl Conn {
             let _ = sender.close_with_error(refused).await;
             return;
         }
+        let killed = self.link_killed(&source, true);
         let outbox = match source {
             Address::Cbs => lock(&self.cbs_replies).attach(),
             Address::Methods(client) => {
@@ -431,7 +471,7 @@ impl Conn {
             Address::CloudToDevice(client) => {
                 let (outbox, link) =
                     self.with_client(&client, |c| (c.cloud_to_device.attach(), c.link.clone()));
-                tokio::spawn(device::pump_cloud_to_device(link, sender, outbox));
+                tokio::spawn(device::pump_cloud_to_device(link, sender, outbox, killed));
                 return;
             }
             Address::Feedback => {
@@ -449,7 +489,25 @@ impl Conn {
                 return;
             }
         };
-        tokio::spawn(device::pump(sender, outbox));
+        tokio::spawn(device::pump(sender, outbox, killed));
+    }
+
+    /// Resolves with the error a fault detaches the link at `address` with (the hub's side
+    /// sends on it when `sending`).
+    fn link_killed(
+        &self,
+        address: &Address,
+        sending: bool,
+    ) -> impl std::future::Future<Output = AmqpErrorBody> + Send + 'static {
+        let client = address.client().map(str::to_string);
+        let kind = address.fault_kind(sending);
+        let killed = kind.map(|kind| fault::killed(&self.kills, client, kind));
+        async move {
+            match killed {
+                Some(killed) => killed.await,
+                None => std::future::pending().await,
+            }
+        }
     }
 
     /// A link the client sends on (ours receives): `$cbs` requests, telemetry, method
@@ -487,7 +545,8 @@ impl Conn {
                 return;
             }
         }
-        tokio::spawn(device::receive(self, receiver, target, address));
+        let killed = self.link_killed(&target, false);
+        tokio::spawn(device::receive(self, receiver, target, address, killed));
     }
 
     /// What an address names on this connection: on the events endpoint's plain port, only

@@ -19,6 +19,7 @@ use super::cloud_to_device::Delivery;
 use crate::clock::{iso, wall_ms, Clock};
 use crate::device_message::DeviceMessage;
 use crate::errors::ErrorCode;
+use crate::gateway_fault::GatewayFault;
 use crate::locks::lock;
 
 /// What a session task is asked to do by the rest of the hub.
@@ -43,6 +44,8 @@ pub enum Outgoing {
     CloudToDevice(Delivery),
     /// Another connection took over, a fault dropped it, or the hub was reset.
     Close,
+    /// The test gateway's fault injection: break the connection as the fault names.
+    Fault(GatewayFault),
 }
 
 /// What a device's session is subscribed to (the topics whose delivery the hub decides).
