@@ -26,6 +26,7 @@ pub mod record;
 pub mod response;
 mod run;
 pub mod server;
+pub mod storage;
 pub mod store;
 pub mod tls;
 pub mod twin;

@@ -16,6 +16,7 @@ use crate::errors::StartError;
 use crate::events::EventsConfig;
 use crate::hub::{Hub, HubConfig};
 use crate::listeners::{Listeners, STANDARD_AMQP_PORT, STANDARD_HTTPS_PORT};
+use crate::storage::{AzuriteSetup, LinkedStorage, StorageChoice, AZURITE_ENV};
 use crate::store::{meta, Store};
 use crate::tls::{Ca, CaFile};
 use crate::x509::DeviceCas;
@@ -35,6 +36,8 @@ pub struct Ready {
     pub event_hub_connection_string: String,
     pub ca_path: PathBuf,
     pub ca_pem: String,
+    /// The linked storage account's (`--storage`, `--storage-connection-string`), if any.
+    pub storage_connection_string: Option<String>,
 }
 
 impl Ready {
@@ -46,6 +49,8 @@ impl Ready {
             "connectionString": self.connection_string,
             "eventHubConnectionString": self.event_hub_connection_string,
             "caPath": self.ca_path.to_string_lossy(),
+            // null without a linked storage account.
+            "storageConnectionString": self.storage_connection_string,
             // MQTT is always served on `port` too; a port of its own when one was asked for.
             "mqttPort": self.mqtt_port.unwrap_or(self.port),
             // AMQP likewise: always on `port`, and on a port of its own when asked for.
@@ -157,6 +162,29 @@ fn tls_for(args: &Args, store: &Store) -> Result<tls::Tls, StartError> {
     Ok(tls)
 }
 
+/// The storage account linked to the hub: the one of `--storage-connection-string`, or Azurite
+/// started now (`--storage azurite`, with the hub's certificate; its data in the data dir).
+async fn link_storage(args: &Args, tls: &tls::Tls) -> Result<Option<LinkedStorage>, StartError> {
+    if let Some(cs) = &args.storage_connection_string {
+        return LinkedStorage::connect(cs, &tls.ca_pem).await.map(Some);
+    }
+    let Some(StorageChoice::Azurite) = args.storage else {
+        return Ok(None);
+    };
+    let script = std::env::var_os(AZURITE_ENV).map(PathBuf::from);
+    let location = args.data_dir.as_ref().map(|dir| dir.join("azurite"));
+    LinkedStorage::start_azurite(AzuriteSetup {
+        script: script.as_deref(),
+        host: &args.host,
+        location: location.as_deref(),
+        cert_pem: &tls.server_cert_pem,
+        key_pem: &tls.server_key_pem,
+        ca_pem: &tls.ca_pem,
+    })
+    .await
+    .map(Some)
+}
+
 /// Serves until SIGTERM or SIGINT (or, with `--exit-on-stdin-eof`, the end of stdin).
 pub async fn run(args: Args, on_ready: impl FnOnce(&Ready)) -> Result<(), StartError> {
     let signals = shutdown_signal(); // registered now, before the ready line
@@ -204,6 +232,8 @@ pub async fn run_until(
     let key = kept(&store, meta::HUB_KEY, random_key)?;
     let tls = tls_for(&args, &store)?;
     let device_cas = DeviceCas::load(&args.device_cas, tls.config.crypto_provider().clone())?;
+    // Stops Azurite (when the hub started it) when dropped, after the hub stopped serving.
+    let storage = link_storage(&args, &tls).await?;
 
     // The names a token's `sr` may give the hub: every name it answers to, bare or with a port
     // it serves.
@@ -273,6 +303,7 @@ pub async fn run_until(
         host_name,
         ca_path: tls.ca_path.clone(),
         ca_pem: tls.ca_pem.clone(),
+        storage_connection_string: storage.as_ref().map(|s| s.account.connection_string()),
     };
     eprintln!(
         "iothub-emulator: serving https://{}{}{} ({} devices, tier {}, faults '{}')",
@@ -299,6 +330,7 @@ pub async fn run_until(
         shutdown,
     )
     .await;
+    drop(storage);
     eprintln!("iothub-emulator: stopped");
     drop(tls); // removes the CA directory
     Ok(())
