@@ -42,15 +42,13 @@ pub struct Ready {
 
 impl Ready {
     pub fn line(&self) -> String {
-        json!({
+        let mut line = json!({
             "host": self.host,
             "port": self.port,
             "hostName": self.host_name,
             "connectionString": self.connection_string,
             "eventHubConnectionString": self.event_hub_connection_string,
             "caPath": self.ca_path.to_string_lossy(),
-            // null without a linked storage account.
-            "storageConnectionString": self.storage_connection_string,
             // MQTT is always served on `port` too; a port of its own when one was asked for.
             "mqttPort": self.mqtt_port.unwrap_or(self.port),
             // AMQP likewise: always on `port`, and on a port of its own when asked for.
@@ -62,8 +60,12 @@ impl Ready {
                 "HostName={};DeviceId={{deviceId}};SharedAccessKey={{deviceKey}}",
                 self.host_name
             ),
-        })
-        .to_string()
+        });
+        // Only with a linked storage account (--storage, --storage-connection-string).
+        if let Some(cs) = &self.storage_connection_string {
+            line["storageConnectionString"] = json!(cs);
+        }
+        line.to_string()
     }
 
     /// Prints the ready line to stdout and flushes, so a parent process sees it at once.
@@ -171,7 +173,9 @@ async fn link_storage(args: &Args, tls: &tls::Tls) -> Result<Option<LinkedStorag
     let Some(StorageChoice::Azurite) = args.storage else {
         return Ok(None);
     };
-    let script = std::env::var_os(AZURITE_ENV).map(PathBuf::from);
+    let script = std::env::var_os(AZURITE_ENV)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from);
     let location = args.data_dir.as_ref().map(|dir| dir.join("azurite"));
     LinkedStorage::start_azurite(AzuriteSetup {
         script: script.as_deref(),
