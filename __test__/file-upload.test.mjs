@@ -15,6 +15,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 
 import { emulatorBinary, startEmulator } from './helpers/emulator.mjs'
+import { shimAzureIothub } from './helpers/device-sdks.mjs'
 
 const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..')
 const BIN = path.join(ROOT, 'packages', 'iothub-emulator', 'bin', 'iothub-emulator.js')
@@ -121,4 +122,55 @@ test('no hub without storage has the field; without Azurite, --storage azurite i
   assert.match(lines[0], /--storage azurite needs Azurite: npm install azurite@3\.35\.0/)
   const bad = await run(['--storage', 'minio'])
   assert.match(bad.stderr, /must be azurite/)
+})
+
+test('file upload with Microsoft clients: uploadToBlob (Mqtt, Http), SAS + @azure/storage-blob + notifyBlobUploadStatus, notifications, limits', async () => {
+  const child = path.join(ROOT, '__test__', 'helpers', 'file-upload-child.mjs')
+  const { code, stdout, stderr } = await run(['exec', '--storage', 'azurite', '--file-notifications', '--', process.execPath, child])
+  assert.equal(code, 0, stderr)
+  const out = JSON.parse(stdout.trim().split('\n').pop())
+  // The answer's shape: Azurite's account path travels with the host, the blob is <device>/<name>.
+  assert.match(out.sas.hostName, /^127\.0\.0\.1:\d+\/devstoreaccount1$/)
+  assert.equal(out.sas.containerName, 'fileupload')
+  assert.equal(out.sas.blobName, 'upload-pair/pair.bin')
+  assert.match(out.sas.correlationId, /^[0-9a-f]{32}$/)
+  assert.equal(out.sas.sasTokenShape, '?sv=2020-10-02&sr=b&sig=…&se=…&sp=rcw')
+  // What the devices uploaded is in storage, byte for byte (the silent one too).
+  assert.deepEqual(out.contents, { 'upload-mqtt/mqtt.txt': true, 'upload-http/http.txt': true, 'upload-pair/pair.bin': true, 'upload-pair/silent.txt': true })
+  // One notification per notified successful upload, with the size read from storage.
+  const byName = Object.fromEntries(out.notifications.map((n) => [n.blobName, n]))
+  assert.deepEqual(Object.keys(byName).sort(), ['upload-http/http.txt', 'upload-mqtt/mqtt.txt', 'upload-pair/pair.bin'])
+  for (const [blobName, n] of Object.entries(byName)) {
+    const [deviceId, name] = blobName.split('/')
+    assert.equal(n.deviceId, deviceId)
+    assert.equal(n.blobSizeInBytes, out.sizes[name], blobName)
+    assert.match(n.blobUri, new RegExp(`^https://127\\.0\\.0\\.1:\\d+/devstoreaccount1/fileupload/${deviceId}/${name.replace('.', '\\.')}$`))
+    assert.ok(!Number.isNaN(Date.parse(n.lastUpdatedTime)) && !Number.isNaN(Date.parse(n.enqueuedTimeUtc)), JSON.stringify(n))
+  }
+  assert.equal(out.notifications.length, 3, JSON.stringify(out.notifications))
+  // Refusals.
+  assert.equal(out.errors.otherBlob?.status, 403, JSON.stringify(out.errors.otherBlob))
+  assert.ok(out.errors.notifiedTwice, 'a correlation id is used once')
+  // 403 (403006 DeviceMaximumActiveFileUploadLimitExceeded): the Node SDK's error says only "Forbidden".
+  assert.equal(out.errors.eleventh?.status, 403, JSON.stringify(out.errors.eleventh))
+  assert.ok(out.errors.unknownDevice, 'an unknown device gets no SAS')
+})
+
+test('a hub without storage refuses file upload with a one-line reason', async () => {
+  const hub = await startEmulator()
+  try {
+    shimAzureIothub(hub.ca)
+    const device = await hub.createDevice('no-storage')
+    const { createRequire } = await import('node:module')
+    const require = createRequire(import.meta.url)
+    const { Client } = require('azure-iot-device')
+    const { Http } = require('azure-iot-device-http')
+    const client = Client.fromConnectionString(device.connectionString, Http)
+    await assert.rejects(client.getBlobSharedAccessSignature('x.txt'), (e) => {
+      assert.match(e.message + JSON.stringify(e.responseBody ?? ''), /no storage account for file upload/)
+      return true
+    })
+  } finally {
+    await hub.stop()
+  }
 })

@@ -126,6 +126,9 @@ pub struct Args {
     /// service, HTTPS with the hub's CA, found through $IOTHUB_EMULATOR_AZURITE)
     #[arg(long, value_name = "azurite", value_parser = storage_choice)]
     pub storage: Option<StorageChoice>,
+    /// Send file-upload notifications to the service (off by default, as on a new hub)
+    #[arg(long)]
+    pub file_notifications: bool,
 }
 
 fn storage_choice(text: &str) -> Result<StorageChoice, String> {
@@ -170,6 +173,7 @@ impl fmt::Debug for Args {
                     .map(|_| "[redacted]"),
             )
             .field("storage", &self.storage)
+            .field("file_notifications", &self.file_notifications)
             .finish()
     }
 }

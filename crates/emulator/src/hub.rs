@@ -2,6 +2,7 @@
 //! rules a transport or handler calls (`link.rs`: a connected device's link).
 
 mod cloud_to_device;
+mod files;
 mod link;
 mod service;
 
@@ -28,6 +29,7 @@ use crate::limits::{DevicePacer, RateLimiter, Tier};
 use crate::record::Recorder;
 use crate::store::Store;
 
+pub use files::{FileNotification, FileUploadSettings, MAX_ACTIVE_UPLOADS};
 pub use link::{ConnectOptions, DeviceLink, Downlink, Incoming, SubscriptionChange, TwinOp};
 
 /// Why `Hub::admit` turned a device's login away.
@@ -68,6 +70,8 @@ pub struct Hub {
     recorder: Recorder,
     job_ops: Option<RateLimiter>,
     queries: Option<RateLimiter>,
+    /// File uploads on the linked storage account (`files.rs`).
+    files: Arc<files::FileUploads>,
 }
 
 impl Hub {
@@ -133,6 +137,7 @@ impl Hub {
             recorder: Recorder::default(),
             job_ops: limits.map(|l| RateLimiter::per_minute(l.job_ops_per_minute)),
             queries: limits.map(|l| RateLimiter::per_minute(l.queries_per_minute)),
+            files: Arc::default(),
             config,
         }))
     }

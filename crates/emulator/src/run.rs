@@ -14,7 +14,7 @@ use crate::cli::Args;
 use crate::devices::Seed;
 use crate::errors::StartError;
 use crate::events::EventsConfig;
-use crate::hub::{Hub, HubConfig};
+use crate::hub::{FileUploadSettings, Hub, HubConfig};
 use crate::listeners::{Listeners, STANDARD_AMQP_PORT, STANDARD_HTTPS_PORT};
 use crate::storage::{AzuriteSetup, LinkedStorage, StorageChoice, AZURITE_ENV};
 use crate::store::{meta, Store};
@@ -237,7 +237,9 @@ pub async fn run_until(
     let tls = tls_for(&args, &store)?;
     let device_cas = DeviceCas::load(&args.device_cas, tls.config.crypto_provider().clone())?;
     // Stops Azurite (when the hub started it) when dropped, after the hub stopped serving.
-    let storage = link_storage(&args, &tls).await?;
+    let mut storage = link_storage(&args, &tls).await?;
+    let azurite = storage.as_mut().and_then(LinkedStorage::take_azurite);
+    let storage = storage.map(Arc::new);
 
     // The names a token's `sr` may give the hub: every name it answers to, bare or with a port
     // it serves.
@@ -294,6 +296,13 @@ pub async fn run_until(
         events,
     };
     let hub: Arc<Hub> = Hub::with_store(config, auth, args.faults.clone(), store)?;
+    if let Some(storage) = &storage {
+        let settings = FileUploadSettings {
+            notifications: args.file_notifications,
+            ..FileUploadSettings::default()
+        };
+        hub.link_storage(storage.clone(), settings);
+    }
 
     let ready = Ready {
         host: args.host.clone(),
@@ -334,7 +343,7 @@ pub async fn run_until(
         shutdown,
     )
     .await;
-    drop(storage);
+    drop(azurite);
     eprintln!("iothub-emulator: stopped");
     drop(tls); // removes the CA directory
     Ok(())

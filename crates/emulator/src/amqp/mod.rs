@@ -20,6 +20,7 @@
 mod cbs;
 mod device;
 mod events;
+mod file_notifications;
 mod login;
 mod message;
 mod sasl;
@@ -386,7 +387,7 @@ impl Conn {
                 return;
             }
             Address::FileNotifications => {
-                tokio::spawn(service::hold(sender));
+                tokio::spawn(file_notifications::serve(self.hub.clone(), sender));
                 return;
             }
             Address::Telemetry(_) | Address::ServiceCloudToDevice | Address::Unknown => {

@@ -58,20 +58,27 @@ impl BlobClient {
         }
     }
 
-    /// The blob's size, `None` when there is no such blob.
-    pub async fn blob_size(
+    /// The blob's size and last-modified time (ISO 8601), `None` when there is no such blob.
+    pub async fn blob_properties(
         &self,
         account: &Account,
         container: &str,
         blob: &str,
-    ) -> Result<Option<u64>, String> {
+    ) -> Result<Option<(u64, String)>, String> {
         let url = format!(
             "{}?{}",
             account.url(container, Some(blob)),
             sas::account_sas(account, wall_secs() + 600)
         );
         match self.send(Method::HEAD, &url).await? {
-            (StatusCode::OK, length) => Ok(Some(length.unwrap_or(0))),
+            (StatusCode::OK, head) => {
+                let modified = head
+                    .last_modified
+                    .and_then(|t| chrono::DateTime::parse_from_rfc2822(&t).ok())
+                    .map(|t| t.to_utc().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+                    .unwrap_or_default();
+                Ok(Some((head.length.unwrap_or(0), modified)))
+            }
             (StatusCode::NOT_FOUND, _) => Ok(None),
             (status, _) => Err(format!("the storage account answered {status}")),
         }
@@ -79,7 +86,7 @@ impl BlobClient {
 
     /// One request without a body: the status and the answer's `Content-Length`. Errors name
     /// the host, never the URL (its query holds a signature).
-    async fn send(&self, method: Method, url: &str) -> Result<(StatusCode, Option<u64>), String> {
+    async fn send(&self, method: Method, url: &str) -> Result<(StatusCode, Head), String> {
         let (https, rest) = match url.split_once("://") {
             Some(("https", rest)) => (true, rest),
             Some(("http", rest)) => (false, rest),
@@ -125,10 +132,13 @@ impl BlobClient {
     }
 }
 
-async fn exchange<T>(
-    io: T,
-    request: Request<Empty<Bytes>>,
-) -> Result<(StatusCode, Option<u64>), String>
+/// The answer's headers the hub reads.
+struct Head {
+    length: Option<u64>,
+    last_modified: Option<String>,
+}
+
+async fn exchange<T>(io: T, request: Request<Empty<Bytes>>) -> Result<(StatusCode, Head), String>
 where
     T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
@@ -140,10 +150,16 @@ where
         .send_request(request)
         .await
         .map_err(|e| format!("the request failed: {e}"))?;
-    let length = response
-        .headers()
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok());
-    Ok((response.status(), length))
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let head = Head {
+        length: header("content-length").and_then(|v| v.parse().ok()),
+        last_modified: header("last-modified"),
+    };
+    Ok((response.status(), head))
 }

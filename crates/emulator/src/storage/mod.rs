@@ -11,7 +11,7 @@ pub mod sas;
 use std::path::Path;
 
 pub use account::Account;
-pub use azurite::AZURITE_ENV;
+pub use azurite::{Azurite, AZURITE_ENV};
 
 use crate::errors::StartError;
 
@@ -22,8 +22,8 @@ pub const FILE_UPLOAD_CONTAINER: &str = "fileupload";
 /// What `--storage` / `--storage-connection-string` asked for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StorageChoice {
-    /// Azurite's blob service as the emulator's child, the `azurite-blob` script at this path
-    /// (`--azurite-path`, else `$IOTHUB_EMULATOR_AZURITE`).
+    /// Azurite's blob service as the emulator's child (its `azurite-blob` script named by
+    /// `$IOTHUB_EMULATOR_AZURITE`).
     Azurite,
 }
 
@@ -46,7 +46,7 @@ pub struct AzuriteSetup<'a> {
 pub struct LinkedStorage {
     pub account: Account,
     client: client::BlobClient,
-    _azurite: Option<azurite::Azurite>,
+    azurite: Option<azurite::Azurite>,
 }
 
 impl LinkedStorage {
@@ -69,7 +69,7 @@ impl LinkedStorage {
         Ok(Self {
             account,
             client,
-            _azurite: None,
+            azurite: None,
         })
     }
 
@@ -85,12 +85,24 @@ impl LinkedStorage {
         Ok(Self {
             account,
             client,
-            _azurite: Some(azurite),
+            azurite: Some(azurite),
         })
     }
 
-    /// The size of a blob in bytes, `None` when it does not exist.
-    pub async fn blob_size(&self, container: &str, blob: &str) -> Result<Option<u64>, String> {
-        self.client.blob_size(&self.account, container, blob).await
+    /// The Azurite child, to stop it after the hub stopped serving (the hub holds the account
+    /// for as long as its tasks run).
+    pub fn take_azurite(&mut self) -> Option<Azurite> {
+        self.azurite.take()
+    }
+
+    /// A blob's size in bytes and last-modified time (ISO 8601), `None` when it does not exist.
+    pub async fn blob_properties(
+        &self,
+        container: &str,
+        blob: &str,
+    ) -> Result<Option<(u64, String)>, String> {
+        self.client
+            .blob_properties(&self.account, container, blob)
+            .await
     }
 }
