@@ -170,6 +170,7 @@ test('a hub without storage refuses file upload with a one-line reason', async (
       assert.match(e.message + JSON.stringify(e.responseBody ?? ''), /no storage account for file upload/)
       return true
     })
+    await client.close()
   } finally {
     await hub.stop()
   }
