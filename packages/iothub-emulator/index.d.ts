@@ -35,6 +35,11 @@ export interface EmulatorOptions {
   /** Message routing in the shape of IoT Hub's `properties.routing` (put in the seed, over a
    * seed file's own `routing`). */
   routing?: Routing;
+  /** Start a storage account linked to the hub: `'azurite'`, Azurite's blob service as the
+   * emulator's child (`--storage`; needs the optional peer dependency `azurite`). */
+  storage?: 'azurite';
+  /** Link the hub to this storage account instead (`--storage-connection-string`). */
+  storageConnectionString?: string;
   /** More command-line flags, passed as they are (e.g. `['--mqtt-port', '0']`). */
   args?: string[];
   /** Environment variables for the emulator, on top of this process's. */
@@ -145,6 +150,9 @@ export interface Emulator {
    * `Endpoint=sb://<host>/;…;EntityPath=<name>` (TLS on 5671).
    */
   readonly eventHubConnectionString: string;
+  /** The linked storage account's connection string (`--storage azurite`: Azurite's
+   * `devstoreaccount1` on HTTPS with the hub's CA), `null` without one. */
+  readonly storageConnectionString: string | null;
   /** `host:port`, what connection strings carry. */
   readonly hostName: string;
   readonly host: string;

@@ -11,6 +11,7 @@ use clap::Parser;
 use crate::errors::StartError;
 use crate::faults::FaultSpec;
 use crate::limits::Tier;
+use crate::storage::StorageChoice;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UnknownJob {
@@ -123,6 +124,23 @@ pub struct Args {
     /// A consumer group of the events endpoint besides $Default (repeatable)
     #[arg(long = "consumer-group", value_name = "NAME")]
     pub consumer_groups: Vec<String>,
+    /// Link the hub to this storage account (Azurite's or a real one's connection string)
+    #[arg(long, value_name = "CS", value_parser = non_empty, conflicts_with = "storage")]
+    pub storage_connection_string: Option<String>,
+    /// Start a storage account as the emulator's child and link it: azurite (Azurite's blob
+    /// service, HTTPS with the hub's CA, found through $IOTHUB_EMULATOR_AZURITE)
+    #[arg(long, value_name = "azurite", value_parser = storage_choice)]
+    pub storage: Option<StorageChoice>,
+    /// Send file-upload notifications to the service (off by default, as on a new hub)
+    #[arg(long)]
+    pub file_notifications: bool,
+}
+
+fn storage_choice(text: &str) -> Result<StorageChoice, String> {
+    match text {
+        "azurite" => Ok(StorageChoice::Azurite),
+        other => Err(format!("must be azurite, not {other:?}")),
+    }
 }
 
 // Bearer tokens are secrets: never print them.
@@ -153,6 +171,15 @@ impl fmt::Debug for Args {
             .field("partitions", &self.partitions)
             .field("retention_hours", &self.retention_hours)
             .field("consumer_groups", &self.consumer_groups)
+            .field(
+                "storage_connection_string",
+                &self
+                    .storage_connection_string
+                    .as_ref()
+                    .map(|_| "[redacted]"),
+            )
+            .field("storage", &self.storage)
+            .field("file_notifications", &self.file_notifications)
             .finish()
     }
 }
@@ -250,6 +277,16 @@ mod tests {
         assert!(!a.exit_on_stdin_eof);
         assert!(run(&["--exit-on-stdin-eof"]).exit_on_stdin_eof);
         assert_eq!(a.data_dir, None);
+        assert_eq!(a.storage, None);
+        assert_eq!(
+            run(&["--storage", "azurite"]).storage,
+            Some(StorageChoice::Azurite)
+        );
+        let a = run(&[
+            "--storage-connection-string",
+            "AccountName=a;AccountKey=secret",
+        ]);
+        assert!(!format!("{a:?}").contains("secret"));
         assert_eq!(run(&["--port", "0", "--port", "5000"]).port, 5000);
         let a = run(&[
             "--data-dir",
@@ -276,6 +313,8 @@ mod tests {
             &["--ca-cert", "ca.pem"],
             &["--ca-key", "ca.key"],
             &["--data-dir"],
+            &["--storage", "s3"],
+            &["--storage", "azurite", "--storage-connection-string", "x"],
         ] {
             let e = error(bad);
             assert!(!e.contains('\n'), "{bad:?}: {e}");

@@ -36,6 +36,10 @@ enum Endpoint<'p> {
     Lock(&'p str),
     /// `…/{lockToken}/abandon`.
     Abandon(&'p str),
+    /// `POST /devices/{id}/files`: start a file upload (`hub/files.rs`).
+    FileUpload,
+    /// `POST /devices/{id}/files/notifications[/{correlationId}]`: the upload's outcome.
+    FileUploadDone(Option<&'p str>),
 }
 
 /// The device id and endpoint of a device-facing path, `None` for every other path.
@@ -59,6 +63,19 @@ fn classify(segments: &[String]) -> Option<(&str, Endpoint<'_>)> {
             if devices == "devices" && c2d(messages, bound) && abandon == "abandon" =>
         {
             Some((id, Endpoint::Abandon(token)))
+        }
+        [devices, id, files] if devices == "devices" && files == "files" => {
+            Some((id, Endpoint::FileUpload))
+        }
+        [devices, id, files, notifications]
+            if devices == "devices" && files == "files" && notifications == "notifications" =>
+        {
+            Some((id, Endpoint::FileUploadDone(None)))
+        }
+        [devices, id, files, notifications, correlation]
+            if devices == "devices" && files == "files" && notifications == "notifications" =>
+        {
+            Some((id, Endpoint::FileUploadDone(Some(correlation))))
         }
         _ => None,
     }
@@ -129,11 +146,43 @@ pub fn handle(
             settle(hub, id, token, how)
         }
         (Endpoint::Abandon(token), &Method::POST) => settle(hub, id, token, Settle::Abandon),
+        (Endpoint::FileUpload, &Method::POST) => {
+            let request = json_body(body)?;
+            let blob_name = request
+                .get("blobName")
+                .and_then(Value::as_str)
+                .ok_or_else(|| bad_body("blobName"))?;
+            Ok(Reply::json(&hub.start_file_upload(id, blob_name)?))
+        }
+        (Endpoint::FileUploadDone(in_path), &Method::POST) => {
+            let request = json_body(body)?;
+            let correlation_id = in_path
+                .or_else(|| request.get("correlationId").and_then(Value::as_str))
+                .ok_or_else(|| bad_body("correlationId"))?;
+            let is_success = request
+                .get("isSuccess")
+                .and_then(Value::as_bool)
+                .ok_or_else(|| bad_body("isSuccess"))?;
+            hub.complete_file_upload(id, correlation_id, is_success)?;
+            Ok(Reply::empty(StatusCode::NO_CONTENT))
+        }
         (_, method) => Err(ApiError::new(
             ErrorCode::MethodNotAllowed,
             format!("The method {method} is not supported on this resource"),
         )),
     }
+}
+
+fn json_body(body: &Bytes) -> Result<Value, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|_| ApiError::new(ErrorCode::IotHubFormatError, "the body is not JSON"))
+}
+
+fn bad_body(field: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::ArgumentInvalid,
+        format!("the body has no valid '{field}'"),
+    )
 }
 
 /// A received message as IoT Hub answers the poll: the body, the system properties as

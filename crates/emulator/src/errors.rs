@@ -20,6 +20,7 @@ pub enum ErrorCode {
     IotHubUnauthorizedAccess,
     IotHubQuotaExceeded,
     JobQuotaExceeded,
+    DeviceMaximumActiveFileUploadLimitExceeded,
     DeviceNotFound,
     JobNotFound,
     DeviceNotOnline,
@@ -58,6 +59,9 @@ impl ErrorCode {
             Self::IotHubUnauthorizedAccess => "IotHubUnauthorizedAccess",
             Self::IotHubQuotaExceeded => "IotHubQuotaExceeded",
             Self::JobQuotaExceeded => "JobQuotaExceeded",
+            Self::DeviceMaximumActiveFileUploadLimitExceeded => {
+                "DeviceMaximumActiveFileUploadLimitExceeded"
+            }
             Self::DeviceNotFound => "DeviceNotFound",
             Self::JobNotFound => "JobNotFound",
             Self::DeviceNotOnline => "DeviceNotOnline",
@@ -100,6 +104,7 @@ impl ErrorCode {
             Self::IotHubUnauthorizedAccess => 401002,
             Self::IotHubQuotaExceeded => 403002,
             Self::JobQuotaExceeded => 403003,
+            Self::DeviceMaximumActiveFileUploadLimitExceeded => 403006,
             Self::DeviceNotFound => 404001,
             Self::JobNotFound => 404002,
             Self::DeviceNotOnline => 404103,

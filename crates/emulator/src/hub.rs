@@ -2,6 +2,7 @@
 //! rules a transport or handler calls (`link.rs`: a connected device's link).
 
 mod cloud_to_device;
+mod files;
 mod link;
 mod route;
 mod service;
@@ -32,6 +33,7 @@ use crate::record::Recorder;
 use crate::routing::Router;
 use crate::store::Store;
 
+pub use files::{FileNotification, FileUploadSettings, MAX_ACTIVE_UPLOADS};
 pub use link::{ConnectOptions, DeviceLink, Downlink, Incoming, SubscriptionChange, TwinOp};
 pub use route::TwinChange;
 
@@ -75,6 +77,8 @@ pub struct Hub {
     recorder: Recorder,
     job_ops: Option<RateLimiter>,
     queries: Option<RateLimiter>,
+    /// File uploads on the linked storage account (`files.rs`).
+    files: Arc<files::FileUploads>,
 }
 
 impl Hub {
@@ -141,6 +145,7 @@ impl Hub {
             recorder: Recorder::default(),
             job_ops: limits.map(|l| RateLimiter::per_minute(l.job_ops_per_minute)),
             queries: limits.map(|l| RateLimiter::per_minute(l.queries_per_minute)),
+            files: Arc::default(),
             config,
         });
         // Twins a job writes raise twin-change events as REST writes do.

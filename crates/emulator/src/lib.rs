@@ -28,6 +28,7 @@ pub mod response;
 pub mod routing;
 mod run;
 pub mod server;
+pub mod storage;
 pub mod store;
 pub mod tls;
 pub mod twin;

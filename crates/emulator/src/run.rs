@@ -14,9 +14,10 @@ use crate::cli::Args;
 use crate::devices::Seed;
 use crate::errors::StartError;
 use crate::events::EventsConfig;
-use crate::hub::{Hub, HubConfig};
+use crate::hub::{FileUploadSettings, Hub, HubConfig};
 use crate::listeners::{Listeners, STANDARD_AMQP_PORT, STANDARD_HTTPS_PORT};
 use crate::routing::{Routing, RoutingSpec};
+use crate::storage::{AzuriteSetup, LinkedStorage, StorageChoice, AZURITE_ENV};
 use crate::store::{meta, Store};
 use crate::tls::{Ca, CaFile};
 use crate::x509::DeviceCas;
@@ -38,11 +39,13 @@ pub struct Ready {
     pub event_hub_connection_string: String,
     pub ca_path: PathBuf,
     pub ca_pem: String,
+    /// The linked storage account's (`--storage`, `--storage-connection-string`), if any.
+    pub storage_connection_string: Option<String>,
 }
 
 impl Ready {
     pub fn line(&self) -> String {
-        json!({
+        let mut line = json!({
             "host": self.host,
             "port": self.port,
             "hostName": self.host_name,
@@ -62,8 +65,12 @@ impl Ready {
                 "HostName={};DeviceId={{deviceId}};SharedAccessKey={{deviceKey}}",
                 self.host_name
             ),
-        })
-        .to_string()
+        });
+        // Only with a linked storage account (--storage, --storage-connection-string).
+        if let Some(cs) = &self.storage_connection_string {
+            line["storageConnectionString"] = json!(cs);
+        }
+        line.to_string()
     }
 
     /// Prints the ready line to stdout and flushes, so a parent process sees it at once.
@@ -184,6 +191,31 @@ fn tls_for(args: &Args, store: &Store) -> Result<tls::Tls, StartError> {
     Ok(tls)
 }
 
+/// The storage account linked to the hub: the one of `--storage-connection-string`, or Azurite
+/// started now (`--storage azurite`, with the hub's certificate; its data in the data dir).
+async fn link_storage(args: &Args, tls: &tls::Tls) -> Result<Option<LinkedStorage>, StartError> {
+    if let Some(cs) = &args.storage_connection_string {
+        return LinkedStorage::connect(cs, &tls.ca_pem).await.map(Some);
+    }
+    let Some(StorageChoice::Azurite) = args.storage else {
+        return Ok(None);
+    };
+    let script = std::env::var_os(AZURITE_ENV)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from);
+    let location = args.data_dir.as_ref().map(|dir| dir.join("azurite"));
+    LinkedStorage::start_azurite(AzuriteSetup {
+        script: script.as_deref(),
+        host: &args.host,
+        location: location.as_deref(),
+        cert_pem: &tls.server_cert_pem,
+        key_pem: &tls.server_key_pem,
+        ca_pem: &tls.ca_pem,
+    })
+    .await
+    .map(Some)
+}
+
 /// Serves until SIGTERM or SIGINT (or, with `--exit-on-stdin-eof`, the end of stdin).
 pub async fn run(args: Args, on_ready: impl FnOnce(&Ready)) -> Result<(), StartError> {
     let signals = shutdown_signal(); // registered now, before the ready line
@@ -232,6 +264,10 @@ pub async fn run_until(
     let key = kept(&store, meta::HUB_KEY, random_key)?;
     let tls = tls_for(&args, &store)?;
     let device_cas = DeviceCas::load(&args.device_cas, tls.config.crypto_provider().clone())?;
+    // Stops Azurite (when the hub started it) when dropped, after the hub stopped serving.
+    let mut storage = link_storage(&args, &tls).await?;
+    let azurite = storage.as_mut().and_then(LinkedStorage::take_azurite);
+    let storage = storage.map(Arc::new);
 
     // The names a token's `sr` may give the hub: every name it answers to, bare or with a port
     // it serves.
@@ -293,6 +329,13 @@ pub async fn run_until(
     };
     let hub: Arc<Hub> = Hub::with_store(config, auth, args.faults.clone(), store)?;
     hub.set_initial_routing(routing);
+    if let Some(storage) = &storage {
+        let settings = FileUploadSettings {
+            notifications: args.file_notifications,
+            ..FileUploadSettings::default()
+        };
+        hub.link_storage(storage.clone(), settings);
+    }
 
     let ready = Ready {
         host: args.host.clone(),
@@ -307,6 +350,7 @@ pub async fn run_until(
         host_name,
         ca_path: tls.ca_path.clone(),
         ca_pem: tls.ca_pem.clone(),
+        storage_connection_string: storage.as_ref().map(|s| s.account.connection_string()),
     };
     eprintln!(
         "iothub-emulator: serving https://{}{}{} ({} devices, tier {}, faults '{}')",
@@ -336,6 +380,7 @@ pub async fn run_until(
         shutdown,
     )
     .await;
+    drop(azurite);
     eprintln!("iothub-emulator: stopped");
     drop(tls); // removes the CA directory
     Ok(())

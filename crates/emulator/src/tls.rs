@@ -56,6 +56,8 @@ pub struct Tls {
     pub ca_pem: String,
     /// The server certificate's key (PEM), for a data dir to keep.
     pub server_key_pem: String,
+    /// The server certificate (PEM): Azurite serves with it too (`--storage azurite`).
+    pub server_cert_pem: String,
     _dir: Option<TempDir>,
 }
 
@@ -251,6 +253,7 @@ pub fn serve(
         ca_path,
         ca_pem: ca.cert_pem.clone(),
         server_key_pem: leaf_key.serialize_pem(),
+        server_cert_pem: leaf_cert.pem(),
         _dir: dir,
     })
 }

@@ -10,7 +10,7 @@ const { spawn } = require('node:child_process');
 const { mkdtempSync, readFileSync, rmSync, writeFileSync } = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { binaryPath, startEmulator } = require('../lib/index.js');
+const { azuriteEnv, binaryPath, startEmulator } = require('../lib/index.js');
 
 const FORWARDED = process.platform === 'win32' ? ['SIGINT', 'SIGTERM'] : ['SIGINT', 'SIGTERM', 'SIGHUP'];
 
@@ -41,7 +41,7 @@ function run(argv) {
     fail(err.message);
   }
   // A stdin pipe with --exit-on-stdin-eof: the hub stops with this launcher, however it ends.
-  const child = spawn(binary, ['--exit-on-stdin-eof', ...argv], { stdio: ['pipe', 'inherit', 'inherit'], windowsHide: true });
+  const child = spawn(binary, ['--exit-on-stdin-eof', ...argv], { stdio: ['pipe', 'inherit', 'inherit'], windowsHide: true, env: { ...azuriteEnv(), ...process.env } });
   child.on('error', (err) => fail(`cannot run ${binary}: ${err.message}`));
   forwardSignals(child);
   child.on('exit', (code, signal) => {
@@ -54,6 +54,7 @@ const EXEC_HELP = `
 Or: iothub-emulator exec [FLAGS...] -- COMMAND [ARG...]
   starts a hub with FLAGS, runs COMMAND with IOTHUB_CONNECTION_STRING, EVENTHUB_CONNECTION_STRING
   (the built-in events endpoint), IOTHUB_CA_FILE and NODE_EXTRA_CA_CERTS (the hub's CA added),
+  STORAGE_CONNECTION_STRING with --storage azurite or --storage-connection-string,
   stops the hub and exits with COMMAND's exit code
 `;
 
@@ -90,6 +91,7 @@ async function exec(argv) {
     EVENTHUB_CONNECTION_STRING: hub.eventHubConnectionString,
     IOTHUB_CA_FILE: hub.caPath,
   };
+  if (hub.storageConnectionString) env.STORAGE_CONNECTION_STRING = hub.storageConnectionString;
   const extraCa = extraCaFile(hub);
   env.NODE_EXTRA_CA_CERTS = extraCa.path;
   // Windows finds npm.cmd, npx.cmd … only through a shell.

@@ -42,6 +42,22 @@ function flags(options) {
 }
 
 /**
+ * How the binary finds Azurite for `--storage azurite`: its `azurite-blob` script, resolved from
+ * here (Azurite is an optional peer dependency), and this Node.js to run it with. Unset when
+ * Azurite is not installed: the emulator then says what to install.
+ */
+function azuriteEnv() {
+  const env = {};
+  try {
+    env.IOTHUB_EMULATOR_AZURITE = require.resolve('azurite/dist/src/blob/main.js');
+    env.IOTHUB_EMULATOR_NODE = process.execPath;
+  } catch {
+    // not installed
+  }
+  return env;
+}
+
+/**
  * A seed object goes through a temporary file (the flag takes a file); a string is that file.
  * `routing` (IoT Hub's `properties.routing`) goes in the seed, over a seed file's own.
  */
@@ -113,7 +129,7 @@ async function startEmulator(options = {}) {
   try {
     child = spawn(binary ?? binaryPath(), [...flags(options), ...seed.args, ...args], {
       stdio: ['pipe', 'pipe', stderr],
-      env: { ...process.env, ...env },
+      env: { ...azuriteEnv(), ...process.env, ...env },
       windowsHide: true,
     });
   } catch (err) {
@@ -198,6 +214,7 @@ async function startEmulator(options = {}) {
     hostName: ready.hostName,
     connectionString: ready.connectionString,
     eventHubConnectionString: ready.eventHubConnectionString,
+    storageConnectionString: ready.storageConnectionString ?? null,
     ca,
     caPath: ready.caPath,
     pid: child.pid,
@@ -229,4 +246,4 @@ async function startEmulator(options = {}) {
   };
 }
 
-module.exports = { startEmulator, binaryPath, EmulatorNotFoundError };
+module.exports = { startEmulator, binaryPath, EmulatorNotFoundError, azuriteEnv };

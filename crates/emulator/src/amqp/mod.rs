@@ -21,6 +21,7 @@ mod cbs;
 mod device;
 mod events;
 mod fault;
+mod file_notifications;
 mod login;
 mod message;
 mod padding;
@@ -479,7 +480,7 @@ impl Conn {
                 return;
             }
             Address::FileNotifications => {
-                tokio::spawn(service::hold(sender));
+                tokio::spawn(file_notifications::serve(self.hub.clone(), sender));
                 return;
             }
             Address::Telemetry(_) | Address::ServiceCloudToDevice | Address::Unknown => {

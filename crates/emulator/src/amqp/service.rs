@@ -2,7 +2,7 @@
 //! policy token on `$cbs`: messages sent on `/messages/devicebound` (`to` names the device,
 //! `iothub-ack` asks for feedback) are queued by the hub or refused with IoT Hub's AMQP error,
 //! and delivery feedback goes out in batches on `/messages/serviceBound/feedback`.
-//! `/messages/serviceBound/filenotifications` attaches and stays empty (no file uploads).
+//! File-upload notifications are `file_notifications.rs`.
 
 use std::sync::Arc;
 
@@ -187,12 +187,6 @@ pub(super) async fn feedback(hub: Arc<Hub>, mut sender: Sender) {
             break;
         }
     }
-    let _ = sender.close().await;
-}
-
-/// Keeps a link with nothing to send attached until the service detaches it.
-pub(super) async fn hold(mut sender: Sender) {
-    let _ = sender.on_detach().await;
     let _ = sender.close().await;
 }
 
