@@ -20,7 +20,7 @@ import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 
 import { emulatorBinary, startEmulator } from './helpers/emulator.mjs'
-import { createSasDevice, shimAzureIothub } from './helpers/device-sdks.mjs'
+import { createSasDevice, shimAzureIothub, trustOverTls } from './helpers/device-sdks.mjs'
 import { prerequisite } from './helpers/prerequisite.mjs'
 
 const require = createRequire(import.meta.url)
@@ -41,12 +41,7 @@ before(async () => {
   hub = await startEmulator({ devices: 0, consumerGroups: ['analytics'] })
   ca = hub.ca
   shimAzureIothub(ca)
-  const connect = tls.connect
-  tls.connect = function connectTrustingTheHub(...args) {
-    const options = args.find((a) => a && typeof a === 'object')
-    if (options && !options.ca) options.ca = ca
-    return connect.apply(this, args)
-  }
+  trustOverTls(ca)
 })
 
 after(async () => {

@@ -5,14 +5,13 @@
 // reports the fault as a `disconnect`; it opens again, and a message sent after arrives on the
 // events endpoint (read with @azure/event-hubs). A message without the property, or naming the
 // other transport's fault, leaves the connection alone.
-import tls from 'node:tls'
 import { createRequire } from 'node:module'
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomUUID } from 'node:crypto'
 
 import { startEmulator } from './helpers/emulator.mjs'
-import { createSasDevice, shimAzureIothub, until } from './helpers/device-sdks.mjs'
+import { createSasDevice, shimAzureIothub, trustOverTls, until } from './helpers/device-sdks.mjs'
 
 const require = createRequire(import.meta.url)
 const { EventHubConsumerClient, earliestEventPosition } = require('@azure/event-hubs')
@@ -30,12 +29,7 @@ const seen = new Set()
 before(async () => {
   hub = await startEmulator({ devices: 0 })
   shimAzureIothub(hub.ca)
-  const connect = tls.connect
-  tls.connect = function connectTrustingTheHub(...args) {
-    const options = args.find((a) => a && typeof a === 'object')
-    if (options && !options.ca) options.ca = hub.ca
-    return connect.apply(this, args)
-  }
+  trustOverTls(hub.ca)
   consumer = new EventHubConsumerClient('$Default', hub.eventHubConnectionString)
   subscription = consumer.subscribe({
     async processEvents(events) {

@@ -3,13 +3,12 @@
 // device and module lifecycle, MQTT connection state) bring IoT Hub's events to the built-in
 // endpoint with their documented bodies and properties; conditions on `$body` and on an
 // application property; enrichments; the fallback route; refusals.
-import tls from 'node:tls'
 import { createRequire } from 'node:module'
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 
 import { startEmulator } from './helpers/emulator.mjs'
-import { createSasDevice, shimAzureIothub, until } from './helpers/device-sdks.mjs'
+import { createSasDevice, shimAzureIothub, trustOverTls, until } from './helpers/device-sdks.mjs'
 
 const require = createRequire(import.meta.url)
 const { EventHubConsumerClient, earliestEventPosition } = require('@azure/event-hubs')
@@ -30,12 +29,7 @@ before(async () => {
   hub = await startEmulator({ devices: 0, routing: { routes: [route('seeded', 'DeviceMessages', "seeded = 'yes'")] } })
   ca = hub.ca
   shimAzureIothub(ca)
-  const connect = tls.connect
-  tls.connect = function connectTrustingTheHub(...args) {
-    const options = args.find((a) => a && typeof a === 'object')
-    if (options && !options.ca) options.ca = ca
-    return connect.apply(this, args)
-  }
+  trustOverTls(ca)
   registry = iothub.Registry.fromConnectionString(hub.connectionString)
 })
 

@@ -11,11 +11,11 @@
 // Reports per transport: connect time and rate, emulator CPU per connection, emulator RSS before
 // and after connecting (and per connection), job time, emulator RSS after the job, emulator CPU
 // per method call.
-import { createHmac } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { JobClient } from 'iothub-jobs'
 import { startEmulator } from '../scripts/emulator-process.mjs'
+import { deviceToken } from './lib/common.mjs'
 
 const require = createRequire(import.meta.url)
 const mqtt = require('mqtt')
@@ -38,22 +38,13 @@ async function run(transport) {
   const started = procStats(hub.pid)
   const rssStarted = started.rssMb
   const ca = readFileSync(hub.caPath, 'utf8')
-  const policyKey = Buffer.from(/SharedAccessKey=([^;]+)/.exec(hub.connectionString)[1], 'base64')
-  const se = Math.floor(Date.now() / 1000) + 3600
-
-  function token(deviceId) {
-    const sr = encodeURIComponent(`${hub.hostName}/devices/${deviceId}`)
-    const sig = createHmac('sha256', policyKey).update(`${sr}\n${se}`).digest('base64')
-    return `SharedAccessSignature sr=${sr}&sig=${encodeURIComponent(sig)}&skn=iothubowner&se=${se}`
-  }
-
   function connectDevice(deviceId) {
     return new Promise((resolve, reject) => {
       const url = scheme === 'wss' ? `wss://127.0.0.1:${hub.port}/$iothub/websocket` : `mqtts://127.0.0.1:${hub.port}`
       const client = mqtt.connect(url, {
         clientId: deviceId,
         username: `${hub.hostName}/${deviceId}/?api-version=2021-04-12`,
-        password: token(deviceId),
+        password: deviceToken(hub, deviceId),
         ca,
         keepalive: 180,
         reconnectPeriod: 0,

@@ -11,12 +11,12 @@
 // core and per message), and the hub's memory per retained message (RSS growth over the run /
 // messages retained). With --data-dir the hub keeps its state in a fresh data dir.
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { createHmac } from 'node:crypto'
 import { createRequire } from 'node:module'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { startEmulator } from '../scripts/emulator-process.mjs'
+import { deviceToken } from './lib/common.mjs'
 
 const require = createRequire(import.meta.url)
 const mqtt = require('mqtt')
@@ -47,19 +47,12 @@ const dir = opts['data-dir'] ? mkdtempSync(join(tmpdir(), 'bench-events-')) : nu
 const hub = await startEmulator({ devices: N, args: dir ? ['--data-dir', dir] : [] })
 try {
   const ca = readFileSync(hub.caPath, 'utf8')
-  const policyKey = Buffer.from(/SharedAccessKey=([^;]+)/.exec(hub.connectionString)[1], 'base64')
-  const se = Math.floor(Date.now() / 1000) + 3600
-  const token = (deviceId) => {
-    const sr = encodeURIComponent(`${hub.hostName}/devices/${deviceId}`)
-    const sig = createHmac('sha256', policyKey).update(`${sr}\n${se}`).digest('base64')
-    return `SharedAccessSignature sr=${sr}&sig=${encodeURIComponent(sig)}&skn=iothubowner&se=${se}`
-  }
   const connect = (deviceId) =>
     new Promise((resolve, reject) => {
       const client = mqtt.connect(`mqtts://127.0.0.1:${hub.port}`, {
         clientId: deviceId,
         username: `${hub.hostName}/${deviceId}/?api-version=2021-04-12`,
-        password: token(deviceId),
+        password: deviceToken(hub, deviceId),
         ca,
         keepalive: 180,
         reconnectPeriod: 0,

@@ -6,6 +6,7 @@
 // `{tag}` and the device's answer `{rebooted: tag}` lands in its device-job row; a twin job sets
 // desired `color`, which the device echoes as reported `sawColor`, found by a device query.
 import https from 'node:https'
+import tls from 'node:tls'
 import { createRequire } from 'node:module'
 import assert from 'node:assert/strict'
 
@@ -18,6 +19,19 @@ const iothub = require('azure-iothub')
  * when given, to every request that names none — also the WebSocket upgrades of azure-iothub's
  * `AmqpWs` (the `ws` package, through https.get, on port 443). node_modules is never modified.
  */
+/**
+ * Every TLS connection that names no CA trusts `caPem` (the hub's): the AMQP clients
+ * (azure-iothub's, the device SDK's, @azure/event-hubs over TLS) take no CA option of their own.
+ */
+export function trustOverTls(caPem) {
+  const connect = tls.connect
+  tls.connect = function connectTrustingTheHub(...args) {
+    const options = args.find((a) => a && typeof a === 'object')
+    if (options && !options.ca) options.ca = caPem
+    return connect.apply(this, args)
+  }
+}
+
 export function shimAzureIothub(caPem) {
   const withPortAndCa = (options) => {
     if (!options || typeof options !== 'object' || typeof options.host !== 'string') return options

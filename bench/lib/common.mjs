@@ -2,7 +2,7 @@
 // way each package under test is loaded. Nothing here measures anything by itself.
 import { spawn, execFileSync } from 'node:child_process'
 import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs'
-import { createHash } from 'node:crypto'
+import { createHash, createHmac } from 'node:crypto'
 import { createRequire } from 'node:module'
 import { cpus, totalmem, release, platform, arch, tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
@@ -229,4 +229,17 @@ process.once('exit', () => {
 async function spawnHub(args) {
   const { startEmulator } = await import('../../scripts/emulator-process.mjs')
   return startEmulator({ args, stderr: process.env.BENCH_HUB_LOGS ? 'inherit' : 'ignore' })
+}
+
+/**
+ * A device's SAS token for an MQTT CONNECT to `hub`, signed with the hub policy's key (the
+ * emulator accepts a policy-signed device token), valid for an hour: what the device benchmarks
+ * log in with.
+ */
+export function deviceToken(hub, deviceId) {
+  const policyKey = Buffer.from(/SharedAccessKey=([^;]+)/.exec(hub.connectionString)[1], 'base64')
+  const se = Math.floor(Date.now() / 1000) + 3600
+  const sr = encodeURIComponent(`${hub.hostName}/devices/${deviceId}`)
+  const sig = createHmac('sha256', policyKey).update(`${sr}\n${se}`).digest('base64')
+  return `SharedAccessSignature sr=${sr}&sig=${encodeURIComponent(sig)}&skn=iothubowner&se=${se}`
 }
