@@ -297,12 +297,15 @@ fn a_first_version_store_is_brought_up_to_date() {
     {
         let db = rusqlite::Connection::open(dir.path().join("hub.db")).unwrap();
         db.execute_batch(
-            "DROP TABLE configurations; DROP TABLE cloud_to_device; UPDATE meta SET value = '1' WHERE key = 'schema_version';",
+            "DROP TABLE configurations; DROP TABLE cloud_to_device; DROP TABLE import_export_jobs; UPDATE meta SET value = '1' WHERE key = 'schema_version';",
         )
         .unwrap();
     }
     let store = Store::open(dir.path()).unwrap();
-    assert_eq!(store.meta("schema_version").unwrap().as_deref(), Some("3"));
+    assert_eq!(
+        store.meta("schema_version").unwrap(),
+        Some(crate::store::SCHEMA_VERSION.to_string())
+    );
     let doc = json!({"id": "c1", "priority": 3});
     store
         .write(|| vec![Change::PutConfiguration(Document::of("c1", &doc))])
@@ -330,13 +333,16 @@ fn cloud_to_device_queues_are_stored_and_a_version_2_store_gains_them() {
     // What a version-2 emulator left: no queue table.
     let db = rusqlite::Connection::open(dir.path().join("hub.db")).unwrap();
     db.execute_batch(
-        "DROP TABLE cloud_to_device; UPDATE meta SET value = '2' WHERE key = 'schema_version';",
+        "DROP TABLE cloud_to_device; DROP TABLE import_export_jobs; UPDATE meta SET value = '2' WHERE key = 'schema_version';",
     )
     .unwrap();
     drop(db);
 
     let store = Store::open(dir.path()).unwrap();
-    assert_eq!(store.meta("schema_version").unwrap().as_deref(), Some("3"));
+    assert_eq!(
+        store.meta("schema_version").unwrap(),
+        Some(crate::store::SCHEMA_VERSION.to_string())
+    );
     let mut queue = Queue::new("d1", "42");
     let message = CloudMessage {
         message_id: Some("m1".into()),

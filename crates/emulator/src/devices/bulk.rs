@@ -3,6 +3,9 @@
 //! is tried on its own, like the service does: the ones that fail are listed in `errors` (device
 //! id, error code, status text) and the others take effect. The answer is a
 //! `BulkRegistryOperationResult`, with HTTP 200 when every item succeeded and 400 otherwise.
+//!
+//! An import job's `devices.txt` lines take the same rules one at a time (`import_item`), with
+//! `createOrUpdate` as the default mode and module lines (`moduleId` set).
 
 use std::collections::HashSet;
 
@@ -18,6 +21,7 @@ pub const MAX_BULK_DEVICES: usize = 100;
 /// What an item asks for (`importMode`, compared case-insensitively as the service does).
 #[derive(Clone, Copy, PartialEq)]
 enum Mode {
+    CreateOrUpdate,
     Create,
     Update,
     UpdateIfMatchETag,
@@ -30,6 +34,7 @@ enum Mode {
 impl Mode {
     fn parse(text: &str) -> Option<Self> {
         Some(match text.to_ascii_lowercase().as_str() {
+            "createorupdate" => Self::CreateOrUpdate,
             "create" => Self::Create,
             "update" => Self::Update,
             "updateifmatchetag" => Self::UpdateIfMatchETag,
@@ -122,20 +127,19 @@ impl Registry {
     ) -> Result<(), ApiError> {
         let etag = obj.get("eTag").and_then(Value::as_str);
         match mode {
-            Mode::Create | Mode::Update | Mode::UpdateIfMatchETag => {
+            Mode::CreateOrUpdate | Mode::Create | Mode::Update | Mode::UpdateIfMatchETag => {
                 let spec = IdentitySpec::parse(obj)?;
-                let write = match mode {
+                let write = |exists: bool| match mode {
                     Mode::Create => Write::Create,
-                    Mode::Update => Write::Update { etag: None },
-                    _ => Write::Update {
+                    Mode::CreateOrUpdate if !exists => Write::Create,
+                    Mode::UpdateIfMatchETag => Write::Update {
                         etag: checked(etag),
                     },
+                    _ => Write::Update { etag: None },
                 };
-                self.write_identity(id, &spec, |_| write, now_ms)?;
-                if mode == Mode::Create
-                    && (obj.contains_key("tags") || obj.contains_key("properties"))
-                {
-                    self.update_twin(id, &Value::Object(obj.clone()), None, false, now_ms)?;
+                self.write_identity(id, &spec, write, now_ms)?;
+                if let Some(patch) = twin_patch(obj) {
+                    self.update_twin(id, &patch, None, false, now_ms)?;
                 }
                 Ok(())
             }
@@ -151,11 +155,96 @@ impl Registry {
                 if !self.read().contains_key(id) {
                     return Err(not_found(id));
                 }
-                self.update_twin(id, &Value::Object(obj.clone()), twin_etag, false, now_ms)
+                let patch = twin_patch(obj).unwrap_or_else(|| json!({}));
+                self.update_twin(id, &patch, twin_etag, false, now_ms)
                     .map(drop)
             }
         }
     }
+
+    /// One line of an import job's `devices.txt` (an `ExportImportDevice`): a device, or a
+    /// module of one when it names `moduleId`; `importMode` defaults to `createOrUpdate`.
+    pub fn import_item(&self, obj: &Map<String, Value>, now_ms: i64) -> Result<(), ApiError> {
+        let id = obj
+            .get("id")
+            .and_then(Value::as_str)
+            .ok_or_else(|| invalid("the device has no \"id\""))?;
+        let mode = match obj.get("importMode") {
+            None | Some(Value::Null) => Mode::CreateOrUpdate,
+            Some(text) => text
+                .as_str()
+                .and_then(Mode::parse)
+                .ok_or_else(|| invalid(format!("unknown importMode {text}")))?,
+        };
+        match obj.get("moduleId").and_then(Value::as_str) {
+            Some(module) => self.import_module(id, module, mode, obj, now_ms),
+            None => self.bulk_item(id, mode, obj, now_ms),
+        }
+    }
+
+    /// A module line: the module routes' rules (`PUT`, `DELETE`, twin `PATCH` of
+    /// `/devices/{id}/modules/{mid}`), with the line's `eTag`/`twinETag` as `If-Match`.
+    fn import_module(
+        &self,
+        device: &str,
+        module: &str,
+        mode: Mode,
+        obj: &Map<String, Value>,
+        now_ms: i64,
+    ) -> Result<(), ApiError> {
+        let etag = obj.get("eTag").and_then(Value::as_str);
+        let body =
+            json!({"authentication": obj.get("authentication"), "managedBy": obj.get("managedBy")});
+        let identity_etag = match mode {
+            Mode::Create => None,
+            Mode::CreateOrUpdate => Some("*"),
+            Mode::Update => {
+                self.module_identity(device, module)?;
+                Some("*")
+            }
+            Mode::UpdateIfMatchETag => {
+                self.module_identity(device, module)?;
+                checked(etag)
+            }
+            Mode::Delete => return self.delete_module(device, module, None),
+            Mode::DeleteIfMatchETag => return self.delete_module(device, module, checked(etag)),
+            Mode::UpdateTwin | Mode::UpdateTwinIfMatchETag => {
+                let twin_etag = obj.get("twinETag").and_then(Value::as_str);
+                let twin_etag = if mode == Mode::UpdateTwin {
+                    None
+                } else {
+                    checked(twin_etag)
+                };
+                let patch = twin_patch(obj).unwrap_or_else(|| json!({}));
+                return self
+                    .update_module_twin(device, module, &patch, twin_etag, false, now_ms)
+                    .map(drop);
+            }
+        };
+        self.put_module(device, module, &body, identity_etag, now_ms)?;
+        if let Some(patch) = twin_patch(obj) {
+            self.update_module_twin(device, module, &patch, None, false, now_ms)?;
+        }
+        Ok(())
+    }
+}
+
+/// The twin part of an item (`tags`, `properties.desired`) as a twin patch, `None` when it has
+/// none. Reported properties are the device's and `$`-metadata the hub's: both are left out.
+fn twin_patch(obj: &Map<String, Value>) -> Option<Value> {
+    let mut patch = Map::new();
+    if let Some(tags) = obj.get("tags").filter(|t| t.is_object()) {
+        patch.insert("tags".into(), tags.clone());
+    }
+    if let Some(Value::Object(desired)) = obj.get("properties").and_then(|p| p.get("desired")) {
+        let desired: Map<String, Value> = desired
+            .iter()
+            .filter(|(k, _)| !k.starts_with('$'))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        patch.insert("properties".into(), json!({ "desired": desired }));
+    }
+    (!patch.is_empty()).then_some(Value::Object(patch))
 }
 
 #[cfg(test)]

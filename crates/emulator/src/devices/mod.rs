@@ -6,6 +6,7 @@ mod authentication;
 mod bulk;
 pub mod cloud_to_device;
 mod device;
+mod export;
 mod identity;
 mod methods;
 mod module;

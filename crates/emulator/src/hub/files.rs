@@ -96,6 +96,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl FileUploads {
+    /// The linked storage account, which import/export jobs use too.
+    pub(super) fn storage(&self) -> Option<&Arc<LinkedStorage>> {
+        self.linked.get().map(|l| &l.storage)
+    }
+
     fn push(&self, notification: FileNotification) {
         lock(&self.notifications).push_back(notification);
         self.ready.notify_waiters();

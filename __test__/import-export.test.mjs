@@ -1,0 +1,273 @@
+// Import/export jobs (issue 30): azure-iothub's Registry.exportDevicesToBlob into a container of
+// Azurite (`--storage azurite`, a container SAS made with @azure/storage-blob) and
+// importDevicesFromBlob into a second hub round-trip a fleet with twins and modules; every
+// importMode with its importErrors.log lines; a container the SAS does not open fails the job
+// with its reason; one job at a time; getJob/listJobs/cancelJob; and a job interrupted by
+// SIGKILL (held mid-import by the store's writer hook) runs again when the hub restarts on its
+// data dir. Blobs are read and written over HTTPS trusting the hub's CA, as any client would.
+import https from 'node:https'
+import { mkdtempSync, rmSync } from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { createRequire } from 'node:module'
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+
+import { startEmulator } from './helpers/emulator.mjs'
+import { shimAzureIothub, until } from './helpers/device-sdks.mjs'
+
+const require = createRequire(import.meta.url)
+const iothub = require('azure-iothub')
+const { StorageSharedKeyCredential, generateBlobSASQueryParameters, generateAccountSASQueryParameters, ContainerSASPermissions, AccountSASPermissions, AccountSASResourceTypes, AccountSASServices } = require('@azure/storage-blob')
+
+/** The account of a hub's linked storage (Azurite's well-known account). */
+function account(hub) {
+  const field = (name) => new RegExp(`${name}=([^;]+)`).exec(hub.storageConnectionString)[1]
+  return { name: field('AccountName'), key: field('AccountKey'), endpoint: field('BlobEndpoint').replace(/\/$/, '') }
+}
+
+/** A container SAS URI of `container` on `hub`'s account (`expiresInSecs` < 0: expired). */
+function containerSas(hub, container, { permissions = 'racwdl', expiresInSecs = 3600 } = {}) {
+  const a = account(hub)
+  const sas = generateBlobSASQueryParameters({
+    containerName: container,
+    permissions: ContainerSASPermissions.parse(permissions),
+    startsOn: new Date(Date.now() - 120_000 + Math.min(0, expiresInSecs) * 1000),
+    expiresOn: new Date(Date.now() + expiresInSecs * 1000),
+  }, new StorageSharedKeyCredential(a.name, a.key)).toString()
+  return `${a.endpoint}/${container}?${sas}`
+}
+
+/** One HTTPS request trusting the hub's CA: `{ status, body }`. */
+function request(hub, method, url, body = '', headers = {}) {
+  return new Promise((resolve, reject) => {
+    const req = https.request(url, { method, ca: hub.ca, headers: { 'x-ms-version': '2020-10-02', 'content-length': Buffer.byteLength(body), ...headers } }, (res) => {
+      const chunks = []
+      res.on('data', (c) => chunks.push(c))
+      res.on('end', () => resolve({ status: res.statusCode, body: Buffer.concat(chunks).toString() }))
+    })
+    req.on('error', reject)
+    req.end(body)
+  })
+}
+
+const blobUrl = (containerUri, blob) => containerUri.replace('?', `/${blob}?`)
+
+async function createContainer(hub, container) {
+  const a = account(hub)
+  const accountSas = generateAccountSASQueryParameters({
+    permissions: AccountSASPermissions.parse('rwdlac'),
+    services: AccountSASServices.parse('b').toString(),
+    resourceTypes: AccountSASResourceTypes.parse('sco').toString(),
+    expiresOn: new Date(Date.now() + 3600_000),
+  }, new StorageSharedKeyCredential(a.name, a.key)).toString()
+  const uri = containerSas(hub, container)
+  const { status } = await request(hub, 'PUT', `${a.endpoint}/${container}?restype=container&${accountSas}`)
+  assert.ok(status === 201 || status === 409, `create container ${container}: ${status}`)
+  return uri
+}
+
+async function putBlob(hub, containerUri, blob, text) {
+  const { status } = await request(hub, 'PUT', blobUrl(containerUri, blob), text, { 'x-ms-blob-type': 'BlockBlob' })
+  assert.equal(status, 201)
+}
+
+async function getBlob(hub, containerUri, blob) {
+  const { status, body } = await request(hub, 'GET', blobUrl(containerUri, blob))
+  assert.equal(status, 200, `GET ${blob}: ${status} ${body}`)
+  return body
+}
+
+/** Polls getJob until the job ends; the job. */
+async function finished(registry, jobId, timeoutMs = 120_000) {
+  let job
+  await until(async () => {
+    job = (await registry.getJob(jobId)).responseBody
+    return ['completed', 'failed', 'cancelled'].includes(job.status)
+  }, timeoutMs, `job ${jobId}`)
+  return job
+}
+
+const lines = (text) => text.split('\n').filter(Boolean).map((l) => JSON.parse(l))
+
+test('export then import into a second hub round-trips 10,000 devices with twins and modules', async () => {
+  const [a, b] = await Promise.all([startEmulator({ storage: 'azurite' }), startEmulator({ storage: 'azurite' })])
+  try {
+    shimAzureIothub(a.ca)
+    const source = iothub.Registry.fromConnectionString(a.connectionString)
+    const N = 10_000
+    for (let i = 0; i < N; i += 100) {
+      const batch = Array.from({ length: 100 }, (_, k) => ({
+        deviceId: `fleet-${String(i + k).padStart(5, '0')}`,
+        status: (i + k) % 7 === 0 ? 'disabled' : 'enabled',
+        tags: { site: `s${(i + k) % 13}` },
+        properties: { desired: { interval: i + k } },
+      }))
+      // addDevices sends importMode create; the hub's bulk rule applies tags and desired too.
+      await source.addDevices(batch)
+    }
+    for (let m = 0; m < 50; m++) {
+      await source.addModule({ deviceId: `fleet-${String(m * 3).padStart(5, '0')}`, moduleId: `mod-${m}` })
+      await source.updateModuleTwin(`fleet-${String(m * 3).padStart(5, '0')}`, `mod-${m}`, { properties: { desired: { m } } }, '*')
+    }
+    const out = await createContainer(a, 'export')
+    const started = (await source.exportDevicesToBlob(out, false)).responseBody
+    assert.equal(started.type, 'export')
+    assert.ok(['enqueued', 'running', 'completed'].includes(started.status), started.status)
+    const job = await finished(source, started.jobId)
+    assert.equal(job.status, 'completed', job.failureReason)
+    assert.equal(job.progress, 100)
+    const text = await getBlob(a, out, 'devices.txt')
+    const exported = lines(text)
+    assert.equal(exported.filter((l) => !l.moduleId).length, N)
+    assert.equal(exported.filter((l) => l.moduleId).length, 50)
+    const first = exported.find((l) => l.id === 'fleet-00003' && !l.moduleId)
+    assert.deepEqual(first.tags, { site: 's3' })
+    assert.equal(first.properties.desired.interval, 3)
+    assert.ok(first.authentication.symmetricKey.primaryKey, 'keys are exported')
+
+    // Into the second hub, through its own storage account.
+    shimAzureIothub(b.ca)
+    const target = iothub.Registry.fromConnectionString(b.connectionString)
+    const input = await createContainer(b, 'import')
+    await putBlob(b, input, 'devices.txt', text)
+    const imported = await finished(target, (await target.importDevicesFromBlob(input, input)).responseBody.jobId)
+    assert.equal(imported.status, 'completed', imported.failureReason)
+    assert.equal(await getBlob(b, input, 'importErrors.log'), '', 'no line failed')
+    for (const id of ['fleet-00000', 'fleet-00003', 'fleet-09999']) {
+      const [was, now] = [(await source.get(id)).responseBody, (await target.get(id)).responseBody]
+      assert.equal(now.status, was.status, id)
+      assert.equal(now.authentication.symmetricKey.primaryKey, was.authentication.symmetricKey.primaryKey, id)
+      const twin = (await target.getTwin(id)).responseBody
+      assert.deepEqual(twin.tags, (await source.getTwin(id)).responseBody.tags)
+      assert.equal(twin.properties.desired.interval, Number(id.slice(6)))
+    }
+    const moduleTwin = (await target.getModuleTwin('fleet-00009', 'mod-3')).responseBody
+    assert.equal(moduleTwin.properties.desired.m, 3)
+    const count = (await target.createQuery('SELECT COUNT() AS n FROM devices').nextAsTwin()).result
+    assert.equal(count[0].n, N)
+  } finally {
+    await Promise.all([a.stop(), b.stop()])
+  }
+})
+
+test('every importMode, the error log, bad containers, one job at a time, list and cancel', async () => {
+  const hub = await startEmulator({ storage: 'azurite' })
+  try {
+    shimAzureIothub(hub.ca)
+    const registry = iothub.Registry.fromConnectionString(hub.connectionString)
+    for (const id of ['upd', 'upd-etag', 'del', 'del-etag', 'twin', 'twin-etag', 'exists']) await registry.create({ deviceId: id })
+    await registry.addModule({ deviceId: 'upd', moduleId: 'gone' })
+    const etag = async (id) => (await registry.get(id)).responseBody.etag
+    const twinEtag = async (id) => (await registry.getTwin(id)).responseBody.etag
+    const items = [
+      { id: 'new', importMode: 'create', tags: { a: 1 } },
+      { id: 'exists', importMode: 'create' },
+      { id: 'cou', tags: { mode: 'default createOrUpdate' } },
+      { id: 'upd', importMode: 'update', status: 'disabled' },
+      { id: 'missing', importMode: 'update' },
+      { id: 'upd-etag', importMode: 'updateIfMatchETag', eTag: await etag('upd-etag'), status: 'disabled' },
+      { id: 'upd-etag', importMode: 'updateIfMatchETag', eTag: 'stale', status: 'enabled' },
+      { id: 'del', importMode: 'delete' },
+      { id: 'del-etag', importMode: 'deleteIfMatchETag', eTag: 'stale' },
+      { id: 'twin', importMode: 'updateTwin', properties: { desired: { x: 1 } } },
+      { id: 'twin-etag', importMode: 'updateTwinIfMatchETag', twinETag: await twinEtag('twin-etag'), tags: { ok: true } },
+      { id: 'twin-etag', importMode: 'updateTwinIfMatchETag', twinETag: 'stale', tags: { ok: false } },
+      { id: 'upd', moduleId: 'new-module', importMode: 'createOrUpdate', properties: { desired: { y: 2 } } },
+      { id: 'upd', moduleId: 'gone', importMode: 'delete' },
+      { id: 'bad', importMode: 'upsert' },
+    ]
+    const container = await createContainer(hub, 'modes')
+    await putBlob(hub, container, 'devices.txt', items.map((i) => JSON.stringify(i)).join('\n') + '\nnot json\n')
+    const job = await finished(registry, (await registry.importDevicesFromBlob(container, container)).responseBody.jobId)
+    assert.equal(job.status, 'completed', job.failureReason)
+    const errors = lines(await getBlob(hub, container, 'importErrors.log'))
+    const summary = errors.map((e) => [e.deviceId ?? null, e.errorCode, e.errorStatus.split(';')[0]])
+    assert.deepEqual(summary, [
+      ['exists', 409001, 'ErrorCode:DeviceAlreadyExists'],
+      ['missing', 404001, 'ErrorCode:DeviceNotFound'],
+      ['upd-etag', 412002, 'ErrorCode:PreconditionFailed'],
+      ['del-etag', 412002, 'ErrorCode:PreconditionFailed'],
+      ['twin-etag', 412002, 'ErrorCode:PreconditionFailed'],
+      ['bad', 400004, 'ErrorCode:ArgumentInvalid'],
+      [null, 400012, 'Invalid device format in line: not json. expected ident at line 1 column 2'],
+    ])
+    assert.deepEqual((await registry.getTwin('new')).responseBody.tags, { a: 1 })
+    assert.equal((await registry.getTwin('cou')).responseBody.tags.mode, 'default createOrUpdate')
+    assert.equal((await registry.get('upd')).responseBody.status, 'disabled')
+    assert.equal((await registry.get('upd-etag')).responseBody.status, 'disabled')
+    await assert.rejects(registry.get('del'))
+    assert.ok((await registry.get('del-etag')).responseBody)
+    assert.equal((await registry.getTwin('twin')).responseBody.properties.desired.x, 1)
+    assert.deepEqual((await registry.getTwin('twin-etag')).responseBody.tags, { ok: true })
+    assert.equal((await registry.getModuleTwin('upd', 'new-module')).responseBody.properties.desired.y, 2)
+    await assert.rejects(registry.getModule('upd', 'gone'))
+
+    // Storage refusals fail the job with the reason (never the SAS).
+    const expired = containerSas(hub, 'modes', { expiresInSecs: -60 })
+    const failed = await finished(registry, (await registry.exportDevicesToBlob(expired, true)).responseBody.jobId)
+    assert.equal(failed.status, 'failed')
+    assert.match(failed.failureReason, /output container: the storage account refused access to https:\/\/127\.0\.0\.1:\d+\/devstoreaccount1\/modes: 403 Forbidden \(AuthenticationFailed\)/)
+    assert.doesNotMatch(failed.failureReason, /sig=/)
+    const nowhere = containerSas(hub, 'no-such-container')
+    const missing = await finished(registry, (await registry.importDevicesFromBlob(nowhere, nowhere)).responseBody.jobId)
+    assert.equal(missing.status, 'failed')
+    assert.match(missing.failureReason, /ContainerNotFound/)
+    const noBlob = await createContainer(hub, 'empty')
+    const absent = await finished(registry, (await registry.importDevicesFromBlob(noBlob, noBlob)).responseBody.jobId)
+    assert.match(absent.failureReason, /holds no blob devices\.txt/)
+
+    // One job at a time; cancel; list.
+    await hub.control('PUT', 'faults', { spec: { latencyMs: 0 } }).catch(() => {})
+    const first = (await registry.exportDevicesToBlob(container, true)).responseBody
+    const second = await registry.exportDevicesToBlob(container, true).then(() => null, (e) => e)
+    const cancelled = (await registry.cancelJob(first.jobId)).responseBody
+    if (second) {
+      assert.equal(second.responseBody ? JSON.parse(second.responseBody).Message?.split(';')[0] ?? '' : '', 'ErrorCode:JobQuotaExceeded')
+      assert.equal(cancelled.status, 'cancelled')
+    }
+    const listed = (await registry.listJobs()).responseBody
+    assert.deepEqual(listed.map((j) => j.type), ['import', 'export', 'import', 'import', 'export'])
+    assert.ok(listed.every((j) => typeof j.jobId === 'string' && j.startTimeUtc))
+    await assert.rejects(registry.getJob('no-such-job'), (e) => e.constructor.name === 'JobNotFoundError' || /JobNotFound/.test(e.message + (e.responseBody ?? '')))
+  } finally {
+    await hub.stop()
+  }
+})
+
+test('an import interrupted by SIGKILL runs again when the hub restarts on its data dir', async () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'impexp-'))
+  try {
+    let hub = await startEmulator({ storage: 'azurite', args: ['--data-dir', dir] })
+    shimAzureIothub(hub.ca)
+    let registry = iothub.Registry.fromConnectionString(hub.connectionString)
+    const container = await createContainer(hub, 'resume')
+    const N = 5_000
+    const items = Array.from({ length: N }, (_, i) => JSON.stringify({ id: `r-${i}`, tags: { i } }))
+    await putBlob(hub, container, 'devices.txt', items.join('\n'))
+    const { jobId } = (await registry.importDevicesFromBlob(container, container)).responseBody
+    // Hold the store's writer: the running import's next device write waits for a commit that
+    // cannot happen before the kill. The job must be seen running and unfinished (the kill
+    // lands mid-job, or the test fails).
+    await hub.control('PUT', 'store', { writer: 'held' })
+    const during = (await registry.getJob(jobId)).responseBody
+    assert.equal(during.status, 'running')
+    const countDuring = (await registry.createQuery('SELECT COUNT() AS n FROM devices').nextAsTwin()).result[0].n
+    assert.ok(countDuring < N, `${countDuring} of ${N} imported before the kill`)
+    process.kill(hub.pid, 'SIGKILL')
+    await until(() => { try { process.kill(hub.pid, 0); return false } catch { return true } }, 10_000, 'the hub gone')
+    hub = await startEmulator({ storage: 'azurite', args: ['--data-dir', dir] })
+    shimAzureIothub(hub.ca)
+    registry = iothub.Registry.fromConnectionString(hub.connectionString)
+    const jobs = (await registry.listJobs()).responseBody
+    assert.equal(jobs.length, 1, 'the job was stored before it was answered')
+    const job = await finished(registry, jobs[0].jobId)
+    assert.equal(job.status, 'completed', job.failureReason)
+    const count = (await registry.createQuery('SELECT COUNT() AS n FROM devices').nextAsTwin()).result
+    assert.equal(count[0].n, N)
+    assert.equal(await getBlob(hub, container, 'importErrors.log'), '')
+    await hub.stop()
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+})
