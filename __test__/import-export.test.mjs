@@ -5,8 +5,6 @@
 // with its reason; one job at a time; getJob/listJobs/cancelJob; and a job interrupted by
 // SIGKILL (held mid-import by the store's writer hook) runs again when the hub restarts on its
 // data dir. Blobs are read and written over HTTPS trusting the hub's CA, as any client would.
-import http from 'node:http'
-import https from 'node:https'
 import net from 'node:net'
 import { spawn } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
@@ -18,68 +16,10 @@ import assert from 'node:assert/strict'
 
 import { startEmulator } from './helpers/emulator.mjs'
 import { shimAzureIothub, until } from './helpers/device-sdks.mjs'
+import { containerSas, createContainer, getBlob, putBlob } from './helpers/blob-containers.mjs'
 
 const require = createRequire(import.meta.url)
 const iothub = require('azure-iothub')
-const { StorageSharedKeyCredential, generateBlobSASQueryParameters, generateAccountSASQueryParameters, ContainerSASPermissions, AccountSASPermissions, AccountSASResourceTypes, AccountSASServices } = require('@azure/storage-blob')
-
-/** The account of a hub's linked storage (Azurite's well-known account). */
-function account(hub) {
-  const field = (name) => new RegExp(`${name}=([^;]+)`).exec(hub.storageConnectionString)[1]
-  return { name: field('AccountName'), key: field('AccountKey'), endpoint: field('BlobEndpoint').replace(/\/$/, '') }
-}
-
-/** A container SAS URI of `container` on `hub`'s account (`expiresInSecs` < 0: expired). */
-function containerSas(hub, container, { permissions = 'racwdl', expiresInSecs = 3600 } = {}) {
-  const a = account(hub)
-  const sas = generateBlobSASQueryParameters({
-    containerName: container,
-    permissions: ContainerSASPermissions.parse(permissions),
-    startsOn: new Date(Date.now() - 120_000 + Math.min(0, expiresInSecs) * 1000),
-    expiresOn: new Date(Date.now() + expiresInSecs * 1000),
-  }, new StorageSharedKeyCredential(a.name, a.key)).toString()
-  return `${a.endpoint}/${container}?${sas}`
-}
-
-/** One HTTPS request trusting the hub's CA: `{ status, body }`. */
-function request(hub, method, url, body = '', headers = {}) {
-  return new Promise((resolve, reject) => {
-    const req = (url.startsWith('http:') ? http : https).request(url, { method, ca: hub.ca, headers: { 'x-ms-version': '2020-10-02', 'content-length': Buffer.byteLength(body), ...headers } }, (res) => {
-      const chunks = []
-      res.on('data', (c) => chunks.push(c))
-      res.on('end', () => resolve({ status: res.statusCode, body: Buffer.concat(chunks).toString() }))
-    })
-    req.on('error', reject)
-    req.end(body)
-  })
-}
-
-const blobUrl = (containerUri, blob) => containerUri.replace('?', `/${blob}?`)
-
-async function createContainer(hub, container) {
-  const a = account(hub)
-  const accountSas = generateAccountSASQueryParameters({
-    permissions: AccountSASPermissions.parse('rwdlac'),
-    services: AccountSASServices.parse('b').toString(),
-    resourceTypes: AccountSASResourceTypes.parse('sco').toString(),
-    expiresOn: new Date(Date.now() + 3600_000),
-  }, new StorageSharedKeyCredential(a.name, a.key)).toString()
-  const uri = containerSas(hub, container)
-  const { status } = await request(hub, 'PUT', `${a.endpoint}/${container}?restype=container&${accountSas}`)
-  assert.ok(status === 201 || status === 409, `create container ${container}: ${status}`)
-  return uri
-}
-
-async function putBlob(hub, containerUri, blob, text) {
-  const { status } = await request(hub, 'PUT', blobUrl(containerUri, blob), text, { 'x-ms-blob-type': 'BlockBlob' })
-  assert.equal(status, 201)
-}
-
-async function getBlob(hub, containerUri, blob) {
-  const { status, body } = await request(hub, 'GET', blobUrl(containerUri, blob))
-  assert.equal(status, 200, `GET ${blob}: ${status} ${body}`)
-  return body
-}
 
 /** Polls getJob until the job ends; the job. */
 async function finished(registry, jobId, timeoutMs = 120_000) {
