@@ -7,13 +7,15 @@
 //! An import job's `devices.txt` lines take the same rules one at a time (`import_item`), with
 //! `createOrUpdate` as the default mode and module lines (`moduleId` set).
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use serde_json::{json, Map, Value};
 
-use super::identity::{IdentitySpec, Write};
-use super::{not_found, Registry};
+use super::identity::{write_identity, IdentitySpec, Write};
+use super::{not_found, put_device, write_client_twin, Device, Registry, TwinWrite};
 use crate::errors::{ApiError, ErrorCode};
+use crate::store::{Change, Changes, StoreError};
+use crate::twin::if_match;
 
 /// Items one request may carry (the service's limit).
 pub const MAX_BULK_DEVICES: usize = 100;
@@ -101,16 +103,19 @@ impl Registry {
     /// Runs a bulk registry operation: `(all succeeded, BulkRegistryOperationResult)`.
     pub fn bulk(&self, body: &Value, now_ms: i64) -> Result<(bool, Value), ApiError> {
         let items = parse_items(body)?;
-        let mut errors = Vec::new();
-        for (id, mode, obj) in items {
-            if let Err(e) = self.bulk_item(id, mode, obj, now_ms) {
-                errors.push(json!({
+        let objs: Vec<_> = items.iter().map(|(_, _, obj)| *obj).collect();
+        let errors: Vec<Value> = items
+            .iter()
+            .zip(self.import_batch(&objs, now_ms))
+            .filter_map(|((id, _, _), result)| {
+                let e = result.err()?;
+                Some(json!({
                     "deviceId": id,
                     "errorCode": e.code.name(),
                     "errorStatus": format!("ErrorCode:{};{}", e.code.name(), e.message),
-                }));
-            }
-        }
+                }))
+            })
+            .collect();
         let ok = errors.is_empty();
         Ok((
             ok,
@@ -118,68 +123,46 @@ impl Registry {
         ))
     }
 
-    fn bulk_item(
-        &self,
-        id: &str,
-        mode: Mode,
-        obj: &Map<String, Value>,
-        now_ms: i64,
-    ) -> Result<(), ApiError> {
-        let etag = obj.get("eTag").and_then(Value::as_str);
-        match mode {
-            Mode::CreateOrUpdate | Mode::Create | Mode::Update | Mode::UpdateIfMatchETag => {
-                let spec = IdentitySpec::parse(obj)?;
-                let write = |exists: bool| match mode {
-                    Mode::Create => Write::Create,
-                    Mode::CreateOrUpdate if !exists => Write::Create,
-                    Mode::UpdateIfMatchETag => Write::Update {
-                        etag: checked(etag),
-                    },
-                    _ => Write::Update { etag: None },
-                };
-                self.write_identity(id, &spec, write, now_ms)?;
-                if let Some(patch) = twin_patch(obj) {
-                    self.update_twin(id, &patch, None, false, now_ms)?;
-                }
-                Ok(())
-            }
-            Mode::Delete => self.delete(id, None),
-            Mode::DeleteIfMatchETag => self.delete(id, checked(etag)),
-            Mode::UpdateTwin | Mode::UpdateTwinIfMatchETag => {
-                let twin_etag = obj.get("twinETag").and_then(Value::as_str);
-                let twin_etag = if mode == Mode::UpdateTwin {
-                    None
-                } else {
-                    checked(twin_etag)
-                };
-                if !self.read().contains_key(id) {
-                    return Err(not_found(id));
-                }
-                let patch = twin_patch(obj).unwrap_or_else(|| json!({}));
-                self.update_twin(id, &patch, twin_etag, false, now_ms)
-                    .map(drop)
-            }
-        }
-    }
-
     /// One line of an import job's `devices.txt` (an `ExportImportDevice`): a device, or a
     /// module of one when it names `moduleId`; `importMode` defaults to `createOrUpdate`.
     pub fn import_item(&self, obj: &Map<String, Value>, now_ms: i64) -> Result<(), ApiError> {
-        let id = obj
-            .get("id")
-            .and_then(Value::as_str)
-            .ok_or_else(|| invalid("the device has no \"id\""))?;
-        let mode = match obj.get("importMode") {
-            None | Some(Value::Null) => Mode::CreateOrUpdate,
-            Some(text) => text
-                .as_str()
-                .and_then(Mode::parse)
-                .ok_or_else(|| invalid(format!("unknown importMode {text}")))?,
-        };
+        let (id, mode) = import_mode(obj)?;
         match obj.get("moduleId").and_then(Value::as_str) {
             Some(module) => self.import_module(id, module, mode, obj, now_ms),
-            None => self.bulk_item(id, mode, obj, now_ms),
+            None => self.import_batch(&[obj], now_ms).remove(0),
         }
+    }
+
+    /// Device lines of an import job (no `moduleId`), applied with the rules of
+    /// [`Registry::import_item`] under one write lock and stored as one commit (a line's
+    /// identity and twin together): each line's result, in order.
+    pub fn import_batch(
+        &self,
+        items: &[&Map<String, Value>],
+        now_ms: i64,
+    ) -> Vec<Result<(), ApiError>> {
+        let staged = self.store.stage(self.write(), |map, changes| {
+            let mut done = BatchEffects::default();
+            let results = items
+                .iter()
+                .map(|obj| import_device(map, obj, now_ms, changes, &mut done))
+                .collect::<Vec<_>>();
+            Ok::<_, StoreError>((results, done))
+        });
+        let ((results, done), pending) = match staged {
+            Ok(staged) => staged,
+            Err(e) => return items.iter().map(|_| Err(e.clone().into())).collect(),
+        };
+        for d in &done.removed {
+            self.forget_removed(d);
+        }
+        if let Err(e) = pending.wait() {
+            return items.iter().map(|_| Err(e.clone().into())).collect();
+        }
+        for (client, note) in done.notes {
+            self.sessions.desired_changed(&client, &note);
+        }
+        results
     }
 
     /// A module line: the module routes' rules (`PUT`, `DELETE`, twin `PATCH` of
@@ -227,6 +210,107 @@ impl Registry {
         }
         Ok(())
     }
+}
+
+/// What an import batch does after its lines are applied: desired changes for sessions, and
+/// the devices it removed.
+#[derive(Default)]
+struct BatchEffects {
+    notes: Vec<(String, Value)>,
+    removed: Vec<Device>,
+}
+
+/// An import line's device id and mode (`createOrUpdate` when it names none).
+fn import_mode(obj: &Map<String, Value>) -> Result<(&str, Mode), ApiError> {
+    let id = obj
+        .get("id")
+        .and_then(Value::as_str)
+        .ok_or_else(|| invalid("the device has no \"id\""))?;
+    let mode = match obj.get("importMode") {
+        None | Some(Value::Null) => Mode::CreateOrUpdate,
+        Some(text) => text
+            .as_str()
+            .and_then(Mode::parse)
+            .ok_or_else(|| invalid(format!("unknown importMode {text}")))?,
+    };
+    Ok((id, mode))
+}
+
+/// One device line of an import batch under the registry's write lock: the rules of
+/// bulk rules on the map, its changes queued in order.
+fn import_device(
+    map: &mut BTreeMap<String, Device>,
+    obj: &Map<String, Value>,
+    now_ms: i64,
+    changes: &mut Changes,
+    done: &mut BatchEffects,
+) -> Result<(), ApiError> {
+    let (id, mode) = import_mode(obj)?;
+    let etag = obj.get("eTag").and_then(Value::as_str);
+    let twin =
+        |map: &mut BTreeMap<String, Device>, patch: &Value, etag, done: &mut BatchEffects| {
+            let write = TwinWrite {
+                body: patch,
+                etag,
+                replace: false,
+                now_ms,
+            };
+            let (note, _) = write_client_twin(map, id, None, &write)?;
+            if let Some(note) = note {
+                done.notes.push((id.to_string(), note));
+            }
+            Ok::<_, ApiError>(())
+        };
+    let result = match mode {
+        Mode::CreateOrUpdate | Mode::Create | Mode::Update | Mode::UpdateIfMatchETag => {
+            let spec = IdentitySpec::parse(obj)?;
+            let write = match mode {
+                Mode::Create => Write::Create,
+                Mode::CreateOrUpdate if !map.contains_key(id) => Write::Create,
+                Mode::UpdateIfMatchETag => Write::Update {
+                    etag: checked(etag),
+                },
+                _ => Write::Update { etag: None },
+            };
+            write_identity(map, id, &spec, write, now_ms)?;
+            match twin_patch(obj) {
+                Some(patch) => twin(map, &patch, None, done),
+                None => Ok(()),
+            }
+        }
+        Mode::Delete | Mode::DeleteIfMatchETag => {
+            let d = map.get(id).ok_or_else(|| not_found(id))?;
+            let etag = if mode == Mode::Delete {
+                None
+            } else {
+                checked(etag)
+            };
+            if !if_match(etag, &d.device_etag()) {
+                return Err(ApiError::new(
+                    ErrorCode::PreconditionFailed,
+                    format!("Precondition failed: the etag of device {id} does not match"),
+                ));
+            }
+            changes.push(|| Change::DeleteDevice(id.into()));
+            done.removed.extend(map.remove(id));
+            return Ok(());
+        }
+        Mode::UpdateTwin | Mode::UpdateTwinIfMatchETag => {
+            let twin_etag = obj.get("twinETag").and_then(Value::as_str);
+            let twin_etag = if mode == Mode::UpdateTwin {
+                None
+            } else {
+                checked(twin_etag)
+            };
+            let patch = twin_patch(obj).unwrap_or_else(|| json!({}));
+            twin(map, &patch, twin_etag, done)
+        }
+    };
+    // What was written is stored, also when the twin part of a line failed after its identity.
+    if let Some(d) = map.get(id) {
+        changes.push(|| put_device(d));
+    }
+    result
 }
 
 /// The twin part of an item (`tags`, `properties.desired`) as a twin patch, `None` when it has

@@ -2,8 +2,9 @@
 //! export writes the registry's `devices.txt` (`Registry::export_devices`) to the output
 //! container; import first writes an empty `importErrors.log` to the output container (so a
 //! container it cannot write fails the job before anything is imported), reads the input blob,
-//! applies it line by line through the registry's bulk rules (`Registry::import_item`, each
-//! line stored before the next), and writes every failed line to `importErrors.log`. Storage
+//! applies it through the registry's bulk rules (device lines in batches of 512, each batch one
+//! registry lock and one commit, `Registry::import_batch`; a module line on its own,
+//! `Registry::import_item`), and writes every failed line to `importErrors.log`. Storage
 //! failures fail the job with a `failureReason` naming the container, never its SAS.
 //!
 //! After a crash (SIGKILL) a job that was enqueued or running runs again from its start when
@@ -25,8 +26,9 @@ use crate::storage::LinkedStorage;
 
 /// The error code of a line that is not an `ExportImportDevice` JSON object (the service's).
 const INVALID_LINE_CODE: u32 = 400012;
-/// Lines between two progress updates (and cancellation checks).
-const PROGRESS_EVERY: usize = 500;
+/// Device lines applied under one registry lock and stored as one commit; the job's progress
+/// (and whether it was cancelled) is looked at between two batches.
+const BATCH: usize = 512;
 
 /// What a job runs with: the hub's registry, clock and jobs, and the linked storage account
 /// (`None`: the hub has none, and a job fails saying so).
@@ -133,7 +135,9 @@ async fn import(runner: &Runner, storage: &LinkedStorage, job: &Job) -> Result<(
         .map_err(|e| format!("Cannot write {IMPORT_ERRORS_BLOB} to the output container: {e}"))
 }
 
-/// Applies every line of `devices.txt` (until the job is cancelled): the error log's text.
+/// Applies every line of `devices.txt` (until the job is cancelled), device lines in batches
+/// of [`BATCH`] (one registry lock and one commit each), a module line on its own: the error
+/// log's text, its entries in line order.
 fn apply_lines(runner: &Runner, id: &str, text: &[u8]) -> Vec<u8> {
     let lines: Vec<&[u8]> = text
         .split(|b| *b == b'\n')
@@ -141,38 +145,51 @@ fn apply_lines(runner: &Runner, id: &str, text: &[u8]) -> Vec<u8> {
         .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
         .collect();
     let mut log = Vec::new();
-    for (n, line) in lines.iter().enumerate() {
-        if n % PROGRESS_EVERY == 0 {
-            let progress = (n * 100 / lines.len()) as u32;
-            if !runner
-                .jobs
-                .update(&runner.registry.store, id, |j| j.progress = progress)
-            {
-                break;
+    let mut write = |entry: Value| {
+        let _ = serde_json::to_writer(&mut log, &entry);
+        log.push(b'\n');
+    };
+    for (n, chunk) in lines.chunks(BATCH).enumerate() {
+        let progress = (n * BATCH * 100 / lines.len()) as u32;
+        if !runner
+            .jobs
+            .update(&runner.registry.store, id, |j| j.progress = progress)
+        {
+            break;
+        }
+        let mut devices: Vec<Map<String, Value>> = Vec::new();
+        let flush = |devices: &mut Vec<Map<String, Value>>, write: &mut dyn FnMut(Value)| {
+            let items: Vec<&Map<String, Value>> = devices.iter().collect();
+            let results = runner.registry.import_batch(&items, runner.clock.now_ms());
+            for (item, result) in items.iter().zip(results) {
+                if let Err(e) = result {
+                    write(error_entry(item, &e));
+                }
+            }
+            devices.clear();
+        };
+        for line in chunk {
+            match serde_json::from_slice::<Map<String, Value>>(line) {
+                Ok(item) if !item.contains_key("moduleId") => devices.push(item),
+                Ok(item) => {
+                    flush(&mut devices, &mut write);
+                    let now = runner.clock.now_ms();
+                    if let Err(e) = runner.registry.import_item(&item, now) {
+                        write(error_entry(&item, &e));
+                    }
+                }
+                Err(e) => {
+                    flush(&mut devices, &mut write);
+                    write(json!({
+                        "errorCode": INVALID_LINE_CODE,
+                        "errorStatus": format!("Invalid device format in line: {}. {e}", String::from_utf8_lossy(line)),
+                    }));
+                }
             }
         }
-        if let Some(entry) = apply_line(runner, line) {
-            let _ = serde_json::to_writer(&mut log, &entry);
-            log.push(b'\n');
-        }
+        flush(&mut devices, &mut write);
     }
     log
-}
-
-/// One line applied: `None`, or its `importErrors.log` entry.
-fn apply_line(runner: &Runner, line: &[u8]) -> Option<Value> {
-    let item = match serde_json::from_slice::<Map<String, Value>>(line) {
-        Ok(item) => item,
-        Err(e) => {
-            return Some(json!({
-                "errorCode": INVALID_LINE_CODE,
-                "errorStatus": format!("Invalid device format in line: {}. {e}", String::from_utf8_lossy(line)),
-            }))
-        }
-    };
-    let now = runner.clock.now_ms();
-    let error = runner.registry.import_item(&item, now).err()?;
-    Some(error_entry(&item, &error))
 }
 
 /// A failed line's entry: the device (and module), the error's number and its status text.
