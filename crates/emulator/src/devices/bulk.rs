@@ -4,8 +4,10 @@
 //! id, error code, status text) and the others take effect. The answer is a
 //! `BulkRegistryOperationResult`, with HTTP 200 when every item succeeded and 400 otherwise.
 //!
-//! An import job's `devices.txt` lines take the same rules one at a time (`import_item`), with
-//! `createOrUpdate` as the default mode and module lines (`moduleId` set).
+//! The device items run as one batch (`import_batch`: one registry lock, one commit), which an
+//! import job's `devices.txt` lines take too, with `createOrUpdate` as their default mode; a
+//! line with `moduleId` is a module (`import_item`). The twin part of a create or update item
+//! (`tags`, `properties.desired`) is written with its identity.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -192,13 +194,7 @@ impl Registry {
             Mode::Delete => return self.delete_module(device, module, None),
             Mode::DeleteIfMatchETag => return self.delete_module(device, module, checked(etag)),
             Mode::UpdateTwin | Mode::UpdateTwinIfMatchETag => {
-                let twin_etag = obj.get("twinETag").and_then(Value::as_str);
-                let twin_etag = if mode == Mode::UpdateTwin {
-                    None
-                } else {
-                    checked(twin_etag)
-                };
-                let patch = twin_patch(obj).unwrap_or_else(|| json!({}));
+                let (patch, twin_etag) = twin_update(mode, obj);
                 return self
                     .update_module_twin(device, module, &patch, twin_etag, false, now_ms)
                     .map(drop);
@@ -236,8 +232,8 @@ fn import_mode(obj: &Map<String, Value>) -> Result<(&str, Mode), ApiError> {
     Ok((id, mode))
 }
 
-/// One device line of an import batch under the registry's write lock: the rules of
-/// bulk rules on the map, its changes queued in order.
+/// One device item of a batch, applied to the registry's map under its write lock, its changes
+/// queued in order.
 fn import_device(
     map: &mut BTreeMap<String, Device>,
     obj: &Map<String, Value>,
@@ -296,13 +292,7 @@ fn import_device(
             return Ok(());
         }
         Mode::UpdateTwin | Mode::UpdateTwinIfMatchETag => {
-            let twin_etag = obj.get("twinETag").and_then(Value::as_str);
-            let twin_etag = if mode == Mode::UpdateTwin {
-                None
-            } else {
-                checked(twin_etag)
-            };
-            let patch = twin_patch(obj).unwrap_or_else(|| json!({}));
+            let (patch, twin_etag) = twin_update(mode, obj);
             twin(map, &patch, twin_etag, done)
         }
     };
@@ -311,6 +301,16 @@ fn import_device(
         changes.push(|| put_device(d));
     }
     result
+}
+
+/// The twin patch and `If-Match` of an `updateTwin` or `updateTwinIfMatchETag` line (its
+/// `twinETag`, only for the latter).
+fn twin_update(mode: Mode, obj: &Map<String, Value>) -> (Value, Option<&str>) {
+    let etag = match mode {
+        Mode::UpdateTwinIfMatchETag => checked(obj.get("twinETag").and_then(Value::as_str)),
+        _ => None,
+    };
+    (twin_patch(obj).unwrap_or_else(|| json!({})), etag)
 }
 
 /// The twin part of an item (`tags`, `properties.desired`) as a twin patch, `None` when it has
