@@ -406,6 +406,49 @@ mod tests {
     }
 
     #[test]
+    fn import_lines_default_to_create_or_update_and_name_modules() {
+        let r = Registry::default();
+        let line = |v: Value| v.as_object().unwrap().clone();
+        let exported = line(json!({"id": "d", "tags": {"a": 1},
+            "properties": {"desired": {"x": 1, "$metadata": {}, "$version": 4}, "reported": {"r": 1}}}));
+        r.import_item(&exported, 0).unwrap();
+        r.import_item(&exported, 0).unwrap(); // createOrUpdate: the second time updates
+        let twin = r.twin("d").unwrap();
+        assert_eq!(twin["tags"], json!({"a": 1}));
+        assert_eq!(twin["properties"]["desired"]["x"], 1);
+        assert!(
+            twin["properties"]["reported"].get("r").is_none(),
+            "reported is the device's"
+        );
+
+        r.import_item(
+            &line(json!({"id": "d", "moduleId": "m", "properties": {"desired": {"y": 2}}})),
+            0,
+        )
+        .unwrap();
+        assert_eq!(
+            r.module_twin("d", "m").unwrap()["properties"]["desired"]["y"],
+            2
+        );
+        let again = r.import_item(
+            &line(json!({"id": "d", "moduleId": "m", "importMode": "create"})),
+            0,
+        );
+        assert_eq!(
+            again.unwrap_err().code,
+            ErrorCode::ModuleAlreadyExistsOnDevice
+        );
+        r.import_item(
+            &line(json!({"id": "d", "moduleId": "m", "importMode": "delete"})),
+            0,
+        )
+        .unwrap();
+        assert!(r.module_identity("d", "m").is_err());
+        let bad = r.import_item(&line(json!({"id": "d", "importMode": 7})), 0);
+        assert_eq!(bad.unwrap_err().code, ErrorCode::ArgumentInvalid);
+    }
+
+    #[test]
     fn malformed_requests_are_refused_whole() {
         let r = Registry::default();
         let code = |body: Value| r.bulk(&body, 0).unwrap_err().code;
