@@ -6,15 +6,15 @@
 // SIGKILL (held mid-import by the store's writer hook) runs again when the hub restarts on its
 // data dir. Blobs are read and written over HTTPS trusting the hub's CA, as any client would.
 import net from 'node:net'
-import { spawn } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { execFile, spawn } from 'node:child_process'
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { createRequire } from 'node:module'
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 
-import { startEmulator } from './helpers/emulator.mjs'
+import { emulatorBinary, startEmulator } from './helpers/emulator.mjs'
 import { shimAzureIothub, until } from './helpers/device-sdks.mjs'
 import { containerSas, createContainer, getBlob, putBlob } from './helpers/blob-containers.mjs'
 
@@ -237,6 +237,50 @@ test('an import interrupted by SIGKILL runs again when the hub restarts on its d
     await hub.stop()
   } finally {
     await azurite.stop()
+    rmSync(dir, { recursive: true, force: true })
+  }
+})
+
+/** Runs the `iothub-emulator` command on this checkout's binary: `{ code, stdout, stderr }`. */
+function command(args) {
+  const bin = path.join(import.meta.dirname, '..', 'packages', 'iothub-emulator', 'bin', 'iothub-emulator.js')
+  return new Promise((resolve) => {
+    execFile(process.execPath, [bin, ...args], { env: { ...process.env, IOTHUB_EMULATOR: emulatorBinary() }, timeout: 120_000 },
+      (err, stdout, stderr) => resolve({ code: err ? err.code : 0, stdout, stderr }))
+  })
+}
+
+test('iothub-emulator export --to DIR and import --from DIR move a data dir\'s fleet through a directory', async () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'impexp-cli-'))
+  try {
+    const files = path.join(dir, 'files')
+    mkdirSync(files)
+    const exported = await command(['export', '--data-dir', path.join(dir, 'a'), '--devices', '50', '--to', files])
+    assert.equal(exported.code, 0, exported.stderr)
+    assert.match(exported.stdout, /devices\.txt: 50 lines/)
+    assert.match(exported.stderr, /iothub-emulator export: job [0-9a-f]{32} completed 100%/)
+    const text = readFileSync(path.join(files, 'devices.txt'), 'utf8')
+    const imported = await command(['import', '--data-dir', path.join(dir, 'b'), '--from', files])
+    assert.equal(imported.code, 0, imported.stderr)
+    assert.match(imported.stdout, /imported; 0 lines failed/)
+    assert.equal(readFileSync(path.join(files, 'importErrors.log'), 'utf8'), '')
+    // The second data dir holds the fleet: the same devices, keys and twins.
+    const hub = await startEmulator({ args: ['--data-dir', path.join(dir, 'b')] })
+    try {
+      shimAzureIothub(hub.ca)
+      const registry = iothub.Registry.fromConnectionString(hub.connectionString)
+      assert.equal((await hub.health()).devices, 50)
+      const first = lines(text)[0]
+      const device = (await registry.get(first.id)).responseBody
+      assert.equal(device.authentication.symmetricKey.primaryKey, first.authentication.symmetricKey.primaryKey)
+      assert.deepEqual((await registry.getTwin(first.id)).responseBody.tags, first.tags)
+    } finally {
+      await hub.stop()
+    }
+    const missing = await command(['import', '--from', path.join(dir, 'nowhere')])
+    assert.equal(missing.code, 1)
+    assert.match(missing.stderr, /^iothub-emulator: import: ENOENT: no such file or directory, open '.*devices\.txt'\n$/m)
+  } finally {
     rmSync(dir, { recursive: true, force: true })
   }
 })
