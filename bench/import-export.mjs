@@ -6,9 +6,12 @@
 //
 //   node bench/import-export.mjs                    # 100,000 devices
 //   node bench/import-export.mjs --devices=20000
+//   node bench/import-export.mjs --data-dir         # both hubs keep their state in a fresh data dir
 //
 // Uses the emulator binary the tests use (release when built, else debug): say which.
-import { readFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { createRequire } from 'node:module'
 import { parseArgs } from 'node:util'
 
@@ -16,7 +19,7 @@ import { emulatorBinary, startEmulator } from '../__test__/helpers/emulator.mjs'
 import { shimAzureIothub } from '../__test__/helpers/device-sdks.mjs'
 import { createContainer, getBlob, putBlob } from '../__test__/helpers/blob-containers.mjs'
 
-const { values: opts } = parseArgs({ options: { devices: { type: 'string', default: '100000' } } })
+const { values: opts } = parseArgs({ options: { devices: { type: 'string', default: '100000' }, 'data-dir': { type: 'boolean', default: false } } })
 const N = Number(opts.devices)
 const require = createRequire(import.meta.url)
 const iothub = require('azure-iothub')
@@ -35,8 +38,10 @@ async function timed(registry, start) {
   }
 }
 
-const source = await startEmulator({ storage: 'azurite', args: ['--devices', String(N)] })
-const target = await startEmulator({ storage: 'azurite' })
+const dirs = opts['data-dir'] ? mkdtempSync(join(tmpdir(), 'bench-impexp-')) : null
+const dataDir = (name) => (dirs ? ['--data-dir', join(dirs, name)] : [])
+const source = await startEmulator({ storage: 'azurite', args: ['--devices', String(N), ...dataDir('source')] })
+const target = await startEmulator({ storage: 'azurite', args: dataDir('target') })
 try {
   shimAzureIothub(`${source.ca}\n${target.ca}`)
   const from = iothub.Registry.fromConnectionString(source.connectionString)
@@ -56,6 +61,7 @@ try {
   if (imported !== N || errors !== '') throw new Error(`imported ${imported} of ${N}; errors: ${errors.slice(0, 200)}`)
   const result = {
     devices: N,
+    dataDir: Boolean(dirs),
     binary: emulatorBinary(),
     blobMiB: +(Buffer.byteLength(text) / 1048576).toFixed(1),
     exportSecs: +exportSecs.toFixed(2),
@@ -67,4 +73,5 @@ try {
   console.log(JSON.stringify(result, null, 2))
 } finally {
   await Promise.all([source.stop(), target.stop()])
+  if (dirs) rmSync(dirs, { recursive: true, force: true })
 }
