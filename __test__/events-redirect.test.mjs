@@ -6,12 +6,14 @@
 // fixtures/iothub-connection-string-sample.cjs) runs unchanged but for where it reads the
 // connection string, on --standard-ports (127.0.0.81, root) in a child process with
 // NODE_EXTRA_CA_CERTS, and reads a device's telemetry with the EventHubConsumerClient it builds
-// from the redirect. Off the standard ports the redirect names the events port (the sample's
-// steps with that hub's port); refusals: a wrong key, an unknown policy, an expired token, a
-// device's token, a device's login.
+// from the redirect; so does azure-eventhub's iot_hub_connection_string_receive_async.py (uamqp
+// follows the redirect, pyamqp reads; python/iot_hub_connection_string_receive.py). Off the
+// standard ports the redirect names the events port (the sample's steps with that hub's port);
+// refusals: a wrong key, an unknown policy, another policy's token, an expired token, a device's
+// token, a device's login.
 //
-// Clients: rhea-promise 3.0.3 (the sample's), @azure/event-hubs 6.0.4, azure-iot-device-mqtt,
-// all pinned in package.json.
+// Clients: rhea-promise 3.0.3 (the sample's), @azure/event-hubs 6.0.4, azure-iot-device-mqtt
+// (pinned in package.json); uamqp 1.6.11 and azure-eventhub 5.15.1 (__test__/python/requirements.txt).
 import { execFile } from 'node:child_process'
 import { createHmac } from 'node:crypto'
 import { createRequire } from 'node:module'
@@ -23,6 +25,7 @@ import assert from 'node:assert/strict'
 import { startEmulator } from './helpers/emulator.mjs'
 import { trustOverTls } from './helpers/device-sdks.mjs'
 import { prerequisite } from './helpers/prerequisite.mjs'
+import { hasPython3, pythonSdk } from '../scripts/python-sdk.mjs'
 
 const require = createRequire(import.meta.url)
 const { Connection, ReceiverEvents, parseConnectionString } = require('rhea-promise')
@@ -30,7 +33,9 @@ const { EventHubConsumerClient, earliestEventPosition } = require('@azure/event-
 const { Client: DeviceClient, Message } = require('azure-iot-device')
 const { Mqtt } = require('azure-iot-device-mqtt')
 
-const SAMPLE = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'iothub-connection-string-sample.cjs')
+const HERE = path.dirname(fileURLToPath(import.meta.url))
+const SAMPLE = path.join(HERE, 'fixtures', 'iothub-connection-string-sample.cjs')
+const PYTHON_SAMPLE = path.join(HERE, 'python', 'iot_hub_connection_string_receive.py')
 const STANDARD_HOST = '127.0.0.81'
 
 let hub
@@ -118,22 +123,42 @@ async function readUntil(eventHubsConnectionString, body) {
   }
 }
 
+/** Runs `file` with `args` and `env` added; resolves with its output and exit code. */
+function run(file, args, env) {
+  return new Promise((resolve) => {
+    execFile(file, args, { env: { ...process.env, ...env }, timeout: 90_000 }, (error, stdout, stderr) =>
+      resolve({ stdout, stderr, code: error ? error.code ?? error.signal : 0 }))
+  })
+}
+
 const standardSkip = prerequisite(process.getuid?.() !== 0 && 'port 5671 with --standard-ports needs root (CI runs as root)')
 test('Microsoft\'s iothubConnectionString sample (@azure/event-hubs) reads a device\'s telemetry from the IoT Hub connection string on --standard-ports', { skip: standardSkip }, async () => {
   const std = await startEmulator({ devices: 0, args: ['--standard-ports', '--host', STANDARD_HOST] })
   try {
     await sendTelemetry(std, 'redirect-sample', { sample: 'iothubConnectionString' })
-    const { stdout, stderr, code } = await new Promise((resolve) => {
-      execFile(process.execPath, [SAMPLE], {
-        env: { ...process.env, IOTHUB_CONNECTION_STRING: std.connectionString, NODE_EXTRA_CA_CERTS: std.caPath },
-        timeout: 60_000,
-      }, (error, stdout, stderr) => resolve({ stdout, stderr, code: error ? error.code ?? error.signal : 0 }))
-    })
+    const { stdout, stderr, code } = await run(process.execPath, [SAMPLE], { IOTHUB_CONNECTION_STRING: std.connectionString, NODE_EXTRA_CA_CERTS: std.caPath })
     assert.equal(code, 0, `the sample exits 0; stderr: ${stderr}`)
     const [converted, ...events] = stdout.trim().split('\n').map((line) => JSON.parse(line))
     // The service's form: the plain host (its 5671), the entity cut out of the redirect's address.
     assert.deepEqual(converted, { endpoint: `sb://${STANDARD_HOST}/`, entityPath: 'iothub-emulator' })
     assert.ok(events.some((e) => e.body?.sample === 'iothubConnectionString'), stdout)
+  } finally {
+    assert.equal(await std.stop(), 0)
+  }
+})
+
+const pythonSkip = standardSkip || prerequisite(!hasPython3() && 'python3 is not installed')
+test('Microsoft\'s iot_hub_connection_string_receive_async.py sample (azure-eventhub, uamqp) reads a device\'s telemetry on --standard-ports', { skip: pythonSkip }, async () => {
+  const python = pythonSdk()
+  const std = await startEmulator({ devices: 0, args: ['--standard-ports', '--host', STANDARD_HOST, '--hostname', 'pyhub.azure-devices.net'] })
+  try {
+    await sendTelemetry(std, 'redirect-python-sample', { sample: 'python' })
+    const { stdout, stderr, code } = await run(python, [PYTHON_SAMPLE, std.caPath], { IOTHUB_CONN_STR: std.connectionString })
+    assert.equal(code, 0, `the sample exits 0; stderr: ${stderr}`)
+    const [converted, ...events] = stdout.trim().split('\n').map((line) => JSON.parse(line))
+    // The entity cut out of the redirect's `…:5671/<name>/ConsumerGroups/…`.
+    assert.deepEqual(converted, { endpoint: `sb://${STANDARD_HOST}/`, entityPath: 'pyhub' })
+    assert.ok(events.some((e) => e.body?.sample === 'python'), stdout)
   } finally {
     assert.equal(await std.stop(), 0)
   }
