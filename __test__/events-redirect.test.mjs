@@ -123,25 +123,31 @@ async function readUntil(eventHubsConnectionString, body) {
   }
 }
 
-/** Runs `file` with `args` and `env` added; resolves with its output and exit code. */
-function run(file, args, env) {
-  return new Promise((resolve) => {
+/**
+ * A device of `std` sends `{ sample }`, then the sample (`file` with `args` and `env` added) runs;
+ * it must exit 0 having read that event. Resolves with the Event Hubs `{ endpoint, entityPath }`
+ * it built from the redirect.
+ */
+async function sampleReads(std, sample, file, args, env) {
+  await sendTelemetry(std, `redirect-${sample}`, { sample })
+  const { stdout, stderr, code } = await new Promise((resolve) => {
     execFile(file, args, { env: { ...process.env, ...env }, timeout: 90_000 }, (error, stdout, stderr) =>
       resolve({ stdout, stderr, code: error ? error.code ?? error.signal : 0 }))
   })
+  assert.equal(code, 0, `the sample exits 0; stderr: ${stderr}`)
+  const [converted, ...events] = stdout.trim().split('\n').map((line) => JSON.parse(line))
+  assert.ok(events.some((e) => e.body?.sample === sample), stdout)
+  return converted
 }
 
 const standardSkip = prerequisite(process.getuid?.() !== 0 && 'port 5671 with --standard-ports needs root (CI runs as root)')
 test('Microsoft\'s iothubConnectionString sample (@azure/event-hubs) reads a device\'s telemetry from the IoT Hub connection string on --standard-ports', { skip: standardSkip }, async () => {
   const std = await startEmulator({ devices: 0, args: ['--standard-ports', '--host', STANDARD_HOST] })
   try {
-    await sendTelemetry(std, 'redirect-sample', { sample: 'iothubConnectionString' })
-    const { stdout, stderr, code } = await run(process.execPath, [SAMPLE], { IOTHUB_CONNECTION_STRING: std.connectionString, NODE_EXTRA_CA_CERTS: std.caPath })
-    assert.equal(code, 0, `the sample exits 0; stderr: ${stderr}`)
-    const [converted, ...events] = stdout.trim().split('\n').map((line) => JSON.parse(line))
+    const env = { IOTHUB_CONNECTION_STRING: std.connectionString, NODE_EXTRA_CA_CERTS: std.caPath }
+    const converted = await sampleReads(std, 'node', process.execPath, [SAMPLE], env)
     // The service's form: the plain host (its 5671), the entity cut out of the redirect's address.
     assert.deepEqual(converted, { endpoint: `sb://${STANDARD_HOST}/`, entityPath: 'iothub-emulator' })
-    assert.ok(events.some((e) => e.body?.sample === 'iothubConnectionString'), stdout)
   } finally {
     assert.equal(await std.stop(), 0)
   }
@@ -152,13 +158,9 @@ test('Microsoft\'s iot_hub_connection_string_receive_async.py sample (azure-even
   const python = pythonSdk()
   const std = await startEmulator({ devices: 0, args: ['--standard-ports', '--host', STANDARD_HOST, '--hostname', 'pyhub.azure-devices.net'] })
   try {
-    await sendTelemetry(std, 'redirect-python-sample', { sample: 'python' })
-    const { stdout, stderr, code } = await run(python, [PYTHON_SAMPLE, std.caPath], { IOTHUB_CONN_STR: std.connectionString })
-    assert.equal(code, 0, `the sample exits 0; stderr: ${stderr}`)
-    const [converted, ...events] = stdout.trim().split('\n').map((line) => JSON.parse(line))
+    const converted = await sampleReads(std, 'python', python, [PYTHON_SAMPLE, std.caPath], { IOTHUB_CONN_STR: std.connectionString })
     // The entity cut out of the redirect's `…:5671/<name>/ConsumerGroups/…`.
     assert.deepEqual(converted, { endpoint: `sb://${STANDARD_HOST}/`, entityPath: 'pyhub' })
-    assert.ok(events.some((e) => e.body?.sample === 'python'), stdout)
   } finally {
     assert.equal(await std.stop(), 0)
   }
@@ -240,7 +242,7 @@ test('a CBS put-token of the policy for the hub, then a reader at messages/event
   }
 })
 
-test('refused at SASL: a wrong key, an unknown policy, an expired token, a device\'s token; a device\'s login may not read', async () => {
+test('refused at SASL: a wrong key, an unknown policy, another policy\'s token, a token for a device, an expired token, a device\'s token; a device\'s login may not read', async () => {
   const { HostName, SharedAccessKeyName, SharedAccessKey } = policyOf(hub.connectionString)
   const user = `${SharedAccessKeyName}@sas.root.127`
   const otherKey = Buffer.alloc(32, 7).toString('base64')
@@ -250,6 +252,7 @@ test('refused at SASL: a wrong key, an unknown policy, an expired token, a devic
     'a wrong key': { username: user, password: sasToken(HostName, otherKey, SharedAccessKeyName) },
     'an unknown policy': { username: 'nosuchpolicy@sas.root.127', password: sasToken(HostName, SharedAccessKey, 'nosuchpolicy') },
     'another policy than the username\'s': { username: 'service@sas.root.127', password: sasToken(HostName, SharedAccessKey, SharedAccessKeyName) },
+    'the policy\'s token for a device': { username: user, password: sasToken(`${HostName}/devices/redirect-device`, SharedAccessKey, SharedAccessKeyName) },
     'an expired token': { username: user, password: sasToken(HostName, SharedAccessKey, SharedAccessKeyName, Math.floor(Date.now() / 1000) - 60) },
     'a device\'s token': { username: user, password: deviceToken },
   }

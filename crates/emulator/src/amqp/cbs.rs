@@ -148,11 +148,17 @@ fn authorize_service(hub: &Hub, token: &str) -> Result<Grant, ApiError> {
 }
 
 /// A shared access policy's own login (SASL PLAIN `{policy}@sas.root.{hubName}`): a token of
-/// that policy (`skn`), checked as the REST API checks one; the refusal never names the token.
+/// that policy (`skn`) for the hub (`sr` as a policy audience names it, not a device's), checked
+/// as the REST API checks one; the refusal never names the token.
 pub fn authorize_policy(hub: &Hub, policy: &str, token: &str) -> Result<Grant, String> {
-    let skn = parse_sas(token).ok().and_then(|t| t.skn);
-    if skn.as_deref() != Some(policy) {
+    let Ok(parsed) = parse_sas(token) else {
+        return Err("the password is not a SAS token".into());
+    };
+    if parsed.skn.as_deref() != Some(policy) {
         return Err("the password is not a SAS token of the policy the username names".into());
+    }
+    if !names_hub(&parsed.sr) {
+        return Err("the token's resource (sr) is not the hub or its messages/events".into());
     }
     authorize_service(hub, token).map_err(|e| e.message)
 }

@@ -24,8 +24,9 @@ use crate::events::Redirect;
 /// and rhea-promise drops a detach handled in the same read as the attach, before that.
 const REDIRECT_AFTER: Duration = Duration::from_millis(200);
 
-/// Detaches a reader of the hub's `messages/events/…` with `amqp:link:redirect`, the info
-/// as the service fills it (symbol keys; the `port` an int) and no description, as its is.
+/// Detaches a reader of the hub's `messages/events/…` with `amqp:link:redirect`: the info as
+/// the service fills it (symbol keys, the `port` an int), and no description, as the service
+/// sends none.
 pub(super) async fn redirect(sender: Sender, to: Redirect) {
     tokio::time::sleep(REDIRECT_AFTER).await;
     let info: Fields = [

@@ -17,7 +17,7 @@ pub mod management;
 mod message;
 mod owners;
 pub mod partition;
-pub mod redirect;
+mod redirect;
 
 use std::sync::{Arc, Mutex};
 

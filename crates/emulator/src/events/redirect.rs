@@ -14,7 +14,7 @@ pub struct EventsEndpoint {
 }
 
 /// The port the service's redirect names, and where Event Hubs clients dial a plain host.
-pub const AMQPS_PORT: u16 = 5671;
+const AMQPS_PORT: u16 = 5671;
 
 impl Default for EventsEndpoint {
     fn default() -> Self {
