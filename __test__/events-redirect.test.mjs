@@ -8,12 +8,13 @@
 // NODE_EXTRA_CA_CERTS, and reads a device's telemetry with the EventHubConsumerClient it builds
 // from the redirect; so does azure-eventhub's iot_hub_connection_string_receive_async.py (uamqp
 // follows the redirect, pyamqp reads; python/iot_hub_connection_string_receive.py). Off the
-// standard ports the redirect names the events port (the sample's steps with that hub's port);
-// refusals: a wrong key, an unknown policy, another policy's token, an expired token, a device's
+// standard ports the redirect names the events port (the sample's steps with that hub's port),
+// also over WebSockets and after a CBS put-token; refusals: a wrong key, an unknown policy, another policy's token, an expired token, a device's
 // token, a device's login.
 //
 // Clients: rhea-promise 3.0.3 (the sample's), @azure/event-hubs 6.0.4, azure-iot-device-mqtt
-// (pinned in package.json); uamqp 1.6.11 and azure-eventhub 5.15.1 (__test__/python/requirements.txt).
+// (pinned in package.json; ws, @azure/event-hubs' own, as events.test.mjs uses it); uamqp 1.6.11
+// and azure-eventhub 5.15.1 (__test__/python/requirements.txt).
 import { execFile } from 'node:child_process'
 import { createHmac } from 'node:crypto'
 import { createRequire } from 'node:module'
@@ -219,6 +220,36 @@ test('off the standard ports a policy\'s SASL PLAIN login is redirected to the e
   const eventHubsConnectionString = `Endpoint=sb://${error.info.hostname}/;EntityPath=${entity};SharedAccessKeyName=${SharedAccessKeyName};SharedAccessKey=${SharedAccessKey}`
   const event = await readUntil(eventHubsConnectionString, { off: 'standard' })
   assert.equal(event.systemProperties['iothub-connection-device-id'], 'redirect-off-standard')
+})
+
+test('over WebSockets (the websockets sample\'s /$servicebus/websocket, and /$iothub/websocket) the same redirect', async () => {
+  const WebSocket = require('ws')
+  const { HostName, SharedAccessKeyName, SharedAccessKey } = policyOf(hub.connectionString)
+  for (const wsPath of ['/$servicebus/websocket', '/$iothub/websocket']) {
+    const connection = new Connection({
+      transport: 'tls',
+      host: hub.host,
+      hostname: hub.host,
+      port: hub.port,
+      reconnect: false,
+      username: `${SharedAccessKeyName}@sas.root.127`,
+      password: sasToken(`${HostName}/messages/events`, SharedAccessKey, SharedAccessKeyName),
+      webSocketOptions: {
+        webSocket: WebSocket,
+        protocol: ['AMQPWSB10'],
+        url: `wss://${HostName}${wsPath}`,
+        options: { ca: hub.ca },
+      },
+    })
+    await connection.open()
+    try {
+      const error = await detachedWith(connection, `amqps://${HostName}/messages/events/$management`)
+      assert.equal(error.condition, 'amqp:link:redirect', wsPath)
+      assert.equal(error.info.hostname, `127.0.0.1:${hub.ready.eventsPort}`, wsPath)
+    } finally {
+      await connection.close()
+    }
+  }
 })
 
 test('a CBS put-token of the policy for the hub, then a reader at messages/events: the same redirect', async () => {
