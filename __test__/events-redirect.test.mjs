@@ -9,8 +9,9 @@
 // from the redirect; so does azure-eventhub's iot_hub_connection_string_receive_async.py (uamqp
 // follows the redirect, pyamqp reads; python/iot_hub_connection_string_receive.py). Off the
 // standard ports the redirect names the events port (the sample's steps with that hub's port),
-// also over WebSockets and after a CBS put-token; refusals: a wrong key, an unknown policy, another policy's token, an expired token, a device's
-// token, a device's login.
+// also over WebSockets and after a CBS put-token; refusals: a wrong key, an unknown policy,
+// another policy's token, the policy's token for a device, an expired token, a device's token,
+// a device's login.
 //
 // Clients: rhea-promise 3.0.3 (the sample's), @azure/event-hubs 6.0.4, azure-iot-device-mqtt
 // (pinned in package.json; ws, @azure/event-hubs' own, as events.test.mjs uses it); uamqp 1.6.11
@@ -50,7 +51,7 @@ after(async () => {
   assert.equal(await hub.stop(), 0, 'the emulator exits 0 on SIGTERM')
 })
 
-/** A policy's SAS token as IoT Hub signs it (HMAC with the key's base64-decoded bytes). */
+/** A SAS token as IoT Hub signs it (HMAC with the key's base64-decoded bytes); `policy` is its skn. */
 function sasToken(resource, key, policy, expirySecs = Math.ceil(Date.now() / 1000) + 300) {
   const sr = encodeURIComponent(resource)
   const sig = encodeURIComponent(createHmac('sha256', Buffer.from(key, 'base64')).update(`${sr}\n${expirySecs}`).digest('base64'))
