@@ -13,7 +13,7 @@ use crate::auth::{Authenticator, Policy};
 use crate::cli::Args;
 use crate::devices::Seed;
 use crate::errors::StartError;
-use crate::events::EventsConfig;
+use crate::events::{EventsConfig, EventsEndpoint};
 use crate::hub::{FileUploadSettings, Hub, HubConfig};
 use crate::listeners::{Listeners, STANDARD_AMQP_PORT, STANDARD_HTTPS_PORT};
 use crate::routing::{Routing, RoutingSpec};
@@ -111,6 +111,19 @@ fn event_hub_connection_string(
     format!(
         "Endpoint=sb://{endpoint}/;SharedAccessKeyName=iothubowner;SharedAccessKey={key};EntityPath={name}{emulator}"
     )
+}
+
+/// Where the hub redirects its `messages/events` readers: the events endpoint over TLS, on 5671
+/// with `--standard-ports` (as the service's), else on the events port (which speaks TLS too).
+fn events_endpoint(host: &str, amqp_port: Option<u16>, events_port: Option<u16>) -> EventsEndpoint {
+    let port = match events_port {
+        Some(port) if amqp_port != Some(STANDARD_AMQP_PORT) => port,
+        _ => STANDARD_AMQP_PORT,
+    };
+    EventsEndpoint {
+        host: host.to_string(),
+        port,
+    }
 }
 
 fn initial_seed(args: &Args) -> Result<Seed, StartError> {
@@ -305,6 +318,7 @@ pub async fn run_until(
             .chain(&seed.consumer_groups)
             .cloned()
             .collect(),
+        endpoint: events_endpoint(&host, amqp_port, events_port),
     };
     events.check()?;
     let event_hub_connection_string = event_hub_connection_string(
