@@ -193,15 +193,17 @@ function pythonSampleUntilReceived(python, caPath, sample, env) {
   child.stderr.on('data', (chunk) => { stderr += chunk })
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => child.kill(), 90_000)
+    const RECEIVED = /^received \d+ events from partition/
     child.stdout.on('data', (chunk) => {
       stdout += chunk
-      if (/^received \d+ events from partition/m.test(stdout)) child.kill()
+      if (stdout.split('\n').some((line) => RECEIVED.test(line))) child.kill()
     })
     child.on('close', (code, signal) => {
       clearTimeout(timer)
       const lines = stdout.split('\n')
-      const received = lines.findIndex((line) => line.startsWith('received '))
-      if (signal !== 'SIGTERM' || received < 0) reject(new Error(`the sample ended (${code ?? signal}) without receiving; stdout: ${stdout}; stderr: ${stderr}`))
+      const received = lines.findIndex((line) => RECEIVED.test(line))
+      // Stopped by us (SIGTERM) after the line; anything else is the sample failing or silent for 90 s.
+      if (signal !== 'SIGTERM' || received < 0) reject(new Error(`the sample ended (${code ?? signal}) without a "received" line; stdout: ${stdout}; stderr: ${stderr}`))
       else resolve(lines.slice(0, received).map((line) => JSON.parse(line)))
     })
   })
