@@ -2,21 +2,21 @@
 // does it: a reader attached at `messages/events/…` with a shared access policy's login (SASL
 // PLAIN `<policy>@sas.root.<hub>`, or a CBS put-token of the policy for the hub) is detached with
 // `amqp:link:redirect`, whose info (`hostname`, `network-host`, `port`, `address`) names the
-// events endpoint. Microsoft's sample (@azure/event-hubs' iothubConnectionString, in
-// fixtures/iothub-connection-string-sample.cjs) runs unchanged but for where it reads the
-// connection string, on --standard-ports (127.0.0.81, root) in a child process with
-// NODE_EXTRA_CA_CERTS, and reads a device's telemetry with the EventHubConsumerClient it builds
-// from the redirect; so does azure-eventhub's iot_hub_connection_string_receive_async.py (uamqp
-// follows the redirect, pyamqp reads; python/iot_hub_connection_string_receive.py). Off the
-// standard ports the redirect names the events port (the sample's steps with that hub's port),
-// also over WebSockets and after a CBS put-token; refusals: a wrong key, an unknown policy,
-// another policy's token, the policy's token for a device, an expired token, a device's token,
-// a device's login.
+// events endpoint. On --standard-ports (127.0.0.81, root): what the @azure/event-hubs README's
+// "Use EventHubConsumerClient to work with IoT Hub" has a user do with an IoT Hub connection
+// string (log in to its host's 5671 as the policy, build the Event Hubs connection string from
+// the redirect, read a device's telemetry with EventHubConsumerClient), in this test's own code;
+// and azure-eventhub's sample iot_hub_connection_string_receive_async.py, unmodified, from the
+// pinned source archive (scripts/python-sdk.mjs's pythonSample; uamqp follows the redirect,
+// pyamqp reads; run by python/run_eventhub_sample.py). Off the standard ports the redirect names
+// the events port, also over WebSockets and after a CBS put-token; refusals: a wrong key, an
+// unknown policy, another policy's token, the policy's token for a device, an expired token, a
+// device's token, a device's login.
 //
-// Clients: rhea-promise 3.0.3 (the sample's), @azure/event-hubs 6.0.4, azure-iot-device-mqtt
-// (pinned in package.json; ws, @azure/event-hubs' own, as events.test.mjs uses it); uamqp 1.6.11
-// and azure-eventhub 5.15.1 (__test__/python/requirements.txt).
-import { execFile } from 'node:child_process'
+// Clients: rhea-promise 3.0.3, @azure/event-hubs 6.0.4, azure-iot-device-mqtt (pinned in
+// package.json; ws, @azure/event-hubs' own, as events.test.mjs uses it); uamqp 1.6.11 and
+// azure-eventhub 5.15.1 (__test__/python/requirements.txt, samples.txt).
+import { spawn } from 'node:child_process'
 import { createHmac } from 'node:crypto'
 import { createRequire } from 'node:module'
 import path from 'node:path'
@@ -27,7 +27,7 @@ import assert from 'node:assert/strict'
 import { startEmulator } from './helpers/emulator.mjs'
 import { trustOverTls } from './helpers/device-sdks.mjs'
 import { prerequisite } from './helpers/prerequisite.mjs'
-import { hasPython3, pythonSdk } from '../scripts/python-sdk.mjs'
+import { hasPython3, pythonSample, pythonSdk } from '../scripts/python-sdk.mjs'
 
 const require = createRequire(import.meta.url)
 const { Connection, ReceiverEvents, parseConnectionString } = require('rhea-promise')
@@ -36,15 +36,19 @@ const { Client: DeviceClient, Message } = require('azure-iot-device')
 const { Mqtt } = require('azure-iot-device-mqtt')
 
 const HERE = path.dirname(fileURLToPath(import.meta.url))
-const SAMPLE = path.join(HERE, 'fixtures', 'iothub-connection-string-sample.cjs')
-const PYTHON_SAMPLE = path.join(HERE, 'python', 'iot_hub_connection_string_receive.py')
+const PYTHON_SAMPLE = 'samples/async_samples/iot_hub_connection_string_receive_async.py'
+const RUN_PYTHON_SAMPLE = path.join(HERE, 'python', 'run_eventhub_sample.py')
 const STANDARD_HOST = '127.0.0.81'
 
 let hub
+// The CAs a TLS connection without its own `ca` trusts: the shared hub's, and each --standard-ports
+// hub's while its test runs (tls takes the array as it is when a connection opens).
+const trustedCas = []
 
 before(async () => {
   hub = await startEmulator({ devices: 0 })
-  trustOverTls(hub.ca)
+  trustedCas.push(hub.ca)
+  trustOverTls(trustedCas)
 })
 
 after(async () => {
@@ -60,13 +64,16 @@ function sasToken(resource, key, policy, expirySecs = Math.ceil(Date.now() / 100
 
 const policyOf = (connectionString) => parseConnectionString(connectionString)
 
-/** An AMQP connection to `hub`'s AMQP listener over TLS (SASL PLAIN when `username` is given). */
+/**
+ * An AMQP connection over TLS (SASL PLAIN when `username` is given) to `target`: an emulator's AMQP
+ * listener, or `{ host, port }` (then trusting `trustedCas`).
+ */
 async function open(target, { username, password } = {}) {
   const connection = new Connection({
     transport: 'tls',
     host: target.host,
     hostname: target.host,
-    port: target.ready.amqpPort ?? target.port,
+    port: target.ready?.amqpPort ?? target.port,
     ca: target.ca,
     reconnect: false,
     ...(username ? { username, password } : {}),
@@ -126,46 +133,92 @@ async function readUntil(eventHubsConnectionString, body) {
 }
 
 /**
- * A device of `std` sends `{ sample }`, then the sample (`file` with `args` and `env` added) runs;
- * it must exit 0 having read that event. Resolves with the Event Hubs `{ endpoint, entityPath }`
- * it built from the redirect.
+ * What the @azure/event-hubs README has a user do with an IoT Hub connection string: log in to the
+ * hub's AMQP port (5671) as its policy, attach a reader at `messages/events/`, and make an Event Hubs
+ * connection string of the redirect's host and entity (the first segment of its address's path).
  */
-async function sampleReads(std, sample, file, args, env) {
-  await sendTelemetry(std, `redirect-${sample}`, { sample })
-  const { stdout, stderr, code } = await new Promise((resolve) => {
-    execFile(file, args, { env: { ...process.env, ...env }, timeout: 90_000 }, (error, stdout, stderr) =>
-      resolve({ stdout, stderr, code: error ? error.code ?? error.signal : 0 }))
+async function eventHubsConnectionStringOf(iotHubConnectionString) {
+  const { HostName, SharedAccessKeyName, SharedAccessKey } = policyOf(iotHubConnectionString)
+  const connection = await open({ host: HostName, port: 5671 }, {
+    username: `${SharedAccessKeyName}@sas.root.${HostName.split('.')[0]}`,
+    password: sasToken(`${HostName}/messages/events`, SharedAccessKey, SharedAccessKeyName),
   })
-  assert.equal(code, 0, `the sample exits 0; stderr: ${stderr}`)
-  const [converted, ...events] = stdout.trim().split('\n').map((line) => JSON.parse(line))
-  assert.ok(events.some((e) => e.body?.sample === sample), stdout)
-  return converted
+  try {
+    // A user's code listens on the receiver once createReceiver has resolved on the attach (why
+    // the hub detaches a moment after it: amqp/events.rs's REDIRECT_AFTER).
+    const receiver = await connection.createReceiver({ source: { address: 'messages/events/' } })
+    const { condition, info } = await new Promise((resolve) => receiver.once(ReceiverEvents.receiverError, (context) => resolve(context.receiver.error)))
+    assert.equal(condition, 'amqp:link:redirect')
+    const [, entityPath] = /^amqps:\/\/[^/]+\/([^/]+)/.exec(info.address)
+    return `Endpoint=sb://${info.hostname}/;EntityPath=${entityPath};SharedAccessKeyName=${SharedAccessKeyName};SharedAccessKey=${SharedAccessKey}`
+  } finally {
+    await connection.close()
+  }
+}
+
+/** A standard-ports hub (`args` added) whose CA is trusted while `body(std)` runs. */
+async function withStandardHub(args, body) {
+  const std = await startEmulator({ devices: 0, args: ['--standard-ports', '--host', STANDARD_HOST, ...args] })
+  trustedCas.push(std.ca)
+  try {
+    await body(std)
+  } finally {
+    trustedCas.splice(trustedCas.indexOf(std.ca), 1)
+    assert.equal(await std.stop(), 0)
+  }
 }
 
 const standardSkip = prerequisite(process.getuid?.() !== 0 && 'port 5671 with --standard-ports needs root (CI runs as root)')
-test('Microsoft\'s iothubConnectionString sample (@azure/event-hubs) reads a device\'s telemetry from the IoT Hub connection string on --standard-ports', { skip: standardSkip }, async () => {
-  const std = await startEmulator({ devices: 0, args: ['--standard-ports', '--host', STANDARD_HOST] })
-  try {
-    const env = { IOTHUB_CONNECTION_STRING: std.connectionString, NODE_EXTRA_CA_CERTS: std.caPath }
-    const converted = await sampleReads(std, 'node', process.execPath, [SAMPLE], env)
+test('an IoT Hub connection string used as @azure/event-hubs\' README has it: the redirect gives the Event Hubs connection string with which EventHubConsumerClient reads a device\'s telemetry on --standard-ports', { skip: standardSkip }, async () => {
+  await withStandardHub([], async (std) => {
+    await sendTelemetry(std, 'redirect-node', { sample: 'node' })
+    const eventHubsConnectionString = await eventHubsConnectionStringOf(std.connectionString)
     // The service's form: the plain host (its 5671), the entity cut out of the redirect's address.
-    assert.deepEqual(converted, { endpoint: `sb://${STANDARD_HOST}/`, entityPath: 'iothub-emulator' })
-  } finally {
-    assert.equal(await std.stop(), 0)
-  }
+    const { Endpoint, EntityPath } = policyOf(eventHubsConnectionString)
+    assert.deepEqual({ Endpoint, EntityPath }, { Endpoint: `sb://${STANDARD_HOST}/`, EntityPath: 'iothub-emulator' })
+    const event = await readUntil(eventHubsConnectionString, { sample: 'node' })
+    assert.equal(event.systemProperties['iothub-connection-device-id'], 'redirect-node')
+  })
 })
 
+/**
+ * Runs azure-eventhub's `sample` (unmodified, through run_eventhub_sample.py) with `env` until it
+ * prints its "received N events" line, then stops it (it receives forever). Resolves with the
+ * JSON lines printed before: the Event Hubs `{ endpoint, entityPath }` it built, then `{ body }`s.
+ */
+function pythonSampleUntilReceived(python, caPath, sample, env) {
+  const child = spawn(python, ['-u', RUN_PYTHON_SAMPLE, caPath, pythonSample(sample)], { env: { ...process.env, ...env } })
+  let stdout = ''
+  let stderr = ''
+  child.stderr.on('data', (chunk) => { stderr += chunk })
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => child.kill(), 90_000)
+    const RECEIVED = /^received \d+ events from partition/
+    child.stdout.on('data', (chunk) => {
+      stdout += chunk
+      if (stdout.split('\n').some((line) => RECEIVED.test(line))) child.kill()
+    })
+    child.on('close', (code, signal) => {
+      clearTimeout(timer)
+      const lines = stdout.split('\n')
+      const received = lines.findIndex((line) => RECEIVED.test(line))
+      // Stopped by us (SIGTERM) after the line; anything else is the sample failing or silent for 90 s.
+      if (signal !== 'SIGTERM' || received < 0) reject(new Error(`the sample ended (${code ?? signal}) without a "received" line; stdout: ${stdout}; stderr: ${stderr}`))
+      else resolve(lines.slice(0, received).map((line) => JSON.parse(line)))
+    })
+  })
+}
+
 const pythonSkip = standardSkip || prerequisite(!hasPython3() && 'python3 is not installed')
-test('Microsoft\'s iot_hub_connection_string_receive_async.py sample (azure-eventhub, uamqp) reads a device\'s telemetry on --standard-ports', { skip: pythonSkip }, async () => {
+test('Microsoft\'s iot_hub_connection_string_receive_async.py sample (azure-eventhub, uamqp), unmodified, reads a device\'s telemetry on --standard-ports', { skip: pythonSkip }, async () => {
   const python = pythonSdk()
-  const std = await startEmulator({ devices: 0, args: ['--standard-ports', '--host', STANDARD_HOST, '--hostname', 'pyhub.azure-devices.net'] })
-  try {
-    const converted = await sampleReads(std, 'python', python, [PYTHON_SAMPLE, std.caPath], { IOTHUB_CONN_STR: std.connectionString })
+  await withStandardHub(['--hostname', 'pyhub.azure-devices.net'], async (std) => {
+    await sendTelemetry(std, 'redirect-python', { sample: 'python' })
+    const [converted, ...events] = await pythonSampleUntilReceived(python, std.caPath, PYTHON_SAMPLE, { IOTHUB_CONN_STR: std.connectionString })
     // The entity cut out of the redirect's `…:5671/<name>/ConsumerGroups/…`.
     assert.deepEqual(converted, { endpoint: `sb://${STANDARD_HOST}/`, entityPath: 'pyhub' })
-  } finally {
-    assert.equal(await std.stop(), 0)
-  }
+    assert.deepEqual(events, [{ body: { sample: 'python' } }])
+  })
 })
 
 test('on --standard-ports the redirect\'s info is the service\'s: hostname, network-host, port 5671, amqps address', { skip: standardSkip }, async () => {
