@@ -297,12 +297,15 @@ fn a_first_version_store_is_brought_up_to_date() {
     {
         let db = rusqlite::Connection::open(dir.path().join("hub.db")).unwrap();
         db.execute_batch(
-            "DROP TABLE configurations; DROP TABLE cloud_to_device; UPDATE meta SET value = '1' WHERE key = 'schema_version';",
+            "DROP TABLE configurations; DROP TABLE cloud_to_device; DROP TABLE file_uploads; DROP TABLE file_notifications; UPDATE meta SET value = '1' WHERE key = 'schema_version';",
         )
         .unwrap();
     }
     let store = Store::open(dir.path()).unwrap();
-    assert_eq!(store.meta("schema_version").unwrap().as_deref(), Some("3"));
+    assert_eq!(
+        store.meta("schema_version").unwrap(),
+        Some(crate::store::SCHEMA_VERSION.to_string())
+    );
     let doc = json!({"id": "c1", "priority": 3});
     store
         .write(|| vec![Change::PutConfiguration(Document::of("c1", &doc))])
@@ -330,13 +333,16 @@ fn cloud_to_device_queues_are_stored_and_a_version_2_store_gains_them() {
     // What a version-2 emulator left: no queue table.
     let db = rusqlite::Connection::open(dir.path().join("hub.db")).unwrap();
     db.execute_batch(
-        "DROP TABLE cloud_to_device; UPDATE meta SET value = '2' WHERE key = 'schema_version';",
+        "DROP TABLE cloud_to_device; DROP TABLE file_uploads; DROP TABLE file_notifications; UPDATE meta SET value = '2' WHERE key = 'schema_version';",
     )
     .unwrap();
     drop(db);
 
     let store = Store::open(dir.path()).unwrap();
-    assert_eq!(store.meta("schema_version").unwrap().as_deref(), Some("3"));
+    assert_eq!(
+        store.meta("schema_version").unwrap(),
+        Some(crate::store::SCHEMA_VERSION.to_string())
+    );
     let mut queue = Queue::new("d1", "42");
     let message = CloudMessage {
         message_id: Some("m1".into()),
@@ -359,6 +365,54 @@ fn cloud_to_device_queues_are_stored_and_a_version_2_store_gains_them() {
         .wait()
         .unwrap();
     assert!(load(&store).unwrap().queues.is_empty());
+}
+
+/// A version-3 store (before file uploads) gains their tables; pending uploads and
+/// notifications are stored, read back in queue order, removed one by one and all at a reset.
+#[test]
+fn file_uploads_are_stored_and_a_version_3_store_gains_them() {
+    let dir = Dir::new();
+    let store = Store::open(dir.path()).unwrap();
+    store.replace_devices([]).wait().unwrap();
+    drop(store);
+    let db = rusqlite::Connection::open(dir.path().join("hub.db")).unwrap();
+    db.execute_batch(
+        "DROP TABLE file_uploads; DROP TABLE file_notifications; UPDATE meta SET value = '3' WHERE key = 'schema_version';",
+    )
+    .unwrap();
+    drop(db);
+
+    let put = |store: &Store, change: Change| store.write(|| vec![change]).wait().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    put(
+        &store,
+        Change::PutFileUpload("c1".into(), Some(r#"{"n":1}"#.into())),
+    );
+    put(
+        &store,
+        Change::PutFileUpload("c2".into(), Some(r#"{"n":2}"#.into())),
+    );
+    put(&store, Change::PutFileUpload("c1".into(), None));
+    for seq in [10, 9, 2] {
+        let doc = format!(r#"{{"seq":{seq}}}"#);
+        put(
+            &store,
+            Change::PutFileNotification(format!("{seq:020}"), Some(doc)),
+        );
+    }
+    put(
+        &store,
+        Change::PutFileNotification(format!("{:020}", 9), None),
+    );
+    drop(store);
+
+    let store = Store::open(dir.path()).unwrap();
+    let (uploads, notifications) = store.load_file_uploads::<Value, Value>().unwrap();
+    assert_eq!(uploads, [json!({"n": 2})]);
+    assert_eq!(notifications, [json!({"seq": 2}), json!({"seq": 10})]);
+    put(&store, Change::ClearFileUploads);
+    let (uploads, notifications) = store.load_file_uploads::<Value, Value>().unwrap();
+    assert!(uploads.is_empty() && notifications.is_empty());
 }
 
 /// A twin job writes its devices through the registry's twin write: a batch's twins are
