@@ -7,7 +7,7 @@
 // container and reads back what it wrote; Azurite stops with the hub, SIGKILL included; without
 // Azurite, `--storage azurite` is a one-line error saying what to install.
 import { execFile } from 'node:child_process'
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -219,6 +219,30 @@ test('with --data-dir, pending uploads and notifications survive SIGKILL: each n
     assert.deepEqual((await step(hub, 'receive', hub.connectionString, '2000')).notifications, [])
   } finally {
     await hub.stop()
+    rmSync(dir, { recursive: true, force: true })
+  }
+})
+
+test('a seed takes storage and fileNotifications as the flags do; a wrong storage is one line', async () => {
+  const hub = await startEmulator({ seed: { storage: 'azurite', fileNotifications: true } })
+  try {
+    assert.match(hub.storageConnectionString, /AccountName=devstoreaccount1;/)
+    const device = await hub.createDevice('seeded-storage')
+    await step(hub, 'upload', device.connectionString, 's.txt', 'seeded', 'notify')
+    const { notifications } = await step(hub, 'receive', hub.connectionString, '2000')
+    assert.deepEqual(notifications.map((n) => n.blobName), ['seeded-storage/s.txt'])
+  } finally {
+    await hub.stop()
+  }
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'iothub-seed-'))
+  try {
+    const file = path.join(dir, 'seed.json')
+    writeFileSync(file, JSON.stringify({ storage: 'minio' }))
+    const r = await run(['--seed', file])
+    assert.equal(r.code, 1)
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr)
+    assert.match(r.stderr, /seed: storage must be azurite, not "minio"/)
+  } finally {
     rmSync(dir, { recursive: true, force: true })
   }
 })
