@@ -317,6 +317,20 @@ fn a_first_version_store_is_brought_up_to_date() {
     assert_eq!(stored.configurations, [doc]);
 }
 
+/// A seeded, empty store as an older emulator left it in `dir`: without `tables`, of `version`.
+fn older_store(dir: &Path, version: u32, tables: &[&str]) {
+    let store = Store::open(dir).unwrap();
+    store.replace_devices([]).wait().unwrap();
+    drop(store);
+    let drops: String = tables.iter().map(|t| format!("DROP TABLE {t}; ")).collect();
+    rusqlite::Connection::open(dir.join("hub.db"))
+        .unwrap()
+        .execute_batch(&format!(
+            "{drops}UPDATE meta SET value = '{version}' WHERE key = 'schema_version';"
+        ))
+        .unwrap();
+}
+
 #[test]
 fn cloud_to_device_queues_are_stored_and_a_version_2_store_gains_them() {
     use crate::devices::cloud_to_device::CloudMessage;
@@ -327,16 +341,12 @@ fn cloud_to_device_queues_are_stored_and_a_version_2_store_gains_them() {
             .wait()
     };
     let dir = Dir::new();
-    let store = Store::open(dir.path()).unwrap();
-    store.replace_devices([]).wait().unwrap();
-    drop(store);
     // What a version-2 emulator left: no queue table.
-    let db = rusqlite::Connection::open(dir.path().join("hub.db")).unwrap();
-    db.execute_batch(
-        "DROP TABLE cloud_to_device; DROP TABLE file_uploads; DROP TABLE file_notifications; UPDATE meta SET value = '2' WHERE key = 'schema_version';",
-    )
-    .unwrap();
-    drop(db);
+    older_store(
+        dir.path(),
+        2,
+        &["cloud_to_device", "file_uploads", "file_notifications"],
+    );
 
     let store = Store::open(dir.path()).unwrap();
     assert_eq!(
@@ -372,15 +382,7 @@ fn cloud_to_device_queues_are_stored_and_a_version_2_store_gains_them() {
 #[test]
 fn file_uploads_are_stored_and_a_version_3_store_gains_them() {
     let dir = Dir::new();
-    let store = Store::open(dir.path()).unwrap();
-    store.replace_devices([]).wait().unwrap();
-    drop(store);
-    let db = rusqlite::Connection::open(dir.path().join("hub.db")).unwrap();
-    db.execute_batch(
-        "DROP TABLE file_uploads; DROP TABLE file_notifications; UPDATE meta SET value = '3' WHERE key = 'schema_version';",
-    )
-    .unwrap();
-    drop(db);
+    older_store(dir.path(), 3, &["file_uploads", "file_notifications"]);
 
     let put = |store: &Store, change: Change| store.write(|| vec![change]).wait().unwrap();
     let store = Store::open(dir.path()).unwrap();
