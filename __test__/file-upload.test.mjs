@@ -5,7 +5,10 @@
 // Checked with the real storage client (@azure/storage-blob, as azure-iot-device pins it): a
 // client that trusts only the hub's CA (`NODE_EXTRA_CA_CERTS`, as `exec` sets it) lists the
 // container and reads back what it wrote; Azurite stops with the hub, SIGKILL included; without
-// Azurite, `--storage azurite` is a one-line error saying what to install.
+// Azurite, `--storage azurite` is a one-line error saying what to install. File upload with
+// Microsoft's clients (Node azure-iot-device and azure-iothub; Python azure-iot-device with
+// azure-storage-blob, on 127.0.0.87's standard ports); with a data dir, pending uploads and
+// notifications survive SIGKILL; a seed's `storage` and `fileNotifications`.
 import { execFile } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
