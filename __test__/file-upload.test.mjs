@@ -9,7 +9,9 @@
 // Microsoft's clients (Node azure-iot-device and azure-iothub; Python azure-iot-device with
 // azure-storage-blob, on 127.0.0.87's standard ports); with a data dir, pending uploads and
 // notifications survive SIGKILL; a seed's `storage` and `fileNotifications`.
-import { execFile } from 'node:child_process'
+import { execFile, spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { createInterface } from 'node:readline'
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
@@ -220,6 +222,22 @@ test('with --data-dir, pending uploads and notifications survive SIGKILL: each n
     await hub.stop()
     hub = await start()
     assert.deepEqual((await step(hub, 'receive', hub.connectionString, '2000')).notifications, [])
+
+    // A notification delivered and not settled when the hub dies is delivered again.
+    await step(hub, 'upload', cs(notified), 'c.txt', 'held', 'notify')
+    const holder = spawn(process.execPath, [path.join(ROOT, '__test__', 'helpers', 'file-upload-step.mjs'), 'receive', hub.connectionString, '60000', 'hold'],
+      { env: { ...process.env, NODE_EXTRA_CA_CERTS: hub.caPath }, stdio: ['ignore', 'pipe', 'inherit'] })
+    try {
+      const [line] = await once(createInterface({ input: holder.stdout }), 'line')
+      assert.equal(JSON.parse(line).held.blobName, 'kill-notified/c.txt')
+      hub.kill('SIGKILL')
+      await hub.stop()
+    } finally {
+      holder.kill()
+    }
+    hub = await start()
+    const again = await step(hub, 'receive', hub.connectionString, '2000')
+    assert.deepEqual(again.notifications.map((n) => n.blobName), ['kill-notified/c.txt'])
   } finally {
     await hub.stop()
     rmSync(dir, { recursive: true, force: true })

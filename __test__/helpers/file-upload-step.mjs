@@ -5,8 +5,9 @@
 //                                       written with @azure/storage-blob, notifyBlobUploadStatus
 //                                       (notify) or not (silent) → {correlationId}
 //   notify CS CORRELATION_ID            notifyBlobUploadStatus → {ok} or {error: message}
-//   receive SERVICE_CS MS               azure-iothub's getFileNotificationReceiver for MS ms,
-//                                       completing each → {notifications: [...]}
+//   receive SERVICE_CS MS [hold]        azure-iothub's getFileNotificationReceiver for MS ms,
+//                                       completing each → {notifications: [...]}; with hold,
+//                                       settling none, one line {held: notification} per message
 //   download STORAGE_CS BLOB            the blob's text, read with @azure/storage-blob → {text}
 import { createRequire } from 'node:module'
 
@@ -46,7 +47,9 @@ if (step === 'upload') {
   const receiver = await new Promise((resolve, reject) => service.getFileNotificationReceiver((err, r) => (err ? reject(err) : resolve(r))))
   const notifications = []
   receiver.on('message', (msg) => {
-    notifications.push(JSON.parse(msg.getData().toString()))
+    const notification = JSON.parse(msg.getData().toString())
+    if (rest[1] === 'hold') return say({ held: notification })
+    notifications.push(notification)
     receiver.complete(msg, () => {})
   })
   await new Promise((resolve) => setTimeout(resolve, Number(rest[0])))
