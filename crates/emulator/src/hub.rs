@@ -78,7 +78,7 @@ pub struct Hub {
     job_ops: Option<RateLimiter>,
     queries: Option<RateLimiter>,
     /// File uploads on the linked storage account (`files.rs`).
-    files: Arc<files::FileUploads>,
+    files: files::FileUploads,
 }
 
 impl Hub {
@@ -145,9 +145,10 @@ impl Hub {
             recorder: Recorder::default(),
             job_ops: limits.map(|l| RateLimiter::per_minute(l.job_ops_per_minute)),
             queries: limits.map(|l| RateLimiter::per_minute(l.queries_per_minute)),
-            files: Arc::default(),
+            files: files::FileUploads::default(),
             config,
         });
+        hub.restore_file_uploads()?;
         // Twins a job writes raise twin-change events as REST writes do.
         let weak = Arc::downgrade(&hub);
         hub.engine.set_twin_listener(Box::new(move |client, patch| {
@@ -296,6 +297,7 @@ impl Hub {
     pub fn reset(&self) -> Result<(), StartError> {
         self.engine.reset()?;
         self.configurations.clear(&self.devices.store)?;
+        self.clear_file_uploads()?;
         self.devices.sessions.drop_all();
         self.clock.reset();
         let devices: Vec<Device> = self.config.initial_devices.build(self.clock.now_ms())?;

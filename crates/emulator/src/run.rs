@@ -10,7 +10,7 @@ use serde_json::json;
 use tokio_rustls::TlsAcceptor;
 
 use crate::auth::{Authenticator, Policy};
-use crate::cli::Args;
+use crate::cli::{storage_choice, Args};
 use crate::devices::Seed;
 use crate::errors::StartError;
 use crate::events::{EventsConfig, EventsEndpoint};
@@ -141,6 +141,18 @@ fn initial_seed(args: &Args) -> Result<Seed, StartError> {
     Ok(seed)
 }
 
+/// The seed's `storage` and `fileNotifications` where the flags say nothing (the flags win).
+fn with_seed_storage(mut args: Args, seed: &Seed) -> Result<Args, StartError> {
+    if let Some(choice) = &seed.storage {
+        let choice = storage_choice(choice).map_err(|e| format!("seed: storage {e}"))?;
+        if args.storage.is_none() && args.storage_connection_string.is_none() {
+            args.storage = Some(choice);
+        }
+    }
+    args.file_notifications |= seed.file_notifications;
+    Ok(args)
+}
+
 fn random_key() -> Result<String, StartError> {
     let mut key = [0u8; 32];
     getrandom::fill(&mut key).map_err(|e| format!("no randomness for the hub key: {e}"))?;
@@ -254,6 +266,7 @@ pub async fn run_until(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), StartError> {
     let seed = initial_seed(&args)?;
+    let args = with_seed_storage(args, &seed)?;
     let store = match &args.data_dir {
         Some(dir) => Store::open(dir)?,
         None => Store::memory(),
