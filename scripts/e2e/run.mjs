@@ -42,8 +42,12 @@ const DEFAULT_FILES = [
 // configuration's own `testEnabled` kept. A file whose markers are not found did not run.
 const FAULT_FILES = new Set(['method_disconnect.js', 'twin_disconnect.js', 'c2d_disconnect.js', 'd2c_disconnect.js'])
 // upload_disconnect.js (a file upload while the test gateway kills the device's connection) is
-// shipped with its suite skipped (`describe.skip`), for the same reason: its copy runs it.
+// shipped with its suite skipped (`describe.skip`): it runs as shipped (its tests pending), and
+// with E2E_FAULTS_ALL=1, like the fault configurations Microsoft disabled, from a copy without
+// the skip. Its tests want KillTcp to raise the device client's `disconnect` event, which
+// method_disconnect.js and twin_disconnect.js want the same fault not to raise: no hub passes both.
 const SKIPPED_FILES = new Set(['upload_disconnect.js'])
+const UNSKIP = Boolean(process.env.E2E_FAULTS_ALL)
 
 const [suite, ...requested] = process.argv.slice(2)
 if (!suite || !existsSync(path.join(suite, 'test'))) {
@@ -93,7 +97,7 @@ try {
     rmSync(report, { force: true })
     let testFile = path.join('test', file)
     if (FAULT_FILES.has(file)) testFile = withFaultConfigurations(suite, file)
-    if (SKIPPED_FILES.has(file)) testFile = unskipped(suite, file)
+    if (SKIPPED_FILES.has(file) && UNSKIP) testFile = unskipped(suite, file)
     const code = testFile === null
       ? 'no commented-out fault configurations or skipped suite found'
       : await new Promise((resolve) => {
@@ -102,7 +106,7 @@ try {
         { cwd: suite, env, stdio: ['ignore', process.env.E2E_VERBOSE ? 'inherit' : 'ignore', 'inherit'] })
         child.on('exit', (c) => resolve(c))
       })
-    if (testFile && (FAULT_FILES.has(file) || SKIPPED_FILES.has(file))) rmSync(path.join(suite, testFile), { force: true })
+    if (testFile && (FAULT_FILES.has(file) || (SKIPPED_FILES.has(file) && UNSKIP))) rmSync(path.join(suite, testFile), { force: true })
     let stats = { passes: 0, failures: 0, pending: 0 }
     let failing = []
     if (existsSync(report)) {
