@@ -62,7 +62,12 @@ impl Engine {
                 .into_iter()
                 .filter_map(|(i, outcome)| job.end_row(i, outcome, now_ms).then_some(i))
                 .collect();
-            self.ended_device_jobs(&job, ended)
+            // A job a reset forgot tells of nothing more.
+            if entry.stored() {
+                self.ended_device_jobs(&job, ended)
+            } else {
+                Vec::new()
+            }
         };
         self.announce(ended);
     }

@@ -483,3 +483,21 @@ async fn a_cancel_tells_of_pending_and_running_devices_once_each() {
         assert_eq!(row["status"], "canceled");
     }
 }
+
+#[tokio::test]
+async fn a_job_a_reset_forgot_tells_nothing() {
+    let e = engine(3);
+    let told = Told::default();
+    e.set_listener(Box::new(told.clone()));
+    e.clock.set_scale(0.0);
+    slow(&e, 0..3);
+    e.create(method_job("gone", "*", json!({}))).unwrap();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    assert_eq!(
+        e.get("gone").unwrap()["deviceJobStatistics"]["runningCount"],
+        3
+    );
+    e.reset().unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(told.by_device().is_empty(), "{:?}", told.by_device());
+}
