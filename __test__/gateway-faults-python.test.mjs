@@ -20,12 +20,11 @@ import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 
 import { startEmulator } from './helpers/emulator.mjs'
-import { createSasDevice, shimAzureIothub, trustOverTls, until } from './helpers/device-sdks.mjs'
+import { createSasDevice, messageIdsSeen, shimAzureIothub, trustOverTls, until } from './helpers/device-sdks.mjs'
 import { hasPython3, pythonSdk } from '../scripts/python-sdk.mjs'
 import { prerequisite } from './helpers/prerequisite.mjs'
 
 const require = createRequire(import.meta.url)
-const { EventHubConsumerClient, earliestEventPosition } = require('@azure/event-hubs')
 const iothub = require('azure-iothub')
 
 const FAULT_DEVICE_PY = path.join(path.dirname(fileURLToPath(import.meta.url)), 'python', 'fault_device.py')
@@ -40,9 +39,7 @@ let python
 let hub
 let registry
 let service
-let consumer
-let subscription
-const seen = new Set()
+let events
 const children = new Set()
 
 before(async () => {
@@ -53,19 +50,12 @@ before(async () => {
   trustOverTls(hub.ca)
   registry = iothub.Registry.fromConnectionString(hub.connectionString)
   service = iothub.Client.fromConnectionString(hub.connectionString)
-  consumer = new EventHubConsumerClient('$Default', hub.eventHubConnectionString)
-  subscription = consumer.subscribe({
-    async processEvents(events) {
-      for (const e of events) if (e.messageId) seen.add(String(e.messageId))
-    },
-    async processError() {},
-  }, { startPosition: earliestEventPosition, maxWaitTimeInSeconds: 1 })
+  events = messageIdsSeen(hub)
 })
 
 after(async () => {
   for (const child of children) child.kill('SIGKILL')
-  await subscription?.close()
-  await consumer?.close()
+  await events?.close()
   await service?.close()
   if (hub) assert.equal(await hub.stop(), 0)
 })
@@ -135,7 +125,7 @@ for (const [name, flags] of [['MQTT (8883)', []], ['MQTT over WebSockets (443)',
         const id = randomUUID()
         dev.command({ send: id })
         await dev.next((l) => l.sent === id, 'telemetry acknowledged')
-        await until(() => seen.has(id), 20_000, `message ${id} on the events endpoint`)
+        await until(() => events.seen.has(id), 20_000, `message ${id} on the events endpoint`)
 
         const { result } = await service.invokeDeviceMethod(deviceId, { methodName: 'ping', payload: { kind }, responseTimeoutInSeconds: 10 })
         assert.deepEqual(result, { status: 200, payload: { pong: { kind } } })

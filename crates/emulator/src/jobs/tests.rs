@@ -257,15 +257,7 @@ async fn oversized_payload_fails_each_device_with_413() {
 async fn max_execution_time_fails_devices_not_done() {
     let e = engine(3);
     e.clock.set_scale(0.0);
-    e.devices
-        .set_behaviour(
-            "device-0002",
-            &BehaviourPatch {
-                delay_ms: Some(20_000),
-                ..Default::default()
-            },
-        )
-        .unwrap();
+    slow(&e, [2]);
     e.create(method_job(
         "slow",
         "*",
@@ -400,6 +392,7 @@ impl Told {
     }
 }
 
+/// Devices `device-{i:04}` answer methods after 20 s (of the emulator's clock).
 fn slow(e: &Engine, devices: impl IntoIterator<Item = usize>) {
     for i in devices {
         let patch = BehaviourPatch {
