@@ -10,7 +10,12 @@ stdin:
   {"send": ID}                    sends telemetry with message id ID
 stdout:
   {"connected": true}             once connected, with the method and desired-patch handlers set
-  {"state": CONNECTED, "at": T}   each change the SDK reports (on_connection_state_change)
+  {"change": N, "at": T}          the Nth connection state change the SDK reports
+                                  (on_connection_state_change: 1 the connect, 2 a drop, 3 the
+                                  reconnect; the handler runs on its own thread, after the fact,
+                                  so `client.connected` may already say the next state)
+  {"dropped": ERROR, "at": T}     an error the SDK reports from its background threads
+                                  (on_background_exception: ConnectionDroppedError on a drop)
   {"sent": ID, "at": T}           once the hub acknowledged a message (for the fault: "fault",
                                   and "began": T when the script began sending it)
   {"method": NAME, "payload": P}  a direct method call, answered 200 {"pong": P}
@@ -62,8 +67,15 @@ def main():
         connection_retry_interval=1,
     )
 
+    changes = 0
+
     def on_state():
-        say({"state": client.connected, "at": time.time()})
+        nonlocal changes
+        changes += 1
+        say({"change": changes, "at": time.time()})
+
+    def on_background_exception(error):
+        say({"dropped": type(error).__name__, "at": time.time()})
 
     def on_method(request):
         say({"method": request.name, "payload": request.payload})
@@ -75,6 +87,7 @@ def main():
         say({"desired": patch})
 
     client.on_connection_state_change = on_state
+    client.on_background_exception = on_background_exception
     client.connect()
     client.on_method_request_received = on_method
     client.on_twin_desired_properties_patch_received = on_desired
