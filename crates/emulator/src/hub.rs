@@ -149,13 +149,10 @@ impl Hub {
             config,
         });
         hub.restore_file_uploads()?;
-        // Twins a job writes raise twin-change events as REST writes do.
-        let weak = Arc::downgrade(&hub);
-        hub.engine.set_twin_listener(Box::new(move |client, patch| {
-            if let Some(hub) = weak.upgrade() {
-                hub.twin_patched(client, patch);
-            }
-        }));
+        // Twins a job writes raise twin-change events as REST writes do; device jobs that end
+        // raise device-job lifecycle events.
+        hub.engine
+            .set_listener(Box::new(route::JobEvents(Arc::downgrade(&hub))));
         Ok(hub)
     }
 
