@@ -5,9 +5,14 @@
 // Checked with the real storage client (@azure/storage-blob, as azure-iot-device pins it): a
 // client that trusts only the hub's CA (`NODE_EXTRA_CA_CERTS`, as `exec` sets it) lists the
 // container and reads back what it wrote; Azurite stops with the hub, SIGKILL included; without
-// Azurite, `--storage azurite` is a one-line error saying what to install.
-import { execFile } from 'node:child_process'
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+// Azurite, `--storage azurite` is a one-line error saying what to install. File upload with
+// Microsoft's clients (Node azure-iot-device and azure-iothub; Python azure-iot-device with
+// azure-storage-blob, on 127.0.0.87's standard ports); with a data dir, pending uploads and
+// notifications survive SIGKILL; a seed's `storage` and `fileNotifications`.
+import { execFile, spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { createInterface } from 'node:readline'
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -16,6 +21,8 @@ import assert from 'node:assert/strict'
 
 import { emulatorBinary, startEmulator } from './helpers/emulator.mjs'
 import { shimAzureIothub } from './helpers/device-sdks.mjs'
+import { prerequisite } from './helpers/prerequisite.mjs'
+import { hasPython3, pythonSdk } from '../scripts/python-sdk.mjs'
 
 const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..')
 const BIN = path.join(ROOT, 'packages', 'iothub-emulator', 'bin', 'iothub-emulator.js')
@@ -173,5 +180,124 @@ test('a hub without storage refuses file upload with a one-line reason', async (
     await client.close()
   } finally {
     await hub.stop()
+  }
+})
+
+/** Runs one step of __test__/helpers/file-upload-step.mjs against `hub` (trusting its CA). */
+function step(hub, ...args) {
+  const script = path.join(ROOT, '__test__', 'helpers', 'file-upload-step.mjs')
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, [script, ...args], { cwd: ROOT, env: { ...process.env, NODE_EXTRA_CA_CERTS: hub.caPath }, timeout: 60_000 },
+      (err, stdout, stderr) => (err ? reject(new Error(`${args[0]}: ${stderr || err.message}`)) : resolve(JSON.parse(stdout.trim().split('\n').pop()))))
+  })
+}
+
+test('with --data-dir, pending uploads and notifications survive SIGKILL: each notification is received once', async () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'iothub-uploads-'))
+  const start = () => startEmulator({ storage: 'azurite', fileNotifications: true, dataDir: dir })
+  let hub = await start()
+  try {
+    const notified = await hub.createDevice('kill-notified')
+    const pending = await hub.createDevice('kill-pending')
+    const before = await step(hub, 'upload', notified.connectionString, 'a.txt', 'notified before the kill', 'notify')
+    const open = await step(hub, 'upload', pending.connectionString, 'b.txt', 'uploaded before the kill, notified after', 'silent')
+    // Killed right after the 204: no back end has read the notification.
+    hub.kill('SIGKILL')
+    assert.equal(await hub.stop(), 'SIGKILL')
+
+    hub = await start()
+    const cs = (device) => hub.deviceConnectionString(device.deviceId, device.primaryKey)
+    // The correlation id issued before the kill still takes its notification, once; the one
+    // already notified stays used.
+    assert.deepEqual(await step(hub, 'notify', cs(pending), open.correlationId), { ok: true })
+    assert.deepEqual(await step(hub, 'notify', cs(pending), open.correlationId), { error: 'Bad Request' })
+    assert.deepEqual(await step(hub, 'notify', cs(notified), before.correlationId), { error: 'Bad Request' })
+    const { notifications } = await step(hub, 'receive', hub.connectionString, '3000')
+    assert.deepEqual(notifications.map((n) => [n.blobName, n.blobSizeInBytes]).sort(), [
+      ['kill-notified/a.txt', 'notified before the kill'.length],
+      ['kill-pending/b.txt', 'uploaded before the kill, notified after'.length],
+    ])
+    // Completed ones are gone from the store too: a restart delivers nothing again.
+    hub.kill('SIGKILL')
+    await hub.stop()
+    hub = await start()
+    assert.deepEqual((await step(hub, 'receive', hub.connectionString, '2000')).notifications, [])
+
+    // A notification delivered and not settled when the hub dies is delivered again.
+    await step(hub, 'upload', cs(notified), 'c.txt', 'held', 'notify')
+    const holder = spawn(process.execPath, [path.join(ROOT, '__test__', 'helpers', 'file-upload-step.mjs'), 'receive', hub.connectionString, '60000', 'hold'],
+      { env: { ...process.env, NODE_EXTRA_CA_CERTS: hub.caPath }, stdio: ['ignore', 'pipe', 'inherit'] })
+    try {
+      const [line] = await once(createInterface({ input: holder.stdout }), 'line')
+      assert.equal(JSON.parse(line).held.blobName, 'kill-notified/c.txt')
+      hub.kill('SIGKILL')
+      await hub.stop()
+    } finally {
+      holder.kill()
+    }
+    hub = await start()
+    const again = await step(hub, 'receive', hub.connectionString, '2000')
+    assert.deepEqual(again.notifications.map((n) => n.blobName), ['kill-notified/c.txt'])
+  } finally {
+    await hub.stop()
+    rmSync(dir, { recursive: true, force: true })
+  }
+})
+
+test('a seed takes storage and fileNotifications as the flags do; a wrong storage is one line', async () => {
+  const hub = await startEmulator({ seed: { storage: 'azurite', fileNotifications: true } })
+  try {
+    assert.match(hub.storageConnectionString, /AccountName=devstoreaccount1;/)
+    const device = await hub.createDevice('seeded-storage')
+    await step(hub, 'upload', device.connectionString, 's.txt', 'seeded', 'notify')
+    const { notifications } = await step(hub, 'receive', hub.connectionString, '2000')
+    assert.deepEqual(notifications.map((n) => n.blobName), ['seeded-storage/s.txt'])
+  } finally {
+    await hub.stop()
+  }
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'iothub-seed-'))
+  try {
+    const file = path.join(dir, 'seed.json')
+    writeFileSync(file, JSON.stringify({ storage: 'minio' }))
+    const r = await run(['--seed', file])
+    assert.equal(r.code, 1)
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr)
+    assert.match(r.stderr, /seed: storage must be azurite, not "minio"/)
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+})
+
+// The Python device SDK always dials 443 (HTTPS: the SAS and the notification) and has no port
+// setting: a hub on the standard ports of its own loopback address.
+const PYTHON_HOST = '127.0.0.87'
+const pythonSkip = prerequisite(process.getuid?.() !== 0
+  ? 'the Python SDK dials port 443, which needs root (CI runs as root)'
+  : !hasPython3() && 'python3 is not installed')
+
+test('Python azure-iot-device: get_storage_info_for_blob, azure-storage-blob upload, notify_blob_upload_status', { skip: pythonSkip }, async () => {
+  const python = pythonSdk()
+  const hub = await startEmulator({ storage: 'azurite', fileNotifications: true, args: ['--standard-ports', '--host', PYTHON_HOST] })
+  try {
+    const device = await hub.createDevice('python-upload')
+    const text = 'uploaded by Python azure-storage-blob at the SAS URL of azure-iot-device'
+    const script = path.join(ROOT, '__test__', 'python', 'upload.py')
+    const info = await new Promise((resolve, reject) => {
+      execFile(python, [script, device.connectionString, hub.caPath, 'logs/py.txt', text], { timeout: 60_000 },
+        (err, stdout, stderr) => (err ? reject(new Error(stderr || err.message)) : resolve(JSON.parse(stdout.trim().split('\n').pop()))))
+    })
+    assert.equal(info.blobName, 'python-upload/logs/py.txt')
+    assert.equal(info.containerName, 'fileupload')
+    assert.match(info.hostName, new RegExp(`^${PYTHON_HOST.replaceAll('.', '\\.')}:\\d+/devstoreaccount1$`))
+    assert.equal(info.sasTokenShape, '?sv=2020-10-02&sr=b&sig=…&se=…&sp=rcw')
+    assert.deepEqual(await step(hub, 'download', hub.storageConnectionString, info.blobName), { text })
+    const { notifications } = await step(hub, 'receive', hub.connectionString, '2000')
+    assert.equal(notifications.length, 1, JSON.stringify(notifications))
+    assert.equal(notifications[0].deviceId, 'python-upload')
+    assert.equal(notifications[0].blobName, info.blobName)
+    assert.equal(notifications[0].blobSizeInBytes, Buffer.byteLength(text))
+    assert.equal(notifications[0].blobUri, `https://${info.hostName}/fileupload/${info.blobName}`)
+  } finally {
+    assert.equal(await hub.stop(), 0)
   }
 })

@@ -11,10 +11,9 @@ import assert from 'node:assert/strict'
 import { randomUUID } from 'node:crypto'
 
 import { startEmulator } from './helpers/emulator.mjs'
-import { createSasDevice, shimAzureIothub, trustOverTls, until } from './helpers/device-sdks.mjs'
+import { createSasDevice, messageIdsSeen, shimAzureIothub, trustOverTls, until } from './helpers/device-sdks.mjs'
 
 const require = createRequire(import.meta.url)
-const { EventHubConsumerClient, earliestEventPosition } = require('@azure/event-hubs')
 const iothub = require('azure-iothub')
 const { Client: DeviceClient, Message } = require('azure-iot-device')
 const { NoRetry } = require('azure-iot-common')
@@ -22,26 +21,17 @@ const { Mqtt } = require('azure-iot-device-mqtt')
 const { Amqp } = require('azure-iot-device-amqp')
 
 let hub
-let consumer
-let subscription
-const seen = new Set()
+let events
 
 before(async () => {
   hub = await startEmulator({ devices: 0 })
   shimAzureIothub(hub.ca)
   trustOverTls(hub.ca)
-  consumer = new EventHubConsumerClient('$Default', hub.eventHubConnectionString)
-  subscription = consumer.subscribe({
-    async processEvents(events) {
-      for (const e of events) if (e.messageId) seen.add(String(e.messageId))
-    },
-    async processError() {},
-  }, { startPosition: earliestEventPosition, maxWaitTimeInSeconds: 1 })
+  events = messageIdsSeen(hub)
 })
 
 after(async () => {
-  await subscription?.close()
-  await consumer?.close()
+  await events?.close()
   assert.equal(await hub.stop(), 0)
 })
 
@@ -74,7 +64,7 @@ async function arrives(client) {
   const m = new Message(JSON.stringify({ after: 'fault' }))
   m.messageId = randomUUID()
   await client.sendEvent(m)
-  await until(() => seen.has(m.messageId), 20_000, `message ${m.messageId} on the events endpoint`)
+  await until(() => events.seen.has(m.messageId), 20_000, `message ${m.messageId} on the events endpoint`)
 }
 
 /**

@@ -1,7 +1,8 @@
 // Message routing read with the real client, @azure/event-hubs 6 (pinned): routes on each
 // source (twin changes written by azure-iothub's Registry and reported by a Node device,
-// device and module lifecycle, MQTT connection state) bring IoT Hub's events to the built-in
-// endpoint with their documented bodies and properties; conditions on `$body` and on an
+// device and module lifecycle, MQTT connection state, the device jobs of azure-iothub's
+// JobClient) bring IoT Hub's events to the built-in endpoint with their documented bodies and
+// properties; conditions on `$body` and on an
 // application property; enrichments; the fallback route; refusals.
 import { createRequire } from 'node:module'
 import { test, before, after } from 'node:test'
@@ -225,6 +226,87 @@ test("a twin job's writes raise twin-change events as REST writes do", async () 
   assert.equal(body.properties.desired.mode, 'eco')
   assert.equal(typeof body.properties.desired.$version, 'number')
   assert.equal(body.etag, undefined)
+})
+
+/** Runs `schedule(jobs)` (a JobClient call) and waits for the job to end. */
+async function runJob(jobId, schedule, ending = 'completed') {
+  const jobs = iothub.JobClient.fromConnectionString(hub.connectionString)
+  await schedule(jobs)
+  await until(async () => (await jobs.getJob(jobId)).jobStatus.status === ending, 20_000, `job ${jobId} ${ending}`)
+  return jobs
+}
+
+test('a route on DeviceJobLifecycleEvents brings each ended device job (method and twin jobs, failed, cancelled) as its devices.jobs row', async () => {
+  await hub.setRouting({ routes: [route('jobs', 'DeviceJobLifecycleEvents')] })
+  const answering = await deviceClient('rt-jobs-on')
+  await answering.open()
+  answering.onDeviceMethod('reboot', (request, response) => response.send(200, { rebooted: request.payload.n }, () => {}))
+  const silent = await deviceClient('rt-jobs-slow')
+  await silent.open()
+  silent.onDeviceMethod('reboot', () => {}) // never answers: the job is cancelled meanwhile
+  await registry.create({ deviceId: 'rt-jobs-off' }) // not connected: its call fails
+  const method = { methodName: 'reboot', payload: { n: 7 }, responseTimeoutInSeconds: 5 }
+  try {
+    await runJob('rt-lc-method', (jobs) => jobs.scheduleDeviceMethod('rt-lc-method', "deviceId IN ['rt-jobs-on', 'rt-jobs-off']", method, new Date(), 60))
+    const patch = { etag: '*', tags: { fleet: 'c' }, properties: { desired: { mode: 'lc' } } }
+    await runJob('rt-lc-twin', (jobs) => jobs.scheduleTwinUpdate('rt-lc-twin', "deviceId = 'rt-jobs-on'", patch, new Date(), 60))
+    await runJob(
+      'rt-lc-cancel',
+      async (jobs) => {
+        await jobs.scheduleDeviceMethod('rt-lc-cancel', "deviceId = 'rt-jobs-slow'", { ...method, responseTimeoutInSeconds: 60 }, new Date(), 120)
+        await until(async () => (await jobs.getJob('rt-lc-cancel')).jobStatus.deviceJobStatistics.runningCount === 1, 10_000, 'the call is running')
+        await jobs.cancelJob('rt-lc-cancel')
+      },
+      'cancelled',
+    )
+  } finally {
+    await Promise.all([answering.close(), silent.close()])
+  }
+
+  const jobEvent = { messageSource: 'deviceJobLifecycleEvents', schema: 'deviceJobLifecycleNotification' }
+  const [methodDone, twinDone] = await readDevice('rt-jobs-on', (evs) => evs.length >= 2)
+  assertEventOf(methodDone, { deviceId: 'rt-jobs-on', ...jobEvent, opType: 'deviceJobCompleted' })
+  const methodRow = bodyOf(methodDone)
+  assert.deepEqual(
+    { ...methodRow, startTimeUtc: typeof methodRow.startTimeUtc, endTimeUtc: typeof methodRow.endTimeUtc, createdDateTimeUtc: typeof methodRow.createdDateTimeUtc, lastUpdatedDateTimeUtc: typeof methodRow.lastUpdatedDateTimeUtc },
+    {
+      deviceId: 'rt-jobs-on',
+      jobId: 'rt-lc-method',
+      jobType: 'scheduleDeviceMethod',
+      status: 'completed',
+      startTimeUtc: 'string',
+      endTimeUtc: 'string',
+      createdDateTimeUtc: 'string',
+      lastUpdatedDateTimeUtc: 'string',
+      outcome: { deviceMethodResponse: { status: 200, payload: { rebooted: 7 } } },
+    },
+  )
+  // The body is the row the service's query shows.
+  const { result: rows } = await registry.createQuery("SELECT * FROM devices.jobs WHERE devices.jobs.jobId = 'rt-lc-method'").next()
+  assert.deepEqual(rows.find((r) => r.deviceId === 'rt-jobs-on'), methodRow)
+  assertEventOf(twinDone, { deviceId: 'rt-jobs-on', ...jobEvent, opType: 'deviceJobCompleted' })
+  assert.deepEqual([bodyOf(twinDone).jobId, bodyOf(twinDone).jobType, bodyOf(twinDone).status], ['rt-lc-twin', 'scheduleUpdateTwin', 'completed'])
+
+  const [failed] = await readDevice('rt-jobs-off', (evs) => evs.length >= 1)
+  assertEventOf(failed, { deviceId: 'rt-jobs-off', ...jobEvent, opType: 'deviceJobFailed' })
+  assert.equal(bodyOf(failed).status, 'failed')
+  assert.equal(bodyOf(failed).error.code, 'DeviceNotOnline')
+
+  const [cancelled] = await readDevice('rt-jobs-slow', (evs) => evs.length >= 1)
+  assertEventOf(cancelled, { deviceId: 'rt-jobs-slow', ...jobEvent, opType: 'deviceJobCanceled' })
+  assert.deepEqual([bodyOf(cancelled).jobId, bodyOf(cancelled).status], ['rt-lc-cancel', 'canceled'])
+
+  // Without such a route a job's devices raise nothing: the device's partition holds only the
+  // telemetry it sends after the job.
+  await hub.setRouting({})
+  const quiet = await deviceClient('rt-jobs-quiet')
+  await quiet.open()
+  quiet.onDeviceMethod('reboot', (request, response) => response.send(200, {}, () => {}))
+  await runJob('rt-lc-unrouted', (jobs) => jobs.scheduleDeviceMethod('rt-lc-unrouted', "deviceId = 'rt-jobs-quiet'", method, new Date(), 60))
+  await quiet.sendEvent(telemetry({ after: 'job' }))
+  await quiet.close()
+  const events = await readDevice('rt-jobs-quiet', (evs) => evs.length >= 1)
+  assert.deepEqual(events.map(summary), [{ source: 'Telemetry', opType: undefined, body: { after: 'job' } }])
 })
 
 test('conditions on an application property and on $body, enrichments, and the fallback route', async () => {

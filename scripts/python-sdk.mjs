@@ -5,10 +5,12 @@
 //   target/python-build      packages/python/requirements-build.txt: `wheel` (packs and reads wheels)
 //   target/python-wheelhouse packages/python/requirements-test.txt built as wheels (pytest,
 //                            azure-iot-device, azure-iot-hub …): what a test venv installs with no network
+//   target/python-samples    __test__/python/samples.txt: azure-eventhub's source archive (version and
+//                            sha256 pinned), with only the samples the tests run extracted from it
 //
 //   node scripts/python-sdk.mjs      → prints the SDKs' venv's python path
 import { execFileSync } from 'node:child_process'
-import { existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 
@@ -18,6 +20,7 @@ export const PYTHON_REQUIREMENTS = {
   sdk: path.join(ROOT, '__test__', 'python', 'requirements.txt'),
   build: path.join(ROOT, 'packages', 'python', 'requirements-build.txt'),
   test: path.join(ROOT, 'packages', 'python', 'requirements-test.txt'),
+  samples: path.join(ROOT, '__test__', 'python', 'samples.txt'),
 }
 const run = (cmd, args) => execFileSync(cmd, args, { stdio: ['ignore', 'ignore', 'inherit'] })
 
@@ -73,6 +76,38 @@ export function pythonWheelhouse() {
     run(python, ['-m', 'pip', 'wheel', '--quiet', '--disable-pip-version-check', '--wheel-dir', dir, '-r', PYTHON_REQUIREMENTS.test])
   })
   return dir
+}
+
+/**
+ * The path of `sample` (its path in the archive, e.g. `samples/async_samples/x.py`) extracted from
+ * the source archive pinned in __test__/python/samples.txt: Microsoft's sample as published, which
+ * the tests run unmodified (never a copy in this repo). pip downloads the archive once into
+ * target/python-samples, checking its sha256; only the samples asked for are extracted.
+ */
+export function pythonSample(sample) {
+  const dir = path.join(TARGET, 'python-samples')
+  const python = pythonSdk()
+  once(path.join(dir, 'samples.downloaded'), PYTHON_REQUIREMENTS.samples, () => {
+    rmSync(dir, { recursive: true, force: true })
+    mkdirSync(dir, { recursive: true })
+    run(python, ['-m', 'pip', 'download', '--quiet', '--disable-pip-version-check', '--no-deps', '--no-binary', ':all:',
+      '--require-hashes', '-r', PYTHON_REQUIREMENTS.samples, '--dest', dir])
+  })
+  const file = path.join(dir, ...sample.split('/'))
+  if (!existsSync(file)) {
+    const archive = readdirSync(dir).find((name) => name.endsWith('.tar.gz'))
+    // The archive's members sit under its one top folder (`azure_eventhub-5.15.1/`).
+    run(python, ['-c', [
+      'import os, sys, tarfile',
+      'archive, sample, file = sys.argv[1:]',
+      'with tarfile.open(archive) as tar:',
+      '    data = tar.extractfile(tar.getnames()[0].split("/")[0] + "/" + sample).read()',
+      'os.makedirs(os.path.dirname(file), exist_ok=True)',
+      'open(file + ".part", "wb").write(data)',
+      'os.replace(file + ".part", file)',
+    ].join('\n'), path.join(dir, archive), sample, file])
+  }
+  return file
 }
 
 /** True when python3 is on PATH. */

@@ -144,3 +144,24 @@ export async function rejectsWith(promise, status, code) {
     return true
   })
 }
+
+/**
+ * Reads `hub`'s events endpoint from its start with @azure/event-hubs and keeps each event's
+ * message id: `seen` holds them as they arrive; `close()` stops reading.
+ */
+export function messageIdsSeen(hub) {
+  const { EventHubConsumerClient, earliestEventPosition } = require('@azure/event-hubs')
+  const seen = new Set()
+  const consumer = new EventHubConsumerClient('$Default', hub.eventHubConnectionString)
+  const subscription = consumer.subscribe({
+    async processEvents(events) {
+      for (const e of events) if (e.messageId) seen.add(String(e.messageId))
+    },
+    async processError() {},
+  }, { startPosition: earliestEventPosition, maxWaitTimeInSeconds: 1 })
+  const close = async () => {
+    await subscription.close()
+    await consumer.close()
+  }
+  return { seen, close }
+}

@@ -62,6 +62,10 @@ export interface SeedFile {
   consumerGroups?: string[];
   /** Message routing, in the shape of IoT Hub's `properties.routing`. */
   routing?: Routing;
+  /** Start and link a storage account, as the `storage` option (`--storage`; the flag wins). */
+  storage?: 'azurite';
+  /** File-upload notifications on, as the `fileNotifications` option. */
+  fileNotifications?: boolean;
   devices?: Array<{ deviceId: string; tags?: Record<string, unknown>; properties?: { desired?: Record<string, unknown>; reported?: Record<string, unknown> }; method?: MethodBehaviour } & Record<string, unknown>>;
   [key: string]: unknown;
 }

@@ -136,7 +136,7 @@ pub struct Args {
     pub file_notifications: bool,
 }
 
-fn storage_choice(text: &str) -> Result<StorageChoice, String> {
+pub fn storage_choice(text: &str) -> Result<StorageChoice, String> {
     match text {
         "azurite" => Ok(StorageChoice::Azurite),
         other => Err(format!("must be azurite, not {other:?}")),

@@ -94,7 +94,7 @@ fn unauthorized(why: &str) -> ApiError {
 }
 
 /// Serves a device-facing request (`is_device_path` was true).
-pub fn handle(
+pub async fn handle(
     hub: &Hub,
     method: &Method,
     segments: &[String],
@@ -163,7 +163,8 @@ pub fn handle(
                 .get("isSuccess")
                 .and_then(Value::as_bool)
                 .ok_or_else(|| bad_body("isSuccess"))?;
-            hub.complete_file_upload(id, correlation_id, is_success)?;
+            hub.complete_file_upload(id, correlation_id, is_success)
+                .await?;
             Ok(Reply::empty(StatusCode::NO_CONTENT))
         }
         (_, method) => Err(ApiError::new(

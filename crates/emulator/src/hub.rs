@@ -80,7 +80,7 @@ pub struct Hub {
     job_ops: Option<RateLimiter>,
     queries: Option<RateLimiter>,
     /// File uploads on the linked storage account (`files.rs`).
-    files: Arc<files::FileUploads>,
+    files: files::FileUploads,
     /// Import/export jobs (`import_export.rs`).
     import_export: Arc<ImportExportJobs>,
 }
@@ -151,17 +151,15 @@ impl Hub {
             recorder: Recorder::default(),
             job_ops: limits.map(|l| RateLimiter::per_minute(l.job_ops_per_minute)),
             queries: limits.map(|l| RateLimiter::per_minute(l.queries_per_minute)),
-            files: Arc::default(),
+            files: files::FileUploads::default(),
             import_export,
             config,
         });
-        // Twins a job writes raise twin-change events as REST writes do.
-        let weak = Arc::downgrade(&hub);
-        hub.engine.set_twin_listener(Box::new(move |client, patch| {
-            if let Some(hub) = weak.upgrade() {
-                hub.twin_patched(client, patch);
-            }
-        }));
+        hub.restore_file_uploads()?;
+        // Twins a job writes raise twin-change events as REST writes do; device jobs that end
+        // raise device-job lifecycle events.
+        hub.engine
+            .set_listener(Box::new(route::JobEvents(Arc::downgrade(&hub))));
         Ok(hub)
     }
 
@@ -304,6 +302,7 @@ impl Hub {
         self.engine.reset()?;
         self.import_export.clear(&self.devices.store)?;
         self.configurations.clear(&self.devices.store)?;
+        self.clear_file_uploads()?;
         self.devices.sessions.drop_all();
         self.clock.reset();
         let devices: Vec<Device> = self.config.initial_devices.build(self.clock.now_ms())?;

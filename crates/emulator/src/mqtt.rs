@@ -167,6 +167,9 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     let keep_alive =
         (connect.keep_alive > 0).then(|| Duration::from_millis(connect.keep_alive as u64 * 1500));
     let mut last_heard = Instant::now();
+    // Set by a `KillTcp` fault: the stream is dropped without a TLS close_notify or a
+    // WebSocket close frame, as a severed connection ends.
+    let mut cut = false;
     loop {
         let expiry = keep_alive.map(|k| last_heard + k);
         tokio::select! {
@@ -189,6 +192,10 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             }
             out = downlink.recv() => match out.and_then(encode) {
                 None => break,
+                Some(Encoded::Cut) => {
+                    cut = true;
+                    break;
+                }
                 Some(Encoded::Nothing) => {}
                 Some(Encoded::CloudToDevice(delivery)) => {
                     // Packet ids 1..=65535, skipping those still in flight (at most 50 are:
@@ -213,13 +220,17 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         }
     }
     drop(link);
-    let _ = wr.shutdown().await;
+    if !cut {
+        let _ = wr.shutdown().await;
+    }
 }
 
 /// What the hub sends a device, as MQTT.
 enum Encoded {
     /// Nothing to send (a fault that names another transport's connection).
     Nothing,
+    /// The connection is to be severed (`KillTcp`): no packet, no clean close.
+    Cut,
     /// A topic and payload published at QoS 0.
     Publish(String, Vec<u8>),
     /// A cloud-to-device message, published at QoS 1 (its PUBACK completes it).
@@ -253,9 +264,9 @@ fn cloud_to_device_topic(device: &str, d: &Delivery) -> String {
     format!("devices/{device}/messages/devicebound/{}", bag.join("&"))
 }
 
-/// What the hub sends a device; `None` when the connection is to close (`Close`, or a fault
-/// for MQTT: `KillTcp` and `ShutDownMqtt` both end the connection with no packet, as MQTT 3.1.1
-/// has no server DISCONNECT; the AMQP kinds leave an MQTT connection alone).
+/// What the hub sends a device; `None` when the connection is to close cleanly (`Close`, or
+/// `ShutDownMqtt`: no packet, as MQTT 3.1.1 has no server DISCONNECT). `KillTcp` severs it; the
+/// AMQP kinds leave an MQTT connection alone.
 fn encode(message: Outgoing) -> Option<Encoded> {
     let encoded = match message {
         Outgoing::MethodCall {
@@ -287,7 +298,8 @@ fn encode(message: Outgoing) -> Option<Encoded> {
         Outgoing::Close => return None,
         Outgoing::Fault(fault) => {
             return match fault.kind {
-                FaultKind::KillTcp | FaultKind::ShutDownMqtt => None,
+                FaultKind::KillTcp => Some(Encoded::Cut),
+                FaultKind::ShutDownMqtt => None,
                 _ => Some(Encoded::Nothing),
             }
         }

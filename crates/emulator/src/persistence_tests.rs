@@ -297,7 +297,7 @@ fn a_first_version_store_is_brought_up_to_date() {
     {
         let db = rusqlite::Connection::open(dir.path().join("hub.db")).unwrap();
         db.execute_batch(
-            "DROP TABLE configurations; DROP TABLE cloud_to_device; DROP TABLE import_export_jobs; UPDATE meta SET value = '1' WHERE key = 'schema_version';",
+            "DROP TABLE configurations; DROP TABLE cloud_to_device; DROP TABLE file_uploads; DROP TABLE file_notifications; DROP TABLE import_export_jobs; UPDATE meta SET value = '1' WHERE key = 'schema_version';",
         )
         .unwrap();
     }
@@ -317,6 +317,20 @@ fn a_first_version_store_is_brought_up_to_date() {
     assert_eq!(stored.configurations, [doc]);
 }
 
+/// A seeded, empty store as an older emulator left it in `dir`: without `tables`, of `version`.
+fn older_store(dir: &Path, version: u32, tables: &[&str]) {
+    let store = Store::open(dir).unwrap();
+    store.replace_devices([]).wait().unwrap();
+    drop(store);
+    let drops: String = tables.iter().map(|t| format!("DROP TABLE {t}; ")).collect();
+    rusqlite::Connection::open(dir.join("hub.db"))
+        .unwrap()
+        .execute_batch(&format!(
+            "{drops}UPDATE meta SET value = '{version}' WHERE key = 'schema_version';"
+        ))
+        .unwrap();
+}
+
 #[test]
 fn cloud_to_device_queues_are_stored_and_a_version_2_store_gains_them() {
     use crate::devices::cloud_to_device::CloudMessage;
@@ -327,16 +341,17 @@ fn cloud_to_device_queues_are_stored_and_a_version_2_store_gains_them() {
             .wait()
     };
     let dir = Dir::new();
-    let store = Store::open(dir.path()).unwrap();
-    store.replace_devices([]).wait().unwrap();
-    drop(store);
     // What a version-2 emulator left: no queue table.
-    let db = rusqlite::Connection::open(dir.path().join("hub.db")).unwrap();
-    db.execute_batch(
-        "DROP TABLE cloud_to_device; DROP TABLE import_export_jobs; UPDATE meta SET value = '2' WHERE key = 'schema_version';",
-    )
-    .unwrap();
-    drop(db);
+    older_store(
+        dir.path(),
+        2,
+        &[
+            "cloud_to_device",
+            "file_uploads",
+            "file_notifications",
+            "import_export_jobs",
+        ],
+    );
 
     let store = Store::open(dir.path()).unwrap();
     assert_eq!(
@@ -365,6 +380,50 @@ fn cloud_to_device_queues_are_stored_and_a_version_2_store_gains_them() {
         .wait()
         .unwrap();
     assert!(load(&store).unwrap().queues.is_empty());
+}
+
+/// A version-3 store (before file uploads) gains their tables; pending uploads and
+/// notifications are stored, read back in queue order, removed one by one and all at a reset.
+#[test]
+fn file_uploads_are_stored_and_a_version_3_store_gains_them() {
+    let dir = Dir::new();
+    older_store(
+        dir.path(),
+        3,
+        &["file_uploads", "file_notifications", "import_export_jobs"],
+    );
+
+    let put = |store: &Store, change: Change| store.write(|| vec![change]).wait().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    put(
+        &store,
+        Change::PutFileUpload("c1".into(), Some(r#"{"n":1}"#.into())),
+    );
+    put(
+        &store,
+        Change::PutFileUpload("c2".into(), Some(r#"{"n":2}"#.into())),
+    );
+    put(&store, Change::PutFileUpload("c1".into(), None));
+    for seq in [10, 9, 2] {
+        let doc = format!(r#"{{"seq":{seq}}}"#);
+        put(
+            &store,
+            Change::PutFileNotification(format!("{seq:020}"), Some(doc)),
+        );
+    }
+    put(
+        &store,
+        Change::PutFileNotification(format!("{:020}", 9), None),
+    );
+    drop(store);
+
+    let store = Store::open(dir.path()).unwrap();
+    let (uploads, notifications) = store.load_file_uploads::<Value, Value>().unwrap();
+    assert_eq!(uploads, [json!({"n": 2})]);
+    assert_eq!(notifications, [json!({"seq": 2}), json!({"seq": 10})]);
+    put(&store, Change::ClearFileUploads);
+    let (uploads, notifications) = store.load_file_uploads::<Value, Value>().unwrap();
+    assert!(uploads.is_empty() && notifications.is_empty());
 }
 
 /// A twin job writes its devices through the registry's twin write: a batch's twins are

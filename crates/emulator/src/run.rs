@@ -10,10 +10,10 @@ use serde_json::json;
 use tokio_rustls::TlsAcceptor;
 
 use crate::auth::{Authenticator, Policy};
-use crate::cli::Args;
+use crate::cli::{storage_choice, Args};
 use crate::devices::Seed;
 use crate::errors::StartError;
-use crate::events::EventsConfig;
+use crate::events::{EventsConfig, EventsEndpoint};
 use crate::hub::{FileUploadSettings, Hub, HubConfig};
 use crate::listeners::{Listeners, STANDARD_AMQP_PORT, STANDARD_HTTPS_PORT};
 use crate::routing::{Routing, RoutingSpec};
@@ -113,6 +113,19 @@ fn event_hub_connection_string(
     )
 }
 
+/// Where the hub redirects its `messages/events` readers: the events endpoint over TLS, on 5671
+/// with `--standard-ports` (as the service's), else on the events port (which speaks TLS too).
+fn events_endpoint(host: &str, amqp_port: Option<u16>, events_port: Option<u16>) -> EventsEndpoint {
+    let port = match events_port {
+        Some(port) if amqp_port != Some(STANDARD_AMQP_PORT) => port,
+        _ => STANDARD_AMQP_PORT,
+    };
+    EventsEndpoint {
+        host: host.to_string(),
+        port,
+    }
+}
+
 fn initial_seed(args: &Args) -> Result<Seed, StartError> {
     let mut seed = match &args.seed {
         Some(path) => {
@@ -126,6 +139,18 @@ fn initial_seed(args: &Args) -> Result<Seed, StartError> {
     };
     seed.generate = seed.generate.max(args.devices);
     Ok(seed)
+}
+
+/// The seed's `storage` and `fileNotifications` where the flags say nothing (the flags win).
+fn with_seed_storage(mut args: Args, seed: &Seed) -> Result<Args, StartError> {
+    if let Some(choice) = &seed.storage {
+        let choice = storage_choice(choice).map_err(|e| format!("seed: storage {e}"))?;
+        if args.storage.is_none() && args.storage_connection_string.is_none() {
+            args.storage = Some(choice);
+        }
+    }
+    args.file_notifications |= seed.file_notifications;
+    Ok(args)
 }
 
 fn random_key() -> Result<String, StartError> {
@@ -241,6 +266,7 @@ pub async fn run_until(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), StartError> {
     let seed = initial_seed(&args)?;
+    let args = with_seed_storage(args, &seed)?;
     let store = match &args.data_dir {
         Some(dir) => Store::open(dir)?,
         None => Store::memory(),
@@ -305,6 +331,7 @@ pub async fn run_until(
             .chain(&seed.consumer_groups)
             .cloned()
             .collect(),
+        endpoint: events_endpoint(&host, amqp_port, events_port),
     };
     events.check()?;
     let event_hub_connection_string = event_hub_connection_string(

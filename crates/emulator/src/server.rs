@@ -317,7 +317,8 @@ async fn process(
             &parts.headers,
             body,
             client_chain,
-        );
+        )
+        .await;
     }
     let auth = parts
         .headers

@@ -300,7 +300,8 @@ async fn sasl_plain_with_a_device_token_admits_its_links_without_cbs() {
     let _ = session.end().await;
     let _ = connection.close().await;
 
-    // A wrong token, or a policy name, fails the SASL outcome: no connection.
+    // A wrong token, or a policy's username with a device's token, fails the SASL outcome:
+    // no connection.
     let wrong = hub.device_token("device-0000", &[7u8; 32]);
     for profile in [
         (user, wrong),

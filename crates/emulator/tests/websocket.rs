@@ -1,6 +1,6 @@
 //! MQTT over WebSockets on the HTTPS port (`/$iothub/websocket`): the upgrade's subprotocol
 //! negotiation, what a plain GET on that path gets, an MQTT session carried in binary frames,
-//! and a socket closed in the middle of a frame.
+//! a socket closed in the middle of a frame, and the test gateway's faults on such a session.
 
 mod common;
 
@@ -9,7 +9,8 @@ use std::time::Duration;
 use bytes::BytesMut;
 use common::{start, Hub};
 use futures_util::{SinkExt, StreamExt};
-use rumqttc::mqttbytes::v4::{ConnAck, Connect, ConnectReturnCode, Login, Packet};
+use rumqttc::mqttbytes::v4::{ConnAck, Connect, ConnectReturnCode, Login, Packet, Publish};
+use rumqttc::mqttbytes::QoS;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -170,5 +171,33 @@ async fn a_socket_closed_mid_frame_ends_the_session() {
     // The hub serves on: the device connects again.
     let (mut ws, _) = handshake(&hub, Some("mqtt")).await.unwrap();
     assert_eq!(connect(&hub, &mut ws).await, ConnectReturnCode::Success);
+    hub.stop().await;
+}
+
+/// `KillTcp` severs the connection: the socket ends with no WebSocket close frame (the test
+/// gateway cuts TCP). `ShutDownMqtt` closes it cleanly: a close frame (MQTT 3.1.1 has no
+/// server DISCONNECT).
+#[tokio::test]
+async fn kill_tcp_cuts_the_websocket_and_shut_down_mqtt_closes_it() {
+    let hub = start("1").await;
+    for (kind, clean) in [("KillTcp", false), ("ShutDownMqtt", true)] {
+        let (mut ws, _) = handshake(&hub, Some("mqtt")).await.unwrap();
+        assert_eq!(connect(&hub, &mut ws).await, ConnectReturnCode::Success);
+        let topic = format!(
+            "devices/device-0000/messages/events/AzIoTHub_FaultOperationType={kind}&AzIoTHub_FaultOperationDelayInSecs=0"
+        );
+        let fault = Publish::new(topic, QoS::AtMostOnce, Vec::new());
+        ws.send(Message::Binary(encode(Packet::Publish(fault)).into()))
+            .await
+            .unwrap();
+        let end = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("the connection ends");
+        match end {
+            Some(Ok(Message::Close(_))) => assert!(clean, "{kind}: a close frame"),
+            Some(Err(_)) | None => assert!(!clean, "{kind}: no close frame"),
+            Some(Ok(other)) => panic!("{kind}: expected the end, got {other:?}"),
+        }
+    }
     hub.stop().await;
 }

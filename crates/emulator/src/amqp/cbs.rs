@@ -68,9 +68,13 @@ pub struct Grant {
     pub expires_secs: Option<u64>,
 }
 
-/// True when a token audience names the hub itself (`{host}`, no path): a policy token.
+/// True when a token audience names the hub itself (`{host}`, no path), or its
+/// `messages/events` (where a reader is redirected to the events endpoint): a policy token.
 fn names_hub(audience: &str) -> bool {
-    audience_path(audience).is_some_and(|a| !a.trim_end_matches('/').contains('/'))
+    audience_path(audience).is_some_and(|a| match a.trim_end_matches('/').split_once('/') {
+        None => true,
+        Some((_, path)) => path.eq_ignore_ascii_case("messages/events"),
+    })
 }
 
 /// True when a token audience names the events endpoint (`{host}/{name}` and below).
@@ -141,6 +145,22 @@ fn authorize_service(hub: &Hub, token: &str) -> Result<Grant, ApiError> {
         to: Grantee::Service,
         expires_secs: parse_sas(token).ok().map(|t| t.se),
     })
+}
+
+/// A shared access policy's own login (SASL PLAIN `{policy}@sas.root.{hubName}`): a token of
+/// that policy (`skn`) for the hub (`sr` as a policy audience names it, not a device's), checked
+/// as the REST API checks one; the refusal never names the token.
+pub fn authorize_policy(hub: &Hub, policy: &str, token: &str) -> Result<Grant, String> {
+    let Ok(parsed) = parse_sas(token) else {
+        return Err("the password is not a SAS token".into());
+    };
+    if parsed.skn.as_deref() != Some(policy) {
+        return Err("the password is not a SAS token of the policy the username names".into());
+    }
+    if !names_hub(&parsed.sr) {
+        return Err("the token's resource (sr) is not the hub or its messages/events".into());
+    }
+    authorize_service(hub, token).map_err(|e| e.message)
 }
 
 /// Checks a put-token request: what it grants (when accepted) and the reply, or
@@ -247,6 +267,10 @@ mod tests {
         assert!(names_hub("amqps%3A%2F%2Fhub.example.net"));
         assert!(!names_hub("hub.example.net/devices/d1"));
         assert!(!names_hub("https://hub.example.net/devices/d1"));
+        // Where the hub redirects readers to the events endpoint.
+        assert!(names_hub("hub.example.net/messages/events"));
+        assert!(names_hub("sb://hub.example.net/Messages/Events/"));
+        assert!(!names_hub("hub.example.net/messages/devicebound"));
     }
 
     #[test]

@@ -42,7 +42,9 @@ pub(super) async fn serve(hub: Arc<Hub>, mut sender: Sender) {
                 let hub = hub.clone();
                 tokio::spawn(async move {
                     match outcome.await {
-                        Ok(Outcome::Accepted(_) | Outcome::Rejected(_)) => {}
+                        Ok(Outcome::Accepted(_) | Outcome::Rejected(_)) => {
+                            hub.settle_file_notification(&notification)
+                        }
                         _ => hub.return_file_notification(notification),
                     }
                 });

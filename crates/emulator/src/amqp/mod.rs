@@ -14,7 +14,8 @@
 //! `/devices/{id}/messages/devicebound` (cloud-to-device messages, settled by the device);
 //! modules under `/devices/{id}/modules/{mid}/…`. The service's links (`service.rs`, with a
 //! policy token): `/messages/devicebound` (azure-iothub's `Client.send`),
-//! `/messages/serviceBound/feedback` and `/messages/serviceBound/filenotifications`.
+//! `/messages/serviceBound/feedback` and `/messages/serviceBound/filenotifications`; a reader
+//! at `messages/events/…` is redirected to the built-in events endpoint (`events.rs`).
 //! Addresses match case-insensitively and may be absolute (`amqps://{host}/devices/…`).
 
 mod cbs;
@@ -232,6 +233,9 @@ pub enum Address {
     /// The service's side: delivery feedback and file-upload notifications come from here.
     Feedback,
     FileNotifications,
+    /// `messages/events/{rest}`: the built-in endpoint as the hub names it; a reader there is
+    /// redirected to the endpoint itself (`events.rs`).
+    BuiltInEvents(String),
     Unknown,
 }
 
@@ -248,6 +252,9 @@ pub fn parse_address(address: &str) -> Address {
     let segments: Vec<&str> = path.split('/').collect();
     let is = |s: &str, name: &str| s.eq_ignore_ascii_case(name);
     let (client, rest) = match segments.as_slice() {
+        [a, b, rest @ ..] if is(a, "messages") && is(b, "events") => {
+            return Address::BuiltInEvents(rest.join("/"))
+        }
         [a, b] if is(a, "messages") && is(b, "devicebound") => {
             return Address::ServiceCloudToDevice
         }
@@ -288,11 +295,15 @@ impl Address {
         }
     }
 
-    /// A link of the service's (a policy token's): cloud-to-device sends and their feedback.
+    /// A link of the service's (a policy token's): cloud-to-device sends and their feedback,
+    /// the built-in endpoint's readers.
     fn is_service(&self) -> bool {
         matches!(
             self,
-            Address::ServiceCloudToDevice | Address::Feedback | Address::FileNotifications
+            Address::ServiceCloudToDevice
+                | Address::Feedback
+                | Address::FileNotifications
+                | Address::BuiltInEvents(_)
         )
     }
 }
@@ -483,6 +494,10 @@ impl Conn {
                 tokio::spawn(file_notifications::serve(self.hub.clone(), sender));
                 return;
             }
+            Address::BuiltInEvents(rest) => {
+                tokio::spawn(events::redirect(sender, self.hub.events().redirect(&rest)));
+                return;
+            }
             Address::Telemetry(_) | Address::ServiceCloudToDevice | Address::Unknown => {
                 let text = format!("no such node to receive from: {address}");
                 let err = AmqpErrorBody::new(AmqpError::NotFound, Some(text), None);
@@ -539,6 +554,7 @@ impl Conn {
             Address::CloudToDevice(_)
             | Address::Feedback
             | Address::FileNotifications
+            | Address::BuiltInEvents(_)
             | Address::Unknown => {
                 let text = format!("no such node to send to: {address}");
                 let err = AmqpErrorBody::new(AmqpError::NotFound, Some(text), None);
@@ -657,6 +673,17 @@ mod tests {
         assert_eq!(
             parse_address("/messages/servicebound/fileNotifications"),
             Address::FileNotifications
+        );
+        let events = |rest: &str| Address::BuiltInEvents(rest.to_string());
+        assert_eq!(parse_address("messages/events/"), events(""));
+        assert_eq!(parse_address("messages/events"), events(""));
+        assert_eq!(
+            parse_address("amqps://h/messages/events/$management"),
+            events("$management")
+        );
+        assert_eq!(
+            parse_address("/Messages/Events/ConsumerGroups/$Default/Partitions/0"),
+            events("ConsumerGroups/$Default/Partitions/0")
         );
         for unknown in [
             "",

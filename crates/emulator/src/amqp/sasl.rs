@@ -1,7 +1,11 @@
 //! The SASL layer some IoT Hub clients put before AMQP (protocol header id 3): Java's
 //! `ANONYMOUS` and the C SDK's `MSSBCBS` admit the connection, which then authenticates with
-//! CBS put-tokens like a connection without SASL; `PLAIN` carries a device's SAS token itself
-//! (username `{deviceId}@sas.{hubName}`, the token as the password), as IoT Hub documents it.
+//! CBS put-tokens like a connection without SASL; `PLAIN` carries a SAS token itself, as IoT
+//! Hub documents it: a device's (username `{deviceId}@sas.{hubName}`) or a shared access
+//! policy's (`{policyName}@sas.root.{hubName}`: the service's links, and the redirect of
+//! `messages/events` readers to the events endpoint), the token as the password. The hub name
+//! is not checked (clients derive it from the first label of `HostName`, an address's `127`
+//! on the emulator); the token's `sr` names the hub.
 //! `EXTERNAL` is not offered: an x509 device is known by its TLS certificate when it attaches
 //! its links, with or without SASL.
 
@@ -46,7 +50,7 @@ impl Mechanisms {
         })
     }
 
-    /// A PLAIN response (`authzid NUL authcid NUL password`) from a device.
+    /// A PLAIN response (`authzid NUL authcid NUL password`) from a device or a policy.
     fn plain(&self, response: &[u8]) -> SaslCode {
         let mut parts = response.split(|b| *b == 0);
         let (Some(_), Some(user), Some(password)) = (parts.next(), parts.next(), parts.next())
@@ -55,9 +59,24 @@ impl Mechanisms {
         };
         let user = String::from_utf8_lossy(user);
         let token = String::from_utf8_lossy(password);
-        let Some(client) = plain_client(&user) else {
-            eprintln!("iothub-emulator: AMQP SASL PLAIN refused: the username must be {{deviceId}}@sas.{{hubName}}");
-            return SaslCode::Auth;
+        let client = match plain_login(&user) {
+            Some(PlainLogin::Device(client)) => client,
+            Some(PlainLogin::Policy(policy)) => {
+                return match cbs::authorize_policy(&self.hub, policy, &token) {
+                    Ok(grant) => {
+                        *lock(&self.granted) = Some(grant);
+                        SaslCode::Ok
+                    }
+                    Err(why) => {
+                        eprintln!("iothub-emulator: AMQP SASL PLAIN refused: {why}");
+                        SaslCode::Auth
+                    }
+                };
+            }
+            None => {
+                eprintln!("iothub-emulator: AMQP SASL PLAIN refused: the username must be {{deviceId}}@sas.{{hubName}} or {{policyName}}@sas.root.{{hubName}}");
+                return SaslCode::Auth;
+            }
         };
         match cbs::authorize(&self.hub, client, &token, &[]) {
             Ok(grant) => {
@@ -73,11 +92,25 @@ impl Mechanisms {
     }
 }
 
-/// The device a PLAIN username names: `{deviceId}@sas.{hubName}`.
-fn plain_client(user: &str) -> Option<&str> {
-    let (client, hub) = user.rsplit_once('@')?;
-    (!client.is_empty() && hub.starts_with("sas.") && !hub.starts_with("sas.root."))
-        .then_some(client)
+/// Who a PLAIN username names.
+#[derive(Debug, PartialEq)]
+enum PlainLogin<'a> {
+    /// `{deviceId}@sas.{hubName}` (a module: `{deviceId}/{moduleId}`).
+    Device(&'a str),
+    /// `{policyName}@sas.root.{hubName}`.
+    Policy(&'a str),
+}
+
+fn plain_login(user: &str) -> Option<PlainLogin<'_>> {
+    let (name, hub) = user.rsplit_once('@')?;
+    if name.is_empty() {
+        return None;
+    }
+    if hub.starts_with("sas.root.") {
+        Some(PlainLogin::Policy(name))
+    } else {
+        hub.starts_with("sas.").then_some(PlainLogin::Device(name))
+    }
 }
 
 impl SaslAcceptor for Mechanisms {
@@ -104,11 +137,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn plain_usernames_name_a_device_never_a_policy() {
-        assert_eq!(plain_client("dev-1@sas.myhub"), Some("dev-1"));
-        assert_eq!(plain_client("a@b@sas.myhub"), Some("a@b"));
-        assert_eq!(plain_client("iothubowner@sas.root.myhub"), None);
-        assert_eq!(plain_client("@sas.myhub"), None);
-        assert_eq!(plain_client("dev-1"), None);
+    fn plain_usernames_name_a_device_or_a_policy() {
+        use PlainLogin::*;
+        assert_eq!(plain_login("dev-1@sas.myhub"), Some(Device("dev-1")));
+        assert_eq!(plain_login("a@b@sas.myhub"), Some(Device("a@b")));
+        assert_eq!(
+            plain_login("iothubowner@sas.root.myhub"),
+            Some(Policy("iothubowner"))
+        );
+        assert_eq!(plain_login("service@sas.root.127"), Some(Policy("service")));
+        assert_eq!(plain_login("@sas.myhub"), None);
+        assert_eq!(plain_login("@sas.root.myhub"), None);
+        assert_eq!(plain_login("dev-1"), None);
+        assert_eq!(plain_login("dev-1@myhub"), None);
     }
 }

@@ -45,6 +45,13 @@ pub struct Seed {
     /// `routing::RoutingSpec`: devices do not depend on routing).
     #[serde(default)]
     pub routing: Option<Value>,
+    /// The storage account to start and link, as `--storage` (`"azurite"`; read by start-up:
+    /// devices do not depend on storage).
+    #[serde(default)]
+    pub storage: Option<String>,
+    /// File-upload notifications on, as `--file-notifications`.
+    #[serde(default, rename = "fileNotifications")]
+    pub file_notifications: bool,
 }
 
 impl Seed {

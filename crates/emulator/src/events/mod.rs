@@ -5,7 +5,8 @@
 //!
 //! `partition.rs` keeps a partition's events (sequence numbers, offsets, retention, the memory
 //! bound); `groups.rs` the consumer groups; `owners.rs` the epoch readers; `message.rs` builds
-//! the AMQP message a reader gets.
+//! the AMQP message a reader gets; `redirect.rs` where the hub's `messages/events` readers are
+//! sent.
 //! The log lives in memory only, bounded per partition (`Limits`): the oldest events leave
 //! first, as with retention.
 
@@ -16,6 +17,7 @@ pub mod management;
 mod message;
 mod owners;
 pub mod partition;
+mod redirect;
 
 use std::sync::{Arc, Mutex};
 
@@ -28,6 +30,7 @@ use crate::locks::lock;
 pub use error::{EventsCondition, EventsError};
 pub use groups::{ConsumerGroups, MAX_CONSUMER_GROUPS};
 use partition::{Limits, Partition, PartitionInfo, Start};
+pub use redirect::{EventsEndpoint, Redirect};
 
 /// IoT Hub's default and allowed partition counts.
 pub const DEFAULT_PARTITIONS: u32 = 4;
@@ -49,6 +52,8 @@ pub struct EventsConfig {
     pub retention_hours: u32,
     /// Consumer groups besides `$Default`.
     pub consumer_groups: Vec<String>,
+    /// Where readers reach the endpoint over AMQPS (what a redirect names).
+    pub endpoint: EventsEndpoint,
 }
 
 impl Default for EventsConfig {
@@ -58,6 +63,7 @@ impl Default for EventsConfig {
             partitions: DEFAULT_PARTITIONS,
             retention_hours: DEFAULT_RETENTION_HOURS,
             consumer_groups: Vec::new(),
+            endpoint: EventsEndpoint::default(),
         }
     }
 }
@@ -128,6 +134,11 @@ impl Events {
             replies: management::Replies::default(),
             config,
         })
+    }
+
+    /// Where a reader that attached at `messages/events/{rest}` on the hub is redirected.
+    pub fn redirect(&self, rest: &str) -> Redirect {
+        redirect::redirect(&self.config.endpoint, &self.config.name, rest)
     }
 
     pub fn partition_count(&self) -> u32 {

@@ -1,6 +1,8 @@
 //! Where every message that may reach the `events` endpoint goes: device telemetry and the
-//! hub's own events (twin changes, lifecycle, connection state), built here as the service
-//! emits them and routed by `Hub::route`, the one place routing is applied.
+//! hub's own events (twin changes, lifecycle, connection state, device jobs), built here as the
+//! service emits them and routed by `Hub::route`, the one place routing is applied.
+
+use std::sync::Weak;
 
 use serde_json::{json, Value};
 
@@ -8,6 +10,8 @@ use super::Hub;
 use crate::clock::iso;
 use crate::device_message::{DeviceMessage, MessageSource, SystemProperties};
 use crate::devices::split_client;
+use crate::jobs::model::RowStatus;
+use crate::jobs::{EndedDeviceJob, JobListener};
 use crate::routing::{Routing, RoutingError, RoutingSpec};
 
 /// Twin changes: a merge (`PATCH`, a reported patch) or a replacement (`PUT`).
@@ -191,6 +195,28 @@ impl Hub {
         );
     }
 
+    /// A device's (or module's) job ended: its `devices.jobs` row is the body. IoT Hub names
+    /// the source but documents no body for it; this mirrors the other sources' events.
+    pub(crate) fn device_job_ended(&self, ended: &EndedDeviceJob) {
+        if !self.routed(MessageSource::DeviceJobLifecycleEvents) {
+            return;
+        }
+        let op_type = match ended.status {
+            RowStatus::Completed => "deviceJobCompleted",
+            RowStatus::Failed => "deviceJobFailed",
+            RowStatus::Canceled => "deviceJobCanceled",
+            // Rows are told of only once they ended.
+            RowStatus::Pending | RowStatus::Running => return,
+        };
+        self.notify(
+            &ended.client,
+            MessageSource::DeviceJobLifecycleEvents,
+            op_type,
+            "deviceJobLifecycleNotification",
+            ended.row.clone(),
+        );
+    }
+
     /// A device or module connected or disconnected.
     pub(crate) fn connection_changed(&self, client: &str, connected: bool) {
         if !self.routed(MessageSource::DeviceConnectionStateEvents) {
@@ -209,5 +235,28 @@ impl Hub {
             "deviceConnectionStateNotification",
             json!({ "sequenceNumber": sequence }),
         );
+    }
+}
+
+/// The job engine's way to the hub's events (weak: the engine lives in the hub).
+pub(super) struct JobEvents(pub Weak<Hub>);
+
+impl JobListener for JobEvents {
+    fn twin_patched(&self, client: &str, patch: &Value) {
+        if let Some(hub) = self.0.upgrade() {
+            hub.twin_patched(client, patch);
+        }
+    }
+
+    fn wants_device_jobs(&self) -> bool {
+        self.0
+            .upgrade()
+            .is_some_and(|hub| hub.routed(MessageSource::DeviceJobLifecycleEvents))
+    }
+
+    fn device_job_ended(&self, ended: &EndedDeviceJob) {
+        if let Some(hub) = self.0.upgrade() {
+            hub.device_job_ended(ended);
+        }
     }
 }

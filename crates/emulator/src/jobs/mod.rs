@@ -5,10 +5,12 @@
 //! short synchronous sections, never across an `.await`. `GET /jobs/v2/{id}` takes the read
 //! lock, clones one `Arc`, and serializes under the job's own lock.
 
+mod events;
 pub mod model;
 mod records;
 pub mod request;
 mod runner;
+pub use events::{EndedDeviceJob, JobListener};
 pub use records::from_stored;
 pub use runner::method_record;
 
@@ -102,15 +104,12 @@ pub struct EngineLimits {
     pub pacer: Option<DevicePacer>,
 }
 
-/// Told of each twin a twin job wrote: the client (`{deviceId}[/{moduleId}]`) and the patch.
-pub type TwinListener = Box<dyn Fn(&str, &Value) + Send + Sync>;
-
 pub struct Engine {
     pub clock: Arc<Clock>,
     pub devices: Arc<Registry>,
     limits: EngineLimits,
-    /// The hub's twin-change events for twins a job wrote (set once the hub exists).
-    twin_listener: std::sync::OnceLock<TwinListener>,
+    /// The hub, for its events about what jobs do (set once the hub exists).
+    listener: std::sync::OnceLock<Box<dyn JobListener>>,
     index: RwLock<Index>,
     next_seq: AtomicU64,
 }
@@ -128,15 +127,10 @@ impl Engine {
             clock,
             devices,
             limits,
-            twin_listener: std::sync::OnceLock::new(),
+            listener: std::sync::OnceLock::new(),
             index: RwLock::new(Index::default()),
             next_seq: AtomicU64::new(1),
         })
-    }
-
-    /// Who hears of the twins twin jobs write (the hub, for its twin-change events).
-    pub fn set_twin_listener(&self, listener: TwinListener) {
-        let _ = self.twin_listener.set(listener);
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Index> {
@@ -231,25 +225,32 @@ impl Engine {
             .cloned()
             .ok_or_else(|| job_not_found(id))?;
         let now = self.clock.now_ms();
-        let (body, saved) = self.devices.store.stage(entry.lock(), |job, changes| {
-            if !job.status.is_terminal() {
-                job.finish(JobStatus::Cancelled, now);
-                // Devices not reached yet are never touched.
-                for i in 0..job.rows.len() {
-                    if job.rows[i].status == RowStatus::Pending {
+        let ((body, cancelled), saved) =
+            self.devices.store.stage(entry.lock(), |job, changes| {
+                let mut cancelled = Vec::new();
+                if !job.status.is_terminal() {
+                    job.finish(JobStatus::Cancelled, now);
+                    // Devices not reached yet are never touched.
+                    let pending: Vec<usize> = (0..job.rows.len())
+                        .filter(|&i| job.rows[i].status == RowStatus::Pending)
+                        .collect();
+                    for &i in &pending {
                         job.end_row(i, DeviceOutcome::Canceled, now);
                     }
+                    cancelled = self.ended_device_jobs(job, pending);
+                    // Every ended row with the state: rows the runner has not written yet too.
+                    changes.extend(|| {
+                        let rows =
+                            (0..job.rows.len()).filter(|&i| job.rows[i].status.is_terminal());
+                        job_changes(entry.seq, job, false, &ended(job, rows))
+                    });
                 }
-                // Every ended row with the state: rows the runner has not written yet too.
-                changes.extend(|| {
-                    let rows = (0..job.rows.len()).filter(|&i| job.rows[i].status.is_terminal());
-                    job_changes(entry.seq, job, false, &ended(job, rows))
-                });
-            }
-            Ok::<_, ApiError>(job.to_json())
-        })?;
+                Ok::<_, ApiError>((job.to_json(), cancelled))
+            })?;
         entry.cancel.send_replace(true);
         saved.wait()?;
+        // The runner ends the rows that were running, and tells of them.
+        self.announce(cancelled);
         Ok(body)
     }
 

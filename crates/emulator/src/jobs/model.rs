@@ -219,11 +219,12 @@ impl Job {
         }
     }
 
-    /// Records how row `i` ended; a row that already ended (cancel, timeout) keeps its outcome.
-    pub fn end_row(&mut self, i: usize, outcome: DeviceOutcome, now_ms: i64) {
+    /// Records how row `i` ended; a row that already ended (cancel, timeout) keeps its outcome
+    /// (then `false`).
+    pub fn end_row(&mut self, i: usize, outcome: DeviceOutcome, now_ms: i64) -> bool {
         let row = &mut self.rows[i];
         if row.status.is_terminal() {
-            return;
+            return false;
         }
         match row.status {
             RowStatus::Pending => self.stats.pending -= 1,
@@ -244,6 +245,7 @@ impl Job {
         row.end_ms = Some(now_ms);
         row.updated_ms = now_ms;
         row.outcome = Some(outcome);
+        true
     }
 
     /// JobResponse as a JSON value (for lists and the control API).

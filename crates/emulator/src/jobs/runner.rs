@@ -89,43 +89,48 @@ pub(super) async fn run(engine: Arc<Engine>, entry: Arc<JobEntry>) {
     };
     // Leaving the select dropped the in-flight device operations (if any).
     let now = clock.now_ms();
-    let mut job = entry.lock();
-    let open: Vec<usize> = (0..job.rows.len())
-        .filter(|&i| !job.rows[i].status.is_terminal())
-        .collect();
+    let open: Vec<usize> = {
+        let job = entry.lock();
+        (0..job.rows.len())
+            .filter(|&i| !job.rows[i].status.is_terminal())
+            .collect()
+    };
+    let missed = open.len();
     match ending {
         Ending::Cancelled => {
-            for i in open {
-                job.end_row(i, DeviceOutcome::Canceled, now);
-            }
+            engine.end_rows(
+                &entry,
+                open.into_iter().map(|i| (i, DeviceOutcome::Canceled)),
+                now,
+            );
         }
         Ending::Deadline => {
-            let missed = open.len();
-            for i in open {
-                let description = format!(
-                    "The job reached maxExecutionTimeInSeconds ({}s) before this device was done",
-                    max_s.unwrap_or(0)
-                );
-                job.end_row(
-                    i,
-                    DeviceOutcome::Failed {
-                        code: "JobTimeout".into(),
-                        description,
-                    },
-                    now,
-                );
-            }
-            if !job.status.is_terminal() {
-                job.status_message =
-                    Some(format!("maxExecutionTimeInSeconds elapsed; {missed} device(s) not done were counted as failed"));
-                job.finish(JobStatus::Completed, now);
-            }
+            let description = format!(
+                "The job reached maxExecutionTimeInSeconds ({}s) before this device was done",
+                max_s.unwrap_or(0)
+            );
+            let timed_out = DeviceOutcome::Failed {
+                code: "JobTimeout".into(),
+                description,
+            };
+            engine.end_rows(
+                &entry,
+                open.into_iter().map(|i| (i, timed_out.clone())),
+                now,
+            );
         }
-        Ending::Done => {
-            if !job.status.is_terminal() {
-                job.finish(JobStatus::Completed, now);
-            }
+        Ending::Done => {}
+    }
+    // The cancel finished the job already.
+    let completed = !matches!(ending, Ending::Cancelled);
+    let mut job = entry.lock();
+    if completed && !job.status.is_terminal() {
+        if matches!(ending, Ending::Deadline) {
+            job.status_message = Some(format!(
+                "maxExecutionTimeInSeconds elapsed; {missed} device(s) not done were counted as failed"
+            ));
         }
+        job.finish(JobStatus::Completed, now);
     }
     drop(job);
     // Rows ended by the cancel or the deadline (and tasks dropped before they were reaped)
@@ -312,7 +317,7 @@ async fn run_methods(
             entry.lock().start_row(i, engine.clock.now_ms());
             let (m, record) = &*op;
             let outcome = invoke_method(&engine, &device_id, module_id.as_deref(), m, record).await;
-            entry.lock().end_row(i, outcome, engine.clock.now_ms());
+            engine.end_rows(&entry, [(i, outcome)], engine.clock.now_ms());
             progress.row_ended(&engine, &entry, i);
             drop(permit);
         });
@@ -395,7 +400,7 @@ struct InFlight<'a> {
     entry: &'a JobEntry,
     progress: &'a Progress,
     rows: Vec<usize>,
-    /// The rows' devices or modules (`{deviceId}[/{moduleId}]`), for the twin listener.
+    /// The rows' devices or modules (`{deviceId}[/{moduleId}]`), for the engine's listener.
     clients: Vec<String>,
     patch: &'a Value,
     staged: Option<StagedTwins>,
@@ -408,29 +413,25 @@ impl Drop for InFlight<'_> {
         };
         let results = staged.commit(&self.engine.devices);
         let now = self.engine.clock.now_ms();
-        let mut written = Vec::new();
-        {
-            let mut job = self.entry.lock();
-            for ((&i, result), client) in self.rows.iter().zip(results).zip(&self.clients) {
-                if result.is_ok() {
-                    written.push(client);
-                }
-                let outcome = match result {
-                    Ok(()) => DeviceOutcome::Succeeded {
-                        status: 200,
-                        payload: None,
-                    },
-                    Err(e) => failed(e.code, e.message),
-                };
-                job.end_row(i, outcome, now);
-            }
-        }
-        // Told outside the job's lock: the listener reads the registry.
-        if let Some(listener) = self.engine.twin_listener.get() {
-            for client in written {
-                listener(client, self.patch);
-            }
-        }
+        let written = self
+            .clients
+            .iter()
+            .zip(&results)
+            .filter(|(_, result)| result.is_ok())
+            .map(|(client, _)| client);
+        // The twin changes before the rows' ends: a row that ended tells of a twin written.
+        self.engine.twins_patched(written, self.patch);
+        let outcomes = self.rows.iter().zip(results).map(|(&i, result)| {
+            let outcome = match result {
+                Ok(()) => DeviceOutcome::Succeeded {
+                    status: 200,
+                    payload: None,
+                },
+                Err(e) => failed(e.code, e.message),
+            };
+            (i, outcome)
+        });
+        self.engine.end_rows(self.entry, outcomes, now);
         for &i in &self.rows {
             self.progress.row_ended(self.engine, self.entry, i);
         }

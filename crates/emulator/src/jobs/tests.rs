@@ -257,15 +257,7 @@ async fn oversized_payload_fails_each_device_with_413() {
 async fn max_execution_time_fails_devices_not_done() {
     let e = engine(3);
     e.clock.set_scale(0.0);
-    e.devices
-        .set_behaviour(
-            "device-0002",
-            &BehaviourPatch {
-                delay_ms: Some(20_000),
-                ..Default::default()
-            },
-        )
-        .unwrap();
+    slow(&e, [2]);
     e.create(method_job(
         "slow",
         "*",
@@ -374,4 +366,131 @@ async fn list_filters_by_type_and_status_in_creation_order() {
     assert!(e.list(Some("scheduleUpdateTwin"), None).is_empty());
     e.reset().unwrap();
     assert!(e.is_empty());
+}
+
+/// Records what the engine tells the hub of ended device jobs.
+#[derive(Clone, Default)]
+struct Told(Arc<std::sync::Mutex<Vec<(String, RowStatus, Value)>>>);
+
+impl JobListener for Told {
+    fn twin_patched(&self, _client: &str, _patch: &Value) {}
+    fn wants_device_jobs(&self) -> bool {
+        true
+    }
+    fn device_job_ended(&self, ended: &EndedDeviceJob) {
+        let mut told = self.0.lock().unwrap();
+        told.push((ended.client.clone(), ended.status, ended.row.clone()));
+    }
+}
+
+impl Told {
+    /// What was told, by device.
+    fn by_device(&self) -> Vec<(String, RowStatus, Value)> {
+        let mut told = self.0.lock().unwrap().clone();
+        told.sort_by(|a, b| a.0.cmp(&b.0));
+        told
+    }
+}
+
+/// Devices `device-{i:04}` answer methods after 20 s (of the emulator's clock).
+fn slow(e: &Engine, devices: impl IntoIterator<Item = usize>) {
+    for i in devices {
+        let patch = BehaviourPatch {
+            delay_ms: Some(20_000),
+            ..Default::default()
+        };
+        e.devices
+            .set_behaviour(&format!("device-{i:04}"), &patch)
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn each_device_job_end_is_told_once_with_its_row_answered_or_timed_out() {
+    let e = engine(4);
+    let told = Told::default();
+    e.set_listener(Box::new(told.clone()));
+    e.clock.set_scale(0.0);
+    slow(&e, [2, 3]);
+    e.create(method_job(
+        "mixed",
+        "*",
+        json!({"maxExecutionTimeInSeconds": 10}),
+    ))
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    e.clock.advance(11.0);
+    wait_status(&e, "mixed", "completed").await;
+    let told = told.by_device();
+    let statuses: Vec<(&str, RowStatus)> = told.iter().map(|(c, s, _)| (c.as_str(), *s)).collect();
+    assert_eq!(
+        statuses,
+        [
+            ("device-0000", RowStatus::Completed),
+            ("device-0001", RowStatus::Completed),
+            ("device-0002", RowStatus::Failed),
+            ("device-0003", RowStatus::Failed),
+        ]
+    );
+    // The row the devices.jobs query shows.
+    let rows = e.device_rows();
+    for (client, _, row) in &told {
+        assert_eq!(rows.iter().find(|r| r["deviceId"] == *client), Some(row));
+    }
+    assert_eq!(told[2].2["error"]["code"], "JobTimeout");
+}
+
+#[tokio::test]
+async fn a_cancel_tells_of_pending_and_running_devices_once_each() {
+    let limits = EngineLimits {
+        max_active_jobs: None,
+        pacer: Some(DevicePacer::per_second(10.0)),
+    };
+    let e = engine_with(20, limits);
+    let told = Told::default();
+    e.set_listener(Box::new(told.clone()));
+    e.clock.set_scale(0.0);
+    slow(&e, 0..20);
+    e.create(method_job("stop", "*", json!({}))).unwrap();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    e.clock.advance(0.35); // slots every 100 ms: about four devices are called, and wait
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let running = e.get("stop").unwrap()["deviceJobStatistics"]["runningCount"]
+        .as_u64()
+        .unwrap();
+    assert!((1..=5).contains(&running), "{running} devices running");
+    e.cancel("stop").unwrap();
+    // The cancel tells of the devices not reached; the runner, once it stops, of those it called.
+    for _ in 0..400 {
+        if told.0.lock().unwrap().len() >= 20 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let told = told.by_device();
+    assert_eq!(told.len(), 20, "each device once");
+    for (i, (client, status, row)) in told.iter().enumerate() {
+        assert_eq!(client, &format!("device-{i:04}"));
+        assert_eq!(*status, RowStatus::Canceled);
+        assert_eq!(row["status"], "canceled");
+    }
+}
+
+#[tokio::test]
+async fn a_job_a_reset_forgot_tells_nothing() {
+    let e = engine(3);
+    let told = Told::default();
+    e.set_listener(Box::new(told.clone()));
+    e.clock.set_scale(0.0);
+    slow(&e, 0..3);
+    e.create(method_job("gone", "*", json!({}))).unwrap();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    assert_eq!(
+        e.get("gone").unwrap()["deviceJobStatistics"]["runningCount"],
+        3
+    );
+    e.reset().unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(told.by_device().is_empty(), "{:?}", told.by_device());
 }

@@ -306,6 +306,19 @@ impl Store {
         }
     }
 
+    /// The pending file uploads and file-upload notifications a previous run left (none in
+    /// memory).
+    pub fn load_file_uploads<U, N>(&self) -> Result<(Vec<U>, Vec<N>), StoreError>
+    where
+        U: DeserializeOwned,
+        N: DeserializeOwned,
+    {
+        match &self.disk {
+            Some(d) => lock(&d.db).load_file_uploads(),
+            None => Ok((Vec::new(), Vec::new())),
+        }
+    }
+
     /// The import/export jobs a previous run left (none in memory), read as `T`.
     pub fn import_export_jobs<T: DeserializeOwned>(&self) -> Result<Vec<T>, StoreError> {
         match &self.disk {

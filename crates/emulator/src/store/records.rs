@@ -24,6 +24,13 @@ pub enum Change {
     Meta(String, String),
     /// A device's cloud-to-device queue (its document), or, with `None`, that it is empty.
     PutQueue(String, Option<String>),
+    /// A pending file upload (its document, under its correlation id), or, with `None`, that it
+    /// ended.
+    PutFileUpload(String, Option<String>),
+    /// A file-upload notification (under its queue position), or, with `None`, that it is gone.
+    PutFileNotification(String, Option<String>),
+    /// Every pending file upload and file-upload notification removed (a reset).
+    ClearFileUploads,
 }
 
 /// One JSON document and the id it is kept under: a device (everything it has, its modules

@@ -9,7 +9,11 @@
 //!   when it ends; a target without a row is pending.
 //! - `cloud_to_device(id, doc)`: a device's cloud-to-device queue, one JSON document (its
 //!   messages, their state, delivery counts and locks), while it holds messages (version 3).
-//! - `import_export_jobs(id, doc)`: an import/export job's JSON document (version 4).
+//! - `file_uploads(id, doc)`: a file upload a device started and has not notified yet (its
+//!   correlation id, device, blob and expiry); `file_notifications(id, doc)`: a file-upload
+//!   notification not yet completed by the service (its body and delivery count), `id` its
+//!   zero-padded sequence number so that the id order is the queue's (version 4).
+//! - `import_export_jobs(id, doc)`: an import/export job's JSON document (version 5).
 //!
 //! Durability: WAL journal with `synchronous=NORMAL`. A commit is in the WAL file (the OS has
 //! it) before the call returns, so a killed process (SIGKILL, a crash) loses nothing that was
@@ -29,15 +33,17 @@ use super::{StoreError, Stored};
 
 /// The layout this emulator reads and writes. An older data dir is brought up to it by
 /// [`MIGRATIONS`]; a newer one (or not a store) is refused untouched.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// What takes a store of version `n + 1` to `n + 2`, each applied in one transaction.
-const MIGRATIONS: [&str; 3] = [
+const MIGRATIONS: [&str; 4] = [
     // 2: automatic device management configurations.
     "CREATE TABLE configurations (id TEXT PRIMARY KEY, doc TEXT NOT NULL) WITHOUT ROWID;",
     // 3: cloud-to-device queues.
     "CREATE TABLE cloud_to_device (id TEXT PRIMARY KEY, doc TEXT NOT NULL) WITHOUT ROWID;",
-    // 4: import/export jobs.
+    // 4: pending file uploads and file-upload notifications.
+    "CREATE TABLE file_uploads (id TEXT PRIMARY KEY, doc TEXT NOT NULL) WITHOUT ROWID; CREATE TABLE file_notifications (id TEXT PRIMARY KEY, doc TEXT NOT NULL) WITHOUT ROWID;",
+    // 5: import/export jobs.
     "CREATE TABLE import_export_jobs (id TEXT PRIMARY KEY, doc TEXT NOT NULL) WITHOUT ROWID;",
 ];
 
@@ -69,6 +75,8 @@ CREATE TABLE device_jobs (
 ) WITHOUT ROWID;
 CREATE TABLE configurations (id TEXT PRIMARY KEY, doc TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE cloud_to_device (id TEXT PRIMARY KEY, doc TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE file_uploads (id TEXT PRIMARY KEY, doc TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE file_notifications (id TEXT PRIMARY KEY, doc TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE import_export_jobs (id TEXT PRIMARY KEY, doc TEXT NOT NULL) WITHOUT ROWID;
 ";
 
@@ -249,6 +257,19 @@ impl Db {
         }))
     }
 
+    /// The pending file uploads (`U`) and the file-upload notifications (`N`, in queue order),
+    /// whether or not the store is seeded.
+    pub fn load_file_uploads<U, N>(&self) -> Result<(Vec<U>, Vec<N>), StoreError>
+    where
+        U: DeserializeOwned,
+        N: DeserializeOwned,
+    {
+        Ok((
+            self.load_docs("file_uploads", "file upload")?,
+            self.load_docs("file_notifications", "file-upload notification")?,
+        ))
+    }
+
     /// Every `(id, doc)` row of `table` (`devices`, `configurations`, `cloud_to_device`), its
     /// JSON document read as `T` (one at a time: a million devices are never all held as
     /// text); `what` names one in errors.
@@ -361,6 +382,13 @@ fn apply(tx: &rusqlite::Transaction<'_>, change: &Change) -> rusqlite::Result<()
         Change::PutQueue(id, None) => tx
             .execute("DELETE FROM cloud_to_device WHERE id = ?1", [id])
             .map(drop),
+        Change::PutFileUpload(id, doc) => put_doc(tx, "file_uploads", id, doc.as_deref()),
+        Change::PutFileNotification(id, doc) => {
+            put_doc(tx, "file_notifications", id, doc.as_deref())
+        }
+        Change::ClearFileUploads => {
+            tx.execute_batch("DELETE FROM file_uploads; DELETE FROM file_notifications;")
+        }
         Change::PutConfiguration(d) => tx
             .execute(
                 "INSERT OR REPLACE INTO configurations (id, doc) VALUES (?1, ?2)",
@@ -383,6 +411,27 @@ fn apply(tx: &rusqlite::Transaction<'_>, change: &Change) -> rusqlite::Result<()
                 "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
                 [key, value],
             )
+            .map(drop),
+    }
+}
+
+/// Writes the document `id` of `table`, or deletes it (`None`).
+fn put_doc(
+    tx: &rusqlite::Transaction<'_>,
+    table: &str,
+    id: &str,
+    doc: Option<&str>,
+) -> rusqlite::Result<()> {
+    match doc {
+        Some(doc) => tx
+            .prepare_cached(&format!(
+                "INSERT OR REPLACE INTO {table} (id, doc) VALUES (?1, ?2)"
+            ))?
+            .execute([id, doc])
+            .map(drop),
+        None => tx
+            .prepare_cached(&format!("DELETE FROM {table} WHERE id = ?1"))?
+            .execute([id])
             .map(drop),
     }
 }
