@@ -108,6 +108,20 @@ pub fn route(hub: &Hub, req: &ApiRequest<'_>) -> Result<Reply, ApiError> {
         (_, ["jobs", "v2", _]) | (_, ["jobs", "v2", _, "cancel"]) => {
             Err(method_not_allowed(req.method))
         }
+        // Import/export jobs: `/jobs/create`, `/jobs`, `/jobs/{id}`.
+        (&Method::POST, ["jobs", "create"]) => hub
+            .create_import_export_job(&req.json_body()?)
+            .map(|j| Reply::json(&j)),
+        (&Method::GET, ["jobs"] | ["jobs", ""]) => {
+            Ok(Reply::json(&Value::Array(hub.import_export_jobs())))
+        }
+        (&Method::GET, ["jobs", id]) if *id != "create" => {
+            hub.import_export_job(id).map(|j| Reply::json(&j))
+        }
+        (&Method::DELETE, ["jobs", id]) if *id != "create" => {
+            hub.cancel_import_export_job(id).map(|j| Reply::json(&j))
+        }
+        (_, ["jobs"] | ["jobs", _]) => Err(method_not_allowed(req.method)),
         (&Method::POST, ["devices", "query"]) => query_devices(hub, req),
         (_, ["devices", "query"]) => Err(method_not_allowed(req.method)),
         (&Method::GET, ["twins", id]) => hub.twin(id).map(|t| Reply::json(&t)),

@@ -3,6 +3,7 @@
 
 mod cloud_to_device;
 mod files;
+mod import_export;
 mod link;
 mod route;
 mod service;
@@ -27,6 +28,7 @@ use crate::errors::{ApiError, StartError};
 use crate::events::{Events, EventsConfig, EventsError};
 use crate::faults::{Decision, FaultSpec};
 use crate::gateway_fault;
+use crate::import_export::ImportExportJobs;
 use crate::jobs::{Engine, EngineLimits};
 use crate::limits::{DevicePacer, RateLimiter, Tier};
 use crate::record::Recorder;
@@ -79,6 +81,8 @@ pub struct Hub {
     queries: Option<RateLimiter>,
     /// File uploads on the linked storage account (`files.rs`).
     files: files::FileUploads,
+    /// Import/export jobs (`import_export.rs`).
+    import_export: Arc<ImportExportJobs>,
 }
 
 impl Hub {
@@ -103,6 +107,8 @@ impl Hub {
         let stored = store.load::<Device, Queue, serde_json::Value>()?;
         let devices = Arc::new(Registry::with_store(store));
         let configurations = Configurations::default();
+        let import_export = Arc::new(ImportExportJobs::default());
+        import_export.restore(devices.store.import_export_jobs()?);
         let stored_jobs = match stored {
             Some(stored) => {
                 if !config.initial_devices.is_empty() {
@@ -146,6 +152,7 @@ impl Hub {
             job_ops: limits.map(|l| RateLimiter::per_minute(l.job_ops_per_minute)),
             queries: limits.map(|l| RateLimiter::per_minute(l.queries_per_minute)),
             files: files::FileUploads::default(),
+            import_export,
             config,
         });
         hub.restore_file_uploads()?;
@@ -293,6 +300,7 @@ impl Hub {
     /// With a data dir, the store is emptied the same way (the hub's keys and CA stay).
     pub fn reset(&self) -> Result<(), StartError> {
         self.engine.reset()?;
+        self.import_export.clear(&self.devices.store)?;
         self.configurations.clear(&self.devices.store)?;
         self.clear_file_uploads()?;
         self.devices.sessions.drop_all();

@@ -16,6 +16,7 @@ pub mod events;
 pub mod faults;
 pub mod gateway_fault;
 pub mod hub;
+pub mod import_export;
 pub mod jobs;
 pub mod limits;
 pub mod listeners;

@@ -297,7 +297,7 @@ fn a_first_version_store_is_brought_up_to_date() {
     {
         let db = rusqlite::Connection::open(dir.path().join("hub.db")).unwrap();
         db.execute_batch(
-            "DROP TABLE configurations; DROP TABLE cloud_to_device; DROP TABLE file_uploads; DROP TABLE file_notifications; UPDATE meta SET value = '1' WHERE key = 'schema_version';",
+            "DROP TABLE configurations; DROP TABLE cloud_to_device; DROP TABLE file_uploads; DROP TABLE file_notifications; DROP TABLE import_export_jobs; UPDATE meta SET value = '1' WHERE key = 'schema_version';",
         )
         .unwrap();
     }
@@ -345,7 +345,12 @@ fn cloud_to_device_queues_are_stored_and_a_version_2_store_gains_them() {
     older_store(
         dir.path(),
         2,
-        &["cloud_to_device", "file_uploads", "file_notifications"],
+        &[
+            "cloud_to_device",
+            "file_uploads",
+            "file_notifications",
+            "import_export_jobs",
+        ],
     );
 
     let store = Store::open(dir.path()).unwrap();
@@ -382,7 +387,11 @@ fn cloud_to_device_queues_are_stored_and_a_version_2_store_gains_them() {
 #[test]
 fn file_uploads_are_stored_and_a_version_3_store_gains_them() {
     let dir = Dir::new();
-    older_store(dir.path(), 3, &["file_uploads", "file_notifications"]);
+    older_store(
+        dir.path(),
+        3,
+        &["file_uploads", "file_notifications", "import_export_jobs"],
+    );
 
     let put = |store: &Store, change: Change| store.write(|| vec![change]).wait().unwrap();
     let store = Store::open(dir.path()).unwrap();

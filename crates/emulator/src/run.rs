@@ -363,6 +363,7 @@ pub async fn run_until(
         };
         hub.link_storage(storage.clone(), settings);
     }
+    hub.resume_import_export_jobs();
 
     let ready = Ready {
         host: args.host.clone(),

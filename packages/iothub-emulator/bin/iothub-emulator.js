@@ -6,6 +6,12 @@
 //   iothub-emulator exec [FLAGS…] -- CMD [ARG…] starts a hub, runs CMD with IOTHUB_CONNECTION_STRING,
 //                                               IOTHUB_CA_FILE and NODE_EXTRA_CA_CERTS (with the hub's
 //                                               CA added) set, stops the hub, exits with CMD's code
+//   iothub-emulator export [FLAGS…] --to DIR [--exclude-keys]
+//   iothub-emulator import [FLAGS…] --from DIR  starts a hub (with Azurite unless FLAGS link an
+//                                               account), runs an export job into DIR/devices.txt,
+//                                               or an import job of DIR/devices.txt (failed lines in
+//                                               DIR/importErrors.log), showing the job's progress;
+//                                               typically with --data-dir to export or fill one
 const { spawn } = require('node:child_process');
 const { mkdtempSync, readFileSync, rmSync, writeFileSync } = require('node:fs');
 const os = require('node:os');
@@ -56,6 +62,11 @@ Or: iothub-emulator exec [FLAGS...] -- COMMAND [ARG...]
   (the built-in events endpoint), IOTHUB_CA_FILE and NODE_EXTRA_CA_CERTS (the hub's CA added),
   STORAGE_CONNECTION_STRING with --storage azurite or --storage-connection-string,
   stops the hub and exits with COMMAND's exit code
+Or: iothub-emulator export [FLAGS...] --to DIR [--exclude-keys]
+    iothub-emulator import [FLAGS...] --from DIR
+  starts a hub with FLAGS (and --storage azurite unless FLAGS link an account), runs an export job
+  into DIR/devices.txt or an import job of DIR/devices.txt (failed lines in DIR/importErrors.log),
+  showing the job's status and progress, and stops the hub
 `;
 
 // Node reads one extra CA file, at start: the hub's CA, or when the caller already names a file,
@@ -109,6 +120,35 @@ async function exec(argv) {
   process.exit(signal ? 128 + (os.constants.signals[signal] ?? 0) : (code ?? 1));
 }
 
+/** `export`/`import`: the directory option taken out of `argv`, the rest are the hub's flags. */
+async function bulkFiles(kind, argv) {
+  const dirFlag = kind === 'export' ? '--to' : '--from';
+  const at = argv.indexOf(dirFlag);
+  if (at < 0 || at === argv.length - 1) fail(`usage: iothub-emulator ${kind} [FLAGS…] ${dirFlag} DIR${kind === 'export' ? ' [--exclude-keys]' : ''}`, 2);
+  const dir = argv[at + 1];
+  const excludeKeys = argv.includes('--exclude-keys');
+  const flags = argv.filter((a, i) => i !== at && i !== at + 1 && a !== '--exclude-keys');
+  if (!flags.some((f) => f === '--storage' || f.startsWith('--storage=') || f.startsWith('--storage-connection-string'))) flags.push('--storage', 'azurite');
+  const { exportToDirectory, importFromDirectory } = require('../lib/import-export.js');
+  let hub;
+  try {
+    hub = await startEmulator({ args: flags });
+    const onProgress = (job) => process.stderr.write(`iothub-emulator ${kind}: job ${job.jobId} ${job.status} ${job.progress}%\n`);
+    if (kind === 'export') {
+      const lines = await exportToDirectory(hub, dir, { excludeKeys, onProgress });
+      process.stdout.write(`${path.join(dir, 'devices.txt')}: ${lines} lines (devices and modules)\n`);
+    } else {
+      const failed = await importFromDirectory(hub, dir, { onProgress });
+      process.stdout.write(`${path.join(dir, 'devices.txt')} imported; ${failed} lines failed (${path.join(dir, 'importErrors.log')})\n`);
+    }
+  } catch (err) {
+    await hub?.stop();
+    fail(`${kind}: ${err.message}`);
+  }
+  await hub.stop();
+}
+
 const argv = process.argv.slice(2);
 if (argv[0] === 'exec') exec(argv.slice(1));
+else if (argv[0] === 'export' || argv[0] === 'import') bulkFiles(argv[0], argv.slice(1));
 else run(argv);

@@ -246,4 +246,4 @@ async function startEmulator(options = {}) {
   };
 }
 
-module.exports = { startEmulator, binaryPath, EmulatorNotFoundError, azuriteEnv };
+module.exports = { startEmulator, binaryPath, EmulatorNotFoundError, azuriteEnv, serviceToken, API_VERSION };

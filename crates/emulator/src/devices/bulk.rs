@@ -3,14 +3,21 @@
 //! is tried on its own, like the service does: the ones that fail are listed in `errors` (device
 //! id, error code, status text) and the others take effect. The answer is a
 //! `BulkRegistryOperationResult`, with HTTP 200 when every item succeeded and 400 otherwise.
+//!
+//! The device items run as one batch (`import_batch`: one registry lock, one commit), which an
+//! import job's `devices.txt` lines take too, with `createOrUpdate` as their default mode; a
+//! line with `moduleId` is a module (`import_item`). The twin part of a create or update item
+//! (`tags`, `properties.desired`) is written with its identity.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use serde_json::{json, Map, Value};
 
-use super::identity::{IdentitySpec, Write};
-use super::{not_found, Registry};
+use super::identity::{write_identity, IdentitySpec, Write};
+use super::{not_found, put_device, write_client_twin, Device, Registry, TwinWrite};
 use crate::errors::{ApiError, ErrorCode};
+use crate::store::{Change, Changes, StoreError};
+use crate::twin::if_match;
 
 /// Items one request may carry (the service's limit).
 pub const MAX_BULK_DEVICES: usize = 100;
@@ -18,6 +25,7 @@ pub const MAX_BULK_DEVICES: usize = 100;
 /// What an item asks for (`importMode`, compared case-insensitively as the service does).
 #[derive(Clone, Copy, PartialEq)]
 enum Mode {
+    CreateOrUpdate,
     Create,
     Update,
     UpdateIfMatchETag,
@@ -30,6 +38,7 @@ enum Mode {
 impl Mode {
     fn parse(text: &str) -> Option<Self> {
         Some(match text.to_ascii_lowercase().as_str() {
+            "createorupdate" => Self::CreateOrUpdate,
             "create" => Self::Create,
             "update" => Self::Update,
             "updateifmatchetag" => Self::UpdateIfMatchETag,
@@ -96,16 +105,19 @@ impl Registry {
     /// Runs a bulk registry operation: `(all succeeded, BulkRegistryOperationResult)`.
     pub fn bulk(&self, body: &Value, now_ms: i64) -> Result<(bool, Value), ApiError> {
         let items = parse_items(body)?;
-        let mut errors = Vec::new();
-        for (id, mode, obj) in items {
-            if let Err(e) = self.bulk_item(id, mode, obj, now_ms) {
-                errors.push(json!({
+        let objs: Vec<_> = items.iter().map(|(_, _, obj)| *obj).collect();
+        let errors: Vec<Value> = items
+            .iter()
+            .zip(self.import_batch(&objs, now_ms))
+            .filter_map(|((id, _, _), result)| {
+                let e = result.err()?;
+                Some(json!({
                     "deviceId": id,
                     "errorCode": e.code.name(),
                     "errorStatus": format!("ErrorCode:{};{}", e.code.name(), e.message),
-                }));
-            }
-        }
+                }))
+            })
+            .collect();
         let ok = errors.is_empty();
         Ok((
             ok,
@@ -113,49 +125,210 @@ impl Registry {
         ))
     }
 
-    fn bulk_item(
+    /// One line of an import job's `devices.txt` (an `ExportImportDevice`): a device, or a
+    /// module of one when it names `moduleId`; `importMode` defaults to `createOrUpdate`.
+    pub fn import_item(&self, obj: &Map<String, Value>, now_ms: i64) -> Result<(), ApiError> {
+        let (id, mode) = import_mode(obj)?;
+        match obj.get("moduleId").and_then(Value::as_str) {
+            Some(module) => self.import_module(id, module, mode, obj, now_ms),
+            None => self.import_batch(&[obj], now_ms).remove(0),
+        }
+    }
+
+    /// Device lines of an import job (no `moduleId`), applied with the rules of
+    /// [`Registry::import_item`] under one write lock and stored as one commit (a line's
+    /// identity and twin together): each line's result, in order.
+    pub fn import_batch(
         &self,
-        id: &str,
+        items: &[&Map<String, Value>],
+        now_ms: i64,
+    ) -> Vec<Result<(), ApiError>> {
+        let staged = self.store.stage(self.write(), |map, changes| {
+            let mut done = BatchEffects::default();
+            let results = items
+                .iter()
+                .map(|obj| import_device(map, obj, now_ms, changes, &mut done))
+                .collect::<Vec<_>>();
+            Ok::<_, StoreError>((results, done))
+        });
+        let ((results, done), pending) = match staged {
+            Ok(staged) => staged,
+            Err(e) => return items.iter().map(|_| Err(e.clone().into())).collect(),
+        };
+        for d in &done.removed {
+            self.forget_removed(d);
+        }
+        if let Err(e) = pending.wait() {
+            return items.iter().map(|_| Err(e.clone().into())).collect();
+        }
+        for (client, note) in done.notes {
+            self.sessions.desired_changed(&client, &note);
+        }
+        results
+    }
+
+    /// A module line: the module routes' rules (`PUT`, `DELETE`, twin `PATCH` of
+    /// `/devices/{id}/modules/{mid}`), with the line's `eTag`/`twinETag` as `If-Match`.
+    fn import_module(
+        &self,
+        device: &str,
+        module: &str,
         mode: Mode,
         obj: &Map<String, Value>,
         now_ms: i64,
     ) -> Result<(), ApiError> {
         let etag = obj.get("eTag").and_then(Value::as_str);
-        match mode {
-            Mode::Create | Mode::Update | Mode::UpdateIfMatchETag => {
-                let spec = IdentitySpec::parse(obj)?;
-                let write = match mode {
-                    Mode::Create => Write::Create,
-                    Mode::Update => Write::Update { etag: None },
-                    _ => Write::Update {
-                        etag: checked(etag),
-                    },
-                };
-                self.write_identity(id, &spec, |_| write, now_ms)?;
-                if mode == Mode::Create
-                    && (obj.contains_key("tags") || obj.contains_key("properties"))
-                {
-                    self.update_twin(id, &Value::Object(obj.clone()), None, false, now_ms)?;
-                }
-                Ok(())
+        let body =
+            json!({"authentication": obj.get("authentication"), "managedBy": obj.get("managedBy")});
+        let identity_etag = match mode {
+            Mode::Create => None,
+            Mode::CreateOrUpdate => Some("*"),
+            Mode::Update => {
+                self.module_identity(device, module)?;
+                Some("*")
             }
-            Mode::Delete => self.delete(id, None),
-            Mode::DeleteIfMatchETag => self.delete(id, checked(etag)),
+            Mode::UpdateIfMatchETag => {
+                self.module_identity(device, module)?;
+                checked(etag)
+            }
+            Mode::Delete => return self.delete_module(device, module, None),
+            Mode::DeleteIfMatchETag => return self.delete_module(device, module, checked(etag)),
             Mode::UpdateTwin | Mode::UpdateTwinIfMatchETag => {
-                let twin_etag = obj.get("twinETag").and_then(Value::as_str);
-                let twin_etag = if mode == Mode::UpdateTwin {
-                    None
-                } else {
-                    checked(twin_etag)
-                };
-                if !self.read().contains_key(id) {
-                    return Err(not_found(id));
-                }
-                self.update_twin(id, &Value::Object(obj.clone()), twin_etag, false, now_ms)
-                    .map(drop)
+                let (patch, twin_etag) = twin_update(mode, obj);
+                return self
+                    .update_module_twin(device, module, &patch, twin_etag, false, now_ms)
+                    .map(drop);
+            }
+        };
+        self.put_module(device, module, &body, identity_etag, now_ms)?;
+        if let Some(patch) = twin_patch(obj) {
+            self.update_module_twin(device, module, &patch, None, false, now_ms)?;
+        }
+        Ok(())
+    }
+}
+
+/// What an import batch does after its lines are applied: desired changes for sessions, and
+/// the devices it removed.
+#[derive(Default)]
+struct BatchEffects {
+    notes: Vec<(String, Value)>,
+    removed: Vec<Device>,
+}
+
+/// An import line's device id and mode (`createOrUpdate` when it names none).
+fn import_mode(obj: &Map<String, Value>) -> Result<(&str, Mode), ApiError> {
+    let id = obj
+        .get("id")
+        .and_then(Value::as_str)
+        .ok_or_else(|| invalid("the device has no \"id\""))?;
+    let mode = match obj.get("importMode") {
+        None | Some(Value::Null) => Mode::CreateOrUpdate,
+        Some(text) => text
+            .as_str()
+            .and_then(Mode::parse)
+            .ok_or_else(|| invalid(format!("unknown importMode {text}")))?,
+    };
+    Ok((id, mode))
+}
+
+/// One device item of a batch, applied to the registry's map under its write lock, its changes
+/// queued in order.
+fn import_device(
+    map: &mut BTreeMap<String, Device>,
+    obj: &Map<String, Value>,
+    now_ms: i64,
+    changes: &mut Changes,
+    done: &mut BatchEffects,
+) -> Result<(), ApiError> {
+    let (id, mode) = import_mode(obj)?;
+    let etag = obj.get("eTag").and_then(Value::as_str);
+    let twin =
+        |map: &mut BTreeMap<String, Device>, patch: &Value, etag, done: &mut BatchEffects| {
+            let write = TwinWrite {
+                body: patch,
+                etag,
+                replace: false,
+                now_ms,
+            };
+            let (note, _) = write_client_twin(map, id, None, &write)?;
+            if let Some(note) = note {
+                done.notes.push((id.to_string(), note));
+            }
+            Ok::<_, ApiError>(())
+        };
+    let result = match mode {
+        Mode::CreateOrUpdate | Mode::Create | Mode::Update | Mode::UpdateIfMatchETag => {
+            let spec = IdentitySpec::parse(obj)?;
+            let write = match mode {
+                Mode::Create => Write::Create,
+                Mode::CreateOrUpdate if !map.contains_key(id) => Write::Create,
+                Mode::UpdateIfMatchETag => Write::Update {
+                    etag: checked(etag),
+                },
+                _ => Write::Update { etag: None },
+            };
+            write_identity(map, id, &spec, write, now_ms)?;
+            match twin_patch(obj) {
+                Some(patch) => twin(map, &patch, None, done),
+                None => Ok(()),
             }
         }
+        Mode::Delete | Mode::DeleteIfMatchETag => {
+            let d = map.get(id).ok_or_else(|| not_found(id))?;
+            let etag = if mode == Mode::Delete {
+                None
+            } else {
+                checked(etag)
+            };
+            if !if_match(etag, &d.device_etag()) {
+                return Err(ApiError::new(
+                    ErrorCode::PreconditionFailed,
+                    format!("Precondition failed: the etag of device {id} does not match"),
+                ));
+            }
+            changes.push(|| Change::DeleteDevice(id.into()));
+            done.removed.extend(map.remove(id));
+            return Ok(());
+        }
+        Mode::UpdateTwin | Mode::UpdateTwinIfMatchETag => {
+            let (patch, twin_etag) = twin_update(mode, obj);
+            twin(map, &patch, twin_etag, done)
+        }
+    };
+    // What was written is stored, also when the twin part of a line failed after its identity.
+    if let Some(d) = map.get(id) {
+        changes.push(|| put_device(d));
     }
+    result
+}
+
+/// The twin patch and `If-Match` of an `updateTwin` or `updateTwinIfMatchETag` line (its
+/// `twinETag`, only for the latter).
+fn twin_update(mode: Mode, obj: &Map<String, Value>) -> (Value, Option<&str>) {
+    let etag = match mode {
+        Mode::UpdateTwinIfMatchETag => checked(obj.get("twinETag").and_then(Value::as_str)),
+        _ => None,
+    };
+    (twin_patch(obj).unwrap_or_else(|| json!({})), etag)
+}
+
+/// The twin part of an item (`tags`, `properties.desired`) as a twin patch, `None` when it has
+/// none. Reported properties are the device's and `$`-metadata the hub's: both are left out.
+fn twin_patch(obj: &Map<String, Value>) -> Option<Value> {
+    let mut patch = Map::new();
+    if let Some(tags) = obj.get("tags").filter(|t| t.is_object()) {
+        patch.insert("tags".into(), tags.clone());
+    }
+    if let Some(Value::Object(desired)) = obj.get("properties").and_then(|p| p.get("desired")) {
+        let desired: Map<String, Value> = desired
+            .iter()
+            .filter(|(k, _)| !k.starts_with('$'))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        patch.insert("properties".into(), json!({ "desired": desired }));
+    }
+    (!patch.is_empty()).then_some(Value::Object(patch))
 }
 
 #[cfg(test)]
@@ -230,6 +403,49 @@ mod tests {
             .unwrap();
         assert!(ok);
         assert_eq!(r.identity("b").unwrap_err().code, ErrorCode::DeviceNotFound);
+    }
+
+    #[test]
+    fn import_lines_default_to_create_or_update_and_name_modules() {
+        let r = Registry::default();
+        let line = |v: Value| v.as_object().unwrap().clone();
+        let exported = line(json!({"id": "d", "tags": {"a": 1},
+            "properties": {"desired": {"x": 1, "$metadata": {}, "$version": 4}, "reported": {"r": 1}}}));
+        r.import_item(&exported, 0).unwrap();
+        r.import_item(&exported, 0).unwrap(); // createOrUpdate: the second time updates
+        let twin = r.twin("d").unwrap();
+        assert_eq!(twin["tags"], json!({"a": 1}));
+        assert_eq!(twin["properties"]["desired"]["x"], 1);
+        assert!(
+            twin["properties"]["reported"].get("r").is_none(),
+            "reported is the device's"
+        );
+
+        r.import_item(
+            &line(json!({"id": "d", "moduleId": "m", "properties": {"desired": {"y": 2}}})),
+            0,
+        )
+        .unwrap();
+        assert_eq!(
+            r.module_twin("d", "m").unwrap()["properties"]["desired"]["y"],
+            2
+        );
+        let again = r.import_item(
+            &line(json!({"id": "d", "moduleId": "m", "importMode": "create"})),
+            0,
+        );
+        assert_eq!(
+            again.unwrap_err().code,
+            ErrorCode::ModuleAlreadyExistsOnDevice
+        );
+        r.import_item(
+            &line(json!({"id": "d", "moduleId": "m", "importMode": "delete"})),
+            0,
+        )
+        .unwrap();
+        assert!(r.module_identity("d", "m").is_err());
+        let bad = r.import_item(&line(json!({"id": "d", "importMode": 7})), 0);
+        assert_eq!(bad.unwrap_err().code, ErrorCode::ArgumentInvalid);
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod authentication;
 mod bulk;
 pub mod cloud_to_device;
 mod device;
+mod export;
 mod identity;
 mod methods;
 mod module;
@@ -483,16 +484,21 @@ impl Registry {
             changes.push(|| Change::DeleteDevice(id.into()));
             Ok(map.remove(id))
         })?;
-        // The device's modules go with it, and so do their connections and what they kept
-        // (before the commit: a device that is gone takes no new connection meanwhile).
         if let Some(d) = removed {
-            self.sessions.forget(id);
-            self.forget_cloud_to_device(id);
-            for module in d.modules.keys() {
-                self.sessions.forget(&client_key(id, Some(module)));
-            }
+            self.forget_removed(&d);
         }
         Ok(saved.wait()?)
+    }
+
+    /// A removed device's modules go with it, and so do their connections and what they kept
+    /// (called before the removal's commit: a device that is gone takes no new connection
+    /// meanwhile).
+    fn forget_removed(&self, d: &Device) {
+        self.sessions.forget(&d.id);
+        self.forget_cloud_to_device(&d.id);
+        for module in d.modules.keys() {
+            self.sessions.forget(&client_key(&d.id, Some(module)));
+        }
     }
 
     /// Updates the method behaviour of one device, or of all devices when `id` is `*`.

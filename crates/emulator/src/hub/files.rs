@@ -134,6 +134,11 @@ pub struct FileUploads {
 }
 
 impl FileUploads {
+    /// The linked storage account, which import/export jobs use too.
+    pub(super) fn storage(&self) -> Option<&Arc<LinkedStorage>> {
+        self.linked.get().map(|l| &l.storage)
+    }
+
     /// What a previous run stored (`Store::load_file_uploads`).
     fn restore(&self, uploads: Vec<Upload>, notifications: Vec<FileNotification>) {
         let mut active = lock(&self.active);

@@ -1,12 +1,12 @@
-//! The few blob requests the hub makes itself (create a container, read a blob's size), over
-//! HTTP or HTTPS trusting the hub's CA (Azurite serves with a certificate it issued), with an
-//! account SAS.
+//! The few blob requests the hub makes itself (create a container, read a blob's size, read
+//! and write an import/export job's blobs), over HTTP or HTTPS trusting the hub's CA (Azurite
+//! serves with a certificate it issued), with an account SAS or the SAS a caller gave.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Empty;
+use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
@@ -19,6 +19,8 @@ use crate::clock::wall_secs;
 use crate::errors::StartError;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
+/// A whole blob read or written (an export of 100,000 devices is tens of megabytes).
+const BODY_TIMEOUT: Duration = Duration::from_secs(300);
 
 pub struct BlobClient {
     tls: TlsConnector,
@@ -87,6 +89,44 @@ impl BlobClient {
     /// One request without a body: the status and the answer's `Content-Length`. Errors name
     /// the host, never the URL (its query holds a signature).
     async fn send(&self, method: Method, url: &str) -> Result<(StatusCode, Head), String> {
+        let (status, head, _) = self
+            .request(method, url, &[], Bytes::new(), TIMEOUT)
+            .await?;
+        Ok((status, head))
+    }
+
+    /// `GET url` (a blob URL with its SAS): the status and the whole body.
+    pub async fn get(&self, url: &str) -> Result<(StatusCode, Head, Bytes), String> {
+        self.request(Method::GET, url, &[], Bytes::new(), BODY_TIMEOUT)
+            .await
+    }
+
+    /// `PUT url` of a block blob (a blob URL with its SAS) holding `body`, in one request.
+    pub async fn put_block_blob(
+        &self,
+        url: &str,
+        body: Bytes,
+    ) -> Result<(StatusCode, Head), String> {
+        let headers = [
+            ("x-ms-blob-type", "BlockBlob"),
+            ("content-type", "text/plain"),
+        ];
+        let (status, head, _) = self
+            .request(Method::PUT, url, &headers, body, BODY_TIMEOUT)
+            .await?;
+        Ok((status, head))
+    }
+
+    /// One request: the status, the headers the hub reads and the body. Errors name the host,
+    /// never the URL (its query holds a signature).
+    async fn request(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+        timeout: Duration,
+    ) -> Result<(StatusCode, Head, Bytes), String> {
         let (https, rest) = match url.split_once("://") {
             Some(("https", rest)) => (true, rest),
             Some(("http", rest)) => (false, rest),
@@ -101,13 +141,17 @@ impl BlobClient {
             _ => (authority, if https { 443 } else { 80 }),
         };
         let bare = host.trim_start_matches('[').trim_end_matches(']');
-        let request = Request::builder()
+        let mut request = Request::builder()
             .method(method)
             .uri(path)
             .header("host", authority)
             .header("x-ms-version", sas::VERSION)
-            .header("content-length", "0")
-            .body(Empty::<Bytes>::new())
+            .header("content-length", body.len().to_string());
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request
+            .body(Full::new(body))
             .map_err(|e| format!("bad request: {e}"))?;
         let exchange = async {
             let tcp = TcpStream::connect((bare, port))
@@ -126,19 +170,25 @@ impl BlobClient {
                 exchange(TokioIo::new(tcp), request).await
             }
         };
-        tokio::time::timeout(TIMEOUT, exchange)
+        tokio::time::timeout(timeout, exchange)
             .await
-            .map_err(|_| format!("{authority} did not answer within {TIMEOUT:?}"))?
+            .map_err(|_| format!("{authority} did not answer within {timeout:?}"))?
     }
 }
 
 /// The answer's headers the hub reads.
-struct Head {
+pub struct Head {
     length: Option<u64>,
     last_modified: Option<String>,
+    /// Storage's `x-ms-error-code` of a refused request (`AuthenticationFailed`,
+    /// `ContainerNotFound`, …): what a job's failure reason names.
+    pub error_code: Option<String>,
 }
 
-async fn exchange<T>(io: T, request: Request<Empty<Bytes>>) -> Result<(StatusCode, Head), String>
+async fn exchange<T>(
+    io: T,
+    request: Request<Full<Bytes>>,
+) -> Result<(StatusCode, Head, Bytes), String>
 where
     T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
@@ -160,6 +210,14 @@ where
     let head = Head {
         length: header("content-length").and_then(|v| v.parse().ok()),
         last_modified: header("last-modified"),
+        error_code: header("x-ms-error-code"),
     };
-    Ok((response.status(), head))
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| format!("the answer's body was cut: {e}"))?
+        .to_bytes();
+    Ok((status, head, body))
 }

@@ -1,17 +1,20 @@
 //! The storage account linked to the hub (`--storage-connection-string`, `--storage azurite`):
 //! its connection string (`account.rs`), SAS tokens signed with its key (`sas.rs`), the few blob
-//! requests the hub makes itself (`client.rs`), and Azurite run as the emulator's child
-//! (`azurite.rs`). The file-upload container is created when the hub starts.
+//! requests the hub makes itself (`client.rs`), the containers import/export jobs name by URI
+//! (`containers.rs`), and Azurite run as the emulator's child (`azurite.rs`). The file-upload
+//! container is created when the hub starts.
 
 mod account;
 mod azurite;
 mod client;
+mod containers;
 pub mod sas;
 
 use std::path::Path;
 
 pub use account::Account;
 pub use azurite::{Azurite, AZURITE_ENV};
+pub use containers::ContainerUri;
 
 use crate::errors::StartError;
 

@@ -319,6 +319,14 @@ impl Store {
         }
     }
 
+    /// The import/export jobs a previous run left (none in memory), read as `T`.
+    pub fn import_export_jobs<T: DeserializeOwned>(&self) -> Result<Vec<T>, StoreError> {
+        match &self.disk {
+            Some(d) => lock(&d.db).import_export_jobs(),
+            None => Ok(Vec::new()),
+        }
+    }
+
     pub fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
         match &self.disk {
             Some(d) => lock(&d.db).meta(key),

@@ -19,6 +19,8 @@ pub enum Change {
     PutConfiguration(Document),
     DeleteConfiguration(String),
     ClearConfigurations,
+    PutImportExportJob(Document),
+    ClearImportExportJobs,
     Meta(String, String),
     /// A device's cloud-to-device queue (its document), or, with `None`, that it is empty.
     PutQueue(String, Option<String>),

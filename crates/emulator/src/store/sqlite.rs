@@ -13,6 +13,7 @@
 //!   correlation id, device, blob and expiry); `file_notifications(id, doc)`: a file-upload
 //!   notification not yet completed by the service (its body and delivery count), `id` its
 //!   zero-padded sequence number so that the id order is the queue's (version 4).
+//! - `import_export_jobs(id, doc)`: an import/export job's JSON document (version 5).
 //!
 //! Durability: WAL journal with `synchronous=NORMAL`. A commit is in the WAL file (the OS has
 //! it) before the call returns, so a killed process (SIGKILL, a crash) loses nothing that was
@@ -32,16 +33,18 @@ use super::{StoreError, Stored};
 
 /// The layout this emulator reads and writes. An older data dir is brought up to it by
 /// [`MIGRATIONS`]; a newer one (or not a store) is refused untouched.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// What takes a store of version `n + 1` to `n + 2`, each applied in one transaction.
-const MIGRATIONS: [&str; 3] = [
+const MIGRATIONS: [&str; 4] = [
     // 2: automatic device management configurations.
     "CREATE TABLE configurations (id TEXT PRIMARY KEY, doc TEXT NOT NULL) WITHOUT ROWID;",
     // 3: cloud-to-device queues.
     "CREATE TABLE cloud_to_device (id TEXT PRIMARY KEY, doc TEXT NOT NULL) WITHOUT ROWID;",
     // 4: pending file uploads and file-upload notifications.
     "CREATE TABLE file_uploads (id TEXT PRIMARY KEY, doc TEXT NOT NULL) WITHOUT ROWID; CREATE TABLE file_notifications (id TEXT PRIMARY KEY, doc TEXT NOT NULL) WITHOUT ROWID;",
+    // 5: import/export jobs.
+    "CREATE TABLE import_export_jobs (id TEXT PRIMARY KEY, doc TEXT NOT NULL) WITHOUT ROWID;",
 ];
 
 const SCHEMA: &str = "
@@ -74,6 +77,7 @@ CREATE TABLE configurations (id TEXT PRIMARY KEY, doc TEXT NOT NULL) WITHOUT ROW
 CREATE TABLE cloud_to_device (id TEXT PRIMARY KEY, doc TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE file_uploads (id TEXT PRIMARY KEY, doc TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE file_notifications (id TEXT PRIMARY KEY, doc TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE import_export_jobs (id TEXT PRIMARY KEY, doc TEXT NOT NULL) WITHOUT ROWID;
 ";
 
 pub struct Db {
@@ -199,6 +203,11 @@ impl Db {
 
     fn error(&self, e: rusqlite::Error) -> StoreError {
         StoreError::new(format!("{}: {e}", self.dir.join("hub.db").display()))
+    }
+
+    /// The import/export jobs' documents, read as `T`.
+    pub fn import_export_jobs<T: DeserializeOwned>(&self) -> Result<Vec<T>, StoreError> {
+        self.load_docs("import_export_jobs", "import/export job")
     }
 
     pub fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
@@ -390,6 +399,13 @@ fn apply(tx: &rusqlite::Transaction<'_>, change: &Change) -> rusqlite::Result<()
             .execute("DELETE FROM configurations WHERE id = ?1", [id])
             .map(drop),
         Change::ClearConfigurations => tx.execute_batch("DELETE FROM configurations;"),
+        Change::PutImportExportJob(d) => tx
+            .execute(
+                "INSERT OR REPLACE INTO import_export_jobs (id, doc) VALUES (?1, ?2)",
+                [&d.id, &d.doc],
+            )
+            .map(drop),
+        Change::ClearImportExportJobs => tx.execute_batch("DELETE FROM import_export_jobs;"),
         Change::Meta(key, value) => tx
             .execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
