@@ -333,8 +333,8 @@ impl Router {
         read(&self.current).clone()
     }
 
-    /// Puts `routing` in force, stored in `store` first (queued under the lock: the last
-    /// routing set is the one stored).
+    /// Puts `routing` in force and returns once `store` has it (queued under the lock: the
+    /// last routing set is the one stored).
     pub fn set(&self, store: &Store, routing: Routing) -> Result<(), StoreError> {
         let (_, pending) = store.stage(write(&self.current), |current, changes| {
             changes.push(|| {

@@ -249,10 +249,14 @@ impl Events {
     /// Empties every partition (a hub reset), in `store` too: sequence numbers start again
     /// at 0; the consumer groups go back to the initial ones.
     pub fn clear(&self, store: &Store) -> Result<(), StoreError> {
-        for p in &self.partitions {
-            lock(p).clear();
+        // Queued while every partition is locked: no append falls between the two.
+        let mut partitions: Vec<_> = self.partitions.iter().map(lock).collect();
+        for p in &mut partitions {
+            p.clear();
         }
-        store.write(|| vec![Change::ClearEvents]).wait()?;
+        let cleared = store.write(|| vec![Change::ClearEvents]);
+        drop(partitions);
+        cleared.wait()?;
         self.groups.reset(store)
     }
 
