@@ -74,15 +74,13 @@ pub fn handle(
             Ok(json!({"consumerGroups": hub.events().groups.list()}))
         }
         (&Method::PUT, ["events", "consumerGroups", name]) => hub
-            .events()
-            .groups
-            .create(name)
+            .create_consumer_group(name)
             .map(
                 |created| json!({"created": created, "consumerGroups": hub.events().groups.list()}),
             )
             .map_err(|e| bad(e.message)),
         (&Method::DELETE, ["events", "consumerGroups", name]) => {
-            match hub.events().groups.delete(name) {
+            match hub.delete_consumer_group(name) {
                 Ok(true) => Ok(json!({"consumerGroups": hub.events().groups.list()})),
                 Ok(false) => Err((StatusCode::NOT_FOUND, format!("no consumer group {name:?}"))),
                 Err(why) => Err(bad(why.message)),

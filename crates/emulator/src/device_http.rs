@@ -268,7 +268,7 @@ fn record_telemetry(
             .iter()
             .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
             .collect();
-        hub.device_message(message(body.clone(), named));
+        hub.device_message(message(body.clone(), named))?;
         return Ok(());
     }
     let bad = || {
@@ -301,7 +301,7 @@ fn record_telemetry(
         })
         .collect::<Result<Vec<_>, _>>()?;
     for (b, named) in decoded {
-        hub.device_message(message(b.into(), named));
+        hub.device_message(message(b.into(), named))?;
     }
     Ok(())
 }

@@ -73,7 +73,9 @@ impl MessageSource {
 }
 
 /// The system properties a device may set on a message (IoT Hub's names in comments).
-#[derive(Clone, Debug, Default, PartialEq)]
+/// Serialized for the events endpoint's stored log.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct SystemProperties {
     /// `message-id` (MQTT `$.mid`, HTTPS `iothub-messageid`).
     pub message_id: Option<String>,

@@ -33,7 +33,7 @@ use crate::jobs::{Engine, EngineLimits};
 use crate::limits::{DevicePacer, RateLimiter, Tier};
 use crate::record::Recorder;
 use crate::routing::Router;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 pub use files::{FileNotification, FileUploadSettings, MAX_ACTIVE_UPLOADS};
 pub use link::{ConnectOptions, DeviceLink, Downlink, Incoming, SubscriptionChange, TwinOp};
@@ -117,6 +117,8 @@ impl Hub {
                 devices.restore(stored.devices);
                 devices.cloud_to_device.restore(stored.queues);
                 configurations.restore(stored.configurations);
+                events.restore(stored.events)?;
+                events.groups.restore(&devices.store)?;
                 stored
                     .jobs
                     .into_iter()
@@ -271,14 +273,25 @@ impl Hub {
         self.devices.touch(client, self.clock.now_ms());
     }
 
-    /// Every device-to-cloud message, from every transport, enters the hub here.
-    pub fn device_message(&self, mut message: DeviceMessage) {
+    /// Every device-to-cloud message, from every transport, enters the hub here. It returns
+    /// once the message is stored (with a data dir): only then may its device be answered.
+    pub fn device_message(&self, mut message: DeviceMessage) -> Result<(), StoreError> {
         if message.auth.is_none() {
             message.auth = self.devices.client_auth(&message.client);
         }
         self.inject_gateway_fault(&message);
         self.devices.sessions.record_telemetry(&message);
-        self.route(message);
+        self.route(message)
+    }
+
+    /// Creates a consumer group of the `events` endpoint (stored before it returns).
+    pub fn create_consumer_group(&self, name: &str) -> Result<bool, EventsError> {
+        self.events.groups.create(&self.devices.store, name)
+    }
+
+    /// Deletes a consumer group of the `events` endpoint (stored before it returns).
+    pub fn delete_consumer_group(&self, name: &str) -> Result<bool, EventsError> {
+        self.events.groups.delete(&self.devices.store, name)
     }
 
     /// A message asking for a fault (`AzIoTHub_FaultOperationType`) breaks its device's
@@ -308,8 +321,8 @@ impl Hub {
         let devices: Vec<Device> = self.config.initial_devices.build(self.clock.now_ms())?;
         self.devices.load(devices, true)?;
         self.recorder.clear();
-        self.events.clear();
-        self.router.reset();
+        self.events.clear(&self.devices.store)?;
+        self.router.reset(&self.devices.store)?;
         self.set_faults(FaultSpec::default());
         Ok(())
     }

@@ -465,16 +465,23 @@ impl Session<'_> {
             topic.strip_prefix(&format!("{}/messages/events/", topic_root(self.id())))
         {
             let (properties, system) = from_property_bag(bag);
-            self.link
-                .incoming(Incoming::Telemetry(Box::new(DeviceMessage {
-                    client: self.id().to_string(),
-                    via: topic.to_string(),
-                    body: p.payload.clone(),
-                    properties,
-                    system,
-                    auth: None,
-                    ..Default::default()
-                })));
+            let stored = self.link.telemetry(DeviceMessage {
+                client: self.id().to_string(),
+                via: topic.to_string(),
+                body: p.payload.clone(),
+                properties,
+                system,
+                auth: None,
+                ..Default::default()
+            });
+            // Not stored: no PUBACK; the connection closes and the device sends it again.
+            if let Err(e) = stored {
+                eprintln!(
+                    "iothub-emulator: a message of {} was not saved: {e}",
+                    self.id()
+                );
+                return Step::Close;
+            }
             true
         } else {
             false

@@ -297,7 +297,7 @@ fn a_first_version_store_is_brought_up_to_date() {
     {
         let db = rusqlite::Connection::open(dir.path().join("hub.db")).unwrap();
         db.execute_batch(
-            "DROP TABLE configurations; DROP TABLE cloud_to_device; DROP TABLE file_uploads; DROP TABLE file_notifications; DROP TABLE import_export_jobs; UPDATE meta SET value = '1' WHERE key = 'schema_version';",
+            "DROP TABLE configurations; DROP TABLE cloud_to_device; DROP TABLE file_uploads; DROP TABLE file_notifications; DROP TABLE import_export_jobs; DROP TABLE events; UPDATE meta SET value = '1' WHERE key = 'schema_version';",
         )
         .unwrap();
     }
@@ -350,6 +350,7 @@ fn cloud_to_device_queues_are_stored_and_a_version_2_store_gains_them() {
             "file_uploads",
             "file_notifications",
             "import_export_jobs",
+            "events",
         ],
     );
 
@@ -390,7 +391,12 @@ fn file_uploads_are_stored_and_a_version_3_store_gains_them() {
     older_store(
         dir.path(),
         3,
-        &["file_uploads", "file_notifications", "import_export_jobs"],
+        &[
+            "file_uploads",
+            "file_notifications",
+            "import_export_jobs",
+            "events",
+        ],
     );
 
     let put = |store: &Store, change: Change| store.write(|| vec![change]).wait().unwrap();
@@ -460,4 +466,81 @@ fn a_twin_jobs_rows_end_only_once_its_twins_are_committed() {
             .unwrap();
         assert_eq!(patched, 20);
     });
+}
+
+fn event_message(client: &str, body: &str) -> crate::device_message::DeviceMessage {
+    crate::device_message::DeviceMessage {
+        client: client.into(),
+        body: body.as_bytes().to_vec().into(),
+        properties: vec![("n".into(), body.into())],
+        ..Default::default()
+    }
+}
+
+/// The events endpoint's log and its consumer groups come back after a restart: the same
+/// events at the same positions, numbering going on; a reset empties the stored log.
+#[test]
+fn the_events_log_and_consumer_groups_come_back() {
+    use crate::events::{Events, EventsConfig};
+    let dir = Dir::new();
+    let config = EventsConfig {
+        partitions: 2,
+        ..Default::default()
+    };
+    let clock = Arc::new(Clock::new());
+    let open = || {
+        let store = Store::open(dir.path()).unwrap();
+        let events = Events::new(config.clone(), clock.clone()).unwrap();
+        if let Some(stored) = load(&store) {
+            events.restore(stored.events).unwrap();
+            events.groups.restore(&store).unwrap();
+        }
+        (store, events)
+    };
+    let (store, events) = open();
+    store.replace_devices([]).wait().unwrap();
+    for i in 0..5 {
+        let m = event_message("dev-1", &format!("m{i}"));
+        events.append(&store, m, clock.now_ms()).unwrap();
+    }
+    events.groups.create(&store, "readers").unwrap();
+    drop((store, events));
+
+    let (store, events) = open();
+    let p = events.partition_of("dev-1");
+    let read = events.read(p, 0, 10, clock.now_ms());
+    let positions: Vec<(i64, i64)> = read.iter().map(|e| (e.sequence_number, e.offset)).collect();
+    assert_eq!(positions, [(0, 0), (1, 2), (2, 4), (3, 6), (4, 8)]);
+    assert_eq!(&read[4].message.body[..], b"m4");
+    assert_eq!(
+        read[4].message.properties,
+        [("n".to_string(), "m4".to_string())]
+    );
+    assert_eq!(events.read(1 - p, 0, 10, clock.now_ms()).len(), 0);
+    let next = events.append(&store, event_message("dev-1", "m5"), clock.now_ms());
+    assert_eq!(next, Ok((p, 5)), "sequence numbers go on");
+    assert_eq!(events.groups.list(), ["$Default", "readers"]);
+
+    events.clear(&store).unwrap();
+    drop((store, events));
+    let (store, events) = open();
+    assert_eq!(events.read(p, 0, 10, clock.now_ms()).len(), 0);
+    assert_eq!(events.groups.list(), ["$Default"]);
+    assert_eq!(
+        events.append(&store, event_message("dev-1", "x"), clock.now_ms()),
+        Ok((p, 0))
+    );
+    drop((store, events));
+
+    // A data dir written with more partitions than this start has is refused in one line.
+    let store = Store::open(dir.path()).unwrap();
+    let two = Events::new(config.clone(), clock.clone()).unwrap();
+    let mut records = load(&store).unwrap().events;
+    records[0].partition = 5;
+    let err = two.restore(records).unwrap_err();
+    assert!(
+        err.message
+            .starts_with("the data dir holds events of partition 5, but --partitions is 2"),
+        "{err}"
+    );
 }

@@ -18,6 +18,7 @@ use crate::device_message::{DeviceMessage, MessageSource};
 use crate::devices::split_client;
 use crate::locks::{read, write};
 use crate::query::{parse_route_condition, Condition};
+use crate::store::{meta, Change, Store, StoreError};
 
 /// The one endpoint the emulator has: the built-in Event Hubs-compatible one.
 pub const BUILT_IN_ENDPOINT: &str = "events";
@@ -332,20 +333,49 @@ impl Router {
         read(&self.current).clone()
     }
 
-    pub fn set(&self, routing: Routing) {
-        *write(&self.current) = Arc::new(routing);
+    /// Puts `routing` in force and returns once `store` has it (queued under the lock: the
+    /// last routing set is the one stored).
+    pub fn set(&self, store: &Store, routing: Routing) -> Result<(), StoreError> {
+        let (_, pending) = store.stage(write(&self.current), |current, changes| {
+            changes.push(|| {
+                Change::Meta(
+                    meta::ROUTING.into(),
+                    serde_json::to_string(routing.spec()).unwrap_or_default(),
+                )
+            });
+            **current = Arc::new(routing);
+            Ok::<_, StoreError>(())
+        })?;
+        pending.wait()
     }
 
-    /// The routing a new hub starts with (the seed's), also in force from now on.
-    pub fn set_initial(&self, routing: Routing) {
+    /// The routing a new hub starts with (the seed's), also in force from now on unless
+    /// `store` holds one set through the control API in an earlier run.
+    pub fn set_initial(&self, store: &Store, routing: Routing) -> Result<(), RoutingError> {
         let routing = Arc::new(routing);
         *write(&self.initial) = routing.clone();
-        *write(&self.current) = routing;
+        let unreadable = |e: String| RoutingError(format!("the routing in the store: {e}"));
+        let current = match store
+            .meta(meta::ROUTING)
+            .map_err(|e| unreadable(e.to_string()))?
+        {
+            Some(text) => {
+                let spec: RoutingSpec =
+                    serde_json::from_str(&text).map_err(|e| unreadable(e.to_string()))?;
+                Arc::new(Routing::new(spec).map_err(|e| unreadable(e.0))?)
+            }
+            None => routing,
+        };
+        *write(&self.current) = current;
+        Ok(())
     }
 
-    /// Back to the initial routing (a hub reset).
-    pub fn reset(&self) {
+    /// Back to the initial routing (a hub reset); the stored one goes.
+    pub fn reset(&self, store: &Store) -> Result<(), StoreError> {
         *write(&self.current) = read(&self.initial).clone();
+        store
+            .write(|| vec![Change::DeleteMeta(meta::ROUTING.into())])
+            .wait()
     }
 
     /// A connection-state event's `sequenceNumber`: 64 hex digits that order a device's

@@ -355,7 +355,8 @@ pub async fn run_until(
         events,
     };
     let hub: Arc<Hub> = Hub::with_store(config, auth, args.faults.clone(), store)?;
-    hub.set_initial_routing(routing);
+    hub.set_initial_routing(routing)
+        .map_err(|e| StartError::new(e.0))?;
     if let Some(storage) = &storage {
         let settings = FileUploadSettings {
             notifications: args.file_notifications,

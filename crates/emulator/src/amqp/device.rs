@@ -10,7 +10,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use fe2o3_amqp::link::delivery::Sendable;
-use fe2o3_amqp::types::definitions::Error as AmqpErrorBody;
+use fe2o3_amqp::types::definitions::{AmqpError, Error as AmqpErrorBody};
 use fe2o3_amqp::types::messaging::annotations::OwnedKey;
 use fe2o3_amqp::types::messaging::{
     ApplicationProperties, Body, MessageAnnotations, MessageId, Outcome, Properties,
@@ -277,7 +277,7 @@ pub(super) async fn receive(
                 if let Some(link) = conn.link_of(client) {
                     link.incoming(Incoming::Activity);
                     let (properties, system) = telemetry_properties(message);
-                    link.incoming(Incoming::Telemetry(Box::new(DeviceMessage {
+                    let stored = link.telemetry(DeviceMessage {
                         client: client.to_string(),
                         via: address.to_string(),
                         body: body_bytes(message).into(),
@@ -285,7 +285,16 @@ pub(super) async fn receive(
                         system,
                         auth: None,
                         ..Default::default()
-                    })));
+                    });
+                    // Not stored: rejected with a transient error, which the SDKs retry.
+                    if let Err(e) = stored {
+                        let text = format!("the hub could not save the message: {e}");
+                        let error = AmqpErrorBody::new(AmqpError::InternalError, Some(text), None);
+                        if receiver.reject(&delivery, error).await.is_err() {
+                            break;
+                        }
+                        continue;
+                    }
                 }
             }
             Address::Methods(client) => method_answer(&conn, client, message),

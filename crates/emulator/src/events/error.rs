@@ -25,6 +25,8 @@ pub enum EventsCondition {
     ResourceLimitExceeded,
     /// `amqp:link:stolen`: a reader of a higher epoch holds (or took) the partition.
     Stolen,
+    /// `amqp:internal-error`: the hub could not save a change (its data dir).
+    InternalError,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,6 +55,7 @@ impl EventsError {
                 ErrorCondition::AmqpError(AmqpError::ResourceLimitExceeded)
             }
             EventsCondition::Stolen => ErrorCondition::LinkError(LinkError::Stolen),
+            EventsCondition::InternalError => ErrorCondition::AmqpError(AmqpError::InternalError),
         };
         AmqpErrorBody::new(condition, Some(self.message.clone()), None)
     }

@@ -7,8 +7,10 @@
 //! bound); `groups.rs` the consumer groups; `owners.rs` the epoch readers; `message.rs` builds
 //! the AMQP message a reader gets; `redirect.rs` where the hub's `messages/events` readers are
 //! sent.
-//! The log lives in memory only, bounded per partition (`Limits`): the oldest events leave
-//! first, as with retention.
+//! The log is bounded per partition (`Limits`): the oldest events leave first, as with
+//! retention. With a data dir every event is stored (`stored.rs` makes its record) before
+//! readers see it and before its device is answered, events that leave are deleted from the
+//! store, and a restart loads the partitions back; the consumer groups are stored too.
 
 mod error;
 mod groups;
@@ -18,6 +20,7 @@ mod message;
 mod owners;
 pub mod partition;
 mod redirect;
+mod stored;
 
 use std::sync::{Arc, Mutex};
 
@@ -27,6 +30,7 @@ use crate::clock::Clock;
 use crate::device_message::DeviceMessage;
 use crate::devices::split_client;
 use crate::locks::lock;
+use crate::store::{Change, EventRecord, Store, StoreError};
 pub use error::{EventsCondition, EventsError};
 pub use groups::{ConsumerGroups, MAX_CONSUMER_GROUPS};
 use partition::{Limits, Partition, PartitionInfo, Start};
@@ -152,15 +156,54 @@ impl Events {
         (stable_hash(device) % u64::from(self.config.partitions)) as u32
     }
 
-    /// Appends a device message to its device's partition: (partition, sequence number).
-    pub fn append(&self, message: DeviceMessage, now_ms: i64) -> (u32, i64) {
+    /// Appends a device message to its device's partition and returns (partition, sequence
+    /// number) once `store` has it (in the hub's order: queued under the partition's lock,
+    /// many appends share a commit); then readers see it.
+    pub fn append(
+        &self,
+        store: &Store,
+        message: DeviceMessage,
+        now_ms: i64,
+    ) -> Result<(u32, i64), StoreError> {
         let partition = self.partition_of(&message.client);
-        let seq = lock(&self.partitions[partition as usize]).append(
-            Arc::new(message),
-            now_ms,
-            &self.limits,
-        );
-        (partition, seq)
+        let slot = &self.partitions[partition as usize];
+        let (seq, pending) = store.stage(lock(slot), |p, changes| {
+            let appended = p.append(Arc::new(message), now_ms, &self.limits);
+            changes.push(|| Change::PutEvent(stored::record(partition, &appended.event)));
+            if let Some(before) = appended.dropped_before {
+                changes.push(|| Change::DropEvents { partition, before });
+            }
+            Ok::<_, StoreError>(appended.event.sequence_number)
+        })?;
+        pending.wait()?;
+        lock(slot).publish(seq);
+        Ok((partition, seq))
+    }
+
+    /// Puts back the events a previous run stored (by partition and sequence number); those
+    /// older than the retention leave at once.
+    pub fn restore(&self, records: Vec<EventRecord>) -> Result<(), EventsError> {
+        let now_ms = self.clock.now_ms();
+        let mut by_partition: Vec<Vec<partition::Event>> =
+            (0..self.config.partitions).map(|_| Vec::new()).collect();
+        for record in records {
+            let Some(events) = by_partition.get_mut(record.partition as usize) else {
+                return Err(EventsError::new(
+                    EventsCondition::ArgumentOutOfRange,
+                    format!(
+                        "the data dir holds events of partition {}, but --partitions is {}: start with the partition count it was written with, or another --data-dir",
+                        record.partition, self.config.partitions
+                    ),
+                ));
+            };
+            let event = stored::event(record)
+                .map_err(|e| EventsError::new(EventsCondition::ArgumentError, e))?;
+            events.push(event);
+        }
+        for (slot, events) in self.partitions.iter().zip(by_partition) {
+            *lock(slot) = Partition::restored(events, now_ms, &self.limits);
+        }
+        Ok(())
     }
 
     fn partition(&self, id: u32) -> Option<&Mutex<Partition>> {
@@ -214,12 +257,18 @@ impl Events {
         Some(lock(self.partition(id)?).watch())
     }
 
-    /// Empties every partition (a hub reset): sequence numbers start again at 0.
-    pub fn clear(&self) {
-        for p in &self.partitions {
-            lock(p).clear();
+    /// Empties every partition (a hub reset), in `store` too: sequence numbers start again
+    /// at 0; the consumer groups go back to the initial ones.
+    pub fn clear(&self, store: &Store) -> Result<(), StoreError> {
+        // Queued while every partition is locked: no append falls between the two.
+        let mut partitions: Vec<_> = self.partitions.iter().map(lock).collect();
+        for p in &mut partitions {
+            p.clear();
         }
-        self.groups.reset();
+        let cleared = store.write(|| vec![Change::ClearEvents]);
+        drop(partitions);
+        cleared.wait()?;
+        self.groups.reset(store)
     }
 
     /// The control API's view: partitions with their state, consumer groups.
@@ -284,8 +333,9 @@ mod tests {
             client: "dev-1".into(),
             ..Default::default()
         };
-        assert_eq!(e.append(m.clone(), 5), (p, 0));
-        assert_eq!(e.append(m, 6), (p, 1));
+        let store = Store::memory();
+        assert_eq!(e.append(&store, m.clone(), 5), Ok((p, 0)));
+        assert_eq!(e.append(&store, m, 6), Ok((p, 1)));
         assert_eq!(e.read(p, 0, 10, 7).len(), 2);
     }
 

@@ -14,6 +14,7 @@ use super::Hub;
 use crate::device_message::DeviceMessage;
 use crate::devices::cloud_to_device::Settle;
 use crate::devices::{Outgoing, TwinAnswer, TwinRequest};
+use crate::store::StoreError;
 
 /// How a device connects.
 #[derive(Clone, Copy, Debug)]
@@ -54,9 +55,8 @@ pub struct SubscriptionChange {
 }
 
 /// What a connected device sends the hub, decoded by its transport.
+/// (Telemetry is `DeviceLink::telemetry`: its sender is answered only once it is stored.)
 pub enum Incoming<'a> {
-    /// Device-to-cloud telemetry (`Hub::device_message`); its activity is `Activity`.
-    Telemetry(Box<DeviceMessage>),
     /// The answer to a direct method call, by the call's request id.
     MethodAnswer {
         request_id: &'a str,
@@ -123,12 +123,17 @@ impl DeviceLink {
         self.session_present
     }
 
+    /// Takes a device-to-cloud message (`Hub::device_message`); `Ok` once it is stored, when
+    /// the transport may acknowledge it (its activity is `Incoming::Activity`).
+    pub fn telemetry(&self, message: DeviceMessage) -> Result<(), StoreError> {
+        self.hub.device_message(message)
+    }
+
     /// Takes what the device sent.
     pub fn incoming(&self, incoming: Incoming<'_>) {
         let hub = &self.hub;
         let id = self.client.as_str();
         match incoming {
-            Incoming::Telemetry(message) => hub.device_message(*message),
             Incoming::MethodAnswer {
                 request_id,
                 status,

@@ -13,6 +13,7 @@ use crate::devices::split_client;
 use crate::jobs::model::RowStatus;
 use crate::jobs::{EndedDeviceJob, JobListener};
 use crate::routing::{Routing, RoutingError, RoutingSpec};
+use crate::store::StoreError;
 
 /// Twin changes: a merge (`PATCH`, a reported patch) or a replacement (`PUT`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,20 +38,24 @@ impl Hub {
         self.router.current().spec().clone()
     }
 
-    /// Replaces the routing; the one-line error says what the service would refuse.
+    /// Replaces the routing, stored before it returns (with a data dir it outlives a
+    /// restart); the one-line error says what the service would refuse.
     pub fn set_routing(&self, spec: RoutingSpec) -> Result<(), RoutingError> {
-        self.router.set(Routing::new(spec)?);
-        Ok(())
+        self.router
+            .set(&self.devices.store, Routing::new(spec)?)
+            .map_err(|e| RoutingError(format!("the hub could not save the routing: {e}")))
     }
 
-    /// The routing a new hub starts with (the seed's); a reset goes back to it.
-    pub fn set_initial_routing(&self, routing: Routing) {
-        self.router.set_initial(routing);
+    /// The routing a new hub starts with (the seed's); a reset goes back to it. The routing a
+    /// previous run on the data dir set through the control API stays in force over it.
+    pub fn set_initial_routing(&self, routing: Routing) -> Result<(), RoutingError> {
+        self.router.set_initial(&self.devices.store, routing)
     }
 
     /// Sends `message` to the `events` endpoint if a route (or the fallback route) takes it,
-    /// with the enrichments added.
-    pub fn route(&self, mut message: DeviceMessage) {
+    /// with the enrichments added; returns once it is stored (with a data dir), so that its
+    /// sender is answered only then.
+    pub fn route(&self, mut message: DeviceMessage) -> Result<(), StoreError> {
         let routing = self.router.current();
         let now = self.clock.now_ms();
         let twin = routing
@@ -58,13 +63,15 @@ impl Hub {
             .then(|| self.twin_of(&message.client))
             .flatten();
         if !routing.delivers(&message, now, twin.as_ref()) {
-            return;
+            return Ok(());
         }
         for (key, value) in routing.enrichments(&self.config.events.name, twin.as_ref()) {
             message.properties.retain(|(k, _)| *k != key);
             message.properties.push((key, value));
         }
-        self.events.append(message, now);
+        self.events
+            .append(&self.devices.store, message, now)
+            .map(drop)
     }
 
     /// The twin of a device or module (`{deviceId}/{moduleId}`), as the service API shows it.
@@ -103,7 +110,8 @@ impl Hub {
             ("operationTimestamp".to_string(), iso(self.clock.now_ms())),
             ("iothub-message-schema".to_string(), schema.to_string()),
         ]);
-        self.route(DeviceMessage {
+        // The hub's own events have no sender to answer: a failed store says so in the log.
+        let routed = self.route(DeviceMessage {
             client: client.to_string(),
             via: source.route_name().to_string(),
             body: body.to_string().into_bytes().into(),
@@ -116,6 +124,12 @@ impl Hub {
             auth: None,
             source,
         });
+        if let Err(e) = routed {
+            eprintln!(
+                "iothub-emulator: a {} event was not saved: {e}",
+                source.route_name()
+            );
+        }
     }
 
     /// A twin's tags or desired or reported properties changed: the changed part (`patch`,

@@ -22,7 +22,7 @@ use serde::de::DeserializeOwned;
 use crate::locks::lock;
 
 pub use error::StoreError;
-pub use records::{Change, Changes, Document, JobRecord, RowRecord, StoredJob};
+pub use records::{Change, Changes, Document, EventRecord, JobRecord, RowRecord, StoredJob};
 pub use sqlite::SCHEMA_VERSION;
 
 /// Hub-wide values kept in the `meta` table (secrets: never logged).
@@ -35,16 +35,23 @@ pub mod meta {
     /// The server certificate's key (PEM); the certificate itself is re-issued at each start
     /// for the addresses of that start.
     pub const SERVER_KEY: &str = "server_key";
+    /// The events endpoint's consumer groups besides `$Default` (a JSON array), once one was
+    /// created or deleted.
+    pub const CONSUMER_GROUPS: &str = "consumer_groups";
+    /// The routing set through the control API (its JSON), in force over the seed's.
+    pub const ROUTING: &str = "routing";
 }
 
 /// What a previous run left: the documents of the devices (`D`), of their cloud-to-device
 /// queues that hold messages (`Q`) and of the configurations (`C`), read as the caller's
-/// types, and the jobs' records with the rows that ended, in creation order.
+/// types, the jobs' records with the rows that ended, in creation order, and the events of
+/// the log's partitions, by partition and sequence number.
 pub struct Stored<D, Q, C> {
     pub devices: Vec<D>,
     pub jobs: Vec<StoredJob>,
     pub queues: Vec<Q>,
     pub configurations: Vec<C>,
+    pub events: Vec<EventRecord>,
 }
 
 /// In memory: nothing. With a data dir: the database, and the writer thread that applies the

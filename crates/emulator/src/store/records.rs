@@ -31,6 +31,27 @@ pub enum Change {
     PutFileNotification(String, Option<String>),
     /// Every pending file upload and file-upload notification removed (a reset).
     ClearFileUploads,
+    DeleteMeta(String),
+    /// An event appended to a partition of the log.
+    PutEvent(EventRecord),
+    /// A partition's events before a sequence number left (retention, the memory bound).
+    DropEvents {
+        partition: u32,
+        before: i64,
+    },
+    ClearEvents,
+}
+
+/// One event of a partition of the log: its place (sequence number, offset, when it was
+/// enqueued), its body as sent and the rest of the message as a JSON document.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventRecord {
+    pub partition: u32,
+    pub sequence_number: i64,
+    pub offset: i64,
+    pub enqueued_ms: i64,
+    pub body: Vec<u8>,
+    pub message: String,
 }
 
 /// One JSON document and the id it is kept under: a device (everything it has, its modules

@@ -14,6 +14,9 @@
 //!   notification not yet completed by the service (its body and delivery count), `id` its
 //!   zero-padded sequence number so that the id order is the queue's (version 4).
 //! - `import_export_jobs(id, doc)`: an import/export job's JSON document (version 5).
+//! - `events(partition, seq, offset, enqueued_ms, body, message)`: the events endpoint's log,
+//!   the body as sent and the rest of the message as JSON (version 6). The newest event of a
+//!   partition stays even when it left by retention: the numbering goes on from it.
 //!
 //! Durability: WAL journal with `synchronous=NORMAL`. A commit is in the WAL file (the OS has
 //! it) before the call returns, so a killed process (SIGKILL, a crash) loses nothing that was
@@ -28,15 +31,15 @@ use std::path::{Path, PathBuf};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::de::DeserializeOwned;
 
-use super::records::{Change, Document, JobRecord, RowRecord, StoredJob};
+use super::records::{Change, Document, EventRecord, JobRecord, RowRecord, StoredJob};
 use super::{StoreError, Stored};
 
 /// The layout this emulator reads and writes. An older data dir is brought up to it by
 /// [`MIGRATIONS`]; a newer one (or not a store) is refused untouched.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// What takes a store of version `n + 1` to `n + 2`, each applied in one transaction.
-const MIGRATIONS: [&str; 4] = [
+const MIGRATIONS: [&str; 5] = [
     // 2: automatic device management configurations.
     "CREATE TABLE configurations (id TEXT PRIMARY KEY, doc TEXT NOT NULL) WITHOUT ROWID;",
     // 3: cloud-to-device queues.
@@ -45,6 +48,8 @@ const MIGRATIONS: [&str; 4] = [
     "CREATE TABLE file_uploads (id TEXT PRIMARY KEY, doc TEXT NOT NULL) WITHOUT ROWID; CREATE TABLE file_notifications (id TEXT PRIMARY KEY, doc TEXT NOT NULL) WITHOUT ROWID;",
     // 5: import/export jobs.
     "CREATE TABLE import_export_jobs (id TEXT PRIMARY KEY, doc TEXT NOT NULL) WITHOUT ROWID;",
+    // 6: the events endpoint's log.
+    "CREATE TABLE events (partition INTEGER NOT NULL, seq INTEGER NOT NULL, offset INTEGER NOT NULL, enqueued_ms INTEGER NOT NULL, body BLOB NOT NULL, message TEXT NOT NULL, PRIMARY KEY (partition, seq)) WITHOUT ROWID;",
 ];
 
 const SCHEMA: &str = "
@@ -78,6 +83,15 @@ CREATE TABLE cloud_to_device (id TEXT PRIMARY KEY, doc TEXT NOT NULL) WITHOUT RO
 CREATE TABLE file_uploads (id TEXT PRIMARY KEY, doc TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE file_notifications (id TEXT PRIMARY KEY, doc TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE import_export_jobs (id TEXT PRIMARY KEY, doc TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE events (
+    partition INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    offset INTEGER NOT NULL,
+    enqueued_ms INTEGER NOT NULL,
+    body BLOB NOT NULL,
+    message TEXT NOT NULL,
+    PRIMARY KEY (partition, seq)
+) WITHOUT ROWID;
 ";
 
 pub struct Db {
@@ -249,11 +263,13 @@ impl Db {
         let jobs = self.load_jobs()?;
         let configurations = self.load_docs("configurations", "configuration")?;
         let queues = self.load_docs("cloud_to_device", "cloud-to-device queue")?;
+        let events = self.load_events()?;
         Ok(Some(Stored {
             devices,
             jobs,
             configurations,
             queues,
+            events,
         }))
     }
 
@@ -328,6 +344,30 @@ impl Db {
             };
             let rows = self.load_rows(seq)?;
             out.push(StoredJob { job, rows });
+        }
+        Ok(out)
+    }
+
+    /// The log's events, by partition and sequence number.
+    fn load_events(&self) -> Result<Vec<EventRecord>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT partition, seq, offset, enqueued_ms, body, message FROM events ORDER BY partition, seq",
+            )
+            .map_err(|e| self.error(e))?;
+        let mut rows = stmt.query([]).map_err(|e| self.error(e))?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next().map_err(|e| self.error(e))? {
+            let get = |e| self.error(e);
+            out.push(EventRecord {
+                partition: r.get(0).map_err(get)?,
+                sequence_number: r.get(1).map_err(get)?,
+                offset: r.get(2).map_err(get)?,
+                enqueued_ms: r.get(3).map_err(get)?,
+                body: r.get(4).map_err(get)?,
+                message: r.get(5).map_err(get)?,
+            });
         }
         Ok(out)
     }
@@ -412,6 +452,27 @@ fn apply(tx: &rusqlite::Transaction<'_>, change: &Change) -> rusqlite::Result<()
                 [key, value],
             )
             .map(drop),
+        Change::DeleteMeta(key) => tx
+            .execute("DELETE FROM meta WHERE key = ?1", [key])
+            .map(drop),
+        Change::PutEvent(e) => tx
+            .prepare_cached(
+                "INSERT OR REPLACE INTO events (partition, seq, offset, enqueued_ms, body, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                e.partition,
+                e.sequence_number,
+                e.offset,
+                e.enqueued_ms,
+                e.body,
+                e.message
+            ])
+            .map(drop),
+        Change::DropEvents { partition, before } => tx
+            .prepare_cached("DELETE FROM events WHERE partition = ?1 AND seq < ?2")?
+            .execute(params![partition, before])
+            .map(drop),
+        Change::ClearEvents => tx.execute_batch("DELETE FROM events;"),
     }
 }
 

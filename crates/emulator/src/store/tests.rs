@@ -85,6 +85,48 @@ fn records_round_trip() {
     assert!(stored.jobs.is_empty() && stored.configurations.is_empty());
 }
 
+fn event(partition: u32, sequence_number: i64) -> EventRecord {
+    EventRecord {
+        partition,
+        sequence_number,
+        offset: sequence_number * 3,
+        enqueued_ms: 1000 + sequence_number,
+        body: vec![0, 1, 255],
+        message: r#"{"client":"d"}"#.into(),
+    }
+}
+
+/// Events come back by partition and sequence number; those that left, or a cleared log, do
+/// not; meta values can be deleted.
+#[test]
+fn events_round_trip_and_leave() {
+    let dir = Dir::new();
+    let store = Store::open(dir.path()).unwrap();
+    store.replace_devices([]).wait().unwrap();
+    let mut changes: Vec<Change> = [(1, 0), (0, 0), (0, 1), (0, 2), (1, 1)]
+        .into_iter()
+        .map(|(p, seq)| Change::PutEvent(event(p, seq)))
+        .collect();
+    changes.push(Change::DropEvents {
+        partition: 0,
+        before: 2,
+    });
+    changes.push(Change::Meta("k".into(), "v".into()));
+    store.write(|| changes).wait().unwrap();
+    drop(store);
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(
+        load(&store).unwrap().events,
+        [event(0, 2), event(1, 0), event(1, 1)]
+    );
+    store
+        .write(|| vec![Change::ClearEvents, Change::DeleteMeta("k".into())])
+        .wait()
+        .unwrap();
+    assert!(load(&store).unwrap().events.is_empty());
+    assert_eq!(store.meta("k").unwrap(), None);
+}
+
 /// A data dir as the build before the store's own records wrote it (schema version 3, rows
 /// written by that build's SQL) loads unchanged.
 #[test]
