@@ -11,7 +11,7 @@ const { readFileSync, writeFileSync } = require('node:fs');
 const http = require('node:http');
 const https = require('node:https');
 const path = require('node:path');
-const { serviceToken, API_VERSION } = require('./index.js');
+const { API_VERSION, serviceToken } = require('./service-token.js');
 
 const CONTAINER = 'iothub-emulator-files';
 const STORAGE_VERSION = '2020-10-02';

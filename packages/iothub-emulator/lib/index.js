@@ -7,17 +7,16 @@
 // pipe). Once ready, the child and its pipes are unref'd (unless `unref: false`): a forgotten hub
 // never keeps the process alive, and stop() holds the process only until the child has exited.
 const { spawn } = require('node:child_process');
-const { createHmac } = require('node:crypto');
 const { mkdtempSync, readFileSync, rmSync, writeFileSync } = require('node:fs');
 const https = require('node:https');
 const os = require('node:os');
 const path = require('node:path');
 
 const { binaryPath, EmulatorNotFoundError } = require('./binary.js');
+const { API_VERSION, serviceToken } = require('./service-token.js');
 
 const READY_TIMEOUT_MS = 30_000;
 const STOP_TIMEOUT_MS = 5_000;
-const API_VERSION = '2021-04-12';
 const asyncDispose = Symbol.asyncDispose ?? Symbol.for('nodejs.asyncDispose');
 
 // Options of the Node API only; every other option is a flag: `fooBar: v` → `--foo-bar v`,
@@ -72,15 +71,6 @@ function seedFile(seed, routing) {
   const file = path.join(dir, 'seed.json');
   writeFileSync(file, JSON.stringify(seed));
   return { args: ['--seed', file], remove: () => rmSync(dir, { recursive: true, force: true }) };
-}
-
-/** A service SAS token for the connection string's policy, valid for an hour. */
-function serviceToken(connectionString) {
-  const fields = Object.fromEntries(connectionString.split(';').map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
-  const sr = encodeURIComponent(fields.HostName);
-  const se = Math.floor(Date.now() / 1000) + 3600;
-  const sig = createHmac('sha256', Buffer.from(fields.SharedAccessKey, 'base64')).update(`${sr}\n${se}`).digest('base64');
-  return `SharedAccessSignature sr=${sr}&sig=${encodeURIComponent(sig)}&se=${se}&skn=${encodeURIComponent(fields.SharedAccessKeyName)}`;
 }
 
 function readyLine(child, timeoutMs, stderrTail) {
@@ -246,4 +236,4 @@ async function startEmulator(options = {}) {
   };
 }
 
-module.exports = { startEmulator, binaryPath, EmulatorNotFoundError, azuriteEnv, serviceToken, API_VERSION };
+module.exports = { startEmulator, binaryPath, EmulatorNotFoundError, azuriteEnv };
