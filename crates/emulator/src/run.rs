@@ -393,10 +393,15 @@ pub async fn run_until(
         args.faults
     );
     eprintln!(
-        "iothub-emulator: events endpoint {} ({} partitions, {} h retention, in memory){}",
+        "iothub-emulator: events endpoint {} ({} partitions, {} h retention, {}){}",
         hub.events().config.name,
         hub.events().config.partitions,
         hub.events().config.retention_hours,
+        if args.data_dir.is_some() {
+            "kept in the data dir"
+        } else {
+            "in memory"
+        },
         events_port.map_or(String::new(), |p| format!(
             ", also plain AMQP on amqp://{host}:{p}"
         ))

@@ -1,5 +1,7 @@
 //! Azurite's blob service as the emulator's child (`--storage azurite`): on the hub's loopback
-//! address and a free port (Azurite picks it: `--blobPort 0`), HTTPS with the hub's server
+//! address and a free port (Azurite picks it: `--blobPort 0`; with a data dir the port of the
+//! last run again when it is free, so that container URIs and SAS URIs made before a restart,
+//! and import/export jobs that run again after one, still reach it), HTTPS with the hub's server
 //! certificate (issued by the hub's CA), its data under `<data dir>/azurite` or a temporary
 //! directory. It runs under a small Node wrapper that stops it when its stdin closes: the hub
 //! holds the pipe, so however the hub ends (SIGKILL included) the OS closes the pipe and Azurite
@@ -30,6 +32,18 @@ process.argv = [node, main, ...rest];
 const stop = () => { process.kill(process.pid, 'SIGTERM'); setTimeout(() => process.exit(0), 3000).unref(); };
 process.stdin.on('end', stop).on('error', stop).resume();
 require(main);";
+
+/// Where a data dir keeps the port Azurite last served on.
+const PORT_FILE: &str = "blob-port";
+
+/// What every start of Azurite is given.
+struct Launch<'a> {
+    script: &'a std::path::Path,
+    host: &'a str,
+    location: &'a std::path::Path,
+    cert: &'a std::path::Path,
+    key: &'a std::path::Path,
+}
 
 pub struct Azurite {
     child: Child,
@@ -65,17 +79,66 @@ impl Azurite {
             "::" => "::1",
             h => h.trim_start_matches('[').trim_end_matches(']'),
         };
+        let port_file = setup.location.map(|_| location.join(PORT_FILE));
+        let last_port = port_file
+            .as_ref()
+            .and_then(|f| std::fs::read_to_string(f).ok())
+            .and_then(|text| text.trim().parse::<u16>().ok());
+        let launch = Launch {
+            script,
+            host,
+            location: &location,
+            cert: &cert,
+            key: &key,
+        };
+        // The last run's port once it is free (the last run's Azurite, orphaned by a SIGKILL of
+        // its hub, stops within a few seconds); else, or when Azurite cannot take it, any.
+        let free_again = match last_port {
+            Some(port) => port_frees(host, port).await.then_some(port),
+            None => None,
+        };
+        let (mut azurite, url) = match free_again {
+            Some(port) => match Self::spawn(&launch, port).await {
+                Ok(started) => started,
+                Err(_) => Self::spawn(&launch, 0).await?,
+            },
+            None => Self::spawn(&launch, 0).await?,
+        };
+        azurite._dir = dir;
+        let url = url.trim_end_matches('/');
+        if !url.starts_with("https://") {
+            return Err(format!("Azurite serves {url}, not HTTPS").into());
+        }
+        if let (Some(file), Some((_, port))) = (&port_file, url.rsplit_once(':')) {
+            let _ = std::fs::write(file, port);
+        }
+        azurite.endpoint = format!("{url}/{DEVELOPMENT_ACCOUNT}");
+        eprintln!(
+            "iothub-emulator: Azurite blob service at {}",
+            azurite.endpoint
+        );
+        Ok(azurite)
+    }
+
+    /// Starts Azurite on `port` (0: any free one); it and the URL it serves once it says so.
+    async fn spawn(launch: &Launch<'_>, port: u16) -> Result<(Self, String), StartError> {
         let node = std::env::var_os(NODE_ENV).unwrap_or_else(|| "node".into());
         let mut child = Command::new(&node)
             .arg("-e")
             .arg(WRAPPER)
-            .arg(script)
-            .args(["--blobHost", host, "--blobPort", "0", "--location"])
-            .arg(&location)
+            .arg(launch.script)
+            .args([
+                "--blobHost",
+                launch.host,
+                "--blobPort",
+                &port.to_string(),
+                "--location",
+            ])
+            .arg(launch.location)
             .arg("--cert")
-            .arg(&cert)
+            .arg(launch.cert)
             .arg("--key")
-            .arg(&key)
+            .arg(launch.key)
             .args([
                 "--silent",
                 "--disableTelemetry",
@@ -108,35 +171,38 @@ impl Azurite {
                 }
             }
         });
-        let mut azurite = Self {
+        // Dropped on an error below: Azurite is stopped.
+        let azurite = Self {
             child,
             stdin,
             endpoint: String::new(),
-            _dir: dir,
+            _dir: None,
         };
-        let url = match tokio::time::timeout(READY_TIMEOUT, ready_rx).await {
-            Ok(Ok(url)) => url,
-            Ok(Err(_)) => {
-                return Err("Azurite exited before it was ready (its output is above)".into())
-            }
-            Err(_) => return Err(format!("Azurite was not ready within {READY_TIMEOUT:?}").into()),
-        };
-        let url = url.trim_end_matches('/');
-        if !url.starts_with("https://") {
-            return Err(format!("Azurite serves {url}, not HTTPS").into());
+        match tokio::time::timeout(READY_TIMEOUT, ready_rx).await {
+            Ok(Ok(url)) => Ok((azurite, url)),
+            Ok(Err(_)) => Err("Azurite exited before it was ready (its output is above)".into()),
+            Err(_) => Err(format!("Azurite was not ready within {READY_TIMEOUT:?}").into()),
         }
-        azurite.endpoint = format!("{url}/{DEVELOPMENT_ACCOUNT}");
-        eprintln!(
-            "iothub-emulator: Azurite blob service at {}",
-            azurite.endpoint
-        );
-        Ok(azurite)
     }
 
     /// Azurite's well-known account at the endpoint it serves.
     pub fn account(&self) -> Account {
         Account::new(DEVELOPMENT_ACCOUNT, DEVELOPMENT_KEY, &self.endpoint)
             .expect("the well-known account is valid")
+    }
+}
+
+/// Whether `host:port` can be listened on within [`STOP_TIMEOUT`].
+async fn port_frees(host: &str, port: u16) -> bool {
+    let deadline = Instant::now() + STOP_TIMEOUT;
+    loop {
+        if std::net::TcpListener::bind((host, port)).is_ok() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
