@@ -350,51 +350,52 @@ impl Db {
 
     /// The log's events, by partition and sequence number.
     fn load_events(&self) -> Result<Vec<EventRecord>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT partition, seq, offset, enqueued_ms, body, message FROM events ORDER BY partition, seq",
-            )
-            .map_err(|e| self.error(e))?;
-        let mut rows = stmt.query([]).map_err(|e| self.error(e))?;
-        let mut out = Vec::new();
-        while let Some(r) = rows.next().map_err(|e| self.error(e))? {
-            let get = |e| self.error(e);
-            out.push(EventRecord {
-                partition: r.get(0).map_err(get)?,
-                sequence_number: r.get(1).map_err(get)?,
-                offset: r.get(2).map_err(get)?,
-                enqueued_ms: r.get(3).map_err(get)?,
-                body: r.get(4).map_err(get)?,
-                message: r.get(5).map_err(get)?,
-            });
-        }
-        Ok(out)
+        self.all(
+            "SELECT partition, seq, offset, enqueued_ms, body, message FROM events ORDER BY partition, seq",
+            [],
+            |r| {
+                Ok(EventRecord {
+                    partition: r.get(0)?,
+                    sequence_number: r.get(1)?,
+                    offset: r.get(2)?,
+                    enqueued_ms: r.get(3)?,
+                    body: r.get(4)?,
+                    message: r.get(5)?,
+                })
+            },
+        )
     }
 
     /// The rows of job `seq` that ended.
     fn load_rows(&self, seq: i64) -> Result<Vec<RowRecord>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT idx, device_id, status, start_ms, end_ms, updated_ms, outcome FROM device_jobs WHERE job_seq = ?1",
-            )
-            .map_err(|e| self.error(e))?;
-        let mut result = stmt.query([seq]).map_err(|e| self.error(e))?;
-        let mut out = Vec::new();
-        while let Some(r) = result.next().map_err(|e| self.error(e))? {
-            let get = |e| self.error(e);
-            out.push(RowRecord {
-                index: r.get(0).map_err(get)?,
-                device_id: r.get(1).map_err(get)?,
-                status: r.get(2).map_err(get)?,
-                start_ms: r.get(3).map_err(get)?,
-                end_ms: r.get(4).map_err(get)?,
-                updated_ms: r.get(5).map_err(get)?,
-                outcome: r.get(6).map_err(get)?,
-            });
-        }
-        Ok(out)
+        self.all(
+            "SELECT idx, device_id, status, start_ms, end_ms, updated_ms, outcome FROM device_jobs WHERE job_seq = ?1",
+            [seq],
+            |r| {
+                Ok(RowRecord {
+                    index: r.get(0)?,
+                    device_id: r.get(1)?,
+                    status: r.get(2)?,
+                    start_ms: r.get(3)?,
+                    end_ms: r.get(4)?,
+                    updated_ms: r.get(5)?,
+                    outcome: r.get(6)?,
+                })
+            },
+        )
+    }
+
+    /// Every row `sql` selects, each made a `T` by `row`.
+    fn all<T>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(sql).map_err(|e| self.error(e))?;
+        let rows = stmt.query_map(params, row).map_err(|e| self.error(e))?;
+        rows.collect::<rusqlite::Result<Vec<T>>>()
+            .map_err(|e| self.error(e))
     }
 }
 
