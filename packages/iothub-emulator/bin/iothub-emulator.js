@@ -120,6 +120,30 @@ async function exec(argv) {
   process.exit(signal ? 128 + (os.constants.signals[signal] ?? 0) : (code ?? 1));
 }
 
+/**
+ * An import/export job's progress on `stream` (stderr), as `iothub-jobs` shows a job's: on a
+ * terminal one line redrawn in place (`[#########.....................] 30%`), otherwise a plain
+ * line each time the status or the percentage changes.
+ */
+function jobProgress(stream, label) {
+  const started = Date.now();
+  let drawn = false;
+  return {
+    update(job) {
+      const head = `${label}: job ${job.jobId} ${job.status}`;
+      if (!stream.isTTY) return stream.write(`${head} ${job.progress}%\n`);
+      const filled = Math.round((job.progress / 100) * 30);
+      const elapsed = Math.round((Date.now() - started) / 1000);
+      stream.write(`\r\x1b[2K${head} [${'#'.repeat(filled)}${'.'.repeat(30 - filled)}] ${job.progress}% ${elapsed}s`);
+      drawn = true;
+    },
+    finish() {
+      if (drawn) stream.write('\n');
+      drawn = false;
+    },
+  };
+}
+
 /** `export`/`import`: the directory option taken out of `argv`, the rest are the hub's flags. */
 async function bulkFiles(kind, argv) {
   const dirFlag = kind === 'export' ? '--to' : '--from';
@@ -133,12 +157,13 @@ async function bulkFiles(kind, argv) {
   let hub;
   try {
     hub = await startEmulator({ args: flags });
-    const onProgress = (job) => process.stderr.write(`iothub-emulator ${kind}: job ${job.jobId} ${job.status} ${job.progress}%\n`);
+    const progress = jobProgress(process.stderr, `iothub-emulator ${kind}`);
+    const onProgress = (job) => progress.update(job);
     if (kind === 'export') {
-      const lines = await exportToDirectory(hub, dir, { excludeKeys, onProgress });
+      const lines = await exportToDirectory(hub, dir, { excludeKeys, onProgress }).finally(() => progress.finish());
       process.stdout.write(`${path.join(dir, 'devices.txt')}: ${lines} lines (devices and modules)\n`);
     } else {
-      const failed = await importFromDirectory(hub, dir, { onProgress });
+      const failed = await importFromDirectory(hub, dir, { onProgress }).finally(() => progress.finish());
       process.stdout.write(`${path.join(dir, 'devices.txt')} imported; ${failed} lines failed (${path.join(dir, 'importErrors.log')})\n`);
     }
   } catch (err) {
