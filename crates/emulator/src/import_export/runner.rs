@@ -139,10 +139,13 @@ async fn import(runner: &Runner, storage: &LinkedStorage, job: &Job) -> Result<(
 /// of [`BATCH`] (one registry lock and one commit each), a module line on its own: the error
 /// log's text, its entries in line order.
 fn apply_lines(runner: &Runner, id: &str, text: &[u8]) -> Vec<u8> {
-    let lines: Vec<&[u8]> = text
+    // Each line with its number in the blob (from 1), blank lines left out.
+    let lines: Vec<(usize, &[u8])> = text
         .split(|b| *b == b'\n')
         .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
-        .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+        .enumerate()
+        .filter(|(_, l)| !l.iter().all(u8::is_ascii_whitespace))
+        .map(|(i, l)| (i + 1, l))
         .collect();
     let mut log = Vec::new();
     let mut write = |entry: Value| {
@@ -168,7 +171,7 @@ fn apply_lines(runner: &Runner, id: &str, text: &[u8]) -> Vec<u8> {
             }
             devices.clear();
         };
-        for line in chunk {
+        for &(number, line) in chunk {
             match serde_json::from_slice::<Map<String, Value>>(line) {
                 Ok(item) if !item.contains_key("moduleId") => devices.push(item),
                 Ok(item) => {
@@ -180,9 +183,14 @@ fn apply_lines(runner: &Runner, id: &str, text: &[u8]) -> Vec<u8> {
                 }
                 Err(e) => {
                     flush(&mut devices, &mut write);
+                    // Where, not what: the line may hold a device's keys.
                     write(json!({
                         "errorCode": INVALID_LINE_CODE,
-                        "errorStatus": format!("Invalid device format in line: {}. {e}", String::from_utf8_lossy(line)),
+                        "errorStatus": format!(
+                            "Invalid device format in line {number}: not an ExportImportDevice JSON object ({:?} error at column {})",
+                            e.classify(),
+                            e.column()
+                        ),
                     }));
                 }
             }
