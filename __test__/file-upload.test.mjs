@@ -225,7 +225,7 @@ test('with --data-dir, pending uploads and notifications survive SIGKILL: each n
 
     // A notification delivered and not settled when the hub dies is delivered again.
     await step(hub, 'upload', cs(notified), 'c.txt', 'held', 'notify')
-    const holder = spawn(process.execPath, [path.join(ROOT, '__test__', 'helpers', 'file-upload-step.mjs'), 'receive', hub.connectionString, '60000', 'hold'],
+    const holder = spawn(process.execPath, [path.join(ROOT, '__test__', 'helpers', 'file-upload-step.mjs'), 'hold', hub.connectionString, '60000'],
       { env: { ...process.env, NODE_EXTRA_CA_CERTS: hub.caPath }, stdio: ['ignore', 'pipe', 'inherit'] })
     try {
       const [line] = await once(createInterface({ input: holder.stdout }), 'line')

@@ -5,9 +5,10 @@
 //                                       written with @azure/storage-blob, notifyBlobUploadStatus
 //                                       (notify) or not (silent) → {correlationId}
 //   notify CS CORRELATION_ID            notifyBlobUploadStatus → {ok} or {error: message}
-//   receive SERVICE_CS MS [hold]        azure-iothub's getFileNotificationReceiver for MS ms,
-//                                       completing each → {notifications: [...]}; with hold,
-//                                       settling none, one line {held: notification} per message
+//   receive SERVICE_CS MS               azure-iothub's getFileNotificationReceiver for MS ms,
+//                                       completing each → {notifications: [...]}
+//   hold SERVICE_CS MS                  a receiver of the notifications that settles none, for MS
+//                                       ms: one line {held: notification} per message
 //   download STORAGE_CS BLOB            the blob's text, read with @azure/storage-blob → {text}
 import { createRequire } from 'node:module'
 
@@ -48,13 +49,33 @@ if (step === 'upload') {
   const notifications = []
   receiver.on('message', (msg) => {
     const notification = JSON.parse(msg.getData().toString())
-    if (rest[1] === 'hold') return say({ held: notification })
     notifications.push(notification)
     receiver.complete(msg, () => {})
   })
   await new Promise((resolve) => setTimeout(resolve, Number(rest[0])))
   await service.close()
   say({ notifications })
+} else if (step === 'hold') {
+  // rhea-promise, not azure-iothub: azure-iothub's receiver accepts each message as it arrives
+  // (azure-iot-amqp-base's rhea `autoaccept`), so it can hold none unsettled. This one logs in as
+  // the policy (SASL PLAIN `<policy>@sas.root.<hub>`) on the hub's HTTPS port, which speaks AMQP.
+  const { Connection } = require('rhea-promise')
+  const { serviceToken } = require('../../packages/iothub-emulator/lib/service-token.js')
+  const fields = Object.fromEntries(cs.split(';').map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]))
+  const [host, port] = fields.HostName.split(':')
+  const connection = new Connection({
+    transport: 'tls', host, hostname: host, port: Number(port), reconnect: false,
+    username: `${fields.SharedAccessKeyName}@sas.root.${host.split('.')[0]}`, password: serviceToken(cs),
+  })
+  await connection.open()
+  await connection.createReceiver({
+    source: { address: '/messages/serviceBound/filenotifications' },
+    autoaccept: false,
+    onMessage: ({ message }) => say({ held: JSON.parse(Buffer.from(message.body.content ?? message.body).toString()) }),
+    onError: ({ receiver }) => { console.error(`the receiver failed: ${receiver?.error?.condition}`); process.exit(1) },
+  })
+  await new Promise((resolve) => setTimeout(resolve, Number(rest[0])))
+  await connection.close()
 } else if (step === 'download') {
   const blob = BlobServiceClient.fromConnectionString(cs).getContainerClient('fileupload').getBlobClient(rest[0])
   say({ text: (await blob.downloadToBuffer()).toString() })
