@@ -47,8 +47,8 @@ if (step === 'build') {
     const platforms = windowsReady() ? [...BUILT_IN_CI, WINDOWS, 'emulator-win32-x64'] : BUILT_IN_CI;
     if (!windowsReady()) skip(`${WINDOWS}: MinGW-w64, Wine or the Windows node.exe is missing (\`sudo npm run setup:platforms\`)`);
     const started = Date.now();
-    // The quick profile (no fat LTO, parallel codegen) keeps CI within its time; the x64 gnu
-    // addon, whose suites run on it, is the release build itself (build.mjs: buildWithStubs).
+    // The quick profile (build.mjs: unoptimised, no LTO, parallel codegen) keeps CI within its
+    // time; the x64 gnu addon, whose suites run on it, is the release build itself (buildWithStubs).
     const env = { ...process.env, IOTHUB_PLATFORMS_QUICK: '1' };
     execFileSync(process.execPath, [path.join(ROOT, 'scripts', 'platforms', 'build.mjs'), ...platforms], { cwd: ROOT, env, stdio: 'inherit' });
     console.log(`platforms: ${platforms.join(', ')} built in ${((Date.now() - started) / 1000).toFixed(0)} s`);
