@@ -434,8 +434,11 @@ const outDir = opts.out ?? (quick ? join(BENCH, 'tmp') : BENCH)
 mkdirSync(outDir, { recursive: true })
 writeFileSync(join(outDir, 'results.json'), JSON.stringify(results, null, 2) + '\n')
 const analysis = join(BENCH, 'ANALYSIS.md')
-writeFileSync(join(outDir, 'RESULTS.md'), renderMarkdown(results) + (existsSync(analysis) ? '\n' + readFileSync(analysis, 'utf8') : ''))
-log(`wrote ${join(outDir, 'RESULTS.md')} and results.json in ${results.durationSec} s`)
+// The Runtimes section is bench/runtimes.mjs's (a run of its own): kept as it was.
+const resultsMd = join(outDir, 'RESULTS.md')
+const runtimes = existsSync(resultsMd) ? /\n## Runtimes\n[\s\S]*<!-- runtimes:end -->\n/.exec(readFileSync(resultsMd, 'utf8'))?.[0] ?? '' : ''
+writeFileSync(resultsMd, renderMarkdown(results) + (existsSync(analysis) ? '\n' + readFileSync(analysis, 'utf8') : '') + runtimes)
+log(`wrote ${resultsMd} and results.json in ${results.durationSec} s`)
 if (results.errors.length) {
   log(`${results.errors.length} workload(s) did not complete:\n  ${results.errors.join('\n  ')}`)
   process.exitCode = 1

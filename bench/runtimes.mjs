@@ -14,6 +14,9 @@ import { BENCH, ROOT, REFERENCE_SHIM, WORKERS, alternate, median, machineInfo, p
 import { RUNTIMES, runtimeBinary } from '../scripts/runtimes/runtimes.mjs'
 import { installedVersion } from '../scripts/runtimes/setup.mjs'
 
+// Read before the run, which loads the machine itself (the same rule as bench/run.mjs's warning).
+const LOAD_AT_START = loadavg()[0]
+
 const { values: opts } = parseArgs({ options: { rounds: { type: 'string', default: '5' }, total: { type: 'string', default: '4000' }, out: { type: 'string' } } })
 const ROUNDS = Number(opts.rounds)
 const TOTAL = Number(opts.total)
@@ -97,7 +100,7 @@ const ms = (v) => (v === undefined || v === null ? 'n/a' : `${v.toFixed(0)}`)
 const rate = (v) => (v === null ? 'n/a' : v.toLocaleString('en-US', { maximumFractionDigits: 0 }))
 const m = machineInfo()
 const table = [
-  `Per runtime (\`node bench/runtimes.mjs --rounds=${ROUNDS}\`, medians of ${ROUNDS} rounds; ${m.cpu}, ${m.cores} cores, 1-minute load average ${loadavg()[0].toFixed(1)} at the end: the machine was shared, so the figures are noisy). Cold start: wall ms from spawn to exit of \`require\` + \`fromConnectionString\` (bare: the runtime alone). Throughput: getJob calls/s, ${TOTAL} calls at concurrency ${CONCURRENCY} against the emulator. azure-iothub is not run on Deno.`,
+  `Per runtime (\`node bench/runtimes.mjs --rounds=${ROUNDS}\`, medians of ${ROUNDS} rounds; ${m.cpu}, ${m.cores} cores, 1-minute load average ${LOAD_AT_START.toFixed(1)} at the start${LOAD_AT_START > m.cores / 2 ? ': the machine was busy, so the figures are noisy' : ''}). Cold start: wall ms from spawn to exit of \`require\` + \`fromConnectionString\` (bare: the runtime alone). Throughput: getJob calls/s, ${TOTAL} calls at concurrency ${CONCURRENCY} against the emulator. azure-iothub is not run on Deno.`,
   '',
   '| runtime | cold: bare | cold: iothub-jobs | cold: azure-iothub | getJob/s: iothub-jobs | getJob/s: azure-iothub |',
   '| --- | ---: | ---: | ---: | ---: | ---: |',
