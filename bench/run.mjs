@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs, promisify } from 'node:util'
 import {
-  ROOT, BENCH, PACKAGES, PEERS, alternate, median, ratio, machineInfo, packageModule, runJsonChild, runWorker,
+  ROOT, BENCH, PACKAGES, PEERS, alternate, median, ratio, machineInfo, busyAtStart, RUNTIMES_END, packageModule, runJsonChild, runWorker,
   startHub, log, firstErrorLine, trackChild, addonFingerprint, snapshotOurs,
 } from './lib/common.mjs'
 import { runFaults } from './faults.mjs'
@@ -424,7 +424,7 @@ if (quick) await throughputStep()
 results.durationSec = Math.round((Date.now() - started) / 100) / 10
 if (JSON.stringify(addonFingerprint(ROOT)) !== JSON.stringify(results.addon))
   results.warnings.push('The addon in the working tree changed during the run; every figure is of the copy taken at the start (see "addon measured" below).')
-if (results.machine.loadavgAtStart?.[0] > results.machine.cores / 2)
+if (busyAtStart(results.machine))
   results.warnings.push(`The machine was busy when the run started (load average ${results.machine.loadavgAtStart[0]} on ${results.machine.cores} cores): expect noisy figures.`)
 for (const [name, w] of Object.entries(W)) {
   for (const item of Array.isArray(w) ? w : [w]) if (item?.failed) results.errors.push(`${name}${item.concurrency ? ` c=${item.concurrency}` : ''}: ${item.failed}`)
@@ -434,9 +434,8 @@ const outDir = opts.out ?? (quick ? join(BENCH, 'tmp') : BENCH)
 mkdirSync(outDir, { recursive: true })
 writeFileSync(join(outDir, 'results.json'), JSON.stringify(results, null, 2) + '\n')
 const analysis = join(BENCH, 'ANALYSIS.md')
-// The Runtimes section is bench/runtimes.mjs's (a run of its own): kept as it was.
 const resultsMd = join(outDir, 'RESULTS.md')
-const runtimes = existsSync(resultsMd) ? /\n## Runtimes\n[\s\S]*<!-- runtimes:end -->\n/.exec(readFileSync(resultsMd, 'utf8'))?.[0] ?? '' : ''
+const runtimes = existsSync(resultsMd) ? new RegExp(`\n## Runtimes\n[\\s\\S]*${RUNTIMES_END}\n`).exec(readFileSync(resultsMd, 'utf8'))?.[0] ?? '' : ''
 writeFileSync(resultsMd, renderMarkdown(results) + (existsSync(analysis) ? '\n' + readFileSync(analysis, 'utf8') : '') + runtimes)
 log(`wrote ${resultsMd} and results.json in ${results.durationSec} s`)
 if (results.errors.length) {

@@ -7,15 +7,14 @@
 // Writes the table into bench/RESULTS.md between its runtimes markers (or --out). Needs
 // `npm run build` and `npm run setup:runtimes`.
 import { readFileSync, writeFileSync } from 'node:fs'
-import { loadavg } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import { BENCH, ROOT, REFERENCE_SHIM, WORKERS, alternate, median, machineInfo, packageModule, runJsonChild, snapshotOurs, startHub, log } from './lib/common.mjs'
+import { BENCH, ROOT, REFERENCE_SHIM, WORKERS, alternate, median, machineInfo, busyAtStart, RUNTIMES_START, RUNTIMES_END, packageModule, runJsonChild, snapshotOurs, startHub, log } from './lib/common.mjs'
 import { RUNTIMES, runtimeBinary } from '../scripts/runtimes/runtimes.mjs'
 import { installedVersion } from '../scripts/runtimes/setup.mjs'
 
-// Read before the run, which loads the machine itself (the same rule as bench/run.mjs's warning).
-const LOAD_AT_START = loadavg()[0]
+// Read before the run, which loads the machine itself.
+const m = machineInfo()
 
 const { values: opts } = parseArgs({ options: { rounds: { type: 'string', default: '5' }, total: { type: 'string', default: '4000' }, out: { type: 'string' } } })
 const ROUNDS = Number(opts.rounds)
@@ -98,17 +97,14 @@ try {
 
 const ms = (v) => (v === undefined || v === null ? 'n/a' : `${v.toFixed(0)}`)
 const rate = (v) => (v === null ? 'n/a' : v.toLocaleString('en-US', { maximumFractionDigits: 0 }))
-const m = machineInfo()
 const table = [
-  `Per runtime (\`node bench/runtimes.mjs --rounds=${ROUNDS}\`, medians of ${ROUNDS} rounds; ${m.cpu}, ${m.cores} cores, 1-minute load average ${LOAD_AT_START.toFixed(1)} at the start${LOAD_AT_START > m.cores / 2 ? ': the machine was busy, so the figures are noisy' : ''}). Cold start: wall ms from spawn to exit of \`require\` + \`fromConnectionString\` (bare: the runtime alone). Throughput: getJob calls/s, ${TOTAL} calls at concurrency ${CONCURRENCY} against the emulator. azure-iothub is not run on Deno.`,
+  `Per runtime (\`node bench/runtimes.mjs --rounds=${ROUNDS}\`, medians of ${ROUNDS} rounds; ${m.cpu}, ${m.cores} cores, 1-minute load average ${m.loadavgAtStart?.[0] ?? 'n/a'} at the start${busyAtStart(m) ? ': the machine was busy, so the figures are noisy' : ''}). Cold start: wall ms from spawn to exit of \`require\` + \`fromConnectionString\` (bare: the runtime alone). Throughput: getJob calls/s, ${TOTAL} calls at concurrency ${CONCURRENCY} against the emulator. azure-iothub is not run on Deno.`,
   '',
   '| runtime | cold: bare | cold: iothub-jobs | cold: azure-iothub | getJob/s: iothub-jobs | getJob/s: azure-iothub |',
   '| --- | ---: | ---: | ---: | ---: | ---: |',
   ...rows.map((r) => `| ${r.runtime} | ${ms(r.cold.bare)} | ${ms(r.cold.ours)} | ${ms(r.cold.reference)} | ${rate(r.throughput.ours)} | ${rate(r.throughput.reference)} |`),
 ].join('\n')
 console.log(table)
-const START = '<!-- runtimes:start -->'
-const END = '<!-- runtimes:end -->'
 const out = opts.out ?? join(BENCH, 'RESULTS.md')
 const text = (() => {
   try {
@@ -117,6 +113,6 @@ const text = (() => {
     return ''
   }
 })()
-const block = `${START}\n${table}\n${END}`
-writeFileSync(out, text.includes(START) ? text.replace(new RegExp(`${START}[\\s\\S]*${END}`), block) : `${text.trimEnd()}\n\n## Runtimes\n\n${block}\n`)
+const block = `${RUNTIMES_START}\n${table}\n${RUNTIMES_END}`
+writeFileSync(out, text.includes(RUNTIMES_START) ? text.replace(new RegExp(`${RUNTIMES_START}[\\s\\S]*${RUNTIMES_END}`), block) : `${text.trimEnd()}\n\n## Runtimes\n\n${block}\n`)
 log(`runtimes table written to ${out}`)

@@ -65,6 +65,14 @@ export function machineInfo() {
   }
 }
 
+/** Whether `machine` (machineInfo()) was busy when it was read: what makes a run's figures noisy. */
+export const busyAtStart = (machine) => machine.loadavgAtStart?.[0] > machine.cores / 2
+
+// The Runtimes section of RESULTS.md is bench/runtimes.mjs's, between these markers; a full
+// bench/run.mjs run keeps it.
+export const RUNTIMES_START = '<!-- runtimes:start -->'
+export const RUNTIMES_END = '<!-- runtimes:end -->'
+
 let oursDir = ROOT
 
 /**
